@@ -1,0 +1,106 @@
+//! The small contract between a guest and whatever runs it (xtask, the
+//! integration tests, later the host).
+//!
+//! A guest reports two things out of band of its ordinary log: its exit
+//! status, because PSCI `SYSTEM_OFF` on aarch64 cannot carry one and
+//! `isa-debug-exit` on x86_64 mangles it, and boot-timer stamps, the idea of
+//! Firecracker's boot-timer device: the guest says "I reached stage X at
+//! guest time T" and the runner notes when the line arrived. Both travel as
+//! marker lines on the serial console, the one device every VMM and board
+//! gives us, so the same runner code reads every machine type.
+#![no_std]
+#![forbid(unsafe_code)]
+
+/// Prefix of the line a guest prints just before it powers off.
+pub const EXIT_MARKER: &str = "@@ exit ";
+/// Prefix of a boot-timer line: `@@ boot-timer <stage> <guest-ns>`.
+pub const BOOT_TIMER_MARKER: &str = "@@ boot-timer ";
+
+/// The service finished and everything it checked held.
+pub const EXIT_SUCCESS: i32 = 0;
+/// The service finished and found a failure.
+pub const EXIT_FAILURE: i32 = 1;
+/// The service panicked.
+pub const EXIT_PANIC: i32 = 101;
+/// The CPU took an exception the guest cannot handle.
+pub const EXIT_EXCEPTION: i32 = 102;
+
+/// I/O port of QEMU's `isa-debug-exit` device as our runners configure it.
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// Turns a QEMU process exit code into the status the guest wrote to
+/// `isa-debug-exit`: QEMU exits with `(status << 1) | 1`, so only odd codes
+/// carry a status; anything else was not written by the guest.
+pub fn debug_exit_status(qemu_exit_code: i32) -> Option<i32> {
+    (qemu_exit_code & 1 == 1).then_some(qemu_exit_code >> 1)
+}
+
+/// One marker line from a guest console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker<'a> {
+    /// The guest is powering off with this status.
+    Exit(i32),
+    /// The guest reached `stage` when its own clock read `guest_ns`.
+    BootTimer { stage: &'a str, guest_ns: u64 },
+}
+
+/// Recognises a marker line (trailing `\r` allowed); ordinary log lines and
+/// malformed markers give `None`.
+pub fn parse_marker(line: &str) -> Option<Marker<'_>> {
+    let line = line.trim_end_matches('\r');
+    if let Some(rest) = line.strip_prefix(EXIT_MARKER) {
+        return rest.trim().parse().ok().map(Marker::Exit);
+    }
+    let rest = line.strip_prefix(BOOT_TIMER_MARKER)?;
+    let mut words = rest.split_ascii_whitespace();
+    let stage = words.next()?;
+    let guest_ns = words.next()?.parse().ok()?;
+    words
+        .next()
+        .is_none()
+        .then_some(Marker::BootTimer { stage, guest_ns })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_decode_only_when_odd() {
+        assert_eq!(debug_exit_status(1), Some(EXIT_SUCCESS));
+        assert_eq!(debug_exit_status(3), Some(EXIT_FAILURE));
+        assert_eq!(debug_exit_status(203), Some(EXIT_PANIC));
+        assert_eq!(debug_exit_status(0), None);
+        assert_eq!(debug_exit_status(2), None);
+    }
+
+    #[test]
+    fn markers_parse() {
+        assert_eq!(parse_marker("@@ exit 0"), Some(Marker::Exit(0)));
+        assert_eq!(parse_marker("@@ exit 101\r"), Some(Marker::Exit(101)));
+        assert_eq!(
+            parse_marker("@@ boot-timer main 812345"),
+            Some(Marker::BootTimer {
+                stage: "main",
+                guest_ns: 812_345
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_markers_are_ignored() {
+        for line in [
+            "",
+            "@@ exit",
+            "@@ exit x",
+            "@@ exit 99999999999999999999",
+            "@@ boot-timer",
+            "@@ boot-timer main",
+            "@@ boot-timer main -1",
+            "@@ boot-timer main 1 2",
+            "[ 0.000] selftest INFO: @@ exit 0 is only text here",
+        ] {
+            assert_eq!(parse_marker(line), None, "{line:?}");
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The hardware layer our unikernels are written against.
+//!
+//! Every service sees the same names whatever machine it runs on: a serial
+//! console, a monotonic clock and the wall-clock time at boot, power-off with
+//! an exit status, the memory map turned into a heap and DMA pages, virtio
+//! devices found on PCI or MMIO, and an entropy source. The per-arch modules
+//! (`x86_64/`, `aarch64/`) export the same items and are chosen here, in one
+//! place; everything outside them is portable.
+#![no_std]
+
+extern crate alloc;
+
+#[cfg(target_arch = "aarch64")]
+#[path = "aarch64/mod.rs"]
+mod arch;
+#[cfg(target_arch = "x86_64")]
+#[path = "x86_64/mod.rs"]
+mod arch;
+
+pub mod clock;
+pub mod console;
+pub mod entropy;
+pub mod power;
+pub mod startup;
+pub mod virtio;
+
+pub use arch::ARCH;
+pub use startup::{BootInfo, Platform};
+
+/// Size of the pages we hand to devices and map with.
+pub const PAGE_SIZE: usize = 4096;
+
+/// Lets the CPU know we are spinning (`pause` / `yield`).
+pub fn relax() {
+    arch::relax();
+}

@@ -1,0 +1,19 @@
+//! Boots our unikernels in QEMU from the host: builds a service image for
+//! an arch, picks the accelerator, runs the guest with a timeout while
+//! timestamping its console, and reports how it ended.
+//!
+//! The integration tests in `tests/`, `cargo xtask qemu` and
+//! `cargo xtask bench` all go through here, so they boot guests the same
+//! way.
+
+mod accel;
+mod build;
+mod image;
+mod machine;
+mod run;
+
+pub use accel::{Accel, AccelChoice};
+pub use build::{BuildError, Profile, build_service, workspace_root};
+pub use image::{ImageError, elf_to_arm64_image};
+pub use machine::{Arch, Device, Guest, Machine};
+pub use run::{End, Outcome, RunError, Stamp};

@@ -1,0 +1,104 @@
+//! The runtime every service unikernel is written against.
+//!
+//! A service is a `no_std` binary with one `fn main() -> i32` registered by
+//! [`entry!`]. Before `main` runs, the runtime has put the heap on the
+//! largest free stretch of RAM, installed a `log` backend that prints to the
+//! console with a timestamp and the service name, and recorded when `main`
+//! was reached. When `main` returns, its value is the exit status the
+//! runner sees; a panic prints its message and location and exits with
+//! [`guest_abi::EXIT_PANIC`]. Services use the single-threaded
+//! [`poll::PollLoop`] instead of threads.
+#![no_std]
+
+extern crate alloc;
+
+mod heap;
+mod logger;
+mod panic;
+pub mod poll;
+
+use core::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+pub use bootinfo::cmdline::Cmdline;
+pub use hal;
+pub use hal::BootInfo;
+pub use heap::{HeapStats, heap_stats};
+pub use log;
+use spin::Once;
+
+static SERVICE: Once<&'static str> = Once::new();
+static BOOT: Once<&'static BootInfo> = Once::new();
+static MAIN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Registers `main` as the service's entry point, under `name`.
+///
+/// ```ignore
+/// runtime::entry!("selftest", main);
+/// fn main() -> i32 { 0 }
+/// ```
+#[macro_export]
+macro_rules! entry {
+    ($name:literal, $main:path) => {
+        /// Called by the HAL once boot data is gathered.
+        #[unsafe(no_mangle)]
+        fn __unikernel_start(info: &'static $crate::BootInfo) -> ! {
+            $crate::start(info, $name, $main)
+        }
+    };
+}
+
+/// Brings the runtime up, runs `main` and powers off with its status.
+/// Called by [`entry!`]; not for services to call directly.
+pub fn start(info: &'static BootInfo, name: &'static str, main: fn() -> i32) -> ! {
+    SERVICE.call_once(|| name);
+    BOOT.call_once(|| info);
+    heap::init(info);
+    logger::init(Cmdline::new(info.cmdline).get("log"));
+    MAIN_COUNTER.store(hal::clock::counter(), Ordering::Relaxed);
+    let since_entry =
+        |counter: u64| hal::clock::ticks_to_ns(counter.wrapping_sub(hal::clock::entry_counter()));
+    hal::console::print(format_args!(
+        "{marker}rust {}\n{marker}main {}\n",
+        since_entry(hal::startup::rust_entry_counter()),
+        duration_ns(entry_to_main()),
+        marker = guest_abi::BOOT_TIMER_MARKER,
+    ));
+    exit(main())
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The service's name.
+pub fn service_name() -> &'static str {
+    SERVICE.get().copied().unwrap_or("unikernel")
+}
+
+/// What the loader handed over.
+pub fn boot_info() -> &'static BootInfo {
+    BOOT.get().copied().expect("runtime used before start")
+}
+
+/// The boot command line.
+pub fn cmdline() -> Cmdline<'static> {
+    Cmdline::new(boot_info().cmdline)
+}
+
+/// Time from the first instruction of the boot stub to `main`, measured on
+/// the guest's own clock.
+pub fn entry_to_main() -> Duration {
+    let ticks = MAIN_COUNTER
+        .load(Ordering::Relaxed)
+        .wrapping_sub(hal::clock::entry_counter());
+    Duration::from_nanos(hal::clock::ticks_to_ns(ticks))
+}
+
+/// Powers off with `status` after flushing nothing (the console is
+/// unbuffered): 0 is success.
+pub fn exit(status: i32) -> ! {
+    hal::power::exit(status)
+}

@@ -1,0 +1,207 @@
+//! A single-threaded poll loop with timers: what services use instead of
+//! threads.
+//!
+//! Work comes from two places: pollers, called on every turn (a network
+//! stack driving its device, say), and timers, called once or periodically
+//! at their deadline. Callbacks get a [`Control`] through which they read
+//! the loop's clock, schedule or cancel timers, and stop the loop. Nothing
+//! is preempted, so callbacks share state through plain `RefCell`s.
+//!
+//! Guests run with interrupts off, so an idle loop spins (with the CPU's
+//! spin hint) until the next deadline rather than halting.
+
+use alloc::{boxed::Box, vec::Vec};
+use core::time::Duration;
+
+use hal::clock::Instant;
+
+/// Identifies a timer, to cancel it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimerId(u64);
+
+type Callback<'a> = Box<dyn FnMut(&mut Control<'a>) + 'a>;
+type Poller<'a> = Box<dyn FnMut(&mut Control<'a>) -> bool + 'a>;
+
+struct Timer<'a> {
+    id: TimerId,
+    deadline: Instant,
+    period: Option<Duration>,
+    callback: Callback<'a>,
+}
+
+/// What a callback may do to the loop that called it.
+pub struct Control<'a> {
+    now: Instant,
+    next_id: u64,
+    added: Vec<Timer<'a>>,
+    cancelled: Vec<TimerId>,
+    stop: Option<i32>,
+}
+
+impl<'a> Control<'a> {
+    /// The loop's time at the start of this turn.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Calls `f` once, `delay` from now.
+    pub fn after(&mut self, delay: Duration, f: impl FnMut(&mut Control<'a>) + 'a) -> TimerId {
+        self.add(delay, None, Box::new(f))
+    }
+
+    /// Calls `f` every `period`, first `period` from now.
+    pub fn every(&mut self, period: Duration, f: impl FnMut(&mut Control<'a>) + 'a) -> TimerId {
+        self.add(period, Some(period), Box::new(f))
+    }
+
+    /// Cancels a timer; unknown or already-fired ids are ignored.
+    pub fn cancel(&mut self, id: TimerId) {
+        self.cancelled.push(id);
+    }
+
+    /// Ends [`PollLoop::run`] with `status` after the current callback.
+    pub fn stop(&mut self, status: i32) {
+        self.stop.get_or_insert(status);
+    }
+
+    fn add(
+        &mut self,
+        delay: Duration,
+        period: Option<Duration>,
+        callback: Callback<'a>,
+    ) -> TimerId {
+        let id = TimerId(self.next_id);
+        self.next_id += 1;
+        self.added.push(Timer {
+            id,
+            deadline: self.now.saturating_add(delay),
+            period,
+            callback,
+        });
+        id
+    }
+}
+
+/// The loop. Build it, add timers and pollers, then [`PollLoop::run`].
+pub struct PollLoop<'a> {
+    /// Kept sorted by deadline, earliest last, so popping is cheap.
+    timers: Vec<Timer<'a>>,
+    pollers: Vec<Poller<'a>>,
+    control: Control<'a>,
+}
+
+impl Default for PollLoop<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a> PollLoop<'a> {
+    pub fn new() -> Self {
+        PollLoop {
+            timers: Vec::new(),
+            pollers: Vec::new(),
+            control: Control {
+                now: Instant::now(),
+                next_id: 0,
+                added: Vec::new(),
+                cancelled: Vec::new(),
+                stop: None,
+            },
+        }
+    }
+
+    /// See [`Control::after`].
+    pub fn after(&mut self, delay: Duration, f: impl FnMut(&mut Control<'a>) + 'a) -> TimerId {
+        self.control.now = Instant::now();
+        let id = self.control.after(delay, f);
+        self.absorb();
+        id
+    }
+
+    /// See [`Control::every`].
+    pub fn every(&mut self, period: Duration, f: impl FnMut(&mut Control<'a>) + 'a) -> TimerId {
+        self.control.now = Instant::now();
+        let id = self.control.every(period, f);
+        self.absorb();
+        id
+    }
+
+    /// Adds a poller, called every turn; it returns whether it made
+    /// progress, and the loop only idles when none did.
+    pub fn poller(&mut self, f: impl FnMut(&mut Control<'a>) -> bool + 'a) {
+        self.pollers.push(Box::new(f));
+    }
+
+    /// Number of pending timers.
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Runs until a callback calls [`Control::stop`], or until nothing is
+    /// left to do (no pollers, no timers), which returns status 0.
+    pub fn run(&mut self) -> i32 {
+        loop {
+            if let Some(status) = self.turn() {
+                return status;
+            }
+        }
+    }
+
+    /// One turn: pollers, then every due timer. Returns the stop status.
+    pub fn turn(&mut self) -> Option<i32> {
+        self.control.now = Instant::now();
+        let mut progress = false;
+        for poller in &mut self.pollers {
+            progress |= poller(&mut self.control);
+        }
+        self.absorb();
+        while let Some(timer) = self.timers.last() {
+            if timer.deadline > self.control.now || self.control.stop.is_some() {
+                break;
+            }
+            let mut timer = self.timers.pop().expect("checked non-empty");
+            (timer.callback)(&mut self.control);
+            progress = true;
+            if let Some(period) = timer.period {
+                // Fixed rate, but never schedule into the past after a stall.
+                let next = timer.deadline.saturating_add(period);
+                timer.deadline = next.max(self.control.now);
+                self.control.added.push(timer);
+            }
+            self.absorb();
+        }
+        if let Some(status) = self.control.stop.take() {
+            return Some(status);
+        }
+        if self.timers.is_empty() && self.pollers.is_empty() {
+            return Some(0);
+        }
+        if !progress && self.pollers.is_empty() {
+            self.idle();
+        }
+        None
+    }
+
+    /// Spins until the next deadline.
+    fn idle(&self) {
+        if let Some(next) = self.timers.last() {
+            while Instant::now() < next.deadline {
+                hal::relax();
+            }
+        }
+    }
+
+    /// Moves timers added by callbacks into the sorted list and drops
+    /// cancelled ones.
+    fn absorb(&mut self) {
+        let cancelled = core::mem::take(&mut self.control.cancelled);
+        let added = core::mem::take(&mut self.control.added);
+        self.timers.extend(added);
+        self.timers.retain(|t| !cancelled.contains(&t.id));
+        // Stable sort, reversed: earliest deadline last; equal deadlines
+        // keep insertion order when popped.
+        self.timers
+            .sort_by(|a, b| b.deadline.cmp(&a.deadline).then(b.id.0.cmp(&a.id.0)));
+    }
+}

@@ -1,0 +1,157 @@
+//! `cargo xtask bench ...`: measurements printed as tables, for
+//! `docs/benchmarks.md`. Never assertions: numbers depend on the machine.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use harness::{Accel, AccelChoice, Device, Guest, Machine, Outcome, Profile, build_service};
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Boot the selftest N times per machine: exec to first console byte,
+    /// guest entry to main, exec to exit.
+    Boot {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
+    /// Encode/decode a realistic EdgeDevConfig and sign/verify an
+    /// AuthContainer, per operation, on the host.
+    Proto {
+        #[arg(long, default_value_t = 2000)]
+        iterations: u32,
+    },
+}
+
+pub fn run(what: Bench) -> Result<(), String> {
+    match what {
+        Bench::Boot { runs } => boot(runs.max(1)),
+        Bench::Proto { iterations } => proto(iterations.max(1)),
+    }
+}
+
+struct Summary {
+    median: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+fn summarize(mut samples: Vec<Duration>) -> Option<Summary> {
+    samples.sort();
+    Some(Summary {
+        median: *samples.get(samples.len() / 2)?,
+        min: *samples.first()?,
+        max: *samples.last()?,
+    })
+}
+
+fn cell(s: Option<Summary>) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    s.map_or("-".into(), |s| {
+        format!("{:.2} ({:.2}-{:.2})", ms(s.median), ms(s.min), ms(s.max))
+    })
+}
+
+/// Bytes QEMU loads: the PT_LOAD segments, i.e. the size once stripped.
+fn loadable_bytes(elf: &[u8]) -> Option<u64> {
+    let read = |at: usize, n: usize| -> Option<u64> {
+        let b = elf.get(at..at + n)?;
+        Some(b.iter().rev().fold(0u64, |acc, &x| acc << 8 | u64::from(x)))
+    };
+    let phoff = read(0x20, 8)? as usize;
+    let phentsize = read(0x36, 2)? as usize;
+    let phnum = read(0x38, 2)? as usize;
+    let mut total = 0;
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        if read(ph, 4)? == 1 {
+            total += read(ph + 32, 8)?;
+        }
+    }
+    Some(total)
+}
+
+fn boot(runs: usize) -> Result<(), String> {
+    crate::deps::ensure()?;
+    let mut configs = Vec::new();
+    for machine in Machine::ALL {
+        configs.push((machine, Accel::Tcg));
+        if AccelChoice::detect(machine.arch()).accel == Accel::Kvm {
+            configs.push((machine, Accel::Kvm));
+        }
+    }
+    println!("selftest boot, {runs} runs each, median (min-max) in ms");
+    println!();
+    println!(
+        "| machine | accel | exec to first console byte | guest entry to main | exec to exit | ELF loadable size |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (machine, accel) in configs {
+        let image = build_service("selftest", machine.arch(), Profile::Release)
+            .map_err(|e| e.to_string())?;
+        let elf_path = match machine.arch() {
+            harness::Arch::X86_64 => image.clone(),
+            harness::Arch::Aarch64 => image.with_extension(""),
+        };
+        let size = std::fs::read(&elf_path)
+            .ok()
+            .and_then(|b| loadable_bytes(&b))
+            .map_or("-".into(), |n| format!("{:.1} KiB", n as f64 / 1024.0));
+        let guest = Guest::new(machine, image)
+            .accel(accel)
+            .device(Device::VirtioRng)
+            .cmdline("expect-virtio=rng");
+        let mut outcomes: Vec<Outcome> = Vec::new();
+        for _ in 0..runs {
+            let outcome = guest.run().map_err(|e| e.to_string())?;
+            if !outcome.succeeded() {
+                return Err(format!("selftest failed during the benchmark:\n{outcome}"));
+            }
+            outcomes.push(outcome);
+        }
+        let first = summarize(outcomes.iter().filter_map(|o| o.first_byte).collect());
+        let main = summarize(
+            outcomes
+                .iter()
+                .filter_map(|o| o.stamp("main").map(|s| s.guest))
+                .collect(),
+        );
+        let total = summarize(outcomes.iter().map(|o| o.total).collect());
+        println!(
+            "| {machine} | {accel} | {} | {} | {} | {size} |",
+            cell(first),
+            cell(main),
+            cell(total)
+        );
+    }
+    Ok(())
+}
+
+/// Runs the release build of `evectl bench`, so the numbers are those of
+/// optimised code whatever profile xtask itself was built with.
+fn proto(iterations: u32) -> Result<(), String> {
+    let iterations = iterations.to_string();
+    let args = [
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "controller",
+        "--bin",
+        "evectl",
+        "--",
+        "bench",
+        "--iterations",
+        &iterations,
+    ];
+    let status =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(args)
+            .current_dir(harness::workspace_root())
+            .status()
+            .map_err(|e| format!("cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("evectl bench failed ({status})"))
+    }
+}

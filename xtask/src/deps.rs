@@ -1,0 +1,152 @@
+//! Installing what the unikernels need on the machine: QEMU for both
+//! arches and the bare-metal Rust targets.
+//!
+//! On Debian 12 the image may already carry qemu-utils from
+//! bookworm-backports, which conflicts with qemu-system from the main
+//! suite; so we add `bookworm-backports` to the `Suites:` line of the
+//! existing Debian source (never writing a mirror address) and install from
+//! there. Without root we print the commands instead.
+
+use std::{path::Path, process::Command};
+
+use harness::Arch;
+
+const SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
+const PACKAGES: &[&str] = &["qemu-system-x86", "qemu-system-arm"];
+
+fn have(binary: &str) -> bool {
+    Command::new(binary)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn qemu_missing() -> Vec<&'static str> {
+    Arch::ALL
+        .iter()
+        .map(|a| a.qemu())
+        .filter(|b| !have(b))
+        .collect()
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    println!("xtask: running {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{program} {} failed ({status})", args.join(" ")))
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn is_bookworm() -> bool {
+    std::fs::read_to_string("/etc/os-release")
+        .is_ok_and(|s| s.lines().any(|l| l == "VERSION_CODENAME=bookworm"))
+}
+
+/// Adds bookworm-backports to the first `Suites:` line that lists
+/// `bookworm`, if it is not there yet. Returns whether the file changed.
+fn add_backports(text: &str) -> Option<String> {
+    if text.contains("bookworm-backports") {
+        return None;
+    }
+    let mut changed = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let is_main =
+                line.starts_with("Suites:") && line.split_whitespace().any(|w| w == "bookworm");
+            if is_main && !changed {
+                changed = true;
+                format!("{line} bookworm-backports")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    changed.then(|| lines.join("\n") + "\n")
+}
+
+fn install_qemu() -> Result<(), String> {
+    let mut apt_args = vec!["install", "-y", "--no-install-recommends"];
+    if is_bookworm() && Path::new(SOURCES).exists() {
+        let text = std::fs::read_to_string(SOURCES).map_err(|e| format!("{SOURCES}: {e}"))?;
+        if let Some(new) = add_backports(&text) {
+            println!("xtask: adding bookworm-backports to the Suites line of {SOURCES}");
+            std::fs::write(SOURCES, new).map_err(|e| format!("{SOURCES}: {e}"))?;
+        }
+        apt_args.extend(["-t", "bookworm-backports"]);
+    }
+    apt_args.extend(PACKAGES);
+    run("apt-get", &["update", "-q"])?;
+    run("apt-get", &apt_args)
+}
+
+/// Makes sure QEMU and the Rust targets are present, installing them when
+/// we can and saying exactly what to run when we cannot.
+pub fn ensure() -> Result<(), String> {
+    ensure_rust_targets()?;
+    let missing = qemu_missing();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if is_root() && have("apt-get") {
+        println!("xtask: {} missing; installing QEMU", missing.join(", "));
+        install_qemu()?;
+        let still = qemu_missing();
+        return if still.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} still missing after apt-get install",
+                still.join(", ")
+            ))
+        };
+    }
+    Err(format!(
+        "{} missing. On Debian 12 run as root:\n  \
+         sed -i '/^Suites:.*bookworm /s/$/ bookworm-backports/' {SOURCES}\n  \
+         apt-get update && apt-get install -t bookworm-backports {}",
+        missing.join(", "),
+        PACKAGES.join(" ")
+    ))
+}
+
+fn ensure_rust_targets() -> Result<(), String> {
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup: {e}"))?;
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for arch in Arch::ALL {
+        if !listed.lines().any(|l| l.trim() == arch.target()) {
+            run("rustup", &["target", "add", arch.target()])?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_backports;
+
+    #[test]
+    fn backports_join_the_main_suites_line_once() {
+        let text = "Types: deb\nSuites: bookworm bookworm-updates\n\nTypes: deb\nSuites: bookworm-security\n";
+        let new = add_backports(text).expect("changed");
+        assert!(new.contains("Suites: bookworm bookworm-updates bookworm-backports\n"));
+        assert!(new.contains("Suites: bookworm-security\n"));
+        assert_eq!(add_backports(&new), None);
+    }
+}

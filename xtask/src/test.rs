@@ -1,0 +1,110 @@
+//! `cargo xtask test`: everything, as CI runs it.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+};
+
+use harness::{Arch, workspace_root};
+
+fn cargo_command() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+fn cargo(args: &[&str]) -> Result<(), String> {
+    println!("xtask: cargo {}", args.join(" "));
+    let status = cargo_command()
+        .args(args)
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed ({status})", args.join(" ")))
+    }
+}
+
+/// Counts from one libtest summary line:
+/// `test result: ok. 9 passed; 0 failed; 0 ignored; ...`.
+fn summary_counts(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let (_verdict, counts) = rest.split_once(". ")?;
+    let count = |word: &str| {
+        counts.split(';').find_map(|part| {
+            let (n, what) = part.trim().split_once(' ')?;
+            (what == word).then(|| n.parse::<u64>().ok()).flatten()
+        })
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
+/// Runs `cargo test`, passing its output through, and adds up its
+/// summaries, so the run ends with one line that counts every test.
+fn cargo_test() -> Result<(u64, u64), String> {
+    println!("xtask: cargo test");
+    let mut child = cargo_command()
+        .arg("test")
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cargo: {e}"))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("reading cargo test output: {e}"))?;
+        println!("{line}");
+        if let Some((p, f)) = summary_counts(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let status = child.wait().map_err(|e| format!("cargo test: {e}"))?;
+    if status.success() {
+        Ok((passed, failed))
+    } else {
+        println!("test: {passed} passed, {} failed", failed.max(1));
+        Err(format!("cargo test failed ({status})"))
+    }
+}
+
+pub fn run() -> Result<(), String> {
+    crate::deps::ensure()?;
+    // Portable and guest libraries must keep building for bare metal.
+    for arch in Arch::ALL {
+        let mut args = vec!["build", "--quiet", "--target", arch.target()];
+        for lib in crate::BARE_METAL_LIBS {
+            args.extend(["--package", lib]);
+        }
+        args.extend(["--target-dir", "target/guest"]);
+        cargo(&args)?;
+    }
+    // The default members are the host-side crates: their unit tests and
+    // the QEMU integration tests, which build the service images for both
+    // arches themselves.
+    let (passed, failed) = cargo_test()?;
+    println!("test: {passed} passed, {failed} failed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary_counts;
+
+    #[test]
+    fn reads_libtest_summaries() {
+        assert_eq!(
+            summary_counts(
+                "test result: ok. 9 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s"
+            ),
+            Some((9, 0))
+        );
+        assert_eq!(
+            summary_counts(
+                "test result: FAILED. 3 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out"
+            ),
+            Some((3, 2))
+        );
+        assert_eq!(summary_counts("running 3 tests"), None);
+    }
+}
