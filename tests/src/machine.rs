@@ -139,6 +139,8 @@ pub struct Guest {
     pub cmdline: String,
     pub memory_mib: u32,
     pub devices: Vec<Device>,
+    /// Extra `-M` properties, e.g. `virtualization=on` to enter at EL2.
+    pub machine_options: Vec<String>,
     /// Killed if still running after this long.
     pub timeout: Duration,
 }
@@ -154,6 +156,7 @@ impl Guest {
             cmdline: String::new(),
             memory_mib: 64,
             devices: Vec::new(),
+            machine_options: Vec::new(),
             timeout: Duration::from_secs(60),
         }
     }
@@ -165,6 +168,11 @@ impl Guest {
 
     pub fn device(mut self, device: Device) -> Guest {
         self.devices.push(device);
+        self
+    }
+
+    pub fn machine_option(mut self, option: impl Into<String>) -> Guest {
+        self.machine_options.push(option.into());
         self
     }
 
@@ -182,11 +190,16 @@ impl Guest {
     pub fn args(&self) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
-        match self.machine {
-            Machine::Microvm => push(&["-M", "microvm,x-option-roms=off,rtc=on"]),
-            Machine::Q35 => push(&["-M", "q35"]),
-            Machine::Virt => push(&["-M", "virt"]),
-        }
+        let machine = match self.machine {
+            Machine::Microvm => "microvm,x-option-roms=off,rtc=on",
+            Machine::Q35 => "q35",
+            Machine::Virt => "virt",
+        };
+        let machine = std::iter::once(machine)
+            .chain(self.machine_options.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(",");
+        push(&["-M", &machine]);
         if self.machine.arch() == Arch::X86_64 {
             // qboot: 2-3x faster to the first instruction than SeaBIOS.
             push(&["-bios", "qboot.rom"]);
@@ -284,6 +297,8 @@ mod tests {
         assert!(line.starts_with("qemu-system-aarch64 -M virt"));
         assert!(!line.contains("qboot") && !line.contains("debug-exit"));
         assert!(line.contains("-cpu host -accel kvm"));
+        let el2 = guest(Machine::Virt).machine_option("virtualization=on");
+        assert!(el2.command_line().contains("-M virt,virtualization=on "));
     }
 
     #[test]

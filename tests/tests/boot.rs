@@ -57,6 +57,17 @@ fn selftest_passes_on_aarch64_virt() {
 }
 
 #[test]
+fn aarch64_entered_at_el2_drops_to_el1() {
+    // With virtualization extensions QEMU starts the kernel at EL2.
+    let guest = selftest(Machine::Virt)
+        .accel(harness::Accel::Tcg)
+        .machine_option("virtualization=on")
+        .device(Device::VirtioRng)
+        .cmdline("expect-virtio=rng");
+    run(&guest).assert_success();
+}
+
+#[test]
 fn a_failing_check_fails_the_run() {
     // No virtio-rng on a cortex-a72 (no RNDR): the entropy check must fail,
     // and so must a device that was expected but is not there.
