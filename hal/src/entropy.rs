@@ -3,7 +3,10 @@
 //! sources; the runtime feeds them into a CSPRNG for keys and TLS.
 
 use spin::Mutex;
-use virtio_drivers::{device::rng::VirtIORng, transport::SomeTransport};
+use virtio_drivers::{
+    device::rng::VirtIORng,
+    transport::{DeviceType, SomeTransport},
+};
 
 use crate::{arch, virtio::VirtioHal};
 
@@ -41,6 +44,21 @@ pub fn attach_virtio(transport: SomeTransport<'static>) -> Result<(), EntropyErr
     let rng = VirtIORng::new(transport).map_err(|_| EntropyError::SourceFailed)?;
     *VIRTIO_RNG.lock() = Some(rng);
     Ok(())
+}
+
+/// Makes sure some source is usable: the CPU's instruction, or else a
+/// virtio-rng device found by `virtio::discover` (attached here if it was
+/// not yet).
+pub fn ensure_source() -> Result<Source, EntropyError> {
+    if cpu_source_present() {
+        return Ok(Source::Cpu);
+    }
+    if VIRTIO_RNG.lock().is_some() {
+        return Ok(Source::Virtio);
+    }
+    let transport = crate::virtio::take(DeviceType::EntropySource).ok_or(EntropyError::NoSource)?;
+    attach_virtio(transport)?;
+    Ok(Source::Virtio)
 }
 
 /// Whether the CPU has a usable random instruction.

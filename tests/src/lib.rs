@@ -15,5 +15,5 @@ mod run;
 pub use accel::{Accel, AccelChoice};
 pub use build::{BuildError, Profile, build_service, workspace_root};
 pub use image::{ImageError, elf_to_arm64_image};
-pub use machine::{Arch, Device, Guest, Machine};
-pub use run::{End, Outcome, RunError, Stamp};
+pub use machine::{Arch, Device, Guest, HOST_SERVICES_ADDR, Machine, UserNet};
+pub use run::{End, Outcome, RunError, Running, Stamp};

@@ -128,6 +128,39 @@ impl FromStr for Machine {
 pub enum Device {
     /// virtio-rng fed from the host's /dev/urandom.
     VirtioRng,
+    /// virtio-net on QEMU user-mode networking with `restrict=on`: the guest
+    /// reaches nothing but QEMU's DHCP server and the forwards listed, so
+    /// tests only ever touch the host's loopback.
+    UserNet(UserNet),
+}
+
+/// Forwards of a [`Device::UserNet`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserNet {
+    /// Guest connections to `10.0.2.100:<guest port>` reach
+    /// `127.0.0.1:<host port>`.
+    pub guest_to_host: Vec<(u16, u16)>,
+    /// Connections to `127.0.0.1:<host port>` reach the guest's
+    /// `<guest port>`.
+    pub host_to_guest: Vec<(u16, u16)>,
+}
+
+/// The address guests use for services the host forwards to them.
+pub const HOST_SERVICES_ADDR: &str = "10.0.2.100";
+
+impl UserNet {
+    fn netdev(&self) -> String {
+        let mut netdev = String::from("user,id=net0,restrict=on");
+        for (guest_port, host_port) in &self.guest_to_host {
+            netdev.push_str(&format!(
+                ",guestfwd=tcp:{HOST_SERVICES_ADDR}:{guest_port}-tcp:127.0.0.1:{host_port}"
+            ));
+        }
+        for (host_port, guest_port) in &self.host_to_guest {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}"));
+        }
+        netdev
+    }
 }
 
 /// One guest to boot.
@@ -232,6 +265,16 @@ impl Guest {
             match (device, self.machine.uses_pci()) {
                 (Device::VirtioRng, true) => push(&["-device", "virtio-rng-pci"]),
                 (Device::VirtioRng, false) => push(&["-device", "virtio-rng-device"]),
+                (Device::UserNet(net), pci) => {
+                    push(&["-netdev", &net.netdev()]);
+                    // An empty romfile keeps firmware from loading iPXE.
+                    let nic = if pci {
+                        "virtio-net-pci,netdev=net0,romfile="
+                    } else {
+                        "virtio-net-device,netdev=net0"
+                    };
+                    push(&["-device", nic]);
+                }
             }
         }
         args.push("-kernel".into());
@@ -299,6 +342,28 @@ mod tests {
         assert!(line.contains("-cpu host -accel kvm"));
         let el2 = guest(Machine::Virt).machine_option("virtualization=on");
         assert!(el2.command_line().contains("-M virt,virtualization=on "));
+    }
+
+    #[test]
+    fn user_net_is_restricted_to_the_listed_forwards() {
+        let net = UserNet {
+            guest_to_host: vec![(7, 4000)],
+            host_to_guest: vec![(4001, 80)],
+        };
+        let line = guest(Machine::Microvm)
+            .device(Device::UserNet(net.clone()))
+            .command_line();
+        assert!(line.contains(
+            "-netdev user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:7-tcp:127.0.0.1:4000,hostfwd=tcp:127.0.0.1:4001-:80"
+        ), "{line}");
+        assert!(line.contains("-device virtio-net-device,netdev=net0"));
+        let line = guest(Machine::Q35)
+            .device(Device::UserNet(net))
+            .command_line();
+        assert!(
+            line.contains("-device virtio-net-pci,netdev=net0,romfile="),
+            "{line}"
+        );
     }
 
     #[test]

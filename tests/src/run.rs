@@ -103,9 +103,34 @@ enum Chunk {
     Closed,
 }
 
+/// A guest that is running: its console can be watched while the test
+/// talks to it, then [`Running::finish`] waits for the end.
+pub struct Running {
+    child: std::process::Child,
+    chunks: mpsc::Receiver<Chunk>,
+    reader: thread::JoinHandle<()>,
+    err_reader: thread::JoinHandle<String>,
+    started: Instant,
+    deadline: Instant,
+    arch: Arch,
+    command_line: String,
+    console: Vec<u8>,
+    line: Vec<u8>,
+    lines: Vec<String>,
+    stamps: Vec<Stamp>,
+    marker_exit: Option<i32>,
+    first_byte: Option<Duration>,
+    closed: bool,
+}
+
 impl Guest {
     /// Boots the guest and waits for it to power off, die or time out.
     pub fn run(&self) -> Result<Outcome, RunError> {
+        Ok(self.spawn()?.finish())
+    }
+
+    /// Boots the guest and returns at once.
+    pub fn spawn(&self) -> Result<Running, RunError> {
         let binary = self.machine.arch().qemu();
         let mut command = self.command();
         command
@@ -117,7 +142,7 @@ impl Guest {
             std::io::ErrorKind::NotFound => RunError::QemuMissing { binary },
             _ => RunError::Spawn { binary, source },
         })?;
-        let (tx, rx) = mpsc::channel();
+        let (tx, chunks) = mpsc::channel();
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let reader = thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -142,45 +167,99 @@ impl Guest {
             let _ = stderr.read_to_string(&mut text);
             text
         });
+        Ok(Running {
+            child,
+            chunks,
+            reader,
+            err_reader,
+            started,
+            deadline: started + self.timeout,
+            arch: self.machine.arch(),
+            command_line: self.command_line(),
+            console: Vec::new(),
+            line: Vec::new(),
+            lines: Vec::new(),
+            stamps: Vec::new(),
+            marker_exit: None,
+            first_byte: None,
+            closed: false,
+        })
+    }
+}
 
-        let mut console = Vec::new();
-        let mut line = Vec::new();
-        let mut stamps = Vec::new();
-        let mut marker_exit = None;
-        let mut first_byte = None;
-        let mut timed_out = false;
-        let deadline = started + self.timeout;
-        loop {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait.min(Duration::from_millis(50))) {
-                Ok(Chunk::Bytes(bytes, at)) => {
-                    first_byte.get_or_insert(at);
-                    for &b in &bytes {
-                        if b == b'\n' {
-                            note_line(&line, at, &mut stamps, &mut marker_exit);
-                            line.clear();
-                        } else {
-                            line.push(b);
-                        }
+impl Running {
+    /// Takes console output for up to `wait`; false once the console closed.
+    fn pump(&mut self, wait: Duration) -> bool {
+        if self.closed {
+            return false;
+        }
+        match self.chunks.recv_timeout(wait) {
+            Ok(Chunk::Bytes(bytes, at)) => {
+                self.first_byte.get_or_insert(at);
+                for &b in &bytes {
+                    if b == b'\n' {
+                        let text = String::from_utf8_lossy(&self.line).replace('\r', "");
+                        note_line(&text, at, &mut self.stamps, &mut self.marker_exit);
+                        self.lines.push(text);
+                        self.line.clear();
+                    } else {
+                        self.line.push(b);
                     }
-                    console.extend_from_slice(&bytes);
                 }
-                Ok(Chunk::Closed) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                self.console.extend_from_slice(&bytes);
+                true
             }
-            if Instant::now() >= deadline {
+            Ok(Chunk::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.closed = true;
+                false
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => true,
+        }
+    }
+
+    /// Waits until the guest prints a line containing `needle`, returning
+    /// the line; `None` if the guest ends or `timeout` passes first.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        let until = Instant::now() + timeout;
+        let mut seen = 0;
+        loop {
+            if let Some(line) = self.lines[seen..].iter().find(|l| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            seen = self.lines.len();
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.pump(left.min(Duration::from_millis(50))) {
+                return None;
+            }
+        }
+    }
+
+    /// Waits for the guest to end (killing it at its timeout).
+    pub fn finish(mut self) -> Outcome {
+        let mut timed_out = false;
+        loop {
+            let wait = self.deadline.saturating_duration_since(Instant::now());
+            if !self.pump(wait.min(Duration::from_millis(50))) {
+                break;
+            }
+            if Instant::now() >= self.deadline {
                 timed_out = true;
-                let _ = child.kill();
+                let _ = self.child.kill();
                 break;
             }
         }
-        note_line(&line, started.elapsed(), &mut stamps, &mut marker_exit);
-        let status = child.wait().ok();
-        let total = started.elapsed();
-        let _ = reader.join();
-        let stderr_text = err_reader.join().unwrap_or_default();
-        let mut console = String::from_utf8_lossy(&console).replace('\r', "");
+        let tail = String::from_utf8_lossy(&self.line).replace('\r', "");
+        note_line(
+            &tail,
+            self.started.elapsed(),
+            &mut self.stamps,
+            &mut self.marker_exit,
+        );
+        let status = self.child.wait().ok();
+        let total = self.started.elapsed();
+        let _ = self.reader.join();
+        let stderr_text = self.err_reader.join().unwrap_or_default();
+        let mut console = String::from_utf8_lossy(&self.console).replace('\r', "");
         if !stderr_text.trim().is_empty() {
             console.push_str("\n[qemu stderr]\n");
             console.push_str(&stderr_text);
@@ -189,22 +268,21 @@ impl Guest {
         let end = if timed_out {
             End::TimedOut
         } else {
-            decide_end(self.machine.arch(), marker_exit, code)
+            decide_end(self.arch, self.marker_exit, code)
         };
-        Ok(Outcome {
+        Outcome {
             end,
             console,
-            first_byte,
+            first_byte: self.first_byte,
             total,
-            stamps,
-            command_line: self.command_line(),
-        })
+            stamps: self.stamps,
+            command_line: self.command_line,
+        }
     }
 }
 
-fn note_line(line: &[u8], at: Duration, stamps: &mut Vec<Stamp>, exit: &mut Option<i32>) {
-    let text = String::from_utf8_lossy(line);
-    match parse_marker(&text) {
+fn note_line(text: &str, at: Duration, stamps: &mut Vec<Stamp>, exit: &mut Option<i32>) {
+    match parse_marker(text) {
         Some(Marker::Exit(status)) => *exit = Some(status),
         Some(Marker::BootTimer { stage, guest_ns }) => stamps.push(Stamp {
             stage: stage.to_string(),

@@ -12,12 +12,13 @@ use clap::{Parser, Subcommand};
 use harness::{Accel, Arch, Machine, Profile};
 
 /// Services the workspace builds for bare metal.
-pub const SERVICES: &[&str] = &["selftest"];
+pub const SERVICES: &[&str] = &["selftest", "nettest"];
 /// Library crates that must also build for both bare-metal targets.
 pub const BARE_METAL_LIBS: &[&str] = &[
     "boot",
     "hal",
     "runtime",
+    "net",
     "bootinfo",
     "guest-abi",
     "eve-proto",

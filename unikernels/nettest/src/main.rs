@@ -1,0 +1,170 @@
+//! The network test service. It brings the interface up (DHCP unless the
+//! command line sets `ip=`) and then runs what the command line asks:
+//!
+//! - `echo-to=A.B.C.D:PORT`: connect, send `echo-bytes=` bytes (default
+//!   256 KiB) of a pattern, close the sending side, read everything back
+//!   and compare: the host runs an echo server there.
+//! - `echo-on=PORT`: listen, print `nettest: listening on PORT`, accept one
+//!   connection and echo it until the peer closes: the host connects.
+//!
+//! Each step prints PASS or FAIL with its time; the exit status is 0 only
+//! if every step passed.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::{format, string::String, vec, vec::Vec};
+use core::time::Duration;
+
+use embedded_io::{Read, Write};
+use hal::clock::Instant;
+use net::{IpEndpoint, Stack};
+
+runtime::entry!("nettest", main);
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn main() -> i32 {
+    let params = runtime::cmdline();
+    let mut stack = match Stack::from_boot(runtime::boot_info()) {
+        Ok(stack) => stack,
+        Err(e) => {
+            log::error!("FAIL link: {e}");
+            return 1;
+        }
+    };
+    let mut ok = step("address", || {
+        let started = Instant::now();
+        let config = stack
+            .wait_for_address(STEP_TIMEOUT)
+            .map_err(|e| format!("{e}"))?;
+        hal::console::print(format_args!(
+            "{}lease {}\n",
+            guest_abi::BOOT_TIMER_MARKER,
+            Instant::now().as_nanos()
+        ));
+        Ok(format!(
+            "{} gateway {:?} dns {:?} after {} us",
+            config.address,
+            config.gateway,
+            config.dns,
+            started.elapsed().as_micros()
+        ))
+    });
+    if let Some(target) = params.get("echo-to") {
+        let bytes = params
+            .get("echo-bytes")
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(256 * 1024);
+        ok &= step("tcp-client", || echo_client(&mut stack, target, bytes));
+    }
+    if let Some(port) = params.get("echo-on") {
+        ok &= step("tcp-server", || echo_server(&mut stack, port));
+    }
+    if ok { 0 } else { 1 }
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<String, String>) -> bool {
+    match f() {
+        Ok(detail) => {
+            log::info!("PASS {name}: {detail}");
+            true
+        }
+        Err(why) => {
+            log::error!("FAIL {name}: {why}");
+            false
+        }
+    }
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+fn echo_client(stack: &mut Stack, target: &str, len: usize) -> Result<String, String> {
+    let endpoint: IpEndpoint = parse_endpoint(target).ok_or(format!("bad endpoint {target:?}"))?;
+    let started = Instant::now();
+    let handle = stack
+        .tcp_connect(endpoint, STEP_TIMEOUT)
+        .map_err(|e| format!("connect {endpoint}: {e}"))?;
+    let connected = started.elapsed();
+    let data = pattern(len);
+    let mut back = Vec::with_capacity(len);
+    {
+        let mut stream = stack.stream(handle, STEP_TIMEOUT);
+        let mut sent = 0;
+        let mut buf = vec![0u8; 16 * 1024];
+        // Interleave writes and reads so neither side's window fills.
+        while sent < data.len() || back.len() < data.len() {
+            if sent < data.len() {
+                sent += stream
+                    .write(&data[sent..])
+                    .map_err(|e| format!("write: {e}"))?;
+                if sent == data.len() {
+                    stream.flush().map_err(|e| format!("flush: {e}"))?;
+                    stream.shutdown_write();
+                }
+            }
+            if back.len() < sent {
+                let n = stream.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                back.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    stack.tcp_close(handle, Duration::from_secs(2));
+    if back != data {
+        return Err(format!(
+            "echo differs: sent {} bytes, got {}",
+            data.len(),
+            back.len()
+        ));
+    }
+    let total = started.elapsed();
+    Ok(format!(
+        "{len} bytes echoed by {endpoint}; connect {} us, total {} us ({} KiB/s each way)",
+        connected.as_micros(),
+        total.as_micros(),
+        (len as u128 * 1_000_000 / total.as_micros().max(1)) / 1024
+    ))
+}
+
+fn echo_server(stack: &mut Stack, port: &str) -> Result<String, String> {
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    let handle = stack.tcp_listen(port).map_err(|e| format!("listen: {e}"))?;
+    log::info!("nettest: listening on {port}");
+    let peer = stack
+        .tcp_accept(handle, Duration::from_secs(60))
+        .map_err(|e| format!("accept: {e}"))?;
+    let started = Instant::now();
+    let mut echoed = 0usize;
+    {
+        let mut stream = stack.stream(handle, STEP_TIMEOUT);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = stream.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            stream
+                .write_all(&buf[..n])
+                .map_err(|e| format!("write: {e}"))?;
+            echoed += n;
+        }
+        stream.flush().map_err(|e| format!("flush: {e}"))?;
+    }
+    stack.tcp_close(handle, Duration::from_secs(2));
+    Ok(format!(
+        "echoed {echoed} bytes for {peer} in {} us",
+        started.elapsed().as_micros()
+    ))
+}
+
+fn parse_endpoint(s: &str) -> Option<IpEndpoint> {
+    let (addr, port) = s.rsplit_once(':')?;
+    let addr: net::Ipv4Address = addr.parse().ok()?;
+    Some(IpEndpoint::new(addr.into(), port.parse().ok()?))
+}
