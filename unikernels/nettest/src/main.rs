@@ -31,10 +31,10 @@ fn main() -> i32 {
         Ok(stack) => stack,
         Err(e) => {
             log::error!("FAIL link: {e}");
-            return 1;
+            return runtime::status(false);
         }
     };
-    let mut ok = step("address", || {
+    let mut ok = runtime::check("address", || {
         let started = Instant::now();
         let config = stack
             .wait_for_address(STEP_TIMEOUT)
@@ -57,25 +57,12 @@ fn main() -> i32 {
             .get("echo-bytes")
             .and_then(|b| b.parse().ok())
             .unwrap_or(256 * 1024);
-        ok &= step("tcp-client", || echo_client(&mut stack, target, bytes));
+        ok &= runtime::check("tcp-client", || echo_client(&mut stack, target, bytes));
     }
     if let Some(port) = params.get("echo-on") {
-        ok &= step("tcp-server", || echo_server(&mut stack, port));
+        ok &= runtime::check("tcp-server", || echo_server(&mut stack, port));
     }
-    if ok { 0 } else { 1 }
-}
-
-fn step(name: &str, f: impl FnOnce() -> Result<String, String>) -> bool {
-    match f() {
-        Ok(detail) => {
-            log::info!("PASS {name}: {detail}");
-            true
-        }
-        Err(why) => {
-            log::error!("FAIL {name}: {why}");
-            false
-        }
-    }
+    runtime::status(ok)
 }
 
 fn pattern(len: usize) -> Vec<u8> {

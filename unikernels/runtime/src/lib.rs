@@ -97,6 +97,34 @@ pub fn entry_to_main() -> Duration {
     Duration::from_nanos(hal::clock::ticks_to_ns(ticks))
 }
 
+/// Runs one named check of a test service and logs `PASS name: detail`
+/// or `FAIL name: why`, the lines our QEMU tests look for; returns whether
+/// it passed.
+pub fn check(
+    name: &str,
+    f: impl FnOnce() -> Result<alloc::string::String, alloc::string::String>,
+) -> bool {
+    match f() {
+        Ok(detail) => {
+            log::info!("PASS {name}: {detail}");
+            true
+        }
+        Err(why) => {
+            log::error!("FAIL {name}: {why}");
+            false
+        }
+    }
+}
+
+/// The exit status for "everything passed" or not.
+pub fn status(ok: bool) -> i32 {
+    if ok {
+        guest_abi::EXIT_SUCCESS
+    } else {
+        guest_abi::EXIT_FAILURE
+    }
+}
+
 /// Powers off with `status` after flushing nothing (the console is
 /// unbuffered): 0 is success.
 pub fn exit(status: i32) -> ! {

@@ -26,25 +26,12 @@ fn main() -> i32 {
         Some("fault") => checks::fault(),
         Some(other) => {
             log::error!("unknown selftest.mode {other:?}");
-            return guest_status(false);
+            return runtime::status(false);
         }
         None => {}
     }
-    let results = checks::ALL.map(|(name, check)| match check() {
-        Ok(detail) => {
-            log::info!("PASS {name}: {detail}");
-            true
-        }
-        Err(why) => {
-            log::error!("FAIL {name}: {why}");
-            false
-        }
-    });
+    let results = checks::ALL.map(|(name, check)| runtime::check(name, check));
     let passed = results.iter().filter(|&&ok| ok).count();
     log::info!("selftest: {passed} of {} checks passed", checks::ALL.len());
-    guest_status(passed == results.len())
-}
-
-fn guest_status(ok: bool) -> i32 {
-    if ok { 0 } else { 1 }
+    runtime::status(passed == results.len())
 }
