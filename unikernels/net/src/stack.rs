@@ -322,16 +322,31 @@ impl Stack {
         TcpStream::new(self, handle, timeout)
     }
 
-    /// Closes our side, waits (up to `timeout`) for the close to finish,
-    /// and frees the socket.
+    /// Closes our side and frees the socket once the peer has acknowledged
+    /// everything we sent, FIN included, as a socket `close` does: we do not
+    /// wait for the peer's own FIN (some peers, QEMU's guestfwd among them,
+    /// never send one). If that takes longer than `timeout`, the connection
+    /// is reset.
     pub fn tcp_close(&mut self, handle: TcpHandle, timeout: Duration) {
         self.sockets.get_mut::<tcp::Socket>(handle.0).close();
-        let _ = self.wait(timeout, |stack| {
+        let closed = self.wait(timeout, |stack| {
             let state = stack.sockets.get::<tcp::Socket>(handle.0).state();
-            Ok(matches!(state, tcp::State::Closed | tcp::State::TimeWait).then_some(()))
+            Ok(matches!(
+                state,
+                tcp::State::FinWait2 | tcp::State::TimeWait | tcp::State::Closed
+            )
+            .then_some(()))
         });
-        self.sockets.get_mut::<tcp::Socket>(handle.0).abort();
-        self.poll();
+        if closed.is_err() {
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle.0);
+            log::warn!(
+                "tcp: close with {:?} unfinished after {timeout:?} in state {}; resetting",
+                socket.remote_endpoint(),
+                socket.state()
+            );
+            socket.abort();
+            self.poll();
+        }
         self.sockets.remove(handle.0);
     }
 
