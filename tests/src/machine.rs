@@ -143,6 +143,10 @@ pub struct UserNet {
     /// Connections to `127.0.0.1:<host port>` reach the guest's
     /// `<guest port>`.
     pub host_to_guest: Vec<(u16, u16)>,
+    /// Lift `restrict=on` so the guest reaches the host's loopback at
+    /// 10.0.2.2 over UDP as well (guestfwd is TCP only). The guest could then
+    /// reach further through QEMU's NAT; tests address only 10.0.2.2.
+    pub open: bool,
 }
 
 /// The address guests use for services the host forwards to them.
@@ -150,7 +154,10 @@ pub const HOST_SERVICES_ADDR: &str = "10.0.2.100";
 
 impl UserNet {
     fn netdev(&self) -> String {
-        let mut netdev = String::from("user,id=net0,restrict=on");
+        let mut netdev = String::from("user,id=net0");
+        if !self.open {
+            netdev.push_str(",restrict=on");
+        }
         for (guest_port, host_port) in &self.guest_to_host {
             netdev.push_str(&format!(
                 ",guestfwd=tcp:{HOST_SERVICES_ADDR}:{guest_port}-tcp:127.0.0.1:{host_port}"
@@ -349,6 +356,7 @@ mod tests {
         let net = UserNet {
             guest_to_host: vec![(7, 4000)],
             host_to_guest: vec![(4001, 80)],
+            open: false,
         };
         let line = guest(Machine::Microvm)
             .device(Device::UserNet(net.clone()))

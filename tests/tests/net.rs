@@ -5,7 +5,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{Shutdown, TcpListener, TcpStream},
+    net::{Shutdown, TcpListener, TcpStream, UdpSocket},
     thread,
     time::Duration,
 };
@@ -50,6 +50,7 @@ fn tcp_both_ways(machine: Machine) {
     let net = UserNet {
         guest_to_host: vec![(7, echo_port)],
         host_to_guest: vec![(forward_port, 8080)],
+        open: false,
     };
     let guest = Guest::new(machine, image)
         .device(Device::VirtioRng)
@@ -93,6 +94,93 @@ fn tcp_both_ways(machine: Machine) {
         "DHCP lease:\n{outcome}"
     );
     assert!(outcome.stamp("lease").is_some());
+}
+
+/// A DNS server on a fresh loopback UDP port that answers A queries for
+/// `controller.test` with 10.0.2.100 and NXDOMAIN for anything else.
+fn dns_server() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind DNS server");
+    let port = socket.local_addr().expect("local addr").port();
+    thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let query = &buf[..n];
+            if n < 17 {
+                continue;
+            }
+            // The question name starts at 12; compare it in wire form.
+            let wanted = b"\x0acontroller\x04test\x00";
+            let known = query.get(12..12 + wanted.len()) == Some(&wanted[..]);
+            let mut reply = query.to_vec();
+            reply[2] = 0x81;
+            reply[3] = if known { 0x80 } else { 0x83 };
+            if known {
+                reply[7] = 1;
+                reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 2, 100]);
+            }
+            let _ = socket.send_to(&reply, from);
+        }
+    });
+    port
+}
+
+fn resolve(machine: Machine, names: &str, dns_port: Option<u16>) -> harness::Outcome {
+    let image = build_service("nettest", machine.arch(), Profile::Release)
+        .unwrap_or_else(|e| panic!("building nettest: {e}"));
+    let dns = dns_port.map_or(String::new(), |p| format!(" dns=10.0.2.2:{p}"));
+    Guest::new(machine, image)
+        .device(Device::VirtioRng)
+        .device(Device::UserNet(UserNet {
+            open: dns_port.is_some(),
+            ..UserNet::default()
+        }))
+        .cmdline(format!("{names}{dns}"))
+        .run()
+        .expect("run")
+}
+
+#[test]
+fn dns_through_a_resolver_on_the_host() {
+    for machine in [Machine::Microvm, Machine::Virt] {
+        let outcome = resolve(
+            machine,
+            "resolve=Controller.Test resolve-expect=10.0.2.100",
+            Some(dns_server()),
+        );
+        outcome.assert_success();
+        assert!(
+            outcome
+                .console
+                .contains("PASS dns: Controller.Test is 10.0.2.100"),
+            "{outcome}"
+        );
+        let missing = resolve(machine, "resolve=nowhere.test", Some(dns_server()));
+        assert_eq!(missing.end, harness::End::Exited(1), "{missing}");
+        assert!(
+            missing
+                .console
+                .contains("FAIL dns: nowhere.test: DNS: name not found (NXDOMAIN)"),
+            "{missing}"
+        );
+    }
+}
+
+#[test]
+fn static_hosts_need_no_server() {
+    let outcome = resolve(
+        Machine::Microvm,
+        "hosts=controller.local=10.0.2.77,other=1.2.3.4 resolve=controller.local resolve-expect=10.0.2.77",
+        None,
+    );
+    outcome.assert_success();
+    let refused = resolve(Machine::Microvm, "hosts=bad_entry resolve=x", None);
+    assert_eq!(refused.end, harness::End::Exited(1), "{refused}");
+    assert!(
+        refused
+            .console
+            .contains("FAIL link: addressing: hosts= is not a list"),
+        "{refused}"
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ pub const BARE_METAL_LIBS: &[&str] = &[
     "hal",
     "runtime",
     "net",
+    "dnswire",
     "bootinfo",
     "guest-abi",
     "eve-proto",

@@ -1,5 +1,9 @@
 //! How the interface gets its IPv4 address: DHCP unless the command line
-//! says `ip=A.B.C.D/N` (with optional `gw=` and `dns=`).
+//! says `ip=A.B.C.D/N` (with optional `gw=`). `dns=A.B.C.D[:PORT]` names
+//! the DNS server in either case, overriding DHCP's; `hosts=name=A.B.C.D,...`
+//! adds static names, which win over DNS.
+
+use alloc::{string::String, vec::Vec};
 
 use bootinfo::cmdline::Cmdline;
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
@@ -24,13 +28,15 @@ pub enum Addressing {
 pub enum AddressingError {
     BadAddress(&'static str),
     GatewayWithoutAddress,
+    BadHosts,
 }
 
 impl core::fmt::Display for AddressingError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             AddressingError::BadAddress(key) => write!(f, "{key}= is not an IPv4 address"),
-            AddressingError::GatewayWithoutAddress => f.write_str("gw= or dns= given without ip="),
+            AddressingError::GatewayWithoutAddress => f.write_str("gw= given without ip="),
+            AddressingError::BadHosts => f.write_str("hosts= is not a list of name=A.B.C.D"),
         }
     }
 }
@@ -51,15 +57,45 @@ impl Addressing {
                 .transpose()
         };
         let gateway = address("gw")?;
-        let dns = address("dns")?;
         match params.get("ip") {
-            None | Some("dhcp") if gateway.is_none() && dns.is_none() => Ok(Addressing::Dhcp),
+            None | Some("dhcp") if gateway.is_none() => Ok(Addressing::Dhcp),
             None | Some("dhcp") => Err(AddressingError::GatewayWithoutAddress),
             Some(ip) => Ok(Addressing::Static(Ipv4Config {
                 address: parse_cidr(ip).ok_or(AddressingError::BadAddress("ip"))?,
                 gateway,
-                dns,
+                dns: dns_server(params)?.map(|(addr, _)| addr),
             })),
         }
     }
+}
+
+/// `dns=A.B.C.D[:PORT]`: the DNS server to use instead of DHCP's.
+pub fn dns_server(params: &Cmdline<'_>) -> Result<Option<(Ipv4Address, u16)>, AddressingError> {
+    let Some(value) = params.get("dns") else {
+        return Ok(None);
+    };
+    let bad = AddressingError::BadAddress("dns");
+    let (addr, port) = match value.split_once(':') {
+        Some((addr, port)) => (addr, port.parse().map_err(|_| bad)?),
+        None => (value, 53),
+    };
+    Ok(Some((addr.parse().map_err(|_| bad)?, port)))
+}
+
+/// `hosts=name=A.B.C.D,name2=A.B.C.D`: static names.
+pub fn static_hosts(params: &Cmdline<'_>) -> Result<Vec<(String, Ipv4Address)>, AddressingError> {
+    let Some(list) = params.get("hosts") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (name, addr) = entry.split_once('=').ok_or(AddressingError::BadHosts)?;
+            if !dnswire::valid_name(name) {
+                return Err(AddressingError::BadHosts);
+            }
+            let addr = addr.parse().map_err(|_| AddressingError::BadHosts)?;
+            Ok((name.to_ascii_lowercase(), addr))
+        })
+        .collect()
 }

@@ -2,14 +2,14 @@
 
 use core::time::Duration;
 
-use alloc::vec;
+use alloc::{string::String, vec, vec::Vec};
 use bootinfo::cmdline::Cmdline;
 use hal::clock::Instant;
 use smoltcp::{
     iface::{Config, Interface, PollResult, SocketHandle, SocketSet},
     socket::{dhcpv4, tcp, udp},
     time::Instant as NetInstant,
-    wire::{EthernetAddress, HardwareAddress, IpCidr, IpEndpoint, IpListenEndpoint},
+    wire::{EthernetAddress, HardwareAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address},
 };
 use virtio_drivers::transport::DeviceType;
 
@@ -43,6 +43,10 @@ pub enum NetError {
     Unaddressable,
     /// The datagram does not fit the socket's buffer.
     TooLarge,
+    /// No DNS server is known (none from DHCP, no `dns=`).
+    NoDnsServer,
+    /// The DNS answer was an error or unusable.
+    Resolve(dnswire::DnsError),
 }
 
 impl core::fmt::Display for NetError {
@@ -58,6 +62,8 @@ impl core::fmt::Display for NetError {
             NetError::Closed => f.write_str("connection closed"),
             NetError::Unaddressable => f.write_str("address or port unusable"),
             NetError::TooLarge => f.write_str("datagram too large"),
+            NetError::NoDnsServer => f.write_str("no DNS server configured"),
+            NetError::Resolve(e) => write!(f, "DNS: {e}"),
         }
     }
 }
@@ -93,6 +99,8 @@ pub struct Stack {
     dhcp: Option<SocketHandle>,
     config: Option<Ipv4Config>,
     next_port: u16,
+    dns_override: Option<(Ipv4Address, u16)>,
+    hosts: Vec<(String, Ipv4Address)>,
 }
 
 pub(crate) fn now() -> NetInstant {
@@ -111,11 +119,79 @@ impl Stack {
     pub fn from_boot(info: &hal::BootInfo) -> Result<Stack, NetError> {
         hal::virtio::discover(info);
         hal::entropy::ensure_source().map_err(|_| NetError::NoEntropy)?;
-        let addressing =
-            Addressing::from_cmdline(&Cmdline::new(info.cmdline)).map_err(NetError::Addressing)?;
+        let params = Cmdline::new(info.cmdline);
+        let addressing = Addressing::from_cmdline(&params).map_err(NetError::Addressing)?;
+        let dns = crate::addressing::dns_server(&params).map_err(NetError::Addressing)?;
+        let hosts = crate::addressing::static_hosts(&params).map_err(NetError::Addressing)?;
         let transport = hal::virtio::take(DeviceType::Network).ok_or(NetError::NoDevice)?;
         let device = VirtioNetDevice::new(transport).map_err(|_| NetError::Device)?;
-        Stack::new(device, addressing)
+        let mut stack = Stack::new(device, addressing)?;
+        stack.dns_override = dns;
+        for (name, addr) in hosts {
+            stack.add_host(&name, addr);
+        }
+        Ok(stack)
+    }
+
+    /// Adds (or replaces) a static name, as EVE's `hosts` file does.
+    pub fn add_host(&mut self, name: &str, addr: Ipv4Address) {
+        let name = name.to_ascii_lowercase();
+        self.hosts.retain(|(n, _)| *n != name);
+        self.hosts.push((name, addr));
+    }
+
+    /// Resolves `name` to an IPv4 address: a literal, a static name, or an A
+    /// query to the DNS server (retried, each try up to a third of
+    /// `timeout`).
+    pub fn resolve(&mut self, name: &str, timeout: Duration) -> Result<Ipv4Address, NetError> {
+        if let Ok(addr) = name.parse() {
+            return Ok(addr);
+        }
+        let wanted = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        if let Some((_, addr)) = self.hosts.iter().find(|(n, _)| *n == wanted) {
+            return Ok(*addr);
+        }
+        let server = self
+            .dns_override
+            .or_else(|| Some((self.config?.dns?, 53)))
+            .ok_or(NetError::NoDnsServer)?;
+        let server = IpEndpoint::new(server.0.into(), server.1);
+        let id = (random_u64()? & 0xffff) as u16;
+        let mut query = [0u8; 512];
+        let len = dnswire::encode_query(id, &wanted, &mut query).map_err(NetError::Resolve)?;
+        let socket = self.udp_bind(0)?;
+        let result = (|| {
+            for _ in 0..3 {
+                self.udp_send(socket, server, &query[..len])?;
+                let deadline = Instant::now().saturating_add(timeout / 3);
+                let mut reply = [0u8; 1500];
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let (n, from) = match self.udp_recv(socket, &mut reply, left) {
+                        Ok(got) => got,
+                        Err(NetError::Timeout) => break,
+                        Err(e) => return Err(e),
+                    };
+                    if from != server {
+                        continue;
+                    }
+                    match dnswire::parse_response(&reply[..n], id) {
+                        Err(dnswire::DnsError::NotOurResponse) => continue,
+                        Err(e) => return Err(NetError::Resolve(e)),
+                        Ok(answer) => {
+                            return answer
+                                .addresses
+                                .first()
+                                .copied()
+                                .ok_or(NetError::Resolve(dnswire::DnsError::NameNotFound));
+                        }
+                    }
+                }
+            }
+            Err(NetError::Timeout)
+        })();
+        self.udp_close(socket);
+        result
     }
 
     pub fn new(mut device: VirtioNetDevice, addressing: Addressing) -> Result<Stack, NetError> {
@@ -131,6 +207,8 @@ impl Stack {
             dhcp: None,
             config: None,
             next_port,
+            dns_override: None,
+            hosts: Vec::new(),
         };
         match addressing {
             Addressing::Dhcp => {

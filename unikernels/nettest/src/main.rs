@@ -7,6 +7,9 @@
 //! - `echo-on=PORT`: listen, print `nettest: listening on PORT`, accept one
 //!   connection and echo it until the peer closes: the host connects.
 //!
+//! - `resolve=NAME` (with `resolve-expect=A.B.C.D`): resolve through the
+//!   static `hosts=` entries or the DNS server and compare.
+//!
 //! Each step prints PASS or FAIL with its time; the exit status is 0 only
 //! if every step passed.
 #![no_std]
@@ -52,6 +55,23 @@ fn main() -> i32 {
             started.elapsed().as_micros()
         ))
     });
+    if let Some(name) = params.get("resolve") {
+        let expected = params.get("resolve-expect");
+        ok &= runtime::check("dns", || {
+            let started = Instant::now();
+            let addr = stack
+                .resolve(name, STEP_TIMEOUT)
+                .map_err(|e| format!("{name}: {e}"))?;
+            let got = format!("{addr}");
+            if expected.is_some_and(|want| want != got) {
+                return Err(format!("{name} resolved to {got}, expected {expected:?}"));
+            }
+            Ok(format!(
+                "{name} is {got} after {} us",
+                started.elapsed().as_micros()
+            ))
+        });
+    }
     if let Some(target) = params.get("echo-to") {
         let bytes = params
             .get("echo-bytes")
