@@ -46,6 +46,8 @@ pub struct Outcome {
     /// From spawning QEMU to its exit (or the kill).
     pub total: Duration,
     pub stamps: Vec<Stamp>,
+    /// `@@ metric` values, in the order printed.
+    pub metrics: Vec<(String, u64)>,
     /// The command that ran, for failure reports.
     pub command_line: String,
 }
@@ -63,6 +65,15 @@ impl Outcome {
         self.console
             .lines()
             .find_map(|l| l.trim_end_matches('\r').strip_prefix("panic in "))
+    }
+
+    /// The last value of metric `name`.
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        self.metrics
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
     }
 
     /// The guest's boot-timer stamp for `stage`.
@@ -118,6 +129,7 @@ pub struct Running {
     line: Vec<u8>,
     lines: Vec<String>,
     stamps: Vec<Stamp>,
+    metrics: Vec<(String, u64)>,
     marker_exit: Option<i32>,
     first_byte: Option<Duration>,
     closed: bool,
@@ -180,6 +192,7 @@ impl Guest {
             line: Vec::new(),
             lines: Vec::new(),
             stamps: Vec::new(),
+            metrics: Vec::new(),
             marker_exit: None,
             first_byte: None,
             closed: false,
@@ -199,7 +212,13 @@ impl Running {
                 for &b in &bytes {
                     if b == b'\n' {
                         let text = String::from_utf8_lossy(&self.line).replace('\r', "");
-                        note_line(&text, at, &mut self.stamps, &mut self.marker_exit);
+                        note_line(
+                            &text,
+                            at,
+                            &mut self.stamps,
+                            &mut self.metrics,
+                            &mut self.marker_exit,
+                        );
                         self.lines.push(text);
                         self.line.clear();
                     } else {
@@ -253,6 +272,7 @@ impl Running {
             &tail,
             self.started.elapsed(),
             &mut self.stamps,
+            &mut self.metrics,
             &mut self.marker_exit,
         );
         let status = self.child.wait().ok();
@@ -276,13 +296,21 @@ impl Running {
             first_byte: self.first_byte,
             total,
             stamps: self.stamps,
+            metrics: self.metrics,
             command_line: self.command_line,
         }
     }
 }
 
-fn note_line(text: &str, at: Duration, stamps: &mut Vec<Stamp>, exit: &mut Option<i32>) {
+fn note_line(
+    text: &str,
+    at: Duration,
+    stamps: &mut Vec<Stamp>,
+    metrics: &mut Vec<(String, u64)>,
+    exit: &mut Option<i32>,
+) {
     match parse_marker(text) {
+        Some(Marker::Metric { name, value }) => metrics.push((name.to_string(), value)),
         Some(Marker::Exit(status)) => *exit = Some(status),
         Some(Marker::BootTimer { stage, guest_ns }) => stamps.push(Stamp {
             stage: stage.to_string(),

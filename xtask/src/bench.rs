@@ -14,6 +14,9 @@ pub enum Bench {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// The controller under load from a separate process on loopback:
+    /// 1k and 10k devices flat out, and 10k at EVE's cadence.
+    Controller,
     /// Encode/decode a realistic EdgeDevConfig and sign/verify an
     /// AuthContainer, per operation, on the host.
     Proto {
@@ -26,6 +29,7 @@ pub fn run(what: Bench) -> Result<(), String> {
     match what {
         Bench::Boot { runs } => boot(runs.max(1)),
         Bench::Proto { iterations } => proto(iterations.max(1)),
+        Bench::Controller => controller(),
     }
 }
 
@@ -122,6 +126,71 @@ fn boot(runs: usize) -> Result<(), String> {
             cell(main),
             cell(total)
         );
+    }
+    Ok(())
+}
+
+fn cargo_status(args: &[&str]) -> Result<(), String> {
+    let status =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(args)
+            .current_dir(harness::workspace_root())
+            .status()
+            .map_err(|e| format!("cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed ({status})", args.join(" ")))
+    }
+}
+
+/// Runs `controller-load` (release), which starts the release controller
+/// as its own process on loopback and prints a table per run.
+fn controller() -> Result<(), String> {
+    cargo_status(&[
+        "build",
+        "--quiet",
+        "--release",
+        "--package",
+        "controller",
+        "--bins",
+    ])?;
+    let load = harness::workspace_root().join("target/release/controller-load");
+    let runs: [&[&str]; 3] = [
+        &[
+            "--devices",
+            "1000",
+            "--mode",
+            "flat",
+            "--max-requests",
+            "200000",
+        ],
+        &[
+            "--devices",
+            "10000",
+            "--mode",
+            "flat",
+            "--max-requests",
+            "200000",
+        ],
+        &[
+            "--devices",
+            "10000",
+            "--mode",
+            "cadence",
+            "--duration",
+            "30",
+        ],
+    ];
+    for args in runs {
+        println!("controller-load {}", args.join(" "));
+        let status = std::process::Command::new(&load)
+            .args(args)
+            .status()
+            .map_err(|e| format!("{}: {e}", load.display()))?;
+        if !status.success() {
+            return Err(format!("controller-load failed ({status})"));
+        }
     }
     Ok(())
 }

@@ -123,6 +123,27 @@ pub fn ensure() -> Result<(), String> {
     ))
 }
 
+/// The Python packages the controller's independent-client test uses.
+/// Missing packages are installed with pip; if that fails the test says
+/// so (and fails under CI).
+pub fn ensure_python_packages() {
+    const PACKAGES: [&str; 3] = ["protobuf", "grpcio-tools", "cryptography"];
+    let importable = || {
+        Command::new("python3")
+            .args(["-c", "import google.protobuf, grpc_tools, cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if importable() {
+        return;
+    }
+    let mut args = vec!["-m", "pip", "install", "--quiet"];
+    args.extend(PACKAGES);
+    if let Err(e) = run("python3", &args) {
+        println!("xtask: could not install {}: {e}", PACKAGES.join(" "));
+    }
+}
+
 fn ensure_rust_targets() -> Result<(), String> {
     let listed = Command::new("rustup")
         .args(["target", "list", "--installed"])

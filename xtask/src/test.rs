@@ -70,6 +70,7 @@ fn cargo_test() -> Result<(u64, u64), String> {
 
 pub fn run() -> Result<(), String> {
     crate::deps::ensure()?;
+    crate::deps::ensure_python_packages();
     // Portable and guest libraries must keep building for bare metal.
     for arch in Arch::ALL {
         let mut args = vec!["build", "--quiet", "--target", arch.target()];

@@ -1,25 +1,148 @@
-//! `evectl`: decode EVE API messages to JSON, encode JSON back to protobuf,
-//! and verify/unwrap signed AuthContainer envelopes.
+//! `evectl`: manage a controller through its admin API (onboarding,
+//! devices, configs, info, metrics, logs), decode EVE API messages to JSON,
+//! encode JSON back to protobuf, and verify/unwrap signed AuthContainer
+//! envelopes.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use controller::adminctl::{Admin, CtlError, LogFilter};
 use controller::{bench, pbuf};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Inspect EVE API messages (EVE's pbuf, for our stack)"
+    about = "Manage an EVE controller and inspect EVE API messages"
 )]
 struct Cli {
+    /// Admin API of the controller.
+    #[arg(
+        long,
+        global = true,
+        env = "EVECTL_SERVER",
+        default_value = "http://127.0.0.1:8444"
+    )]
+    server: String,
+    /// File holding the admin token (the controller writes
+    /// `<data dir>/admin-token` on first start).
+    #[arg(long, global = true, env = "EVECTL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Print the admin API's JSON instead of human-readable output.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
+enum OnboardCmd {
+    /// Allow an onboarding certificate (PEM) to register devices.
+    Add {
+        /// Onboarding certificate, PEM.
+        cert: PathBuf,
+        /// Allowed serial (repeat for several); none means any serial.
+        #[arg(long = "serial")]
+        serials: Vec<String>,
+    },
+    /// List the allow-list.
+    List,
+    /// Remove an entry by id.
+    Remove {
+        /// Entry id from `onboard list`.
+        id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// List onboarded devices.
+    List,
+    /// Show one device.
+    Show {
+        /// Device UUID.
+        uuid: String,
+    },
+    /// Delete a device and all its data.
+    Delete {
+        /// Device UUID.
+        uuid: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Set a device's config from a YAML or JSON EdgeDevConfig description.
+    Set {
+        /// Device UUID.
+        uuid: String,
+        /// The description file.
+        file: PathBuf,
+    },
+    /// Show a device's current config.
+    Get {
+        /// Device UUID.
+        uuid: String,
+    },
+}
+
+#[derive(Args)]
+struct LogArgs {
+    /// Device UUID.
+    uuid: String,
+    /// Only this app instance's logs.
+    #[arg(long)]
+    app: Option<String>,
+    /// From this time (Unix milliseconds).
+    #[arg(long)]
+    since: Option<i64>,
+    /// Before this time (Unix milliseconds).
+    #[arg(long)]
+    until: Option<i64>,
+    /// Only this severity.
+    #[arg(long)]
+    severity: Option<String>,
+    /// Only lines containing this text.
+    #[arg(long)]
+    contains: Option<String>,
+    /// Most lines per request.
+    #[arg(long, default_value_t = 1000)]
+    limit: u32,
+}
+
+#[derive(Subcommand)]
+enum LogsCmd {
+    /// Print matching log lines.
+    Show(LogArgs),
+    /// Print matching lines, then new ones as they arrive (Ctrl-C stops).
+    Follow(LogArgs),
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Onboarding allow-list.
+    #[command(subcommand)]
+    Onboard(OnboardCmd),
+    /// Onboarded devices.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Device configs.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Latest info messages of a device.
+    Info {
+        #[command(subcommand)]
+        cmd: InfoCmd,
+    },
+    /// Metrics of a device.
+    Metrics {
+        #[command(subcommand)]
+        cmd: MetricsCmd,
+    },
+    /// Logs of a device.
+    #[command(subcommand)]
+    Logs(LogsCmd),
     /// Binary protobuf -> JSON.
     Decode {
         /// Message type, full (org.lfedge.eve.config.EdgeDevConfig) or short (EdgeDevConfig).
@@ -63,8 +186,31 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum InfoCmd {
+    /// Print the latest info per object.
+    Show {
+        /// Device UUID.
+        uuid: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MetricsCmd {
+    /// Print the newest metrics messages.
+    Show {
+        /// Device UUID.
+        uuid: String,
+        /// How many.
+        #[arg(long, default_value_t = 1)]
+        limit: u32,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 enum CliError {
+    #[error(transparent)]
+    Ctl(#[from] CtlError),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -105,8 +251,79 @@ fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
         })
 }
 
+impl LogArgs {
+    fn filter(&self) -> LogFilter {
+        LogFilter {
+            app: self.app.clone(),
+            since: self.since,
+            until: self.until,
+            severity: self.severity.clone(),
+            contains: self.contains.clone(),
+            limit: self.limit,
+        }
+    }
+}
+
+fn token_file(cli: &Cli) -> PathBuf {
+    cli.token_file.clone().unwrap_or_else(|| {
+        std::env::var_os("EVE_CONTROLLER_DATA")
+            .map_or_else(|| PathBuf::from("controller-data"), PathBuf::from)
+            .join("admin-token")
+    })
+}
+
+/// Runs a controller command on a small single-threaded runtime.
+fn admin_command(cli: &Cli) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let mut admin = Admin::new(&cli.server, &token_file(cli), cli.json)?;
+    let out = rt.block_on(async {
+        match &cli.command {
+            Command::Onboard(OnboardCmd::Add { cert, serials }) => {
+                admin.onboard_add(cert, serials).await
+            }
+            Command::Onboard(OnboardCmd::List) => admin.onboard_list().await,
+            Command::Onboard(OnboardCmd::Remove { id }) => admin.onboard_remove(*id).await,
+            Command::Device(DeviceCmd::List) => admin.device_list().await,
+            Command::Device(DeviceCmd::Show { uuid }) => admin.device_show(uuid).await,
+            Command::Device(DeviceCmd::Delete { uuid }) => admin.device_delete(uuid).await,
+            Command::Config(ConfigCmd::Set { uuid, file }) => admin.config_set(uuid, file).await,
+            Command::Config(ConfigCmd::Get { uuid }) => admin.config_get(uuid).await,
+            Command::Info {
+                cmd: InfoCmd::Show { uuid },
+            } => admin.info_show(uuid).await,
+            Command::Metrics {
+                cmd: MetricsCmd::Show { uuid, limit },
+            } => admin.metrics_show(uuid, *limit).await,
+            Command::Logs(LogsCmd::Show(a)) => admin.logs_show(&a.uuid, &a.filter()).await,
+            Command::Logs(LogsCmd::Follow(a)) => {
+                let sink = |text: &str| write_stdout(text.as_bytes()).is_ok();
+                admin
+                    .logs_follow(
+                        &a.uuid,
+                        &a.filter(),
+                        std::time::Duration::from_secs(1),
+                        sink,
+                    )
+                    .await
+                    .map(|()| String::new())
+            }
+            _ => unreachable!("only controller commands reach admin_command"),
+        }
+    })?;
+    write_stdout(out.as_bytes())
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Onboard(_)
+        | Command::Device(_)
+        | Command::Config(_)
+        | Command::Info { .. }
+        | Command::Metrics { .. }
+        | Command::Logs(_) => admin_command(&cli),
         Command::Decode { type_name, input } => {
             let json = pbuf::decode_to_json(&type_name, &read_input(&input)?)?;
             write_stdout(json.as_bytes())

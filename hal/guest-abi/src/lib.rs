@@ -15,6 +15,10 @@
 pub const EXIT_MARKER: &str = "@@ exit ";
 /// Prefix of a boot-timer line: `@@ boot-timer <stage> <guest-ns>`.
 pub const BOOT_TIMER_MARKER: &str = "@@ boot-timer ";
+/// Prefix of a measurement line: `@@ metric <name> <value>`, the unit in
+/// the name (`tcp_send_us`, `tcp_send_bytes`): how test services hand
+/// numbers to `cargo xtask bench` without it parsing log prose.
+pub const METRIC_MARKER: &str = "@@ metric ";
 
 /// The service finished and everything it checked held.
 pub const EXIT_SUCCESS: i32 = 0;
@@ -42,6 +46,8 @@ pub enum Marker<'a> {
     Exit(i32),
     /// The guest reached `stage` when its own clock read `guest_ns`.
     BootTimer { stage: &'a str, guest_ns: u64 },
+    /// A measurement.
+    Metric { name: &'a str, value: u64 },
 }
 
 /// Recognises a marker line (trailing `\r` allowed); ordinary log lines and
@@ -51,14 +57,24 @@ pub fn parse_marker(line: &str) -> Option<Marker<'_>> {
     if let Some(rest) = line.strip_prefix(EXIT_MARKER) {
         return rest.trim().parse().ok().map(Marker::Exit);
     }
-    let rest = line.strip_prefix(BOOT_TIMER_MARKER)?;
+    let (rest, metric) = match line.strip_prefix(BOOT_TIMER_MARKER) {
+        Some(rest) => (rest, false),
+        None => (line.strip_prefix(METRIC_MARKER)?, true),
+    };
     let mut words = rest.split_ascii_whitespace();
-    let stage = words.next()?;
-    let guest_ns = words.next()?.parse().ok()?;
-    words
-        .next()
-        .is_none()
-        .then_some(Marker::BootTimer { stage, guest_ns })
+    let name = words.next()?;
+    let value = words.next()?.parse().ok()?;
+    if words.next().is_some() {
+        return None;
+    }
+    Some(if metric {
+        Marker::Metric { name, value }
+    } else {
+        Marker::BootTimer {
+            stage: name,
+            guest_ns: value,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -85,6 +101,19 @@ mod tests {
                 guest_ns: 812_345
             })
         );
+    }
+
+    #[test]
+    fn metrics_parse() {
+        assert_eq!(
+            parse_marker("@@ metric tcp_send_us 5120"),
+            Some(Marker::Metric {
+                name: "tcp_send_us",
+                value: 5120
+            })
+        );
+        assert_eq!(parse_marker("@@ metric x"), None);
+        assert_eq!(parse_marker("@@ metric x 1 2"), None);
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! - `echo-on=PORT`: listen, print `nettest: listening on PORT`, accept one
 //!   connection and echo it until the peer closes: the host connects.
 //!
+//! - `send-to=A.B.C.D:PORT` (with `send-bytes=`, default 8 MiB): send to a
+//!   host sink and report `@@ metric tcp_send_us` (guest to host).
+//! - `receive-from=A.B.C.D:PORT`: read a host source to its end and report
+//!   `@@ metric tcp_receive_us` and `tcp_receive_bytes` (host to guest).
 //! - `resolve=NAME` (with `resolve-expect=A.B.C.D`): resolve through the
 //!   static `hosts=` entries or the DNS server and compare.
 //!
@@ -79,6 +83,16 @@ fn main() -> i32 {
             .unwrap_or(256 * 1024);
         ok &= runtime::check("tcp-client", || echo_client(&mut stack, target, bytes));
     }
+    if let Some(target) = params.get("send-to") {
+        let bytes = params
+            .get("send-bytes")
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(8 << 20);
+        ok &= runtime::check("tcp-send", || send_to(&mut stack, target, bytes));
+    }
+    if let Some(target) = params.get("receive-from") {
+        ok &= runtime::check("tcp-receive", || receive_from(&mut stack, target));
+    }
     if let Some(port) = params.get("echo-on") {
         ok &= runtime::check("tcp-server", || echo_server(&mut stack, port));
     }
@@ -137,6 +151,63 @@ fn echo_client(stack: &mut Stack, target: &str, len: usize) -> Result<String, St
         total.as_micros(),
         (len as u128 * 1_000_000 / total.as_micros().max(1)) / 1024
     ))
+}
+
+fn metric(name: &str, value: u128) {
+    hal::console::print(format_args!("{}{name} {value}\n", guest_abi::METRIC_MARKER));
+}
+
+fn connect(stack: &mut Stack, target: &str) -> Result<(net::TcpHandle, IpEndpoint), String> {
+    let endpoint = parse_endpoint(target).ok_or(format!("bad endpoint {target:?}"))?;
+    let handle = stack
+        .tcp_connect(endpoint, STEP_TIMEOUT)
+        .map_err(|e| format!("connect {endpoint}: {e}"))?;
+    Ok((handle, endpoint))
+}
+
+/// Guest to host: `len` bytes, timed from connect to the last byte acked.
+fn send_to(stack: &mut Stack, target: &str, len: usize) -> Result<String, String> {
+    let started = Instant::now();
+    let (handle, endpoint) = connect(stack, target)?;
+    let chunk = pattern(16 * 1024);
+    {
+        let mut stream = stack.stream(handle, STEP_TIMEOUT);
+        let mut sent = 0;
+        while sent < len {
+            let part = &chunk[..chunk.len().min(len - sent)];
+            stream.write_all(part).map_err(|e| format!("write: {e}"))?;
+            sent += part.len();
+        }
+        stream.flush().map_err(|e| format!("flush: {e}"))?;
+    }
+    let took = started.elapsed();
+    stack.tcp_close(handle, Duration::from_secs(2));
+    metric("tcp_send_us", took.as_micros());
+    metric("tcp_send_bytes", len as u128);
+    Ok(format!("{len} bytes to {endpoint} in {} us", took.as_micros()))
+}
+
+/// Host to guest: everything the host sends, timed from connect to EOF.
+fn receive_from(stack: &mut Stack, target: &str) -> Result<String, String> {
+    let started = Instant::now();
+    let (handle, endpoint) = connect(stack, target)?;
+    let mut total = 0usize;
+    {
+        let mut stream = stack.stream(handle, STEP_TIMEOUT);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = stream.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+    }
+    let took = started.elapsed();
+    stack.tcp_close(handle, Duration::from_secs(2));
+    metric("tcp_receive_us", took.as_micros());
+    metric("tcp_receive_bytes", total as u128);
+    Ok(format!("{total} bytes from {endpoint} in {} us", took.as_micros()))
 }
 
 fn echo_server(stack: &mut Stack, port: &str) -> Result<String, String> {

@@ -1,0 +1,353 @@
+//! The admin REST API: JSON over HTTP on its own listener (loopback by
+//! default), every request authenticated with a bearer token. It is never
+//! open: the controller refuses to start it without a token.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | GET | `/api/v1/stats` | request counters by route and status |
+//! | GET, POST | `/api/v1/onboard` | allow-list; POST `{cert_pem, serials}` |
+//! | DELETE | `/api/v1/onboard/{id}` | 204, 404 |
+//! | GET | `/api/v1/devices` | devices |
+//! | GET, DELETE | `/api/v1/devices/{uuid}` | device; 204; 404 |
+//! | GET, PUT | `/api/v1/devices/{uuid}/config` | current config as JSON; PUT a YAML/JSON description |
+//! | GET | `/api/v1/devices/{uuid}/config/history` | versions |
+//! | GET | `/api/v1/devices/{uuid}/info` | latest info per object |
+//! | GET | `/api/v1/devices/{uuid}/metrics?limit=` | newest metrics |
+//! | GET | `/api/v1/devices/{uuid}/logs?app=&since=&until=&severity=&contains=&after=&limit=` | logs |
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::pbuf;
+use crate::server::{Controller, ControllerError, ServeError};
+use crate::store::LogQuery;
+
+/// Largest admin request body.
+const MAX_ADMIN_BODY: usize = 4 << 20;
+
+type Answer = Result<(StatusCode, Value), (StatusCode, String)>;
+
+fn bad(status: StatusCode, msg: impl Into<String>) -> (StatusCode, String) {
+    (status, msg.into())
+}
+
+impl From<ControllerError> for (StatusCode, String) {
+    fn from(e: ControllerError) -> Self {
+        let status = match e {
+            ControllerError::NoDevice(_) => StatusCode::NOT_FOUND,
+            ControllerError::Spec(_) | ControllerError::BadCert(_) => StatusCode::BAD_REQUEST,
+            ControllerError::Store(_) | ControllerError::CorruptConfig(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (status, e.to_string())
+    }
+}
+
+fn store_err(e: crate::store::StoreError) -> (StatusCode, String) {
+    ControllerError::from(e).into()
+}
+
+/// Compares without leaking where the first difference is.
+fn token_matches(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn message_json(type_name: &str, bytes: &[u8]) -> Value {
+    pbuf::decode_to_json(type_name, bytes)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hexval = |c: u8| (c as char).to_digit(16);
+                match (hexval(b[i + 1]), hexval(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query(req_query: Option<&str>) -> Vec<(String, String)> {
+    req_query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn param<T: std::str::FromStr>(
+    q: &[(String, String)],
+    name: &str,
+) -> Result<Option<T>, (StatusCode, String)> {
+    match q.iter().find(|(k, _)| k == name) {
+        None => Ok(None),
+        Some((_, v)) => v.parse().map(Some).map_err(|_| {
+            bad(
+                StatusCode::BAD_REQUEST,
+                format!("query parameter {name}: bad value {v:?}"),
+            )
+        }),
+    }
+}
+
+/// Handles one admin request.
+pub async fn handle_admin(
+    ctl: Arc<Controller>,
+    token: Arc<String>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let authorized = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| token_matches(t.trim().as_bytes(), token.as_bytes()));
+    let answer = if authorized {
+        dispatch(&ctl, req).await
+    } else {
+        Err(bad(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token",
+        ))
+    };
+    let (status, value) = match answer {
+        Ok(ok) => ok,
+        Err((status, msg)) => (status, json!({ "error": msg })),
+    };
+    let body = if status == StatusCode::NO_CONTENT {
+        Bytes::new()
+    } else {
+        Bytes::from(value.to_string() + "\n")
+    };
+    Ok(Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .expect("static response parts are valid"))
+}
+
+async fn dispatch(ctl: &Controller, req: Request<Incoming>) -> Answer {
+    let method = req.method().clone();
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let q = query(req.uri().query());
+    let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
+        .collect()
+        .await
+        .map_err(|e| bad(StatusCode::PAYLOAD_TOO_LARGE, format!("body: {e}")))?
+        .to_bytes();
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let store = ctl.store();
+    match (&method, segs.as_slice()) {
+        (&Method::GET, ["api", "v1", "stats"]) => {
+            let devices = store.devices().map_err(store_err)?.len();
+            Ok((
+                StatusCode::OK,
+                json!({ "devices": devices, "requests": ctl.counters() }),
+            ))
+        }
+        (&Method::GET, ["api", "v1", "onboard"]) => Ok((
+            StatusCode::OK,
+            json!(store.onboard_list().map_err(store_err)?),
+        )),
+        (&Method::POST, ["api", "v1", "onboard"]) => {
+            #[derive(serde::Deserialize)]
+            struct Add {
+                cert_pem: String,
+                #[serde(default)]
+                serials: Vec<String>,
+            }
+            let add: Add = serde_json::from_slice(&body).map_err(|e| {
+                bad(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{cert_pem, serials}}: {e}"),
+                )
+            })?;
+            let id = ctl.onboard_add(&add.cert_pem, &add.serials)?;
+            Ok((StatusCode::CREATED, json!({ "id": id })))
+        }
+        (&Method::DELETE, ["api", "v1", "onboard", id]) => {
+            let id: i64 = id
+                .parse()
+                .map_err(|_| bad(StatusCode::BAD_REQUEST, "onboard id must be a number"))?;
+            if store.onboard_remove(id).map_err(store_err)? {
+                Ok((StatusCode::NO_CONTENT, Value::Null))
+            } else {
+                Err(bad(StatusCode::NOT_FOUND, format!("no onboard entry {id}")))
+            }
+        }
+        (&Method::GET, ["api", "v1", "devices"]) => {
+            Ok((StatusCode::OK, json!(store.devices().map_err(store_err)?)))
+        }
+        (&Method::GET, ["api", "v1", "devices", uuid]) => {
+            match store.device(uuid).map_err(store_err)? {
+                Some(d) => Ok((StatusCode::OK, json!(d))),
+                None => Err(bad(StatusCode::NOT_FOUND, format!("no device {uuid}"))),
+            }
+        }
+        (&Method::DELETE, ["api", "v1", "devices", uuid]) => {
+            if ctl.delete_device(uuid)? {
+                Ok((StatusCode::NO_CONTENT, Value::Null))
+            } else {
+                Err(bad(StatusCode::NOT_FOUND, format!("no device {uuid}")))
+            }
+        }
+        (&Method::GET, ["api", "v1", "devices", uuid, "config"]) => {
+            let c = store
+                .latest_config(uuid)
+                .map_err(store_err)?
+                .ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no device {uuid}")))?;
+            Ok((
+                StatusCode::OK,
+                json!({
+                    "version": c.version,
+                    "created": c.created,
+                    "config_hash": crate::server::config_hash(&c.config),
+                    "config": message_json("org.lfedge.eve.config.EdgeDevConfig", &c.config),
+                }),
+            ))
+        }
+        (&Method::PUT, ["api", "v1", "devices", uuid, "config"]) => {
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| bad(StatusCode::BAD_REQUEST, "description is not UTF-8"))?;
+            let (version, cfg) = ctl.set_config(uuid, text)?;
+            let bytes = eve_proto::Message::encode_to_vec(&cfg);
+            Ok((
+                StatusCode::OK,
+                json!({
+                    "version": version,
+                    "config": message_json("org.lfedge.eve.config.EdgeDevConfig", &bytes),
+                }),
+            ))
+        }
+        (&Method::GET, ["api", "v1", "devices", uuid, "config", "history"]) => Ok((
+            StatusCode::OK,
+            json!(store.config_history(uuid).map_err(store_err)?),
+        )),
+        (&Method::GET, ["api", "v1", "devices", uuid, "info"]) => {
+            let info: Vec<Value> = store
+                .latest_info(uuid)
+                .map_err(store_err)?
+                .into_iter()
+                .map(|r| {
+                    json!({
+                        "key": r.key,
+                        "received_ms": r.received_ms,
+                        "info": message_json("org.lfedge.eve.info.ZInfoMsg", &r.msg),
+                    })
+                })
+                .collect();
+            Ok((StatusCode::OK, Value::Array(info)))
+        }
+        (&Method::GET, ["api", "v1", "devices", uuid, "metrics"]) => {
+            let limit = param(&q, "limit")?.unwrap_or(10u32);
+            let metrics: Vec<Value> = store
+                .metrics(uuid, limit)
+                .map_err(store_err)?
+                .into_iter()
+                .map(|r| {
+                    json!({
+                        "received_ms": r.received_ms,
+                        "metrics": message_json("org.lfedge.eve.metrics.ZMetricMsg", &r.msg),
+                    })
+                })
+                .collect();
+            Ok((StatusCode::OK, Value::Array(metrics)))
+        }
+        (&Method::GET, ["api", "v1", "devices", uuid, "logs"]) => {
+            let lq = LogQuery {
+                device: (*uuid).to_owned(),
+                app: param(&q, "app")?,
+                since_ms: param(&q, "since")?,
+                until_ms: param(&q, "until")?,
+                severity: param(&q, "severity")?,
+                contains: param(&q, "contains")?,
+                after_id: param(&q, "after")?,
+                limit: param(&q, "limit")?.unwrap_or(1000),
+            };
+            Ok((
+                StatusCode::OK,
+                json!(store.query_logs(&lq).map_err(store_err)?),
+            ))
+        }
+        _ => Err(bad(
+            StatusCode::NOT_FOUND,
+            format!("no admin route {method} {path}"),
+        )),
+    }
+}
+
+/// Serves the admin API on `listener` until the task is dropped.
+pub async fn serve_admin(
+    ctl: Arc<Controller>,
+    listener: tokio::net::TcpListener,
+    token: Arc<String>,
+) -> Result<(), ServeError> {
+    loop {
+        let (tcp, _) = listener.accept().await.map_err(|source| ServeError::Io {
+            addr: "admin".into(),
+            source,
+        })?;
+        let ctl = ctl.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                handle_admin(ctl.clone(), token.clone(), req)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(crate::server::HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding_and_token_compare() {
+        let q = query(Some("contains=link%20down&limit=5&x"));
+        assert_eq!(q[0], ("contains".into(), "link down".into()));
+        assert_eq!(param::<u32>(&q, "limit").unwrap(), Some(5));
+        assert!(param::<u32>(&q, "contains").is_err());
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert!(token_matches(b"abc", b"abc"));
+        assert!(!token_matches(b"abd", b"abc"));
+        assert!(!token_matches(b"ab", b"abc"));
+    }
+}

@@ -1,0 +1,183 @@
+//! `controller`: the EVE controller. With no arguments it creates (or
+//! reuses) its identity and database under `./controller-data` (or
+//! `$EVE_CONTROLLER_DATA`), serves the device API over TLS on
+//! 127.0.0.1:8443 and the admin API on 127.0.0.1:8444, and prints where the
+//! root certificate and the admin token are.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use controller::identity::{Identity, IdentityError, write_atomic};
+use controller::server::{self, Controller, ControllerError, Limits, ServeError};
+use controller::store::StoreError;
+use controller::store::sqlite::SqliteStore;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "EVE controller: device API v2 over TLS, admin API, SQLite storage"
+)]
+struct Args {
+    /// Device API address (TLS). Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Admin API address (HTTP, bearer token).
+    #[arg(long, default_value = "127.0.0.1:8444")]
+    admin_listen: SocketAddr,
+    /// Where identity, database and admin token live.
+    #[arg(long, env = "EVE_CONTROLLER_DATA", default_value = "controller-data")]
+    data_dir: PathBuf,
+    /// Admin token file; created with a random token if missing.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Days of metrics to keep.
+    #[arg(long, default_value_t = 7)]
+    metrics_retention_days: u64,
+    /// Largest accepted device request body, bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    max_body: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("{path}: {source}")]
+    Token {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}: admin token file is empty")]
+    EmptyToken(PathBuf),
+}
+
+fn admin_token(path: &PathBuf) -> Result<String, StartError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if t.trim().is_empty() => Err(StartError::EmptyToken(path.clone())),
+        Ok(t) => Ok(t.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut raw = [0u8; 32];
+            getrandom::getrandom(&mut raw).expect("the OS random source works");
+            let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            write_atomic(path, format!("{token}\n").as_bytes(), true)?;
+            Ok(token)
+        }
+        Err(source) => Err(StartError::Token {
+            path: path.clone(),
+            source,
+        }),
+    }
+}
+
+async fn run(args: Args) -> Result<(), StartError> {
+    let identity = Identity::load_or_create(&args.data_dir)?;
+    let token_path = args
+        .admin_token_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("admin-token"));
+    let token = Arc::new(admin_token(&token_path)?);
+    let store = Arc::new(SqliteStore::open(&args.data_dir.join("controller.db"))?);
+    let tls = server::tls_config(&identity)?;
+    let root =
+        std::fs::canonicalize(&identity.root_cert_path).unwrap_or(identity.root_cert_path.clone());
+    let created = identity.created;
+    let limits = Limits {
+        max_body: args.max_body,
+        metrics_retention: Duration::from_secs(args.metrics_retention_days * 24 * 3600),
+        ..Limits::default()
+    };
+    let ctl = Arc::new(Controller::new(store, identity, limits)?);
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Io {
+                addr: addr.to_string(),
+                source,
+            })
+    };
+    let devices = bind(args.listen).await?;
+    let admin = bind(args.admin_listen).await?;
+    let local = |l: &tokio::net::TcpListener| {
+        l.local_addr()
+            .map_or_else(|_| "?".into(), |a| a.to_string())
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "root certificate: {} ({}; imprint devices with it)",
+            root.display(),
+            if created { "created" } else { "reused" }
+        );
+        let _ = writeln!(
+            out,
+            "device API: https://{}/api/v2/edgedevice/",
+            local(&devices)
+        );
+        let _ = writeln!(
+            out,
+            "admin API: http://{}/api/v1/ (token in {})",
+            local(&admin),
+            token_path.display()
+        );
+        let _ = out.flush();
+    }
+    if !args.admin_listen.ip().is_loopback() {
+        eprintln!(
+            "controller: warning: the admin API is plain HTTP on {}; its token crosses the network in clear",
+            args.admin_listen
+        );
+    }
+    tokio::spawn(server::housekeeping(ctl.clone()));
+    let admin_task = tokio::spawn(controller::admin::serve_admin(ctl.clone(), admin, token));
+    let device_task = tokio::spawn(server::serve_devices(ctl.clone(), devices, tls));
+    let result = tokio::select! {
+        r = device_task => r.unwrap_or(Ok(())),
+        r = admin_task => r.unwrap_or(Ok(())),
+        () = shutdown_signal() => Ok(()),
+    };
+    ctl.flush_last_seen()?;
+    Ok(result?)
+}
+
+/// Ctrl-C or SIGTERM: stop accepting and write the last-seen times.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("controller: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Clients of the controller: a keep-alive HTTP/1.1 client (TLS for the
+//! device API, plain with a bearer token for the admin API), and
+//! [`SimDevice`], a device that signs and verifies with `eve-proto` exactly
+//! as an EVE node does. Used by `evectl`, the load generator and the tests;
+//! none of it shares code with the server's request handling.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use eve_proto::Message;
+use eve_proto::common::HashAlgorithm;
+use eve_proto::register::ZRegisterMsg;
+use eve_proto::sign::{self, SenderIdentity, SoftwareSigner, TrustedSigner};
+use eve_proto::x509::{self, DeviceCertParams};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode};
+use rustls::pki_types::ServerName;
+
+/// Why a request could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting failed.
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        /// Address.
+        addr: SocketAddr,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// The root certificate or TLS setup is unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The HTTP exchange failed.
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+/// A single keep-alive connection, reopened when the server closes it.
+pub struct Client {
+    addr: SocketAddr,
+    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    token: Option<String>,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Client {
+    /// A TLS client trusting only `root_pem`, for the device API.
+    /// `versions` pins TLS versions (empty: 1.2 and 1.3).
+    pub fn tls(
+        addr: SocketAddr,
+        root_pem: &str,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Result<Self, ClientError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut root_pem.as_bytes()) {
+            let cert = cert.map_err(|e| ClientError::Tls(e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Tls(e.to_string()))?;
+        }
+        let versions = if versions.is_empty() {
+            &[&rustls::version::TLS13, &rustls::version::TLS12][..]
+        } else {
+            versions
+        };
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = ServerName::IpAddress(addr.ip().into());
+        Ok(Self {
+            addr,
+            tls: Some((tokio_rustls::TlsConnector::from(Arc::new(cfg)), name)),
+            token: None,
+            sender: None,
+        })
+    }
+
+    /// A plain-HTTP client sending `Authorization: Bearer token`, for the
+    /// admin API.
+    pub fn admin(addr: SocketAddr, token: &str) -> Self {
+        Self {
+            addr,
+            tls: None,
+            token: Some(token.to_owned()),
+            sender: None,
+        }
+    }
+
+    async fn connect(&mut self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: self.addr,
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let sender = match &self.tls {
+            Some((connector, name)) => {
+                let stream = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| ClientError::Tls(e.to_string()))?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await?;
+                tokio::spawn(conn);
+                sender
+            }
+            None => {
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                        .await?;
+                tokio::spawn(conn);
+                sender
+            }
+        };
+        Ok(sender)
+    }
+
+    /// Sends one request and returns status and body. A POST body is sent
+    /// as `application/x-proto-binary` on TLS, as-is otherwise.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let mut sender = match self.sender.take() {
+            Some(s) if !s.is_closed() => s,
+            _ => self.connect().await?,
+        };
+        sender.ready().await?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.addr.to_string());
+        if self.tls.is_some() {
+            req = req.header(CONTENT_TYPE, crate::server::MIME_PROTO);
+        }
+        if let Some(t) = &self.token {
+            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(Full::new(body)).expect("request parts are valid");
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        self.sender = Some(sender);
+        Ok((status, body))
+    }
+}
+
+/// Why a simulated device could not be built or could not trust an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// Certificate generation failed.
+    #[error("certificate: {0:?}")]
+    Cert(x509::CertError),
+    /// Signing failed.
+    #[error("signing: {0:?}")]
+    Sign(sign::SignError),
+    /// The controller's answer did not verify.
+    #[error("controller envelope: {0:?}")]
+    Verify(sign::VerifyError),
+    /// `/certs` did not verify against the root.
+    #[error("controller certificates: {0:?}")]
+    Chain(x509::ChainError),
+}
+
+/// A fresh P-256 key.
+pub fn random_signer() -> SoftwareSigner {
+    loop {
+        let mut k = [0u8; 32];
+        getrandom::getrandom(&mut k).expect("the OS random source works");
+        if let Ok(s) = SoftwareSigner::from_bytes(&k) {
+            return s;
+        }
+    }
+}
+
+/// A self-signed certificate for `signer` with common name `cn`.
+pub fn self_signed(signer: &SoftwareSigner, cn: &str) -> Result<(String, Vec<u8>), DeviceError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut serial = [0u8; 8];
+    getrandom::getrandom(&mut serial).expect("the OS random source works");
+    serial[0] |= 1;
+    let cert = x509::generate_device_cert(
+        signer,
+        &DeviceCertParams {
+            common_name: cn,
+            serial: &serial,
+            not_before_unix: now - 3600,
+            not_after_unix: now + 20 * 365 * 24 * 3600,
+        },
+    )
+    .map_err(DeviceError::Cert)?;
+    let pem = x509::to_pem(&cert).map_err(DeviceError::Cert)?;
+    let der = x509::to_der(&cert).map_err(DeviceError::Cert)?;
+    Ok((pem, der))
+}
+
+/// A simulated EVE device: onboarding identity, device identity, and the
+/// controller's signing certificate once `/certs` has been verified.
+pub struct SimDevice {
+    /// Serial number sent at registration.
+    pub serial: String,
+    /// Onboarding key and certificate PEM.
+    pub onboard: (SoftwareSigner, String),
+    /// Device key.
+    pub key: SoftwareSigner,
+    /// Device certificate PEM.
+    pub cert_pem: String,
+    /// SHA-256 of the device certificate DER.
+    pub cert_hash: [u8; 32],
+    /// The controller's signing certificate, from `/certs`.
+    pub controller: Option<TrustedSigner>,
+}
+
+impl SimDevice {
+    /// A device with its own device key and the given onboarding identity.
+    pub fn new(serial: &str, onboard: (SoftwareSigner, String)) -> Result<Self, DeviceError> {
+        let key = random_signer();
+        let (cert_pem, der) = self_signed(&key, serial)?;
+        Ok(Self {
+            serial: serial.to_owned(),
+            onboard,
+            key,
+            cert_pem,
+            cert_hash: eve_proto::sha256(&der),
+            controller: None,
+        })
+    }
+
+    /// Verifies a `/certs` envelope's chain against `root_pem` and keeps the
+    /// signing certificate (EVE checks the envelope after the chain).
+    pub fn accept_certs(&mut self, body: &[u8], root_pem: &str) -> Result<(), DeviceError> {
+        let container = eve_proto::auth::AuthContainer::decode(body)
+            .map_err(|_| DeviceError::Verify(sign::VerifyError::Malformed))?;
+        let payload = container
+            .protected_payload
+            .as_ref()
+            .map_or(&[][..], |p| &p.payload);
+        let root = x509::parse_pem(root_pem.as_bytes()).map_err(DeviceError::Cert)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let certs =
+            x509::verify_controller_cert_bytes(payload, &root, now).map_err(DeviceError::Chain)?;
+        let trusted = TrustedSigner::new(&certs.signing.public_key, certs.signing.cert_hash);
+        sign::verify_auth_container(&container, &trusted).map_err(DeviceError::Verify)?;
+        self.controller = Some(trusted);
+        Ok(())
+    }
+
+    /// The signed registration request (signed with the onboarding key,
+    /// onboarding certificate embedded, device certificate as base64 PEM).
+    pub fn register_body(&self) -> Result<Bytes, DeviceError> {
+        let (onboard_key, onboard_pem) = &self.onboard;
+        let der = x509::parse_pem(onboard_pem.as_bytes())
+            .and_then(|c| x509::to_der(&c))
+            .map_err(DeviceError::Cert)?;
+        let msg = ZRegisterMsg {
+            pem_cert: base64::engine::general_purpose::STANDARD
+                .encode(&self.cert_pem)
+                .into_bytes(),
+            serial: self.serial.clone(),
+            ..Default::default()
+        };
+        let c = sign::sign_auth_container(
+            msg.encode_to_vec(),
+            onboard_key,
+            &SenderIdentity {
+                cert_hash: eve_proto::sha256(&der),
+                algo: HashAlgorithm::Sha25632bytes,
+                embed_cert_pem: Some(onboard_pem.as_bytes()),
+            },
+        )
+        .map_err(DeviceError::Sign)?;
+        Ok(Bytes::from(c.encode_to_vec()))
+    }
+
+    /// Wraps a payload in an envelope signed with the device key.
+    pub fn sign(&self, payload: Vec<u8>) -> Result<Bytes, DeviceError> {
+        let c = sign::sign_auth_container(
+            payload,
+            &self.key,
+            &SenderIdentity {
+                cert_hash: self.cert_hash,
+                algo: HashAlgorithm::Sha25632bytes,
+                embed_cert_pem: None,
+            },
+        )
+        .map_err(DeviceError::Sign)?;
+        Ok(Bytes::from(c.encode_to_vec()))
+    }
+
+    /// Verifies a controller envelope and returns its payload.
+    pub fn open(&self, body: &[u8]) -> Result<Vec<u8>, DeviceError> {
+        let trusted = self
+            .controller
+            .as_ref()
+            .ok_or(DeviceError::Verify(sign::VerifyError::UnknownSenderCert))?;
+        sign::open_auth_container(body, trusted).map_err(DeviceError::Verify)
+    }
+}
