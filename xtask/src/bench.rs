@@ -14,6 +14,12 @@ pub enum Bench {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// The network stack in QEMU: exec to DHCP lease, in-guest DHCP, TCP
+    /// throughput guest to host and host to guest.
+    Net {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// The controller under load from a separate process on loopback:
     /// 1k and 10k devices flat out, and 10k at EVE's cadence.
     Controller,
@@ -30,6 +36,7 @@ pub fn run(what: Bench) -> Result<(), String> {
         Bench::Boot { runs } => boot(runs.max(1)),
         Bench::Proto { iterations } => proto(iterations.max(1)),
         Bench::Controller => controller(),
+        Bench::Net { runs } => net(runs.max(1)),
     }
 }
 
@@ -223,4 +230,105 @@ fn proto(iterations: u32) -> Result<(), String> {
     } else {
         Err(format!("evectl bench failed ({status})"))
     }
+}
+
+/// A loopback server for one connection: `Sink` counts what arrives,
+/// `Source` sends `bytes` and closes. Returns the port.
+fn one_shot_server(send: Option<usize>) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            match send {
+                Some(bytes) => {
+                    let chunk = vec![0x5au8; 64 * 1024];
+                    let mut left = bytes;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if conn.write_all(&chunk[..n]).is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                }
+                None => {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+                }
+            }
+        }
+    });
+    Ok(port)
+}
+
+fn net(runs: usize) -> Result<(), String> {
+    use harness::{HOST_SERVICES_ADDR, UserNet};
+    crate::deps::ensure()?;
+    const BYTES: usize = 8 << 20;
+    println!(
+        "nettest, {runs} runs each, median (min-max); throughput of {} MiB",
+        BYTES >> 20
+    );
+    println!();
+    println!(
+        "| machine | accel | exec to DHCP lease (ms) | in-guest DHCP (ms) | TCP guest to host (MiB/s) | TCP host to guest (MiB/s) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for machine in [Machine::Microvm, Machine::Q35, Machine::Virt] {
+        let image = build_service("nettest", machine.arch(), Profile::Release)
+            .map_err(|e| e.to_string())?;
+        let accel = Accel::for_arch(machine.arch());
+        let (mut lease, mut dhcp, mut send, mut receive) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let sink = one_shot_server(None)?;
+            let source = one_shot_server(Some(BYTES))?;
+            let guest = Guest::new(machine, image.clone())
+                .accel(accel)
+                .device(Device::VirtioRng)
+                .device(Device::UserNet(UserNet {
+                    guest_to_host: vec![(1, sink), (2, source)],
+                    ..UserNet::default()
+                }))
+                .cmdline(format!(
+                    "send-to={HOST_SERVICES_ADDR}:1 send-bytes={BYTES} \
+                     receive-from={HOST_SERVICES_ADDR}:2 receive-bytes={BYTES}"
+                ));
+            let outcome = guest.run().map_err(|e| e.to_string())?;
+            if !outcome.succeeded() {
+                return Err(format!("nettest failed during the benchmark:\n{outcome}"));
+            }
+            let metric = |name: &str| {
+                outcome
+                    .metric(name)
+                    .ok_or(format!("no {name} metric:\n{outcome}"))
+            };
+            lease.push(outcome.stamp("lease").ok_or("no lease stamp")?.host);
+            dhcp.push(Duration::from_micros(metric("dhcp_us")?));
+            send.push(metric("tcp_send_bytes")? as f64 / metric("tcp_send_us")?.max(1) as f64);
+            receive.push(
+                metric("tcp_receive_bytes")? as f64 / metric("tcp_receive_us")?.max(1) as f64,
+            );
+        }
+        // Bytes per microsecond to MiB/s.
+        let rate = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            let mib = |x: f64| x * 1e6 / f64::from(1u32 << 20);
+            format!(
+                "{:.1} ({:.1}-{:.1})",
+                mib(v[v.len() / 2]),
+                mib(v[0]),
+                mib(v[v.len() - 1])
+            )
+        };
+        println!(
+            "| {machine} | {accel} | {} | {} | {} | {} |",
+            cell(summarize(lease)),
+            cell(summarize(dhcp)),
+            rate(send),
+            rate(receive)
+        );
+    }
+    Ok(())
 }

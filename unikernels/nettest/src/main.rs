@@ -9,8 +9,11 @@
 //!
 //! - `send-to=A.B.C.D:PORT` (with `send-bytes=`, default 8 MiB): send to a
 //!   host sink and report `@@ metric tcp_send_us` (guest to host).
-//! - `receive-from=A.B.C.D:PORT`: read a host source to its end and report
+//! - `receive-from=A.B.C.D:PORT` (with `receive-bytes=`, default 8 MiB):
+//!   read that much from a host source (or to its end) and report
 //!   `@@ metric tcp_receive_us` and `tcp_receive_bytes` (host to guest).
+//!   The length is given because QEMU's guestfwd never forwards the host's
+//!   close.
 //! - `resolve=NAME` (with `resolve-expect=A.B.C.D`): resolve through the
 //!   static `hosts=` entries or the DNS server and compare.
 //!
@@ -51,12 +54,11 @@ fn main() -> i32 {
             guest_abi::BOOT_TIMER_MARKER,
             Instant::now().as_nanos()
         ));
+        let took = started.elapsed().as_micros();
+        metric("dhcp_us", took);
         Ok(format!(
-            "{} gateway {:?} dns {:?} after {} us",
-            config.address,
-            config.gateway,
-            config.dns,
-            started.elapsed().as_micros()
+            "{} gateway {:?} dns {:?} after {took} us",
+            config.address, config.gateway, config.dns
         ))
     });
     if let Some(name) = params.get("resolve") {
@@ -91,7 +93,11 @@ fn main() -> i32 {
         ok &= runtime::check("tcp-send", || send_to(&mut stack, target, bytes));
     }
     if let Some(target) = params.get("receive-from") {
-        ok &= runtime::check("tcp-receive", || receive_from(&mut stack, target));
+        let bytes = params
+            .get("receive-bytes")
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(8 << 20);
+        ok &= runtime::check("tcp-receive", || receive_from(&mut stack, target, bytes));
     }
     if let Some(port) = params.get("echo-on") {
         ok &= runtime::check("tcp-server", || echo_server(&mut stack, port));
@@ -184,19 +190,25 @@ fn send_to(stack: &mut Stack, target: &str, len: usize) -> Result<String, String
     stack.tcp_close(handle, Duration::from_secs(2));
     metric("tcp_send_us", took.as_micros());
     metric("tcp_send_bytes", len as u128);
-    Ok(format!("{len} bytes to {endpoint} in {} us", took.as_micros()))
+    Ok(format!(
+        "{len} bytes to {endpoint} in {} us",
+        took.as_micros()
+    ))
 }
 
-/// Host to guest: everything the host sends, timed from connect to EOF.
-fn receive_from(stack: &mut Stack, target: &str) -> Result<String, String> {
+/// Host to guest: `len` bytes (or up to EOF), timed from connect.
+fn receive_from(stack: &mut Stack, target: &str, len: usize) -> Result<String, String> {
     let started = Instant::now();
     let (handle, endpoint) = connect(stack, target)?;
     let mut total = 0usize;
     {
         let mut stream = stack.stream(handle, STEP_TIMEOUT);
         let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = stream.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+        while total < len {
+            let want = buf.len().min(len - total);
+            let n = stream
+                .read(&mut buf[..want])
+                .map_err(|e| format!("read: {e}"))?;
             if n == 0 {
                 break;
             }
@@ -207,7 +219,10 @@ fn receive_from(stack: &mut Stack, target: &str) -> Result<String, String> {
     stack.tcp_close(handle, Duration::from_secs(2));
     metric("tcp_receive_us", took.as_micros());
     metric("tcp_receive_bytes", total as u128);
-    Ok(format!("{total} bytes from {endpoint} in {} us", took.as_micros()))
+    Ok(format!(
+        "{total} bytes from {endpoint} in {} us",
+        took.as_micros()
+    ))
 }
 
 fn echo_server(stack: &mut Stack, port: &str) -> Result<String, String> {
