@@ -20,6 +20,8 @@ pub const BARE_METAL_LIBS: &[&str] = &[
     "runtime",
     "net",
     "dnswire",
+    "evehttp",
+    "evetls",
     "bootinfo",
     "guest-abi",
     "eve-proto",
