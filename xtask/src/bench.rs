@@ -206,7 +206,7 @@ fn controller() -> Result<(), String> {
 /// optimised code whatever profile xtask itself was built with.
 fn proto(iterations: u32) -> Result<(), String> {
     let iterations = iterations.to_string();
-    let args = [
+    cargo_status(&[
         "run",
         "--quiet",
         "--release",
@@ -218,18 +218,7 @@ fn proto(iterations: u32) -> Result<(), String> {
         "bench",
         "--iterations",
         &iterations,
-    ];
-    let status =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(args)
-            .current_dir(harness::workspace_root())
-            .status()
-            .map_err(|e| format!("cargo: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("evectl bench failed ({status})"))
-    }
+    ])
 }
 
 /// A loopback server for one connection: `Sink` counts what arrives,
