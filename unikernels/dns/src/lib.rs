@@ -110,7 +110,10 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn put(&mut self, bytes: &[u8]) -> Result<(), DnsError> {
-        let end = self.len.checked_add(bytes.len()).ok_or(DnsError::BufferTooSmall)?;
+        let end = self
+            .len
+            .checked_add(bytes.len())
+            .ok_or(DnsError::BufferTooSmall)?;
         self.buf
             .get_mut(self.len..end)
             .ok_or(DnsError::BufferTooSmall)?
@@ -179,7 +182,9 @@ fn skip_name(msg: &[u8], mut at: usize) -> Result<usize, DnsError> {
                 if wire_len > MAX_NAME_WIRE {
                     return Err(DnsError::BadCompression);
                 }
-                at = at.checked_add(usize::from(len) + 1).ok_or(DnsError::Truncated)?;
+                at = at
+                    .checked_add(usize::from(len) + 1)
+                    .ok_or(DnsError::Truncated)?;
             }
             0xc0 => {
                 let target = usize::from(be16(msg, at)? & 0x3fff);
@@ -205,7 +210,9 @@ fn check_name(msg: &[u8], mut at: usize) -> Result<(), DnsError> {
             0x00 if len == 0 => return Ok(()),
             0x00 => {
                 wire_len = wire_len.saturating_add(usize::from(len) + 1);
-                let end = at.checked_add(usize::from(len) + 1).ok_or(DnsError::Truncated)?;
+                let end = at
+                    .checked_add(usize::from(len) + 1)
+                    .ok_or(DnsError::Truncated)?;
                 if wire_len > MAX_NAME_WIRE || end > msg.len() {
                     return Err(if wire_len > MAX_NAME_WIRE {
                         DnsError::BadCompression
@@ -255,7 +262,9 @@ pub fn parse_response(msg: &[u8], id: u16) -> Result<Answer, DnsError> {
     let mut at = HEADER_LEN;
     for _ in 0..header.questions {
         check_name(msg, at)?;
-        at = skip_name(msg, at)?.checked_add(4).ok_or(DnsError::Truncated)?;
+        at = skip_name(msg, at)?
+            .checked_add(4)
+            .ok_or(DnsError::Truncated)?;
         if at > msg.len() {
             return Err(DnsError::Truncated);
         }

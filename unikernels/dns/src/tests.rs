@@ -39,9 +39,8 @@ fn query_bytes_are_exact() {
     assert_eq!(
         query(0x1234, "controller.example"),
         [
-            0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 10, b'c', b'o', b'n', b't', b'r',
-            b'o', b'l', b'l', b'e', b'r', 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1,
-            0, 1
+            0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 10, b'c', b'o', b'n', b't', b'r', b'o',
+            b'l', b'l', b'e', b'r', 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1
         ]
     );
     assert_eq!(query(1, "a.b."), query(1, "a.b"));
@@ -50,8 +49,20 @@ fn query_bytes_are_exact() {
 #[test]
 fn bad_names_and_small_buffers_are_refused() {
     let mut buf = [0u8; 512];
-    for name in ["", ".", "a..b", "a b", "-\n", &"x".repeat(64), &"a.".repeat(128)] {
-        assert_eq!(encode_query(1, name, &mut buf), Err(DnsError::BadName), "{name:?}");
+    for name in [
+        "",
+        ".",
+        "a..b",
+        "a b",
+        "-\n",
+        &"x".repeat(64),
+        &"a.".repeat(128),
+    ] {
+        assert_eq!(
+            encode_query(1, name, &mut buf),
+            Err(DnsError::BadName),
+            "{name:?}"
+        );
     }
     assert_eq!(
         encode_query(1, "example.com", &mut [0u8; 20]),
@@ -142,7 +153,10 @@ fn random_and_mutated_messages_never_panic() {
         7,
         "example.com",
         OK,
-        &[record(5, 60, &[3, b'w', b'w', b'w', 0xc0, 12]), record(1, 1, &[1, 2, 3, 4])],
+        &[
+            record(5, 60, &[3, b'w', b'w', b'w', 0xc0, 12]),
+            record(1, 1, &[1, 2, 3, 4]),
+        ],
     );
     for i in 0..20_000 {
         let mut msg = if i % 2 == 0 {
