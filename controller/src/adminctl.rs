@@ -148,6 +148,11 @@ impl Admin {
         })
     }
 
+    /// A GET with no body: most admin calls.
+    async fn get(&mut self, path: &str) -> Result<Value, CtlError> {
+        self.call(Method::GET, path, String::new()).await
+    }
+
     async fn call(&mut self, method: Method, path: &str, body: String) -> Result<Value, CtlError> {
         let (status, body) = self.client.request(method, path, Bytes::from(body)).await?;
         if !status.is_success() {
@@ -187,9 +192,7 @@ impl Admin {
 
     /// `onboard list`
     pub async fn onboard_list(&mut self) -> Result<String, CtlError> {
-        let v = self
-            .call(Method::GET, "/api/v1/onboard", String::new())
-            .await?;
+        let v = self.get("/api/v1/onboard").await?;
         Ok(self.out(&v, |v| {
             let mut s = format!("{:<6} {:<18} SERIALS\n", "ID", "CERT (sha256)");
             for e in v.as_array().into_iter().flatten() {
@@ -230,9 +233,7 @@ impl Admin {
 
     /// `device list`
     pub async fn device_list(&mut self) -> Result<String, CtlError> {
-        let v = self
-            .call(Method::GET, "/api/v1/devices", String::new())
-            .await?;
+        let v = self.get("/api/v1/devices").await?;
         Ok(self.out(&v, |v| {
             let mut s = format!(
                 "{:<36}  {:<16} {:<15} LAST SEEN (UTC)\n",
@@ -254,13 +255,7 @@ impl Admin {
 
     /// `device show UUID`
     pub async fn device_show(&mut self, uuid: &str) -> Result<String, CtlError> {
-        let v = self
-            .call(
-                Method::GET,
-                &format!("/api/v1/devices/{uuid}"),
-                String::new(),
-            )
-            .await?;
+        let v = self.get(&format!("/api/v1/devices/{uuid}")).await?;
         Ok(self.out(&v, |d| {
             let t = |k: &str| format_ms(d[k].as_i64().unwrap_or(0) * 1000);
             format!(
@@ -304,13 +299,7 @@ impl Admin {
 
     /// `config get UUID`
     pub async fn config_get(&mut self, uuid: &str) -> Result<String, CtlError> {
-        let v = self
-            .call(
-                Method::GET,
-                &format!("/api/v1/devices/{uuid}/config"),
-                String::new(),
-            )
-            .await?;
+        let v = self.get(&format!("/api/v1/devices/{uuid}/config")).await?;
         Ok(self.out(&v, |v| {
             format!(
                 "version {} set {} UTC, configHash {}\n{}\n",
@@ -324,13 +313,7 @@ impl Admin {
 
     /// `info show UUID`
     pub async fn info_show(&mut self, uuid: &str) -> Result<String, CtlError> {
-        let v = self
-            .call(
-                Method::GET,
-                &format!("/api/v1/devices/{uuid}/info"),
-                String::new(),
-            )
-            .await?;
+        let v = self.get(&format!("/api/v1/devices/{uuid}/info")).await?;
         Ok(self.out(&v, |v| {
             let mut s = String::new();
             for r in v.as_array().into_iter().flatten() {
@@ -349,11 +332,7 @@ impl Admin {
     /// `metrics show UUID [--limit N]`
     pub async fn metrics_show(&mut self, uuid: &str, limit: u32) -> Result<String, CtlError> {
         let v = self
-            .call(
-                Method::GET,
-                &format!("/api/v1/devices/{uuid}/metrics?limit={limit}"),
-                String::new(),
-            )
+            .get(&format!("/api/v1/devices/{uuid}/metrics?limit={limit}"))
             .await?;
         Ok(self.out(&v, |v| {
             let mut s = String::new();
@@ -400,11 +379,10 @@ impl Admin {
     /// `logs show UUID [filters]`; with `--json`, one JSON object per line.
     pub async fn logs_show(&mut self, uuid: &str, filter: &LogFilter) -> Result<String, CtlError> {
         let v = self
-            .call(
-                Method::GET,
-                &format!("/api/v1/devices/{uuid}/logs?{}", filter.query(None)),
-                String::new(),
-            )
+            .get(&format!(
+                "/api/v1/devices/{uuid}/logs?{}",
+                filter.query(None)
+            ))
             .await?;
         Ok(self.log_lines(&v))
     }
@@ -421,11 +399,10 @@ impl Admin {
         let mut after = None;
         loop {
             let v = self
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/devices/{uuid}/logs?{}", filter.query(after)),
-                    String::new(),
-                )
+                .get(&format!(
+                    "/api/v1/devices/{uuid}/logs?{}",
+                    filter.query(after)
+                ))
                 .await?;
             if let Some(last) = v.as_array().and_then(|a| a.last()) {
                 after = last["id"].as_i64();
