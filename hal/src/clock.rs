@@ -6,7 +6,8 @@ use spin::Once;
 
 use crate::arch;
 
-static WALL_CLOCK_AT_BOOT: Once<Option<u64>> = Once::new();
+/// The RTC's Unix seconds and the monotonic instant they were read at.
+static WALL_CLOCK_READING: Once<Option<(u64, Instant)>> = Once::new();
 
 /// A point on the monotonic clock, in nanoseconds since the boot entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -58,10 +59,23 @@ pub fn counter_frequency() -> u64 {
     arch::counter_frequency()
 }
 
-/// Unix time in seconds read from the platform RTC the first time this is
-/// called, or `None` when the machine has no RTC we can read.
+/// Unix time in seconds at the guest's first instruction, from the platform
+/// RTC (read once, on the first call of this or [`unix_now`]), or `None`
+/// when the machine has no RTC we can read.
 pub fn wall_clock_at_boot() -> Option<u64> {
-    *WALL_CLOCK_AT_BOOT.call_once(arch::rtc_unix_seconds)
+    let (seconds, read_at) = wall_clock_reading()?;
+    Some(seconds.saturating_sub(read_at.as_nanos() / 1_000_000_000))
+}
+
+/// Unix time in seconds now: the RTC is read once and the monotonic clock
+/// carries it forward, so repeated calls cost no port or MMIO access.
+pub fn unix_now() -> Option<u64> {
+    let (seconds, read_at) = wall_clock_reading()?;
+    Some(seconds + Instant::now().saturating_duration_since(read_at).as_secs())
+}
+
+fn wall_clock_reading() -> Option<(u64, Instant)> {
+    *WALL_CLOCK_READING.call_once(|| arch::rtc_unix_seconds().map(|s| (s, Instant::now())))
 }
 
 /// Converts a civil UTC date and time to Unix seconds, or `None` for an

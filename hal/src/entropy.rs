@@ -47,8 +47,7 @@ pub fn attach_virtio(transport: SomeTransport<'static>) -> Result<(), EntropyErr
 }
 
 /// Makes sure some source is usable: the CPU's instruction, or else a
-/// virtio-rng device found by `virtio::discover` (attached here if it was
-/// not yet).
+/// virtio-rng device (discovered and attached here if it was not yet).
 pub fn ensure_source() -> Result<Source, EntropyError> {
     if cpu_source_present() {
         return Ok(Source::Cpu);
@@ -56,6 +55,7 @@ pub fn ensure_source() -> Result<Source, EntropyError> {
     if VIRTIO_RNG.lock().is_some() {
         return Ok(Source::Virtio);
     }
+    crate::virtio::discover(crate::startup::boot_info());
     let transport = crate::virtio::take(DeviceType::EntropySource).ok_or(EntropyError::NoSource)?;
     attach_virtio(transport)?;
     Ok(Source::Virtio)
@@ -66,9 +66,12 @@ pub fn cpu_source_present() -> bool {
     arch::hw_random().is_some()
 }
 
-/// Fills `buf` with entropy. `prefer_virtio` skips the CPU instruction when
-/// a virtio-rng is attached (so both paths can be exercised).
+/// Fills `buf` with entropy, attaching a discovered virtio-rng first if the
+/// CPU has no random instruction. `prefer_virtio` skips the CPU
+/// instruction when a virtio-rng is attached (so both paths can be
+/// exercised).
 pub fn fill(buf: &mut [u8], prefer_virtio: bool) -> Result<Source, EntropyError> {
+    ensure_source()?;
     let mut rng = VIRTIO_RNG.lock();
     if let Some(dev) = rng
         .as_mut()

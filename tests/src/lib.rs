@@ -12,6 +12,9 @@ mod image;
 mod machine;
 mod run;
 
+pub mod pki;
+pub mod servers;
+
 pub use accel::{Accel, AccelChoice};
 pub use build::{BuildError, Profile, build_service, workspace_root};
 pub use image::{ImageError, elf_to_arm64_image};

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use harness::{Accel, Arch, Machine, Profile};
 
 /// Services the workspace builds for bare metal.
-pub const SERVICES: &[&str] = &["selftest", "nettest"];
+pub const SERVICES: &[&str] = &["selftest", "nettest", "diag"];
 /// Library crates that must also build for both bare-metal targets.
 pub const BARE_METAL_LIBS: &[&str] = &[
     "boot",
@@ -22,6 +22,11 @@ pub const BARE_METAL_LIBS: &[&str] = &[
     "dnswire",
     "evehttp",
     "evetls",
+    "evehttps",
+    "evebus",
+    "blockdev",
+    "statestore",
+    "configpart",
     "bootinfo",
     "guest-abi",
     "eve-proto",

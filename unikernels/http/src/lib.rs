@@ -40,10 +40,12 @@ mod client;
 mod error;
 mod request;
 mod response;
+mod target;
 pub mod wire;
 
 pub use client::{Body, Client, Limits, Response};
 pub use error::HttpError;
 pub use request::{Method, Request};
 pub use response::{Framing, Headers, ResponseHead};
+pub use target::{Scheme, Target, TargetError};
 pub use wire::Version;

@@ -17,12 +17,20 @@
 //! - `resolve=NAME` (with `resolve-expect=A.B.C.D`): resolve through the
 //!   static `hosts=` entries or the DNS server and compare.
 //!
+//! - `fetch=URL` (http:// or https://, with `fetch-bytes=N`, default 1 MiB):
+//!   GET a body that must be N bytes of the test pattern, streamed.
+//! - `post=URL` (with `post-bytes=N`, default 256 KiB): POST N pattern
+//!   bytes to an echo endpoint; the answer must be the same bytes.
+//! - `root=BASE64`: the root certificate trusted for https:// URLs.
+//!
 //! Each step prints PASS or FAIL with its time; the exit status is 0 only
 //! if every step passed.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
+
+mod http;
 
 use alloc::{format, string::String, vec, vec::Vec};
 use core::time::Duration;
@@ -99,10 +107,43 @@ fn main() -> i32 {
             .unwrap_or(8 << 20);
         ok &= runtime::check("tcp-receive", || receive_from(&mut stack, target, bytes));
     }
+    if let Some(url) = params.get("fetch") {
+        let bytes = params
+            .get("fetch-bytes")
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(1 << 20);
+        ok &= runtime::check("fetch", || {
+            let mut tls = tls_for(url, params.get("root"))?;
+            http::fetch(&mut stack, url, bytes, tls.as_mut())
+        });
+    }
+    if let Some(url) = params.get("post") {
+        let bytes = params
+            .get("post-bytes")
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(256 * 1024);
+        ok &= runtime::check("post", || {
+            let mut tls = tls_for(url, params.get("root"))?;
+            http::post(&mut stack, url, bytes, tls.as_mut())
+        });
+    }
     if let Some(port) = params.get("echo-on") {
         ok &= runtime::check("tcp-server", || echo_server(&mut stack, port));
     }
     runtime::status(ok)
+}
+
+/// A TLS session for an https:// URL (none for http://).
+fn tls_for(url: &str, root: Option<&str>) -> Result<Option<evehttps::TlsSession>, String> {
+    let target = evehttp::Target::parse_url(url).map_err(|e| format!("{url}: {e}"))?;
+    match target.scheme {
+        evehttp::Scheme::Http => Ok(None),
+        evehttp::Scheme::Https => {
+            let root =
+                root.ok_or_else(|| format!("{url}: https needs root= on the command line"))?;
+            http::session(root, &target).map(Some)
+        }
+    }
 }
 
 fn pattern(len: usize) -> Vec<u8> {

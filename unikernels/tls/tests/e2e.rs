@@ -1,20 +1,18 @@
 //! End to end over loopback TCP: our client against a rustls TLS 1.3
 //! server in a thread.
 
-mod common;
-
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use common::{Issued, NOW, intermediate, issue, leaf, root, root_with};
 use embedded_io::{ErrorKind, ErrorType, Read, Write};
 use evetls::{
     CertError, ClientConfig, ClientIdentity, Clock, Csprng, RootStore, TlsBuffers, TlsError,
     connect,
 };
+use harness::pki::{Issued, NOW, intermediate, issue, leaf, root, root_with};
 use rcgen::{ExtendedKeyUsagePurpose, IsCa, date_time_ymd};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -170,7 +168,7 @@ fn wall_clock_and_ip_literal_without_sni() {
 fn p384_server_key_signs_the_handshake() {
     let p384 = &rcgen::PKCS_ECDSA_P384_SHA384;
     let ca = root_with("Root 384", p384, |_| {});
-    let server = common::issue_alg("s", &["controller.test"], &ca, p384, |_| {});
+    let server = harness::pki::issue_alg("s", &["controller.test"], &ca, p384, |_| {});
     let (addr, handle) = echo_server(server_config(&[&server], None));
     let config = client_config(&[&ca], "controller.test", Clock::Fixed(NOW));
     assert_eq!(echo(addr, &config, b"ping").expect("echo"), b"ping");

@@ -1,9 +1,6 @@
 //! The provider's handshake bookkeeping, driven the way embedded-tls drives
 //! it, including the orders a hostile server could force.
 
-mod common;
-
-use common::{Issued, NOW, leaf, root};
 use embedded_tls::SignatureScheme;
 use embedded_tls::blocking::{
     CertificateEntryRef, CertificateRef, CertificateVerifyRef, CryptoProvider, TlsVerifier,
@@ -12,6 +9,7 @@ use evetls::{
     CertError, CipherSuite, ClientConfig, ClientIdentity, Clock, Csprng, Provider, RootStore,
     TlsError,
 };
+use harness::pki::{Issued, NOW, leaf, root};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{DerSignature, SigningKey};
 use p256::pkcs8::DecodePrivateKey;

@@ -1,12 +1,10 @@
 //! The certificate verifier against chains generated with rcgen.
 
-mod common;
-
-use common::{Issued, NOW, intermediate, issue, issue_alg, leaf, root, root_with};
 use evetls::{
     CertError, ClientIdentity, ConfigError, RootStore, ServerName, SignatureScheme, TlsError,
     verify_server_chain,
 };
+use harness::pki::{Issued, NOW, intermediate, issue, issue_alg, leaf, root, root_with};
 use rcgen::{
     BasicConstraints, CustomExtension, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
     date_time_ymd,

@@ -1,6 +1,5 @@
-//! Certificates generated for the tests with rcgen.
-
-#![allow(dead_code)] // Each test binary uses a different part of this module.
+//! Certificates for tests, made with rcgen: roots, intermediates, server
+//! certificates, and the broken chains a TLS client must refuse.
 
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
