@@ -29,7 +29,7 @@ impl Arch {
         }
     }
 
-    pub fn qemu(self) -> &'static str {
+    pub const fn qemu(self) -> &'static str {
         match self {
             Arch::X86_64 => "qemu-system-x86_64",
             Arch::Aarch64 => "qemu-system-aarch64",

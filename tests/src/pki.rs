@@ -19,6 +19,13 @@ impl Issued {
     pub fn der(&self) -> Vec<u8> {
         self.cert.der().to_vec()
     }
+
+    /// The DER, base64-encoded, as our guests take a root certificate on
+    /// their command line (`root=`).
+    pub fn der_base64(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(self.cert.der())
+    }
 }
 
 fn params(cn: &str, sans: &[&str], is_ca: IsCa) -> CertificateParams {

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use harness::pki::{Issued, intermediate, issue, leaf, root};
 use harness::servers::{Behaviour, GUEST_HOST_ADDR, Server, tls_config};
 use harness::{Device, Guest, Machine, Outcome, Profile, UserNet, build_service};
@@ -34,10 +33,6 @@ fn boot(service: &str, machine: Machine, cmdline: String) -> Outcome {
         .expect("QEMU runs")
 }
 
-fn root_b64(ca: &Issued) -> String {
-    base64::engine::general_purpose::STANDARD.encode(ca.der())
-}
-
 /// Runs diag against a server on `port` that trusts `ca`.
 fn diag(machine: Machine, port: u16, ca: &Issued) -> Outcome {
     boot(
@@ -45,7 +40,7 @@ fn diag(machine: Machine, port: u16, ca: &Issued) -> Outcome {
         machine,
         format!(
             "server={NAME}:{port} hosts={NAME}={GUEST_HOST_ADDR} root={}",
-            root_b64(ca)
+            ca.der_base64()
         ),
     )
 }
@@ -101,7 +96,7 @@ fn tls_success(machine: Machine) {
         format!(
             "hosts={NAME}={GUEST_HOST_ADDR} fetch=https://{NAME}:{}/pattern/1048576 fetch-bytes=1048576 root={}",
             server.port(),
-            root_b64(&ca)
+            ca.der_base64()
         ),
     );
     outcome.assert_success();

@@ -15,7 +15,8 @@ pub enum Bench {
         runs: usize,
     },
     /// The network stack in QEMU: exec to DHCP lease, in-guest DHCP, TCP
-    /// throughput guest to host and host to guest.
+    /// throughput guest to host and host to guest; then TCP connect plus a
+    /// small HTTP round trip, the TLS 1.3 handshake and an HTTPS GET of 1 MiB.
     Net {
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -137,7 +138,7 @@ fn boot(runs: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn cargo_status(args: &[&str]) -> Result<(), String> {
+pub fn cargo_status(args: &[&str]) -> Result<(), String> {
     let status =
         std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .args(args)
@@ -317,6 +318,81 @@ fn net(runs: usize) -> Result<(), String> {
             cell(summarize(dhcp)),
             rate(send),
             rate(receive)
+        );
+    }
+    println!();
+    https(runs)
+}
+
+/// The HTTP and TLS columns: per run, a 64-byte POST echoed by a plain
+/// HTTP server and an HTTPS GET of 1 MiB from a TLS 1.3 server whose
+/// certificate chains to a test root the guest pins.
+fn https(runs: usize) -> Result<(), String> {
+    use harness::UserNet;
+    use harness::pki::{leaf, root};
+    use harness::servers::{Behaviour, GUEST_HOST_ADDR, Server, tls_config};
+    const NAME: &str = "bench.test";
+    const BYTES: usize = 1 << 20;
+    let ca = root("Bench Root");
+    let server_cert = leaf(&[NAME], &ca);
+    let http = Server::start(Behaviour::Http).map_err(|e| format!("HTTP server: {e}"))?;
+    let tls = Server::start(Behaviour::Tls(tls_config(&[&server_cert])))
+        .map_err(|e| format!("TLS server: {e}"))?;
+    println!("nettest over HTTP and HTTPS, {runs} runs each, median (min-max)");
+    println!();
+    println!(
+        "| machine | accel | TCP connect + 64 B HTTP round trip (ms) | TLS 1.3 handshake (ms) | HTTPS GET 1 MiB (ms) | HTTPS GET 1 MiB (MiB/s) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for machine in [Machine::Microvm, Machine::Q35, Machine::Virt] {
+        let image = build_service("nettest", machine.arch(), Profile::Release)
+            .map_err(|e| e.to_string())?;
+        let accel = Accel::for_arch(machine.arch());
+        let (mut round_trip, mut handshake, mut download) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let guest = Guest::new(machine, image.clone())
+                .accel(accel)
+                .device(Device::VirtioRng)
+                .device(Device::UserNet(UserNet {
+                    open: true,
+                    ..UserNet::default()
+                }))
+                .cmdline(format!(
+                    "post=http://{GUEST_HOST_ADDR}:{}/echo post-bytes=64 \
+                     hosts={NAME}={GUEST_HOST_ADDR} root={} \
+                     fetch=https://{NAME}:{}/pattern/{BYTES} fetch-bytes={BYTES}",
+                    http.port(),
+                    ca.der_base64(),
+                    tls.port()
+                ));
+            let outcome = guest.run().map_err(|e| e.to_string())?;
+            if !outcome.succeeded() {
+                return Err(format!("nettest failed during the benchmark:\n{outcome}"));
+            }
+            let metric = |name: &str| {
+                outcome
+                    .metric(name)
+                    .map(Duration::from_micros)
+                    .ok_or(format!("no {name} metric:\n{outcome}"))
+            };
+            round_trip.push(metric("post_connect_us")? + metric("post_response_us")?);
+            handshake.push(metric("fetch_handshake_us")?);
+            download.push(metric("fetch_response_us")?);
+        }
+        let rates = download
+            .iter()
+            .map(|d| BYTES as f64 / d.as_secs_f64().max(1e-9) / f64::from(1u32 << 20))
+            .collect::<Vec<_>>();
+        let mut sorted = rates.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!(
+            "| {machine} | {accel} | {} | {} | {} | {:.1} ({:.1}-{:.1}) |",
+            cell(summarize(round_trip)),
+            cell(summarize(handshake)),
+            cell(summarize(download)),
+            sorted[sorted.len() / 2],
+            sorted[0],
+            sorted[sorted.len() - 1]
         );
     }
     Ok(())

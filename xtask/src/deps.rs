@@ -1,5 +1,6 @@
 //! Installing what the unikernels need on the machine: QEMU for both
-//! arches and the bare-metal Rust targets.
+//! arches, swtpm (the host's development TPM, with its EK-certificate
+//! tooling) and the bare-metal Rust targets.
 //!
 //! On Debian 12 the image may already carry qemu-utils from
 //! bookworm-backports, which conflicts with qemu-system from the main
@@ -12,21 +13,53 @@ use std::{path::Path, process::Command};
 use harness::Arch;
 
 const SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
-const PACKAGES: &[&str] = &["qemu-system-x86", "qemu-system-arm"];
 
-fn have(binary: &str) -> bool {
-    Command::new(binary)
-        .arg("--version")
+/// A program we run, how to ask it whether it works, and its package.
+struct Tool {
+    binary: &'static str,
+    probe: &'static str,
+    package: &'static str,
+}
+
+const TOOLS: &[Tool] = &[
+    Tool {
+        binary: Arch::X86_64.qemu(),
+        probe: "--version",
+        package: "qemu-system-x86",
+    },
+    Tool {
+        binary: Arch::Aarch64.qemu(),
+        probe: "--version",
+        package: "qemu-system-arm",
+    },
+    Tool {
+        binary: "swtpm",
+        probe: "--version",
+        package: "swtpm",
+    },
+    // `swtpm_setup --version` exits 1; `--help` exits 0.
+    Tool {
+        binary: "swtpm_setup",
+        probe: "--help",
+        package: "swtpm-tools",
+    },
+    // swtpm's local CA signs EK certificates with it.
+    Tool {
+        binary: "certtool",
+        probe: "--version",
+        package: "gnutls-bin",
+    },
+];
+
+fn works(tool: &Tool) -> bool {
+    Command::new(tool.binary)
+        .arg(tool.probe)
         .output()
         .is_ok_and(|o| o.status.success())
 }
 
-fn qemu_missing() -> Vec<&'static str> {
-    Arch::ALL
-        .iter()
-        .map(|a| a.qemu())
-        .filter(|b| !have(b))
-        .collect()
+fn missing_tools() -> Vec<&'static Tool> {
+    TOOLS.iter().filter(|t| !works(t)).collect()
 }
 
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
@@ -78,7 +111,7 @@ fn add_backports(text: &str) -> Option<String> {
     changed.then(|| lines.join("\n") + "\n")
 }
 
-fn install_qemu() -> Result<(), String> {
+fn install(packages: &[&str]) -> Result<(), String> {
     let mut apt_args = vec!["install", "-y", "--no-install-recommends"];
     if is_bookworm() && Path::new(SOURCES).exists() {
         let text = std::fs::read_to_string(SOURCES).map_err(|e| format!("{SOURCES}: {e}"))?;
@@ -88,23 +121,33 @@ fn install_qemu() -> Result<(), String> {
         }
         apt_args.extend(["-t", "bookworm-backports"]);
     }
-    apt_args.extend(PACKAGES);
+    apt_args.extend(packages);
     run("apt-get", &["update", "-q"])?;
     run("apt-get", &apt_args)
 }
 
-/// Makes sure QEMU and the Rust targets are present, installing them when
-/// we can and saying exactly what to run when we cannot.
+/// Makes sure QEMU, swtpm and the Rust targets are present, installing
+/// them when we can and saying exactly what to run when we cannot.
 pub fn ensure() -> Result<(), String> {
     ensure_rust_targets()?;
-    let missing = qemu_missing();
+    let missing = missing_tools();
     if missing.is_empty() {
         return Ok(());
     }
-    if is_root() && have("apt-get") {
-        println!("xtask: {} missing; installing QEMU", missing.join(", "));
-        install_qemu()?;
-        let still = qemu_missing();
+    let binaries: Vec<&str> = missing.iter().map(|t| t.binary).collect();
+    let packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    let have_apt = Command::new("apt-get")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if is_root() && have_apt {
+        println!(
+            "xtask: {} missing; installing {}",
+            binaries.join(", "),
+            packages.join(" ")
+        );
+        install(&packages)?;
+        let still: Vec<&str> = missing_tools().iter().map(|t| t.binary).collect();
         return if still.is_empty() {
             Ok(())
         } else {
@@ -118,8 +161,8 @@ pub fn ensure() -> Result<(), String> {
         "{} missing. On Debian 12 run as root:\n  \
          sed -i '/^Suites:.*bookworm /s/$/ bookworm-backports/' {SOURCES}\n  \
          apt-get update && apt-get install -t bookworm-backports {}",
-        missing.join(", "),
-        PACKAGES.join(" ")
+        binaries.join(", "),
+        packages.join(" ")
     ))
 }
 

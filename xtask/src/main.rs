@@ -2,6 +2,7 @@
 //! benchmarking. See `cargo xtask --help`.
 
 mod bench;
+mod controller;
 mod deps;
 mod qemu;
 mod test;

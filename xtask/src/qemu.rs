@@ -1,8 +1,13 @@
 //! `cargo xtask qemu`: one service, console on this terminal.
+//!
+//! `diag` gets a controller to diagnose: ours, started on loopback for the
+//! run, which the guest reaches as 10.0.2.2 through user-mode networking.
 
 use std::process::Stdio;
 
-use harness::{Accel, AccelChoice, Arch, Device, Guest, Machine, Profile, build_service};
+use base64::Engine;
+use harness::servers::GUEST_HOST_ADDR;
+use harness::{Accel, AccelChoice, Arch, Device, Guest, Machine, Profile, UserNet, build_service};
 
 pub fn run(
     arch: Arch,
@@ -27,6 +32,30 @@ pub fn run(
     let choice = AccelChoice::detect(arch);
     guest.accel = accel.unwrap_or(Accel::for_arch(arch));
     let mut cmdline = vec!["expect-virtio=rng".to_string()];
+    let mut _controller = None;
+    if service == "diag" {
+        let data_dir = harness::workspace_root().join("target/xtask-controller");
+        let controller = crate::controller::start(&data_dir)?;
+        eprintln!(
+            "xtask: controller on https://{}, admin API http://{} (token {}, data in {})",
+            controller.device_api,
+            controller.admin_api,
+            controller.token,
+            data_dir.display()
+        );
+        cmdline = vec![
+            format!("server={GUEST_HOST_ADDR}:{}", controller.device_api.port()),
+            format!(
+                "root={}",
+                base64::engine::general_purpose::STANDARD.encode(&controller.root_pem)
+            ),
+        ];
+        guest = guest.device(Device::UserNet(UserNet {
+            open: true,
+            ..UserNet::default()
+        }));
+        _controller = Some(controller);
+    }
     cmdline.extend(extra.iter().cloned());
     guest.cmdline = cmdline.join(" ");
     eprintln!(
