@@ -28,6 +28,7 @@ pub const BARE_METAL_LIBS: &[&str] = &[
     "blockdev",
     "statestore",
     "configpart",
+    "tpmwire",
     "bootinfo",
     "guest-abi",
     "eve-proto",

@@ -1,0 +1,463 @@
+//! Semantic checks of a parsed manifest, each problem at its line.
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    ops::Range,
+    time::Duration,
+};
+
+use toml::Spanned;
+
+use super::{
+    Bus, Devices, Manifest, Node, PortForward, Problem, RestartPolicy, Service, Uplink, line_of,
+    raw::{RawBackoff, RawForward, RawManifest, RawService},
+};
+use crate::vfio::Bdf;
+
+/// Smallest RAM a service unikernel boots in (image, heap, DMA rings).
+pub const MIN_RAM_MIB: u32 = 16;
+pub const MAX_RAM_MIB: u32 = 16 * 1024;
+pub const MAX_VCPUS: u32 = 16;
+pub const MAX_STATE_MIB: u32 = 64 * 1024;
+/// Service names end up in socket paths, which Linux caps at 108 bytes.
+pub const MAX_NAME_LEN: usize = 32;
+pub const MAX_TOPIC_LEN: usize = 64;
+pub const MAX_CMDLINE_LEN: usize = 1024;
+pub const MAX_HEARTBEAT_TIMEOUT_S: u32 = 3600;
+
+struct Checker<'t> {
+    text: &'t str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn line(&self, span: Range<usize>) -> usize {
+        line_of(self.text, span.start)
+    }
+
+    fn fail(&mut self, span: Range<usize>, message: String) {
+        let line = self.line(span);
+        self.problems.push(Problem { line, message });
+    }
+}
+
+/// Validates `raw`, parsed from `text`; every problem is returned, sorted
+/// by line.
+pub(super) fn check(text: &str, raw: RawManifest) -> Result<Manifest, Vec<Problem>> {
+    let mut c = Checker {
+        text,
+        problems: Vec::new(),
+    };
+    let node_span = raw.node.span();
+    let raw_node = raw.node.into_inner();
+    if let Err(why) = check_name(raw_node.name.get_ref()) {
+        c.fail(
+            raw_node.name.span(),
+            format!("node: name `{}` {why}", raw_node.name.get_ref()),
+        );
+    }
+    let node = Node {
+        name: raw_node.name.into_inner(),
+        arch: raw_node.arch,
+    };
+    if raw.services.is_empty() {
+        c.fail(
+            node_span,
+            "node has no services: add a [[service]] table".into(),
+        );
+    }
+
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut host_ports: HashMap<u16, String> = HashMap::new();
+    let mut pci_owners: HashMap<Bdf, String> = HashMap::new();
+    let mut publishers: BTreeSet<String> = BTreeSet::new();
+    let mut subscriptions: Vec<(String, Spanned<String>)> = Vec::new();
+    let mut services = Vec::new();
+
+    for raw_service in raw.services {
+        let line = c.line(raw_service.span());
+        let raw_service = raw_service.into_inner();
+        let name = raw_service.name.get_ref().clone();
+        let name_span = raw_service.name.span();
+        if let Err(why) = check_name(&name) {
+            c.fail(name_span.clone(), format!("service name `{name}` {why}"));
+        }
+        if let Some(first) = names.get(&name) {
+            c.fail(
+                name_span,
+                format!("service `{name}` is defined twice (first at line {first})"),
+            );
+        } else {
+            names.insert(name.clone(), line);
+        }
+        let service = check_service(
+            &mut c,
+            line,
+            raw_service,
+            &mut host_ports,
+            &mut pci_owners,
+            &mut publishers,
+            &mut subscriptions,
+        );
+        services.push(service);
+    }
+
+    for (service, topic) in subscriptions {
+        if !publishers.contains(topic.get_ref()) {
+            let known: Vec<&str> = publishers.iter().map(String::as_str).collect();
+            c.fail(
+                topic.span(),
+                format!(
+                    "service `{service}`: subscribes to topic `{}` that no service publishes (published: {})",
+                    topic.get_ref(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+
+    if c.problems.is_empty() {
+        Ok(Manifest { node, services })
+    } else {
+        c.problems.sort_by_key(|p| p.line);
+        Err(c.problems)
+    }
+}
+
+fn check_service(
+    c: &mut Checker<'_>,
+    line: usize,
+    raw: RawService,
+    host_ports: &mut HashMap<u16, String>,
+    pci_owners: &mut HashMap<Bdf, String>,
+    publishers: &mut BTreeSet<String>,
+    subscriptions: &mut Vec<(String, Spanned<String>)>,
+) -> Service {
+    let name = raw.name.into_inner();
+    let at = |what: &str| format!("service `{name}`: {what}");
+
+    let image = raw.image.get_ref();
+    if image.is_empty()
+        || !image
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        c.fail(
+            raw.image.span(),
+            at(&format!(
+                "image `{image}` is not a service crate name ([a-z0-9_-])"
+            )),
+        );
+    }
+
+    let ram = *raw.ram_mib.get_ref();
+    if ram < MIN_RAM_MIB {
+        c.fail(
+            raw.ram_mib.span(),
+            at(&format!("ram_mib {ram} must be at least {MIN_RAM_MIB}")),
+        );
+    } else if ram > MAX_RAM_MIB {
+        c.fail(
+            raw.ram_mib.span(),
+            at(&format!("ram_mib {ram} must be at most {MAX_RAM_MIB}")),
+        );
+    }
+
+    let vcpus = match raw.vcpus {
+        Some(v) => {
+            let n = *v.get_ref();
+            if !(1..=MAX_VCPUS).contains(&n) {
+                c.fail(
+                    v.span(),
+                    at(&format!("vcpus {n} must be between 1 and {MAX_VCPUS}")),
+                );
+            }
+            n
+        }
+        None => 1,
+    };
+
+    let cmdline = match raw.cmdline {
+        Some(cmdline) => {
+            let text = cmdline.get_ref();
+            if text.len() > MAX_CMDLINE_LEN {
+                c.fail(
+                    cmdline.span(),
+                    at(&format!(
+                        "cmdline is {} bytes, at most {MAX_CMDLINE_LEN}",
+                        text.len()
+                    )),
+                );
+            } else if text.chars().any(|ch| ch.is_control()) {
+                c.fail(
+                    cmdline.span(),
+                    at("cmdline has a control character (newline, tab, ...)"),
+                );
+            }
+            cmdline.into_inner()
+        }
+        None => String::new(),
+    };
+
+    let devices = check_devices(c, &name, raw.devices, host_ports, pci_owners);
+    let bus = check_bus(c, &name, raw.bus, publishers, subscriptions);
+    let restart = check_backoff(c, &name, raw.restart.unwrap_or_default(), raw.backoff);
+
+    Service {
+        name,
+        image: raw.image.into_inner(),
+        ram_mib: ram,
+        vcpus,
+        cmdline,
+        devices,
+        bus,
+        restart,
+        line,
+    }
+}
+
+fn check_devices(
+    c: &mut Checker<'_>,
+    name: &str,
+    raw: super::raw::RawDevices,
+    host_ports: &mut HashMap<u16, String>,
+    pci_owners: &mut HashMap<Bdf, String>,
+) -> Devices {
+    let at = |what: &str| format!("service `{name}`: {what}");
+    let forward = |c: &mut Checker<'_>, f: &Spanned<RawForward>, list: &str| {
+        let RawForward {
+            host_port,
+            guest_port,
+        } = *f.get_ref();
+        if host_port == 0 || guest_port == 0 {
+            c.fail(f.span(), at(&format!("{list}: port 0 is not a port")));
+        }
+        if !raw.net {
+            c.fail(f.span(), at(&format!("{list} needs `net = true`")));
+        }
+        PortForward {
+            host_port,
+            guest_port,
+        }
+    };
+    let mut host_forward = Vec::new();
+    for f in &raw.host_forward {
+        let pf = forward(c, f, "host_forward");
+        if pf.host_port != 0 {
+            if let Some(owner) = host_ports.get(&pf.host_port) {
+                c.fail(
+                    f.span(),
+                    at(&format!(
+                        "host port {} is already forwarded to service `{owner}`",
+                        pf.host_port
+                    )),
+                );
+            } else {
+                host_ports.insert(pf.host_port, name.to_string());
+            }
+        }
+        host_forward.push(pf);
+    }
+    let guest_forward = raw
+        .guest_forward
+        .iter()
+        .map(|f| forward(c, f, "guest_forward"))
+        .collect();
+
+    if let Some(state) = &raw.state_mib {
+        let mib = *state.get_ref();
+        if !(1..=MAX_STATE_MIB).contains(&mib) {
+            c.fail(
+                state.span(),
+                at(&format!(
+                    "state_mib {mib} must be between 1 and {MAX_STATE_MIB}"
+                )),
+            );
+        }
+    }
+
+    let mut tpm = Vec::new();
+    for grant in &raw.tpm {
+        if tpm.contains(grant.get_ref()) {
+            c.fail(
+                grant.span(),
+                at(&format!(
+                    "tpm grant `{}` listed twice",
+                    grant.get_ref().name()
+                )),
+            );
+        } else {
+            tpm.push(*grant.get_ref());
+        }
+    }
+
+    let mut pci = Vec::new();
+    for text in &raw.pci {
+        match text.get_ref().parse::<Bdf>() {
+            Ok(bdf) => {
+                if let Some(owner) = pci_owners.get(&bdf) {
+                    c.fail(
+                        text.span(),
+                        at(&format!(
+                            "PCI device {bdf} is already given to service `{owner}`"
+                        )),
+                    );
+                } else {
+                    pci_owners.insert(bdf, name.to_string());
+                    pci.push(bdf);
+                }
+            }
+            Err(e) => c.fail(text.span(), at(&e.to_string())),
+        }
+    }
+
+    Devices {
+        net: raw.net.then_some(Uplink {
+            host_forward,
+            guest_forward,
+        }),
+        state_mib: raw.state_mib.map(Spanned::into_inner),
+        config: raw.config,
+        tpm,
+        pci,
+    }
+}
+
+fn check_bus(
+    c: &mut Checker<'_>,
+    name: &str,
+    raw: super::raw::RawBus,
+    publishers: &mut BTreeSet<String>,
+    subscriptions: &mut Vec<(String, Spanned<String>)>,
+) -> Bus {
+    let at = |what: &str| format!("service `{name}`: {what}");
+    let topics = |c: &mut Checker<'_>, list: Vec<Spanned<String>>, what: &str| {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for topic in list {
+            if let Err(why) = check_topic(topic.get_ref()) {
+                c.fail(
+                    topic.span(),
+                    at(&format!("{what} topic `{}` {why}", topic.get_ref())),
+                );
+            } else if !seen.insert(topic.get_ref().clone()) {
+                c.fail(
+                    topic.span(),
+                    at(&format!("{what} topic `{}` listed twice", topic.get_ref())),
+                );
+            } else {
+                out.push(topic);
+            }
+        }
+        out
+    };
+    let publish: Vec<String> = topics(c, raw.publish, "publish")
+        .into_iter()
+        .map(Spanned::into_inner)
+        .collect();
+    publishers.extend(publish.iter().cloned());
+    let subscribe = topics(c, raw.subscribe, "subscribe");
+    let subscribe_names = subscribe.iter().map(|t| t.get_ref().clone()).collect();
+    subscriptions.extend(subscribe.into_iter().map(|t| (name.to_string(), t)));
+
+    let heartbeat_timeout = raw.heartbeat_timeout_s.map(|t| {
+        let s = *t.get_ref();
+        if !(1..=MAX_HEARTBEAT_TIMEOUT_S).contains(&s) {
+            c.fail(
+                t.span(),
+                at(&format!(
+                    "heartbeat_timeout_s {s} must be between 1 and {MAX_HEARTBEAT_TIMEOUT_S}"
+                )),
+            );
+        }
+        Duration::from_secs(u64::from(s))
+    });
+
+    Bus {
+        publish,
+        subscribe: subscribe_names,
+        heartbeat_timeout,
+    }
+}
+
+fn check_backoff(
+    c: &mut Checker<'_>,
+    name: &str,
+    mode: super::RestartMode,
+    raw: Option<Spanned<RawBackoff>>,
+) -> RestartPolicy {
+    let defaults = RestartPolicy {
+        mode,
+        ..RestartPolicy::default()
+    };
+    let Some(raw) = raw else {
+        return defaults;
+    };
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let ms = |v: Option<u32>, d: Duration| v.map_or(d, |v| Duration::from_millis(u64::from(v)));
+    let secs = |v: Option<u32>, d: Duration| v.map_or(d, |v| Duration::from_secs(u64::from(v)));
+    let policy = RestartPolicy {
+        mode,
+        initial_backoff: ms(raw.initial_ms, defaults.initial_backoff),
+        max_backoff: ms(raw.max_ms, defaults.max_backoff),
+        stable_after: secs(raw.stable_after_s, defaults.stable_after),
+        crash_loop_count: raw.crash_loop_count.unwrap_or(defaults.crash_loop_count),
+        crash_loop_window: secs(raw.crash_loop_window_s, defaults.crash_loop_window),
+    };
+    let mut wrong = |what: String| c.fail(span.clone(), format!("service `{name}`: {what}"));
+    if policy.initial_backoff.is_zero() {
+        wrong("backoff initial_ms must be at least 1".into());
+    }
+    if policy.max_backoff < policy.initial_backoff {
+        wrong(format!(
+            "backoff max_ms {} is below initial_ms {}",
+            policy.max_backoff.as_millis(),
+            policy.initial_backoff.as_millis()
+        ));
+    }
+    if policy.stable_after.is_zero() {
+        wrong("backoff stable_after_s must be at least 1".into());
+    }
+    if policy.crash_loop_count < 2 {
+        wrong("backoff crash_loop_count must be at least 2".into());
+    }
+    if policy.crash_loop_window.is_zero() {
+        wrong("backoff crash_loop_window_s must be at least 1".into());
+    }
+    policy
+}
+
+/// Service and node names: they name files, sockets and log prefixes.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(format!("must be 1 to {MAX_NAME_LEN} characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err("may hold only a-z, 0-9 and -".into());
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err("must not start or end with -".into());
+    }
+    Ok(())
+}
+
+fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() || topic.len() > MAX_TOPIC_LEN {
+        return Err(format!("must be 1 to {MAX_TOPIC_LEN} characters"));
+    }
+    if !topic
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return Err("may hold only a-z, 0-9, - and .".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! TPM 2.0 mediation: the host owns the TPM and runs only the commands a
+//! service is granted.
+//!
+//! The host is the only user of the node's TPM: `/dev/tpmrm0` on a board
+//! ([`DeviceTransport`]), or an [`Swtpm`] it starts and owns, with state
+//! kept per node, in development and tests ([`SocketTransport`]). Services
+//! send [`tpmwire`] requests over the bus to the target `"tpm"`; the
+//! [`Mediator`] checks the manifest's [`Grants`], runs the commands through
+//! [`Tpm`] and answers.
+//!
+//! Keys: the device key (EVE's handle `0x817FFFFF`, ECDSA P-256 over
+//! SHA-256, the key of the device certificate) and the attestation key for
+//! quotes (EVE's quote-key handle `0x81000004`, restricted). Both are
+//! generated inside the TPM with `fixedTPM | fixedParent`, so their private
+//! parts never leave it; no operation here returns one.
+//!
+//! TPM 2.0 commands are marshalled by hand (no C library), with password
+//! sessions and an empty owner authorisation.
+
+mod identity;
+mod keys;
+mod marshal;
+mod mediator;
+mod swtpm;
+mod tpm;
+mod transport;
+
+pub use identity::{EK_CERT_INDICES, EkCertError, KeyError};
+pub use keys::{ATTESTATION_KEY_HANDLE, DEVICE_KEY_HANDLE, EccPublic, KeyRole, attributes};
+pub use marshal::{CommandCode, ParseError};
+pub use mediator::{Grants, Mediator, Operation, UnknownOperation};
+pub use swtpm::{Swtpm, SwtpmError};
+pub use tpm::{NvPublic, Quote, Tpm, TpmCommandError};
+pub use transport::{
+    COMMAND_TIMEOUT, DeviceTransport, MAX_RESPONSE_LEN, SocketTransport, TpmTransport,
+    TransportError,
+};
