@@ -17,6 +17,8 @@ mod arch;
 #[path = "x86_64/mod.rs"]
 mod arch;
 
+pub mod block;
+pub mod busport;
 pub mod clock;
 pub mod console;
 pub mod entropy;
@@ -33,4 +35,21 @@ pub const PAGE_SIZE: usize = 4096;
 /// Lets the CPU know we are spinning (`pause` / `yield`).
 pub fn relax() {
     arch::relax();
+}
+
+static IDLE_HOOK: spin::Once<fn()> = spin::Once::new();
+
+/// Sets what every blocking wait runs while it spins (once; later calls
+/// are ignored). The runtime keeps the node bus alive with it, so a
+/// service stuck in a long network wait still sends heartbeats and logs.
+pub fn set_idle_hook(hook: fn()) {
+    IDLE_HOOK.call_once(|| hook);
+}
+
+/// One turn of a blocking wait: the idle hook, then [`relax`].
+pub fn idle() {
+    if let Some(hook) = IDLE_HOOK.get() {
+        hook();
+    }
+    relax();
 }

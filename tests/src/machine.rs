@@ -132,6 +132,13 @@ pub enum Device {
     /// reaches nothing but QEMU's DHCP server and the forwards listed, so
     /// tests only ever touch the host's loopback.
     UserNet(UserNet),
+    /// A raw disk image on virtio-blk; the guest finds it by `serial`
+    /// (`config` for the CONFIG partition, `state` for a state volume).
+    Disk {
+        path: PathBuf,
+        serial: String,
+        read_only: bool,
+    },
 }
 
 /// Forwards of a [`Device::UserNet`].
@@ -229,6 +236,7 @@ impl Guest {
     /// The QEMU arguments (without the binary).
     pub fn args(&self) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
+        let mut disks = 0;
         let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
         let machine = match self.machine {
             Machine::Microvm => "microvm,x-option-roms=off,rtc=on",
@@ -281,6 +289,30 @@ impl Guest {
                         "virtio-net-device,netdev=net0"
                     };
                     push(&["-device", nic]);
+                }
+                (
+                    Device::Disk {
+                        path,
+                        serial,
+                        read_only,
+                    },
+                    pci,
+                ) => {
+                    let id = format!("disk{disks}");
+                    disks += 1;
+                    // QEMU option values escape commas by doubling them.
+                    let file = path.display().to_string().replace(',', ",,");
+                    let ro = if *read_only { ",readonly=on" } else { "" };
+                    push(&[
+                        "-drive",
+                        &format!("file={file},if=none,id={id},format=raw{ro}"),
+                    ]);
+                    let bus = if pci {
+                        "virtio-blk-pci"
+                    } else {
+                        "virtio-blk-device"
+                    };
+                    push(&["-device", &format!("{bus},drive={id},serial={serial}")]);
                 }
             }
         }

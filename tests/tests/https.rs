@@ -104,6 +104,67 @@ fn tls_success(machine: Machine) {
     assert!(outcome.metric("fetch_handshake_us").is_some(), "{outcome}");
 }
 
+/// diag finds the controller on the CONFIG partition, as on a device:
+/// `server`, `root-certificate.pem` and a `hosts` override, in a FAT image
+/// on the virtio disk with serial `config`.
+fn diag_from_config_partition(machine: Machine) {
+    let ca = root("Test Root");
+    let server_cert = leaf(&[NAME], &ca);
+    let server = Server::start(Behaviour::Tls(tls_config(&[&server_cert]))).expect("TLS server");
+    let server_file = format!("{NAME}:{}\n", server.port());
+    let hosts = format!("# static override\n{GUEST_HOST_ADDR} {NAME}\n");
+    let root_pem = ca.cert.pem();
+    let image = configpart::build_config_image(
+        &[
+            ("server", server_file.as_bytes()),
+            ("root-certificate.pem", root_pem.as_bytes()),
+            ("hosts", hosts.as_bytes()),
+        ],
+        configpart::ImageLayout::Bare {
+            volume_bytes: 1 << 20,
+        },
+    )
+    .expect("CONFIG image");
+    let path = std::env::temp_dir().join(format!(
+        "diag-config-{}-{}.img",
+        machine.name(),
+        std::process::id()
+    ));
+    std::fs::write(&path, image).expect("write CONFIG image");
+    let built = build_service("diag", machine.arch(), Profile::Release).expect("diag builds");
+    let outcome = Guest::new(machine, built)
+        .device(Device::VirtioRng)
+        .device(open_net())
+        .device(Device::Disk {
+            path: path.clone(),
+            serial: "config".into(),
+            read_only: true,
+        })
+        .timeout(Duration::from_secs(120))
+        .run()
+        .expect("QEMU runs");
+    let _ = std::fs::remove_file(&path);
+    outcome.assert_success();
+    assert!(
+        outcome.console.contains(&format!(
+            "PASS config: controller {NAME}:{} from the CONFIG partition",
+            server.port()
+        )),
+        "{outcome}"
+    );
+    assert!(outcome.console.contains("PASS ping:"), "{outcome}");
+}
+
+#[test]
+fn diag_from_config_partition_on_microvm() {
+    diag_from_config_partition(Machine::Microvm);
+}
+
+#[test]
+fn diag_from_config_partition_on_virt() {
+    diag_from_config_partition(Machine::Virt);
+}
+
 #[test]
 fn tls_handshake_and_https_on_microvm() {
     tls_success(Machine::Microvm);

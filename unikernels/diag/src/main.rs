@@ -13,24 +13,26 @@
 //! A step that cannot run because an earlier one failed is reported as
 //! skipped, so the first FAIL is the place to look.
 //!
-//! Command line: `server=HOST[:PORT]` (EVE's `server` file) and
-//! `root=BASE64` (the controller's root certificate, DER or PEM, base64
-//! encoded so it fits on a command line); `diag.interval=SECONDS` repeats
-//! the walk forever, as the service does on a running node, instead of
-//! exiting with the verdict.
+//! The controller comes from the CONFIG partition (the virtio disk with
+//! serial `config`: `server`, `root-certificate.pem`, `hosts`), as on an
+//! EVE device, or from the command line: `server=HOST[:PORT]` and
+//! `root=BASE64` (the root certificate, DER or PEM, base64 encoded so it
+//! fits on a command line), which take precedence. `diag.interval=SECONDS`
+//! repeats the walk forever, as the service does on a running node,
+//! instead of exiting with the verdict.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-use alloc::{format, string::String};
+use alloc::{format, string::String, vec::Vec};
 use core::time::Duration;
 
 use evehttp::{Request, Target};
 use evehttps::{FetchError, Fetched, TlsSession};
-use evetls::ClientConfig;
+use evetls::{ClientConfig, RootStore};
 use hal::clock::Instant;
-use net::{IpEndpoint, Stack};
+use net::{IpEndpoint, Ipv4Address, Stack};
 
 runtime::entry!("diag", main);
 
@@ -44,12 +46,17 @@ fn main() -> i32 {
         .get("diag.interval")
         .and_then(|s| s.parse::<u64>().ok())
         .map(Duration::from_secs);
-    let controller = match Controller::from_cmdline(&params) {
-        Ok(controller) => controller,
-        Err(why) => {
-            log::error!("FAIL config: {why}");
-            return runtime::status(false);
-        }
+    let Some(controller) = step("config", || {
+        let controller = Controller::find(&params)?;
+        let detail = format!(
+            "controller {} from {}",
+            controller.target.authority(),
+            controller.source
+        );
+        Ok((controller, detail))
+    }) else {
+        finish_walk(&["link", "dhcp", "dns", "tcp", "tls", "ping"]);
+        return finish(false);
     };
     let Some(mut stack) = step("link", || {
         let stack = Stack::from_boot(runtime::boot_info()).map_err(|e| format!("{e}"))?;
@@ -63,6 +70,9 @@ fn main() -> i32 {
         finish_walk(&["dhcp", "dns", "tcp", "tls", "ping"]);
         return finish(false);
     };
+    for (name, addr) in &controller.hosts {
+        stack.add_host(name, *addr);
+    }
     let mut session = controller.session;
     loop {
         let ok = walk(&mut stack, &controller.target, &mut session);
@@ -73,33 +83,67 @@ fn main() -> i32 {
                 let until = Instant::now().saturating_add(every);
                 while Instant::now() < until {
                     stack.poll();
-                    hal::relax();
+                    hal::idle();
                 }
             }
         }
     }
 }
 
-/// What diag talks to, from the command line.
+/// What diag talks to.
 struct Controller {
     target: Target,
     session: TlsSession,
+    /// Static name overrides (the CONFIG partition's `hosts`).
+    hosts: Vec<(String, Ipv4Address)>,
+    source: &'static str,
 }
 
 impl Controller {
-    fn from_cmdline(params: &runtime::Cmdline<'_>) -> Result<Controller, String> {
-        let server = params
-            .get("server")
-            .ok_or("no server= on the command line (the controller's HOST[:PORT])")?;
+    /// From the command line if it names a server, else from the CONFIG
+    /// partition.
+    fn find(params: &runtime::Cmdline<'_>) -> Result<Controller, String> {
+        if let Some(server) = params.get("server") {
+            let root = params
+                .get("root")
+                .ok_or("server= without root= (the controller's root certificate)")?;
+            let roots = evehttps::roots_from_base64(root).map_err(|e| format!("root=: {e}"))?;
+            return Controller::new(server, roots, Vec::new(), "the command line");
+        }
+        let disk = hal::block::open("config").map_err(|e| {
+            format!("no server= on the command line and no CONFIG partition ({e:?})")
+        })?;
+        let factory = configpart::read_factory_config(disk)
+            .map_err(|e| format!("CONFIG partition: {e:?}"))?;
+        let roots = RootStore::from_pem(factory.root_certificate_pem.as_bytes())
+            .map_err(|e| format!("root-certificate.pem: {e:?}"))?;
+        let hosts = factory
+            .hosts
+            .iter()
+            .filter_map(|(name, addr)| match addr {
+                core::net::IpAddr::V4(v4) => Some((name.clone(), *v4)),
+                core::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+        Controller::new(&factory.server, roots, hosts, "the CONFIG partition")
+    }
+
+    fn new(
+        server: &str,
+        roots: RootStore,
+        hosts: Vec<(String, Ipv4Address)>,
+        source: &'static str,
+    ) -> Result<Controller, String> {
         let target = Target::parse_server(server).map_err(|e| format!("server {server:?}: {e}"))?;
-        let root = params
-            .get("root")
-            .ok_or("no root= on the command line (the controller's root certificate)")?;
-        let roots = evehttps::roots_from_base64(root).map_err(|e| format!("root=: {e}"))?;
         let config = ClientConfig::new(roots, &target.host, evehttps::certificate_clock())
             .map_err(|e| format!("server name {:?}: {e:?}", target.host))?;
         let session = TlsSession::new(config).map_err(|e| format!("entropy: {e:?}"))?;
-        Ok(Controller { target, session })
+        Ok(Controller {
+            target,
+            session,
+            hosts,
+            source,
+        })
     }
 }
 

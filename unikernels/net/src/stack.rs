@@ -292,7 +292,7 @@ impl Stack {
             if Instant::now() >= deadline {
                 return Err(NetError::Timeout);
             }
-            hal::relax();
+            hal::idle();
         }
     }
 

@@ -12,6 +12,7 @@
 
 extern crate alloc;
 
+pub mod bus;
 mod heap;
 mod logger;
 mod panic;
@@ -66,6 +67,7 @@ pub fn start(info: &'static BootInfo, name: &'static str, main: fn() -> i32) -> 
         duration_ns(entry_to_main()),
         marker = guest_abi::BOOT_TIMER_MARKER,
     ));
+    bus::start(name);
     exit(main())
 }
 

@@ -25,6 +25,7 @@ impl Log for ConsoleLogger {
             record.level(),
             record.args()
         ));
+        crate::bus::log(record.level(), record.target(), record.args());
     }
 
     fn flush(&self) {}

@@ -187,7 +187,7 @@ impl<'a> PollLoop<'a> {
     fn idle(&self) {
         if let Some(next) = self.timers.last() {
             while Instant::now() < next.deadline {
-                hal::relax();
+                hal::idle();
             }
         }
     }

@@ -1,0 +1,239 @@
+//! The service's end of the node bus: the `evebus` client over the virtio
+//! console port, kept alive from every blocking wait (heartbeats, queued
+//! log records) through the HAL's idle hook.
+//!
+//! A service without a console port (a test guest booted on its own) has
+//! no bus: [`present`] is false, publishing fails with
+//! [`BusError::NoBus`], and logs go to the serial console only.
+
+use alloc::{collections::VecDeque, string::ToString, vec::Vec};
+use core::time::Duration;
+
+use evebus::{Client, ClientConfig, ClientError, Event, Level, Status};
+use hal::{busport::BusPort, clock::Instant};
+use spin::Mutex;
+
+/// Least time between two pumps from the idle hook: a wait loop spins far
+/// faster than the bus needs servicing.
+const IDLE_PUMP_EVERY: Duration = Duration::from_millis(5);
+
+struct Link {
+    client: Client,
+    port: BusPort,
+    received: Vec<u8>,
+    events: VecDeque<Event>,
+    last_pump: Instant,
+    broken: bool,
+}
+
+static LINK: Mutex<Option<Link>> = Mutex::new(None);
+
+/// Why a bus operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusError {
+    /// The machine has no bus port.
+    NoBus,
+    /// The console device failed; the bus is gone for this boot.
+    Port,
+    /// The client refused the operation (bad name, not connected...).
+    Client(ClientError),
+    /// A request was answered with this status (payload: the reason).
+    Rejected(Status),
+    /// A request got no answer in time, or the connection dropped.
+    NoAnswer,
+}
+
+impl core::fmt::Display for BusError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BusError::NoBus => f.write_str("no bus port on this machine"),
+            BusError::Port => f.write_str("bus port failed"),
+            BusError::Client(e) => write!(f, "{e}"),
+            BusError::Rejected(status) => write!(f, "request rejected: {status:?}"),
+            BusError::NoAnswer => f.write_str("request got no answer"),
+        }
+    }
+}
+
+/// Opens the bus port, if the machine has one, and says Hello.
+pub(crate) fn start(service: &str) {
+    let Ok(port) = BusPort::open() else { return };
+    let mut client = Client::new(ClientConfig::new(service, 0));
+    if client.connect().is_err() {
+        return;
+    }
+    *LINK.lock() = Some(Link {
+        client,
+        port,
+        received: Vec::new(),
+        events: VecDeque::new(),
+        last_pump: Instant::now(),
+        broken: false,
+    });
+    hal::set_idle_hook(pump_from_idle);
+}
+
+/// Whether this service has a bus.
+pub fn present() -> bool {
+    LINK.lock().is_some()
+}
+
+/// Whether the broker has welcomed us.
+pub fn connected() -> bool {
+    LINK.lock()
+        .as_ref()
+        .is_some_and(|l| l.client.is_connected())
+}
+
+fn now() -> Duration {
+    Duration::from_nanos(Instant::now().as_nanos())
+}
+
+fn with<R>(f: impl FnOnce(&mut Link) -> Result<R, BusError>) -> Result<R, BusError> {
+    let mut guard = LINK.lock();
+    let link = guard.as_mut().ok_or(BusError::NoBus)?;
+    if link.broken {
+        return Err(BusError::Port);
+    }
+    f(link)
+}
+
+impl Link {
+    /// Writes what the client has to send, reads what arrived, runs timers
+    /// and moves the client's events to our queue.
+    fn pump(&mut self) {
+        if self.broken {
+            return;
+        }
+        self.last_pump = Instant::now();
+        let now = now();
+        self.client.poll(now);
+        let pending = self.client.transmit().len();
+        if pending > 0 {
+            if self.port.write(self.client.transmit()).is_err() {
+                self.broken = true;
+                return;
+            }
+            self.client.transmitted(pending);
+        }
+        self.received.clear();
+        if self.port.read_available(&mut self.received).is_err() {
+            self.broken = true;
+            return;
+        }
+        if !self.received.is_empty() && self.client.receive(&self.received, now).is_err() {
+            // A corrupt stream: start over with a fresh Hello. The broker
+            // sees the new Hello replace the session.
+            let _ = self.client.connect();
+        }
+        while let Some(event) = self.client.next_event() {
+            self.events.push_back(event);
+        }
+    }
+}
+
+fn pump_from_idle() {
+    // try_lock: the hook can run inside a bus call's own wait.
+    if let Some(mut guard) = LINK.try_lock()
+        && let Some(link) = guard.as_mut()
+        && link.last_pump.elapsed() >= IDLE_PUMP_EVERY
+    {
+        link.pump();
+    }
+}
+
+/// Services the bus now: sends, receives, heartbeats.
+pub fn pump() {
+    if let Some(link) = LINK.lock().as_mut() {
+        link.pump();
+    }
+}
+
+/// The next event (table changes, log records of others...).
+pub fn next_event() -> Option<Event> {
+    LINK.lock().as_mut()?.events.pop_front()
+}
+
+/// Publishes `value` under `key` in `topic` (kept and re-sent after a
+/// reconnect).
+pub fn publish(topic: &str, key: &str, value: &[u8]) -> Result<(), BusError> {
+    with(|link| {
+        link.client
+            .publish(topic, key, value)
+            .map_err(BusError::Client)?;
+        link.pump();
+        Ok(())
+    })
+}
+
+/// Subscribes to `topic`; its items arrive as events.
+pub fn subscribe(topic: &str) -> Result<(), BusError> {
+    with(|link| link.client.subscribe(topic).map_err(BusError::Client))
+}
+
+/// Sends a request to `target` and waits for its answer, servicing the bus
+/// meanwhile. Other events are kept for [`next_event`].
+pub fn call(target: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, BusError> {
+    let deadline = Instant::now().saturating_add(timeout);
+    // The session may still be opening right after boot.
+    while !connected() {
+        if Instant::now() >= deadline {
+            return Err(BusError::NoAnswer);
+        }
+        with(|link| {
+            link.pump();
+            Ok(())
+        })?;
+        hal::relax();
+    }
+    let id = with(|link| {
+        let id = link
+            .client
+            .request(target, payload, now())
+            .map_err(BusError::Client)?;
+        link.pump();
+        Ok(id)
+    })?;
+    loop {
+        let answer = with(|link| {
+            link.pump();
+            let found = link.events.iter().position(|e| match e {
+                Event::Response { id: got, .. } | Event::RequestFailed { id: got, .. } => {
+                    *got == id
+                }
+                _ => false,
+            });
+            Ok(found.and_then(|i| link.events.remove(i)))
+        })?;
+        match answer {
+            Some(Event::Response {
+                status: Status::Ok,
+                payload,
+                ..
+            }) => return Ok(payload),
+            Some(Event::Response { status, .. }) => return Err(BusError::Rejected(status)),
+            Some(_) => return Err(BusError::NoAnswer),
+            None if Instant::now() >= deadline => return Err(BusError::NoAnswer),
+            None => hal::relax(),
+        }
+    }
+}
+
+/// Queues a log record for the host (dropped, oldest first, when the
+/// queue is full). Never blocks: skipped if the bus is busy right now.
+pub(crate) fn log(level: log::Level, target: &str, message: &core::fmt::Arguments<'_>) {
+    if let Some(mut guard) = LINK.try_lock()
+        && let Some(link) = guard.as_mut()
+    {
+        let level = match level {
+            log::Level::Error => Level::Error,
+            log::Level::Warn => Level::Warn,
+            log::Level::Info => Level::Info,
+            log::Level::Debug => Level::Debug,
+            log::Level::Trace => Level::Trace,
+        };
+        let unix_ns = hal::clock::unix_now().map_or(0, |s| s.saturating_mul(1_000_000_000));
+        link.client
+            .log(level, unix_ns, target, &message.to_string());
+    }
+}
