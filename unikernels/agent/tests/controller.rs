@@ -1,0 +1,941 @@
+//! The agent against our real controller on loopback: the controller runs
+//! in-process (its library, on a tokio runtime in background threads), the
+//! agent talks to it over TLS through `controller::client::Client`, and a
+//! fake clock drives the agent's timers fast.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use controller::client::Client;
+use controller::identity::Identity;
+use controller::server::{self, Controller, Limits};
+use controller::store::LogQuery;
+use controller::store::sqlite::SqliteStore;
+use eve_proto::Message;
+use eve_proto::auth::AuthContainer;
+use eve_proto::common::HashAlgorithm;
+use eve_proto::config::ConfigResponse;
+use eve_proto::info::ZInfoMsg;
+use eve_proto::info::z_info_msg::InfoContent;
+use eve_proto::metrics::ZMetricMsg;
+use eve_proto::metrics::z_metric_msg::MetricContent;
+use eve_proto::p256::pkcs8::EncodePrivateKey;
+use eve_proto::sign::{self, SenderIdentity, SoftwareSigner};
+use eveagent::agent::{REC_CONFIG, REC_UUID};
+use eveagent::io::{
+    Clock, DeviceFacts, DeviceMetrics, Http, InterfaceCounters, Method, Persist, PersistError,
+    Platform, Request, Response, Rng, SoftwarePartition, TransportError,
+};
+use eveagent::{
+    Agent, AttestStatus, Bootstrap, DeviceKeySource, Event, Level, LogRecord, Onboarding, Phase,
+    RegisterStatus,
+};
+
+// ---------------------------------------------------------------- controller
+
+struct Ctl {
+    rt: tokio::runtime::Runtime,
+    ctl: Arc<Controller>,
+    addr: SocketAddr,
+    root_pem: String,
+    dir: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Ctl {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_controller(name: &str) -> Ctl {
+    let dir = std::env::temp_dir().join(format!("eveagent-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let identity = Identity::load_or_create(&dir).expect("controller identity");
+    let root_pem = identity.root_pem.clone();
+    let store = Arc::new(SqliteStore::open(&dir.join("controller.db")).expect("store"));
+    let tls = server::tls_config(&identity).expect("tls config");
+    let ctl = Arc::new(Controller::new(store, identity, Limits::default()).expect("controller"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("address");
+    let serving = ctl.clone();
+    let task = rt.spawn(async move {
+        let _ = server::serve_devices(serving, listener, tls).await;
+    });
+    Ctl {
+        rt,
+        ctl,
+        addr,
+        root_pem,
+        dir,
+        task,
+    }
+}
+
+impl Ctl {
+    fn http(&self) -> TlsHttp {
+        TlsHttp {
+            handle: self.rt.handle().clone(),
+            client: Client::tls(self.addr, &self.root_pem, &[]).expect("tls client"),
+        }
+    }
+
+    fn count(&self, route: &str, status: u16) -> u64 {
+        self.ctl
+            .counters()
+            .iter()
+            .find(|c| c.route == route && c.status == status)
+            .map_or(0, |c| c.count)
+    }
+
+    /// Signs `payload` as the controller does (to forge well-signed but
+    /// semantically wrong answers).
+    fn controller_envelope(&self, payload: Vec<u8>) -> Vec<u8> {
+        let id = self.ctl.identity();
+        sign::sign_auth_container(
+            payload,
+            &id.signer,
+            &SenderIdentity {
+                cert_hash: id.signing_cert_hash,
+                algo: HashAlgorithm::Sha25632bytes,
+                embed_cert_pem: None,
+            },
+        )
+        .expect("sign")
+        .encode_to_vec()
+    }
+}
+
+/// `Http` over TLS to the controller.
+struct TlsHttp {
+    handle: tokio::runtime::Handle,
+    client: Client,
+}
+
+impl Http for TlsHttp {
+    fn send(&mut self, request: &Request) -> Result<Response, TransportError> {
+        let method = match request.method {
+            Method::Get => hyper::Method::GET,
+            Method::Post => hyper::Method::POST,
+        };
+        let body = Bytes::from(request.body.clone());
+        let (status, body) = self
+            .handle
+            .block_on(self.client.request(method, &request.path, body))
+            .map_err(|_| TransportError::Connect)?;
+        if body.len() > request.max_response {
+            return Err(TransportError::TooLarge);
+        }
+        Ok(Response {
+            status: status.as_u16(),
+            body: body.to_vec(),
+        })
+    }
+}
+
+/// No controller at all.
+struct Down;
+
+impl Http for Down {
+    fn send(&mut self, _: &Request) -> Result<Response, TransportError> {
+        Err(TransportError::Connect)
+    }
+}
+
+type Rewrite = Box<dyn FnMut(&Request, Response) -> Response>;
+
+/// A man in the middle (or a hostile controller): rewrites answers.
+struct Tamper<'a> {
+    inner: &'a mut TlsHttp,
+    rewrite: Rewrite,
+}
+
+impl Http for Tamper<'_> {
+    fn send(&mut self, request: &Request) -> Result<Response, TransportError> {
+        let resp = self.inner.send(request)?;
+        Ok((self.rewrite)(request, resp))
+    }
+}
+
+// ---------------------------------------------------------------- the node
+
+#[derive(Clone)]
+struct FakeClock {
+    mono: Rc<Cell<u64>>,
+    wall_base_ms: u64,
+}
+
+impl Clock for FakeClock {
+    fn now_ms(&self) -> u64 {
+        self.mono.get()
+    }
+    fn unix_ms(&self) -> u64 {
+        self.wall_base_ms + self.mono.get()
+    }
+}
+
+#[derive(Clone, Default)]
+struct MemVolume {
+    records: Rc<RefCell<BTreeMap<String, Vec<u8>>>>,
+    fail_writes: Rc<Cell<bool>>,
+}
+
+impl Persist for MemVolume {
+    fn read(&mut self, name: &str) -> Result<Option<Vec<u8>>, PersistError> {
+        Ok(self.records.borrow().get(name).cloned())
+    }
+    /// A failing write leaves the old record as it was, as the contract says.
+    fn write(&mut self, name: &str, data: &[u8]) -> Result<(), PersistError> {
+        if self.fail_writes.get() {
+            return Err(PersistError::Write);
+        }
+        self.records.borrow_mut().insert(name.into(), data.to_vec());
+        Ok(())
+    }
+    fn remove(&mut self, name: &str) -> Result<(), PersistError> {
+        self.records.borrow_mut().remove(name);
+        Ok(())
+    }
+}
+
+impl MemVolume {
+    fn get(&self, name: &str) -> Option<Vec<u8>> {
+        self.records.borrow().get(name).cloned()
+    }
+}
+
+struct XorShift(u64);
+
+impl Rng for XorShift {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = self.0 as u8;
+        }
+    }
+}
+
+#[derive(Clone)]
+struct FakePlatform {
+    serial: String,
+    facts: Rc<RefCell<DeviceFacts>>,
+    rx_bytes: Rc<Cell<u64>>,
+}
+
+impl Platform for FakePlatform {
+    fn hardware_serial(&self) -> String {
+        self.serial.clone()
+    }
+    fn device_facts(&self) -> DeviceFacts {
+        self.facts.borrow().clone()
+    }
+    fn device_metrics(&self) -> DeviceMetrics {
+        DeviceMetrics {
+            memory_mb: 512,
+            used_eve_mb: 40,
+            allocated_apps_mb: 0,
+            cpu_total_ns: 3_000_000_000,
+            interfaces: vec![InterfaceCounters {
+                name: "eth0".into(),
+                rx_bytes: self.rx_bytes.get(),
+                tx_bytes: 2000,
+                ..Default::default()
+            }],
+            disks: Vec::new(),
+        }
+    }
+}
+
+/// Everything one simulated node keeps across agent restarts.
+struct Node {
+    clock: FakeClock,
+    volume: MemVolume,
+    platform: FakePlatform,
+    seed: u64,
+    onboard: (String, String),
+    root_pem: String,
+}
+
+fn onboarding_identity(seed: u8) -> (String, String) {
+    let mut scalar = [seed; 32];
+    scalar[0] = 0x42;
+    let secret = eve_proto::p256::SecretKey::from_slice(&scalar).expect("scalar");
+    let key_pem = secret
+        .to_pkcs8_pem(Default::default())
+        .expect("pkcs8")
+        .to_string();
+    let signer = SoftwareSigner::new(&secret);
+    let (cert_pem, _) = controller::client::self_signed(&signer, "onboarding").expect("cert");
+    (cert_pem, key_pem)
+}
+
+fn wall_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+impl Node {
+    fn new(ctl: &Ctl, serial: &str, seed: u64, onboard: (String, String)) -> Self {
+        Self {
+            clock: FakeClock {
+                mono: Rc::new(Cell::new(1_000)),
+                wall_base_ms: wall_now_ms(),
+            },
+            volume: MemVolume::default(),
+            platform: FakePlatform {
+                serial: serial.into(),
+                facts: Rc::new(RefCell::new(DeviceFacts {
+                    machine_arch: "x86_64".into(),
+                    cpu_arch: "x86_64".into(),
+                    platform: "qemu-microvm".into(),
+                    ncpu: 1,
+                    memory_mb: 512,
+                    storage_mb: 1024,
+                    boot_unix_ms: wall_now_ms(),
+                    last_reboot_reason: "power on".into(),
+                    restart_counter: 3,
+                    partitions: vec![SoftwarePartition {
+                        label: "IMGA".into(),
+                        state: "active".into(),
+                        activated: true,
+                        short_version: "0.1.0".into(),
+                        long_version: "0.1.0-test".into(),
+                    }],
+                    ..Default::default()
+                })),
+                rx_bytes: Rc::new(Cell::new(1000)),
+            },
+            seed,
+            onboard,
+            root_pem: ctl.root_pem.clone(),
+        }
+    }
+
+    /// A fresh agent (a boot) over this node's state volume.
+    fn boot(&mut self) -> Agent {
+        self.seed += 1;
+        let onboarding = Onboarding::from_pem(self.onboard.0.as_bytes(), self.onboard.1.as_bytes())
+            .expect("onboarding identity");
+        Agent::new(
+            Bootstrap {
+                root_cert_pem: self.root_pem.clone().into_bytes(),
+                onboarding: Some(onboarding),
+                soft_serial: String::new(),
+            },
+            DeviceKeySource::Software,
+            eveagent::Deps {
+                clock: Box::new(self.clock.clone()),
+                rng: Box::new(XorShift(self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)),
+                persist: Box::new(self.volume.clone()),
+                platform: Box::new(self.platform.clone()),
+            },
+        )
+        .expect("agent")
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.mono.get()
+    }
+
+    /// Polls, jumping the clock to each wake-up, until `done` or `limit`
+    /// polls. Returns whether `done` held.
+    fn run(
+        &self,
+        agent: &mut Agent,
+        http: &mut dyn Http,
+        limit: usize,
+        mut done: impl FnMut(&Agent) -> bool,
+    ) -> bool {
+        for _ in 0..limit {
+            let wake = agent.poll(http);
+            if done(agent) {
+                return true;
+            }
+            self.clock.mono.set(wake.max(self.now()));
+        }
+        false
+    }
+
+    /// Polls until the clock passed `until` (monotonic ms).
+    fn run_until_time(&self, agent: &mut Agent, http: &mut dyn Http, until: u64) {
+        while self.now() < until {
+            let wake = agent.poll(http);
+            self.clock.mono.set(wake.max(self.now()).min(until));
+            if self.now() == until {
+                agent.poll(http);
+                return;
+            }
+        }
+    }
+}
+
+fn onboard_to_running(node: &Node, agent: &mut Agent, http: &mut dyn Http) -> String {
+    assert!(
+        node.run(agent, http, 50, |a| a.status().phase == Phase::Running
+            && !a.status().config_hash.is_empty()),
+        "did not reach Running: {:?}",
+        agent.status()
+    );
+    agent.status().uuid.expect("uuid").to_owned()
+}
+
+// ---------------------------------------------------------------- scenarios
+
+#[test]
+fn fresh_device_onboards_polls_and_reports() {
+    let ctl = start_controller("fresh");
+    let onboard = onboarding_identity(1);
+    ctl.ctl
+        .onboard_add(&onboard.0, &["SN-FRESH".into()])
+        .expect("pre-register");
+    let mut node = Node::new(&ctl, "SN-FRESH", 10, onboard);
+    let mut http = ctl.http();
+    let mut agent = node.boot();
+    let uuid = onboard_to_running(&node, &mut agent, &mut http);
+
+    let device = ctl
+        .ctl
+        .store()
+        .device(&uuid)
+        .unwrap()
+        .expect("device stored");
+    assert_eq!(device.serial, "SN-FRESH");
+    assert_eq!(device.device_cert_pem.as_bytes(), agent.device_cert_pem());
+    assert_eq!(device.attest.state, "attested-notpm");
+    assert_eq!(ctl.count("register", 201), 1);
+    let events = agent.take_events();
+    assert!(
+        events.contains(&Event::Onboarded(uuid.clone())),
+        "{events:?}"
+    );
+    assert!(events.contains(&Event::ConfigAccepted {
+        from_checkpoint: false
+    }));
+    let st = agent.status();
+    assert_eq!(st.register, RegisterStatus::Onboarded);
+    assert_eq!(st.attest, AttestStatus::Attested);
+    assert_eq!(st.counters.configs_accepted, 1);
+    assert_eq!(st.counters.rejected.total(), 0);
+    assert_eq!(node.volume.get(REC_UUID).unwrap(), uuid.as_bytes());
+
+    // Unchanged config: 304.
+    let first_hash = agent.status().config_hash.to_owned();
+    node.run_until_time(&mut agent, &mut http, node.now() + 61_000);
+    assert!(agent.status().counters.configs_unchanged >= 1);
+    assert!(ctl.count("config", 304) >= 1);
+    assert_eq!(agent.status().config_hash, first_hash);
+
+    // A config change set by the operator is picked up, and its items apply.
+    ctl.ctl
+        .set_config(
+            &uuid,
+            "configItems:\n  - { key: timer.config.interval, value: \"10\" }\n  - { key: timer.metric.interval, value: \"20\" }\n  - { key: debug.default.remote.loglevel, value: \"warning\" }\n",
+        )
+        .expect("set config");
+    assert!(node.run(
+        &mut agent,
+        &mut http,
+        20,
+        |a| a.status().counters.configs_accepted == 2
+    ));
+    assert_ne!(agent.status().config_hash, first_hash);
+    let settings = agent.settings();
+    assert_eq!(settings.config_interval_s, 10);
+    assert_eq!(settings.metric_interval_s, 20);
+    assert_eq!(settings.remote_log_level, Level::Warning);
+    assert!(
+        agent
+            .take_events()
+            .iter()
+            .any(|e| matches!(e, Event::SettingsChanged(s) if s.config_interval_s == 10))
+    );
+    let checkpoint = node.volume.get(REC_CONFIG).expect("config checkpoint");
+    let env = AuthContainer::decode(checkpoint.as_slice()).unwrap();
+    let resp = ConfigResponse::decode(env.protected_payload.unwrap().payload.as_slice()).unwrap();
+    assert_eq!(resp.config_hash, agent.status().config_hash);
+
+    // Device info reached the controller with the platform's values.
+    let info = ctl.ctl.store().latest_info(&uuid).unwrap();
+    let rec = info
+        .iter()
+        .find(|r| r.key == "device")
+        .expect("device info");
+    let msg = ZInfoMsg::decode(rec.msg.as_slice()).unwrap();
+    let Some(InfoContent::Dinfo(d)) = msg.info_content else {
+        panic!("not device info")
+    };
+    assert_eq!(
+        (d.machine_arch.as_str(), d.ncpu, d.memory),
+        ("x86_64", 1, 512)
+    );
+    assert_eq!(d.minfo.unwrap().serial_number, "SN-FRESH");
+    assert_eq!(d.sw_list[0].partition_label, "IMGA");
+    assert_eq!(d.restart_counter, 3);
+
+    // A change of facts is reported without waiting for the 600 s timer.
+    node.platform.facts.borrow_mut().ncpu = 4;
+    node.run_until_time(&mut agent, &mut http, node.now() + 1_000);
+    let info = ctl.ctl.store().latest_info(&uuid).unwrap();
+    let rec = info.iter().find(|r| r.key == "device").unwrap();
+    let Some(InfoContent::Dinfo(d)) = ZInfoMsg::decode(rec.msg.as_slice()).unwrap().info_content
+    else {
+        panic!("not device info")
+    };
+    assert_eq!(d.ncpu, 4);
+    assert!(agent.status().counters.info_sent >= 2);
+
+    // Metrics: cumulative counters from the platform.
+    node.platform.rx_bytes.set(123_456);
+    node.run_until_time(&mut agent, &mut http, node.now() + 25_000);
+    let metrics = ctl.ctl.store().metrics(&uuid, 1).unwrap();
+    let m = ZMetricMsg::decode(metrics[0].msg.as_slice()).unwrap();
+    let Some(MetricContent::Dm(dm)) = m.metric_content else {
+        panic!("no device metrics")
+    };
+    assert_eq!(dm.network[0].rx_bytes, 123_456);
+    assert!(dm.last_received_config.is_some());
+    assert!(agent.status().counters.metrics_sent >= 2);
+
+    // Logs: records at or above the remote level reach the controller.
+    let record = |level, content: &str| LogRecord {
+        level,
+        source: "nim".into(),
+        content: content.into(),
+        unix_ms: wall_now_ms(),
+        filename: String::new(),
+        function: String::new(),
+    };
+    agent.log(record(Level::Warning, "uplink eth0 lost \"carrier\""));
+    agent.log(record(Level::Info, "below the remote level"));
+    node.run_until_time(&mut agent, &mut http, node.now() + 100_000);
+    let logs = ctl
+        .ctl
+        .store()
+        .query_logs(&LogQuery {
+            device: uuid.clone(),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.content == "uplink eth0 lost \"carrier\""
+                && l.severity == "warning"
+                && l.source == "nim"),
+        "{logs:?}"
+    );
+    assert!(!logs.iter().any(|l| l.content == "below the remote level"));
+    assert!(agent.status().counters.log_batches_sent >= 1);
+    assert_eq!(agent.status().log_batches_queued, 0);
+}
+
+#[test]
+fn hostile_config_answers_are_refused_and_counted() {
+    let ctl = start_controller("hostile");
+    let onboard = onboarding_identity(2);
+    ctl.ctl.onboard_add(&onboard.0, &[]).unwrap();
+    let mut node = Node::new(&ctl, "SN-HOSTILE", 20, onboard);
+    let mut http = ctl.http();
+    let mut agent = node.boot();
+    let uuid = onboard_to_running(&node, &mut agent, &mut http);
+    let good_hash = agent.status().config_hash.to_owned();
+    let good_checkpoint = node.volume.get(REC_CONFIG).unwrap();
+
+    // A newer config waits at the controller; every forgery below is built
+    // from its genuine answer.
+    ctl.ctl
+        .set_config(
+            &uuid,
+            "configItems:\n  - { key: timer.config.interval, value: \"30\" }\n",
+        )
+        .unwrap();
+
+    let payload_of = |body: &[u8]| {
+        let env = AuthContainer::decode(body).unwrap();
+        ConfigResponse::decode(env.protected_payload.unwrap().payload.as_slice()).unwrap()
+    };
+    let wrong_key = SoftwareSigner::from_bytes(&[9u8; 32]).unwrap();
+    let signing_hash = ctl.ctl.identity().signing_cert_hash;
+    let cases: Vec<(&str, Rewrite)> = vec![
+        (
+            "bit flip",
+            Box::new(|_, mut r: Response| {
+                let i = r.body.len() / 2;
+                r.body[i] ^= 0x10;
+                r
+            }),
+        ),
+        (
+            "truncated",
+            Box::new(|_, mut r: Response| {
+                r.body.truncate(r.body.len() - 7);
+                r
+            }),
+        ),
+        (
+            "oversized",
+            Box::new(|_, mut r: Response| {
+                r.body.resize(eveagent::agent::MAX_CONFIG_RESPONSE + 1, 0);
+                r
+            }),
+        ),
+        (
+            "wrong signer",
+            Box::new(move |_, mut r: Response| {
+                let env = AuthContainer::decode(r.body.as_slice()).unwrap();
+                let payload = env.protected_payload.unwrap().payload;
+                r.body = sign::sign_auth_container(
+                    payload,
+                    &wrong_key,
+                    &SenderIdentity {
+                        cert_hash: signing_hash,
+                        algo: HashAlgorithm::Sha25632bytes,
+                        embed_cert_pem: None,
+                    },
+                )
+                .unwrap()
+                .encode_to_vec();
+                r
+            }),
+        ),
+    ];
+    let mut expected_rejections = 0;
+    for (name, mut rewrite) in cases {
+        let mut tamper = Tamper {
+            inner: &mut http,
+            rewrite: Box::new(move |req: &Request, resp: Response| {
+                if req.path.ends_with("/config") && resp.status == 200 {
+                    rewrite(req, resp)
+                } else {
+                    resp
+                }
+            }),
+        };
+        expected_rejections += 1;
+        assert!(
+            node.run(&mut agent, &mut tamper, 20, |a| a
+                .status()
+                .counters
+                .rejected
+                .total()
+                == expected_rejections),
+            "{name}: not rejected"
+        );
+        assert_eq!(agent.status().config_hash, good_hash, "{name} was applied");
+        assert_eq!(node.volume.get(REC_CONFIG).unwrap(), good_checkpoint);
+    }
+    let r = agent.status().counters.rejected;
+    assert_eq!(r.oversized, 1);
+    assert!(r.bad_signature + r.malformed >= 3, "{r:?}");
+
+    // Correctly signed, but for another device / older than ours.
+    let genuine = payload_of(&genuine_config_answer(&ctl, &uuid));
+    let forge = |mutate: &dyn Fn(&mut ConfigResponse)| {
+        let mut resp = genuine.clone();
+        mutate(&mut resp);
+        ctl.controller_envelope(resp.encode_to_vec())
+    };
+    let other_uuid = forge(&|r| {
+        r.config.as_mut().unwrap().id.as_mut().unwrap().uuid =
+            "00000000-0000-4000-8000-000000000000".into();
+        r.config_hash = "other".into();
+    });
+    let older = forge(&|r| {
+        let ts = r
+            .config
+            .as_mut()
+            .unwrap()
+            .config_timestamp
+            .as_mut()
+            .unwrap();
+        ts.seconds -= 3600;
+        r.config_hash = "older".into();
+    });
+    for (name, body) in [("wrong uuid", other_uuid), ("older timestamp", older)] {
+        let mut tamper = Tamper {
+            inner: &mut http,
+            rewrite: Box::new(move |req: &Request, mut resp: Response| {
+                if req.path.ends_with("/config") && resp.status == 200 {
+                    resp.body = body.clone();
+                }
+                resp
+            }),
+        };
+        expected_rejections += 1;
+        assert!(
+            node.run(&mut agent, &mut tamper, 20, |a| a
+                .status()
+                .counters
+                .rejected
+                .total()
+                == expected_rejections),
+            "{name}: not rejected"
+        );
+        assert_eq!(agent.status().config_hash, good_hash, "{name} was applied");
+    }
+    let r = agent.status().counters.rejected;
+    assert_eq!((r.wrong_uuid, r.stale_timestamp), (1, 1));
+
+    // Random damage to the genuine answer is never applied.
+    let mut seed = 77u64;
+    for _ in 0..40 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let s = seed;
+        let mut tamper = Tamper {
+            inner: &mut http,
+            rewrite: Box::new(move |req: &Request, mut resp: Response| {
+                if req.path.ends_with("/config") && resp.status == 200 {
+                    let n = resp.body.len();
+                    if s.is_multiple_of(3) {
+                        resp.body.truncate((s >> 8) as usize % n);
+                    } else {
+                        resp.body[(s >> 8) as usize % n] ^= 1 << ((s >> 40) % 8);
+                    }
+                }
+                resp
+            }),
+        };
+        let before = agent.status().counters.rejected.total();
+        node.run(&mut agent, &mut tamper, 20, |a| {
+            a.status().counters.rejected.total() > before
+                || a.status().counters.configs_accepted > 1
+        });
+        assert_eq!(agent.status().config_hash, good_hash);
+    }
+
+    // The genuine answer is still accepted afterwards.
+    assert!(node.run(
+        &mut agent,
+        &mut http,
+        20,
+        |a| a.status().counters.configs_accepted == 2
+    ));
+    assert_eq!(agent.settings().config_interval_s, 30);
+}
+
+/// The controller's current config for `uuid`, wrapped and signed exactly
+/// as the controller answers a config poll.
+fn genuine_config_answer(ctl: &Ctl, uuid: &str) -> Vec<u8> {
+    let stored = ctl.ctl.store().latest_config(uuid).unwrap().unwrap();
+    let config = eve_proto::config::EdgeDevConfig::decode(stored.config.as_slice()).unwrap();
+    let resp = ConfigResponse {
+        config: Some(config),
+        config_hash: server::config_hash(&stored.config),
+    };
+    ctl.controller_envelope(resp.encode_to_vec())
+}
+
+#[test]
+fn checkpointed_config_is_used_when_the_controller_is_down_and_restart_keeps_the_uuid() {
+    let ctl = start_controller("restart");
+    let onboard = onboarding_identity(3);
+    ctl.ctl.onboard_add(&onboard.0, &["SN-R".into()]).unwrap();
+    let mut node = Node::new(&ctl, "SN-R", 30, onboard);
+    let mut http = ctl.http();
+    let mut agent = node.boot();
+    let uuid = onboard_to_running(&node, &mut agent, &mut http);
+    let hash = agent.status().config_hash.to_owned();
+    drop(agent);
+
+    // Boot with no controller: the checkpoint is in force at once.
+    let mut offline = node.boot();
+    assert_eq!(offline.status().config_hash, hash);
+    assert!(offline.take_events().contains(&Event::ConfigAccepted {
+        from_checkpoint: true
+    }));
+    assert_eq!(offline.status().uuid, Some(uuid.as_str()));
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        let wake = offline.poll(&mut Down);
+        delays.push(wake - node.now());
+        node.clock.mono.set(wake);
+    }
+    assert_eq!(offline.status().phase, Phase::FetchCerts);
+    assert_eq!(offline.status().counters.transport_errors, 8);
+    for (i, d) in delays.iter().enumerate() {
+        let nominal = 1000u64 << i;
+        assert!(*d >= nominal / 2 && *d <= nominal, "retry {i}: {d} ms");
+    }
+    drop(offline);
+
+    // A failed checkpoint write keeps the previous checkpoint intact.
+    let mut agent = node.boot();
+    onboard_to_running(&node, &mut agent, &mut http);
+    ctl.ctl
+        .set_config(
+            &uuid,
+            "configItems:\n  - { key: timer.metric.interval, value: \"30\" }\n",
+        )
+        .unwrap();
+    node.volume.fail_writes.set(true);
+    assert!(
+        node.run(&mut agent, &mut http, 30, |a| a.status().config_hash
+            != hash)
+    );
+    assert!(agent.status().counters.persist_errors >= 1);
+    node.volume.fail_writes.set(false);
+    drop(agent);
+    let offline = node.boot();
+    assert_eq!(offline.status().config_hash, hash);
+    drop(offline);
+
+    // Back online: registers again (200, same device), same UUID.
+    let mut agent = node.boot();
+    let again = onboard_to_running(&node, &mut agent, &mut http);
+    assert_eq!(again, uuid);
+    assert!(ctl.count("register", 200) >= 2);
+    assert_eq!(ctl.ctl.store().devices().unwrap().len(), 1);
+    assert_ne!(agent.status().config_hash, hash);
+}
+
+#[test]
+fn second_device_with_the_same_serial_gets_409_and_backs_off() {
+    let ctl = start_controller("conflict");
+    let onboard = onboarding_identity(4);
+    ctl.ctl.onboard_add(&onboard.0, &["SN-DUP".into()]).unwrap();
+    let mut first = Node::new(&ctl, "SN-DUP", 40, onboard.clone());
+    let mut http = ctl.http();
+    let mut a = first.boot();
+    onboard_to_running(&first, &mut a, &mut http);
+
+    let mut second = Node::new(&ctl, "SN-DUP", 4000, onboard);
+    let mut b = second.boot();
+    let mut delays = Vec::new();
+    for _ in 0..10 {
+        let wake = b.poll(&mut http);
+        if b.status().register == RegisterStatus::Conflict {
+            delays.push(wake - second.now());
+        }
+        second.clock.mono.set(wake.max(second.now()));
+    }
+    let st = b.status();
+    assert_eq!(st.phase, Phase::Register);
+    assert_eq!(st.register, RegisterStatus::Conflict);
+    assert!(st.counters.register_conflicts >= 8, "{st:?}");
+    assert!(ctl.count("register", 409) >= 8);
+    assert!(st.uuid.is_none());
+    // Exponential: each nominal delay doubles (jitter keeps it in the upper half).
+    for (i, d) in delays.iter().enumerate() {
+        let nominal = 1000u64 << i;
+        assert!(*d >= nominal / 2 && *d <= nominal, "retry {i}: {d} ms");
+    }
+}
+
+#[test]
+fn unknown_onboarding_cert_gets_403_and_keeps_trying() {
+    let ctl = start_controller("forbidden");
+    let mut node = Node::new(&ctl, "SN-X", 50, onboarding_identity(5));
+    let mut http = ctl.http();
+    let mut agent = node.boot();
+    node.run(&mut agent, &mut http, 5, |_| false);
+    assert_eq!(agent.status().register, RegisterStatus::NotPreRegistered);
+    assert_eq!(agent.status().phase, Phase::Register);
+    assert!(ctl.count("register", 403) >= 4);
+    // Pre-registered later: the retry succeeds.
+    ctl.ctl
+        .onboard_add(&node.onboard.0, &["SN-X".into()])
+        .unwrap();
+    onboard_to_running(&node, &mut agent, &mut http);
+}
+
+#[test]
+fn config_403_re_attests_and_404_refetches_the_uuid() {
+    let ctl = start_controller("status");
+    let onboard = onboarding_identity(6);
+    ctl.ctl.onboard_add(&onboard.0, &[]).unwrap();
+    let mut node = Node::new(&ctl, "SN-S", 60, onboard);
+    let mut http = ctl.http();
+    let mut agent = node.boot();
+    let uuid = onboard_to_running(&node, &mut agent, &mut http);
+    let attests = ctl.count("attest", 201);
+    let uuids = ctl.count("uuid", 200);
+
+    // The tampered poll moves the agent back to that phase; within the same
+    // poll it redoes the step against the real controller.
+    for (status, route) in [(403, "attest"), (404, "uuid")] {
+        let before = ctl.count(route, if route == "attest" { 201 } else { 200 });
+        let mut tamper = Tamper {
+            inner: &mut http,
+            rewrite: Box::new(move |req: &Request, resp: Response| {
+                if req.path.ends_with("/config") {
+                    Response {
+                        status,
+                        body: Vec::new(),
+                    }
+                } else {
+                    resp
+                }
+            }),
+        };
+        assert!(node.run(&mut agent, &mut tamper, 20, |_| {
+            ctl.count(route, if route == "attest" { 201 } else { 200 }) > before
+        }));
+        onboard_to_running(&node, &mut agent, &mut http);
+    }
+    assert!(ctl.count("attest", 201) > attests);
+    assert!(ctl.count("uuid", 200) > uuids);
+    // A controller that keeps answering 403 is not hammered: the agent
+    // keeps trying but backs off between rounds (1 s doubling).
+    let before = ctl.count("attest", 201);
+    let mut tamper = Tamper {
+        inner: &mut http,
+        rewrite: Box::new(|req: &Request, resp: Response| {
+            if req.path.ends_with("/config") {
+                Response {
+                    status: 403,
+                    body: Vec::new(),
+                }
+            } else {
+                resp
+            }
+        }),
+    };
+    let start = node.now();
+    node.run(&mut agent, &mut tamper, 20, |_| false);
+    let rounds = ctl.count("attest", 201) - before;
+    assert!(rounds >= 5, "{rounds} attests");
+    let nominal: u64 = (0..rounds - 1).map(|i| 1000u64 << i.min(9)).sum();
+    assert!(
+        node.now() - start >= nominal / 2,
+        "{rounds} rounds in {} ms",
+        node.now() - start
+    );
+    assert_eq!(agent.status().uuid, Some(uuid.as_str()));
+}
+
+#[test]
+fn certificates_from_another_controller_are_refused() {
+    let ctl = start_controller("certs-a");
+    let other = start_controller("certs-b");
+    let onboard = onboarding_identity(7);
+    ctl.ctl.onboard_add(&onboard.0, &[]).unwrap();
+    let mut node = Node::new(&ctl, "SN-C", 70, onboard);
+    let mut http = ctl.http();
+    let mut foreign = other.http();
+    let mut agent = node.boot();
+    // `/certs` answered by a controller with another root.
+    let wake = agent.poll(&mut foreign);
+    assert_eq!(agent.status().phase, Phase::FetchCerts);
+    assert_eq!(agent.status().counters.rejected.bad_chain, 1);
+    node.clock.mono.set(wake);
+    onboard_to_running(&node, &mut agent, &mut http);
+}
