@@ -2,12 +2,44 @@
 //! of RAM. Services are small and single-threaded; a simple first-fit heap
 //! is enough and keeps its metadata inside the free blocks.
 
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
 use linked_list_allocator::LockedHeap;
 
 use hal::BootInfo;
 
+/// The linked-list heap, plus the most it ever had in use: a service's RAM
+/// budget is set from its high-water mark, not from a snapshot.
+struct TrackedHeap {
+    heap: LockedHeap,
+    peak: AtomicUsize,
+}
+
+// SAFETY: every call is forwarded unchanged to `LockedHeap`, a correct
+// allocator; the peak is bookkeeping read after the allocation succeeded.
+unsafe impl GlobalAlloc for TrackedHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let ptr = unsafe { self.heap.alloc(layout) };
+        if !ptr.is_null() {
+            self.peak
+                .fetch_max(self.heap.lock().used(), Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { self.heap.dealloc(ptr, layout) }
+    }
+}
+
 #[global_allocator]
-static ALLOCATOR: LockedHeap = LockedHeap::empty();
+static ALLOCATOR: TrackedHeap = TrackedHeap {
+    heap: LockedHeap::empty(),
+    peak: AtomicUsize::new(0),
+};
 
 pub(crate) fn init(info: &BootInfo) {
     let Some(span) = info.heap() else {
@@ -18,6 +50,7 @@ pub(crate) fn init(info: &BootInfo) {
     // and the loader's blobs, and used by nothing else; init runs once.
     unsafe {
         ALLOCATOR
+            .heap
             .lock()
             .init(span.start as usize as *mut u8, span.len() as usize)
     };
@@ -29,13 +62,16 @@ pub struct HeapStats {
     pub size: usize,
     pub used: usize,
     pub free: usize,
+    /// The most `used` has been since boot.
+    pub peak: usize,
 }
 
 pub fn heap_stats() -> HeapStats {
-    let heap = ALLOCATOR.lock();
+    let heap = ALLOCATOR.heap.lock();
     HeapStats {
         size: heap.size(),
         used: heap.used(),
         free: heap.free(),
+        peak: ALLOCATOR.peak.load(Ordering::Relaxed),
     }
 }

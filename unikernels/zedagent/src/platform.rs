@@ -1,0 +1,77 @@
+//! What the agent reports about the machine: read from the boot data, the
+//! clocks, the heap and the state volume, never made up. What a unikernel
+//! cannot know (a manufacturer's name) says where it runs instead.
+
+use alloc::{format, string::String, vec};
+
+use eveagent::io::{DeviceFacts, DeviceMetrics, DiskCounters, Platform, SoftwarePartition};
+use hal::clock::Instant;
+
+pub struct Machine {
+    /// The host's serial for the device (`serial=` on the command line, from
+    /// the node manifest; SMBIOS or the device tree on a board).
+    pub serial: String,
+    /// Boots of this device, counted on the state volume.
+    pub restart_counter: u32,
+    /// The state volume's size in MiB.
+    pub storage_mb: u64,
+}
+
+fn ram_mb() -> u64 {
+    runtime::boot_info()
+        .ram
+        .iter()
+        .map(|span| span.end.saturating_sub(span.start))
+        .sum::<u64>()
+        >> 20
+}
+
+impl Platform for Machine {
+    fn hardware_serial(&self) -> String {
+        self.serial.clone()
+    }
+
+    fn device_facts(&self) -> DeviceFacts {
+        let platform = runtime::boot_info().platform.name();
+        DeviceFacts {
+            machine_arch: String::from(hal::ARCH),
+            cpu_arch: String::from(hal::ARCH),
+            platform: format!("qemu-{platform}"),
+            ncpu: 1,
+            memory_mb: ram_mb(),
+            storage_mb: self.storage_mb,
+            boot_unix_ms: hal::clock::wall_clock_at_boot().map_or(0, |s| s * 1000),
+            last_reboot_reason: String::new(),
+            last_reboot_unix_ms: 0,
+            restart_counter: self.restart_counter,
+            host_name: self.serial.clone(),
+            manufacturer: String::from("QEMU"),
+            product_name: format!("eve-rs {platform} node"),
+            partitions: vec![SoftwarePartition {
+                label: String::from("IMGA"),
+                state: String::from("active"),
+                activated: true,
+                short_version: String::from(env!("CARGO_PKG_VERSION")),
+                long_version: format!("eve-rs zedagent {}", env!("CARGO_PKG_VERSION")),
+            }],
+        }
+    }
+
+    fn device_metrics(&self) -> DeviceMetrics {
+        let heap = runtime::heap_stats();
+        DeviceMetrics {
+            memory_mb: u32::try_from(ram_mb()).unwrap_or(u32::MAX),
+            used_eve_mb: u32::try_from(heap.used >> 20).unwrap_or(u32::MAX),
+            allocated_apps_mb: 0,
+            // One vCPU that polls: busy for all of its uptime.
+            cpu_total_ns: Instant::now().as_nanos(),
+            interfaces: vec![],
+            disks: vec![DiskCounters {
+                name: String::from("state"),
+                mount_path: String::from("/persist"),
+                total_mb: self.storage_mb,
+                ..DiskCounters::default()
+            }],
+        }
+    }
+}
