@@ -253,6 +253,13 @@ impl Running {
         }
     }
 
+    /// Pulls the plug: kills QEMU at once (no flush, no shutdown), as a
+    /// power cut would, and reports what the guest printed.
+    pub fn kill(mut self) -> Outcome {
+        let _ = self.child.kill();
+        self.finish()
+    }
+
     /// Waits for the guest to end (killing it at its timeout).
     pub fn finish(mut self) -> Outcome {
         let mut timed_out = false;
