@@ -54,9 +54,9 @@ fn survives_kills(machine: Machine) {
         last_committed = outcome
             .console
             .lines()
+            .rev()
             .filter_map(|l| l.strip_prefix("state: committed "))
-            .filter_map(|n| n.trim().parse::<u64>().ok())
-            .last()
+            .find_map(|n| n.trim().parse::<u64>().ok())
             .unwrap_or(read_back);
         assert!(
             !outcome.console.contains("FAIL"),
