@@ -51,10 +51,12 @@ fn survives_kills(machine: Machine) {
         );
         std::thread::sleep(Duration::from_millis(cut * 7 % 23));
         let outcome = running.kill();
+        // Only whole lines: the kill may cut the last one short.
         last_committed = outcome
             .console
-            .lines()
+            .split_inclusive('\n')
             .rev()
+            .filter_map(|l| l.strip_suffix('\n'))
             .filter_map(|l| l.strip_prefix("state: committed "))
             .find_map(|n| n.trim().parse::<u64>().ok())
             .unwrap_or(read_back);
