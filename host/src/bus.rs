@@ -1,46 +1,20 @@
 //! The host end of each service's bus channel: a unix socket per service,
 //! bound before its VM starts, which the VMM connects the guest's bus port
-//! to. Accepted connections go to a [`BusAttach`], the seam where the bus
-//! broker plugs in.
+//! to. Accepted connections go to a [`BusAttach`]: the node's bus broker
+//! (see [`crate::nodebus`]).
 
 use std::{
-    collections::HashMap,
     io,
     os::unix::{
         fs::FileTypeExt,
         net::{UnixListener, UnixStream},
     },
     path::{Path, PathBuf},
-    sync::Mutex,
 };
 
 /// Takes the bus connection of a service's VM (a new one on every start).
 pub trait BusAttach: Send + Sync {
     fn attach(&self, service: &str, stream: UnixStream);
-}
-
-/// Holds each service's latest bus connection open, unread, replacing the
-/// previous one when a restarted VM connects: what the host does with the
-/// bus until a broker is attached. A guest that writes more than the
-/// socket buffers will block, as it would on a broker that is not reading.
-#[derive(Debug, Default)]
-pub struct HoldBus {
-    held: Mutex<HashMap<String, UnixStream>>,
-}
-
-impl HoldBus {
-    /// Whether a connection from `service` is held.
-    pub fn holds(&self, service: &str) -> bool {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.contains_key(service)
-    }
-}
-
-impl BusAttach for HoldBus {
-    fn attach(&self, service: &str, stream: UnixStream) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.insert(service.to_string(), stream);
-    }
 }
 
 /// Linux's limit on a unix socket path (`sun_path`, with its NUL).
@@ -151,21 +125,40 @@ impl Drop for BusSockets {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
+    use std::{
+        collections::HashMap,
+        io::{Read, Write},
+        sync::Mutex,
+    };
 
     use super::*;
+
+    /// Keeps the connections it is given, by service.
+    #[derive(Default)]
+    struct Collect {
+        held: Mutex<HashMap<String, UnixStream>>,
+    }
+
+    impl BusAttach for Collect {
+        fn attach(&self, service: &str, stream: UnixStream) {
+            self.held
+                .lock()
+                .unwrap()
+                .insert(service.to_string(), stream);
+        }
+    }
 
     #[test]
     fn connections_reach_the_attach_seam_per_service() {
         let dir = tempfile::tempdir().unwrap();
         let sockets = BusSockets::bind(dir.path(), ["a", "b"]).expect("bind");
-        let hold = HoldBus::default();
+        let hold = Collect::default();
         assert!(sockets.accept_pending(&hold).unwrap().is_empty());
         let path = sockets.path("b").expect("b's socket").to_path_buf();
         assert_eq!(path, dir.path().join("b.bus"));
         let mut guest = UnixStream::connect(&path).unwrap();
         assert_eq!(sockets.accept_pending(&hold).unwrap(), ["b"]);
-        assert!(hold.holds("b") && !hold.holds("a"));
+        assert!(!hold.held.lock().unwrap().contains_key("a"));
         guest.write_all(b"x").unwrap();
         let mut host_end = hold.held.lock().unwrap().remove("b").unwrap();
         let mut byte = [0u8; 1];

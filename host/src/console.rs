@@ -38,6 +38,8 @@ pub trait HostLog: Send + Sync {
     fn vmm_line(&self, service: &str, line: &str);
     /// Something the host itself has to say about a service.
     fn note(&self, service: &str, message: &str);
+    /// A log record the service sent over the bus, formatted.
+    fn bus_record(&self, service: &str, record: &str);
 }
 
 /// The host log on standard error, one line per console line.
@@ -56,6 +58,46 @@ impl HostLog for StderrLog {
     fn note(&self, service: &str, message: &str) {
         eprintln!("[{service}] host: {message}");
     }
+
+    fn bus_record(&self, service: &str, record: &str) {
+        eprintln!("[{service}] bus: {record}");
+    }
+}
+
+/// The `log` facade's output on standard error, for what the host's
+/// libraries (the bus broker, the TPM mediator) report about themselves:
+/// `[host] <target> <LEVEL>: <message>`.
+#[derive(Debug, Clone, Copy)]
+pub struct StderrLogger {
+    pub level: log::LevelFilter,
+}
+
+impl StderrLogger {
+    /// Makes this the process's `log` logger; fails if one is set already.
+    pub fn install(&'static self) -> Result<(), log::SetLoggerError> {
+        log::set_logger(self)?;
+        log::set_max_level(self.level);
+        Ok(())
+    }
+}
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!(
+                "[host] {} {}: {}",
+                record.target(),
+                record.level(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 /// Splits a byte stream into lines: `\n` ends a line, `\r` is dropped,
@@ -209,6 +251,12 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push(format!("{service} host| {message}"));
+        }
+        fn bus_record(&self, service: &str, record: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{service} bus| {record}"));
         }
     }
 

@@ -8,8 +8,9 @@ pub trait Heartbeats: Send + Sync {
     fn last_heartbeat(&self, service: &str) -> Option<Instant>;
 }
 
-/// A shared board of heartbeats: whoever reads the bus records, the
-/// supervisor reads.
+/// A shared board of heartbeats that a source pushes beats to and the
+/// supervisor reads: for sources that do not keep their own record (the
+/// node's broker does, and is read directly; tests drive this board).
 #[derive(Debug, Default)]
 pub struct HeartbeatBoard {
     last: Mutex<HashMap<String, Instant>>,

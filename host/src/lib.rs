@@ -2,9 +2,11 @@
 //! service unikernel in its own VM, wires its devices and bus channel, and
 //! supervises it (restarts with backoff, crash and hang reports).
 //!
-//! Seams for what plugs in later: [`bus::BusAttach`] receives each VM's
-//! bus connection, [`heartbeat::HeartbeatBoard`] is fed the services'
-//! heartbeats, [`vmm::Vmm`] is the VMM (QEMU today).
+//! Seams: [`bus::BusAttach`] receives each VM's bus connection and
+//! [`heartbeat::Heartbeats`] tells the supervisor when each service last
+//! beat; the node's [`eve_broker::Broker`] is both ([`nodebus`]), with
+//! the TPM mediator behind its `"tpm"` target. [`vmm::Vmm`] is the VMM
+//! (QEMU today). [`status`] keeps `<state-dir>/run/status.json` for tools.
 #![forbid(unsafe_code)]
 
 pub mod accel;
@@ -15,7 +17,10 @@ pub mod end;
 pub mod heartbeat;
 pub mod manifest;
 pub mod node;
+pub mod nodebus;
 pub mod qemu;
+pub mod servicelog;
+pub mod status;
 pub mod supervisor;
 pub mod vfio;
 pub mod vmm;

@@ -20,6 +20,7 @@ use crate::{
     console::HostLog,
     heartbeat::Heartbeats,
     manifest::{Manifest, Service},
+    status::StatusFile,
     supervisor::{ServiceSetup, Status, Supervisor},
     vfio::{VfioError, VfioRoots},
     vmm::{NetSpec, VmSpec, Vmm},
@@ -165,11 +166,12 @@ impl Node {
     /// Runs the node until `stop` is set (even once every service has
     /// stopped for good: the host stays up to report them), then stops
     /// every VM (killing those still running after `grace`) and returns.
-    /// Every state change goes to `report`.
+    /// Every state change goes to `report`, and to the status file if
+    /// there is one.
     pub fn run<V: Vmm>(
         self,
         vmm: V,
-        seams: Seams,
+        mut seams: Seams,
         stop: &AtomicBool,
         grace: Duration,
         mut report: impl FnMut(&Status),
@@ -182,6 +184,7 @@ impl Node {
             Instant::now(),
         );
         let mut stopping = false;
+        let mut status_failing = false;
         loop {
             let now = Instant::now();
             if !stopping && stop.load(Ordering::SeqCst) {
@@ -205,17 +208,52 @@ impl Node {
             if stopping && supervisor.is_stopped() {
                 break;
             }
+            if let Some(status) = &mut seams.status {
+                let written = status.update(now, &supervisor.statuses());
+                note_status_write(seams.log.as_ref(), status, &mut status_failing, written);
+            }
             thread::sleep(TICK);
+        }
+        if let Some(status) = &mut seams.status {
+            let written = status
+                .finish(Instant::now(), &supervisor.statuses())
+                .map(|()| true);
+            note_status_write(seams.log.as_ref(), status, &mut status_failing, written);
         }
     }
 }
 
-/// What plugs into a running node: the bus side, the heartbeat source and
-/// the host log.
+/// Reports a status file that cannot be written once, not every tick,
+/// and once more when it can be again.
+fn note_status_write(
+    log: &dyn HostLog,
+    status: &StatusFile,
+    failing: &mut bool,
+    written: std::io::Result<bool>,
+) {
+    match written {
+        Err(e) if !*failing => {
+            *failing = true;
+            log.note("node", &format!("writing {}: {e}", status.path().display()));
+        }
+        Ok(true) if *failing => {
+            *failing = false;
+            log.note(
+                "node",
+                &format!("{} written again", status.path().display()),
+            );
+        }
+        _ => {}
+    }
+}
+
+/// What plugs into a running node: the bus side, the heartbeat source,
+/// the host log and the status file for tools.
 pub struct Seams {
     pub bus: Arc<dyn BusAttach>,
     pub heartbeats: Arc<dyn Heartbeats>,
     pub log: Arc<dyn HostLog>,
+    pub status: Option<StatusFile>,
 }
 
 fn vm_spec(service: &Service, arch: Arch, accel: Accel, images: &Path) -> VmSpec {
@@ -225,7 +263,13 @@ fn vm_spec(service: &Service, arch: Arch, accel: Accel, images: &Path) -> VmSpec
         accel,
         image_path(images, &service.image, arch),
     );
-    spec.cmdline = service.cmdline.clone();
+    // The guest says Hello on the bus with the name the broker knows it by
+    // (an image can run as several services).
+    spec.cmdline = if service.cmdline.is_empty() {
+        format!("service={}", service.name)
+    } else {
+        format!("service={} {}", service.name, service.cmdline)
+    };
     spec.ram_mib = service.ram_mib;
     spec.vcpus = service.vcpus;
     spec.net = service.devices.net.as_ref().map(|uplink| NetSpec {
@@ -295,7 +339,7 @@ config = true
         let node = Node::prepare(&manifest, &paths, &tcg(), &VfioRoots::default()).unwrap();
         let agent = &node.setups()[0];
         assert_eq!(agent.spec.kernel, paths.images.join("zedagent.img"));
-        assert_eq!(agent.spec.cmdline, "log=debug");
+        assert_eq!(agent.spec.cmdline, "service=agent log=debug");
         assert_eq!(agent.spec.ram_mib, 48);
         assert!(agent.spec.net.is_some());
         assert_eq!(agent.heartbeat_timeout, Some(Duration::from_secs(30)));

@@ -61,7 +61,8 @@ impl StateDir {
         Ok(dir)
     }
 
-    /// Console captures, `<service>.console`.
+    /// Console captures, `<service>.console`, and the log records services
+    /// send over the bus, `<service>.log`.
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
@@ -71,9 +72,14 @@ impl StateDir {
         self.root.join("volumes")
     }
 
-    /// Sockets of the running node.
+    /// Sockets and the status file of the running node.
     pub fn run(&self) -> PathBuf {
         self.root.join("run")
+    }
+
+    /// The node's live status for tools (see [`crate::status`]).
+    pub fn status_file(&self) -> PathBuf {
+        self.run().join("status.json")
     }
 
     pub fn console_log(&self, service: &str) -> PathBuf {

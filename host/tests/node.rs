@@ -1,5 +1,6 @@
 //! `eve-host` as a program: checks manifests, and runs a real node of
-//! selftest VMs under QEMU (TCG), one of which panics on purpose.
+//! selftest VMs under QEMU (TCG), one of which panics on purpose, on the
+//! arch given with `--arch` rather than the manifest's.
 
 use std::{
     io::{BufRead, BufReader, Read},
@@ -52,6 +53,45 @@ fn check_refuses_a_bad_manifest_naming_the_line() {
     );
 }
 
+#[test]
+fn check_refuses_two_publishers_of_one_topic_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("two.toml");
+    std::fs::write(
+        &manifest,
+        r#"[node]
+name = "n"
+arch = "x86_64"
+
+[[service]]
+name = "zedagent"
+image = "zedagent"
+ram_mib = 64
+bus.publish = ["onboard-status"]
+
+[[service]]
+name = "diag"
+image = "diag"
+ram_mib = 32
+bus.publish = ["diag-report", "onboard-status"]
+"#,
+    )
+    .unwrap();
+    let out = Command::new(EVE_HOST)
+        .args(["check", "--manifest"])
+        .arg(&manifest)
+        .output()
+        .expect("running eve-host check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "line 15: service `diag`: publishes topic `onboard-status` already published by service `zedagent` (line 9)"
+        ),
+        "{err}"
+    );
+}
+
 /// Waits for a stdout line satisfying `want`, failing with everything
 /// seen so far.
 fn wait_for(
@@ -91,7 +131,7 @@ fn a_node_restarts_a_panicking_service_and_keeps_the_others() {
         &manifest,
         r#"[node]
 name = "test"
-arch = "x86_64"
+arch = "aarch64"
 
 [[service]]
 name = "crasher"
@@ -111,7 +151,7 @@ devices = { state_mib = 1 }
     .unwrap();
     let state = dir.path().join("state");
     let mut host = Command::new(EVE_HOST)
-        .args(["run", "--accel", "tcg", "--manifest"])
+        .args(["run", "--accel", "tcg", "--arch", "x86_64", "--manifest"])
         .arg(&manifest)
         .arg("--images")
         .arg(images)
@@ -185,6 +225,23 @@ devices = { state_mib = 1 }
     assert!(
         host_log.contains("[oneshot] host: bus connected"),
         "the VM did not connect its bus port:\n{host_log}"
+    );
+    assert!(
+        host_log.contains("eve-host: node test (x86_64)"),
+        "--arch overrides the manifest:\n{host_log}"
+    );
+    assert!(host_log.contains("eve-host: TPM: not needed"), "{host_log}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("run/status.json")).unwrap()).unwrap();
+    assert_eq!(status["running"], false, "{status}");
+    assert_eq!(status["arch"], "x86_64");
+    let services = status["services"].as_array().unwrap();
+    assert_eq!(services[0]["name"], "crasher");
+    assert!(services[0]["restarts"].as_u64().unwrap() >= 1, "{status}");
+    assert_eq!(services[1]["state"], "stopped");
+    assert_eq!(
+        services[1]["last_end"], "exited cleanly (status 0)",
+        "{status}"
     );
     let console = std::fs::read_to_string(state.join("logs/crasher.console")).unwrap();
     assert!(console.contains("panic in selftest:"), "{console}");

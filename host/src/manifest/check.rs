@@ -1,11 +1,12 @@
 //! Semantic checks of a parsed manifest, each problem at its line.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     ops::Range,
     time::Duration,
 };
 
+use evebus::LOG_TOPIC;
 use toml::Spanned;
 
 use super::{
@@ -24,6 +25,10 @@ pub const MAX_NAME_LEN: usize = 32;
 pub const MAX_TOPIC_LEN: usize = 64;
 pub const MAX_CMDLINE_LEN: usize = 1024;
 pub const MAX_HEARTBEAT_TIMEOUT_S: u32 = 3600;
+
+/// Each topic's publisher and the line that declared it: a topic has one
+/// publisher, which owns its table on the bus.
+type Publishers = BTreeMap<String, (String, usize)>;
 
 struct Checker<'t> {
     text: &'t str,
@@ -70,7 +75,7 @@ pub(super) fn check(text: &str, raw: RawManifest) -> Result<Manifest, Vec<Proble
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut host_ports: HashMap<u16, String> = HashMap::new();
     let mut pci_owners: HashMap<Bdf, String> = HashMap::new();
-    let mut publishers: BTreeSet<String> = BTreeSet::new();
+    let mut publishers = Publishers::new();
     let mut subscriptions: Vec<(String, Spanned<String>)> = Vec::new();
     let mut services = Vec::new();
 
@@ -103,8 +108,8 @@ pub(super) fn check(text: &str, raw: RawManifest) -> Result<Manifest, Vec<Proble
     }
 
     for (service, topic) in subscriptions {
-        if !publishers.contains(topic.get_ref()) {
-            let known: Vec<&str> = publishers.iter().map(String::as_str).collect();
+        if topic.get_ref() != LOG_TOPIC && !publishers.contains_key(topic.get_ref()) {
+            let known: Vec<&str> = publishers.keys().map(String::as_str).collect();
             c.fail(
                 topic.span(),
                 format!(
@@ -134,7 +139,7 @@ fn check_service(
     raw: RawService,
     host_ports: &mut HashMap<u16, String>,
     pci_owners: &mut HashMap<Bdf, String>,
-    publishers: &mut BTreeSet<String>,
+    publishers: &mut Publishers,
     subscriptions: &mut Vec<(String, Spanned<String>)>,
 ) -> Service {
     let name = raw.name.into_inner();
@@ -331,7 +336,7 @@ fn check_bus(
     c: &mut Checker<'_>,
     name: &str,
     raw: super::raw::RawBus,
-    publishers: &mut BTreeSet<String>,
+    publishers: &mut Publishers,
     subscriptions: &mut Vec<(String, Spanned<String>)>,
 ) -> Bus {
     let at = |what: &str| format!("service `{name}`: {what}");
@@ -339,7 +344,12 @@ fn check_bus(
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for topic in list {
-            if let Err(why) = check_topic(topic.get_ref()) {
+            let checked = if topic.get_ref().starts_with('@') {
+                check_broker_topic(topic.get_ref(), what == "subscribe")
+            } else {
+                check_topic(topic.get_ref())
+            };
+            if let Err(why) = checked {
                 c.fail(
                     topic.span(),
                     at(&format!("{what} topic `{}` {why}", topic.get_ref())),
@@ -355,11 +365,23 @@ fn check_bus(
         }
         out
     };
-    let publish: Vec<String> = topics(c, raw.publish, "publish")
-        .into_iter()
-        .map(Spanned::into_inner)
-        .collect();
-    publishers.extend(publish.iter().cloned());
+    let mut publish = Vec::new();
+    for topic in topics(c, raw.publish, "publish") {
+        let line = c.line(topic.span());
+        match publishers.get(topic.get_ref()) {
+            Some((owner, first)) => c.fail(
+                topic.span(),
+                at(&format!(
+                    "publishes topic `{}` already published by service `{owner}` (line {first}): a topic has one publisher",
+                    topic.get_ref()
+                )),
+            ),
+            None => {
+                publishers.insert(topic.get_ref().clone(), (name.to_string(), line));
+            }
+        }
+        publish.push(topic.into_inner());
+    }
     let subscribe = topics(c, raw.subscribe, "subscribe");
     let subscribe_names = subscribe.iter().map(|t| t.get_ref().clone()).collect();
     subscriptions.extend(subscribe.into_iter().map(|t| (name.to_string(), t)));
@@ -447,6 +469,21 @@ fn check_name(name: &str) -> Result<(), String> {
         return Err("must not start or end with -".into());
     }
     Ok(())
+}
+
+/// Topics starting with `@` are the bus broker's own streams: nobody
+/// publishes them, and the only one a service may subscribe to is the log
+/// stream (a service that forwards the node's logs, like zedagent).
+fn check_broker_topic(topic: &str, subscribing: bool) -> Result<(), String> {
+    if subscribing && topic == LOG_TOPIC {
+        Ok(())
+    } else if subscribing {
+        Err(format!(
+            "is not a broker stream: topics starting with @ belong to the broker, which offers only `{LOG_TOPIC}`"
+        ))
+    } else {
+        Err("belongs to the broker: topics starting with @ are not published by services".into())
+    }
 }
 
 fn check_topic(topic: &str) -> Result<(), String> {

@@ -36,6 +36,7 @@ fn the_default_node_is_valid() {
     assert!(zedagent.devices.config && zedagent.devices.net.is_some());
     assert_eq!(zedagent.devices.tpm.len(), 5);
     assert_eq!(zedagent.bus.publish, ["edge-config", "onboard-status"]);
+    assert_eq!(zedagent.bus.subscribe, ["diag-report", "@log"]);
     let diag = m.service("diag").expect("diag");
     assert_eq!(diag.devices.state_mib, None);
     assert!(diag.devices.tpm.is_empty());
@@ -179,6 +180,47 @@ bus.heartbeat_timeout_s = 5
     assert_eq!(
         m.services[1].bus.heartbeat_timeout,
         Some(Duration::from_secs(5))
+    );
+}
+
+#[test]
+fn a_topic_has_one_publisher() {
+    let text = r#"[node]
+name = "n"
+arch = "x86_64"
+
+[[service]]
+name = "first"
+image = "selftest"
+ram_mib = 32
+bus.publish = ["news", "weather"]
+
+[[service]]
+name = "second"
+image = "selftest"
+ram_mib = 32
+bus.publish = ["sport", "news"]
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "line 15: service `second`: publishes topic `news` already published by service `first` (line 9): a topic has one publisher"
+        ]
+    );
+}
+
+#[test]
+fn only_the_log_stream_of_the_broker_may_be_subscribed() {
+    let text = format!("{ONE}[service.bus]\nsubscribe = [\"@log\"]\n");
+    let m = Manifest::parse(&text).expect("@log needs no publisher");
+    assert_eq!(m.services[0].bus.subscribe, ["@log"]);
+    let text = format!("{ONE}[service.bus]\npublish = [\"@log\"]\nsubscribe = [\"@metrics\"]\n");
+    assert_eq!(
+        problems(&text),
+        [
+            "line 10: service `a`: publish topic `@log` belongs to the broker: topics starting with @ are not published by services",
+            "line 11: service `a`: subscribe topic `@metrics` is not a broker stream: topics starting with @ belong to the broker, which offers only `@log`",
+        ]
     );
 }
 

@@ -150,6 +150,7 @@ impl HostLog for Notes {
     fn note(&self, service: &str, message: &str) {
         self.0.lock().unwrap().push(format!("{service}: {message}"));
     }
+    fn bus_record(&self, _: &str, _: &str) {}
 }
 
 struct Node {

@@ -2,6 +2,10 @@
 //! console port, kept alive from every blocking wait (heartbeats, queued
 //! log records) through the HAL's idle hook.
 //!
+//! The Hello names the service as the host knows it (`service=` on the
+//! command line, which the host sets from the manifest), else by the
+//! image's name; one image can run as several services.
+//!
 //! A service without a console port (a test guest booted on its own) has
 //! no bus: [`present`] is false, publishing fails with
 //! [`BusError::NoBus`], and logs go to the serial console only.

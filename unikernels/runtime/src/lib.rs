@@ -67,7 +67,7 @@ pub fn start(info: &'static BootInfo, name: &'static str, main: fn() -> i32) -> 
         duration_ns(entry_to_main()),
         marker = guest_abi::BOOT_TIMER_MARKER,
     ));
-    bus::start(name);
+    bus::start(Cmdline::new(info.cmdline).get("service").unwrap_or(name));
     exit(main())
 }
 

@@ -1,0 +1,344 @@
+//! The node's bus and TPM wiring in-process, without QEMU: the broker and
+//! TPM set up from a manifest exactly as `eve-host run` does
+//! ([`NodeBus::start`]), with fake services speaking the bus over
+//! `UnixStream::pair()` through the same attach seam the VMs' sockets use.
+
+use std::{
+    io::{ErrorKind, Read, Write},
+    os::unix::net::UnixStream,
+    path::Path,
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use eve_broker::Broker;
+use eve_host::{
+    Arch,
+    bus::BusAttach,
+    console::StderrLog,
+    heartbeat::Heartbeats,
+    manifest::Manifest,
+    nodebus::{HostTpm, NodeBus, TpmChoice},
+    servicelog::ServiceLogs,
+    status::StatusFile,
+    supervisor::{State, Status},
+    volumes::StateDir,
+};
+use evebus::{Client, ClientConfig, DenyReason, Event, Level, Operation};
+use p256::ecdsa::{Signature, VerifyingKey, signature::hazmat::PrehashVerifier};
+use sha2::{Digest, Sha256};
+use tpmwire::{Failure, PcrBank, PcrSelection, RequestRepr, ResponseRepr};
+
+/// How long a test waits for something that should happen; a guard
+/// against hanging, not a timing target.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+const NODE: &str = r#"[node]
+name = "wired"
+arch = "x86_64"
+
+[[service]]
+name = "zedagent"
+image = "zedagent"
+ram_mib = 64
+devices.tpm = ["create-device-key", "sign", "read-pcrs", "quote", "read-ek-cert"]
+bus.publish = ["onboard-status"]
+bus.subscribe = ["diag-report", "@log"]
+
+[[service]]
+name = "signer"
+image = "selftest"
+ram_mib = 32
+devices.tpm = ["sign"]
+
+[[service]]
+name = "diag"
+image = "diag"
+ram_mib = 32
+bus.publish = ["diag-report"]
+bus.subscribe = ["onboard-status"]
+"#;
+
+fn start(state: &Path, tpm: TpmChoice) -> NodeBus {
+    let manifest = Manifest::parse(NODE).expect("the test manifest");
+    let dir = StateDir::create(state).unwrap();
+    let logs = ServiceLogs::new(&dir.logs(), Arc::new(StderrLog));
+    NodeBus::start(&manifest, state, &tpm, logs).expect("starting the node's bus")
+}
+
+/// A fake service: its end of the socket pair and its bus client.
+struct Service {
+    stream: UnixStream,
+    client: Client,
+    start: Instant,
+}
+
+impl Service {
+    /// Connects `name` the way a VM's accepted bus socket is.
+    fn connect(broker: &Broker, name: &str) -> Service {
+        let (ours, host_end) = UnixStream::pair().unwrap();
+        BusAttach::attach(broker, name, host_end);
+        ours.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut service = Service {
+            stream: ours,
+            client: Client::new(ClientConfig::new(name, 1)),
+            start: Instant::now(),
+        };
+        service.client.connect().unwrap();
+        service.wait_for(|e| matches!(e, Event::Connected { .. }));
+        service
+    }
+
+    fn flush(&mut self) {
+        let bytes = self.client.transmit().to_vec();
+        self.stream.write_all(&bytes).unwrap();
+        self.client.transmitted(bytes.len());
+    }
+
+    /// Reads and runs the client's timers once.
+    fn turn(&mut self) {
+        self.client.poll(self.start.elapsed());
+        self.flush();
+        let mut buf = [0; 16 << 10];
+        match self.stream.read(&mut buf) {
+            Ok(0) => panic!("the broker closed the connection"),
+            Ok(n) => {
+                let now = self.start.elapsed();
+                self.client.receive(&buf[..n], now).unwrap();
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+
+    fn wait_for(&mut self, wanted: impl Fn(&Event) -> bool) -> Event {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            while let Some(event) = self.client.next_event() {
+                if wanted(&event) {
+                    return event;
+                }
+            }
+            assert!(Instant::now() < deadline, "the event never came");
+            self.turn();
+        }
+    }
+
+    /// Sends a bus request and returns the response's status and payload.
+    fn call(&mut self, target: &str, payload: &[u8]) -> (evebus::Status, Vec<u8>) {
+        let id = self
+            .client
+            .request(target, payload, self.start.elapsed())
+            .unwrap();
+        match self.wait_for(|e| {
+            matches!(e, Event::Response { id: got, .. } | Event::RequestFailed { id: got, .. } if *got == id)
+        }) {
+            Event::Response {
+                status, payload, ..
+            } => (status, payload),
+            other => panic!("request {id} failed: {other:?}"),
+        }
+    }
+
+    /// Asks the TPM for `request`; the bus call itself must succeed.
+    fn tpm(&mut self, request: RequestRepr<'_>) -> Vec<u8> {
+        let (status, answer) = self.call("tpm", &request.to_vec().unwrap());
+        assert_eq!(status, evebus::Status::Ok, "{request:?}");
+        answer
+    }
+}
+
+fn failure(answer: &[u8]) -> Failure {
+    match ResponseRepr::from_bytes(answer).unwrap() {
+        ResponseRepr::Failure(f) => f,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+/// Waits until `condition` holds.
+fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn swtpm_installed() -> bool {
+    let found = Command::new("swtpm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("SKIPPED: the swtpm binary is not installed (cargo xtask deps installs it)");
+    }
+    found
+}
+
+#[test]
+fn the_manifest_grants_are_enforced_and_the_tpm_signs_for_zedagent() {
+    if !swtpm_installed() {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    // A bare TPM: swtpm manufactures it on first start, skipping the
+    // EK certificate that swtpm_setup takes seconds to make.
+    std::fs::create_dir(state.path().join("tpm")).unwrap();
+    let bus = start(state.path(), TpmChoice::Swtpm);
+    assert!(matches!(bus.tpm(), HostTpm::Swtpm(_)), "{}", bus.tpm());
+    let broker = bus.broker();
+
+    let mut diag = Service::connect(broker, "diag");
+    diag.client
+        .publish("onboard-status", "state", b"phase=forged")
+        .unwrap();
+    let denied = diag.wait_for(|e| matches!(e, Event::Denied { .. }));
+    assert_eq!(
+        denied,
+        Event::Denied {
+            operation: Operation::Publish,
+            topic: "onboard-status".into(),
+            reason: DenyReason::NotGranted,
+        }
+    );
+    assert!(broker.table("onboard-status").is_empty());
+    let (status, _) = diag.call("tpm", &RequestRepr::CreateDeviceKey.to_vec().unwrap());
+    assert_eq!(status, evebus::Status::Denied, "diag has no TPM grants");
+
+    let mut signer = Service::connect(broker, "signer");
+    let answer = signer.tpm(RequestRepr::CreateDeviceKey);
+    assert_eq!(failure(&answer), Failure::Denied, "signer may only sign");
+
+    let mut zedagent = Service::connect(broker, "zedagent");
+    let created = zedagent.tpm(RequestRepr::CreateDeviceKey);
+    let ResponseRepr::PublicKey(point) = ResponseRepr::from_bytes(&created).unwrap() else {
+        panic!("no public key: {created:?}");
+    };
+    let device_key = VerifyingKey::from_sec1_bytes(point).expect("a P-256 point");
+    let digest: [u8; 32] = Sha256::digest(b"an EVE AuthContainer payload").into();
+    let mut answers = vec![created.clone(), zedagent.tpm(RequestRepr::DevicePublicKey)];
+    for service in [&mut zedagent, &mut signer] {
+        let answer = service.tpm(RequestRepr::SignDigest { digest: &digest });
+        let ResponseRepr::Signature(raw) = ResponseRepr::from_bytes(&answer).unwrap() else {
+            panic!("no signature: {answer:?}");
+        };
+        let signature = Signature::from_slice(raw).unwrap();
+        device_key
+            .verify_prehash(&digest, &signature)
+            .expect("the signature verifies with the device key");
+        answers.push(answer);
+    }
+    let selection = PcrSelection::from_indices(&[0, 7]).unwrap();
+    answers.push(zedagent.tpm(RequestRepr::ReadPcrs {
+        bank: PcrBank::Sha256,
+        selection,
+    }));
+    answers.push(zedagent.tpm(RequestRepr::Quote {
+        nonce: b"controller nonce",
+        bank: PcrBank::Sha256,
+        selection,
+    }));
+    answers.push(zedagent.tpm(RequestRepr::ReadEkCert));
+    // Every answer is one of the public kinds the wire format has; none
+    // can carry a private key, so none did.
+    for answer in &answers {
+        match ResponseRepr::from_bytes(answer).unwrap() {
+            ResponseRepr::PublicKey(p) => assert_eq!(p, point),
+            ResponseRepr::Signature(_) | ResponseRepr::Pcrs(_) | ResponseRepr::Quote { .. } => {}
+            ResponseRepr::Failure(f) => assert_eq!(f, Failure::NotProvisioned, "the EK cert"),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+
+    let socket = state.path().join("swtpm.sock");
+    assert!(socket.exists());
+    drop(bus);
+    assert!(!socket.exists(), "swtpm is stopped with the node's bus");
+}
+
+#[test]
+fn logs_heartbeats_and_tables_reach_the_host() {
+    let state = tempfile::tempdir().unwrap();
+    let bus = start(state.path(), TpmChoice::None);
+    assert!(matches!(bus.tpm(), HostTpm::Absent));
+    let broker = bus.broker();
+    let mut zedagent = Service::connect(broker, "zedagent");
+    zedagent.client.subscribe(evebus::LOG_TOPIC).unwrap();
+    zedagent.wait_for(|e| matches!(e, Event::Synchronized { .. }));
+    zedagent
+        .client
+        .publish("onboard-status", "state", b"phase=onboarded\nuuid=u1\n")
+        .unwrap();
+    let answer = zedagent.tpm(RequestRepr::CreateDeviceKey);
+    assert_eq!(failure(&answer), Failure::Unavailable, "--tpm none");
+
+    let mut diag = Service::connect(broker, "diag");
+    diag.client.log(
+        Level::Info,
+        1_700_000_000_000_000_000,
+        "diag",
+        "uplink up\nforged",
+    );
+    diag.flush();
+    let forwarded = zedagent.wait_for(|e| matches!(e, Event::LogRecord { .. }));
+    assert!(
+        matches!(&forwarded, Event::LogRecord { source, .. } if source == "diag"),
+        "{forwarded:?}"
+    );
+    let log = state.path().join("logs/diag.log");
+    eventually("diag's record reaches its log file", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("uplink up"))
+    });
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "[1700000000.000000] INFO diag: uplink up\\nforged\n"
+    );
+
+    let deadline = Instant::now() + PATIENCE;
+    while Heartbeats::last_heartbeat(broker, "zedagent").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "zedagent's heartbeat never arrived"
+        );
+        zedagent.turn();
+    }
+    assert_eq!(Heartbeats::last_heartbeat(broker, "signer"), None);
+
+    let path = StateDir::create(state.path()).unwrap().status_file();
+    let mut status = StatusFile::new(
+        &path,
+        "wired",
+        Arch::X86_64,
+        &bus.tpm().to_string(),
+        Arc::new(broker.clone()),
+    );
+    let running = |service: &str| Status {
+        service: service.into(),
+        state: State::Running { pid: None },
+        restarts: 0,
+        crash_loop: false,
+        last_end: None,
+    };
+    status
+        .update(
+            Instant::now(),
+            &[running("zedagent"), running("signer"), running("diag")],
+        )
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(doc["tpm"], "none");
+    assert_eq!(
+        doc["tables"]["onboard-status"]["state"],
+        "phase=onboarded\nuuid=u1\n"
+    );
+    let services = doc["services"].as_array().unwrap();
+    assert_eq!(services[0]["bus_connected"], true);
+    assert!(services[0]["last_heartbeat_age_ms"].is_u64());
+    assert_eq!(
+        services[1]["bus_connected"], false,
+        "signer never connected"
+    );
+    assert!(services[1]["last_heartbeat_age_ms"].is_null());
+}
