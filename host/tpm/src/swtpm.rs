@@ -22,6 +22,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -127,6 +128,9 @@ impl Swtpm {
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(stderr)
+            // Its own process group: a Ctrl-C in the host's terminal must
+            // not reach swtpm before the host has shut it down in order.
+            .process_group(0)
             .spawn()
             .map_err(SwtpmError::Spawn)?;
         let mut swtpm = Swtpm {
