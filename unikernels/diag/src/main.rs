@@ -25,7 +25,11 @@
 
 extern crate alloc;
 
-use alloc::{format, string::String, vec::Vec};
+use alloc::{
+    format,
+    string::{String, ToString},
+    vec::Vec,
+};
 use core::time::Duration;
 
 use evehttp::{Request, Target};
@@ -74,8 +78,14 @@ fn main() -> i32 {
         stack.add_host(name, *addr);
     }
     let mut session = controller.session;
+    if runtime::bus::present()
+        && let Err(e) = runtime::bus::subscribe(ONBOARD_TOPIC)
+    {
+        log::warn!("onboarding status: {e}");
+    }
     loop {
         let ok = walk(&mut stack, &controller.target, &mut session);
+        report(ok);
         match interval {
             None => return finish(ok),
             Some(every) => {
@@ -83,9 +93,49 @@ fn main() -> i32 {
                 let until = Instant::now().saturating_add(every);
                 while Instant::now() < until {
                     stack.poll();
+                    show_onboarding();
                     hal::idle();
                 }
             }
+        }
+    }
+}
+
+/// zedagent's status, shown as it changes, as EVE's diag shows onboarding.
+const ONBOARD_TOPIC: &str = "onboard-status";
+/// Where the verdict goes for the rest of the node.
+const REPORT_TOPIC: &str = "diag-report";
+
+/// Publishes the walk's verdict on the bus (a node without one skips it).
+fn report(ok: bool) {
+    if !runtime::bus::present() {
+        return;
+    }
+    let verdict: &[u8] = if ok {
+        b"reachable=true\n"
+    } else {
+        b"reachable=false\n"
+    };
+    if let Err(e) = runtime::bus::publish(REPORT_TOPIC, "controller", verdict) {
+        log::warn!("publishing the report: {e}");
+    }
+}
+
+/// Prints zedagent's state and UUID when they change.
+fn show_onboarding() {
+    while let Some(event) = runtime::bus::next_event() {
+        if let evebus::Event::Created { topic, value, .. }
+        | evebus::Event::Modified { topic, value, .. } = event
+            && topic == ONBOARD_TOPIC
+        {
+            let text = String::from_utf8_lossy(&value);
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            log::info!("onboarding: {} uuid {}", field("state"), field("uuid"));
         }
     }
 }

@@ -20,6 +20,9 @@ use spin::Mutex;
 /// Least time between two pumps from the idle hook: a wait loop spins far
 /// faster than the bus needs servicing.
 const IDLE_PUMP_EVERY: Duration = Duration::from_millis(5);
+/// Events held for a service that has not taken them; the oldest go first,
+/// so a service that ignores a busy topic cannot exhaust its heap.
+const MAX_QUEUED_EVENTS: usize = 1024;
 
 struct Link {
     client: Client,
@@ -131,6 +134,9 @@ impl Link {
             let _ = self.client.connect();
         }
         while let Some(event) = self.client.next_event() {
+            if self.events.len() >= MAX_QUEUED_EVENTS {
+                self.events.pop_front();
+            }
             self.events.push_back(event);
         }
     }
@@ -236,7 +242,10 @@ pub(crate) fn log(level: log::Level, target: &str, message: &core::fmt::Argument
             log::Level::Debug => Level::Debug,
             log::Level::Trace => Level::Trace,
         };
-        let unix_ns = hal::clock::unix_now().map_or(0, |s| s.saturating_mul(1_000_000_000));
+        let unix_ns = hal::clock::wall_clock_at_boot().map_or(0, |boot| {
+            boot.saturating_mul(1_000_000_000)
+                .saturating_add(Instant::now().as_nanos())
+        });
         link.client
             .log(level, unix_ns, target, &message.to_string());
     }
