@@ -30,6 +30,35 @@ pub enum Bench {
         #[arg(long, default_value_t = 2000)]
         iterations: u32,
     },
+    /// The whole node against our controller on loopback: host start to
+    /// every service running and to onboarded; RSS of the host and of each
+    /// service VM; image sizes; beside EVE's control-plane budget.
+    Node {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The node's arch (the manifest's when omitted).
+        #[arg(long)]
+        arch: Option<harness::Arch>,
+        #[arg(long, default_value_os_t = crate::node::default_manifest())]
+        manifest: std::path::PathBuf,
+        /// Seconds a run may take before what is missing is reported.
+        #[arg(long, default_value_t = 300)]
+        timeout_s: u64,
+    },
+    /// zedagent under TCG: QEMU exec to registered, to first config applied,
+    /// to first info accepted; its heap high-water mark and image size.
+    Onboard {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// The node's arch (the manifest's when omitted).
+        #[arg(long)]
+        arch: Option<harness::Arch>,
+        #[arg(long, default_value_os_t = crate::node::default_manifest())]
+        manifest: std::path::PathBuf,
+        /// Seconds a run may take before what is missing is reported.
+        #[arg(long, default_value_t = 300)]
+        timeout_s: u64,
+    },
 }
 
 pub fn run(what: Bench) -> Result<(), String> {
@@ -38,16 +67,30 @@ pub fn run(what: Bench) -> Result<(), String> {
         Bench::Proto { iterations } => proto(iterations.max(1)),
         Bench::Controller => controller(),
         Bench::Net { runs } => net(runs.max(1)),
+        Bench::Node {
+            runs,
+            arch,
+            manifest,
+            timeout_s,
+        } => crate::nodebench::node(runs.max(1), arch, &manifest, Duration::from_secs(timeout_s)),
+        Bench::Onboard {
+            runs,
+            arch,
+            manifest,
+            timeout_s,
+        } => {
+            crate::nodebench::onboard(runs.max(1), arch, &manifest, Duration::from_secs(timeout_s))
+        }
     }
 }
 
-struct Summary {
+pub(crate) struct Summary {
     median: Duration,
     min: Duration,
     max: Duration,
 }
 
-fn summarize(mut samples: Vec<Duration>) -> Option<Summary> {
+pub(crate) fn summarize(mut samples: Vec<Duration>) -> Option<Summary> {
     samples.sort();
     Some(Summary {
         median: *samples.get(samples.len() / 2)?,
@@ -56,7 +99,7 @@ fn summarize(mut samples: Vec<Duration>) -> Option<Summary> {
     })
 }
 
-fn cell(s: Option<Summary>) -> String {
+pub(crate) fn cell(s: Option<Summary>) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     s.map_or("-".into(), |s| {
         format!("{:.2} ({:.2}-{:.2})", ms(s.median), ms(s.min), ms(s.max))

@@ -1,11 +1,17 @@
 //! Our controller, started on loopback for `cargo xtask qemu` and the
 //! benchmarks: built in release, run as its own process with a data
-//! directory of its own, and stopped when dropped.
+//! directory of its own, and stopped when dropped (SIGTERM, so it writes
+//! its last-seen times, then SIGKILL if it lingers).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// How long the controller gets to stop after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A running controller.
 pub struct LocalController {
@@ -22,14 +28,57 @@ pub struct LocalController {
 
 impl Drop for LocalController {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child, STOP_GRACE);
     }
+}
+
+/// Sends SIGTERM to `child` and waits up to `grace` for it to exit, then
+/// kills it. Returns whether it stopped on its own.
+pub fn stop_child(child: &mut Child, grace: Duration) -> bool {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return true;
+    }
+    let terminated = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|pid| {
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
+        });
+    let deadline = std::time::Instant::now() + grace;
+    while terminated && std::time::Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// Where cargo puts release binaries of the workspace: `$CARGO_TARGET_DIR`
+/// (relative to the workspace root) when set, else `target/`.
+pub fn release_binary(name: &str) -> PathBuf {
+    let root = harness::workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    target.join("release").join(name)
+}
+
+/// How the controller process relates to our terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// In our process group: a Ctrl-C at the terminal reaches it too.
+    Shared,
+    /// In a process group of its own, so that a Ctrl-C reaches only us and
+    /// we stop it after the node that uses it.
+    Own,
 }
 
 /// Builds the controller and starts it on loopback (ports chosen by the
 /// kernel) with its state in `data_dir`.
-pub fn start(data_dir: &Path) -> Result<LocalController, String> {
+pub fn start(data_dir: &Path, group: Group) -> Result<LocalController, String> {
     crate::bench::cargo_status(&[
         "build",
         "--quiet",
@@ -39,8 +88,12 @@ pub fn start(data_dir: &Path) -> Result<LocalController, String> {
         "--bin",
         "controller",
     ])?;
-    let binary = harness::workspace_root().join("target/release/controller");
-    let mut child = Command::new(&binary)
+    let binary = release_binary("controller");
+    let mut command = Command::new(&binary);
+    if group == Group::Own {
+        command.process_group(0);
+    }
+    let mut child = command
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -54,6 +107,32 @@ pub fn start(data_dir: &Path) -> Result<LocalController, String> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("{}: {e}", binary.display()))?;
+    match announced(&mut child, data_dir) {
+        Ok(announced) => Ok(LocalController {
+            device_api: announced.device_api,
+            admin_api: announced.admin_api,
+            token: announced.token,
+            root_pem: announced.root_pem,
+            child,
+        }),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// What a starting controller prints and writes: its addresses, token and
+/// root certificate.
+struct Announced {
+    device_api: SocketAddr,
+    admin_api: SocketAddr,
+    token: String,
+    root_pem: String,
+}
+
+fn announced(child: &mut Child, data_dir: &Path) -> Result<Announced, String> {
     let stdout = child.stdout.take().ok_or("controller stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let mut next = || -> Result<String, String> {
@@ -74,12 +153,11 @@ pub fn start(data_dir: &Path) -> Result<LocalController, String> {
         .ok_or_else(|| format!("no token path in {admin_line:?}"))?;
     let read =
         |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
-    Ok(LocalController {
+    Ok(Announced {
         token: read(&token_path)?.trim().to_owned(),
         root_pem: read(&data_dir.join("root-certificate.pem"))?,
         device_api,
         admin_api,
-        child,
     })
 }
 

@@ -1,10 +1,15 @@
 //! `cargo xtask`: the one entry point for building, running, testing and
 //! benchmarking. See `cargo xtask --help`.
 
+mod admin;
 mod bench;
 mod controller;
 mod deps;
+mod node;
+mod nodebench;
+mod procfs;
 mod qemu;
+mod status;
 mod test;
 
 use std::process::ExitCode;
@@ -13,7 +18,7 @@ use clap::{Parser, Subcommand};
 use harness::{Accel, Arch, Machine, Profile};
 
 /// Services the workspace builds for bare metal.
-pub const SERVICES: &[&str] = &["selftest", "nettest", "diag"];
+pub const SERVICES: &[&str] = &["selftest", "nettest", "diag", "zedagent"];
 /// Library crates that must also build for both bare-metal targets.
 pub const BARE_METAL_LIBS: &[&str] = &[
     "boot",
@@ -29,6 +34,7 @@ pub const BARE_METAL_LIBS: &[&str] = &[
     "statestore",
     "configpart",
     "tpmwire",
+    "eveagent",
     "bootinfo",
     "guest-abi",
     "eve-proto",
@@ -52,10 +58,15 @@ enum Command {
         /// Services to build (all when omitted).
         services: Vec<String>,
     },
-    /// Build a service and boot it in QEMU with its console on this terminal.
+    /// Without a service: build and run the whole node (every service of
+    /// the manifest under eve-host) against our controller on loopback,
+    /// with a live status, until Ctrl-C. With one: build that service and
+    /// boot it in QEMU with its console on this terminal.
     Qemu {
-        #[arg(long, default_value = "x86_64")]
-        arch: Arch,
+        /// x86_64 or aarch64 (default: the manifest's for the node,
+        /// x86_64 for one service).
+        #[arg(long)]
+        arch: Option<Arch>,
         /// QEMU machine (microvm or q35 on x86_64, virt on aarch64).
         #[arg(long)]
         machine: Option<Machine>,
@@ -65,8 +76,15 @@ enum Command {
         /// Build without optimisation.
         #[arg(long)]
         debug: bool,
-        #[arg(default_value = "selftest")]
-        service: String,
+        /// The node manifest (node only).
+        #[arg(long, default_value_os_t = node::default_manifest())]
+        manifest: std::path::PathBuf,
+        /// Reuse this controller data directory instead of a fresh one
+        /// (node only).
+        #[arg(long)]
+        controller: Option<std::path::PathBuf>,
+        /// One service to boot alone (selftest, nettest, diag, ...).
+        service: Option<String>,
         /// Extra kernel command-line words.
         #[arg(last = true)]
         cmdline: Vec<String>,
@@ -94,9 +112,31 @@ fn main() -> ExitCode {
             machine,
             accel,
             debug,
+            manifest,
+            controller,
             service,
             cmdline,
-        } => qemu::run(arch, machine, accel, debug, &service, &cmdline),
+        } => match service {
+            Some(service) => qemu::run(
+                arch.unwrap_or(Arch::X86_64),
+                machine,
+                accel,
+                debug,
+                &service,
+                &cmdline,
+            ),
+            None if machine.is_some() || debug || !cmdline.is_empty() => Err(
+                "--machine, --debug and a command line apply to one service: \
+                 name it (cargo xtask qemu [OPTIONS] SERVICE)"
+                    .into(),
+            ),
+            None => node::run(node::NodeOptions {
+                arch,
+                accel,
+                manifest,
+                controller,
+            }),
+        },
         Command::Test => test::run(),
         Command::Deps => deps::ensure(),
         Command::Bench { what } => bench::run(what),

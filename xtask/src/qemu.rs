@@ -35,7 +35,7 @@ pub fn run(
     let mut _controller = None;
     if service == "diag" {
         let data_dir = harness::workspace_root().join("target/xtask-controller");
-        let controller = crate::controller::start(&data_dir)?;
+        let controller = crate::controller::start(&data_dir, crate::controller::Group::Shared)?;
         eprintln!(
             "xtask: controller on https://{}, admin API http://{} (token {}, data in {})",
             controller.device_api,
