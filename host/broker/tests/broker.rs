@@ -587,6 +587,11 @@ fn a_new_connection_replaces_the_old_one() {
     let (mut old, theirs) = UnixStream::pair().unwrap();
     broker.attach("nim", theirs).unwrap();
     old.write_all(&raw(&[hello("nim")])).unwrap();
+    // The old session must be established before the new one says Hello,
+    // or the two Hellos race and the old one may win.
+    eventually("the old connection welcomed", || {
+        broker.status("nim").is_some_and(|s| s.connected)
+    });
     let _nim = Peer::connect(&broker, "nim", 2);
     let replies = read_until_closed(&mut old);
     assert!(only_welcome(&replies), "{replies:?}");
