@@ -51,7 +51,15 @@ impl Node {
     fn start(arch: Arch) -> Node {
         let root = workspace_root();
         let mut child = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(["run", "--quiet", "--release", "--package", "xtask", "--", "qemu"])
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "--package",
+                "xtask",
+                "--",
+                "qemu",
+            ])
             .args(["--arch", arch.name()])
             .env("CARGO_TARGET_DIR", root.join("target/guest"))
             .current_dir(&root)
@@ -145,7 +153,13 @@ fn zedagent(status: &Value) -> Value {
 fn node_onboards_and_recovers(arch: Arch) {
     let mut node = Node::start(arch);
     let state_line = node.line("state in ", FIRST_ONBOARD);
-    let state_dir = PathBuf::from(state_line.rsplit("state in ").next().expect("a path").trim());
+    let state_dir = PathBuf::from(
+        state_line
+            .rsplit("state in ")
+            .next()
+            .expect("a path")
+            .trim(),
+    );
     let status_path = state_dir.join("run/status.json");
     let onboarded = node.until(&status_path, FIRST_ONBOARD, |s| {
         let text = onboard_status(s);
@@ -175,7 +189,10 @@ fn node_onboards_and_recovers(arch: Arch) {
         .and_then(|s| s.iter().find(|s| s["name"] == "diag"))
         .cloned()
         .unwrap_or(Value::Null);
-    assert_eq!(diag["state"], "running", "diag did not keep running: {diag}");
+    assert_eq!(
+        diag["state"], "running",
+        "diag did not keep running: {diag}"
+    );
     signal(node.child.id(), "INT");
     node.line("node and controller stopped", RECOVERY);
     let status = node.child.wait().expect("xtask exits");
