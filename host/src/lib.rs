@@ -9,8 +9,6 @@
 //! (QEMU today). [`status`] keeps `<state-dir>/run/status.json` for tools.
 #![forbid(unsafe_code)]
 
-pub mod accel;
-mod arch;
 pub mod bus;
 pub mod console;
 pub mod end;
@@ -26,4 +24,4 @@ pub mod vfio;
 pub mod vmm;
 pub mod volumes;
 
-pub use arch::Arch;
+pub use guest_arch::{Accel, AccelChoice, Arch};

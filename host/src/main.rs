@@ -9,8 +9,7 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use eve_host::{
-    Arch,
-    accel::{Accel, choose_accel},
+    Accel, Arch,
     console::{HostLog, StderrLog, StderrLogger},
     manifest::Manifest,
     node::{Node, NodePaths, Seams},
@@ -134,7 +133,7 @@ fn run(
     if let Some(arch) = options.arch {
         manifest.node.arch = arch;
     }
-    let choice = choose_accel(manifest.node.arch, options.accel)?;
+    let choice = guest_arch::choose_accel(manifest.node.arch, options.accel)?;
     eprintln!(
         "eve-host: node {} ({}), accelerator {}: {}",
         manifest.node.name, manifest.node.arch, choice.accel, choice.reason

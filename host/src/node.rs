@@ -14,8 +14,7 @@ use std::{
 };
 
 use crate::{
-    Arch,
-    accel::{Accel, AccelChoice},
+    Accel, AccelChoice, Arch,
     bus::{BusAttach, BusError, BusSockets},
     console::HostLog,
     heartbeat::Heartbeats,

@@ -18,8 +18,7 @@ use guest_abi::{DEBUG_EXIT_PORT, debug_exit_status};
 use rustix::process::{Pid, Signal, kill_process};
 
 use crate::{
-    Arch,
-    accel::Accel,
+    Accel, Arch,
     vmm::{LaunchError, NetSpec, Vm, VmSpec, Vmm, VmmExit},
 };
 
@@ -175,7 +174,7 @@ impl Vmm for QemuVmm {
     type Vm = QemuVm;
 
     fn launch(&self, spec: &VmSpec) -> Result<QemuVm, LaunchError> {
-        let binary = spec.arch.qemu_binary();
+        let binary = spec.arch.qemu();
         let mut command = Command::new(binary);
         command
             .args(qemu_args(spec))

@@ -8,7 +8,7 @@
 
 use std::{io, path::PathBuf};
 
-use crate::{Arch, accel::Accel, manifest::PortForward, vfio::Passthrough};
+use crate::{Accel, Arch, manifest::PortForward, vfio::Passthrough};
 
 /// One VM to start.
 #[derive(Debug, Clone, PartialEq, Eq)]

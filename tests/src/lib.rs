@@ -6,7 +6,6 @@
 //! `cargo xtask bench` all go through here, so they boot guests the same
 //! way.
 
-mod accel;
 mod build;
 mod image;
 mod machine;
@@ -15,8 +14,8 @@ mod run;
 pub mod pki;
 pub mod servers;
 
-pub use accel::{Accel, AccelChoice};
 pub use build::{BuildError, Profile, build_service, workspace_root};
+pub use guest_arch::{Accel, AccelChoice, AccelProbe, Arch};
 pub use image::{ImageError, elf_to_arm64_image};
-pub use machine::{Arch, Device, Guest, HOST_SERVICES_ADDR, Machine, UserNet};
+pub use machine::{Device, Guest, HOST_SERVICES_ADDR, Machine, UserNet};
 pub use run::{End, Outcome, RunError, Running, Stamp};

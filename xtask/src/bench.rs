@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use harness::{Accel, AccelChoice, Device, Guest, Machine, Outcome, Profile, build_service};
+use harness::{Accel, AccelProbe, Device, Guest, Machine, Outcome, Profile, build_service};
 
 #[derive(Subcommand)]
 pub enum Bench {
@@ -130,7 +130,7 @@ fn boot(runs: usize) -> Result<(), String> {
     let mut configs = Vec::new();
     for machine in Machine::ALL {
         configs.push((machine, Accel::Tcg));
-        if AccelChoice::detect(machine.arch()).accel == Accel::Kvm {
+        if AccelProbe::default().detect(machine.arch()).accel == Accel::Kvm {
             configs.push((machine, Accel::Kvm));
         }
     }

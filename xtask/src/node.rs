@@ -60,22 +60,12 @@ impl BuiltNode {
     }
 }
 
-fn host_arch(arch: Arch) -> eve_host::Arch {
-    match arch {
-        Arch::X86_64 => eve_host::Arch::X86_64,
-        Arch::Aarch64 => eve_host::Arch::Aarch64,
-    }
-}
-
 /// Builds (release) every image `manifest_path` names for `arch` (the
 /// manifest's own when `None`) and `eve-host`.
 pub fn build(manifest_path: &Path, arch: Option<Arch>) -> Result<BuiltNode, String> {
     let manifest =
         Manifest::load(manifest_path).map_err(|e| format!("{}:\n{e}", manifest_path.display()))?;
-    let arch = arch.unwrap_or(match manifest.node.arch {
-        eve_host::Arch::X86_64 => Arch::X86_64,
-        eve_host::Arch::Aarch64 => Arch::Aarch64,
-    });
+    let arch = arch.unwrap_or(manifest.node.arch);
     let mut images: Option<PathBuf> = None;
     let mut image_files = Vec::new();
     for service in &manifest.services {
@@ -85,7 +75,7 @@ pub fn build(manifest_path: &Path, arch: Option<Arch>) -> Result<BuiltNode, Stri
             .parent()
             .ok_or("image without a directory")?
             .to_path_buf();
-        if eve_host::node::image_path(&dir, &service.image, host_arch(arch)) != file {
+        if eve_host::node::image_path(&dir, &service.image, arch) != file {
             return Err(format!(
                 "{} is not where eve-host looks for image {}",
                 file.display(),

@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use base64::Engine;
 use harness::servers::GUEST_HOST_ADDR;
-use harness::{Accel, AccelChoice, Arch, Device, Guest, Machine, Profile, UserNet, build_service};
+use harness::{Accel, AccelProbe, Arch, Device, Guest, Machine, Profile, UserNet, build_service};
 
 pub fn run(
     arch: Arch,
@@ -29,7 +29,7 @@ pub fn run(
     };
     let image = build_service(service, arch, profile).map_err(|e| e.to_string())?;
     let mut guest = Guest::new(machine, image).device(Device::VirtioRng);
-    let choice = AccelChoice::detect(arch);
+    let choice = AccelProbe::default().detect(arch);
     guest.accel = accel.unwrap_or(Accel::for_arch(arch));
     let mut cmdline = vec!["expect-virtio=rng".to_string()];
     let mut _controller = None;

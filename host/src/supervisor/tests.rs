@@ -9,8 +9,7 @@ use std::{
 
 use super::*;
 use crate::{
-    Arch,
-    accel::Accel,
+    Accel, Arch,
     heartbeat::HeartbeatBoard,
     manifest::RestartMode,
     vmm::{Disk, LaunchError, VmmExit},

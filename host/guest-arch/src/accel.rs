@@ -6,8 +6,6 @@
 //! times slower than TCG; there TCG is chosen. `EVE_ACCEL=kvm|tcg` or an
 //! explicit choice (`--accel`) overrides detection.
 //!
-//! Everything here is free of host-runtime state so the test harness and
-//! xtask can choose the same way.
 
 use std::{fmt, path::PathBuf, str::FromStr};
 
@@ -29,6 +27,17 @@ impl Accel {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
         }
+    }
+
+    /// The accelerator for `arch` on this machine: `EVE_ACCEL` if it names
+    /// one, else detection. For tests and benchmarks, which have no flag to
+    /// report a bad value to; the host uses [`choose_accel`], which refuses
+    /// it.
+    pub fn for_arch(arch: Arch) -> Accel {
+        if let Some(forced) = std::env::var(ACCEL_ENV).ok().and_then(|v| v.parse().ok()) {
+            return forced;
+        }
+        AccelProbe::default().detect(arch).accel
     }
 }
 

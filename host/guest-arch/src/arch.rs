@@ -1,11 +1,11 @@
-//! Guest architectures a node can run.
+//! Guest architectures: what services are built for and booted as.
 
 use std::{fmt, str::FromStr};
 
 use serde::Deserialize;
 
-/// The architecture of a node's guests (every service of a node shares it:
-/// one QEMU binary, one image directory).
+/// A guest architecture (every service of a node shares one: one QEMU
+/// binary, one image directory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 pub enum Arch {
     #[serde(rename = "x86_64")]
@@ -24,8 +24,16 @@ impl Arch {
         }
     }
 
+    /// The Rust target services are built for.
+    pub fn target(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-none",
+            Arch::Aarch64 => "aarch64-unknown-none",
+        }
+    }
+
     /// The QEMU system emulator for guests of this arch.
-    pub fn qemu_binary(self) -> &'static str {
+    pub const fn qemu(self) -> &'static str {
         match self {
             Arch::X86_64 => "qemu-system-x86_64",
             Arch::Aarch64 => "qemu-system-aarch64",
