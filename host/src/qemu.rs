@@ -18,7 +18,7 @@ use guest_abi::{DEBUG_EXIT_PORT, debug_exit_status};
 use rustix::process::{Pid, Signal, kill_process};
 
 use crate::{
-    Accel, Arch,
+    Arch,
     vmm::{LaunchError, NetSpec, Vm, VmSpec, Vmm, VmmExit},
 };
 
@@ -78,29 +78,10 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
         }
         Arch::Aarch64 => push(&["-M", "virt"]),
     }
-    let cpu = match (spec.accel, spec.arch) {
-        (Accel::Kvm, _) => "host",
-        // `max` gives TCG guests RDRAND/RDSEED.
-        (Accel::Tcg, Arch::X86_64) => "max",
-        // A real core; cheaper to emulate than `max` (no pointer auth).
-        (Accel::Tcg, Arch::Aarch64) => "cortex-a72",
-    };
+    let cpu = guest_arch::qemu_cpu(spec.arch, spec.accel);
     push(&["-cpu", cpu, "-accel", spec.accel.name()]);
-    push(&[
-        "-name",
-        &escape_option(&spec.name),
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-monitor",
-        "none",
-        "-no-reboot",
-        "-global",
-        "virtio-mmio.force-legacy=false",
-    ]);
+    push(&["-name", &escape_option(&spec.name)]);
+    push(guest_arch::QEMU_HEADLESS_ARGS);
     push(&[
         "-m",
         &format!("{}M", spec.ram_mib),
@@ -256,6 +237,7 @@ mod tests {
 
     use super::*;
     use crate::{
+        Accel,
         manifest::PortForward,
         vfio::{Bdf, Passthrough},
         vmm::{Disk, DiskRole},

@@ -193,27 +193,9 @@ impl Guest {
             push(&["-bios", "qboot.rom"]);
             push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         }
-        let cpu = match (self.accel, self.machine.arch()) {
-            (Accel::Kvm, _) => "host",
-            // `max` gives TCG guests RDRAND/RDSEED.
-            (Accel::Tcg, Arch::X86_64) => "max",
-            // A real core; cheaper to emulate than `max` (no pointer auth).
-            (Accel::Tcg, Arch::Aarch64) => "cortex-a72",
-        };
+        let cpu = guest_arch::qemu_cpu(self.machine.arch(), self.accel);
         push(&["-cpu", cpu, "-accel", self.accel.name()]);
-        push(&[
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-            "-monitor",
-            "none",
-            "-no-reboot",
-            "-global",
-            "virtio-mmio.force-legacy=false",
-        ]);
+        push(guest_arch::QEMU_HEADLESS_ARGS);
         let memory = format!("{}M", self.memory_mib);
         push(&["-m", &memory]);
         for device in &self.devices {

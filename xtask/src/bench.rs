@@ -181,24 +181,10 @@ fn boot(runs: usize) -> Result<(), String> {
     Ok(())
 }
 
-pub fn cargo_status(args: &[&str]) -> Result<(), String> {
-    let status =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(args)
-            .current_dir(harness::workspace_root())
-            .status()
-            .map_err(|e| format!("cargo: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("cargo {} failed ({status})", args.join(" ")))
-    }
-}
-
 /// Runs `controller-load` (release), which starts the release controller
 /// as its own process on loopback and prints a table per run.
 fn controller() -> Result<(), String> {
-    cargo_status(&[
+    crate::cargo(&[
         "build",
         "--quiet",
         "--release",
@@ -250,7 +236,7 @@ fn controller() -> Result<(), String> {
 /// optimised code whatever profile xtask itself was built with.
 fn proto(iterations: u32) -> Result<(), String> {
     let iterations = iterations.to_string();
-    cargo_status(&[
+    crate::cargo(&[
         "run",
         "--quiet",
         "--release",

@@ -79,7 +79,7 @@ pub enum Group {
 /// Builds the controller and starts it on loopback (ports chosen by the
 /// kernel) with its state in `data_dir`.
 pub fn start(data_dir: &Path, group: Group) -> Result<LocalController, String> {
-    crate::bench::cargo_status(&[
+    crate::cargo(&[
         "build",
         "--quiet",
         "--release",

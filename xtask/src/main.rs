@@ -168,3 +168,25 @@ fn build(arch: Option<Arch>, release: bool, services: &[String]) -> Result<(), S
     }
     Ok(())
 }
+
+/// `cargo` (the one running us, if any) in the workspace root.
+fn cargo_command() -> std::process::Command {
+    let mut command =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(harness::workspace_root());
+    command
+}
+
+/// Runs cargo with `args`, echoing the command; fails unless it succeeds.
+fn cargo(args: &[&str]) -> Result<(), String> {
+    println!("xtask: cargo {}", args.join(" "));
+    let status = cargo_command()
+        .args(args)
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed ({status})", args.join(" ")))
+    }
+}

@@ -85,7 +85,7 @@ pub fn build(manifest_path: &Path, arch: Option<Arch>) -> Result<BuiltNode, Stri
         images.get_or_insert(dir);
         image_files.push((service.name.clone(), file));
     }
-    crate::bench::cargo_status(&[
+    crate::cargo(&[
         "build",
         "--quiet",
         "--release",

@@ -2,29 +2,12 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Stdio,
 };
 
-use harness::{Arch, workspace_root};
+use harness::Arch;
 
-fn cargo_command() -> Command {
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    command.current_dir(workspace_root());
-    command
-}
-
-fn cargo(args: &[&str]) -> Result<(), String> {
-    println!("xtask: cargo {}", args.join(" "));
-    let status = cargo_command()
-        .args(args)
-        .status()
-        .map_err(|e| format!("cargo: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("cargo {} failed ({status})", args.join(" ")))
-    }
-}
+use crate::{cargo, cargo_command};
 
 /// Counts from one libtest summary line:
 /// `test result: ok. 9 passed; 0 failed; 0 ignored; ...`.
