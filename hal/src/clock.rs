@@ -70,8 +70,19 @@ pub fn wall_clock_at_boot() -> Option<u64> {
 /// Unix time in seconds now: the RTC is read once and the monotonic clock
 /// carries it forward, so repeated calls cost no port or MMIO access.
 pub fn unix_now() -> Option<u64> {
+    unix_nanos().map(|ns| ns / 1_000_000_000)
+}
+
+/// Unix time in nanoseconds now, as [`unix_now`] (whole seconds from the
+/// RTC, the rest from the monotonic clock), for log record times.
+pub fn unix_nanos() -> Option<u64> {
     let (seconds, read_at) = wall_clock_reading()?;
-    Some(seconds + Instant::now().saturating_duration_since(read_at).as_secs())
+    let since = Instant::now().saturating_duration_since(read_at).as_nanos();
+    Some(
+        seconds
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX)),
+    )
 }
 
 fn wall_clock_reading() -> Option<(u64, Instant)> {

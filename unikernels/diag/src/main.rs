@@ -34,7 +34,7 @@ use core::time::Duration;
 
 use evehttp::{Request, Target};
 use evehttps::{FetchError, Fetched, TlsSession};
-use evetls::{ClientConfig, RootStore};
+use evetls::RootStore;
 use hal::clock::Instant;
 use net::{IpEndpoint, Ipv4Address, Stack};
 
@@ -185,9 +185,8 @@ impl Controller {
         source: &'static str,
     ) -> Result<Controller, String> {
         let target = Target::parse_server(server).map_err(|e| format!("server {server:?}: {e}"))?;
-        let config = ClientConfig::new(roots, &target.host, evehttps::certificate_clock())
-            .map_err(|e| format!("server name {:?}: {e:?}", target.host))?;
-        let session = TlsSession::new(config).map_err(|e| format!("entropy: {e:?}"))?;
+        let session =
+            TlsSession::for_target(roots, &target).map_err(|e| format!("{}: {e}", target.host))?;
         Ok(Controller {
             target,
             session,

@@ -109,8 +109,34 @@ impl TlsSession {
         })
     }
 
+    /// A session for `target`'s host name, trusting `roots`, with dates
+    /// checked against [`certificate_clock`].
+    pub fn for_target(roots: RootStore, target: &Target) -> Result<Self, SessionError> {
+        let config = ClientConfig::new(roots, &target.host, certificate_clock())
+            .map_err(SessionError::ServerName)?;
+        Self::new(config).map_err(SessionError::Entropy)
+    }
+
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+}
+
+/// Why [`TlsSession::for_target`] could not make a session.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionError {
+    /// The host is not a usable TLS server name.
+    ServerName(evetls::ConfigError),
+    /// No entropy to seed the CSPRNG.
+    Entropy(hal::entropy::EntropyError),
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ServerName(e) => write!(f, "server name: {e:?}"),
+            Self::Entropy(e) => write!(f, "entropy: {e:?}"),
+        }
     }
 }
 

@@ -51,9 +51,7 @@ impl PatternCheck {
 /// The TLS session for `https://` targets, from `root=` on the command line.
 pub fn session(root: &str, target: &Target) -> Result<TlsSession, String> {
     let roots = evehttps::roots_from_base64(root).map_err(|e| format!("root=: {e}"))?;
-    let config = evetls::ClientConfig::new(roots, &target.host, evehttps::certificate_clock())
-        .map_err(|e| format!("server name {:?}: {e:?}", target.host))?;
-    TlsSession::new(config).map_err(|e| format!("entropy: {e:?}"))
+    TlsSession::for_target(roots, target).map_err(|e| format!("{}: {e}", target.host))
 }
 
 /// `fetch=URL`: GET, expecting `expect` bytes of the pattern.

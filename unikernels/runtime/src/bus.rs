@@ -242,10 +242,7 @@ pub(crate) fn log(level: log::Level, target: &str, message: &core::fmt::Argument
             log::Level::Debug => Level::Debug,
             log::Level::Trace => Level::Trace,
         };
-        let unix_ns = hal::clock::wall_clock_at_boot().map_or(0, |boot| {
-            boot.saturating_mul(1_000_000_000)
-                .saturating_add(Instant::now().as_nanos())
-        });
+        let unix_ns = hal::clock::unix_nanos().unwrap_or(0);
         link.client
             .log(level, unix_ns, target, &message.to_string());
     }

@@ -43,7 +43,7 @@ use eveagent::{
 use evebus::Event as BusEvent;
 use evehttp::Target;
 use evehttps::TlsSession;
-use evetls::{ClientConfig, Csprng, RootStore};
+use evetls::{Csprng, RootStore};
 use hal::clock::Instant;
 use net::Stack;
 
@@ -87,9 +87,8 @@ fn run() -> Result<Never, String> {
     let target = Target::parse_server(&factory.server).map_err(|e| format!("server file: {e}"))?;
     let roots = RootStore::from_pem(factory.root_certificate_pem.as_bytes())
         .map_err(|e| format!("root-certificate.pem: {e:?}"))?;
-    let tls_config = ClientConfig::new(roots, &target.host, evehttps::certificate_clock())
-        .map_err(|e| format!("server name {:?}: {e:?}", target.host))?;
-    let tls = TlsSession::new(tls_config).map_err(|e| format!("entropy: {e:?}"))?;
+    let tls =
+        TlsSession::for_target(roots, &target).map_err(|e| format!("{}: {e}", target.host))?;
     let mut stack = Stack::from_boot(runtime::boot_info()).map_err(|e| format!("network: {e}"))?;
     // The first exchange would fail (and back off a second) without an
     // address; a device without one keeps trying in the agent's backoff.
@@ -211,8 +210,7 @@ impl Clock for MonotonicClock {
     }
 
     fn unix_ms(&self) -> u64 {
-        let boot = hal::clock::wall_clock_at_boot().unwrap_or(0);
-        boot * 1000 + self.now_ms()
+        hal::clock::unix_nanos().map_or_else(|| self.now_ms(), |ns| ns / 1_000_000)
     }
 }
 
