@@ -12,6 +12,7 @@ mod machine;
 mod run;
 
 pub mod pki;
+pub mod provision;
 pub mod servers;
 
 pub use build::{BuildError, Profile, build_service, workspace_root};

@@ -129,7 +129,7 @@ fn install(packages: &[&str]) -> Result<(), String> {
 /// Makes sure QEMU, swtpm and the Rust targets are present, installing
 /// them when we can and saying exactly what to run when we cannot.
 pub fn ensure() -> Result<(), String> {
-    ensure_rust_targets()?;
+    ensure_rust_toolchain()?;
     let missing = missing_tools();
     if missing.is_empty() {
         return Ok(());
@@ -187,15 +187,29 @@ pub fn ensure_python_packages() {
     }
 }
 
-fn ensure_rust_targets() -> Result<(), String> {
-    let listed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map_err(|e| format!("rustup: {e}"))?;
-    let listed = String::from_utf8_lossy(&listed.stdout);
+/// The bare-metal targets and the components `rust-toolchain.toml` lists:
+/// with `RUSTUP_AUTO_INSTALL=0` rustup will not add them by itself.
+fn ensure_rust_toolchain() -> Result<(), String> {
+    let installed = |what: &str| -> Result<String, String> {
+        let listed = Command::new("rustup")
+            .args([what, "list", "--installed"])
+            .output()
+            .map_err(|e| format!("rustup: {e}"))?;
+        Ok(String::from_utf8_lossy(&listed.stdout).into_owned())
+    };
+    let targets = installed("target")?;
     for arch in Arch::ALL {
-        if !listed.lines().any(|l| l.trim() == arch.target()) {
+        if !targets.lines().any(|l| l.trim() == arch.target()) {
             run("rustup", &["target", "add", arch.target()])?;
+        }
+    }
+    let components = installed("component")?;
+    for component in ["rustfmt", "clippy"] {
+        if !components
+            .lines()
+            .any(|l| l.trim().starts_with(&format!("{component}-")))
+        {
+            run("rustup", &["component", "add", component])?;
         }
     }
     Ok(())

@@ -26,9 +26,9 @@ fn summary_counts(line: &str) -> Option<(u64, u64)> {
 /// Runs `cargo test`, passing its output through, and adds up its
 /// summaries, so the run ends with one line that counts every test.
 fn cargo_test() -> Result<(u64, u64), String> {
-    println!("xtask: cargo test");
+    println!("xtask: cargo test --no-fail-fast");
     let mut child = cargo_command()
-        .arg("test")
+        .args(["test", "--no-fail-fast"])
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cargo: {e}"))?;
@@ -54,6 +54,9 @@ fn cargo_test() -> Result<(u64, u64), String> {
 pub fn run() -> Result<(), String> {
     crate::deps::ensure()?;
     crate::deps::ensure_python_packages();
+    // Formatting first: it takes a second and a diff is cheaper to read
+    // than a failed CI run.
+    cargo(&["fmt", "--all", "--check"])?;
     // Portable and guest libraries must keep building for bare metal.
     for arch in Arch::ALL {
         let mut args = vec!["build", "--quiet", "--target", arch.target()];
