@@ -16,6 +16,7 @@ pub mod heartbeat;
 pub mod manifest;
 pub mod node;
 pub mod nodebus;
+pub mod orphans;
 pub mod qemu;
 pub mod servicelog;
 pub mod status;

@@ -145,6 +145,13 @@ fn run(
     }
     let node = Node::prepare(&manifest, &paths, &choice, &VfioRoots::default())
         .map_err(|e| e.to_string())?;
+    for orphan in node.reaped() {
+        eprintln!(
+            "eve-host: stopped process {} that a previous host left running ({})",
+            orphan.pid,
+            orphan.pid_file.display()
+        );
+    }
     let state = StateDir::create(&paths.state_dir).map_err(|e| e.to_string())?;
     let log: Arc<dyn HostLog> = Arc::new(StderrLog);
     let bus = NodeBus::start(

@@ -19,6 +19,7 @@ use crate::{
     console::HostLog,
     heartbeat::Heartbeats,
     manifest::{Manifest, Service},
+    orphans::{self, ReapError, Reaped},
     status::StatusFile,
     supervisor::{ServiceSetup, Status, Supervisor},
     vfio::{VfioError, VfioRoots},
@@ -65,6 +66,8 @@ pub enum NodeError {
     Vfio(#[from] VfioError),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error("stopping a VM a previous host left running: {0}")]
+    Orphan(#[from] ReapError),
 }
 
 /// The image file of `image` for `arch` in `dir`.
@@ -79,6 +82,7 @@ pub fn image_path(dir: &Path, image: &str, arch: Arch) -> PathBuf {
 pub struct Node {
     setups: Vec<ServiceSetup>,
     sockets: BusSockets,
+    reaped: Vec<Reaped>,
 }
 
 impl Node {
@@ -120,6 +124,12 @@ impl Node {
             Default::default()
         };
         let state_dir = StateDir::create(&paths.state_dir)?;
+        // Before anything binds a socket or opens a volume: VMs of a host
+        // that died hold both.
+        let mut reaped = Vec::new();
+        for service in &manifest.services {
+            reaped.extend(orphans::reap(&state_dir.pid_file(&service.name))?);
+        }
         let sockets = BusSockets::bind(
             &state_dir.run(),
             manifest.services.iter().map(|s| s.name.as_str()),
@@ -142,6 +152,7 @@ impl Node {
             spec.disks = service_disks(config, state.as_deref());
             spec.bus_socket = sockets.path(&service.name).map(Path::to_path_buf);
             spec.passthrough = passthrough.get(&service.name).cloned().unwrap_or_default();
+            spec.pid_file = Some(state_dir.pid_file(&service.name));
             setups.push(ServiceSetup {
                 spec,
                 policy: service.restart,
@@ -154,7 +165,16 @@ impl Node {
                 .iter()
                 .flat_map(|s| s.spec.disks.iter().map(move |d| (s.name(), d))),
         )?;
-        Ok(Node { setups, sockets })
+        Ok(Node {
+            setups,
+            sockets,
+            reaped,
+        })
+    }
+
+    /// VMs a previous host left running, stopped while preparing.
+    pub fn reaped(&self) -> &[Reaped] {
+        &self.reaped
     }
 
     /// The VM of each service, as it will be launched.

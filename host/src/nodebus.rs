@@ -31,6 +31,7 @@ use crate::{
     bus::BusAttach,
     heartbeat::Heartbeats,
     manifest::{Manifest, TpmGrant},
+    orphans::{self, ReapError},
     status::BusView,
 };
 
@@ -93,6 +94,8 @@ pub enum NodeBusError {
     Transport(#[from] TransportError),
     #[error("starting the TPM: {0}")]
     Startup(#[from] TpmCommandError),
+    #[error("stopping the swtpm a previous host left running: {0}")]
+    Orphan(#[from] ReapError),
 }
 
 /// The bus grants of every service in `manifest`.
@@ -185,6 +188,12 @@ impl NodeBus {
         } else {
             match choice {
                 TpmChoice::Swtpm => {
+                    if let Some(orphan) = orphans::reap(&Swtpm::pid_file(state_dir))? {
+                        eprintln!(
+                            "eve-host: stopped swtpm {} that a previous host left running",
+                            orphan.pid
+                        );
+                    }
                     let swtpm = Swtpm::start(state_dir)?;
                     let mediator = Mediator::new(swtpm.transport()?, grants)?;
                     serve(&broker, mediator);

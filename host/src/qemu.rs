@@ -81,6 +81,9 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
     let cpu = guest_arch::qemu_cpu(spec.arch, spec.accel);
     push(&["-cpu", cpu, "-accel", spec.accel.name()]);
     push(&["-name", &escape_option(&spec.name)]);
+    if let Some(pid_file) = &spec.pid_file {
+        push(&["-pidfile", &pid_file.to_string_lossy()]);
+    }
     push(guest_arch::QEMU_HEADLESS_ARGS);
     push(&[
         "-m",
@@ -356,6 +359,18 @@ mod tests {
         assert!(has_pair(&args, "-device", "virtio-net-device,netdev=net0"));
         s.net = Some(NetSpec::default());
         assert!(has_pair(&qemu_args(&s), "-netdev", "user,id=net0"));
+    }
+
+    #[test]
+    fn the_pid_file_is_passed_when_set() {
+        let mut s = spec(Arch::X86_64, Accel::Tcg);
+        assert!(!qemu_args(&s).contains(&"-pidfile".to_string()));
+        s.pid_file = Some(PathBuf::from("/run/node/zedagent.pid"));
+        assert!(has_pair(
+            &qemu_args(&s),
+            "-pidfile",
+            "/run/node/zedagent.pid"
+        ));
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct VmSpec {
     pub bus_socket: Option<PathBuf>,
     /// Host PCI devices, already validated.
     pub passthrough: Vec<Passthrough>,
+    /// Where the VMM writes its pid, so that a host started after this one
+    /// died can stop the VMs it left (see [`crate::orphans`]).
+    pub pid_file: Option<PathBuf>,
 }
 
 impl VmSpec {
@@ -46,6 +49,7 @@ impl VmSpec {
             disks: Vec::new(),
             bus_socket: None,
             passthrough: Vec::new(),
+            pid_file: None,
         }
     }
 }

@@ -86,6 +86,11 @@ impl StateDir {
         self.logs().join(format!("{service}.console"))
     }
 
+    /// The pid file of a service's running VMM.
+    pub fn pid_file(&self, service: &str) -> PathBuf {
+        self.run().join(format!("{service}.pid"))
+    }
+
     pub fn state_volume(&self, service: &str) -> PathBuf {
         self.volumes().join(format!("{service}.img"))
     }

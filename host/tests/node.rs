@@ -119,6 +119,120 @@ fn wait_for(
     }
 }
 
+/// Starts `eve-host run` (TCG, x86_64) and reads its status lines and its
+/// log as they come.
+fn start_host(
+    manifest: &Path,
+    images: &Path,
+    state: &Path,
+) -> (
+    std::process::Child,
+    mpsc::Receiver<String>,
+    thread::JoinHandle<String>,
+) {
+    let mut host = Command::new(EVE_HOST)
+        .args(["run", "--accel", "tcg", "--arch", "x86_64", "--manifest"])
+        .arg(manifest)
+        .arg("--images")
+        .arg(images)
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting eve-host run");
+    let stdout = host.stdout.take().unwrap();
+    let mut stderr = host.stderr.take().unwrap();
+    let host_log = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (host, lines, host_log)
+}
+
+/// Alive, and not a zombie nobody reaped.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+#[test]
+fn a_host_killed_outright_has_its_vms_stopped_by_the_next_one() {
+    let image = build_service("selftest", Arch::X86_64, Profile::Release)
+        .unwrap_or_else(|e| panic!("building selftest: {e}"));
+    let images = image.parent().expect("image directory");
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("node.toml");
+    std::fs::write(
+        &manifest,
+        r#"[node]
+name = "orphans"
+arch = "x86_64"
+
+[[service]]
+name = "hanger"
+image = "selftest"
+ram_mib = 32
+cmdline = "selftest.mode=hang"
+"#,
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let until = Instant::now() + Duration::from_secs(120);
+
+    let (mut first, lines, _) = start_host(&manifest, images, &state);
+    let mut seen = Vec::new();
+    wait_for(&lines, &mut seen, until, "the VM running", |l| {
+        l.starts_with("hanger: running")
+    });
+    // QEMU writes it once it has set the machine up, after the host
+    // reported it running.
+    let pid_file = state.join("run/hanger.pid");
+    let vm: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < until, "QEMU wrote no pid file");
+        thread::sleep(Duration::from_millis(20));
+    };
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(running(vm), "QEMU {vm} outlived the host");
+
+    let (mut second, lines, host_log) = start_host(&manifest, images, &state);
+    let mut seen = Vec::new();
+    wait_for(&lines, &mut seen, until, "the new VM running", |l| {
+        l.starts_with("hanger: running")
+    });
+    let stopped = !running(vm);
+    let pid = Pid::from_raw(second.id() as i32).expect("a pid");
+    kill_process(pid, Signal::TERM).expect("sending SIGTERM");
+    let status = second.wait().unwrap();
+    let host_log = host_log.join().unwrap();
+    assert!(stopped, "QEMU {vm} still runs:\n{host_log}");
+    assert!(status.success(), "{status}\n{host_log}");
+    assert!(
+        host_log.contains(&format!(
+            "stopped process {vm} that a previous host left running"
+        )),
+        "{host_log}"
+    );
+}
+
 #[test]
 fn a_node_restarts_a_panicking_service_and_keeps_the_others() {
     let image = build_service("selftest", Arch::X86_64, Profile::Release)
@@ -150,33 +264,7 @@ devices = { state_mib = 1 }
     )
     .unwrap();
     let state = dir.path().join("state");
-    let mut host = Command::new(EVE_HOST)
-        .args(["run", "--accel", "tcg", "--arch", "x86_64", "--manifest"])
-        .arg(&manifest)
-        .arg("--images")
-        .arg(images)
-        .arg("--state-dir")
-        .arg(&state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting eve-host run");
-    let stdout = host.stdout.take().unwrap();
-    let mut stderr = host.stderr.take().unwrap();
-    let host_log = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let (tx, lines) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-
+    let (mut host, lines, host_log) = start_host(&manifest, images, &state);
     let until = Instant::now() + Duration::from_secs(120);
     let mut seen = Vec::new();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -80,6 +80,12 @@ pub struct Swtpm {
 }
 
 impl Swtpm {
+    /// Where swtpm writes its pid: a host started after one that died
+    /// stops the swtpm it left before starting its own.
+    pub fn pid_file(node_state_dir: &Path) -> PathBuf {
+        node_state_dir.join("swtpm.pid")
+    }
+
     /// Starts swtpm on the TPM state of the node whose state directory is
     /// `node_state_dir`, manufacturing a new TPM there on first use, and
     /// waits until it answers.
@@ -125,6 +131,8 @@ impl Swtpm {
             .arg(option("type=unixio,path=", &ctrl))
             .arg("--flags")
             .arg("not-need-init,startup-clear")
+            .arg("--pid")
+            .arg(option("file=", &Swtpm::pid_file(node_state_dir)))
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(stderr)

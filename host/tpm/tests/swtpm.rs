@@ -114,6 +114,15 @@ fn device_key_is_created_once_and_survives_restart() {
     assert!(node.path().join("tpm").is_dir());
     let swtpm = Swtpm::start(node.path()).unwrap();
     assert_eq!(swtpm.state_dir(), node.path().join("tpm"));
+    // The pid file names a process that carries its path, which is how a
+    // host started after one that died recognises the swtpm it left.
+    let pid_file = Swtpm::pid_file(node.path());
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains(pid_file.to_str().unwrap()),
+        "{pid_file:?} names process {pid}"
+    );
     let m = mediator(&swtpm, all_grants("zedagent"));
     assert_eq!(
         public_key(&m, "zedagent", RequestRepr::DevicePublicKey),
