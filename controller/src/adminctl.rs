@@ -91,6 +91,131 @@ pub fn format_ms(ms: i64) -> String {
     )
 }
 
+/// Prefix of the `metricItems` keys in which our devices count rejected
+/// controller answers by reason (the agent's `METRIC_REJECTED`).
+pub const REJECTED_ITEM_PREFIX: &str = "zedagent.rejected.";
+/// The `metricItems` key of our devices' failed state-volume writes.
+pub const PERSIST_ERRORS_ITEM: &str = "zedagent.persist.errors";
+
+/// A protobuf-JSON integer: 64-bit ones are strings, the others numbers;
+/// absent (zero) is 0.
+fn int(v: &Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// A protobuf-JSON enum name without its prefix; absent is the zero value.
+fn enum_name<'a>(v: &'a Value, prefix: &str, zero: &'a str) -> &'a str {
+    v.as_str()
+        .map_or(zero, |s| s.strip_prefix(prefix).unwrap_or(s))
+}
+
+/// The lines `info show` puts above a device info's JSON: attestation
+/// state and last error, HSM status, boot reason. Empty for other infos.
+pub fn device_info_summary(info: &Value) -> String {
+    let d = &info["dinfo"];
+    if !d.is_object() {
+        return String::new();
+    }
+    let attestation = &d["attestationInfo"];
+    let mut s = format!(
+        "attestation:  {}\n",
+        enum_name(&attestation["state"], "ATTESTATION_STATE_", "UNSPECIFIED")
+    );
+    let error = &attestation["error"];
+    if let Some(why) = error["description"].as_str() {
+        let _ = writeln!(
+            s,
+            "  last error: {why} (at {})",
+            error["timestamp"].as_str().unwrap_or("an unknown time")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "HSM:          {}{}",
+        d["HSMStatus"].as_str().unwrap_or("UNKNOWN"),
+        d["HSMInfo"]
+            .as_str()
+            .map(|i| format!(" ({i})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        s,
+        "boot reason:  {}",
+        enum_name(&d["lastBootReason"], "BOOT_REASON_", "UNSPECIFIED")
+    );
+    s
+}
+
+/// The lines `metrics show` puts above a metrics message's JSON:
+/// controller requests per management port, rejected answers (with our
+/// devices' split by reason), failed state-volume writes, the log queue.
+pub fn metrics_summary(metrics: &Value) -> String {
+    let dm = &metrics["dm"];
+    let mut s = String::new();
+    for z in dm["zedcloud"].as_array().into_iter().flatten() {
+        let when = |key: &str| z[key].as_str().unwrap_or("never").to_owned();
+        let _ = writeln!(
+            s,
+            "controller requests via {}: {} ok, {} failed (last ok {}, last failure {})",
+            z["ifName"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .unwrap_or("?"),
+            int(&z["success"]),
+            int(&z["failures"]),
+            when("lastSuccess"),
+            when("lastFailure"),
+        );
+        let reasons: Vec<String> = dm["metricItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| {
+                let reason = i["key"].as_str()?.strip_prefix(REJECTED_ITEM_PREFIX)?;
+                let n = int(&i["uint64Value"]);
+                (n > 0).then(|| format!("{reason} {n}"))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "rejected controller answers: {}{}",
+            int(&z["authVerifyFailure"]),
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join(", "))
+            }
+        );
+    }
+    if let Some(persist) = dm["metricItems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["key"] == PERSIST_ERRORS_ITEM)
+    {
+        let _ = writeln!(
+            s,
+            "failed state-volume writes: {}",
+            int(&persist["uint64Value"])
+        );
+    }
+    let log = &dm["log"];
+    if log.is_object() {
+        let _ = writeln!(
+            s,
+            "log lines: {} in, {} sent in {} bundles, {} refused, {} dropped",
+            int(&log["totalDeviceLogInput"]),
+            int(&log["numDeviceEventsSent"]),
+            int(&log["numDeviceBundlesSent"]),
+            int(&log["num4xxResponses"]),
+            int(&log["numDeviceEventErrors"]),
+        );
+    }
+    s
+}
+
 /// Filters for `logs show` and `logs follow`.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
@@ -319,9 +444,10 @@ impl Admin {
             for r in v.as_array().into_iter().flatten() {
                 let _ = writeln!(
                     s,
-                    "== {} (received {} UTC)\n{}",
+                    "== {} (received {} UTC)\n{}{}",
                     r["key"].as_str().unwrap_or(""),
                     format_ms(r["received_ms"].as_i64().unwrap_or(0)),
+                    device_info_summary(&r["info"]),
                     serde_json::to_string_pretty(&r["info"]).unwrap_or_default()
                 );
             }
@@ -339,8 +465,9 @@ impl Admin {
             for r in v.as_array().into_iter().flatten() {
                 let _ = writeln!(
                     s,
-                    "== received {} UTC\n{}",
+                    "== received {} UTC\n{}{}",
                     format_ms(r["received_ms"].as_i64().unwrap_or(0)),
+                    metrics_summary(&r["metrics"]),
                     serde_json::to_string_pretty(&r["metrics"]).unwrap_or_default()
                 );
             }
@@ -435,5 +562,109 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(f.query(Some(3)), "limit=5&contains=a%20b%26c&after=3");
+    }
+
+    /// A message as the admin API renders it: protobuf-JSON from the
+    /// descriptors, as the controller stores and serves it.
+    fn admin_json(type_name: &str, msg: &impl prost::Message) -> Value {
+        let text = crate::pbuf::decode_to_json(type_name, &msg.encode_to_vec()).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn device_info_summary_shows_attestation_hsm_and_boot_reason() {
+        use eve_proto::info::*;
+        let ts = |seconds| eve_proto::prost_types::Timestamp { seconds, nanos: 0 };
+        let msg = ZInfoMsg {
+            info_content: Some(z_info_msg::InfoContent::Dinfo(ZInfoDevice {
+                hsm_status: HwSecurityModuleStatus::Enabled as i32,
+                hsm_info: "TPM 2.0 through the host".into(),
+                last_boot_reason: BootReason::First as i32,
+                attestation_info: Some(AttestationInfo {
+                    state: AttestationState::RestartWait as i32,
+                    error: Some(ErrorInfo {
+                        description: "attest: the controller answered 403".into(),
+                        timestamp: Some(ts(1_767_225_600)),
+                        ..Default::default()
+                    }),
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert_eq!(
+            device_info_summary(&admin_json("ZInfoMsg", &msg)),
+            "attestation:  RESTART_WAIT\n  \
+             last error: attest: the controller answered 403 (at 2026-01-01T00:00:00Z)\n\
+             HSM:          ENABLED (TPM 2.0 through the host)\n\
+             boot reason:  FIRST\n"
+        );
+        let bare = ZInfoMsg {
+            info_content: Some(z_info_msg::InfoContent::Dinfo(ZInfoDevice::default())),
+            ..Default::default()
+        };
+        assert_eq!(
+            device_info_summary(&admin_json("ZInfoMsg", &bare)),
+            "attestation:  UNSPECIFIED\nHSM:          UNKNOWN\nboot reason:  UNSPECIFIED\n"
+        );
+        let app = ZInfoMsg {
+            info_content: Some(z_info_msg::InfoContent::Ainfo(ZInfoApp::default())),
+            ..Default::default()
+        };
+        assert_eq!(device_info_summary(&admin_json("ZInfoMsg", &app)), "");
+    }
+
+    #[test]
+    fn metrics_summary_shows_requests_rejections_and_logs() {
+        use eve_proto::metrics::*;
+        let counter = |key: &str, n| MetricItem {
+            key: key.into(),
+            r#type: MetricItemType::MetricItemCounter as i32,
+            metric_item_value: Some(metric_item::MetricItemValue::Uint64Value(n)),
+        };
+        let msg = ZMetricMsg {
+            metric_content: Some(z_metric_msg::MetricContent::Dm(DeviceMetric {
+                zedcloud: vec![ZedcloudMetric {
+                    if_name: "eth0".into(),
+                    failures: 3,
+                    success: 12,
+                    last_failure: Some(eve_proto::prost_types::Timestamp {
+                        seconds: 1_767_225_600,
+                        nanos: 0,
+                    }),
+                    auth_verify_failure: 4,
+                    ..Default::default()
+                }],
+                metric_items: vec![
+                    counter("zedagent.rejected.bad_signature", 3),
+                    counter("zedagent.rejected.malformed", 0),
+                    counter("zedagent.rejected.wrong_uuid", 1),
+                    counter(PERSIST_ERRORS_ITEM, 2),
+                    counter("lte-signal", 9),
+                ],
+                log: Some(LogMetric {
+                    total_device_log_input: 40,
+                    num_device_events_sent: 35,
+                    num_device_bundles_sent: 3,
+                    num4xx_responses: 1,
+                    num_device_event_errors: 4,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert_eq!(
+            metrics_summary(&admin_json("ZMetricMsg", &msg)),
+            "controller requests via eth0: 12 ok, 3 failed \
+             (last ok never, last failure 2026-01-01T00:00:00Z)\n\
+             rejected controller answers: 4 (bad_signature 3, wrong_uuid 1)\n\
+             failed state-volume writes: 2\n\
+             log lines: 40 in, 35 sent in 3 bundles, 1 refused, 4 dropped\n"
+        );
+        assert_eq!(
+            metrics_summary(&admin_json("ZMetricMsg", &ZMetricMsg::default())),
+            ""
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod client;
 pub mod configspec;
 pub mod identity;
+pub mod newlog;
 pub mod pbuf;
 pub mod quote;
 pub mod server;

@@ -903,8 +903,9 @@ impl Controller {
         Ok((StatusCode::CREATED, None))
     }
 
-    /// `newlogs`: gzip of newline-separated protobuf-JSON `LogEntry`s. The
-    /// whole batch is parsed before anything is stored.
+    /// `newlogs`: gzip of newline-separated JSON `LogEntry`s in the form
+    /// EVE writes them (see [`crate::newlog`]). The whole batch is parsed
+    /// before anything is stored; a bad line refuses it, naming the line.
     fn newlogs(&self, dev: &Dev, app: Option<&str>, payload: &[u8]) -> Reply {
         let max = self.limits.max_log_bytes;
         let mut text = Vec::new();
@@ -926,11 +927,7 @@ impl Controller {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            let bytes = crate::pbuf::encode_from_json("org.lfedge.eve.logs.LogEntry", line)
-                .map_err(|e| {
-                    Reject::new(StatusCode::BAD_REQUEST, format!("log line {}: {e}", n + 1))
-                })?;
-            let entry = LogEntry::decode(bytes.as_slice()).map_err(|e| {
+            let entry = crate::newlog::parse_line(line).map_err(|e| {
                 Reject::new(StatusCode::BAD_REQUEST, format!("log line {}: {e}", n + 1))
             })?;
             records.push(log_record(&dev.uuid, app, &entry));
@@ -970,9 +967,13 @@ fn verify_device_envelope<'a>(container: &'a AuthContainer, dev: &Dev) -> Result
     Ok(payload)
 }
 
+/// A stored log line; a line without a timestamp is stamped on arrival.
+/// Saturating: a hostile timestamp must not overflow.
 fn log_record(device: &str, app: Option<&str>, e: &LogEntry) -> LogRecord {
     let ts_ms = e.timestamp.as_ref().map_or_else(unix_ms, |t| {
-        t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+        t.seconds
+            .saturating_mul(1000)
+            .saturating_add(i64::from(t.nanos) / 1_000_000)
     });
     LogRecord {
         id: 0,

@@ -17,9 +17,15 @@ use eve_proto::attest::{
 };
 use eve_proto::certs::{ZCert, ZCertType};
 use eve_proto::config::{ConfigRequest, ConfigResponse};
-use eve_proto::info::{ZInfoDevice, ZInfoMsg, z_info_msg::InfoContent};
+use eve_proto::info::{
+    AttestationInfo, AttestationState, HwSecurityModuleStatus, ZInfoDevice, ZInfoMsg,
+    z_info_msg::InfoContent,
+};
 use eve_proto::logs::{LogBundle, LogEntry};
-use eve_proto::metrics::ZMetricMsg;
+use eve_proto::metrics::{
+    DeviceMetric, MetricItem, MetricItemType, ZMetricMsg, ZedcloudMetric,
+    metric_item::MetricItemValue, z_metric_msg::MetricContent,
+};
 use eve_proto::sign::Signer;
 use eve_proto::uuid::{UuidRequest, UuidResponse};
 use hyper::{Method, StatusCode};
@@ -396,8 +402,10 @@ async fn device_lifecycle_negative_cases_and_restart() {
             .0,
         StatusCode::BAD_REQUEST
     );
-    let lines = "{\"severity\":\"error\",\"source\":\"nim\",\"content\":\"link down\",\"timestamp\":\"2026-01-01T00:00:00Z\"}\n\
-                 {\"severity\":\"info\",\"source\":\"zedagent\",\"content\":\"hello\"}\n";
+    // A line exactly as EVE's newlogd writes it (Go encoding/json), one in
+    // the protobuf-JSON form older senders use, and one with no time.
+    let lines = "{\"severity\":\"info\",\"source\":\"zedagent\",\"iid\":\"1234\",\"content\":\"hello\",\"msgid\":7,\"timestamp\":{\"seconds\":1700000000,\"nanos\":5000000},\"filename\":\"f.go:12\",\"function\":\"main.f\"}\n\
+                 {\"severity\":\"error\",\"source\":\"nim\",\"content\":\"link down\",\"msgid\":\"8\",\"timestamp\":\"2026-01-01T00:00:00Z\"}\n";
     assert_eq!(
         post(
             &mut c,
@@ -495,16 +503,24 @@ async fn device_lifecycle_negative_cases_and_restart() {
             .0,
         StatusCode::BAD_REQUEST
     );
-    assert_eq!(
-        post(
+    for (batch, named) in [
+        ("{\"severity\":\"x\"}\nnot json\n", "log line 2:"),
+        (
+            "\n{\"severity\":\"x\",\"timestamp\":{\"seconds\":\"5\"}}\n",
+            "log line 2:",
+        ),
+        ("{\"msgid\":-1}\n", "log line 1:"),
+    ] {
+        let (status, body) = post(
             &mut c,
-            "/newlogs",
-            d.sign(gzip("{\"severity\":\"x\"}\nnot json\n")).unwrap()
+            &format!("/id/{uuid}/newlogs"),
+            d.sign(gzip(batch)).unwrap(),
         )
-        .await
-        .0,
-        StatusCode::BAD_REQUEST
-    );
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{batch}");
+        let reason = String::from_utf8_lossy(&body);
+        assert!(reason.starts_with(named), "{batch}: {reason}");
+    }
     assert_eq!(
         post(
             &mut c,
@@ -549,6 +565,19 @@ async fn device_lifecycle_negative_cases_and_restart() {
         .await;
     assert_eq!(errors.as_array().unwrap().len(), 1);
     assert_eq!(errors[0]["ts_ms"], 1_767_225_600_000_i64);
+    let (_, eve) = ctl
+        .admin(
+            Method::GET,
+            &format!("/api/v1/devices/{uuid}/logs?contains=hello"),
+            "",
+        )
+        .await;
+    assert_eq!(eve.as_array().unwrap().len(), 1, "{eve}");
+    assert_eq!(eve[0]["ts_ms"], 1_700_000_000_005_i64);
+    assert_eq!(
+        (&eve[0]["severity"], &eve[0]["source"], &eve[0]["content"]),
+        (&json!("info"), &json!("zedagent"), &json!("hello"))
+    );
     let (_, app_logs) = ctl
         .admin(
             Method::GET,
@@ -958,6 +987,65 @@ async fn evectl_manages_onboarding_devices_configs_and_logs() {
     );
     let (ok, out, _) = evectl(&ctl, &dir, &["logs", "show", &uuid, "--severity", "info"]);
     assert!(ok && out.contains(" info    a: one"), "{out}");
+
+    // Attestation, HSM, controller requests and rejected answers are
+    // spelled out above the JSON of info and metrics.
+    let dinfo = ZInfoDevice {
+        hsm_status: HwSecurityModuleStatus::Notfound as i32,
+        attestation_info: Some(AttestationInfo {
+            state: AttestationState::Complete as i32,
+            error: None,
+        }),
+        ..Default::default()
+    };
+    let info = ZInfoMsg {
+        dev_id: uuid.clone(),
+        info_content: Some(InfoContent::Dinfo(dinfo)),
+        ..Default::default()
+    };
+    let rejected = MetricItem {
+        key: "zedagent.rejected.stale_timestamp".into(),
+        r#type: MetricItemType::MetricItemCounter as i32,
+        metric_item_value: Some(MetricItemValue::Uint64Value(2)),
+    };
+    let metrics = ZMetricMsg {
+        dev_id: uuid.clone(),
+        metric_content: Some(MetricContent::Dm(DeviceMetric {
+            zedcloud: vec![ZedcloudMetric {
+                if_name: "eth0".into(),
+                success: 9,
+                failures: 1,
+                auth_verify_failure: 2,
+                ..Default::default()
+            }],
+            metric_items: vec![rejected],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    for (route, body) in [
+        ("info", info.encode_to_vec()),
+        ("metrics", metrics.encode_to_vec()),
+    ] {
+        let path = format!("/id/{uuid}/{route}");
+        assert_eq!(
+            post(&mut c, &path, d.sign(body).unwrap()).await.0,
+            StatusCode::CREATED
+        );
+    }
+    let (ok, out, _) = evectl(&ctl, &dir, &["info", "show", &uuid]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("attestation:  COMPLETE\nHSM:          NOTFOUND\n"),
+        "{out}"
+    );
+    let (ok, out, _) = evectl(&ctl, &dir, &["metrics", "show", &uuid]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("controller requests via eth0: 9 ok, 1 failed")
+            && out.contains("rejected controller answers: 2 (stale_timestamp 2)\n"),
+        "{out}"
+    );
     let mut admin = controller::adminctl::Admin::new(
         &format!("http://{}", ctl.admin),
         &dir.join("admin-token"),

@@ -32,13 +32,13 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.x509.oid import NameOID
-from google.protobuf import json_format
 
 PROTO_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "proto", "proto")
 API = "/api/v2/edgedevice"
@@ -69,7 +69,6 @@ common = importlib.import_module("evecommon.evecommon_pb2")
 devconfig = importlib.import_module("config.devconfig_pb2")
 info = importlib.import_module("info.info_pb2")
 metrics = importlib.import_module("metrics.metrics_pb2")
-logs = importlib.import_module("logs.log_pb2")
 
 
 def check(cond, what):
@@ -230,11 +229,15 @@ def main():
     status, _ = d.call("POST", f"/id/{uuid}/metrics", signed(mm))
     check(status == 201, f"metrics: {status}")
 
+    # Each line as EVE's newlogd writes it: Go's encoding/json of the
+    # LogEntry struct (msgid a number, timestamp an object of seconds and
+    # nanos, empty fields left out), not protobuf JSON.
     lines = []
+    now = time.time_ns()
     for i, sev in enumerate(["info", "error"]):
-        e = logs.LogEntry(severity=sev, source="python", content=f"line {i}", msgid=i)
-        e.timestamp.GetCurrentTime()
-        lines.append(json_format.MessageToJson(e, indent=None))
+        e = {"severity": sev, "source": "python", "content": f"line {i}", "msgid": i + 1,
+             "timestamp": {"seconds": now // 10**9, "nanos": now % 10**9}}
+        lines.append(json.dumps(e, separators=(",", ":")))
     raw = gzip.compress(("\n".join(lines) + "\n").encode())
     c = auth.AuthContainer()
     c.protectedPayload.payload = raw
@@ -248,6 +251,7 @@ def main():
     check(stored[0]["info"]["dinfo"]["ncpu"] == 3, "info stored")
     stored = admin_get(a.admin, token, f"/api/v1/devices/{uuid}/logs?severity=error")
     check([l["content"] for l in stored] == ["line 1"], "logs stored and searchable")
+    check(stored[0]["ts_ms"] == now // 10**6, f"log time stored: {stored[0]['ts_ms']}")
     print("PASS")
 
 

@@ -360,7 +360,15 @@ sw.swErr.description = "none"
 sw.swErr.severity = info.SEVERITY_NOTICE
 sw.swErr.entities.add(entity=info.ENTITY_BASE_OS, entity_id="x")
 d.HostName = "edge-001"
+d.HSMStatus = info.ENABLED
+d.HSMInfo = "TPM 2.0"
+d.last_boot_reason = info.BOOT_REASON_PARSE_FAIL
 d.state = info.ZDEVICE_STATE_ONLINE
+d.attestation_info.state = info.ATTESTATION_STATE_RESTART_WAIT
+d.attestation_info.error.description = "quote refused"
+d.attestation_info.error.severity = info.SEVERITY_ERROR
+d.attestation_info.error.entities.add(entity=info.ENTITY_ATTESTATION)
+ts(d.attestation_info.error.timestamp, 1735689600, 7)
 golden("info_device", im)
 
 ia = info.ZInfoMsg(ztype=info.ZiApp, devId=cfg.id.uuid)
@@ -401,6 +409,25 @@ mm.dm.disk.add(disk="sda", mountPath="/persist", total=65536, used=1024, free=64
 mm.dm.cpuMetric.total = 1234
 mm.dm.deviceMemory.memoryMB = 8192
 mm.dm.deviceMemory.used_eveMB = 700
+zc = mm.dm.zedcloud.add(ifName="eth0", failures=3, success=120, authVerifyFailure=2)
+ts(zc.lastFailure, 1735689500)
+ts(zc.lastSuccess, 1735689590, 250000000)
+zc.urlMetrics.add(url="/api/v2/edgedevice/id/x/config", tryMsgCount=3, tryByteCount=300, sentMsgCount=100,
+                  sentByteCount=10000, recvMsgCount=103, recvByteCount=2 ** 40, total_time_spent=4567, sess_resume_count=1)
+mm.dm.metricItems.add(key="zedagent.rejected.bad_signature", type=metrics.MetricItemCounter, uint64Value=2 ** 63)
+mm.dm.metricItems.add(key="lte-up", type=metrics.MetricItemState, boolValue=True)
+mm.dm.metricItems.add(key="essid", stringValue="net")
+mm.dm.metricItems.add(key="temp", type=metrics.MetricItemGauge, floatValue=41.5)
+mm.dm.metricItems.add(key="uptime", type=metrics.MetricItemGauge, uint32Value=0)
+mm.dm.log.numDeviceEventsSent = 500
+mm.dm.log.numDeviceBundlesSent = 7
+mm.dm.log.num4xxResponses = 1
+ts(mm.dm.log.lastDeviceBundleSendTime, 1735689599)
+mm.dm.log.totalDeviceLogInput = 520
+mm.dm.log.numDeviceEventErrors = 19
+mm.dm.log.numDeviceBundleProtoBytesSent = 65536
+mm.dm.log.input_sources["zedagent"] = 300
+mm.dm.log.input_sources["nim"] = 220
 am = mm.am.add(AppID=app.uuidandversion.uuid, AppName="nginx", appVersion="3")
 am.cpu.total = 55
 am.appMemory.allocatedMB = 512

@@ -103,6 +103,16 @@ fn info_messages() {
     assert_eq!(d.power_cycle_counter, -1);
     assert_eq!(d.state(), info::ZDeviceState::ZdeviceStateOnline);
     assert_eq!(d.sw_list[0].user_status(), info::BaseOsStatus::Updated);
+    assert_eq!(d.hsm_status(), info::HwSecurityModuleStatus::Enabled);
+    assert_eq!(d.hsm_info, "TPM 2.0");
+    // 255: the enum's one value out of sequence.
+    assert_eq!(d.last_boot_reason(), info::BootReason::ParseFail);
+    let attestation = d.attestation_info.as_ref().unwrap();
+    assert_eq!(attestation.state(), info::AttestationState::RestartWait);
+    let error = attestation.error.as_ref().unwrap();
+    assert_eq!(error.description, "quote refused");
+    assert_eq!(error.timestamp.unwrap().nanos, 7);
+    assert_eq!(error.entities[0].entity(), info::Entity::Attestation);
     let a: info::ZInfoMsg = check("info_app");
     assert!(
         matches!(a.info_content, Some(info::z_info_msg::InfoContent::Ainfo(ref x)) if x.state() == info::ZSwState::Running)
@@ -128,6 +138,75 @@ fn metrics_logs_flows() {
         panic!("no device metrics");
     };
     assert_eq!(dm.device_memory.unwrap().used_eve_mb, 700);
+    let z = &dm.zedcloud[0];
+    assert_eq!(
+        (z.if_name.as_str(), z.failures, z.success),
+        ("eth0", 3, 120)
+    );
+    assert_eq!(z.auth_verify_failure, 2);
+    assert_eq!(z.last_success.unwrap().nanos, 250_000_000);
+    let url = &z.url_metrics[0];
+    assert_eq!(
+        (url.try_msg_count, url.sent_byte_count, url.recv_byte_count),
+        (3, 10_000, 1 << 40)
+    );
+    assert_eq!((url.total_time_spent, url.sess_resume_count), (4567, 1));
+    use metrics::metric_item::MetricItemValue as V;
+    let values: Vec<_> = dm
+        .metric_items
+        .iter()
+        .map(|i| (i.key.as_str(), i.r#type(), i.metric_item_value.clone()))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            (
+                "zedagent.rejected.bad_signature",
+                metrics::MetricItemType::MetricItemCounter,
+                Some(V::Uint64Value(1 << 63))
+            ),
+            (
+                "lte-up",
+                metrics::MetricItemType::MetricItemState,
+                Some(V::BoolValue(true))
+            ),
+            (
+                "essid",
+                metrics::MetricItemType::MetricItemOther,
+                Some(V::StringValue("net".into()))
+            ),
+            (
+                "temp",
+                metrics::MetricItemType::MetricItemGauge,
+                Some(V::FloatValue(41.5))
+            ),
+            // A oneof member set to zero is still present.
+            (
+                "uptime",
+                metrics::MetricItemType::MetricItemGauge,
+                Some(V::Uint32Value(0))
+            ),
+        ]
+    );
+    let log = dm.log.as_ref().unwrap();
+    assert_eq!(
+        (
+            log.num_device_events_sent,
+            log.num_device_bundles_sent,
+            log.num4xx_responses
+        ),
+        (500, 7, 1)
+    );
+    assert_eq!(
+        (log.total_device_log_input, log.num_device_event_errors),
+        (520, 19)
+    );
+    assert_eq!(log.num_device_bundle_proto_bytes_sent, 65_536);
+    assert_eq!(
+        log.last_device_bundle_send_time.unwrap().seconds,
+        1_735_689_599
+    );
+    assert_eq!(log.input_sources["nim"], 220);
     assert_eq!(m.am[0].app_memory.unwrap().allocated_mb, 512);
     assert_eq!(m.nm[0].network_stats.unwrap().rx.unwrap().total_bytes, 4096);
     assert_eq!(m.vm[0].used_bytes, 1 << 20);

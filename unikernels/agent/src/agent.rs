@@ -13,12 +13,14 @@ use eve_proto::attest::{ZAttestReq, ZAttestReqType, ZAttestResponse, ZAttestResp
 use eve_proto::common::HashAlgorithm;
 use eve_proto::config::{ConfigRequest, ConfigResponse, EdgeDevConfig};
 use eve_proto::info::{
-    ZDeviceState, ZInfoDevSw, ZInfoDevice, ZInfoManufacturer, ZInfoMsg, ZInfoTypes, ZSwState,
-    z_info_msg::InfoContent,
+    AttestationInfo, AttestationState, DeviceEntity, Entity, ErrorInfo, HwSecurityModuleStatus,
+    Severity, ZDeviceState, ZInfoDevSw, ZInfoDevice, ZInfoManufacturer, ZInfoMsg, ZInfoTypes,
+    ZSwState, z_info_msg::InfoContent,
 };
 use eve_proto::metrics::{
-    AppCpuMetric, DeviceMemoryMetric, DeviceMetric, DiskMetric, NetworkMetric, ZMetricMsg,
-    z_metric_msg::MetricContent,
+    AppCpuMetric, DeviceMemoryMetric, DeviceMetric, DiskMetric, LogMetric, MetricItem,
+    MetricItemType, NetworkMetric, UrlcloudMetric, ZMetricMsg, ZedcloudMetric,
+    metric_item::MetricItemValue, z_metric_msg::MetricContent,
 };
 use eve_proto::prost_types::Timestamp;
 use eve_proto::register::ZRegisterMsg;
@@ -47,7 +49,7 @@ pub const REC_CONTROLLER_CERTS: &str = "controller-certs";
 pub const REC_UUID: &str = "uuid";
 /// State-volume record: the last accepted config, as the signed envelope.
 pub const REC_CONFIG: &str = "config";
-/// State-volume record: sealed log batches waiting for upload.
+/// State-volume record: log lines waiting for upload, sealed or not.
 pub const REC_LOG_QUEUE: &str = "log-queue";
 
 /// Largest config answer accepted.
@@ -64,6 +66,29 @@ const MAX_INFO_ITEMS: usize = 16;
 const MAX_EXCHANGES_PER_POLL: usize = 8;
 /// Name this agent logs under.
 const SOURCE: &str = "zedagent";
+/// Shortest spacing of the writes that save unsealed log lines. Lines not
+/// yet written are lost on power loss, and every write is a statestore
+/// commit that rewrites the whole snapshot: 5 s puts at most the last 5 s
+/// of lines at risk for at most one commit per 5 s while the node logs.
+const LOG_PERSIST_MIN_MS: u64 = 5_000;
+/// Average write rate those writes keep under: when the controller is
+/// away the queue grows (up to [`MAX_LOG_QUEUE_BYTES`]) and so does every
+/// commit, so the spacing grows with the record (1 MiB: about 2 minutes)
+/// instead of wearing the disk; lines are still saved at every seal.
+const LOG_PERSIST_BYTES_PER_S: u64 = 8 << 10;
+/// EVE's fast upload schedule (`newlog.allow.fastupload`): a batch is
+/// sealed when its oldest line is this old...
+const FAST_SEAL_AGE_MS: u64 = 10_000;
+/// ...and uploads are tried this often.
+const FAST_UPLOAD_INTERVAL_MS: u64 = 3_000;
+/// `HSMInfo` when the device key is held outside this VM.
+const HSM_INFO_TPM: &str = "TPM 2.0 through the host; the device key never leaves it";
+/// `HSMInfo` when the device key is in software.
+const HSM_INFO_NONE: &str = "none; the device key is in software on the state volume";
+/// Prefix of the `metricItems` keys counting rejected controller answers.
+pub const METRIC_REJECTED: &str = "zedagent.rejected.";
+/// `metricItems` key counting failed state-volume writes.
+pub const METRIC_PERSIST_ERRORS: &str = "zedagent.persist.errors";
 
 /// Where onboarding stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +180,20 @@ impl Rejections {
         *c += 1;
     }
 
+    /// Each count with its stable name (the suffix of its `metricItems`
+    /// key after [`METRIC_REJECTED`]).
+    pub fn by_reason(&self) -> [(&'static str, u64); 7] {
+        [
+            ("malformed", self.malformed),
+            ("oversized", self.oversized),
+            ("bad_signature", self.bad_signature),
+            ("unknown_signer", self.unknown_signer),
+            ("bad_chain", self.bad_chain),
+            ("wrong_uuid", self.wrong_uuid),
+            ("stale_timestamp", self.stale_timestamp),
+        ]
+    }
+
     /// All rejections.
     pub fn total(&self) -> u64 {
         self.malformed
@@ -194,6 +233,10 @@ pub struct Counters {
     pub metrics_failed: u64,
     /// Log batches accepted.
     pub log_batches_sent: u64,
+    /// Log lines in the batches accepted.
+    pub log_lines_sent: u64,
+    /// gzip bytes of the batches accepted.
+    pub log_bytes_sent: u64,
     /// Log batches refused for good.
     pub log_batches_dropped: u64,
     /// State-volume writes that failed.
@@ -262,6 +305,25 @@ enum Job {
     Logs,
 }
 
+/// Number of [`Job`] kinds, each with its own request counters.
+const JOB_KINDS: usize = Job::Logs as usize + 1;
+
+/// EVE's counters of the requests to one controller URL (`urlcloudMetric`):
+/// "tried" are the attempts that failed, "sent" those that succeeded.
+#[derive(Debug, Clone, Default)]
+struct UrlStats {
+    /// The path last requested; it changes only with the UUID.
+    url: String,
+    tried: u64,
+    tried_bytes: u64,
+    sent: u64,
+    sent_bytes: u64,
+    received: u64,
+    received_bytes: u64,
+    /// Milliseconds the successful requests took.
+    time_ms: u64,
+}
+
 struct Timers {
     config_ms: u64,
     info_ms: u64,
@@ -312,6 +374,21 @@ pub struct Agent {
     last_metrics_ms: Option<u64>,
     last_config_received_unix_ms: Option<u64>,
     last_config_applied_unix_ms: Option<u64>,
+    /// `HSMStatus` and `HSMInfo`, from where the device key lives.
+    hsm: (HwSecurityModuleStatus, &'static str),
+    /// The last attestation failure and when (Unix ms); cleared by success.
+    attest_error: Option<(String, u64)>,
+    /// Controller requests by kind.
+    urls: [UrlStats; JOB_KINDS],
+    last_request_ok_unix_ms: Option<u64>,
+    last_request_failed_unix_ms: Option<u64>,
+    last_log_sent_unix_ms: Option<u64>,
+    /// When the oldest unsealed log line was queued (monotonic ms).
+    log_open_since_ms: Option<u64>,
+    /// Unsealed lines changed since the log queue was last written.
+    log_dirty: bool,
+    /// When the log queue was last written (monotonic ms) and its size.
+    log_persisted: Option<(u64, usize)>,
 }
 
 fn timestamp(unix_ms: u64) -> Timestamp {
@@ -339,7 +416,7 @@ fn to_level(level: Level) -> log::Level {
 
 /// Interval of log uploads by backlog, after EVE's loguploader: a larger
 /// backlog is sent faster.
-fn log_interval_ms(batches: usize) -> u64 {
+fn backlog_interval_ms(batches: usize) -> u64 {
     match batches {
         0..5 => 90_000,
         5..25 => 45_000,
@@ -359,6 +436,10 @@ impl Agent {
         mut deps: Deps,
     ) -> Result<Self, SetupError> {
         let root = parse_root(&bootstrap.root_cert_pem)?;
+        let hsm = match &key {
+            DeviceKeySource::External(_) => (HwSecurityModuleStatus::Enabled, HSM_INFO_TPM),
+            DeviceKeySource::Software => (HwSecurityModuleStatus::Notfound, HSM_INFO_NONE),
+        };
         let hw_serial = deps.platform.hardware_serial();
         let common_name = if hw_serial.is_empty() {
             bootstrap.soft_serial.clone()
@@ -411,6 +492,15 @@ impl Agent {
             last_metrics_ms: None,
             last_config_received_unix_ms: None,
             last_config_applied_unix_ms: None,
+            hsm,
+            attest_error: None,
+            urls: Default::default(),
+            last_request_ok_unix_ms: None,
+            last_request_failed_unix_ms: None,
+            last_log_sent_unix_ms: None,
+            log_open_since_ms: None,
+            log_dirty: false,
+            log_persisted: None,
         };
         if created {
             agent.note(Level::Info, String::from("created the device certificate"));
@@ -430,10 +520,15 @@ impl Agent {
         }
     }
 
-    fn write(&mut self, name: &str, data: &[u8]) {
-        if let Err(e) = self.deps.persist.write(name, data) {
-            self.counters.persist_errors += 1;
-            self.note(Level::Error, format!("checkpointing {name}: {e:?}"));
+    /// Writes a record; a failure is counted and logged, and `false`.
+    fn write(&mut self, name: &str, data: &[u8]) -> bool {
+        match self.deps.persist.write(name, data) {
+            Ok(()) => true,
+            Err(e) => {
+                self.counters.persist_errors += 1;
+                self.note(Level::Error, format!("checkpointing {name}: {e:?}"));
+                false
+            }
         }
     }
 
@@ -454,6 +549,18 @@ impl Agent {
                 _ => self.note(Level::Warning, String::from("checkpointed UUID unusable")),
             }
         }
+        if let Some(rec) = self.read(REC_LOG_QUEUE) {
+            let meta = self.log_metadata();
+            let intact = self
+                .logs
+                .restore(&rec, &meta, (self.unix_ms() / 1000) as u32);
+            if self.logs.open_lines() > 0 {
+                self.log_open_since_ms = Some(self.now());
+            }
+            if !intact {
+                self.note(Level::Warning, String::from("log queue record damaged"));
+            }
+        }
         if let Some(body) = self.read(REC_CONFIG) {
             match self.verify_config(&body) {
                 Ok((resp, current)) => {
@@ -468,11 +575,6 @@ impl Agent {
                     format!("checkpointed config not used: {r:?}"),
                 ),
             }
-        }
-        if let Some(rec) = self.read(REC_LOG_QUEUE)
-            && !self.logs.restore(&rec)
-        {
-            self.note(Level::Warning, String::from("log queue record damaged"));
         }
     }
 
@@ -506,8 +608,14 @@ impl Agent {
         }
         let meta = self.log_metadata();
         let now_unix = (self.unix_ms() / 1000) as u32;
-        if self.logs.push(&record, &meta, now_unix) {
+        let sealed = self.logs.push(&record, &meta, now_unix);
+        if self.logs.open_lines() == 1 {
+            self.log_open_since_ms = Some(self.now());
+        }
+        if sealed {
             self.persist_logs();
+        } else {
+            self.log_dirty = true;
         }
     }
 
@@ -521,9 +629,71 @@ impl Agent {
         )
     }
 
+    /// Writes the log queue, sealed batches and open lines. After a
+    /// failure the lines stay marked, for the next write in
+    /// [`Agent::maintain_logs`].
     fn persist_logs(&mut self) {
         let rec = self.logs.encode();
-        self.write(REC_LOG_QUEUE, &rec);
+        self.log_persisted = Some((self.now(), rec.len()));
+        self.log_dirty = false;
+        if !self.write(REC_LOG_QUEUE, &rec) {
+            self.log_dirty = true;
+        }
+    }
+
+    /// Seals the open log lines into a batch and writes the queue.
+    fn seal_logs(&mut self) {
+        let meta = self.log_metadata();
+        if self.logs.seal(&meta, (self.unix_ms() / 1000) as u32) {
+            self.log_open_since_ms = None;
+            self.persist_logs();
+        }
+    }
+
+    /// When the unsealed log lines are next to be written, if they changed:
+    /// [`LOG_PERSIST_MIN_MS`] after the last write, or longer for a large
+    /// record (see [`LOG_PERSIST_BYTES_PER_S`]).
+    fn log_persist_due(&self) -> Option<u64> {
+        if !self.log_dirty {
+            return None;
+        }
+        Some(self.log_persisted.map_or(0, |(at, len)| {
+            at + LOG_PERSIST_MIN_MS.max(len as u64 * 1000 / LOG_PERSIST_BYTES_PER_S)
+        }))
+    }
+
+    /// When the open batch must be sealed on the fast schedule.
+    fn log_seal_due(&self) -> Option<u64> {
+        if !self.settings.log_fast_upload {
+            return None;
+        }
+        self.log_open_since_ms.map(|t| t + FAST_SEAL_AGE_MS)
+    }
+
+    /// Seals and writes the log queue when due, whatever the phase.
+    fn maintain_logs(&mut self, now: u64) {
+        if self.log_seal_due().is_some_and(|t| now >= t) {
+            self.seal_logs();
+        }
+        if self.log_persist_due().is_some_and(|t| now >= t) {
+            self.persist_logs();
+        }
+    }
+
+    /// Upload interval: EVE's fast schedule, or by backlog.
+    fn log_interval_ms(&self) -> u64 {
+        if self.settings.log_fast_upload {
+            FAST_UPLOAD_INTERVAL_MS
+        } else {
+            backlog_interval_ms(self.logs.sealed_batches())
+        }
+    }
+
+    /// Whether info, metrics and logs go out: once the UUID is known and
+    /// only attestation or the running loops remain, so a controller that
+    /// refuses to attest the device still hears its state and why.
+    fn reports_allowed(&self) -> bool {
+        matches!(self.phase, Phase::Attest | Phase::Running) && self.uuid.is_some()
     }
 
     /// Asks for a `ZInfoDevice` report at the next poll (the glue calls it
@@ -575,10 +745,13 @@ impl Agent {
     pub fn poll(&mut self, http: &mut dyn Http) -> u64 {
         for _ in 0..MAX_EXCHANGES_PER_POLL {
             let now = self.now();
-            if self.phase == Phase::Running {
+            self.maintain_logs(now);
+            if self.reports_allowed() {
                 self.refresh_info(now);
             }
             let Some(job) = self.next_job(now) else {
+                // Lines logged while handling the last answer.
+                self.maintain_logs(now);
                 return self.next_wake();
             };
             let Some(request) = self.request(job) else {
@@ -590,24 +763,73 @@ impl Agent {
             if result.is_err() {
                 self.counters.transport_errors += 1;
             }
+            self.count_exchange(job, &request, &result, now);
             self.handle(job, result);
         }
         self.now()
     }
 
-    fn next_job(&mut self, now: u64) -> Option<Job> {
-        let onboarding = match self.phase {
+    /// Counts one exchange as EVE's zedcloud metrics do: an answer with a
+    /// success status (2xx or 304) is a success, anything else (no
+    /// answer, an error status) a failure; bytes received count either way.
+    fn count_exchange(
+        &mut self,
+        job: Job,
+        request: &Request,
+        result: &Result<Response, TransportError>,
+        started_ms: u64,
+    ) {
+        let ok = matches!(result, Ok(r) if (200..300).contains(&r.status) || r.status == 304);
+        let (now, unix) = (self.now(), self.unix_ms());
+        let stats = &mut self.urls[job as usize];
+        if stats.url != request.path {
+            stats.url.clone_from(&request.path);
+        }
+        let sent = request.body.len() as u64;
+        if let Ok(r) = result {
+            stats.received += 1;
+            stats.received_bytes += r.body.len() as u64;
+        }
+        if ok {
+            stats.sent += 1;
+            stats.sent_bytes += sent;
+            stats.time_ms += now.saturating_sub(started_ms);
+            self.last_request_ok_unix_ms = Some(unix);
+        } else {
+            stats.tried += 1;
+            stats.tried_bytes += sent;
+            self.last_request_failed_unix_ms = Some(unix);
+        }
+    }
+
+    /// The onboarding step still to do, if any.
+    fn onboarding_job(&self) -> Option<Job> {
+        match self.phase {
             Phase::FetchCerts => Some(Job::Certs),
             Phase::Register => Some(Job::Register),
             Phase::FetchUuid => Some(Job::Uuid),
             Phase::Attest => Some(Job::Attest),
             Phase::Running if self.certs_stale => Some(Job::Certs),
             Phase::Running => None,
-        };
-        if let Some(job) = onboarding {
-            return (now >= self.retry_ms).then_some(job);
         }
-        if now >= self.timers.config_ms {
+    }
+
+    /// Whether the config is polled: running with usable controller
+    /// certificates (the answer could not be verified otherwise).
+    fn config_polled(&self) -> bool {
+        self.phase == Phase::Running && !self.certs_stale
+    }
+
+    fn next_job(&mut self, now: u64) -> Option<Job> {
+        if let Some(job) = self.onboarding_job()
+            && now >= self.retry_ms
+        {
+            return Some(job);
+        }
+        if !self.reports_allowed() {
+            return None;
+        }
+        if self.config_polled() && now >= self.timers.config_ms {
             return Some(Job::Config);
         }
         if self.info.due(now).is_some() {
@@ -617,29 +839,39 @@ impl Agent {
             return Some(Job::Metrics);
         }
         if now >= self.timers.logs_ms {
-            let meta = self.log_metadata();
-            if self.logs.seal(&meta, (self.unix_ms() / 1000) as u32) {
-                self.persist_logs();
+            // On the fast schedule batches are sealed by age instead.
+            if !self.settings.log_fast_upload {
+                self.seal_logs();
             }
             if self.logs.front().is_some() {
                 return Some(Job::Logs);
             }
-            self.timers.logs_ms = now + log_interval_ms(0);
+            self.timers.logs_ms = now + self.log_interval_ms();
         }
         None
     }
 
     fn next_wake(&self) -> u64 {
-        if self.phase != Phase::Running || self.certs_stale {
-            return self.retry_ms;
+        let mut wake = u64::MAX;
+        if self.onboarding_job().is_some() {
+            wake = self.retry_ms;
         }
-        let mut wake = self
-            .timers
-            .config_ms
-            .min(self.timers.metrics_ms)
-            .min(self.timers.logs_ms)
-            .min(self.timers.info_ms);
-        if let Some(due) = self.info.next_due() {
+        if self.reports_allowed() {
+            if self.config_polled() {
+                wake = wake.min(self.timers.config_ms);
+            }
+            wake = wake
+                .min(self.timers.metrics_ms)
+                .min(self.timers.logs_ms)
+                .min(self.timers.info_ms);
+            if let Some(due) = self.info.next_due() {
+                wake = wake.min(due);
+            }
+        }
+        for due in [self.log_persist_due(), self.log_seal_due()]
+            .into_iter()
+            .flatten()
+        {
             wake = wake.min(due);
         }
         wake
@@ -721,7 +953,11 @@ impl Agent {
             last_reboot_time: (f.last_reboot_unix_ms != 0)
                 .then(|| timestamp(f.last_reboot_unix_ms)),
             restart_counter: f.restart_counter,
+            hsm_status: self.hsm.0 as i32,
+            hsm_info: String::from(self.hsm.1),
+            last_boot_reason: f.boot_reason as i32,
             state: state as i32,
+            attestation_info: Some(self.attestation_info(self.now())),
             ..Default::default()
         };
         ZInfoMsg {
@@ -777,12 +1013,81 @@ impl Agent {
             }),
             last_received_config: self.last_config_received_unix_ms.map(timestamp),
             last_processed_config: self.last_config_applied_unix_ms.map(timestamp),
+            zedcloud: alloc::vec![self.zedcloud_metric(m.management_interface)],
+            metric_items: self.metric_items(),
+            log: Some(self.log_metric()),
             ..Default::default()
         };
         ZMetricMsg {
             dev_id: uuid.to_string(),
             at_time_stamp: Some(timestamp(self.unix_ms())),
             metric_content: Some(MetricContent::Dm(dm)),
+            ..Default::default()
+        }
+    }
+
+    /// Controller requests since boot, on the management interface.
+    fn zedcloud_metric(&self, if_name: String) -> ZedcloudMetric {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let used = || self.urls.iter().filter(|u| !u.url.is_empty());
+        ZedcloudMetric {
+            if_name,
+            failures: used().map(|u| u.tried).sum(),
+            success: used().map(|u| u.sent).sum(),
+            last_failure: self.last_request_failed_unix_ms.map(timestamp),
+            last_success: self.last_request_ok_unix_ms.map(timestamp),
+            url_metrics: used()
+                .map(|u| UrlcloudMetric {
+                    url: u.url.clone(),
+                    try_msg_count: count(u.tried),
+                    try_byte_count: count(u.tried_bytes),
+                    sent_msg_count: count(u.sent),
+                    sent_byte_count: count(u.sent_bytes),
+                    recv_msg_count: count(u.received),
+                    recv_byte_count: count(u.received_bytes),
+                    total_time_spent: count(u.time_ms),
+                    sess_resume_count: 0,
+                })
+                .collect(),
+            auth_verify_failure: self.counters.rejected.total(),
+        }
+    }
+
+    /// Our counters without a field of their own in EVE's API: rejected
+    /// controller answers by reason and failed state-volume writes, all
+    /// present from boot so a controller sees zeros, not gaps.
+    fn metric_items(&self) -> Vec<MetricItem> {
+        let counter = |key: String, n: u64| MetricItem {
+            key,
+            r#type: MetricItemType::MetricItemCounter as i32,
+            metric_item_value: Some(MetricItemValue::Uint64Value(n)),
+        };
+        let mut items: Vec<MetricItem> = self
+            .counters
+            .rejected
+            .by_reason()
+            .iter()
+            .map(|&(reason, n)| counter(format!("{METRIC_REJECTED}{reason}"), n))
+            .collect();
+        items.push(counter(
+            String::from(METRIC_PERSIST_ERRORS),
+            self.counters.persist_errors,
+        ));
+        items
+    }
+
+    /// The log queue in `logMetric` terms: lines in are those queued for
+    /// upload, errors those the queue bound dropped, 4xx those in batches
+    /// the controller refused.
+    fn log_metric(&self) -> LogMetric {
+        LogMetric {
+            num_device_events_sent: self.counters.log_lines_sent,
+            num_device_bundles_sent: self.counters.log_batches_sent,
+            num4xx_responses: self.logs.refused_lines(),
+            last_device_bundle_send_time: self.last_log_sent_unix_ms.map(timestamp),
+            total_device_log_input: self.logs.input_lines(),
+            num_device_event_errors: self.logs.bound_dropped_lines(),
+            num_device_bundle_proto_bytes_sent: self.counters.log_bytes_sent,
             ..Default::default()
         }
     }
@@ -922,8 +1227,13 @@ impl Agent {
         let now = self.now();
         match job {
             Job::Certs | Job::Register | Job::Uuid | Job::Attest => {
-                if job == Job::Register {
-                    self.register = RegisterStatus::Failed;
+                match job {
+                    Job::Register => self.register = RegisterStatus::Failed,
+                    Job::Attest => self.attest_failed(match transport {
+                        Some(e) => format!("attest: no answer from the controller ({e:?})"),
+                        None => String::from("attest: the request could not be signed"),
+                    }),
+                    _ => {}
                 }
                 self.retry_later();
             }
@@ -1082,10 +1392,50 @@ impl Agent {
         }
     }
 
+    /// Records why attestation failed, for `attestation_info`, and reports
+    /// it (the state is now RESTART_WAIT).
+    fn attest_failed(&mut self, why: String) {
+        self.attest_error = Some((why, self.unix_ms()));
+        self.info_due = true;
+    }
+
+    /// Where attestation stands, in EVE's terms. The no-TPM request asks
+    /// for no nonce and needs no quote, so of EVE's waits only ATTEST_WAIT
+    /// (the request is due or in flight) and RESTART_WAIT (backing off
+    /// after a failure) apply.
+    fn attestation_state(&self, now: u64) -> AttestationState {
+        if self.token.is_some() {
+            AttestationState::Complete
+        } else if self.phase != Phase::Attest {
+            AttestationState::Unspecified
+        } else if now < self.retry_ms {
+            AttestationState::RestartWait
+        } else {
+            AttestationState::AttestWait
+        }
+    }
+
+    fn attestation_info(&self, now: u64) -> AttestationInfo {
+        AttestationInfo {
+            state: self.attestation_state(now) as i32,
+            error: self.attest_error.as_ref().map(|(why, at)| ErrorInfo {
+                description: why.clone(),
+                timestamp: Some(timestamp(*at)),
+                severity: Severity::Error as i32,
+                entities: alloc::vec![DeviceEntity {
+                    entity: Entity::Attestation as i32,
+                    ..Default::default()
+                }],
+                retry_condition: String::from("retried with backoff (1 s doubling to 10 min)"),
+            }),
+        }
+    }
+
     fn on_attest(&mut self, resp: Response) {
         if !(200..300).contains(&resp.status) {
             self.attest = AttestStatus::Refused;
             self.unexpected("attest", resp.status);
+            self.attest_failed(format!("attest: the controller answered {}", resp.status));
             return self.retry_later();
         }
         let parsed = self
@@ -1095,6 +1445,7 @@ impl Agent {
             Ok(r) => r,
             Err(r) => {
                 self.reject("attest", r);
+                self.attest_failed(format!("attest: answer rejected ({r:?})"));
                 return self.retry_later();
             }
         };
@@ -1107,6 +1458,9 @@ impl Agent {
             Some(t) => {
                 self.token = Some(t);
                 self.attest = AttestStatus::Attested;
+                // Success clears the error: shown next to COMPLETE it would
+                // suggest something is still wrong.
+                self.attest_error = None;
                 self.advance(Phase::Running);
                 let now = self.now();
                 self.timers.config_ms = now;
@@ -1114,10 +1468,9 @@ impl Agent {
             }
             None => {
                 self.attest = AttestStatus::Refused;
-                self.note(
-                    Level::Warning,
-                    String::from("attest: the controller issued no integrity token"),
-                );
+                let why = String::from("attest: the controller issued no integrity token");
+                self.note(Level::Warning, why.clone());
+                self.attest_failed(why);
                 self.retry_later();
             }
         }
@@ -1173,6 +1526,9 @@ impl Agent {
                 self.note(Level::Warning, String::from("config: 403, attesting again"));
                 self.token = None;
                 self.attest = AttestStatus::None;
+                self.attest_failed(String::from(
+                    "config: the controller refused the integrity token (403)",
+                ));
                 self.back_to(Phase::Attest);
             }
             404 => {
@@ -1217,6 +1573,9 @@ impl Agent {
                     .info_ms
                     .min(now + settings.info_interval_s * 1000);
             }
+            if settings.log_fast_upload {
+                self.timers.logs_ms = self.timers.logs_ms.min(now + FAST_UPLOAD_INTERVAL_MS);
+            }
             self.events.push(Event::SettingsChanged(settings));
         }
     }
@@ -1257,19 +1616,23 @@ impl Agent {
     fn on_logs(&mut self, resp: Response) {
         let now = self.now();
         if (200..300).contains(&resp.status) {
-            self.logs.pop_front();
+            if let Some(b) = self.logs.pop_front() {
+                self.counters.log_lines_sent += u64::from(b.lines);
+                self.counters.log_bytes_sent += b.gzip.len() as u64;
+            }
             self.log_backoff.reset();
             self.counters.log_batches_sent += 1;
+            self.last_log_sent_unix_ms = Some(self.unix_ms());
             self.persist_logs();
-            self.timers.logs_ms = now + log_interval_ms(self.logs.sealed_batches());
+            self.timers.logs_ms = now + self.log_interval_ms();
         } else if non_retryable(resp.status) {
             if let Some(b) = self.logs.pop_front() {
-                self.logs.count_dropped(b.lines);
+                self.logs.count_refused(b.lines);
             }
             self.counters.log_batches_dropped += 1;
             self.persist_logs();
             self.unexpected("newlogs", resp.status);
-            self.timers.logs_ms = now + log_interval_ms(self.logs.sealed_batches());
+            self.timers.logs_ms = now + self.log_interval_ms();
         } else {
             self.unexpected("newlogs", resp.status);
             self.timers.logs_ms = now + self.log_backoff.fail(&mut *self.deps.rng);

@@ -7,6 +7,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+pub use eve_proto::info::BootReason;
+
 /// The media type of every EVE API v2 body, in both directions.
 pub const MIME_PROTO: &str = "application/x-proto-binary";
 
@@ -146,6 +148,8 @@ pub struct DeviceFacts {
     pub boot_unix_ms: u64,
     /// Why the previous boot ended (EVE's `lastRebootReason`).
     pub last_reboot_reason: String,
+    /// Why this boot happened, as EVE classifies it (`last_boot_reason`).
+    pub boot_reason: BootReason,
     /// When it ended, Unix milliseconds (0: unknown).
     pub last_reboot_unix_ms: u64,
     /// Boots since the node was installed.
@@ -214,6 +218,9 @@ pub struct DeviceMetrics {
     pub allocated_apps_mb: u32,
     /// CPU time used since boot, nanoseconds.
     pub cpu_total_ns: u64,
+    /// The interface the controller is reached through (EVE's management
+    /// port): it names the counters of controller requests.
+    pub management_interface: String,
     /// Network interfaces.
     pub interfaces: Vec<InterfaceCounters>,
     /// Disks.

@@ -1,7 +1,8 @@
 //! Log upload in EVE's `newlogs` format: each batch is one gzip member of
-//! newline-separated protobuf-JSON `LogEntry` objects, the comment field of
-//! the gzip header carrying the device metadata (`devID`, `image`,
-//! `eveVersion`), as EVE's newlogd writes them. A batch never exceeds
+//! newline-separated `LogEntry` objects written as EVE's newlogd writes
+//! them (Go's `encoding/json` of the generated struct, which Adam parses
+//! back the same way), the comment field of the gzip header carrying the
+//! device metadata (`devID`, `image`, `eveVersion`). A batch never exceeds
 //! EVE's 50,000-byte upload limit, and the queue of batches is bounded:
 //! when the controller is away for long, the oldest batches are dropped
 //! (and counted) instead of growing without limit.
@@ -87,7 +88,9 @@ pub struct LogRecord {
     pub function: String,
 }
 
-/// Appends `s` as a JSON string literal.
+/// Appends `s` as a JSON string literal escaped as Go's `json.Marshal`
+/// escapes it (HTML-safe `<`, `>`, `&`, and U+2028/U+2029), so our lines
+/// are byte for byte what newlogd would write for the same record.
 fn json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -97,6 +100,11 @@ fn json_string(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c if (c as u32) < 0x20 => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
@@ -119,55 +127,60 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// RFC 3339 UTC with milliseconds, the protobuf-JSON form of a Timestamp.
-pub fn rfc3339(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    let mut out = String::with_capacity(24);
-    let _ = write!(
-        out,
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        unix_ms % 1000
-    );
-    out
-}
-
-/// One JSON line (with its newline) for `record`, `msgid` numbering it.
-pub fn json_line(record: &LogRecord, msgid: u64) -> String {
-    let mut out = String::with_capacity(record.content.len().min(MAX_CONTENT) + 128);
-    out.push_str("{\"severity\":");
-    json_string(&mut out, record.level.as_str());
-    out.push_str(",\"source\":");
-    json_string(&mut out, &record.source);
-    out.push_str(",\"content\":");
-    json_string(&mut out, cut(&record.content, MAX_CONTENT));
-    let _ = write!(out, ",\"msgid\":{msgid},\"timestamp\":");
-    json_string(&mut out, &rfc3339(record.unix_ms));
-    if !record.filename.is_empty() {
-        out.push_str(",\"filename\":");
-        json_string(&mut out, &record.filename);
+/// Appends `,"key":` (no comma for the first key of an object).
+fn json_key(out: &mut String, key: &str) {
+    if !out.ends_with('{') {
+        out.push(',');
     }
-    if !record.function.is_empty() {
-        out.push_str(",\"function\":");
-        json_string(&mut out, &record.function);
+    json_string(out, key);
+    out.push(':');
+}
+
+/// One JSON line (with its newline) for `record`, `msgid` numbering it, in
+/// the form Go's `encoding/json` gives EVE's `logs.LogEntry`: keys in field
+/// order, every empty field left out (all are `omitempty`), `msgid` a
+/// number, and `timestamp` the `Timestamp` struct as an object of
+/// `seconds` and `nanos` (each left out when zero), not protobuf-JSON's
+/// RFC 3339 string, which Adam refuses. `iid` and `tags` are never set
+/// here: a unikernel has no process id and records carry no tags.
+pub fn json_line(record: &LogRecord, msgid: u64) -> String {
+    let mut out = String::with_capacity(record.content.len().min(MAX_CONTENT) + 160);
+    out.push('{');
+    json_key(&mut out, "severity");
+    json_string(&mut out, record.level.as_str());
+    for (key, value) in [
+        ("source", record.source.as_str()),
+        ("content", cut(&record.content, MAX_CONTENT)),
+    ] {
+        if !value.is_empty() {
+            json_key(&mut out, key);
+            json_string(&mut out, value);
+        }
+    }
+    if msgid != 0 {
+        json_key(&mut out, "msgid");
+        let _ = write!(out, "{msgid}");
+    }
+    json_key(&mut out, "timestamp");
+    out.push('{');
+    let (seconds, nanos) = (record.unix_ms / 1000, record.unix_ms % 1000 * 1_000_000);
+    if seconds != 0 {
+        json_key(&mut out, "seconds");
+        let _ = write!(out, "{seconds}");
+    }
+    if nanos != 0 {
+        json_key(&mut out, "nanos");
+        let _ = write!(out, "{nanos}");
+    }
+    out.push('}');
+    for (key, value) in [
+        ("filename", record.filename.as_str()),
+        ("function", record.function.as_str()),
+    ] {
+        if !value.is_empty() {
+            json_key(&mut out, key);
+            json_string(&mut out, value);
+        }
     }
     out.push_str("}\n");
     out
@@ -177,22 +190,15 @@ pub fn json_line(record: &LogRecord, msgid: u64) -> String {
 /// left out.
 pub fn batch_metadata(dev_id: &str, image: &str, eve_version: &str) -> String {
     let mut out = String::from("{");
-    let mut first = true;
     for (key, value) in [
         ("devID", dev_id),
         ("image", image),
         ("eveVersion", eve_version),
     ] {
-        if value.is_empty() {
-            continue;
+        if !value.is_empty() {
+            json_key(&mut out, key);
+            json_string(&mut out, value);
         }
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        json_string(&mut out, key);
-        out.push(':');
-        json_string(&mut out, value);
     }
     out.push('}');
     out
@@ -207,11 +213,17 @@ pub struct Batch {
     pub gzip: Vec<u8>,
 }
 
-/// Record layout magic of [`LogQueue::encode`], version 1.
-const QUEUE_MAGIC: &[u8; 4] = b"EVL1";
+/// Record magic of the first layout: sealed batches only. Still read, so
+/// an update does not lose the batches an older agent left behind.
+const QUEUE_MAGIC_V1: &[u8; 4] = b"EVL1";
+/// Record magic of [`LogQueue::encode`]: the next msgid and the open
+/// (unsealed) lines, then the sealed batches, so lines not yet sealed
+/// survive a power loss too.
+const QUEUE_MAGIC_V2: &[u8; 4] = b"EVL2";
 
 /// Log lines waiting for upload: an open text buffer and sealed gzip
-/// batches, with a bound on the sealed bytes.
+/// batches, with a bound on the sealed bytes, and the counts EVE's
+/// `logMetric` reports.
 #[derive(Debug)]
 pub struct LogQueue {
     open: String,
@@ -219,8 +231,16 @@ pub struct LogQueue {
     sealed: VecDeque<Batch>,
     sealed_bytes: usize,
     max_sealed_bytes: usize,
-    dropped_lines: u64,
+    input_lines: u64,
+    bound_dropped_lines: u64,
+    refused_lines: u64,
     next_msgid: u64,
+}
+
+/// Reads a little-endian `u32` and the rest.
+fn take_u32(data: &[u8]) -> Option<(u32, &[u8])> {
+    let (head, rest) = data.split_first_chunk::<4>()?;
+    Some((u32::from_le_bytes(*head), rest))
 }
 
 impl LogQueue {
@@ -232,7 +252,9 @@ impl LogQueue {
             sealed: VecDeque::new(),
             sealed_bytes: 0,
             max_sealed_bytes,
-            dropped_lines: 0,
+            input_lines: 0,
+            bound_dropped_lines: 0,
+            refused_lines: 0,
             next_msgid: 1,
         }
     }
@@ -243,6 +265,7 @@ impl LogQueue {
     pub fn push(&mut self, record: &LogRecord, meta: &str, now_unix: u32) -> bool {
         let line = json_line(record, self.next_msgid);
         self.next_msgid += 1;
+        self.input_lines += 1;
         let mut sealed = false;
         if self.open.len() + line.len() > MAX_BATCH_TEXT {
             sealed = self.seal(meta, now_unix);
@@ -276,7 +299,7 @@ impl LogQueue {
                 break;
             };
             self.sealed_bytes -= old.gzip.len();
-            self.dropped_lines += u64::from(old.lines);
+            self.bound_dropped_lines += u64::from(old.lines);
         }
     }
 
@@ -292,9 +315,9 @@ impl LogQueue {
         Some(b)
     }
 
-    /// Counts lines of a batch dropped for good (refused by the controller).
-    pub fn count_dropped(&mut self, lines: u32) {
-        self.dropped_lines += u64::from(lines);
+    /// Counts the lines of a batch the controller refused for good.
+    pub fn count_refused(&mut self, lines: u32) {
+        self.refused_lines += u64::from(lines);
     }
 
     /// Sealed batches waiting.
@@ -307,15 +330,39 @@ impl LogQueue {
         self.open_lines
     }
 
-    /// Lines dropped because of the bound or a refusal.
-    pub fn dropped_lines(&self) -> u64 {
-        self.dropped_lines
+    /// Lines queued since this queue was created (restored ones excluded:
+    /// they were counted by the agent before the reboot).
+    pub fn input_lines(&self) -> u64 {
+        self.input_lines
     }
 
-    /// The sealed batches as one record for the state volume.
+    /// Lines dropped on the device to keep the queue bounded.
+    pub fn bound_dropped_lines(&self) -> u64 {
+        self.bound_dropped_lines
+    }
+
+    /// Lines in batches the controller refused for good.
+    pub fn refused_lines(&self) -> u64 {
+        self.refused_lines
+    }
+
+    /// Lines dropped because of the bound or a refusal.
+    pub fn dropped_lines(&self) -> u64 {
+        self.bound_dropped_lines + self.refused_lines
+    }
+
+    /// The queue as one record for the state volume: magic, next msgid
+    /// (`u64`), open line count and text length (`u32` each), the open
+    /// text, then each sealed batch as line count, length (`u32` each) and
+    /// gzip bytes; little-endian throughout.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.sealed_bytes + 4 + 8 * self.sealed.len());
-        out.extend_from_slice(QUEUE_MAGIC);
+        let mut out =
+            Vec::with_capacity(self.sealed_bytes + self.open.len() + 20 + 8 * self.sealed.len());
+        out.extend_from_slice(QUEUE_MAGIC_V2);
+        out.extend_from_slice(&self.next_msgid.to_le_bytes());
+        out.extend_from_slice(&self.open_lines.to_le_bytes());
+        out.extend_from_slice(&(self.open.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.open.as_bytes());
         for b in &self.sealed {
             out.extend_from_slice(&b.lines.to_le_bytes());
             out.extend_from_slice(&(b.gzip.len() as u32).to_le_bytes());
@@ -324,32 +371,81 @@ impl LogQueue {
         out
     }
 
-    /// Restores sealed batches from [`LogQueue::encode`] output. A damaged
-    /// record yields the batches before the damage; returns whether it was
+    /// Restores a record of [`LogQueue::encode`] (or of the older
+    /// sealed-only layout) into this queue, at boot. Restored lines go
+    /// before whatever was queued since the queue was created; restored
+    /// open lines that do not fit one batch with those are sealed on their
+    /// own, with `meta` and `now_unix` as for [`LogQueue::seal`]. A damaged
+    /// record yields what came before the damage; returns whether it was
     /// intact.
-    pub fn restore(&mut self, record: &[u8]) -> bool {
-        let Some(mut rest) = record.strip_prefix(QUEUE_MAGIC.as_slice()) else {
-            return false;
-        };
-        while !rest.is_empty() {
-            let Some((head, tail)) = rest.split_first_chunk::<8>() else {
+    pub fn restore(&mut self, record: &[u8], meta: &str, now_unix: u32) -> bool {
+        let mut rest = if let Some(v1) = record.strip_prefix(QUEUE_MAGIC_V1.as_slice()) {
+            v1
+        } else if let Some(v2) = record.strip_prefix(QUEUE_MAGIC_V2.as_slice()) {
+            let Some(after) = self.restore_open(v2, meta, now_unix) else {
                 return false;
             };
-            let lines = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-            let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+            after
+        } else {
+            return false;
+        };
+        let mut batches = VecDeque::new();
+        let mut intact = true;
+        while !rest.is_empty() {
+            let Some((lines, len, tail)) = take_u32(rest)
+                .and_then(|(lines, t)| take_u32(t).map(|(len, t)| (lines, len as usize, t)))
+            else {
+                intact = false;
+                break;
+            };
             if len > MAX_BATCH_GZIP || len > tail.len() {
-                return false;
+                intact = false;
+                break;
             }
             let (gz, tail) = tail.split_at(len);
-            self.sealed_bytes += len;
-            self.sealed.push_back(Batch {
+            batches.push_back(Batch {
                 lines,
                 gzip: gz.to_vec(),
             });
             rest = tail;
         }
+        self.sealed_bytes += batches.iter().map(|b| b.gzip.len()).sum::<usize>();
+        batches.append(&mut self.sealed);
+        self.sealed = batches;
         self.enforce_bound();
-        true
+        intact
+    }
+
+    /// Takes the msgid and open lines of a version 2 record; returns what
+    /// follows them, or `None` when they are damaged (then nothing of the
+    /// record is used: the batch lengths after them cannot be trusted).
+    fn restore_open<'a>(&mut self, data: &'a [u8], meta: &str, now_unix: u32) -> Option<&'a [u8]> {
+        let (msgid, rest) = data.split_first_chunk::<8>()?;
+        let (lines, rest) = take_u32(rest)?;
+        let (len, rest) = take_u32(rest)?;
+        let len = len as usize;
+        if len > MAX_BATCH_TEXT || len > rest.len() {
+            return None;
+        }
+        let (text, rest) = rest.split_at(len);
+        let text = core::str::from_utf8(text).ok()?;
+        let counted = text.bytes().filter(|&b| b == b'\n').count();
+        if counted != lines as usize || !(text.is_empty() || text.ends_with('\n')) {
+            return None;
+        }
+        self.next_msgid = self.next_msgid.max(u64::from_le_bytes(*msgid));
+        if lines == 0 {
+            return Some(rest);
+        }
+        if self.open.len() + text.len() > MAX_BATCH_TEXT {
+            let gzip = gzip::compress(text.as_bytes(), meta.as_bytes(), now_unix);
+            self.sealed_bytes += gzip.len();
+            self.sealed.push_front(Batch { lines, gzip });
+        } else {
+            self.open.insert_str(0, text);
+            self.open_lines += lines;
+        }
+        Some(rest)
     }
 }
 
@@ -379,23 +475,66 @@ mod tests {
         s
     }
 
+    /// The exact bytes Go's `json.Marshal` writes for a `logs.LogEntry`
+    /// with these fields set: keys in struct order, empty ones left out,
+    /// the timestamp as an object.
     #[test]
-    fn timestamps_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_767_225_600_123), "2026-01-01T00:00:00.123Z");
-        assert_eq!(rfc3339(951_825_600_000), "2000-02-29T12:00:00.000Z");
-        assert_eq!(rfc3339(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    fn json_line_is_what_go_encoding_json_writes() {
+        let full = LogRecord {
+            level: Level::Info,
+            source: "zedagent".into(),
+            content: "hello".into(),
+            unix_ms: 1_700_000_000_005,
+            filename: "f.go:12".into(),
+            function: "main.f".into(),
+        };
+        assert_eq!(
+            json_line(&full, 7),
+            "{\"severity\":\"info\",\"source\":\"zedagent\",\"content\":\"hello\",\"msgid\":7,\
+             \"timestamp\":{\"seconds\":1700000000,\"nanos\":5000000},\
+             \"filename\":\"f.go:12\",\"function\":\"main.f\"}\n"
+        );
+        let sparse = LogRecord {
+            level: Level::Error,
+            source: String::new(),
+            content: String::new(),
+            unix_ms: 1_700_000_000_000,
+            filename: String::new(),
+            function: String::new(),
+        };
+        assert_eq!(
+            json_line(&sparse, 0),
+            "{\"severity\":\"error\",\"timestamp\":{\"seconds\":1700000000}}\n"
+        );
+        let epoch = LogRecord {
+            unix_ms: 250,
+            ..sparse.clone()
+        };
+        assert_eq!(
+            json_line(&epoch, 1),
+            "{\"severity\":\"error\",\"msgid\":1,\"timestamp\":{\"nanos\":250000000}}\n"
+        );
+        let zero = LogRecord {
+            unix_ms: 0,
+            ..sparse
+        };
+        assert!(json_line(&zero, 1).ends_with(",\"timestamp\":{}}\n"));
     }
 
     #[test]
-    fn json_line_escapes_and_parses() {
-        let line = json_line(&record("a \"quoted\"\\ line\nwith\u{1} ctl and ü"), 42);
+    fn json_line_escapes_as_go_and_parses() {
+        let text = "a \"quoted\"\\ line\nwith\u{1}\u{8}\u{c} ctl <b>&amp;</b> \u{2028} and ü";
+        let line = json_line(&record(text), 42);
         assert!(line.ends_with("}\n"));
+        assert!(line.contains(
+            "a \\\"quoted\\\"\\\\ line\\nwith\\u0001\\b\\f ctl \\u003cb\\u003e\\u0026amp;\\u003c/b\\u003e \\u2028 and ü"
+        ));
         let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(v["severity"], "warning");
-        assert_eq!(v["content"], "a \"quoted\"\\ line\nwith\u{1} ctl and ü");
+        assert_eq!(v["content"], text);
         assert_eq!(v["msgid"], 42);
-        assert_eq!(v["timestamp"], "2026-01-01T00:00:00.123Z");
+        assert_eq!(v["timestamp"]["seconds"], 1_767_225_600);
+        assert_eq!(v["timestamp"]["nanos"], 123_000_000);
         assert_eq!(v["filename"], "agent.rs");
         assert!(v.get("function").is_none());
     }
@@ -412,6 +551,7 @@ mod tests {
     #[test]
     fn metadata_omits_empty_fields() {
         assert_eq!(batch_metadata("", "IMGA", ""), "{\"image\":\"IMGA\"}");
+        assert_eq!(batch_metadata("", "", ""), "{}");
         assert_eq!(
             batch_metadata("u", "IMGA", "1.0"),
             "{\"devID\":\"u\",\"image\":\"IMGA\",\"eveVersion\":\"1.0\"}"
@@ -443,6 +583,7 @@ mod tests {
             lines += b.lines;
         }
         assert_eq!(lines, 200);
+        assert_eq!(q.input_lines(), 200);
     }
 
     #[test]
@@ -456,44 +597,124 @@ mod tests {
             );
             q.seal("{}", 0);
         }
-        assert!(q.encode().len() <= 3000 + 4 + 8 * q.sealed_batches());
-        assert!(q.dropped_lines() > 0);
-        assert_eq!(q.dropped_lines() + q.sealed_batches() as u64, 50);
+        assert!(q.encode().len() <= 3000 + 20 + 8 * q.sealed_batches());
+        assert!(q.bound_dropped_lines() > 0);
+        assert_eq!(q.bound_dropped_lines() + q.sealed_batches() as u64, 50);
+        assert_eq!(q.dropped_lines(), q.bound_dropped_lines());
         let last = gunzip(&q.sealed.back().unwrap().gzip);
         assert!(last.contains("line 49"));
+        let b = q.pop_front().unwrap();
+        q.count_refused(b.lines);
+        assert_eq!(q.refused_lines(), 1);
+        assert_eq!(q.dropped_lines(), q.bound_dropped_lines() + 1);
     }
 
-    #[test]
-    fn queue_record_round_trips_and_survives_damage() {
+    /// A queue with three sealed batches and two open lines, and its record.
+    fn sample() -> (LogQueue, Vec<u8>) {
         let mut q = LogQueue::new(1 << 20);
         for i in 0..3 {
             q.push(&record(&format!("n{i}")), "{}", 0);
             q.seal("{}", 0);
         }
+        q.push(&record("open one"), "{}", 0);
+        q.push(&record("open two"), "{}", 0);
         let rec = q.encode();
+        (q, rec)
+    }
+
+    #[test]
+    fn queue_record_keeps_open_lines_and_msgids() {
+        let (q, rec) = sample();
         let mut r = LogQueue::new(1 << 20);
-        assert!(r.restore(&rec));
+        assert!(r.restore(&rec, "{}", 0));
         assert_eq!(r.sealed, q.sealed);
-        let mut boundaries = vec![4];
+        assert_eq!((r.open.as_str(), r.open_lines()), (q.open.as_str(), 2));
+        // Numbering goes on where it stopped, so msgids stay unique.
+        r.push(&record("after reboot"), "{}", 0);
+        assert!(r.open.ends_with(&json_line(&record("after reboot"), 6)));
+        r.seal("{}", 0);
+        let text = gunzip(&r.sealed.back().unwrap().gzip);
+        let contents: Vec<_> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["content"].clone())
+            .collect();
+        assert_eq!(contents, ["open one", "open two", "after reboot"]);
+        assert_eq!(r.input_lines(), 1);
+    }
+
+    #[test]
+    fn restored_lines_go_before_lines_queued_since_boot() {
+        let (q, rec) = sample();
+        let mut r = LogQueue::new(1 << 20);
+        r.push(&record("logged at boot"), "{}", 0);
+        assert!(r.restore(&rec, "{}", 0));
+        assert_eq!(r.open_lines(), 3);
+        assert!(r.open.starts_with(&q.open));
+        assert!(r.open.ends_with(&json_line(&record("logged at boot"), 1)));
+
+        // Restored open lines that cannot share a batch with them are
+        // sealed on their own, after the restored batches.
+        let mut full = LogQueue::new(1 << 20);
+        while full.open.len() < MAX_BATCH_TEXT - 200 {
+            full.push(&record(&"y".repeat(150)), "{}", 0);
+        }
+        let lines = full.open_lines();
+        let mut r = LogQueue::new(1 << 20);
+        r.push(&record(&"z".repeat(400)), "{}", 0);
+        assert!(r.restore(&full.encode(), "{}", 0));
+        assert_eq!((r.sealed_batches(), r.open_lines()), (1, 1));
+        assert_eq!(r.front().unwrap().lines, lines);
+        assert_eq!(gunzip(&r.front().unwrap().gzip), full.open);
+    }
+
+    #[test]
+    fn version_1_records_still_restore() {
+        let (q, _) = sample();
+        let mut v1 = b"EVL1".to_vec();
+        for b in &q.sealed {
+            v1.extend_from_slice(&b.lines.to_le_bytes());
+            v1.extend_from_slice(&(b.gzip.len() as u32).to_le_bytes());
+            v1.extend_from_slice(&b.gzip);
+        }
+        let mut r = LogQueue::new(1 << 20);
+        assert!(r.restore(&v1, "{}", 0));
+        assert_eq!(r.sealed, q.sealed);
+        assert_eq!(r.open_lines(), 0);
+        assert!(!r.restore(b"EVL3", "{}", 0));
+        assert!(!r.restore(b"", "{}", 0));
+    }
+
+    #[test]
+    fn damaged_records_yield_what_came_before_the_damage() {
+        let (q, rec) = sample();
+        let header = 4 + 8 + 4 + 4 + q.open.len();
+        let mut boundaries = vec![header];
         for b in &q.sealed {
             boundaries.push(boundaries.last().unwrap() + 8 + b.gzip.len());
         }
         for cut in 0..rec.len() {
             let mut t = LogQueue::new(1 << 20);
-            let intact = t.restore(&rec[..cut]);
+            let intact = t.restore(&rec[..cut], "{}", 0);
             assert_eq!(intact, boundaries.contains(&cut), "cut at {cut}");
+            if cut < header {
+                assert_eq!((t.sealed_batches(), t.open_lines()), (0, 0), "cut {cut}");
+            } else {
+                assert_eq!(t.open, q.open);
+            }
             let n = t.sealed_batches();
             assert!(t.sealed.iter().eq(q.sealed.iter().take(n)));
         }
         let mut seed = 9u64;
-        for _ in 0..2000 {
+        for _ in 0..4000 {
             let mut bad = rec.clone();
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
             let i = (seed >> 33) as usize % bad.len();
             bad[i] ^= 1 << ((seed >> 20) % 8);
             let mut t = LogQueue::new(1 << 20);
-            t.restore(&bad);
+            t.restore(&bad, "{}", 0);
             assert!(t.sealed_batches() <= 3);
+            assert!(t.open_lines() <= 2);
+            assert_eq!(t.open.matches('\n').count(), t.open_lines() as usize);
         }
     }
 }

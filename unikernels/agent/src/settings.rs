@@ -19,6 +19,10 @@ pub const KEY_INFO_INTERVAL: &str = "timer.deviceinfo.interval";
 pub const KEY_LOG_LEVEL: &str = "debug.default.loglevel";
 /// `debug.default.remote.loglevel`: what is uploaded.
 pub const KEY_REMOTE_LOG_LEVEL: &str = "debug.default.remote.loglevel";
+/// `newlog.allow.fastupload`: EVE's fast log schedule (a batch is sealed
+/// when its oldest line is 10 s old, uploads are tried every 3 s), for
+/// tests and debugging; off by default because it multiplies requests.
+pub const KEY_LOG_FAST_UPLOAD: &str = "newlog.allow.fastupload";
 
 /// Effective settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +37,13 @@ pub struct Settings {
     pub log_level: Level,
     /// Least severe level uploaded to the controller.
     pub remote_log_level: Level,
+    /// Logs on EVE's fast upload schedule.
+    pub log_fast_upload: bool,
 }
 
 impl Default for Settings {
-    /// EVE's defaults: config 60 s, metrics 60 s, device info 600 s.
+    /// EVE's defaults: config 60 s, metrics 60 s, device info 600 s, the
+    /// normal log schedule.
     fn default() -> Self {
         Self {
             config_interval_s: 60,
@@ -44,6 +51,7 @@ impl Default for Settings {
             info_interval_s: 600,
             log_level: Level::Info,
             remote_log_level: Level::Info,
+            log_fast_upload: false,
         }
     }
 }
@@ -65,6 +73,16 @@ fn seconds(value: &str, min: u64, max: u64) -> Option<u64> {
         .filter(|v| (min..=max).contains(v))
 }
 
+/// A boolean in the spellings of Go's `strconv.ParseBool`, which EVE reads
+/// config items with (surrounding blanks ignored, as for the other items).
+fn boolean(value: &str) -> Option<bool> {
+    match value.trim() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 impl Settings {
     /// Settings from a config's items: defaults for everything not set,
     /// plus the items that were refused. Unknown keys belong to other
@@ -80,6 +98,7 @@ impl Settings {
                 KEY_INFO_INTERVAL => seconds(v, 30, 86_400).map(|x| s.info_interval_s = x),
                 KEY_LOG_LEVEL => Level::parse(v).map(|l| s.log_level = l),
                 KEY_REMOTE_LOG_LEVEL => Level::parse(v).map(|l| s.remote_log_level = l),
+                KEY_LOG_FAST_UPLOAD => boolean(v).map(|b| s.log_fast_upload = b),
                 _ => Some(()),
             };
             if ok.is_none() {
@@ -121,5 +140,20 @@ mod tests {
         assert_eq!(s.log_level, Level::Info);
         let keys: Vec<_> = bad.iter().map(|b| b.key.as_str()).collect();
         assert_eq!(keys, [KEY_METRIC_INTERVAL, KEY_LOG_LEVEL]);
+        assert!(!s.log_fast_upload);
+    }
+
+    #[test]
+    fn fast_upload_is_a_go_boolean_defaulting_to_off() {
+        for (value, expected) in [("true", true), (" T ", true), ("1", true), ("False", false)] {
+            let (s, bad) = Settings::from_items(&[item(KEY_LOG_FAST_UPLOAD, value)]);
+            assert_eq!(s.log_fast_upload, expected, "{value}");
+            assert!(bad.is_empty());
+        }
+        for value in ["yes", "on", "tRUE", ""] {
+            let (s, bad) = Settings::from_items(&[item(KEY_LOG_FAST_UPLOAD, value)]);
+            assert!(!s.log_fast_upload, "{value}");
+            assert_eq!(bad.len(), 1, "{value}");
+        }
     }
 }

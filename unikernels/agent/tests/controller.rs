@@ -20,13 +20,18 @@ use eve_proto::Message;
 use eve_proto::auth::AuthContainer;
 use eve_proto::common::HashAlgorithm;
 use eve_proto::config::ConfigResponse;
-use eve_proto::info::ZInfoMsg;
 use eve_proto::info::z_info_msg::InfoContent;
-use eve_proto::metrics::ZMetricMsg;
+use eve_proto::info::{
+    AttestationState, BootReason, Entity, HwSecurityModuleStatus, ZDeviceState, ZInfoDevice,
+    ZInfoMsg,
+};
 use eve_proto::metrics::z_metric_msg::MetricContent;
+use eve_proto::metrics::{DeviceMetric, MetricItemType, ZMetricMsg, metric_item::MetricItemValue};
 use eve_proto::p256::pkcs8::EncodePrivateKey;
 use eve_proto::sign::{self, SenderIdentity, SoftwareSigner};
-use eveagent::agent::{REC_CONFIG, REC_UUID};
+use eveagent::agent::{
+    METRIC_PERSIST_ERRORS, METRIC_REJECTED, REC_CONFIG, REC_LOG_QUEUE, REC_UUID,
+};
 use eveagent::io::{
     Clock, DeviceFacts, DeviceMetrics, Http, InterfaceCounters, Method, Persist, PersistError,
     Platform, Request, Response, Rng, SoftwarePartition, TransportError,
@@ -250,6 +255,7 @@ impl Platform for FakePlatform {
             used_eve_mb: 40,
             allocated_apps_mb: 0,
             cpu_total_ns: 3_000_000_000,
+            management_interface: "eth0".into(),
             interfaces: vec![InterfaceCounters {
                 name: "eth0".into(),
                 rx_bytes: self.rx_bytes.get(),
@@ -310,6 +316,7 @@ impl Node {
                     storage_mb: 1024,
                     boot_unix_ms: wall_now_ms(),
                     last_reboot_reason: "power on".into(),
+                    boot_reason: BootReason::PowerFail,
                     restart_counter: 3,
                     partitions: vec![SoftwarePartition {
                         label: "IMGA".into(),
@@ -330,6 +337,11 @@ impl Node {
 
     /// A fresh agent (a boot) over this node's state volume.
     fn boot(&mut self) -> Agent {
+        self.boot_with(DeviceKeySource::Software)
+    }
+
+    /// A boot with the device key from `key`.
+    fn boot_with(&mut self, key: DeviceKeySource) -> Agent {
         self.seed += 1;
         let onboarding = Onboarding::from_pem(self.onboard.0.as_bytes(), self.onboard.1.as_bytes())
             .expect("onboarding identity");
@@ -339,7 +351,7 @@ impl Node {
                 onboarding: Some(onboarding),
                 soft_serial: String::new(),
             },
-            DeviceKeySource::Software,
+            key,
             eveagent::Deps {
                 clock: Box::new(self.clock.clone()),
                 rng: Box::new(XorShift(self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)),
@@ -383,6 +395,69 @@ impl Node {
                 return;
             }
         }
+    }
+}
+
+/// The latest device info the controller stored for `uuid`.
+fn stored_device_info(ctl: &Ctl, uuid: &str) -> ZInfoDevice {
+    let info = ctl.ctl.store().latest_info(uuid).unwrap();
+    let rec = info
+        .iter()
+        .find(|r| r.key == "device")
+        .expect("device info");
+    match ZInfoMsg::decode(rec.msg.as_slice()).unwrap().info_content {
+        Some(InfoContent::Dinfo(d)) => d,
+        other => panic!("not device info: {other:?}"),
+    }
+}
+
+/// The device part of the newest metrics the controller stored.
+fn stored_device_metrics(ctl: &Ctl, uuid: &str) -> DeviceMetric {
+    let metrics = ctl.ctl.store().metrics(uuid, 1).unwrap();
+    let m = ZMetricMsg::decode(metrics[0].msg.as_slice()).unwrap();
+    match m.metric_content {
+        Some(MetricContent::Dm(dm)) => dm,
+        None => panic!("no device metrics"),
+    }
+}
+
+/// A counter from `metricItems`.
+fn metric_counter(dm: &DeviceMetric, key: &str) -> u64 {
+    let item = dm
+        .metric_items
+        .iter()
+        .find(|i| i.key == key)
+        .unwrap_or_else(|| panic!("no metric item {key}: {:?}", dm.metric_items));
+    assert_eq!(item.r#type(), MetricItemType::MetricItemCounter);
+    match item.metric_item_value {
+        Some(MetricItemValue::Uint64Value(n)) => n,
+        ref other => panic!("{key}: {other:?}"),
+    }
+}
+
+/// Log lines the controller stored for `uuid` whose content is `content`.
+fn stored_lines(ctl: &Ctl, uuid: &str, content: &str) -> Vec<controller::store::LogRecord> {
+    ctl.ctl
+        .store()
+        .query_logs(&LogQuery {
+            device: uuid.to_owned(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.content == content)
+        .collect()
+}
+
+fn warning(content: &str) -> LogRecord {
+    LogRecord {
+        level: Level::Warning,
+        source: "nim".into(),
+        content: content.into(),
+        unix_ms: wall_now_ms(),
+        filename: String::new(),
+        function: String::new(),
     }
 }
 
@@ -485,9 +560,16 @@ fn fresh_device_onboards_polls_and_reports() {
         (d.machine_arch.as_str(), d.ncpu, d.memory),
         ("x86_64", 1, 512)
     );
-    assert_eq!(d.minfo.unwrap().serial_number, "SN-FRESH");
+    assert_eq!(d.minfo.as_ref().unwrap().serial_number, "SN-FRESH");
     assert_eq!(d.sw_list[0].partition_label, "IMGA");
     assert_eq!(d.restart_counter, 3);
+    assert_eq!(d.last_boot_reason(), BootReason::PowerFail);
+    // A software device key: no HSM in use, and attestation complete.
+    assert_eq!(d.hsm_status(), HwSecurityModuleStatus::Notfound);
+    assert!(d.hsm_info.contains("software"), "{}", d.hsm_info);
+    let attestation = d.attestation_info.expect("attestation info");
+    assert_eq!(attestation.state(), AttestationState::Complete);
+    assert!(attestation.error.is_none());
 
     // A change of facts is reported without waiting for the 600 s timer.
     node.platform.facts.borrow_mut().ncpu = 4;
@@ -512,13 +594,47 @@ fn fresh_device_onboards_polls_and_reports() {
     assert_eq!(dm.network[0].rx_bytes, 123_456);
     assert!(dm.last_received_config.is_some());
     assert!(agent.status().counters.metrics_sent >= 2);
+    // Controller requests on the management port, by URL.
+    let z = &dm.zedcloud[0];
+    assert_eq!(z.if_name, "eth0");
+    assert_eq!((z.failures, z.auth_verify_failure), (0, 0));
+    assert!(z.success >= 8, "{z:?}");
+    assert!(z.last_success.is_some() && z.last_failure.is_none());
+    let url = |kind: &str| {
+        z.url_metrics
+            .iter()
+            .find(|u| u.url.ends_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} in {z:?}"))
+    };
+    let config = url(&format!("/id/{uuid}/config"));
+    assert!(config.sent_msg_count >= 3, "{config:?}");
+    assert_eq!(config.recv_msg_count, config.sent_msg_count);
+    assert!(config.sent_byte_count > 0 && config.recv_byte_count > 0);
+    assert_eq!((config.try_msg_count, config.try_byte_count), (0, 0));
+    assert_eq!(url("/certs").sent_byte_count, 0);
+    assert_eq!(url("/register").sent_msg_count, 1);
+    assert_eq!(
+        z.success,
+        z.url_metrics
+            .iter()
+            .map(|u| u.sent_msg_count as u64)
+            .sum::<u64>()
+    );
+    for (reason, _) in eveagent::Rejections::default().by_reason() {
+        assert_eq!(
+            metric_counter(&dm, &format!("{METRIC_REJECTED}{reason}")),
+            0
+        );
+    }
+    assert_eq!(metric_counter(&dm, METRIC_PERSIST_ERRORS), 0);
 
     // Logs: records at or above the remote level reach the controller.
+    let logged_at = wall_now_ms();
     let record = |level, content: &str| LogRecord {
         level,
         source: "nim".into(),
         content: content.into(),
-        unix_ms: wall_now_ms(),
+        unix_ms: logged_at,
         filename: String::new(),
         function: String::new(),
     };
@@ -538,12 +654,28 @@ fn fresh_device_onboards_polls_and_reports() {
         logs.iter()
             .any(|l| l.content == "uplink eth0 lost \"carrier\""
                 && l.severity == "warning"
-                && l.source == "nim"),
+                && l.source == "nim"
+                && l.ts_ms == logged_at as i64),
         "{logs:?}"
     );
     assert!(!logs.iter().any(|l| l.content == "below the remote level"));
     assert!(agent.status().counters.log_batches_sent >= 1);
     assert_eq!(agent.status().log_batches_queued, 0);
+
+    // The next metrics count what the log queue did.
+    let counters = *agent.status().counters;
+    node.run_until_time(&mut agent, &mut http, node.now() + 21_000);
+    let log = stored_device_metrics(&ctl, &uuid).log.expect("log metric");
+    assert_eq!(log.num_device_bundles_sent, counters.log_batches_sent);
+    assert_eq!(log.num_device_events_sent, counters.log_lines_sent);
+    assert_eq!(
+        log.num_device_bundle_proto_bytes_sent,
+        counters.log_bytes_sent
+    );
+    assert!(log.num_device_events_sent >= logs.len() as u64);
+    assert!(log.total_device_log_input >= log.num_device_events_sent);
+    assert!(log.last_device_bundle_send_time.is_some());
+    assert_eq!((log.num4xx_responses, log.num_device_event_errors), (0, 0));
 }
 
 #[test]
@@ -730,6 +862,30 @@ fn hostile_config_answers_are_refused_and_counted() {
         |a| a.status().counters.configs_accepted == 2
     ));
     assert_eq!(agent.settings().config_interval_s, 30);
+
+    // Every rejection reached the controller in the next metrics: in
+    // total as EVE's authVerifyFailure, and by reason.
+    let r = agent.status().counters.rejected;
+    let before = ctl.count("metrics", 201);
+    assert!(
+        node.run(&mut agent, &mut http, 20, |_| ctl.count("metrics", 201)
+            > before)
+    );
+    let dm = stored_device_metrics(&ctl, &uuid);
+    assert_eq!(dm.zedcloud[0].auth_verify_failure, r.total());
+    assert!(r.total() >= 6, "{r:?}");
+    for (reason, n) in r.by_reason() {
+        assert_eq!(
+            metric_counter(&dm, &format!("{METRIC_REJECTED}{reason}")),
+            n,
+            "{reason}"
+        );
+    }
+    assert_eq!(metric_counter(&dm, "zedagent.rejected.oversized"), 1);
+    assert_eq!(
+        metric_counter(&dm, "zedagent.rejected.bad_signature"),
+        r.bad_signature
+    );
 }
 
 /// The controller's current config for `uuid`, wrapped and signed exactly
@@ -819,18 +975,26 @@ fn second_device_with_the_same_serial_gets_409_and_backs_off() {
 
     let mut second = Node::new(&ctl, "SN-DUP", 4000, onboard);
     let mut b = second.boot();
-    let mut delays = Vec::new();
-    for _ in 0..10 {
+    // When each registration was tried (the agent also wakes between
+    // tries, to save its log lines).
+    let mut attempts = Vec::new();
+    for _ in 0..40 {
+        let before = b.status().counters.register_conflicts;
+        let at = second.now();
         let wake = b.poll(&mut http);
-        if b.status().register == RegisterStatus::Conflict {
-            delays.push(wake - second.now());
+        if b.status().counters.register_conflicts > before {
+            attempts.push(at);
+        }
+        if attempts.len() == 10 {
+            break;
         }
         second.clock.mono.set(wake.max(second.now()));
     }
+    let delays: Vec<u64> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
     let st = b.status();
     assert_eq!(st.phase, Phase::Register);
     assert_eq!(st.register, RegisterStatus::Conflict);
-    assert!(st.counters.register_conflicts >= 8, "{st:?}");
+    assert_eq!(st.counters.register_conflicts, 10, "{st:?}");
     assert!(ctl.count("register", 409) >= 8);
     assert!(st.uuid.is_none());
     // Exponential: each nominal delay doubles (jitter keeps it in the upper half).
@@ -938,4 +1102,135 @@ fn certificates_from_another_controller_are_refused() {
     assert_eq!(agent.status().counters.rejected.bad_chain, 1);
     node.clock.mono.set(wake);
     onboard_to_running(&node, &mut agent, &mut http);
+}
+
+#[test]
+fn attestation_state_and_errors_reach_the_controller_in_device_info() {
+    let ctl = start_controller("attest-info");
+    let onboard = onboarding_identity(8);
+    ctl.ctl.onboard_add(&onboard.0, &[]).unwrap();
+    let mut node = Node::new(&ctl, "SN-A", 80, onboard);
+    let mut http = ctl.http();
+    let key = SoftwareSigner::from_bytes(&[0x35; 32]).unwrap();
+    let mut agent = node.boot_with(DeviceKeySource::External(Box::new(key)));
+
+    // The controller refuses to attest: the device keeps retrying and
+    // meanwhile reports why.
+    let mut refusing = Tamper {
+        inner: &mut http,
+        rewrite: Box::new(|req: &Request, resp: Response| {
+            if req.path.ends_with("/attest") {
+                Response {
+                    status: 403,
+                    body: Vec::new(),
+                }
+            } else {
+                resp
+            }
+        }),
+    };
+    assert!(node.run(&mut agent, &mut refusing, 30, |a| a.status().phase
+        == Phase::Attest
+        && a.status().counters.info_sent >= 1));
+    let uuid = agent.status().uuid.unwrap().to_owned();
+    let d = stored_device_info(&ctl, &uuid);
+    assert_eq!(d.state(), ZDeviceState::ZdeviceStateBooting);
+    assert_eq!(d.hsm_status(), HwSecurityModuleStatus::Enabled);
+    assert!(d.hsm_info.contains("TPM"), "{}", d.hsm_info);
+    let attestation = d.attestation_info.expect("attestation info");
+    assert_eq!(attestation.state(), AttestationState::RestartWait);
+    let error = attestation.error.expect("attestation error");
+    assert!(error.description.contains("403"), "{}", error.description);
+    assert!(error.timestamp.is_some());
+    assert_eq!(error.entities[0].entity(), Entity::Attestation);
+    // The refusals are failed requests in the metrics too.
+    let z = &stored_device_metrics(&ctl, &uuid).zedcloud[0];
+    let attest = z
+        .url_metrics
+        .iter()
+        .find(|u| u.url.ends_with("/attest"))
+        .expect("attest url");
+    assert!(attest.try_msg_count >= 1 && attest.sent_msg_count == 0);
+    assert!(z.failures >= 1 && z.last_failure.is_some());
+
+    // Once the controller attests it, the error is gone.
+    onboard_to_running(&node, &mut agent, &mut http);
+    node.run_until_time(&mut agent, &mut http, node.now() + 1_000);
+    let d = stored_device_info(&ctl, &uuid);
+    assert_eq!(d.state(), ZDeviceState::ZdeviceStateOnline);
+    let attestation = d.attestation_info.unwrap();
+    assert_eq!(attestation.state(), AttestationState::Complete);
+    assert!(attestation.error.is_none());
+}
+
+#[test]
+fn unsealed_log_lines_survive_a_power_loss() {
+    let ctl = start_controller("log-power");
+    let onboard = onboarding_identity(9);
+    ctl.ctl.onboard_add(&onboard.0, &[]).unwrap();
+    let mut node = Node::new(&ctl, "SN-P", 90, onboard);
+    let mut http = ctl.http();
+    let mut agent = node.boot();
+    let uuid = onboard_to_running(&node, &mut agent, &mut http);
+    node.run_until_time(&mut agent, &mut http, node.now() + 1_000);
+
+    // Lines logged, the persist window passes, no batch is sealed yet
+    // (the upload timer is a minute and more away), and power goes.
+    agent.log(warning("said just before the power loss"));
+    agent.log(warning("and this one too"));
+    node.run_until_time(&mut agent, &mut http, node.now() + 6_000);
+    assert_eq!(agent.status().log_batches_queued, 0);
+    let record = node.volume.get(REC_LOG_QUEUE).expect("log queue record");
+    let saved = |text: &str| record.windows(text.len()).any(|w| w == text.as_bytes());
+    assert!(saved("said just before the power loss") && saved("and this one too"));
+    assert!(stored_lines(&ctl, &uuid, "and this one too").is_empty());
+    drop(agent);
+
+    // The next boot sends them, once.
+    let mut agent = node.boot();
+    onboard_to_running(&node, &mut agent, &mut http);
+    node.run_until_time(&mut agent, &mut http, node.now() + 100_000);
+    for text in ["said just before the power loss", "and this one too"] {
+        assert_eq!(stored_lines(&ctl, &uuid, text).len(), 1, "{text}");
+    }
+}
+
+#[test]
+fn fast_upload_seals_after_10_s_and_uploads_every_3_s() {
+    let ctl = start_controller("fast-upload");
+    let onboard = onboarding_identity(10);
+    ctl.ctl.onboard_add(&onboard.0, &[]).unwrap();
+    let mut node = Node::new(&ctl, "SN-F", 100, onboard);
+    let mut http = ctl.http();
+    let mut agent = node.boot();
+    let uuid = onboard_to_running(&node, &mut agent, &mut http);
+    node.run_until_time(&mut agent, &mut http, node.now() + 1_000);
+
+    // EVE's default schedule: a quiet node uploads every 90 s.
+    agent.log(warning("on the slow schedule"));
+    node.run_until_time(&mut agent, &mut http, node.now() + 14_000);
+    assert!(stored_lines(&ctl, &uuid, "on the slow schedule").is_empty());
+
+    // Fast upload: that line, already older than 10 s, goes within 3 s.
+    ctl.ctl
+        .set_config(
+            &uuid,
+            "configItems:\n  - { key: newlog.allow.fastupload, value: \"true\" }\n",
+        )
+        .unwrap();
+    assert!(node.run(&mut agent, &mut http, 20, |a| a.settings().log_fast_upload));
+    let enabled = node.now();
+    node.run_until_time(&mut agent, &mut http, enabled + 3_100);
+    assert_eq!(stored_lines(&ctl, &uuid, "on the slow schedule").len(), 1);
+
+    // Once the lines logged about the new config are gone, a new line is
+    // sealed when 10 s old and sent at the next 3 s tick.
+    node.run_until_time(&mut agent, &mut http, enabled + 15_000);
+    assert_eq!(agent.status().log_batches_queued, 0);
+    let logged = node.now();
+    agent.log(warning("on the fast schedule"));
+    node.run_until_time(&mut agent, &mut http, logged + 9_900);
+    assert!(stored_lines(&ctl, &uuid, "on the fast schedule").is_empty());
+    node.run_until_time(&mut agent, &mut http, logged + 13_100);
+    assert_eq!(stored_lines(&ctl, &uuid, "on the fast schedule").len(), 1);
 }

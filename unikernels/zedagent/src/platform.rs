@@ -4,7 +4,9 @@
 
 use alloc::{format, string::String, vec};
 
-use eveagent::io::{DeviceFacts, DeviceMetrics, DiskCounters, Platform, SoftwarePartition};
+use eveagent::io::{
+    BootReason, DeviceFacts, DeviceMetrics, DiskCounters, Platform, SoftwarePartition,
+};
 use hal::clock::Instant;
 
 pub struct Machine {
@@ -42,6 +44,13 @@ impl Platform for Machine {
             storage_mb: self.storage_mb,
             boot_unix_ms: hal::clock::wall_clock_at_boot().map_or(0, |s| s * 1000),
             last_reboot_reason: String::new(),
+            // Nothing records why a previous boot ended (the host sees the
+            // VM's exit, this VM does not), so only the first boot is known.
+            boot_reason: if self.restart_counter == 1 {
+                BootReason::First
+            } else {
+                BootReason::Unknown
+            },
             last_reboot_unix_ms: 0,
             restart_counter: self.restart_counter,
             host_name: self.serial.clone(),
@@ -65,6 +74,8 @@ impl Platform for Machine {
             allocated_apps_mb: 0,
             // One vCPU that polls: busy for all of its uptime.
             cpu_total_ns: Instant::now().as_nanos(),
+            // The one NIC, the uplink, named as EVE names a first port.
+            management_interface: String::from("eth0"),
             interfaces: vec![],
             disks: vec![DiskCounters {
                 name: String::from("state"),
