@@ -127,6 +127,12 @@ mod tests {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Until it has exec'd, the child still shows our command line.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !names_pid_file(child.id(), &pid_file) {
+            assert!(Instant::now() < deadline, "tail never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         std::fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
         let reaped = reap(&pid_file).unwrap();
         assert_eq!(
