@@ -99,7 +99,7 @@ pub const PERSIST_ERRORS_ITEM: &str = "zedagent.persist.errors";
 
 /// A protobuf-JSON integer: 64-bit ones are strings, the others numbers;
 /// absent (zero) is 0.
-fn int(v: &Value) -> u64 {
+pub fn proto_json_u64(v: &Value) -> u64 {
     v.as_u64()
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         .unwrap_or(0)
@@ -163,8 +163,8 @@ pub fn metrics_summary(metrics: &Value) -> String {
                 .as_str()
                 .filter(|n| !n.is_empty())
                 .unwrap_or("?"),
-            int(&z["success"]),
-            int(&z["failures"]),
+            proto_json_u64(&z["success"]),
+            proto_json_u64(&z["failures"]),
             when("lastSuccess"),
             when("lastFailure"),
         );
@@ -174,14 +174,14 @@ pub fn metrics_summary(metrics: &Value) -> String {
             .flatten()
             .filter_map(|i| {
                 let reason = i["key"].as_str()?.strip_prefix(REJECTED_ITEM_PREFIX)?;
-                let n = int(&i["uint64Value"]);
+                let n = proto_json_u64(&i["uint64Value"]);
                 (n > 0).then(|| format!("{reason} {n}"))
             })
             .collect();
         let _ = writeln!(
             s,
             "rejected controller answers: {}{}",
-            int(&z["authVerifyFailure"]),
+            proto_json_u64(&z["authVerifyFailure"]),
             if reasons.is_empty() {
                 String::new()
             } else {
@@ -198,7 +198,7 @@ pub fn metrics_summary(metrics: &Value) -> String {
         let _ = writeln!(
             s,
             "failed state-volume writes: {}",
-            int(&persist["uint64Value"])
+            proto_json_u64(&persist["uint64Value"])
         );
     }
     let log = &dm["log"];
@@ -206,11 +206,11 @@ pub fn metrics_summary(metrics: &Value) -> String {
         let _ = writeln!(
             s,
             "log lines: {} in, {} sent in {} bundles, {} refused, {} dropped",
-            int(&log["totalDeviceLogInput"]),
-            int(&log["numDeviceEventsSent"]),
-            int(&log["numDeviceBundlesSent"]),
-            int(&log["num4xxResponses"]),
-            int(&log["numDeviceEventErrors"]),
+            proto_json_u64(&log["totalDeviceLogInput"]),
+            proto_json_u64(&log["numDeviceEventsSent"]),
+            proto_json_u64(&log["numDeviceBundlesSent"]),
+            proto_json_u64(&log["num4xxResponses"]),
+            proto_json_u64(&log["numDeviceEventErrors"]),
         );
     }
     s

@@ -93,7 +93,7 @@ fn stop(pid: u32, pid_file: &Path) -> Result<(), ReapError> {
 }
 
 /// Alive and not a zombie waiting for its parent.
-fn running(pid: u32) -> bool {
+pub fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         stat.rsplit_once(") ")
             .is_some_and(|(_, rest)| !rest.starts_with('Z'))

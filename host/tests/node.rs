@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use eve_host::orphans::running;
 use harness::{Arch, Profile, build_service};
 use rustix::process::{Pid, Signal, kill_process};
 
@@ -157,14 +158,6 @@ fn start_host(
         }
     });
     (host, lines, host_log)
-}
-
-/// Alive, and not a zombie nobody reaped.
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
-    })
 }
 
 #[test]

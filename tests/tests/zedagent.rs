@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use controller::adminctl::{Admin, LogFilter};
+use controller::adminctl::{Admin, LogFilter, proto_json_u64};
 use controller::identity::Identity;
 use controller::server::{self, Controller, Limits};
 use controller::store::sqlite::SqliteStore;
@@ -427,14 +427,6 @@ fn onboarded(guest: &mut Running) -> String {
     line.rsplit(' ').next().expect("a UUID").trim().to_owned()
 }
 
-/// A protobuf-JSON integer: 64-bit ones are strings, the others numbers.
-fn number(value: &Value) -> u64 {
-    value
-        .as_u64()
-        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0)
-}
-
 /// Polls `probe` until it yields something or `timeout` passes.
 fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -571,7 +563,8 @@ fn refuses_forged_configs(machine: Machine) {
         || {
             let metrics = ctl.latest_metrics(&uuid)?;
             let dm = &metrics["dm"];
-            let counted = number(&dm["zedcloud"][0]["authVerifyFailure"]) >= forgeries.len() as u64;
+            let counted =
+                proto_json_u64(&dm["zedcloud"][0]["authVerifyFailure"]) >= forgeries.len() as u64;
             counted.then_some(metrics)
         },
     );
@@ -584,7 +577,7 @@ fn refuses_forged_configs(machine: Machine) {
             .iter()
             .find(|i| i["key"] == forgery.metric_item())
             .unwrap_or_else(|| panic!("no {} item in {metrics}", forgery.metric_item()));
-        assert!(number(&item["uint64Value"]) >= 1, "{item}");
+        assert!(proto_json_u64(&item["uint64Value"]) >= 1, "{item}");
     }
     ctl.forge(Forgery::None);
     expect_line(
