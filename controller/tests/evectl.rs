@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 fn testdata(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../proto/testdata")
+        .join("../lib/eve-proto/testdata")
         .join(rel)
 }
 

@@ -17,29 +17,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use harness::{Accel, Arch, Machine, Profile};
 
-/// Services the workspace builds for bare metal.
-pub const SERVICES: &[&str] = &["selftest", "nettest", "diag", "zedagent"];
-/// Library crates that must also build for both bare-metal targets.
-pub const BARE_METAL_LIBS: &[&str] = &[
-    "boot",
-    "hal",
-    "runtime",
-    "net",
-    "dnswire",
-    "evehttp",
-    "evetls",
-    "evehttps",
-    "evebus",
-    "blockdev",
-    "statestore",
-    "configpart",
-    "tpmwire",
-    "eveagent",
-    "bootinfo",
-    "guest-abi",
-    "eve-proto",
-];
-
 #[derive(Parser)]
 #[command(about = "Build, run, test and benchmark the EVE unikernels")]
 struct Cli {
@@ -157,7 +134,7 @@ fn build(arch: Option<Arch>, release: bool, services: &[String]) -> Result<(), S
         Profile::Debug
     };
     let arches = arch.map_or(Arch::ALL.to_vec(), |a| vec![a]);
-    let all: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
+    let all = harness::layout::services();
     let services = if services.is_empty() { &all } else { services };
     for arch in arches {
         for service in services {

@@ -36,7 +36,7 @@ const NOTES_SHOWN: usize = 3;
 
 /// The default node manifest.
 pub fn default_manifest() -> PathBuf {
-    harness::workspace_root().join("host/nodes/default.toml")
+    harness::workspace_root().join("nodes/default.toml")
 }
 
 /// A node's service images and host, built.

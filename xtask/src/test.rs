@@ -59,9 +59,10 @@ pub fn run() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"])?;
     // Portable and guest libraries must keep building for bare metal.
     for arch in Arch::ALL {
+        let libs = harness::layout::bare_metal_crates();
         let mut args = vec!["build", "--quiet", "--target", arch.target()];
-        for lib in crate::BARE_METAL_LIBS {
-            args.extend(["--package", lib]);
+        for lib in &libs {
+            args.extend(["--package", lib.as_str()]);
         }
         args.extend(["--target-dir", "target/guest"]);
         cargo(&args)?;

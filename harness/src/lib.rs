@@ -1,0 +1,23 @@
+//! Boots our unikernels in QEMU from the host: builds a service image for
+//! an arch, picks the accelerator, runs the guest with a timeout while
+//! timestamping its console, and reports how it ended.
+//!
+//! The integration tests in `tests/`, `cargo xtask qemu` and
+//! `cargo xtask bench` all go through here, so they boot guests the same
+//! way.
+
+mod build;
+mod image;
+pub mod layout;
+mod machine;
+mod run;
+
+pub mod pki;
+pub mod provision;
+pub mod servers;
+
+pub use build::{BuildError, Profile, build_service, workspace_root};
+pub use guest_arch::{Accel, AccelChoice, AccelProbe, Arch};
+pub use image::{ImageError, elf_to_arm64_image};
+pub use machine::{Device, Guest, HOST_SERVICES_ADDR, Machine, UserNet};
+pub use run::{End, Outcome, RunError, Running, Stamp};

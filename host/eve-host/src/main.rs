@@ -1,0 +1,186 @@
+//! `eve-host`: runs a node from its manifest, or checks a manifest.
+
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use clap::{Parser, Subcommand};
+use eve_host::{
+    Accel, Arch,
+    console::{HostLog, StderrLog, StderrLogger},
+    manifest::Manifest,
+    node::{Node, NodePaths, Seams},
+    nodebus::{NodeBus, TpmChoice},
+    qemu::QemuVmm,
+    servicelog::ServiceLogs,
+    status::StatusFile,
+    vfio::VfioRoots,
+    volumes::StateDir,
+};
+
+/// What the host's libraries (broker, TPM mediator) report about
+/// themselves; service log records go through the broker's sink instead.
+static LOGGER: StderrLogger = StderrLogger {
+    level: log::LevelFilter::Info,
+};
+
+#[derive(Parser)]
+#[command(about = "Launches, wires and supervises a node's unikernels")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node until SIGTERM or Ctrl-C; one status line per state change.
+    Run {
+        /// The node manifest (format: nodes/default.toml).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Directory of service images (<image> on x86_64, <image>.img on aarch64).
+        #[arg(long)]
+        images: PathBuf,
+        /// Where the node keeps volumes, logs, sockets, run/status.json and
+        /// a software TPM's state.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// The CONFIG partition image, attached read-only.
+        #[arg(long)]
+        config_part: Option<PathBuf>,
+        /// kvm or tcg; detected when omitted (also EVE_ACCEL).
+        #[arg(long)]
+        accel: Option<Accel>,
+        /// x86_64 or aarch64: run the node on this arch instead of the
+        /// manifest's (the same node built for the other arch).
+        #[arg(long)]
+        arch: Option<Arch>,
+        /// The TPM the host owns for services with TPM grants: swtpm (a
+        /// software TPM, state in <state-dir>/tpm), device[:PATH] (default
+        /// /dev/tpmrm0) or none (their TPM requests are answered Unavailable).
+        #[arg(long, default_value_t = TpmChoice::Swtpm)]
+        tpm: TpmChoice,
+        /// Seconds a VM gets to stop cleanly at shutdown before it is killed.
+        #[arg(long, default_value_t = 10)]
+        shutdown_grace_s: u64,
+    },
+    /// Validate a manifest and print the node it describes.
+    Check {
+        #[arg(long)]
+        manifest: PathBuf,
+    },
+}
+
+/// What `run` needs besides the node's paths.
+struct RunOptions {
+    accel: Option<Accel>,
+    arch: Option<Arch>,
+    tpm: TpmChoice,
+    grace: Duration,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Check { manifest } => Manifest::load(&manifest)
+            .map(|m| print!("{m}"))
+            .map_err(|e| format!("{}:\n{e}", manifest.display())),
+        Command::Run {
+            manifest,
+            images,
+            state_dir,
+            config_part,
+            accel,
+            arch,
+            tpm,
+            shutdown_grace_s,
+        } => run(
+            &manifest,
+            NodePaths {
+                images,
+                state_dir,
+                config_part,
+            },
+            RunOptions {
+                accel,
+                arch,
+                tpm,
+                grace: Duration::from_secs(shutdown_grace_s),
+            },
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("eve-host: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(
+    manifest_path: &std::path::Path,
+    paths: NodePaths,
+    options: RunOptions,
+) -> Result<(), String> {
+    LOGGER
+        .install()
+        .map_err(|e| format!("installing the logger: {e}"))?;
+    let mut manifest =
+        Manifest::load(manifest_path).map_err(|e| format!("{}:\n{e}", manifest_path.display()))?;
+    if let Some(arch) = options.arch {
+        manifest.node.arch = arch;
+    }
+    let choice = guest_arch::choose_accel(manifest.node.arch, options.accel)?;
+    eprintln!(
+        "eve-host: node {} ({}), accelerator {}: {}",
+        manifest.node.name, manifest.node.arch, choice.accel, choice.reason
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
+    }
+    let node = Node::prepare(&manifest, &paths, &choice, &VfioRoots::default())
+        .map_err(|e| e.to_string())?;
+    for orphan in node.reaped() {
+        eprintln!(
+            "eve-host: stopped process {} that a previous host left running ({})",
+            orphan.pid,
+            orphan.pid_file.display()
+        );
+    }
+    let state = StateDir::create(&paths.state_dir).map_err(|e| e.to_string())?;
+    let log: Arc<dyn HostLog> = Arc::new(StderrLog);
+    let bus = NodeBus::start(
+        &manifest,
+        &paths.state_dir,
+        &options.tpm,
+        ServiceLogs::new(&state.logs(), log.clone()),
+    )
+    .map_err(|e| e.to_string())?;
+    eprintln!("eve-host: TPM: {}", bus.tpm());
+    let broker = bus.broker().clone();
+    let status = StatusFile::new(
+        &state.status_file(),
+        &manifest.node.name,
+        manifest.node.arch,
+        &bus.tpm().to_string(),
+        Arc::new(broker.clone()),
+    );
+    let seams = Seams {
+        bus: Arc::new(broker.clone()),
+        heartbeats: Arc::new(broker),
+        log,
+        status: Some(status),
+    };
+    node.run(QemuVmm, seams, &stop, options.grace, |status| {
+        println!("{status}")
+    });
+    // Stops the software TPM, if the host started one.
+    drop(bus);
+    eprintln!("eve-host: every service stopped");
+    Ok(())
+}
