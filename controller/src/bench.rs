@@ -74,6 +74,7 @@ pub fn realistic_config() -> EdgeDevConfig {
                 r#type: 2,
                 name: format!("USB{a}"),
                 eth_vf: None,
+                interface_order: 0,
             }],
             user_data: "I2Nsb3VkLWNvbmZpZwpydW5jbWQ6CiAgLSBlY2hvIGhlbGxvCg==".into(),
             volume_ref_list: (0..2)
@@ -97,6 +98,7 @@ pub fn realistic_config() -> EdgeDevConfig {
                 r#type: 1,
                 name: "uplink".into(),
                 eth_vf: None,
+                interface_order: 0,
             }),
             ip_type: 1,
             ip: Some(eve_proto::common::Ipspec {

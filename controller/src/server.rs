@@ -871,7 +871,10 @@ impl Controller {
             Some(InfoContent::Niinfo(n)) => format!("network/{}", n.network_id),
             Some(InfoContent::Vinfo(v)) => format!("volume/{}", v.uuid),
             Some(InfoContent::Cinfo(c)) => format!("content/{}", c.uuid),
-            None => format!("type/{}", msg.ztype),
+            Some(InfoContent::Amdinfo(m)) => format!("app-metadata/{}", m.uuid),
+            Some(InfoContent::PatchInfo(p)) => format!("patch/{}", p.id),
+            // One report of each of the other kinds describes the whole device.
+            _ => format!("type/{}", msg.ztype),
         };
         self.store.put_info(&dev.uuid, &key, payload, unix_ms())?;
         Ok((StatusCode::CREATED, None))

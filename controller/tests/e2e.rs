@@ -848,6 +848,7 @@ async fn tpm_quote_nonce_replay_key_escrow_and_tls_versions() {
         keys: vec![AttestVolumeKey {
             key_type: 1,
             key: b"sealed-vsk".to_vec(),
+            ..Default::default()
         }],
     };
     let store = |k: AttestStorageKeys| ZAttestReq {

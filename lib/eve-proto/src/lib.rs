@@ -57,6 +57,13 @@ pub mod org {
             pub mod flowlog {
                 include!(concat!(env!("OUT_DIR"), "/org.lfedge.eve.flowlog.rs"));
             }
+            /// `org.lfedge.eve.hardwarehealth`: memory ECC and disk health.
+            pub mod hardwarehealth {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/org.lfedge.eve.hardwarehealth.rs"
+                ));
+            }
             /// `org.lfedge.eve.info`: event-driven state reports.
             pub mod info {
                 include!(concat!(env!("OUT_DIR"), "/org.lfedge.eve.info.rs"));
@@ -68,6 +75,21 @@ pub mod org {
             /// `org.lfedge.eve.metrics`: periodic counters.
             pub mod metrics {
                 include!(concat!(env!("OUT_DIR"), "/org.lfedge.eve.metrics.rs"));
+            }
+            /// `org.lfedge.eve.nestedappinstancemetrics`: apps nested in an app.
+            pub mod nestedappinstancemetrics {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/org.lfedge.eve.nestedappinstancemetrics.rs"
+                ));
+            }
+            /// `org.lfedge.eve.profile`: the local profile server API.
+            pub mod profile {
+                include!(concat!(env!("OUT_DIR"), "/org.lfedge.eve.profile.rs"));
+            }
+            /// `org.lfedge.eve.proxy`: SCEP relayed through the controller.
+            pub mod proxy {
+                include!(concat!(env!("OUT_DIR"), "/org.lfedge.eve.proxy.rs"));
             }
             /// `org.lfedge.eve.register`: onboarding.
             pub mod register {
@@ -82,7 +104,8 @@ pub mod org {
 }
 
 pub use org::lfedge::eve::{
-    attest, auth, certs, common, config, flowlog, info, logs, metrics, register, uuid,
+    attest, auth, certs, common, config, flowlog, hardwarehealth, info, logs, metrics,
+    nestedappinstancemetrics, profile, proxy, register, uuid,
 };
 pub use p256;
 pub use prost::{self, Message};

@@ -128,6 +128,8 @@ pub fn sign_auth_container(
             .embed_cert_pem
             .map(|pem| Base64::encode_string(pem).into_bytes())
             .unwrap_or_default(),
+        cipher_context: None,
+        cipher_data: None,
     })
 }
 

@@ -32,7 +32,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+try:  # CFB moved to the "decrepit" module in cryptography 47.
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:
+    from cryptography.hazmat.primitives.ciphers.modes import CFB
 from cryptography.x509.oid import NameOID
 from google.protobuf import json_format
 
@@ -50,6 +55,11 @@ def compile_protos():
     subprocess.check_call(
         [sys.executable, "-m", "grpc_tools.protoc", "-I", PROTO_ROOT, "-I", wkt, "--python_out", out] + sorted(files)
     )
+    # Regular packages, so that `profile` (also a standard library module)
+    # resolves to the generated one.
+    for d, _, _ in os.walk(out):
+        if d != out:
+            open(os.path.join(d, "__init__.py"), "a").close()
     sys.path.insert(0, out)
 
 
@@ -68,6 +78,22 @@ info = importlib.import_module("info.info_pb2")
 metrics = importlib.import_module("metrics.metrics_pb2")
 logs = importlib.import_module("logs.log_pb2")
 flowlog = importlib.import_module("flowlog.flowlog_pb2")
+appconfig = importlib.import_module("config.appconfig_pb2")
+storage = importlib.import_module("config.storage_pb2")
+netinst = importlib.import_module("config.netinst_pb2")
+fw = importlib.import_module("config.fw_pb2")
+baseos = importlib.import_module("config.baseosconfig_pb2")
+hwhealth = importlib.import_module("hardwarehealth.hardware_health_pb2")
+profile_network = importlib.import_module("profile.network_pb2")
+netconfig = importlib.import_module("config.netconfig_pb2")
+scep = importlib.import_module("config.scep_pb2")
+patch_envelope = importlib.import_module("config.patch_envelope_pb2")
+cluster = importlib.import_module("config.edge_node_cluster_pb2")
+hardware = importlib.import_module("info.hardware_pb2")
+info_common = importlib.import_module("info.common_pb2")
+pnac = importlib.import_module("info.pnac_pb2")
+info_cert = importlib.import_module("info.cert_pb2")
+scep_proxy = importlib.import_module("proxy.scep_pb2")
 
 INDEX = {}
 
@@ -85,7 +111,7 @@ def write(path, data):
 
 def golden(name, msg):
     write(f"golden/{name}.bin", msg.SerializeToString(deterministic=True))
-    write(f"golden/{name}.json", (json_format.MessageToJson(msg, indent=2) + "\n").encode())
+    write(f"golden/{name}.json", (json_format.MessageToJson(msg, indent=2, sort_keys=True) + "\n").encode())
     INDEX[name] = msg.DESCRIPTOR.full_name
 
 
@@ -116,7 +142,7 @@ def make_cert(cn, key, issuer_cn, issuer_key, serial, ca):
         .not_valid_after(NOT_AFTER)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
-    return b.sign(issuer_key, hashes.SHA256())
+    return b.sign(issuer_key, hashes.SHA256(), ecdsa_deterministic=True)
 
 
 def pem(cert):
@@ -179,7 +205,7 @@ write("signing/two_signing_certs.bin", two.SerializeToString(deterministic=True)
 
 reg = register.ZRegisterMsg(pemCert=pem(device), serial="SN-0001", softSerial="soft-0001")
 golden("register", reg)
-golden("uuid_request", eveuuid.UuidRequest(device_cert=pem(device)))
+golden("uuid_request", eveuuid.UuidRequest())
 golden("uuid_response", eveuuid.UuidResponse(uuid="6ba7b810-9dad-11d1-80b4-00c04fd430c8", manufacturer="ACME", product_name="Edge-1"))
 
 areq = attest.ZAttestReq(reqType=attest.ATTEST_REQ_QUOTE)
@@ -244,7 +270,7 @@ aes_key = hashlib.sha256(zx.to_bytes(32, "big") + zy.to_bytes(32, "big")).digest
 iv = bytes(range(16, 32))
 eb = acipher.EncryptionBlock(dsAPIKey="AKIAEXAMPLE", dsPassword="s3cr3t", wifiUserName="user", wifiPassword="wifi-pass", protectedUserData="#cloud-config\n")
 clear = eb.SerializeToString(deterministic=True)
-enc = Cipher(algorithms.AES(aes_key), modes.CFB(iv)).encryptor()
+enc = Cipher(algorithms.AES(aes_key), CFB(iv)).encryptor()
 cb = acipher.CipherBlock(
     cipherContextId="ctx-1",
     initialValue=iv,
@@ -333,9 +359,171 @@ cfg.global_profile = "default"
 cfg.device_name = "edge-001"
 cfg.project_name = "demo"
 ts(cfg.config_timestamp, 1735689600, 500)
+# Fields and objects beyond the first vectors: ports with shared labels,
+# VLANs, bonds, EdgeView, disks, LOC, patch envelopes, cluster, 802.1X, SCEP.
+cfg.systemAdapterList[0].shared_labels.extend(["uplink", "portfwd"])
+cfg.systemAdapterList[0].allow_local_modifications = True
+net.dns.add(HostName="ntp.local", Address=["192.168.1.5"])
+net.ip.more_ntp.append("ntp.local")
+net.ip.dhcp_options_ignore.ntp_server_exclusively = True
+cfg.vlans.add(logicallabel="vlan100", interface_name="eth0.100", lower_layer_name="eth0", vlan_id=100)
+bond = cfg.bonds.add(logicallabel="bond0", interface_name="bond0", bond_mode=netcmn.BOND_MODE_802_3AD, lacp_rate=netcmn.LACP_RATE_FAST)
+bond.lower_layer_names.extend(["eth1", "eth2"])
+bond.mii.interval = 100
+bond.mii.updelay = 200
+cfg.edgeview.token = "ev-token"
+cfg.edgeview.disp_cert_pem.append(pem(root))
+cfg.edgeview.dev_policy.allow_dev = True
+cfg.edgeview.app_policy.allow_app = True
+cfg.edgeview.generation_id = 3
+cfg.disks.array_type = storage.DISKS_ARRAY_TYPE_RAID1
+for n, disk in enumerate(["nvme0n1", "nvme1n1"]):
+    dc = cfg.disks.disks.add(disk_config=storage.DISK_CONFIG_TYPE_PERSIST)
+    dc.disk.name = disk
+    dc.disk.serial = f"NVME-{n}"
+cfg.shutdown.counter = 1
+cfg.enterprise_id = "ent-1"
+cfg.project_id = "proj-1"
+cfg.loc_config.loc_url = "https://loc.example"
+cfg.loc_config.datastore_collect_info_id.append(ds.id)
+pe = cfg.patchEnvelopes.add(displayName="ca-bundle", uuid="99999999-0000-0000-0000-000000000001", version="2", action=patch_envelope.ACTIVATE)
+pe.appInstIdsAllowed.append(app.uuidandversion.uuid)
+art = pe.artifacts.add(format=patch_envelope.BASE64, artifactMetaData="pem bundle")
+art.inline.base64Data = base64.b64encode(pem(root)).decode()
+art.inline.fileNameToUse = "ca.pem"
+ts(pe.createTime, 1735689000)
+cfg.cluster.cluster_name = "line-3"
+cfg.cluster.cluster_id = "77777777-0000-0000-0000-000000000001"
+cfg.cluster.cluster_interface = "eth1"
+cfg.cluster.cluster_ip_prefix = "10.244.0.2/24"
+cfg.cluster.join_server_ip = "10.244.0.1"
+cfg.cluster.cluster_type = cluster.CLUSTER_TYPE_REPLICATED_STORAGE
+cfg.cluster.load_balancer_service.interfaces.add(interface_name="eth1", address_cidrs=["10.244.0.128/28"])
+cfg.pnacs.add(logicallabel="eth0", eap_identity="device-0001", eap_method=netconfig.EAP_METHOD_TLS, cert_enrollment_profile_name="corp")
+sp = cfg.scep_profiles.add(profile_name="corp", scep_url="https://scep.example/scep", use_controller_proxy=True)
+sp.ca_cert_pem.append(pem(root))
+sp.csr_profile.common_name = "device-0001"
+sp.csr_profile.san_dns.append("device-0001.example")
+sp.csr_profile.renew_period_percent = 70
+sp.csr_profile.key_type = scep.KEY_TYPE_ECDSA_P256
+sp.csr_profile.hash_algorithm = scep.HASH_ALGORITHM_SHA256
 golden("edge_dev_config", cfg)
 
 golden("config_request", devconfig.ConfigRequest(configHash="abc123", integrity_token=b"itoken"))
+# ---------------------------------------------------------------- config objects, one vector each
+
+full = appconfig.AppInstanceConfig(displayname="plc-gateway", activate=True, metaDataType=appconfig.MetaDataDriveMultipart,
+                                   start_delay_in_seconds=10, service=False, cloud_init_version=2,
+                                   designated_node_id="node-2", vm_resolution="1920x1080",
+                                   runtime_type=appconfig.APP_RUNTIME_TYPE_DOCKER, affinity=appconfig.AFFINITY_TYPE_REQUIRED)
+full.uuidandversion.uuid = "12121212-0000-0000-0000-000000000001"
+full.uuidandversion.version = "5"
+vm = full.fixedresources
+vm.memory = 2097152
+vm.maxmem = 2097152
+vm.vcpus = 2
+vm.cpus = "2-3"
+vm.pin_cpu = True
+vm.virtualizationMode = 1
+vm.enable_vnc = True
+vm.vncDisplay = 1
+vm.vmm_maxmem = 65536
+vm.boot_mode = 2
+vm.enforce_network_interface_order = True
+vm.disable_vtpm = True
+vm.boot_order = common.BOOT_ORDER_NOUSB
+adapter = full.interfaces.add(name="eth0", networkId=ni.uuidandversion.uuid, addr="10.1.0.10", macAddress="02:00:00:00:00:10",
+                              access_vlan_id=100, allow_to_discover=True, interface_order=1)
+rule = adapter.acls.add(name="modbus", id=2, dir=fw.INGRESS)
+rule.matches.add(type="protocol", value="tcp")
+rule.matches.add(type="lport", value="5020")
+rule.actions.add(portmap=True, appPort=502)
+usb = full.adapters.add(type=devmodelcommon.PhyIoNetEthVF, name="eth1", interface_order=2)
+usb.eth_vf.index = 1
+usb.eth_vf.mac = "02:00:00:00:01:01"
+usb.eth_vf.vlan_id = 20
+full.restart.counter = 3
+full.restart.opsTime = "2025-01-01T00:00:00Z"
+full.purge.counter = 1
+full.cipherData.CopyFrom(cb)
+full.volumeRefList.add(uuid="13131313-0000-0000-0000-000000000001", generationCount=2, mount_dir="/var/lib/plc")
+full.profile_list.append("line-3")
+full.snapshot.active_snapshot = "snap-1"
+full.snapshot.rollback_cmd.counter = 1
+full.snapshot.max_snapshots = 2
+full.snapshot.snapshots.add(id="snap-1", type=appconfig.SNAPSHOT_TYPE_APP_UPDATE)
+full.patchRef.name = "ca-bundle"
+full.patchRef.id = pe.uuid
+golden("app_instance", full)
+
+store = storage.DatastoreConfig(id="14141414-0000-0000-0000-000000000001", dType=storage.DsS3, fqdn="https://s3.example",
+                                dpath="images", region="eu-central-1")
+store.cipherData.CopyFrom(cb)
+store.dsCertPEM.append(pem(root))
+golden("datastore", store)
+
+tree = storage.ContentTree(uuid="15151515-0000-0000-0000-000000000001", dsId=store.id, URL="plc/rootfs.qcow2",
+                           iformat=storage.QCOW2, sha256="ab" * 32, maxSizeBytes=8 << 30, displayName="plc-rootfs",
+                           generation_count=4, custom_meta_data="eyJ0aWVyIjoxfQ==", designated_node_id="node-2")
+tree.siginfo.signercerturl = "https://s3.example/certs/signer.pem"
+tree.siginfo.signature = b"\x02" * 64
+tree.ds_ids_list.extend([store.id, ds.id])
+golden("content_tree", tree)
+
+volume = storage.Volume(uuid="13131313-0000-0000-0000-000000000001", generationCount=2, maxsizebytes=8 << 30, readonly=False,
+                        displayName="plc-root", clear_text=True, target=storage.Disk, designated_node_id="node-2")
+volume.origin.type = storage.VCOT_DOWNLOAD
+volume.origin.downloadContentTreeID = tree.uuid
+volume.protocols.append(storage.VAP_9P)
+golden("volume", volume)
+
+switch = netinst.NetworkInstanceConfig(displayname="plant-floor", instType=netinst.ZnetInstLocal, activate=True,
+                                       ipType=netinst.IPV4, propagate_connected_routes=True, mtu=1400, disable_flowlog=False,
+                                       forward_lldp=True)
+switch.uuidandversion.uuid = "16161616-0000-0000-0000-000000000001"
+switch.uuidandversion.version = "2"
+switch.port.type = devmodelcommon.PhyIoNetEth
+switch.port.name = "uplink"
+switch.stp.ports_with_bpdu_guard = "eth2"
+switch.ip.dhcp = netcmn.Static
+switch.ip.subnet = "10.2.0.0/24"
+switch.ip.gateway = "10.2.0.1"
+switch.ip.domain = "plant.local"
+switch.ip.ntp = "10.2.0.1"
+switch.ip.dns.append("10.2.0.1")
+switch.ip.dhcpRange.start = "10.2.0.10"
+switch.ip.dhcpRange.end = "10.2.0.99"
+switch.dns.add(HostName="historian.plant.local", Address=["10.2.0.5"])
+route = switch.static_routes.add(destination_network="172.16.0.0/16", gateway="10.2.0.254", port="eth1", prefer_lower_cost=True)
+route.probe.enable_gw_ping = True
+route.probe.gw_ping_max_cost = 1
+route.probe.custom_probe.probe_method = netcmn.CONNECTIVITY_PROBE_METHOD_TCP
+route.probe.custom_probe.probe_endpoint.host = "172.16.0.1"
+route.probe.custom_probe.probe_endpoint.port = 443
+switch.vlan_access_ports.add(vlan_id=100, access_port="eth2")
+golden("network_instance", switch)
+
+acl = netconfig.NetworkAdapter(name="eth0", networkId=switch.uuidandversion.uuid, macAddress="02:00:00:00:00:20")
+allow_dns = acl.acls.add(name="dns", id=1, dir=fw.EGRESS)
+allow_dns.matches.add(type="host", value="historian.plant.local")
+allow_dns.actions.add(drop=False)
+limit = acl.acls.add(name="icmp-limit", id=2, dir=fw.BOTH)
+limit.matches.add(type="protocol", value="icmp")
+limit.actions.add(limit=True, limitrate=10, limitunit="s", limitburst=20)
+deny = acl.acls.add(name="deny-subnet", id=3, dir=fw.INGRESS)
+deny.matches.add(type="ip", value="192.168.0.0/16")
+deny.actions.add(drop=True)
+fwd = acl.acls.add(name="http", id=4, dir=fw.INGRESS)
+fwd.matches.add(type="protocol", value="tcp")
+fwd.matches.add(type="lport", value="8080")
+fwd.actions.add(portmap=True, appPort=80)
+golden("acl", acl)
+
+os_ = baseos.BaseOS(content_tree_uuid="17171717-0000-0000-0000-000000000001", activate=True, base_os_version="14.5.1-kvm-amd64")
+os_.retry_update.counter = 2
+os_.retry_update.opsTime = "2025-01-02T00:00:00Z"
+golden("baseos", os_)
+
 resp = devconfig.ConfigResponse(configHash="def456")
 resp.config.CopyFrom(cfg)
 golden("config_response", resp)
@@ -357,8 +545,8 @@ d.minfo.serialNumber = "SN-0001"
 ts(d.bootTime, 1735680000)
 sw = d.swList.add(activated=True, partitionLabel="IMGA", status=info.INSTALLED, shortVersion="14.5.0", userStatus=info.UPDATED)
 sw.swErr.description = "none"
-sw.swErr.severity = info.SEVERITY_NOTICE
-sw.swErr.entities.add(entity=info.ENTITY_BASE_OS, entity_id="x")
+sw.swErr.severity = info_common.SEVERITY_NOTICE
+sw.swErr.entities.add(entity=info_common.ENTITY_BASE_OS, entity_id="x")
 d.HostName = "edge-001"
 d.HSMStatus = info.ENABLED
 d.HSMInfo = "TPM 2.0"
@@ -366,9 +554,75 @@ d.last_boot_reason = info.BOOT_REASON_PARSE_FAIL
 d.state = info.ZDEVICE_STATE_ONLINE
 d.attestation_info.state = info.ATTESTATION_STATE_RESTART_WAIT
 d.attestation_info.error.description = "quote refused"
-d.attestation_info.error.severity = info.SEVERITY_ERROR
-d.attestation_info.error.entities.add(entity=info.ENTITY_ATTESTATION)
+d.attestation_info.error.severity = info_common.SEVERITY_ERROR
+d.attestation_info.error.entities.add(entity=info_common.ENTITY_ATTESTATION)
 ts(d.attestation_info.error.timestamp, 1735689600, 7)
+# Names and ids, hardware, storage, DNS and device ports.
+d.minfo.productName = "Edge-1"
+d.minfo.UUID = "4c4c4544-0000-1000-8000-000000000001"
+d.minfo.biosVendor = "SeaBIOS"
+d.minfo.biosVersion = "1.16.2"
+d.device_name = cfg.device_name
+d.project_name = "demo"
+d.project_id = "proj-1"
+d.enterprise_name = "ACME Corp"
+d.enterprise_id = "ent-1"
+eth0 = d.network.add(macAddr="02:00:00:00:00:01", devName="eth0", ipv4_up=True, uplink=True, localName="eth0", alias="wan")
+eth0.IPAddrs.extend(["192.168.1.20", "fe80::1"])
+eth0.defaultRouters.append("192.168.1.1")
+eth0.dns.DNSservers.extend(["1.1.1.1", "8.8.8.8"])
+eth0.dns.DNSdomain = "example.org"
+eth0.dns.DNSsearch.append("example.org")
+eth0.location.City = "Berlin"
+eth0.location.Country = "DE"
+eth0.ntp_servers.append("192.168.1.5")
+eth0.proxy.networkProxyEnable = True
+eth0.proxy.proxies.add(type=netcmn.PROXY_HTTPS, server="proxy.local", port=3128)
+d.dns.DNSservers.append("1.1.1.1")
+d.storageList.add(device="/dev/sda9", mountPath="/persist", total=60000, storageLocation=True)
+bundle = d.assignableAdapters.add(type=devmodelcommon.PhyIoUSB, name="USB0", usedByAppUUID=app.uuidandversion.uuid, usage=devmodelcommon.PhyIoUsageDedicated)
+bundle.members.append("USB0")
+bundle.ioAddressList.add(macAddress="02:00:00:00:02:01")
+ports = d.systemAdapter
+ports.currentIndex = 0
+dps = ports.status.add(version=2, key="zedagent")
+ts(dps.timePriority, 1735689000)
+ts(dps.lastSucceeded, 1735689550)
+port = dps.ports.add(ifname="eth0", name="eth0", isMgmt=True, dhcpType=netcmn.Client, subnet="192.168.1.0/24",
+                     gateway="192.168.1.1", up=True, macAddr="02:00:00:00:00:01", usage=devmodelcommon.PhyIoUsageMgmtAndApps,
+                     networkUUID=net.id, cost=0, mtu=1500)
+port.dnsServers.extend(["1.1.1.1"])
+port.IPAddrs.append("192.168.1.20")
+port.defaultRouters.append("192.168.1.1")
+port.dns.DNSservers.append("1.1.1.1")
+port.config_source.origin = netcmn.NETWORK_CONFIG_ORIGIN_CONTROLLER
+ts(port.config_source.submitted_at, 1735689000)
+port.pnac_status.enabled = True
+port.pnac_status.state = pnac.SUPPLICANT_STATE_AUTHENTICATED
+port.bond_status.mode = netcmn.BOND_MODE_ACTIVE_BACKUP
+port.bond_status.members.add(logicallabel="eth1", mii_up=True)
+pool = d.storage_info.add(pool_name="persist", storage_type=info.STORAGE_TYPE_INFO_ZFS, zfs_version="2.2.2",
+                          current_raid=info.STORAGE_RAID_TYPE_RAID1, compression_ratio=1.5, zpool_size=1 << 36,
+                          count_zvols=3, storage_state=info.STORAGE_STATUS_ONLINE)
+vdev = pool.children.add(current_raid=info.STORAGE_RAID_TYPE_RAID1, display_name="mirror-0", g_u_i_d=1234567890123)
+for n, name in enumerate(["nvme0n1", "nvme1n1"]):
+    member = vdev.disks.add(status=info.STORAGE_STATUS_ONLINE, smart_status="PASSED")
+    member.disk_name.name = name
+    member.disk_name.serial = f"NVME-{n}"
+d.api_capability = info.API_CAPABILITY_REPORT_TPM_EVENTLOG
+d.optional_capabilities.hw_inventory_support = True
+d.capabilities.HWAssistedVirtualization = True
+d.configItemStatus.configItems["timer.config.interval"].value = "60"
+d.configItemStatus.unknownConfigItems["no.such.item"].error = "unknown"
+d.appInstances.add(uuid=app.uuidandversion.uuid, name="nginx", domainName="nginx.1")
+d.maintenance_mode_reasons.append(info.MAINTENANCE_MODE_REASON_NONE)
+d.dataSecAtRestInfo.status = info.DATASEC_AT_REST_ENABLED
+d.dataSecAtRestInfo.vaultList.add(name="Application Data Store", status=info.DATASEC_AT_REST_ENABLED, pcrStatus=info.PCR_ENABLED)
+d.sec_info.sha_root_ca = hashlib.sha256(pem(root)).digest()
+cert = d.enrolled_certs.add(cert_enrollment_profile_name="corp", renew_period_percent=70, status=info_cert.CERT_STATUS_AVAILABLE)
+cert.subject.common_name = "device-0001"
+cert.issuer.common_name = "EVE Test Root"
+ts(cert.expiration_timestamp, 1767225600)
 golden("info_device", im)
 
 ia = info.ZInfoMsg(ztype=info.ZiApp, devId=cfg.id.uuid)
@@ -376,6 +630,19 @@ ia.ainfo.AppID = app.uuidandversion.uuid
 ia.ainfo.AppName = "nginx"
 ia.ainfo.state = info.RUNNING
 ia.ainfo.volumeRefs.append(vol.uuid)
+ts(ia.atTimeStamp, 1735689605)
+ia.ainfo.appVersion = "3"
+ts(ia.ainfo.bootTime, 1735689100)
+ia.ainfo.softwareList.add(swVersion="1.27", imageName="nginx", state=info.RUNNING, downloadProgress=100)
+ia.ainfo.assignedAdapters.add(type=devmodelcommon.PhyIoUSB, name="USB0", usedByAppUUID=app.uuidandversion.uuid)
+app_net = ia.ainfo.network.add(macAddr="02:00:00:00:00:01", devName="nbu1x1", ipv4_up=True)
+app_net.IPAddrs.append("10.1.0.2")
+app_net.dns.DNSservers.append("10.1.0.1")
+app_err = ia.ainfo.appErr.add(description="volume slow", severity=info_common.SEVERITY_WARNING, retry_condition="retrying")
+app_err.entities.add(entity=info_common.ENTITY_VOLUME, entity_id=vol.uuid, entity_name="nginx-root")
+snap = ia.ainfo.snapshots.add(id="snap-1", config_id=app.uuidandversion.uuid, config_version="3", type=info.SNAPSHOT_TYPE_APP_UPDATE)
+ts(snap.create_time, 1735689200)
+ia.ainfo.cluster_app_running = True
 golden("info_app", ia)
 
 inst = info.ZInfoMsg(ztype=info.ZiNetworkInstance, devId=cfg.id.uuid)
@@ -385,6 +652,20 @@ inst.niinfo.activated = True
 inst.niinfo.ports.append("eth0")
 inst.niinfo.state = info.ZNETINST_STATE_ONLINE
 inst.niinfo.mtu = 1500
+ts(inst.atTimeStamp, 1735689606)
+inst.niinfo.displayname = "local-ni"
+inst.niinfo.networkVersion = "1"
+ts(inst.niinfo.upTimeStamp, 1735689100)
+inst.niinfo.bridgeNum = 1
+inst.niinfo.bridgeName = "bn1"
+inst.niinfo.bridgeIPAddr = "10.1.0.1"
+lease = inst.niinfo.ipAssignments.add(macAddress="02:00:00:00:00:01")
+lease.ipAddress.append("10.1.0.2")
+inst.niinfo.vifs.add(vifName="nbu1x1", macAddress="02:00:00:00:00:01", appID=app.uuidandversion.uuid)
+inst.niinfo.ip_routes.add(destination_network="0.0.0.0/0", gateway="192.168.1.1", port="eth0")
+inst.niinfo.ip_routes.add(destination_network="172.16.0.0/16", gateway="10.1.0.2", gateway_app=app.uuidandversion.uuid)
+ni_err = inst.niinfo.networkErr.add(description="port eth1 missing", severity=info_common.SEVERITY_WARNING)
+ni_err.entities.add(entity=info_common.ENTITY_PORT, entity_name="eth1")
 golden("info_network_instance", inst)
 
 iv_ = info.ZInfoMsg(ztype=info.ZiVolume, devId=cfg.id.uuid)
@@ -393,6 +674,12 @@ iv_.vinfo.state = info.CREATED_VOLUME
 iv_.vinfo.resources.maxSizeBytes = 1 << 30
 iv_.vinfo.resources.curSizeBytes = 1 << 20
 iv_.vinfo.generation_count = 1
+ts(iv_.atTimeStamp, 1735689607)
+iv_.vinfo.displayName = "nginx-root"
+iv_.vinfo.progressPercentage = 100
+ts(iv_.vinfo.usage.createTime, 1735689050)
+iv_.vinfo.usage.refCount = 1
+ts(iv_.vinfo.usage.lastRefcountChangeTime, 1735689060)
 golden("info_volume", iv_)
 
 ic = info.ZInfoMsg(ztype=info.ZiContentTree, devId=cfg.id.uuid)
@@ -400,7 +687,86 @@ ic.cinfo.uuid = ct.uuid
 ic.cinfo.sha256 = "00" * 32
 ic.cinfo.state = info.LOADED
 ic.cinfo.componentShaList.extend(["11" * 32, "22" * 32])
+ts(ic.atTimeStamp, 1735689608)
+ic.cinfo.displayName = "nginx"
+ic.cinfo.resources.curSizeBytes = 1 << 26
+ic.cinfo.usage.refCount = 1
+ic.cinfo.progressPercentage = 100
+ic.cinfo.generation_count = 1
+ic.cinfo.err.description = "retrying blob 22"
+ic.cinfo.err.severity = info_common.SEVERITY_NOTICE
+ic.cinfo.err.entities.add(entity=info_common.ENTITY_CONTENT_BLOB, entity_id="22" * 32)
 golden("info_content_tree", ic)
+
+ih = info.ZInfoMsg(ztype=info.ZiHardware, devId=cfg.id.uuid)
+ts(ih.atTimeStamp, 1735689609)
+hw = ih.hwinfo
+hw.eve_release = "14.5.0-kvm-amd64"
+hw.kernel_flavor = "generic"
+hw.kernel_version = "6.1.112"
+hw.eve_platform = "generic"
+hw.partition = "IMGA"
+hw.kernel_cmdline = "console=ttyS0"
+inv = hw.inventory
+root_port = inv.pci_devices.add(driver="pcieport", vendor_id=0x8086, device_id=0x7C0, class_id=6, subclass_id=4, iommu_group="3")
+root_port.address.bus = 0
+root_port.address.device = 0x1C
+nic_dev = inv.pci_devices.add(driver="igb", vendor_id=0x8086, device_id=0x1533, revision=3, subsystem_id=0x1533, class_id=2, iommu_group="7")
+nic_dev.parent_pci_device_address.device = 0x1C
+nic_dev.address.bus = 2
+stick = inv.usb_devices.add(vendor_id=0x0403, product_id=0x6001, driver="ftdi_sio", class_id=0, suggested_assigngrp="USB0")
+stick.parent.pci_parent.bus = 0
+stick.parent.pci_parent.device = 0x14
+stick.bus_port.bus = 1
+stick.bus_port.port = "2.1"
+inv.serial_devices.add(ioport_range="3f8-3ff", irq=4, devpath="/dev/ttyS0")
+eth = inv.network_devices.add(ifname="eth0", type=hardware.NETWORK_DEVICE_TYPE_ETHERNET, mac_address="02:00:00:00:00:01", speed_mbps=1000)
+eth.parent.pci_parent.bus = 2
+inv.can_devices.add(ifname="can0")
+inv.bios.vendor = "SeaBIOS"
+inv.bios.version = "1.16.2"
+inv.bios.attributes["secure_boot"] = "off"
+inv.cpu_info.cpus.add(model="Xeon E-2278GE", vendor="GenuineIntel", id=0, freq=3300)
+inv.total_memory_bytes = 32 << 30
+inv.total_storage_bytes = 1 << 40
+inv.watchdog_present = True
+inv.tpm.present = True
+inv.tpm.manufacturer = "IBM"
+inv.tpm.spec_version = "2.0"
+inv.misc["chassis"] = "fanless"
+golden("info_hardware", ih)
+
+health = hwhealth.ZHardwareHealth(dev_id=cfg.id.uuid)
+ts(health.at_time_stamp, 1735689610)
+mc = health.mr.memory_controllers.add(controller_name="mc0", ce_count=3, ue_count=0)
+mc.ranks.add(rank_name="csrow0", ce_count=3, ue_count=0)
+sd = health.disks.add(disk_name="/dev/nvme0n1", wwn="eui.0025388b91b0c5e1", serial_number="NVME-0", model="Samsung 980")
+sd.smart_attr.add(id=5, value=100, worst=100, thresh=10, raw_value=0, type="Pre-fail", attribute_name="Reallocated_Sector_Ct")
+golden("hardware_health", health)
+
+lps = profile_network.NetworkInfo(is_using_fallback_config=False)
+lpc = lps.latest_config.add(logical_label="eth0", config_applied=True, ip_version=profile_network.IP_VERSION_IPV4_ONLY,
+                            use_dhcp=False, mtu=1500, wireless_device_type=profile_network.WIRELESS_TYPE_CELLULAR,
+                            local_modifications_allowed=True)
+lpc.port_addresses.interface_name = "eth0"
+lpc.port_addresses.pci_address = "0000:02:00.0"
+lpc.ip_addresses.append("192.168.1.20/24")
+lpc.gateways.append("192.168.1.1")
+lpc.dns_servers.append("1.1.1.1")
+lpc.cellular_config.apn = "internet"
+lpc.cellular_config.default_bearer_auth.auth_protocol = netcmn.CELLULAR_AUTH_PROTOCOL_CHAP
+lpc.cellular_config.default_bearer_auth.username = "user"
+lpc.config_source.origin = netcmn.NETWORK_CONFIG_ORIGIN_LPS
+lps.config_testing.controller_reachable = True
+ts(lps.config_testing.last_test_time, 1735689611)
+lps.port_status.add(logical_label="eth0", interface_name="eth0", link_up=True, mac_address="02:00:00:00:00:01",
+                    ip_addresses=["192.168.1.20"], mtu=1500)
+golden("lps_network_info", lps)
+
+scep_req = scep_proxy.SCEPProxyRequest(scep_profile_name="corp", operation=scep_proxy.SCEP_OPERATION_PKI_MESSAGE,
+                                       message=b"\x30\x82\x01\x00", http_method=scep_proxy.HTTP_METHOD_POST)
+scep_req.http_header_fields.add(name="Content-Type", value="application/x-pki-message")
+golden("scep_proxy_request", scep_req)
 
 mm = metrics.ZMetricMsg(devID=cfg.id.uuid)
 ts(mm.atTimeStamp, 1735689602)
@@ -437,6 +803,32 @@ nm = mm.nm.add(networkID=ni.uuidandversion.uuid, instType=2, displayname="local-
 nm.networkStats.rx.totalBytes = 4096
 nm.networkStats.tx.totalPackets = 3
 mm.vm.add(uuid=vol.uuid, displayName="nginx-root", totalBytes=1 << 30, usedBytes=1 << 20)
+# Processes, newlog and storage.
+proc = mm.pr.add(pid=812, name="zedbox", user_process=False, watched=True, num_fds=96, num_threads=24,
+                 user_time=12.5, system_time=3.25, cpu_percent=1.5, vm_bytes=1 << 31, rss_bytes=1 << 27, memory_percent=0.75)
+ts(proc.create_time, 1735689000)
+nl = mm.dm.newlog
+nl.totalBytesUpload = 1 << 20
+nl.currentUploadIntv = 30
+nl.averageCPULoadPct = 2.5
+nl.deviceMetrics.numGzipFileSent = 12
+ts(nl.deviceMetrics.lastGzipFileSendTime, 1735689590)
+nl.top10_input_sources["zedagent"] = 40
+nl.top10_input_sources["nim"] = 12
+nl.total_size_logs = 1 << 22
+sm = mm.dm.storage_metrics.add(pool_name="persist")
+ts(sm.collection_time, 1735689600)
+sm.zpool_metrics.alloc = 1 << 30
+sm.zpool_metrics.total = 1 << 36
+sm.zpool_metrics.bytes_read = 4096
+disk_metric = sm.disks.add()
+disk_metric.disk_name.name = "nvme0n1"
+disk_metric.metrics.write_errors = 0
+disk_metric.metrics.ops_count_write = 77
+sm.zvols.add(volume_u_u_i_d=vol.uuid, alloc=1 << 20)
+mm.dm.flowlog.messages.success = 10
+mm.dm.flowlog.flows.drops = 1
+mm.dm.cellular.add(logicallabel="wwan0").signal_strength.rssi = -70
 golden("metrics", mm)
 
 lb = logs.LogBundle(devID=cfg.id.uuid, image="IMGA", eveVersion="14.5.0")
@@ -462,6 +854,14 @@ ts(fr.startTime, 1735689604)
 dr = fm.dnsReqs.add(hostName="example.org", aclNum=1)
 dr.addrs.append("93.184.216.34")
 ts(dr.requestTime, 1735689604)
+blocked = fm.flows.add(inbound=False, aclId=3, aclName="deny-subnet", txPkts=1, action=flowlog.ActionDrop)
+blocked.flow.src = "10.1.0.2"
+blocked.flow.srcPort = 40001
+blocked.flow.dest = "192.168.7.7"
+blocked.flow.destPort = 22
+blocked.flow.protocol = 6
+ts(blocked.startTime, 1735689605)
+ts(blocked.endTime, 1735689606)
 golden("flow_message", fm)
 
 # ---------------------------------------------------------------- signing
