@@ -83,6 +83,79 @@ fn decode_from_stdin_with_short_type_name() {
     assert_eq!(json(&out.stdout)["productName"], "Edge-1");
 }
 
+/// JSON as upstream tools write it, naming fields our first `.proto` files
+/// lacked (`dns`, `network`, `shared_labels`), in both the protobuf field
+/// name and the JSON (lowerCamelCase) spelling, encodes to messages that
+/// carry those fields.
+#[test]
+fn encode_accepts_upstream_json_naming_newer_fields() {
+    use eve_proto::Message;
+    let config = serde_json::json!({
+        "id": {"uuid": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "version": "7"},
+        "networks": [{
+            "id": "cccccccc-0000-0000-0000-000000000001",
+            "type": "V4",
+            "dns": [{"HostName": "ntp.local", "Address": ["192.168.1.5"]}]
+        }],
+        "systemAdapterList": [
+            {"name": "eth0", "uplink": true, "shared_labels": ["uplink", "portfwd"]},
+            {"name": "eth1", "sharedLabels": ["portfwd"]}
+        ]
+    });
+    let out = evectl(
+        &["encode", "--type", "EdgeDevConfig", "-"],
+        Some(serde_json::to_vec(&config).unwrap().as_slice()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = eve_proto::config::EdgeDevConfig::decode(out.stdout.as_slice()).unwrap();
+    assert_eq!(cfg.networks[0].dns[0].address, ["192.168.1.5"]);
+    assert_eq!(
+        cfg.system_adapter_list[0].shared_labels,
+        ["uplink", "portfwd"]
+    );
+    assert_eq!(cfg.system_adapter_list[1].shared_labels, ["portfwd"]);
+
+    let info = serde_json::json!({
+        "ztype": "ZiDevice",
+        "devId": "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+        "dinfo": {
+            "network": [{
+                "devName": "eth0",
+                "IPAddrs": ["192.168.1.20"],
+                "dns": {"DNSservers": ["1.1.1.1"], "DNSdomain": "example.org"}
+            }],
+            "dns": {"DNSservers": ["1.1.1.1"]},
+            "device_name": "edge-001",
+            "projectId": "proj-1"
+        }
+    });
+    let out = evectl(
+        &["encode", "--type", "ZInfoMsg", "-"],
+        Some(serde_json::to_vec(&info).unwrap().as_slice()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let msg = eve_proto::info::ZInfoMsg::decode(out.stdout.as_slice()).unwrap();
+    let Some(eve_proto::info::z_info_msg::InfoContent::Dinfo(device)) = msg.info_content else {
+        panic!("no device info in {msg:?}");
+    };
+    let eth0 = &device.network[0];
+    assert_eq!(eth0.dev_name, "eth0");
+    assert_eq!(eth0.dns.as_ref().unwrap().dn_sdomain, "example.org");
+    assert_eq!(device.dns.unwrap().dn_sservers, ["1.1.1.1"]);
+    assert_eq!(
+        (device.device_name.as_str(), device.project_id.as_str()),
+        ("edge-001", "proj-1")
+    );
+}
+
 #[test]
 fn verify_controller_signed_config() {
     for file in [
