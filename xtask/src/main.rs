@@ -2,6 +2,7 @@
 //! benchmarking. See `cargo xtask --help`.
 
 mod admin;
+mod apidiff;
 mod bench;
 mod controller;
 mod deps;
@@ -75,6 +76,8 @@ enum Command {
         #[command(subcommand)]
         what: bench::Bench,
     },
+    /// List every difference between our .proto files and an eve-api checkout.
+    ApiDiff(apidiff::Args),
 }
 
 fn main() -> ExitCode {
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
         Command::Test => test::run(),
         Command::Deps => deps::ensure(),
         Command::Bench { what } => bench::run(what),
+        Command::ApiDiff(args) => apidiff::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
