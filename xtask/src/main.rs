@@ -6,6 +6,7 @@ mod apidiff;
 mod bench;
 mod controller;
 mod deps;
+mod fuzz;
 mod node;
 mod nodebench;
 mod procfs;
@@ -71,6 +72,14 @@ enum Command {
     Test,
     /// Install what running the unikernels needs (QEMU, Rust targets).
     Deps,
+    /// Fuzz the hostile-input parsers for a bounded time (nightly).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Targets to run (all when omitted).
+        targets: Vec<String>,
+    },
     /// Measure and print a table.
     Bench {
         #[command(subcommand)]
@@ -119,6 +128,7 @@ fn main() -> ExitCode {
         },
         Command::Test => test::run(),
         Command::Deps => deps::ensure(),
+        Command::Fuzz { seconds, targets } => fuzz::run(&targets, seconds),
         Command::Bench { what } => bench::run(what),
         Command::ApiDiff(args) => apidiff::run(args),
     };

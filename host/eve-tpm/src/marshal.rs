@@ -131,48 +131,52 @@ impl fmt::Display for ParseError {
     }
 }
 
-/// A bounds-checked reader over response bytes.
-#[derive(Debug, Clone)]
-pub struct Reader<'a> {
-    bytes: &'a [u8],
+/// Every failed read of a response is a truncation: the TPM's own sizes
+/// are the only limits, and they are checked where they are read.
+impl From<wirebytes::Error> for ParseError {
+    fn from(_: wirebytes::Error) -> Self {
+        ParseError::Truncated
+    }
 }
+
+/// A bounds-checked reader over response bytes: the TPM's big-endian
+/// fields over [`wirebytes::Reader`].
+#[derive(Debug, Clone)]
+pub struct Reader<'a>(wirebytes::Reader<'a>);
 
 impl<'a> Reader<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes }
+        Reader(wirebytes::Reader::new(bytes))
     }
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], ParseError> {
-        if self.bytes.len() < n {
-            return Err(ParseError::Truncated);
-        }
-        let (head, tail) = self.bytes.split_at(n);
-        self.bytes = tail;
-        Ok(head)
+        Ok(self.0.take(n)?)
     }
 
     pub fn u8(&mut self) -> Result<u8, ParseError> {
-        Ok(self.take(1)?[0])
+        Ok(self.0.u8()?)
     }
 
     pub fn u16(&mut self) -> Result<u16, ParseError> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        Ok(self.0.be_u16()?)
     }
 
     pub fn u32(&mut self) -> Result<u32, ParseError> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(self.0.be_u32()?)
     }
 
-    /// A `TPM2B_*`'s bytes.
+    /// A `TPM2B_*`'s bytes: a 16-bit size, so no limit beyond it.
     pub fn tpm2b(&mut self) -> Result<&'a [u8], ParseError> {
-        let n = usize::from(self.u16()?);
-        self.take(n)
+        Ok(self.0.be_u16_prefixed(usize::from(u16::MAX))?)
+    }
+
+    /// A `TPM2B_*` or parameter area read as its own reader.
+    fn area(&mut self, n: usize) -> Result<Reader<'a>, ParseError> {
+        Ok(Reader(self.0.sub(n)?))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.0.is_empty()
     }
 }
 
@@ -186,10 +190,9 @@ pub struct Reply<'a> {
 /// Checks a response's header (tag, and size against its length) and
 /// returns its response code.
 pub fn response_code(bytes: &[u8]) -> Result<u32, ParseError> {
-    let mut r = Reader::new(bytes);
-    let tag = r.u16()?;
-    let size = r.u32()?;
-    let rc = r.u32()?;
+    let tag = wirebytes::be_u16_at(bytes, 0)?;
+    let size = wirebytes::be_u32_at(bytes, 2)?;
+    let rc = wirebytes::be_u32_at(bytes, 6)?;
     if tag != TPM_ST_SESSIONS && tag != TPM_ST_NO_SESSIONS {
         return Err(ParseError::BadTag);
     }
@@ -207,11 +210,13 @@ pub fn split_response(bytes: &[u8], handle_count: usize) -> Result<Reply<'_>, Pa
     if response_code(bytes)? != 0 {
         return Err(ParseError::Unexpected("not a successful response"));
     }
-    let mut r = Reader::new(bytes.get(10..).ok_or(ParseError::Truncated)?);
-    let handles = Reader::new(r.take(4 * handle_count)?);
-    let params = if bytes[..2] == TPM_ST_SESSIONS.to_be_bytes() {
+    let mut r = Reader::new(bytes);
+    let tag = r.u16()?;
+    r.take(8)?; // size and response code, checked above
+    let handles = r.area(4 * handle_count)?;
+    let params = if tag == TPM_ST_SESSIONS {
         let n = r.u32()? as usize;
-        Reader::new(r.take(n)?)
+        r.area(n)?
     } else {
         r
     };

@@ -12,6 +12,7 @@ use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use tpmwire::{Failure, PcrBank, PcrSelection, RequestRepr, ResponseRepr};
+use wirebytes::testing::XorShift as Rng;
 
 /// Whether swtpm is installed; tests that need it say so and pass without
 /// it only then.
@@ -422,22 +423,6 @@ fn ek_certificate_is_not_provisioned_on_a_bare_tpm() {
     );
 }
 
-/// An xorshift generator: deterministic, so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn valid_requests() -> Vec<Vec<u8>> {
     let selection = PcrSelection::from_bits(0x83).unwrap();
     [
@@ -468,12 +453,12 @@ fn hostile_request_bytes_are_bad_requests() {
     let node = bare_node();
     let swtpm = Swtpm::start(node.path()).unwrap();
     let m = mediator(&swtpm, all_grants("zedagent"));
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = Rng::new(0x1234_5678_9abc_def1);
     let seeds = valid_requests();
     let mut bad = 0;
     for i in 0..400 {
         let mut request: Vec<u8> = if i % 2 == 0 {
-            (0..rng.below(100)).map(|_| rng.next() as u8).collect()
+            (0..rng.below(100)).map(|_| rng.next_u64() as u8).collect()
         } else {
             seeds[rng.below(seeds.len())].clone()
         };
@@ -516,13 +501,13 @@ impl TpmTransport for Corrupting {
             0 => response.truncate(rng.below(response.len() + 1)),
             1 => {
                 let at = rng.below(response.len());
-                response[at] = rng.next() as u8;
+                response[at] = rng.next_u64() as u8;
             }
-            2 => response = (0..rng.below(64)).map(|_| rng.next() as u8).collect(),
+            2 => response = (0..rng.below(64)).map(|_| rng.next_u64() as u8).collect(),
             3 => {
                 // Consistent header, cut or padded parameters.
                 let len = rng.below(response.len() + 16).max(10);
-                response.resize(len, rng.next() as u8);
+                response.resize(len, rng.next_u64() as u8);
                 response[2..6].copy_from_slice(&(len as u32).to_be_bytes());
             }
             _ => {}
@@ -548,7 +533,7 @@ fn corrupted_tpm_responses_are_errors_not_panics() {
     // The mediator's own startup command goes through clean.
     let corrupting = Corrupting {
         inner: swtpm.transport().unwrap(),
-        rng: Rng(0x0dd_b1a5_e5ba_d5e1),
+        rng: Rng::new(0x0dd_b1a5_e5ba_d5e1),
         clean: 1,
     };
     let m = Mediator::new(corrupting, all_grants("zedagent")).unwrap();

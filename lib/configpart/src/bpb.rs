@@ -187,12 +187,10 @@ mod tests {
 
     #[test]
     fn random_boot_sectors_never_panic() {
-        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut rng = wirebytes::testing::XorShift::new(0x853c_49e6_748f_ea9b);
         let mut sector = fat12_1mib();
         for round in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next_u64();
             let at = 3 + (state % 60) as usize;
             sector[at] = (state >> 32) as u8;
             if round % 1000 == 0 {

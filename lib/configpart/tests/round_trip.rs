@@ -293,13 +293,8 @@ fn no_volume_bad_mbr_and_truncation_are_errors() {
 
 #[test]
 fn random_and_mutated_images_never_panic() {
-    let mut state = 0xdead_beef_cafe_f00du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = wirebytes::testing::XorShift::new(0xdead_beef_cafe_f00d);
+    let mut next = move || rng.next_u64();
     for _ in 0..20 {
         let bytes: Vec<u8> = (0..256 * 512).map(|_| next() as u8).collect();
         assert!(read_factory_config(MemDisk::from_image(bytes)).is_err());

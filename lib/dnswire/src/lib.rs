@@ -15,6 +15,8 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
+use wirebytes::{Reader, Sink, Writer, be_u16_at, u8_at};
+
 /// Most compression pointers followed while reading one name.
 pub const MAX_POINTERS: usize = 16;
 /// Longest name on the wire, length bytes included.
@@ -66,6 +68,14 @@ impl core::fmt::Display for DnsError {
 
 impl core::error::Error for DnsError {}
 
+/// Every failed read of an answer is a truncation: lengths are checked here
+/// against DNS's own limits before they reach the reader.
+impl From<wirebytes::Error> for DnsError {
+    fn from(_: wirebytes::Error) -> Self {
+        DnsError::Truncated
+    }
+}
+
 /// Checks that `name` is a host name we can ask for: dot-separated labels
 /// of 1 to 63 letters, digits, hyphens or underscores, 253 bytes at most
 /// (a trailing dot is allowed).
@@ -88,45 +98,22 @@ pub fn encode_query(id: u16, name: &str, buf: &mut [u8]) -> Result<usize, DnsErr
         return Err(DnsError::BadName);
     }
     let name = name.strip_suffix('.').unwrap_or(name);
-    let mut out = Writer { buf, len: 0 };
-    out.put(&id.to_be_bytes())?;
-    out.put(&[0x01, 0x00])?; // RD
+    let mut out = Writer::new(buf);
+    emit_query(&mut out, id, name).map_err(|_| DnsError::BufferTooSmall)?;
+    Ok(out.written())
+}
+
+fn emit_query(out: &mut Writer<'_>, id: u16, name: &str) -> Result<(), wirebytes::Error> {
+    out.be_u16(id)?;
+    out.be_u16(0x0100)?; // RD
     out.put(&[0, 1, 0, 0, 0, 0, 0, 0])?; // one question
     for label in name.split('.') {
         // valid_name bounds every label to 63 bytes.
-        out.put(&[label.len() as u8])?;
-        out.put(label.as_bytes())?;
+        out.u8_prefixed(label.as_bytes())?;
     }
-    out.put(&[0])?;
-    out.put(&TYPE_A.to_be_bytes())?;
-    out.put(&CLASS_IN.to_be_bytes())?;
-    Ok(out.len)
-}
-
-struct Writer<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl Writer<'_> {
-    fn put(&mut self, bytes: &[u8]) -> Result<(), DnsError> {
-        let end = self
-            .len
-            .checked_add(bytes.len())
-            .ok_or(DnsError::BufferTooSmall)?;
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(DnsError::BufferTooSmall)?
-            .copy_from_slice(bytes);
-        self.len = end;
-        Ok(())
-    }
-}
-
-fn be16(bytes: &[u8], at: usize) -> Result<u16, DnsError> {
-    let end = at.checked_add(2).ok_or(DnsError::Truncated)?;
-    let b = bytes.get(at..end).ok_or(DnsError::Truncated)?;
-    Ok(u16::from_be_bytes([b[0], b[1]]))
+    out.u8(0)?;
+    out.be_u16(TYPE_A)?;
+    out.be_u16(CLASS_IN)
 }
 
 /// A checked view of a message's fixed header.
@@ -144,10 +131,10 @@ impl Header {
             return Err(DnsError::Truncated);
         }
         Ok(Header {
-            id: be16(bytes, 0)?,
-            flags: be16(bytes, 2)?,
-            questions: be16(bytes, 4)?,
-            answers: be16(bytes, 6)?,
+            id: be_u16_at(bytes, 0)?,
+            flags: be_u16_at(bytes, 2)?,
+            questions: be_u16_at(bytes, 4)?,
+            answers: be_u16_at(bytes, 6)?,
         })
     }
 
@@ -168,30 +155,30 @@ impl Header {
     }
 }
 
-/// Skips the name at `at`, returning the offset just after it (a pointer
-/// ends a name in place). Pointers are checked, not followed: only their
-/// target's sanity matters for skipping.
-fn skip_name(msg: &[u8], mut at: usize) -> Result<usize, DnsError> {
+/// Steps the reader over the name at its position (a pointer ends a name
+/// in place). Pointers are checked, not followed: only their target's
+/// sanity matters for skipping. Label bytes are stepped over without being
+/// read: [`check_name`] has checked that they are there.
+fn skip_name(r: &mut Reader<'_>) -> Result<(), DnsError> {
     let mut wire_len = 0usize;
     loop {
-        let len = *msg.get(at).ok_or(DnsError::Truncated)?;
+        let at = r.position();
+        let len = r.peek_u8()?;
         match len & 0xc0 {
-            0x00 if len == 0 => return at.checked_add(1).ok_or(DnsError::Truncated),
+            0x00 if len == 0 => return Ok(r.skip(1)?),
             0x00 => {
                 wire_len = wire_len.saturating_add(usize::from(len) + 1);
                 if wire_len > MAX_NAME_WIRE {
                     return Err(DnsError::BadCompression);
                 }
-                at = at
-                    .checked_add(usize::from(len) + 1)
-                    .ok_or(DnsError::Truncated)?;
+                r.skip(usize::from(len) + 1)?;
             }
             0xc0 => {
-                let target = usize::from(be16(msg, at)? & 0x3fff);
+                let target = usize::from(r.be_u16()? & 0x3fff);
                 if target >= at {
                     return Err(DnsError::BadCompression);
                 }
-                return at.checked_add(2).ok_or(DnsError::Truncated);
+                return Ok(());
             }
             _ => return Err(DnsError::BadCompression),
         }
@@ -205,7 +192,7 @@ fn check_name(msg: &[u8], mut at: usize) -> Result<(), DnsError> {
     let mut wire_len = 0usize;
     let mut pointers = 0;
     loop {
-        let len = *msg.get(at).ok_or(DnsError::Truncated)?;
+        let len = u8_at(msg, at)?;
         match len & 0xc0 {
             0x00 if len == 0 => return Ok(()),
             0x00 => {
@@ -223,7 +210,7 @@ fn check_name(msg: &[u8], mut at: usize) -> Result<(), DnsError> {
                 at = end;
             }
             0xc0 => {
-                let target = usize::from(be16(msg, at)? & 0x3fff);
+                let target = usize::from(be_u16_at(msg, at)? & 0x3fff);
                 pointers += 1;
                 if target >= at || pointers > MAX_POINTERS {
                     return Err(DnsError::BadCompression);
@@ -259,37 +246,29 @@ pub fn parse_response(msg: &[u8], id: u16) -> Result<Answer, DnsError> {
         3 => return Err(DnsError::NameNotFound),
         code => return Err(DnsError::ServerFailure(code)),
     }
-    let mut at = HEADER_LEN;
+    let mut r = Reader::new(msg);
+    r.skip(HEADER_LEN)?;
     for _ in 0..header.questions {
-        check_name(msg, at)?;
-        at = skip_name(msg, at)?
-            .checked_add(4)
-            .ok_or(DnsError::Truncated)?;
-        if at > msg.len() {
-            return Err(DnsError::Truncated);
-        }
+        check_name(msg, r.position())?;
+        skip_name(&mut r)?;
+        r.skip(4)?; // type, class
     }
     let mut answer = Answer {
         addresses: Vec::new(),
         ttl: u32::MAX,
     };
     for _ in 0..header.answers {
-        check_name(msg, at)?;
-        at = skip_name(msg, at)?;
-        let rtype = be16(msg, at)?;
-        let class = be16(msg, at + 2)?;
-        let ttl_hi = be16(msg, at + 4)?;
-        let ttl_lo = be16(msg, at + 6)?;
-        let rdlen = usize::from(be16(msg, at + 8)?);
-        let data_start = at + 10;
-        let data_end = data_start.checked_add(rdlen).ok_or(DnsError::Truncated)?;
-        let data = msg.get(data_start..data_end).ok_or(DnsError::Truncated)?;
+        check_name(msg, r.position())?;
+        skip_name(&mut r)?;
+        let rtype = r.be_u16()?;
+        let class = r.be_u16()?;
+        let ttl = r.be_u32()?;
+        let data = r.be_u16_prefixed(usize::from(u16::MAX))?;
         if rtype == TYPE_A && class == CLASS_IN {
             let octets: [u8; 4] = data.try_into().map_err(|_| DnsError::BadRecord)?;
             answer.addresses.push(Ipv4Addr::from(octets));
-            answer.ttl = answer.ttl.min(u32::from(ttl_hi) << 16 | u32::from(ttl_lo));
+            answer.ttl = answer.ttl.min(ttl);
         }
-        at = data_end;
     }
     if answer.addresses.is_empty() {
         answer.ttl = 0;

@@ -1,6 +1,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use wirebytes::testing::XorShift;
+
 use super::*;
 
 fn query(id: u16, name: &str) -> Vec<u8> {
@@ -142,13 +144,8 @@ fn hostile_messages_are_refused() {
 
 #[test]
 fn random_and_mutated_messages_never_panic() {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || rng.next_u64();
     let good = response(
         7,
         "example.com",

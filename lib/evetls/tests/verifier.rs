@@ -9,6 +9,7 @@ use rcgen::{
     BasicConstraints, CustomExtension, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
     date_time_ymd,
 };
+use wirebytes::testing::XorShift;
 
 fn store(roots: &[&Issued]) -> RootStore {
     let ders: Vec<Vec<u8>> = roots.iter().map(|r| r.der()).collect();
@@ -582,22 +583,6 @@ fn client_identity_checks_key_and_certificate_belong_together() {
     );
 }
 
-/// Deterministic xorshift64, so a failure reproduces.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn mutate(rng: &mut XorShift, der: &mut Vec<u8>) {
     for _ in 0..=rng.below(4) {
         if der.is_empty() {
@@ -606,12 +591,12 @@ fn mutate(rng: &mut XorShift, der: &mut Vec<u8>) {
         let at = rng.below(der.len());
         match rng.below(6) {
             0 => der[at] ^= 1 << rng.below(8),
-            1 => der[at] = rng.next() as u8,
+            1 => der[at] = rng.next_u64() as u8,
             2 => der.truncate(at),
             3 => {
                 der.remove(at);
             }
-            4 => der.insert(at, rng.next() as u8),
+            4 => der.insert(at, rng.next_u64() as u8),
             _ => {
                 // Lengths are the interesting bytes: make one huge or tiny.
                 der[at] = [0x00, 0x7f, 0x80, 0x81, 0x82, 0x84, 0xff][rng.below(7)];
@@ -628,7 +613,7 @@ fn hostile_inputs_never_panic() {
     let originals = [server.der(), inter.der()];
     let roots = store(&[&ca]);
     let name = ServerName::parse("a.example").unwrap();
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);
     let mut accepted = 0;
     for _ in 0..1500 {
         let mut chain = originals.to_vec();
@@ -636,7 +621,7 @@ fn hostile_inputs_never_panic() {
         mutate(&mut rng, &mut chain[victim]);
         if rng.below(8) == 0 {
             let len = rng.below(300);
-            chain.push((0..len).map(|_| rng.next() as u8).collect());
+            chain.push((0..len).map(|_| rng.next_u64() as u8).collect());
         }
         let refs: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
         if verify_server_chain(&roots, &refs, &name, Some(NOW)).is_ok() {

@@ -11,8 +11,9 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
+use wirebytes::Reader;
+
 use crate::StoreError;
-use crate::records::Reader;
 
 /// How large a queue may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,20 +126,18 @@ impl BoundedQueue {
     /// Decodes a record under `limits`; a queue stored under larger limits
     /// loses its oldest items (counted as dropped) to fit them.
     pub(crate) fn decode(bytes: &[u8], limits: QueueLimits) -> Option<Self> {
-        let mut reader = Reader(bytes);
-        let dropped = reader.u64()?;
-        let count = reader.u32()?;
+        let mut reader = Reader::new(bytes);
+        let dropped = reader.le_u64().ok()?;
+        let count = reader.le_u32().ok()?;
         let mut items = VecDeque::new();
         let mut item_bytes = 0usize;
         for _ in 0..count {
-            let len = usize::try_from(reader.u32()?).ok()?;
-            let item = reader.take(len)?;
+            // The record bounds every item: no limit of its own.
+            let item = reader.le_u32_prefixed(usize::MAX).ok()?;
             item_bytes += item.len();
             items.push_back(item.to_vec());
         }
-        if !reader.0.is_empty() {
-            return None;
-        }
+        reader.finish().ok()?;
         let mut queue = BoundedQueue {
             items,
             item_bytes,

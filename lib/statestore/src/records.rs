@@ -9,6 +9,8 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use wirebytes::Reader;
+
 /// Named records, as kept in memory.
 pub type Records = BTreeMap<String, Vec<u8>>;
 
@@ -35,17 +37,17 @@ pub fn encode(records: &Records, encoded_len: usize) -> Vec<u8> {
 
 /// Decodes a payload; `None` for anything [`encode`] would not produce.
 pub fn decode(payload: &[u8]) -> Option<Records> {
-    let mut reader = Reader(payload);
-    let count = reader.u32()?;
+    let mut reader = Reader::new(payload);
+    let count = reader.le_u32().ok()?;
     let mut records = Records::new();
     for _ in 0..count {
-        let name_len = usize::from(reader.take(1)?[0]);
-        if name_len == 0 {
+        let name = reader.u8_prefixed(usize::from(u8::MAX)).ok()?;
+        if name.is_empty() {
             return None;
         }
-        let name = core::str::from_utf8(reader.take(name_len)?).ok()?;
-        let value_len = usize::try_from(reader.u32()?).ok()?;
-        let value = reader.take(value_len)?;
+        let name = core::str::from_utf8(name).ok()?;
+        // The payload bounds every value: no limit of its own.
+        let value = reader.le_u32_prefixed(usize::MAX).ok()?;
         if records
             .last_key_value()
             .is_some_and(|(last, _)| last.as_str() >= name)
@@ -54,38 +56,15 @@ pub fn decode(payload: &[u8]) -> Option<Records> {
         }
         records.insert(String::from(name), value.to_vec());
     }
-    reader.0.is_empty().then_some(records)
-}
-
-/// Reads fields off the front of a byte slice, refusing to run past its end.
-pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
-
-impl<'a> Reader<'a> {
-    pub(crate) fn take(&mut self, len: usize) -> Option<&'a [u8]> {
-        if len > self.0.len() {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(len);
-        self.0 = rest;
-        Some(head)
-    }
-
-    pub(crate) fn u32(&mut self) -> Option<u32> {
-        let bytes = self.take(4)?;
-        Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-    }
-
-    pub(crate) fn u64(&mut self) -> Option<u64> {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(self.take(8)?);
-        Some(u64::from_le_bytes(bytes))
-    }
+    reader.finish().ok()?;
+    Some(records)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloc::vec;
+    use wirebytes::testing::XorShift;
 
     fn sample() -> Records {
         let mut records = Records::new();
@@ -143,11 +122,9 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = XorShift::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..2000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next_u64();
             let len = (state % 64) as usize;
             let bytes: Vec<u8> = (0..len).map(|i| (state >> (i % 8 * 8)) as u8).collect();
             if let Some(records) = decode(&bytes) {

@@ -17,6 +17,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use blockdev::{BLOCK_SIZE, BlockDevice, BlockError};
+use wirebytes::{le_u16_at, le_u32_at, le_u64_at};
 
 const MAGIC: [u8; 8] = *b"EVESTATE";
 const FORMAT_VERSION: u16 = 1;
@@ -45,24 +46,23 @@ impl HeaderRepr {
     /// that is not a version-1 header whose payload fits `capacity`.
     pub fn parse(bytes: &[u8], capacity: usize) -> Option<HeaderRepr> {
         let header = bytes.get(..HEADER_LEN)?;
-        let u16_at = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
-        let u32_at = |at: usize| {
-            u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-        };
-        if header[..8] != MAGIC || u16_at(8) != FORMAT_VERSION || u16_at(10) != 0 || u32_at(24) != 0
+        let u16_at = |at| le_u16_at(header, at).ok();
+        let u32_at = |at| le_u32_at(header, at).ok();
+        if header.get(..8)? != MAGIC
+            || u16_at(8)? != FORMAT_VERSION
+            || u16_at(10)? != 0
+            || u32_at(24)? != 0
         {
             return None;
         }
-        let payload_len = usize::try_from(u32_at(12)).ok()?;
+        let payload_len = usize::try_from(u32_at(12)?).ok()?;
         if payload_len > capacity {
             return None;
         }
-        let mut sequence = [0u8; 8];
-        sequence.copy_from_slice(&header[16..24]);
         Some(HeaderRepr {
             payload_len,
-            sequence: u64::from_le_bytes(sequence),
-            crc: u32_at(CRC_OFFSET),
+            sequence: le_u64_at(header, 16).ok()?,
+            crc: u32_at(CRC_OFFSET)?,
         })
     }
 }

@@ -42,14 +42,7 @@ pub fn pattern_byte(index: u64) -> u8 {
 }
 
 /// xorshift64: deterministic pseudo-random numbers for splits and fuzzing.
-pub fn xorshift(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    x
-}
+pub use wirebytes::testing::xorshift;
 
 #[derive(Debug)]
 pub struct Fake {

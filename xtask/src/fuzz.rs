@@ -1,0 +1,237 @@
+//! `cargo xtask fuzz [TARGET...] [--seconds N]`: runs the cargo-fuzz
+//! targets of the hostile-input parsers, each for a bounded time.
+//!
+//! Fuzzing needs a nightly toolchain (libFuzzer's instrumentation) and
+//! `cargo-fuzz`; both are installed here when missing, and only here: the
+//! workspace itself builds on stable. Each library keeps its fuzz crate in
+//! its own `fuzz/` folder, a workspace of its own that the root workspace
+//! excludes; all of them build into `target/fuzz`. The working corpus of a
+//! target lives in `target/fuzz/corpus/<target>` and grows from run to run;
+//! committed seeds (`<crate>/fuzz/seeds/<target>`) are read alongside it.
+//! A crash stops the run and names the input that caused it, which
+//! `cargo +nightly fuzz run TARGET FILE` (in the crate's folder) replays;
+//! fix it with a regression test in the library's own tests.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// One fuzz target: its name, the crate folder whose `fuzz/` holds it and
+/// the largest input libFuzzer may make (its default is 4096 bytes).
+struct Target {
+    name: &'static str,
+    crate_dir: &'static str,
+    max_len: Option<usize>,
+}
+
+const TARGETS: &[Target] = &[
+    Target {
+        name: "auth_container",
+        crate_dir: "lib/eve-proto",
+        max_len: None,
+    },
+    Target {
+        name: "edge_dev_config",
+        crate_dir: "lib/eve-proto",
+        max_len: None,
+    },
+    Target {
+        // Masks reach 64 sectors of the CONFIG volume.
+        name: "fat_config",
+        crate_dir: "lib/configpart",
+        max_len: Some(64 * 512),
+    },
+    Target {
+        // QEMU's virt tree is about 8 KiB.
+        name: "fdt",
+        crate_dir: "sys/bootinfo",
+        max_len: Some(16 << 10),
+    },
+    Target {
+        name: "pvh",
+        crate_dir: "sys/bootinfo",
+        max_len: None,
+    },
+    Target {
+        name: "dns_response",
+        crate_dir: "lib/dnswire",
+        max_len: Some(1500),
+    },
+    Target {
+        name: "http_response",
+        crate_dir: "lib/evehttp",
+        max_len: None,
+    },
+    Target {
+        name: "statestore_open",
+        crate_dir: "lib/statestore",
+        max_len: None,
+    },
+    Target {
+        name: "tpm_response",
+        crate_dir: "host/eve-tpm",
+        max_len: None,
+    },
+    Target {
+        name: "newlog_line",
+        crate_dir: "controller",
+        max_len: None,
+    },
+];
+
+/// Runs `targets` (every target when empty) for `seconds` each.
+pub fn run(targets: &[String], seconds: u64) -> Result<(), String> {
+    let chosen: Vec<&Target> = if targets.is_empty() {
+        TARGETS.iter().collect()
+    } else {
+        targets
+            .iter()
+            .map(|name| {
+                TARGETS.iter().find(|t| t.name == name).ok_or_else(|| {
+                    let known: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+                    format!("no fuzz target {name}; targets: {}", known.join(", "))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    ensure_tools()?;
+    let root = harness::workspace_root();
+    let mut summaries = Vec::new();
+    for target in chosen {
+        summaries.push((target.name, run_target(&root, target, seconds)?));
+    }
+    println!("\nxtask: fuzzed {seconds} s per target, no crash");
+    for (name, summary) in summaries {
+        println!("  {name:<16} {summary}");
+    }
+    Ok(())
+}
+
+/// A command with the outer cargo's toolchain choice removed, so rustup
+/// picks the toolchain we name.
+fn rustup_run(args: &[&str]) -> Command {
+    let mut command = Command::new("rustup");
+    command.args(["run", "nightly"]).args(args);
+    for var in ["RUSTUP_TOOLCHAIN", "CARGO", "RUSTC", "RUSTDOC"] {
+        command.env_remove(var);
+    }
+    command
+}
+
+fn succeeds(mut command: Command) -> bool {
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn install(program: &str, args: &[&str]) -> Result<(), String> {
+    println!("xtask: running {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .status()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{program} {} failed ({status})", args.join(" ")))
+    }
+}
+
+/// Installs the nightly toolchain and cargo-fuzz when missing.
+fn ensure_tools() -> Result<(), String> {
+    if !succeeds(rustup_run(&["rustc", "--version"])) {
+        install(
+            "rustup",
+            &["toolchain", "install", "nightly", "--profile", "minimal"],
+        )?;
+    }
+    if !succeeds(rustup_run(&["cargo", "fuzz", "--version"])) {
+        install("cargo", &["install", "cargo-fuzz", "--locked"])?;
+    }
+    Ok(())
+}
+
+/// The last status line libFuzzer printed (`#N DONE cov: ... corp: ...`),
+/// for the summary.
+fn last_status(log: &str) -> String {
+    log.lines()
+        .rev()
+        .find(|l| l.starts_with('#') && l.contains("cov:"))
+        .map_or_else(|| String::from("(no status line)"), str::to_string)
+}
+
+fn run_target(root: &Path, target: &Target, seconds: u64) -> Result<String, String> {
+    let fuzz_root = root.join("target/fuzz");
+    let corpus = fuzz_root.join("corpus").join(target.name);
+    let artifacts = fuzz_root.join("artifacts").join(target.name);
+    let logs = fuzz_root.join("logs");
+    for dir in [&corpus, &artifacts, &logs] {
+        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let crate_dir = root.join(target.crate_dir);
+    let seeds = crate_dir.join("fuzz/seeds").join(target.name);
+    let log_path = logs.join(format!("{}.log", target.name));
+    let log = fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+
+    let mut args: Vec<String> = vec![
+        "cargo".into(),
+        "fuzz".into(),
+        "run".into(),
+        target.name.into(),
+        "--debug-assertions".into(),
+        "--target-dir".into(),
+        path_arg(&fuzz_root),
+        path_arg(&corpus),
+    ];
+    if seeds.is_dir() {
+        args.push(path_arg(&seeds));
+    }
+    args.push("--".into());
+    args.push(format!("-max_total_time={seconds}"));
+    args.push(format!("-artifact_prefix={}/", artifacts.display()));
+    if let Some(max_len) = target.max_len {
+        args.push(format!("-max_len={max_len}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    println!(
+        "xtask: fuzzing {} for {seconds} s (log: {})",
+        target.name,
+        log_path.display()
+    );
+    let status = rustup_run(&args)
+        .current_dir(&crate_dir)
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .status()
+        .map_err(|e| format!("rustup run nightly cargo fuzz: {e}"))?;
+    let text = fs::read_to_string(&log_path).unwrap_or_default();
+    if status.success() {
+        return Ok(last_status(&text));
+    }
+    let crash = text
+        .lines()
+        .find_map(|l| l.split("Test unit written to ").nth(1))
+        .map(str::trim);
+    Err(match crash {
+        Some(input) => format!(
+            "{} crashed on {input}; replay in {}: \
+             cargo +nightly fuzz run --target-dir {} {} {input}",
+            target.name,
+            target.crate_dir,
+            fuzz_root.display(),
+            target.name
+        ),
+        None => format!(
+            "{} failed ({status}); see {}",
+            target.name,
+            log_path.display()
+        ),
+    })
+}
+
+fn path_arg(path: &Path) -> String {
+    path.display().to_string()
+}
