@@ -9,6 +9,7 @@ pub mod domain;
 pub mod identity;
 pub mod newlog;
 pub mod pbuf;
+pub mod pgserver;
 pub mod quote;
 pub mod server;
 pub mod store;

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::configspec;
 use crate::identity::Identity;
-use crate::store::{Store, StoreError};
+use crate::store::{Pruned, Store, StoreError};
 
 pub use cache::Dev;
 use cache::Devices;
@@ -46,6 +46,8 @@ pub struct Limits {
     pub max_log_bytes: usize,
     /// How long metrics are kept.
     pub metrics_retention: Duration,
+    /// How long log lines are kept (from when they were received).
+    pub log_retention: Duration,
 }
 
 impl Default for Limits {
@@ -54,6 +56,7 @@ impl Default for Limits {
             max_body: 4 << 20,
             max_log_bytes: 32 << 20,
             metrics_retention: Duration::from_secs(7 * 24 * 3600),
+            log_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -238,10 +241,13 @@ impl Controller {
         self.store.touch_devices(&dirty)
     }
 
-    /// Drops metrics older than the retention limit.
-    pub fn prune(&self) -> Result<usize, StoreError> {
-        let keep_ms = self.limits.metrics_retention.as_millis() as i64;
-        self.store.prune_metrics(unix_ms() - keep_ms)
+    /// Drops metrics and logs older than their retention limits.
+    pub fn prune(&self) -> Result<Pruned, StoreError> {
+        let keep = |d: Duration| unix_ms() - d.as_millis() as i64;
+        self.store.prune(
+            keep(self.limits.metrics_retention),
+            keep(self.limits.log_retention),
+        )
     }
 
     /// Adds an onboarding certificate (PEM) with serials (empty: any).

@@ -55,7 +55,7 @@ impl Controller {
             .iter()
             .map(|e| log_record(&dev.uuid, None, e))
             .collect();
-        self.store.put_logs(&records)?;
+        self.store.put_logs(&records, unix_ms())?;
         Ok((StatusCode::CREATED, None))
     }
 
@@ -88,7 +88,7 @@ impl Controller {
             })?;
             records.push(log_record(&dev.uuid, app, &entry));
         }
-        self.store.put_logs(&records)?;
+        self.store.put_logs(&records, unix_ms())?;
         Ok((StatusCode::CREATED, None))
     }
 }
