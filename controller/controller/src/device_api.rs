@@ -35,7 +35,7 @@ impl Controller {
     }
 }
 
-async fn answer(ctl: &Controller, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(ctl: &Arc<Controller>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (route, result) = route(ctl, req).await;
     let (status, body) = match result {
         Ok((status, body)) => (status, body),
@@ -84,7 +84,7 @@ fn route_name(op: &str) -> Option<&'static str> {
     })
 }
 
-async fn route(ctl: &Controller, req: Request<Incoming>) -> (&'static str, Reply) {
+async fn route(ctl: &Arc<Controller>, req: Request<Incoming>) -> (&'static str, Reply) {
     let path = req.uri().path().to_owned();
     let Some(rest) = path.strip_prefix("/api/v2/edgedevice/") else {
         return not_found();
@@ -124,25 +124,54 @@ async fn route(ctl: &Controller, req: Request<Incoming>) -> (&'static str, Reply
         Ok(b) => b,
         Err(r) => return (route, Err(r)),
     };
-    let reply = if route == "register" {
-        ctl.register(&body)
-    } else {
-        match ctl.authenticate(&body, path_uuid) {
-            Err(r) => Err(r),
-            Ok((dev, payload)) => match route {
-                "uuid" => ctl.uuid(&dev),
-                "config" => ctl.config(&dev, &payload),
-                "attest" => ctl.attest(&dev, &payload),
-                "info" => ctl.info(&dev, &payload),
-                "metrics" => ctl.metrics(&dev, &payload),
-                "logs" => ctl.logs(&dev, &payload),
-                "newlogs" => ctl.newlogs(&dev, None, &payload),
-                "appnewlogs" => ctl.newlogs(&dev, app, &payload),
-                _ => ctl.flowlog(&dev, &payload),
-            },
-        }
-    };
+    // The config poll is the hot path: answered here when memory can.
+    if route == "config"
+        && let Some(reply) = ctl.config_poll_from_memory(&body, path_uuid)
+    {
+        return (route, reply);
+    }
+    // Everything else may wait on the store: on a blocking thread, so
+    // that a slow commit never stalls the connections the runtime drives.
+    let (ctl, path_uuid, app) = (
+        ctl.clone(),
+        path_uuid.map(str::to_owned),
+        app.map(str::to_owned),
+    );
+    let reply = tokio::task::spawn_blocking(move || {
+        handle_blocking(&ctl, route, &body, path_uuid.as_deref(), app.as_deref())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(Reject::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("request handler failed: {e}"),
+        ))
+    });
     (route, reply)
+}
+
+fn handle_blocking(
+    ctl: &Controller,
+    route: &'static str,
+    body: &[u8],
+    path_uuid: Option<&str>,
+    app: Option<&str>,
+) -> Reply {
+    if route == "register" {
+        return ctl.register(body);
+    }
+    let (dev, payload) = ctl.authenticate(body, path_uuid)?;
+    match route {
+        "uuid" => ctl.uuid(&dev),
+        "config" => ctl.config(&dev, &payload),
+        "attest" => ctl.attest(&dev, &payload),
+        "info" => ctl.info(&dev, &payload),
+        "metrics" => ctl.metrics(&dev, &payload),
+        "logs" => ctl.logs(&dev, &payload),
+        "newlogs" => ctl.newlogs(&dev, None, &payload),
+        "appnewlogs" => ctl.newlogs(&dev, app, &payload),
+        _ => ctl.flowlog(&dev, &payload),
+    }
 }
 
 /// Reads a body of at most `max` bytes, refusing on a larger declared

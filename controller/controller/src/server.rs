@@ -67,21 +67,24 @@ pub async fn serve_devices(
     }
 }
 
-/// Periodic housekeeping: last-seen flush every second, metrics pruning
-/// every minute.
+/// Periodic housekeeping: last-seen flush every second, retention every
+/// minute, each on a blocking thread since both write to the store.
 pub async fn housekeeping(ctl: Arc<Controller>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut n: u64 = 0;
     loop {
         tick.tick().await;
-        if let Err(e) = ctl.flush_last_seen() {
-            eprintln!("controller: recording last-seen times: {e}");
-        }
-        if n.is_multiple_of(60)
-            && let Err(e) = ctl.prune()
-        {
-            eprintln!("controller: pruning metrics: {e}");
-        }
+        let prune = n.is_multiple_of(60);
         n += 1;
+        let ctl = ctl.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = ctl.flush_last_seen() {
+                eprintln!("controller: recording last-seen times: {e}");
+            }
+            if prune && let Err(e) = ctl.prune() {
+                eprintln!("controller: retention: {e}");
+            }
+        })
+        .await;
     }
 }

@@ -3,10 +3,9 @@
 //! EVE's API, the admin API manages them, and the controller is killed and
 //! restarted mid-test to check that nothing was lost.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
 
 use bytes::Bytes;
 use devicesim::device::{SimDevice, random_signer, self_signed};
@@ -17,97 +16,19 @@ use eve_proto::attest::{
     ZAttestReqType, ZAttestResponse, ZAttestResponseCode,
 };
 use eve_proto::certs::{ZCert, ZCertType};
-use eve_proto::config::{ConfigRequest, ConfigResponse};
 use eve_proto::info::{ZInfoDevice, ZInfoMsg, z_info_msg::InfoContent};
 use eve_proto::logs::{LogBundle, LogEntry};
 use eve_proto::metrics::ZMetricMsg;
 use eve_proto::sign::Signer;
 use eve_proto::uuid::{UuidRequest, UuidResponse};
 use hyper::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
-const API: &str = "/api/v2/edgedevice";
+mod common;
+use common::*;
 
-struct Running {
-    child: Child,
-    dev: SocketAddr,
-    admin: SocketAddr,
-    token: String,
-    root_pem: String,
-    root_line: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ctl-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn start(dir: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_controller"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn controller");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut next = || lines.next().expect("controller prints").expect("readable");
-    let root_line = next();
-    let dev_line = next();
-    let admin_line = next();
-    let addr = |line: &str, scheme: &str| -> SocketAddr {
-        let rest = line.split(scheme).nth(1).expect("url in line");
-        rest.split('/')
-            .next()
-            .expect("host")
-            .parse()
-            .expect("socket address")
-    };
-    let token_path = admin_line
-        .split("token in ")
-        .nth(1)
-        .expect("token path")
-        .trim_end_matches(')');
-    Running {
-        dev: addr(&dev_line, "https://"),
-        admin: addr(&admin_line, "http://"),
-        token: std::fs::read_to_string(token_path)
-            .expect("token")
-            .trim()
-            .to_owned(),
-        root_pem: std::fs::read_to_string(dir.join("root-certificate.pem")).expect("root cert"),
-        root_line,
-        child,
-    }
-}
-
-impl Running {
-    fn device_client(&self) -> Client {
-        Client::tls(self.dev, &self.root_pem, &[]).expect("tls client")
-    }
-
-    async fn admin(&self, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
-        let mut c = Client::admin(self.admin, &self.token);
-        let (status, body) = c
-            .request(method, path, Bytes::from(body.to_owned()))
-            .await
-            .expect("admin request");
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-    }
+fn start(dir: &std::path::Path) -> Running {
+    start_with(dir, &[])
 }
 
 fn unix_secs() -> i64 {
@@ -136,12 +57,6 @@ impl Running {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
-}
-
-async fn post(c: &mut Client, path: &str, body: Bytes) -> (StatusCode, Bytes) {
-    c.request(Method::POST, &format!("{API}{path}"), body)
-        .await
-        .expect("request")
 }
 
 /// Declares a body larger than the limit and reads the answer without
@@ -179,53 +94,6 @@ fn gzip(text: &str) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(text.as_bytes()).expect("gzip");
     gz.finish().expect("gzip")
-}
-
-async fn attest(c: &mut Client, d: &SimDevice, uuid: &str, req: ZAttestReq) -> ZAttestResponse {
-    let (status, body) = post(
-        c,
-        &format!("/id/{uuid}/attest"),
-        d.sign(req.encode_to_vec()).unwrap(),
-    )
-    .await;
-    assert_eq!(
-        status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
-    ZAttestResponse::decode(d.open(&body).expect("controller signed").as_slice())
-        .expect("ZAttestResponse")
-}
-
-async fn poll(
-    c: &mut Client,
-    d: &SimDevice,
-    uuid: &str,
-    hash: &str,
-    token: &[u8],
-) -> (StatusCode, Option<ConfigResponse>) {
-    let req = ConfigRequest {
-        config_hash: hash.into(),
-        integrity_token: token.to_vec(),
-    };
-    let (status, body) = post(
-        c,
-        &format!("/id/{uuid}/config"),
-        d.sign(req.encode_to_vec()).unwrap(),
-    )
-    .await;
-    let resp = (status == StatusCode::OK).then(|| {
-        ConfigResponse::decode(d.open(&body).expect("controller signed").as_slice())
-            .expect("ConfigResponse")
-    });
-    (status, resp)
-}
-
-fn onboarding() -> (eve_proto::sign::SoftwareSigner, String) {
-    let key = random_signer();
-    let (pem, _) = self_signed(&key, "onboarding").expect("onboarding cert");
-    (key, pem)
 }
 
 /// The whole device life: onboarding, registration outcomes, attestation,
@@ -726,30 +594,6 @@ async fn device_lifecycle_negative_cases_and_restart() {
     );
     drop(ctl);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Builds a TPMS_ATTEST quote over `pcrs` (SHA-256 bank) carrying `nonce`.
-fn tpm_quote(nonce: &[u8], pcrs: &[(u32, [u8; 32])]) -> Vec<u8> {
-    let mut a = Vec::new();
-    a.extend_from_slice(&0xff54_4347u32.to_be_bytes());
-    a.extend_from_slice(&0x8018u16.to_be_bytes());
-    a.extend_from_slice(&2u16.to_be_bytes());
-    a.extend_from_slice(&[0, 0x0b]);
-    a.extend_from_slice(&(nonce.len() as u16).to_be_bytes());
-    a.extend_from_slice(nonce);
-    a.extend_from_slice(&[0u8; 17 + 8]);
-    a.extend_from_slice(&1u32.to_be_bytes());
-    a.extend_from_slice(&0x000bu16.to_be_bytes());
-    let mut select = [0u8; 3];
-    for (i, _) in pcrs {
-        select[(*i / 8) as usize] |= 1 << (i % 8);
-    }
-    a.push(3);
-    a.extend_from_slice(&select);
-    let concat: Vec<u8> = pcrs.iter().flat_map(|(_, v)| v.to_vec()).collect();
-    a.extend_from_slice(&32u16.to_be_bytes());
-    a.extend_from_slice(&eve_proto::sha256(&concat));
-    a
 }
 
 /// TPM attestation: the quote must be signed by the attestation key and

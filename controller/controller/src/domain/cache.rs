@@ -4,7 +4,7 @@
 //! times waiting to be written.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -20,12 +20,24 @@ pub(super) struct CachedConfig {
     pub envelope: Bytes,
 }
 
-/// What changes about a device while it is served.
+/// What changes about a device while it is served. Each cached value
+/// carries the epoch of its kind it was read at; another replica's change
+/// bumps the device's epoch ([`Dev::invalidate`]), which makes it stale.
 #[derive(Default)]
 pub(super) struct DevCache {
-    pub config: Option<Arc<CachedConfig>>,
+    pub config: Option<(u64, Arc<CachedConfig>)>,
     pub attest: AttestState,
+    pub attest_epoch: u64,
     pub last_verified: Option<[u8; 32]>,
+}
+
+/// The kinds of cached state other replicas can make stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cached {
+    /// The signed current config.
+    Config,
+    /// The attestation state (nonce, integrity token).
+    Attest,
 }
 
 /// One known device.
@@ -40,6 +52,8 @@ pub struct Dev {
     pub(super) last_seen: AtomicI64,
     pub(super) seen_dirty: AtomicBool,
     pub(super) cache: Mutex<DevCache>,
+    config_epoch: AtomicU64,
+    attest_epoch: AtomicU64,
 }
 
 impl Dev {
@@ -67,7 +81,27 @@ impl Dev {
                 attest: device.attest.clone(),
                 ..Default::default()
             }),
+            config_epoch: AtomicU64::new(0),
+            attest_epoch: AtomicU64::new(0),
         }))
+    }
+
+    fn epoch_of(&self, kind: Cached) -> &AtomicU64 {
+        match kind {
+            Cached::Config => &self.config_epoch,
+            Cached::Attest => &self.attest_epoch,
+        }
+    }
+
+    /// The current epoch of `kind`.
+    pub(super) fn epoch(&self, kind: Cached) -> u64 {
+        self.epoch_of(kind).load(Ordering::Acquire)
+    }
+
+    /// Makes what is cached of `kind` stale. Touches no lock, so the
+    /// store's notification thread may call it at any time.
+    pub(super) fn invalidate(&self, kind: Cached) {
+        self.epoch_of(kind).fetch_add(1, Ordering::AcqRel);
     }
 
     /// Notes an authenticated request at `now` (Unix seconds).
@@ -113,6 +147,11 @@ impl Devices {
 
     pub fn by_hash(&self, hash: &[u8]) -> Option<Arc<Dev>> {
         self.by_hash.get(&prefix16(hash)).cloned()
+    }
+
+    /// Every known device.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Dev>> {
+        self.by_uuid.values()
     }
 
     /// The last-seen times changed since the previous call.

@@ -31,10 +31,10 @@ use serde::Serialize;
 
 use crate::configspec;
 use crate::identity::Identity;
-use crate::store::{Pruned, Store, StoreError};
+use crate::store::{Change, Pruned, Store, StoreError};
 
 pub use cache::Dev;
-use cache::Devices;
+use cache::{Cached, Devices};
 pub use config::config_hash;
 
 /// Limits and retention.
@@ -273,10 +273,80 @@ impl Controller {
         Ok(found)
     }
 
-    fn dev(&self, uuid: &str) -> Option<Arc<Dev>> {
-        self.devices
+    /// A device by UUID, from memory or, on a shared store, from the store.
+    fn dev_or_load(&self, uuid: &str) -> Result<Option<Arc<Dev>>, StoreError> {
+        if let Some(dev) = self
+            .devices
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .by_uuid(uuid)
+        {
+            return Ok(Some(dev));
+        }
+        if !self.store.shared() {
+            return Ok(None);
+        }
+        Ok(self.store.device(uuid)?.and_then(|d| self.remember(&d)))
+    }
+
+    /// A device by its certificate hash (16 or 32 bytes) from the store.
+    fn load_by_cert_hash(&self, hash: &[u8]) -> Result<Option<Arc<Dev>>, StoreError> {
+        if !self.store.shared() || hash.len() < 16 {
+            return Ok(None);
+        }
+        let device = self.store.device_by_cert_prefix(&hex(&hash[..16]))?;
+        Ok(device.and_then(|d| self.remember(&d)))
+    }
+
+    /// Adds a stored device to memory, keeping one we already have.
+    fn remember(&self, device: &crate::store::Device) -> Option<Arc<Dev>> {
+        let mut devices = self.devices.write().unwrap_or_else(|e| e.into_inner());
+        match devices.by_uuid(&device.uuid) {
+            Some(dev) => Some(dev),
+            None => devices.insert_device(device),
+        }
+    }
+
+    /// Follows what other replicas change in a shared store, for as long
+    /// as the controller lives.
+    pub fn watch(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.store.watch(Box::new(move |change| {
+            if let Some(ctl) = weak.upgrade() {
+                ctl.apply(change);
+            }
+        }));
+    }
+
+    /// Makes what `change` touched stale. Runs on the store's thread: it
+    /// only takes the device map's lock, which is never held across a call
+    /// to the store.
+    fn apply(&self, change: Change) {
+        let devices = || self.devices.read().unwrap_or_else(|e| e.into_inner());
+        match change {
+            Change::DeviceAdded(_) => {}
+            Change::DeviceDeleted(uuid) => {
+                self.devices
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&uuid);
+            }
+            Change::Config(uuid) => {
+                if let Some(dev) = devices().by_uuid(&uuid) {
+                    dev.invalidate(Cached::Config);
+                }
+            }
+            Change::Attest(uuid) => {
+                if let Some(dev) = devices().by_uuid(&uuid) {
+                    dev.invalidate(Cached::Attest);
+                }
+            }
+            Change::Resync => {
+                for dev in devices().all() {
+                    dev.invalidate(Cached::Config);
+                    dev.invalidate(Cached::Attest);
+                }
+            }
+        }
     }
 }

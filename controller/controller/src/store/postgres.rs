@@ -92,6 +92,17 @@ fn onboard_row(r: &Row) -> Result<OnboardEntry, StoreError> {
     })
 }
 
+/// A batch of log lines as one array per column, for `unnest`.
+#[derive(Default)]
+struct LogColumns {
+    device: Vec<String>,
+    app: Vec<Option<String>>,
+    ts_ms: Vec<i64>,
+    severity: Vec<String>,
+    source: Vec<String>,
+    content: Vec<String>,
+}
+
 fn record_row(r: &Row) -> Record {
     Record {
         id: r.get(0),
@@ -568,21 +579,14 @@ impl Store for PgStore {
         if logs.is_empty() {
             return Ok(());
         }
-        let mut cols: (
-            Vec<String>,
-            Vec<Option<String>>,
-            Vec<i64>,
-            Vec<String>,
-            Vec<String>,
-            Vec<String>,
-        ) = Default::default();
+        let mut cols = LogColumns::default();
         for l in logs {
-            cols.0.push(l.device.clone());
-            cols.1.push(l.app.clone());
-            cols.2.push(l.ts_ms);
-            cols.3.push(l.severity.clone());
-            cols.4.push(l.source.clone());
-            cols.5.push(l.content.clone());
+            cols.device.push(l.device.clone());
+            cols.app.push(l.app.clone());
+            cols.ts_ms.push(l.ts_ms);
+            cols.severity.push(l.severity.clone());
+            cols.source.push(l.source.clone());
+            cols.content.push(l.content.clone());
         }
         let partitions = self.partitions.clone();
         self.db.run(move |c| {
@@ -596,12 +600,12 @@ impl Store for PgStore {
                          WITH ORDINALITY AS u(d, a, t, s, src, txt, n)
                      ORDER BY n",
                     &[
-                        &cols.0,
-                        &cols.1,
-                        &cols.2,
-                        &cols.3,
-                        &cols.4,
-                        &cols.5,
+                        &cols.device,
+                        &cols.app,
+                        &cols.ts_ms,
+                        &cols.severity,
+                        &cols.source,
+                        &cols.content,
                         &received_ms,
                     ],
                 )
