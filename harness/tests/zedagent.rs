@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use controller::adminctl::{Admin, LogFilter, proto_json_u64};
 use controller::identity::Identity;
 use controller::server::{self, Controller, Limits};
 use controller::store::sqlite::SqliteStore;
@@ -25,6 +24,7 @@ use eve_proto::auth::AuthContainer;
 use eve_proto::common::HashAlgorithm;
 use eve_proto::config::ConfigResponse;
 use eve_proto::sign::{self, SenderIdentity};
+use evectl::admin::{Admin, LogFilter, proto_json_u64};
 use harness::provision::{OnboardIdentity, config_files, write_config_partition};
 use harness::{Device, Guest, Machine, Profile, Running, UserNet, build_service};
 use http_body_util::{BodyExt, Full};

@@ -181,8 +181,8 @@ fn boot(runs: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `controller-load` (release), which starts the release controller
-/// as its own process on loopback and prints a table per run.
+/// Runs `devicesim` (release), which starts the release controller as its
+/// own process on loopback and prints a table per run.
 fn controller() -> Result<(), String> {
     crate::cargo(&[
         "build",
@@ -190,9 +190,11 @@ fn controller() -> Result<(), String> {
         "--release",
         "--package",
         "controller",
+        "--package",
+        "devicesim",
         "--bins",
     ])?;
-    let load = harness::workspace_root().join("target/release/controller-load");
+    let load = harness::workspace_root().join("target/release/devicesim");
     let runs: [&[&str]; 3] = [
         &[
             "--devices",
@@ -220,13 +222,13 @@ fn controller() -> Result<(), String> {
         ],
     ];
     for args in runs {
-        println!("controller-load {}", args.join(" "));
+        println!("devicesim {}", args.join(" "));
         let status = std::process::Command::new(&load)
             .args(args)
             .status()
             .map_err(|e| format!("{}: {e}", load.display()))?;
         if !status.success() {
-            return Err(format!("controller-load failed ({status})"));
+            return Err(format!("devicesim failed ({status})"));
         }
     }
     Ok(())
@@ -241,7 +243,7 @@ fn proto(iterations: u32) -> Result<(), String> {
         "--quiet",
         "--release",
         "--package",
-        "controller",
+        "evectl",
         "--bin",
         "evectl",
         "--",

@@ -11,11 +11,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use controller::client::Client;
 use controller::identity::Identity;
 use controller::server::{self, Controller, Limits};
 use controller::store::LogQuery;
 use controller::store::sqlite::SqliteStore;
+use devicesim::device::self_signed;
+use devicesim::http::Client;
 use eve_proto::Message;
 use eve_proto::auth::AuthContainer;
 use eve_proto::common::HashAlgorithm;
@@ -286,7 +287,7 @@ fn onboarding_identity(seed: u8) -> (String, String) {
         .expect("pkcs8")
         .to_string();
     let signer = SoftwareSigner::new(&secret);
-    let (cert_pem, _) = controller::client::self_signed(&signer, "onboarding").expect("cert");
+    let (cert_pem, _) = self_signed(&signer, "onboarding").expect("cert");
     (cert_pem, key_pem)
 }
 

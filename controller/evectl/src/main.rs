@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use controller::adminctl::{Admin, CtlError, LogFilter};
-use controller::{bench, pbuf};
+use controller::pbuf;
+use evectl::admin::{Admin, CtlError, LogFilter};
+use evectl::bench;
 
 #[derive(Parser)]
 #[command(

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::client::{Client, ClientError};
+use devicesim::http::{Client, ClientError};
 
 /// Why a controller command failed.
 #[derive(Debug, thiserror::Error)]
@@ -567,7 +567,7 @@ mod tests {
     /// A message as the admin API renders it: protobuf-JSON from the
     /// descriptors, as the controller stores and serves it.
     fn admin_json(type_name: &str, msg: &impl prost::Message) -> Value {
-        let text = crate::pbuf::decode_to_json(type_name, &msg.encode_to_vec()).unwrap();
+        let text = controller::pbuf::decode_to_json(type_name, &msg.encode_to_vec()).unwrap();
         serde_json::from_str(&text).unwrap()
     }
 

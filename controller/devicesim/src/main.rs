@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use controller::client::{Client, ClientError, DeviceError, SimDevice, random_signer, self_signed};
+use devicesim::device::{DeviceError, SimDevice, random_signer, self_signed};
+use devicesim::http::{Client, ClientError};
 use eve_proto::Message;
 use eve_proto::attest::{ZAttestReq, ZAttestReqType, ZAttestResponse};
 use eve_proto::config::{ConfigRequest, ConfigResponse};

@@ -14,7 +14,9 @@ use std::time::Duration;
 use clap::Parser;
 use controller::identity::{Identity, IdentityError, write_atomic};
 use controller::server::{self, Controller, ControllerError, Limits, ServeError};
+use controller::store::Store;
 use controller::store::StoreError;
+use controller::store::postgres::PgStore;
 use controller::store::sqlite::SqliteStore;
 
 #[derive(Parser)]
@@ -35,9 +37,20 @@ struct Args {
     /// Admin token file; created with a random token if missing.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// The database: a PostgreSQL URL (`postgres://user:password@host/db`,
+    /// shared by any number of controller replicas), or a SQLite file
+    /// (default: `controller.db` in the data directory).
+    #[arg(long, env = "EVE_CONTROLLER_DATABASE")]
+    database: Option<String>,
+    /// Most PostgreSQL connections this replica opens.
+    #[arg(long, default_value_t = 16)]
+    database_pool: usize,
     /// Days of metrics to keep.
     #[arg(long, default_value_t = 7)]
     metrics_retention_days: u64,
+    /// Days of device logs to keep.
+    #[arg(long, default_value_t = 30)]
+    log_retention_days: u64,
     /// Largest accepted device request body, bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
@@ -80,6 +93,25 @@ fn admin_token(path: &PathBuf) -> Result<String, StartError> {
     }
 }
 
+/// The store `--database` names, and how to print it (no password).
+fn open_store(args: &Args) -> Result<(Arc<dyn Store>, String), StartError> {
+    match args.database.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let shown = match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) => format!("{}://...{}", &url[..scheme], &url[at..]),
+                _ => url.to_owned(),
+            };
+            let store = PgStore::connect(url, args.database_pool)?;
+            Ok((Arc::new(store), format!("PostgreSQL {shown}")))
+        }
+        other => {
+            let path = other.map_or_else(|| args.data_dir.join("controller.db"), PathBuf::from);
+            let store = SqliteStore::open(&path)?;
+            Ok((Arc::new(store), format!("SQLite {}", path.display())))
+        }
+    }
+}
+
 async fn run(args: Args) -> Result<(), StartError> {
     let identity = Identity::load_or_create(&args.data_dir)?;
     let token_path = args
@@ -87,7 +119,7 @@ async fn run(args: Args) -> Result<(), StartError> {
         .clone()
         .unwrap_or_else(|| args.data_dir.join("admin-token"));
     let token = Arc::new(admin_token(&token_path)?);
-    let store = Arc::new(SqliteStore::open(&args.data_dir.join("controller.db"))?);
+    let (store, database) = open_store(&args)?;
     let tls = server::tls_config(&identity)?;
     let root =
         std::fs::canonicalize(&identity.root_cert_path).unwrap_or(identity.root_cert_path.clone());
@@ -95,9 +127,11 @@ async fn run(args: Args) -> Result<(), StartError> {
     let limits = Limits {
         max_body: args.max_body,
         metrics_retention: Duration::from_secs(args.metrics_retention_days * 24 * 3600),
+        log_retention: Duration::from_secs(args.log_retention_days * 24 * 3600),
         ..Limits::default()
     };
     let ctl = Arc::new(Controller::new(store, identity, limits)?);
+    ctl.watch();
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -131,6 +165,7 @@ async fn run(args: Args) -> Result<(), StartError> {
             local(&admin),
             token_path.display()
         );
+        let _ = writeln!(out, "database: {database}");
         let _ = out.flush();
     }
     if !args.admin_listen.ip().is_loopback() {

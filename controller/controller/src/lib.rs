@@ -1,15 +1,16 @@
 //! Our EVE controller: the device API (EVE API v2 over TLS), its storage,
-//! the admin API, and the `evectl` tooling (EVE's `pbuf` idea: turn API
-//! messages into JSON and back, and open signed envelopes).
+//! and the admin API. The CLI and its admin client are the `evectl` crate;
+//! simulated devices and the load generator are `devicesim`.
 
 pub mod admin;
-pub mod adminctl;
-pub mod bench;
-pub mod client;
 pub mod configspec;
+pub mod device_api;
+pub mod domain;
 pub mod identity;
 pub mod newlog;
 pub mod pbuf;
+pub mod pgserver;
 pub mod quote;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -1,20 +1,34 @@
-//! What the controller keeps, behind the [`Store`] trait so that a server
-//! database can replace the embedded SQLite one ([`sqlite::SqliteStore`])
-//! for fleets without touching the API code.
+//! What the controller keeps, behind the [`Store`] trait: the embedded
+//! SQLite one ([`sqlite::SqliteStore`]) by default, PostgreSQL
+//! ([`postgres::PgStore`]) for fleets, where several controller replicas
+//! share one database.
 //!
 //! Every method is one atomic unit: an implementation must either apply all
-//! of a call's writes or none (SQLite: one transaction per call).
+//! of a call's writes or none (one transaction per call), and calls from
+//! several processes on one shared store must be as safe as calls from one.
+//! [`suite`] is the test suite every implementation passes.
 
+pub mod postgres;
 pub mod sqlite;
+pub mod suite;
 
 use serde::Serialize;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database reported an error.
+    /// SQLite reported an error.
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error, or the connection failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A stored value does not read back (a damaged row).
+    #[error("damaged row: {0}")]
+    Corrupt(String),
+    /// The store's connection set-up is unusable (a bad URL).
+    #[error("{0}")]
+    Config(String),
     /// The database was written by a newer controller.
     #[error("database schema version {found} is newer than this controller's {supported}")]
     TooNew {
@@ -139,6 +153,35 @@ pub struct LogRecord {
     pub content: String,
 }
 
+/// What [`Store::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    /// Rows deleted one by one.
+    pub rows: u64,
+    /// Whole time partitions dropped (their rows are not counted).
+    pub partitions: u64,
+}
+
+/// A change another process made to a shared store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A device was registered.
+    DeviceAdded(String),
+    /// A device was deleted.
+    DeviceDeleted(String),
+    /// A device got a new config.
+    Config(String),
+    /// A device's attestation state changed.
+    Attest(String),
+    /// Changes may have been missed (the notification link was lost):
+    /// nothing cached can be trusted.
+    Resync,
+}
+
+/// Where a store delivers [`Change`]s; called from the store's own thread,
+/// so it must only touch memory.
+pub type ChangeSink = Box<dyn Fn(Change) + Send + Sync>;
+
 /// A log search.
 #[derive(Debug, Clone, Default)]
 pub struct LogQuery {
@@ -193,6 +236,31 @@ pub trait Store: Send + Sync {
     fn touch_devices(&self, seen: &[(String, i64)]) -> Result<(), StoreError>;
     /// Replaces a device's attestation state.
     fn set_attest(&self, uuid: &str, state: &AttestState) -> Result<(), StoreError>;
+    /// Reads, changes and writes a device's attestation state as one atomic
+    /// step, so that two replicas cannot both spend one nonce: `change`
+    /// sees the stored state and returns whether to write it. It may be
+    /// called again when another writer got there first; its last call is
+    /// the one applied. Returns the stored state after the call, or `None`
+    /// for an unknown device.
+    fn update_attest(
+        &self,
+        uuid: &str,
+        change: &mut dyn FnMut(&mut AttestState) -> bool,
+    ) -> Result<Option<AttestState>, StoreError>;
+    /// The device whose certificate's SHA-256 starts with `prefix_hex`
+    /// (32 hex digits: the 16 bytes EVE may send as `senderCertHash`).
+    fn device_by_cert_prefix(&self, prefix_hex: &str) -> Result<Option<Device>, StoreError>;
+    /// Whether other processes may write this store at the same time
+    /// (controller replicas): then what a controller caches can go stale,
+    /// and it must read the store where its memory has no answer.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Calls `sink` with what other processes change, for as long as the
+    /// store lives. A store that no other process writes never calls it.
+    fn watch(&self, sink: ChangeSink) {
+        let _ = sink;
+    }
     /// Stores a new config version and returns its number.
     fn put_config(&self, uuid: &str, config: &[u8]) -> Result<i64, StoreError>;
     /// The current config.
@@ -213,10 +281,11 @@ pub trait Store: Send + Sync {
     fn put_metrics(&self, uuid: &str, msg: &[u8], received_ms: i64) -> Result<(), StoreError>;
     /// The newest `limit` metrics messages, newest first.
     fn metrics(&self, uuid: &str, limit: u32) -> Result<Vec<Record>, StoreError>;
-    /// Drops metrics received before `before_ms`; returns how many.
-    fn prune_metrics(&self, before_ms: i64) -> Result<usize, StoreError>;
-    /// Stores log lines in one transaction.
-    fn put_logs(&self, logs: &[LogRecord]) -> Result<(), StoreError>;
+    /// Drops metrics received before `metrics_before_ms` and log lines
+    /// received before `logs_before_ms`.
+    fn prune(&self, metrics_before_ms: i64, logs_before_ms: i64) -> Result<Pruned, StoreError>;
+    /// Stores log lines received at `received_ms` in one transaction.
+    fn put_logs(&self, logs: &[LogRecord], received_ms: i64) -> Result<(), StoreError>;
     /// Searches logs.
     fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError>;
     /// Stores a flow-log message.

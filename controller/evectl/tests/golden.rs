@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 fn testdata(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../lib/eve-proto/testdata")
+        .join("../../lib/eve-proto/testdata")
         .join(rel)
 }
 
@@ -296,9 +296,9 @@ fn types_lists_all_top_level_messages() {
 
 #[test]
 fn bench_reports_four_operations() {
-    let results = controller::bench::run_proto_bench(3);
+    let results = evectl::bench::run_proto_bench(3);
     assert_eq!(results.len(), 4);
-    let cfg = controller::bench::realistic_config();
+    let cfg = evectl::bench::realistic_config();
     assert_eq!(
         (
             cfg.apps.len(),

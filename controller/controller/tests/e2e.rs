@@ -3,122 +3,60 @@
 //! EVE's API, the admin API manages them, and the controller is killed and
 //! restarted mid-test to check that nothing was lost.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
 
 use bytes::Bytes;
-use controller::client::{Client, SimDevice, random_signer, self_signed};
+use devicesim::device::{SimDevice, random_signer, self_signed};
+use devicesim::http::Client;
 use eve_proto::Message;
 use eve_proto::attest::{
     AttestStorageKeys, AttestVolumeKey, TpmHashAlgo, TpmPcrValue, ZAttestQuote, ZAttestReq,
     ZAttestReqType, ZAttestResponse, ZAttestResponseCode,
 };
 use eve_proto::certs::{ZCert, ZCertType};
-use eve_proto::config::{ConfigRequest, ConfigResponse};
-use eve_proto::info::{
-    AttestationInfo, AttestationState, HwSecurityModuleStatus, ZInfoDevice, ZInfoMsg,
-    z_info_msg::InfoContent,
-};
+use eve_proto::info::{ZInfoDevice, ZInfoMsg, z_info_msg::InfoContent};
 use eve_proto::logs::{LogBundle, LogEntry};
-use eve_proto::metrics::{
-    DeviceMetric, MetricItem, MetricItemType, ZMetricMsg, ZedcloudMetric,
-    metric_item::MetricItemValue, z_metric_msg::MetricContent,
-};
+use eve_proto::metrics::ZMetricMsg;
 use eve_proto::sign::Signer;
 use eve_proto::uuid::{UuidRequest, UuidResponse};
 use hyper::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
-const API: &str = "/api/v2/edgedevice";
+mod common;
+use common::*;
 
-struct Running {
-    child: Child,
-    dev: SocketAddr,
-    admin: SocketAddr,
-    token: String,
-    root_pem: String,
-    root_line: String,
+fn start(dir: &std::path::Path) -> Running {
+    start_with(dir, &[])
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ctl-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn start(dir: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_controller"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn controller");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut next = || lines.next().expect("controller prints").expect("readable");
-    let root_line = next();
-    let dev_line = next();
-    let admin_line = next();
-    let addr = |line: &str, scheme: &str| -> SocketAddr {
-        let rest = line.split(scheme).nth(1).expect("url in line");
-        rest.split('/')
-            .next()
-            .expect("host")
-            .parse()
-            .expect("socket address")
-    };
-    let token_path = admin_line
-        .split("token in ")
-        .nth(1)
-        .expect("token path")
-        .trim_end_matches(')');
-    Running {
-        dev: addr(&dev_line, "https://"),
-        admin: addr(&admin_line, "http://"),
-        token: std::fs::read_to_string(token_path)
-            .expect("token")
-            .trim()
-            .to_owned(),
-        root_pem: std::fs::read_to_string(dir.join("root-certificate.pem")).expect("root cert"),
-        root_line,
-        child,
-    }
+fn unix_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
 }
 
 impl Running {
-    fn device_client(&self) -> Client {
-        Client::tls(self.dev, &self.root_pem, &[]).expect("tls client")
+    /// Waits (up to a minute) until the store records a request from
+    /// `uuid` at or after `at` (Unix seconds).
+    async fn wait_last_seen(&self, uuid: &str, at: i64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (_, dev) = self
+                .admin(Method::GET, &format!("/api/v1/devices/{uuid}"), "")
+                .await;
+            if dev["last_seen"].as_i64().is_some_and(|t| t >= at) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "last-seen time never written: {dev}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
-
-    async fn admin(&self, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
-        let mut c = Client::admin(self.admin, &self.token);
-        let (status, body) = c
-            .request(method, path, Bytes::from(body.to_owned()))
-            .await
-            .expect("admin request");
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-    }
-}
-
-async fn post(c: &mut Client, path: &str, body: Bytes) -> (StatusCode, Bytes) {
-    c.request(Method::POST, &format!("{API}{path}"), body)
-        .await
-        .expect("request")
 }
 
 /// Declares a body larger than the limit and reads the answer without
@@ -156,53 +94,6 @@ fn gzip(text: &str) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(text.as_bytes()).expect("gzip");
     gz.finish().expect("gzip")
-}
-
-async fn attest(c: &mut Client, d: &SimDevice, uuid: &str, req: ZAttestReq) -> ZAttestResponse {
-    let (status, body) = post(
-        c,
-        &format!("/id/{uuid}/attest"),
-        d.sign(req.encode_to_vec()).unwrap(),
-    )
-    .await;
-    assert_eq!(
-        status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
-    ZAttestResponse::decode(d.open(&body).expect("controller signed").as_slice())
-        .expect("ZAttestResponse")
-}
-
-async fn poll(
-    c: &mut Client,
-    d: &SimDevice,
-    uuid: &str,
-    hash: &str,
-    token: &[u8],
-) -> (StatusCode, Option<ConfigResponse>) {
-    let req = ConfigRequest {
-        config_hash: hash.into(),
-        integrity_token: token.to_vec(),
-    };
-    let (status, body) = post(
-        c,
-        &format!("/id/{uuid}/config"),
-        d.sign(req.encode_to_vec()).unwrap(),
-    )
-    .await;
-    let resp = (status == StatusCode::OK).then(|| {
-        ConfigResponse::decode(d.open(&body).expect("controller signed").as_slice())
-            .expect("ConfigResponse")
-    });
-    (status, resp)
-}
-
-fn onboarding() -> (eve_proto::sign::SoftwareSigner, String) {
-    let key = random_signer();
-    let (pem, _) = self_signed(&key, "onboarding").expect("onboarding cert");
-    (key, pem)
 }
 
 /// The whole device life: onboarding, registration outcomes, attestation,
@@ -623,6 +514,7 @@ async fn device_lifecycle_negative_cases_and_restart() {
     );
     let hash2 = resp.config_hash;
     assert_ne!(hash1, hash2);
+    let last_polled = unix_secs();
     assert_eq!(
         poll(&mut c, &d, &uuid, &hash2, &token).await.0,
         StatusCode::NOT_MODIFIED
@@ -643,8 +535,10 @@ async fn device_lifecycle_negative_cases_and_restart() {
     assert_eq!(count("config", 304), 3);
     assert_eq!(count("register", 409), 1);
 
-    // Kill -9 and restart on the same data directory: nothing lost.
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // Kill -9 and restart on the same data directory: nothing lost. The
+    // last-seen times are written in batches; the kill waits for the batch
+    // holding the last poll, as the admin API (which reads the store) shows.
+    ctl.wait_last_seen(&uuid, last_polled).await;
     drop(c);
     drop(ctl);
     let ctl = start(&dir);
@@ -665,7 +559,7 @@ async fn device_lifecycle_negative_cases_and_restart() {
         .await;
     assert_eq!(dev["attest"]["state"], "attested-notpm");
     assert_eq!(dev["serial"], "SN1");
-    assert!(dev["last_seen"].as_i64().unwrap() > 0);
+    assert!(dev["last_seen"].as_i64().unwrap() >= last_polled, "{dev}");
     let (_, hist) = ctl
         .admin(
             Method::GET,
@@ -700,30 +594,6 @@ async fn device_lifecycle_negative_cases_and_restart() {
     );
     drop(ctl);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Builds a TPMS_ATTEST quote over `pcrs` (SHA-256 bank) carrying `nonce`.
-fn tpm_quote(nonce: &[u8], pcrs: &[(u32, [u8; 32])]) -> Vec<u8> {
-    let mut a = Vec::new();
-    a.extend_from_slice(&0xff54_4347u32.to_be_bytes());
-    a.extend_from_slice(&0x8018u16.to_be_bytes());
-    a.extend_from_slice(&2u16.to_be_bytes());
-    a.extend_from_slice(&[0, 0x0b]);
-    a.extend_from_slice(&(nonce.len() as u16).to_be_bytes());
-    a.extend_from_slice(nonce);
-    a.extend_from_slice(&[0u8; 17 + 8]);
-    a.extend_from_slice(&1u32.to_be_bytes());
-    a.extend_from_slice(&0x000bu16.to_be_bytes());
-    let mut select = [0u8; 3];
-    for (i, _) in pcrs {
-        select[(*i / 8) as usize] |= 1 << (i % 8);
-    }
-    a.push(3);
-    a.extend_from_slice(&select);
-    let concat: Vec<u8> = pcrs.iter().flat_map(|(_, v)| v.to_vec()).collect();
-    a.extend_from_slice(&32u16.to_be_bytes());
-    a.extend_from_slice(&eve_proto::sha256(&concat));
-    a
 }
 
 /// TPM attestation: the quote must be signed by the attestation key and
@@ -879,199 +749,6 @@ async fn tpm_quote_nonce_replay_key_escrow_and_tls_versions() {
     assert_eq!(qr.keys[0].key, b"sealed-vsk");
     assert_eq!(qr.integrity_token, token);
     assert_eq!(poll(&mut c, &d, &uuid, "", &token).await.0, StatusCode::OK);
-    drop(ctl);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn evectl(ctl: &Running, dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_evectl"))
-        .arg("--server")
-        .arg(format!("http://{}", ctl.admin))
-        .arg("--token-file")
-        .arg(dir.join("admin-token"))
-        .args(args)
-        .output()
-        .expect("evectl runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The CLI over the admin API: onboarding, device list/show, config
-/// set/get from YAML, logs, human and `--json` output, clear errors.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn evectl_manages_onboarding_devices_configs_and_logs() {
-    let dir = temp_dir("cli");
-    let ctl = start(&dir);
-    let onboard = onboarding();
-    let cert = dir.join("onboard.pem");
-    std::fs::write(&cert, &onboard.1).unwrap();
-    let (ok, out, err) = evectl(
-        &ctl,
-        &dir,
-        &["onboard", "add", cert.to_str().unwrap(), "--serial", "S-1"],
-    );
-    assert!(ok, "{err}");
-    assert!(out.contains("added"), "{out}");
-    let (_, out, _) = evectl(&ctl, &dir, &["onboard", "list"]);
-    assert!(out.contains("S-1"), "{out}");
-    let (_, out, _) = evectl(&ctl, &dir, &["--json", "onboard", "list"]);
-    let list: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(list[0]["serials"][0], "S-1");
-
-    let mut c = ctl.device_client();
-    let mut d = SimDevice::new("S-1", onboard).unwrap();
-    let (_, certs) = c
-        .request(Method::GET, &format!("{API}/certs"), Bytes::new())
-        .await
-        .unwrap();
-    d.accept_certs(&certs, &ctl.root_pem).unwrap();
-    assert_eq!(
-        post(&mut c, "/register", d.register_body().unwrap())
-            .await
-            .0,
-        StatusCode::CREATED
-    );
-    let (_, out, _) = evectl(&ctl, &dir, &["--json", "device", "list"]);
-    let uuid = serde_json::from_str::<Value>(&out).unwrap()[0]["uuid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, out, _) = evectl(&ctl, &dir, &["device", "show", &uuid]);
-    assert!(out.contains("serial:       S-1"), "{out}");
-
-    let spec = dir.join("config.yaml");
-    std::fs::write(
-        &spec,
-        "apps:\n  - displayname: db\nnetworkInstances:\n  - displayname: lan\n",
-    )
-    .unwrap();
-    let (ok, out, err) = evectl(
-        &ctl,
-        &dir,
-        &["config", "set", &uuid, spec.to_str().unwrap()],
-    );
-    assert!(ok, "{err}");
-    assert!(out.contains("config version 2"), "{out}");
-    let (_, out, _) = evectl(&ctl, &dir, &["config", "get", &uuid]);
-    assert!(
-        out.starts_with("version 2") && out.contains("\"displayname\": \"db\""),
-        "{out}"
-    );
-    std::fs::write(&spec, "apps: 7").unwrap();
-    let (ok, _, err) = evectl(
-        &ctl,
-        &dir,
-        &["config", "set", &uuid, spec.to_str().unwrap()],
-    );
-    assert!(!ok && err.contains("400"), "{err}");
-
-    let (ok, out, _) = evectl(&ctl, &dir, &["logs", "show", &uuid]);
-    assert!(ok && out.is_empty(), "{out}");
-    let lines = "{\"severity\":\"info\",\"source\":\"a\",\"content\":\"one\"}\n";
-    let attested = ZAttestReq {
-        req_type: ZAttestReqType::AttestReqQuote as i32,
-        ..Default::default()
-    };
-    attest(&mut c, &d, &uuid, attested).await;
-    assert_eq!(
-        post(
-            &mut c,
-            &format!("/id/{uuid}/newlogs"),
-            d.sign(gzip(lines)).unwrap()
-        )
-        .await
-        .0,
-        StatusCode::CREATED
-    );
-    let (ok, out, _) = evectl(&ctl, &dir, &["logs", "show", &uuid, "--severity", "info"]);
-    assert!(ok && out.contains(" info    a: one"), "{out}");
-
-    // Attestation, HSM, controller requests and rejected answers are
-    // spelled out above the JSON of info and metrics.
-    let dinfo = ZInfoDevice {
-        hsm_status: HwSecurityModuleStatus::Notfound as i32,
-        attestation_info: Some(AttestationInfo {
-            state: AttestationState::Complete as i32,
-            error: None,
-        }),
-        ..Default::default()
-    };
-    let info = ZInfoMsg {
-        dev_id: uuid.clone(),
-        info_content: Some(InfoContent::Dinfo(dinfo)),
-        ..Default::default()
-    };
-    let rejected = MetricItem {
-        key: "zedagent.rejected.stale_timestamp".into(),
-        r#type: MetricItemType::MetricItemCounter as i32,
-        metric_item_value: Some(MetricItemValue::Uint64Value(2)),
-    };
-    let metrics = ZMetricMsg {
-        dev_id: uuid.clone(),
-        metric_content: Some(MetricContent::Dm(DeviceMetric {
-            zedcloud: vec![ZedcloudMetric {
-                if_name: "eth0".into(),
-                success: 9,
-                failures: 1,
-                auth_verify_failure: 2,
-                ..Default::default()
-            }],
-            metric_items: vec![rejected],
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
-    for (route, body) in [
-        ("info", info.encode_to_vec()),
-        ("metrics", metrics.encode_to_vec()),
-    ] {
-        let path = format!("/id/{uuid}/{route}");
-        assert_eq!(
-            post(&mut c, &path, d.sign(body).unwrap()).await.0,
-            StatusCode::CREATED
-        );
-    }
-    let (ok, out, _) = evectl(&ctl, &dir, &["info", "show", &uuid]);
-    assert!(ok, "{out}");
-    assert!(
-        out.contains("attestation:  COMPLETE\nHSM:          NOTFOUND\n"),
-        "{out}"
-    );
-    let (ok, out, _) = evectl(&ctl, &dir, &["metrics", "show", &uuid]);
-    assert!(ok, "{out}");
-    assert!(
-        out.contains("controller requests via eth0: 9 ok, 1 failed")
-            && out.contains("rejected controller answers: 2 (stale_timestamp 2)\n"),
-        "{out}"
-    );
-    let mut admin = controller::adminctl::Admin::new(
-        &format!("http://{}", ctl.admin),
-        &dir.join("admin-token"),
-        false,
-    )
-    .unwrap();
-    let mut followed = String::new();
-    let filter = controller::adminctl::LogFilter {
-        limit: 100,
-        ..Default::default()
-    };
-    admin
-        .logs_follow(&uuid, &filter, std::time::Duration::from_millis(50), |t| {
-            followed.push_str(t);
-            false
-        })
-        .await
-        .unwrap();
-    assert!(followed.contains("one"), "{followed}");
-    let (ok, _, err) = evectl(&ctl, &dir, &["device", "show", "nosuch"]);
-    assert!(!ok && err.contains("404"), "{err}");
-    let (ok, out, _) = evectl(&ctl, &dir, &["device", "delete", &uuid]);
-    assert!(ok && out.contains("deleted"));
-    let (_, out, _) = evectl(&ctl, &dir, &["onboard", "remove", "1"]);
-    assert!(out.contains("removed"), "{out}");
     drop(ctl);
     let _ = std::fs::remove_dir_all(&dir);
 }

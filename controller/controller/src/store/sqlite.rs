@@ -13,12 +13,13 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    AttestState, Device, LogQuery, LogRecord, OnboardEntry, Record, RegisterOutcome, Store,
+    AttestState, Device, LogQuery, LogRecord, OnboardEntry, Pruned, Record, RegisterOutcome, Store,
     StoreError, StoredConfig,
 };
 
 /// Schema migrations, applied in order; index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE onboard (
     id INTEGER PRIMARY KEY,
     cert_pem TEXT NOT NULL,
@@ -89,7 +90,16 @@ CREATE TABLE flowlogs (
     received_ms INTEGER NOT NULL,
     msg BLOB NOT NULL
 );
-"#];
+"#,
+    r#"
+DROP INDEX devices_onboard;
+CREATE UNIQUE INDEX devices_onboard ON devices (onboard_cert_hash, serial);
+CREATE INDEX devices_cert_prefix ON devices (substr(device_cert_hash, 1, 32));
+ALTER TABLE logs ADD COLUMN received_ms INTEGER NOT NULL DEFAULT 0;
+UPDATE logs SET received_ms = ts_ms;
+CREATE INDEX logs_received ON logs (received_ms);
+"#,
+];
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -128,7 +138,7 @@ impl SqliteStore {
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let current: i64 = tx
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .optional()?
@@ -253,7 +263,7 @@ impl Store for SqliteStore {
         initial_config: &[u8],
     ) -> Result<RegisterOutcome, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let same: Option<String> = tx
             .query_row(
                 "SELECT uuid FROM devices WHERE device_cert_hash = ?1",
@@ -328,7 +338,7 @@ impl Store for SqliteStore {
 
     fn touch_devices(&self, seen: &[(String, i64)]) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE devices SET last_seen = max(last_seen, ?2) WHERE uuid = ?1",
@@ -357,9 +367,62 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn update_attest(
+        &self,
+        uuid: &str,
+        change: &mut dyn FnMut(&mut AttestState) -> bool,
+    ) -> Result<Option<AttestState>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let Some(mut state) = tx
+            .query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = ?1"),
+                [uuid],
+                device_row,
+            )
+            .optional()?
+            .map(|d| d.attest)
+        else {
+            return Ok(None);
+        };
+        let stored = state.clone();
+        if !change(&mut state) {
+            return Ok(Some(stored));
+        }
+        {
+            tx.execute(
+                "UPDATE devices SET attest_state = ?2, nonce = ?3, integrity_token = ?4,
+                 attest_cert_pem = ?5, storage_keys = ?6 WHERE uuid = ?1",
+                params![
+                    uuid,
+                    state.state,
+                    state.nonce,
+                    state.integrity_token,
+                    state.attest_cert_pem,
+                    state.storage_keys
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Some(state))
+    }
+
+    fn device_by_cert_prefix(&self, prefix_hex: &str) -> Result<Option<Device>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE substr(device_cert_hash, 1, 32) = ?1"
+                ),
+                [prefix_hex],
+                device_row,
+            )
+            .optional()?)
+    }
+
     fn put_config(&self, uuid: &str, config: &[u8]) -> Result<i64, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let next: i64 = tx.query_row(
             "SELECT coalesce(max(version), 0) + 1 FROM configs WHERE device = ?1",
             [uuid],
@@ -414,7 +477,7 @@ impl Store for SqliteStore {
         received_ms: i64,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.prepare_cached(
             "INSERT INTO info_history (device, key, received_ms, msg) VALUES (?1, ?2, ?3, ?4)",
         )?
@@ -456,23 +519,38 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn prune_metrics(&self, before_ms: i64) -> Result<usize, StoreError> {
-        Ok(self
-            .conn()
-            .execute("DELETE FROM metrics WHERE received_ms < ?1", [before_ms])?)
+    fn prune(&self, metrics_before_ms: i64, logs_before_ms: i64) -> Result<Pruned, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let metrics = tx.execute(
+            "DELETE FROM metrics WHERE received_ms < ?1",
+            [metrics_before_ms],
+        )?;
+        let logs = tx.execute("DELETE FROM logs WHERE received_ms < ?1", [logs_before_ms])?;
+        tx.commit()?;
+        Ok(Pruned {
+            rows: (metrics + logs) as u64,
+            partitions: 0,
+        })
     }
 
-    fn put_logs(&self, logs: &[LogRecord]) -> Result<(), StoreError> {
+    fn put_logs(&self, logs: &[LogRecord], received_ms: i64) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO logs (device, app, ts_ms, severity, source, content)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO logs (device, app, ts_ms, severity, source, content, received_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for l in logs {
                 stmt.execute(params![
-                    l.device, l.app, l.ts_ms, l.severity, l.source, l.content
+                    l.device,
+                    l.app,
+                    l.ts_ms,
+                    l.severity,
+                    l.source,
+                    l.content,
+                    received_ms
                 ])?;
             }
         }
@@ -526,83 +604,56 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    fn device(uuid: &str, cert: &str, serial: &str) -> Device {
-        Device {
-            uuid: uuid.into(),
-            device_cert_pem: "pem".into(),
-            device_cert_hash: cert.into(),
-            onboard_cert_hash: "onb".into(),
-            serial: serial.into(),
-            registered: 1,
-            last_seen: 1,
-            attest: AttestState {
-                state: "none".into(),
-                ..Default::default()
-            },
-        }
-    }
-
+    /// The shared store suite on a fresh database file per case.
     #[test]
-    fn register_semantics_history_logs_and_reopen() {
+    fn passes_the_store_suite() {
         let dir = std::env::temp_dir().join(format!("ctl-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        let mut n = 0;
+        crate::store::suite::run(&mut || {
+            n += 1;
+            let path = dir.join(format!("case-{n}.db"));
+            let reopen = path.clone();
+            (
+                Box::new(SqliteStore::open(&path).expect("open")) as Box<dyn Store>,
+                Box::new(move || {
+                    Box::new(SqliteStore::open(&reopen).expect("reopen")) as Box<dyn Store>
+                }) as Box<dyn Fn() -> Box<dyn Store>>,
+            )
+        });
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// A version-1 database (before log receive times and the unique
+    /// onboarding index) opens and migrates with its rows intact.
+    #[test]
+    fn migrates_a_version_1_database() {
+        let dir = std::env::temp_dir().join(format!("ctl-store-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("controller.db");
         {
-            let s = SqliteStore::open(&path).expect("open");
-            assert_eq!(
-                s.register_device(&device("u1", "c1", "s1"), b"cfg1")
-                    .unwrap(),
-                RegisterOutcome::Created
-            );
-            assert_eq!(
-                s.register_device(&device("u2", "c1", "s1"), b"x").unwrap(),
-                RegisterOutcome::Repeat("u1".into())
-            );
-            assert_eq!(
-                s.register_device(&device("u3", "c2", "s1"), b"x").unwrap(),
-                RegisterOutcome::Conflict
-            );
-            assert_eq!(s.put_config("u1", b"cfg2").unwrap(), 2);
-            s.put_info("u1", "device", b"i1", 10).unwrap();
-            s.put_info("u1", "device", b"i2", 20).unwrap();
-            s.put_metrics("u1", b"m1", 5).unwrap();
-            s.put_metrics("u1", b"m2", 50).unwrap();
-            assert_eq!(s.prune_metrics(10).unwrap(), 1);
-            let log = LogRecord {
-                id: 0,
-                device: "u1".into(),
-                app: None,
-                ts_ms: 7,
-                severity: "error".into(),
-                source: "nim".into(),
-                content: "link down".into(),
-            };
-            s.put_logs(&[
-                log.clone(),
-                LogRecord {
-                    severity: "info".into(),
-                    ..log
-                },
-            ])
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL);
+                 INSERT INTO schema_version VALUES (1);
+                 INSERT INTO devices VALUES ('u1', 'pem', 'c1', 'onb', 's1', 1, 1, 'none',
+                     NULL, NULL, NULL, NULL);
+                 INSERT INTO logs (device, app, ts_ms, severity, source, content)
+                     VALUES ('u1', NULL, 42, 'info', 'a', 'old line');",
+            )
             .unwrap();
         }
-        let s = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(s.latest_config("u1").unwrap().unwrap().config, b"cfg2");
-        assert_eq!(s.config_history("u1").unwrap().len(), 2);
-        let info = s.latest_info("u1").unwrap();
-        assert_eq!((info.len(), info[0].msg.as_slice()), (1, &b"i2"[..]));
-        assert_eq!(s.metrics("u1", 10).unwrap().len(), 1);
+        let s = SqliteStore::open(&path).expect("migrates");
         let q = LogQuery {
             device: "u1".into(),
-            severity: Some("error".into()),
-            contains: Some("down".into()),
             limit: 10,
             ..Default::default()
         };
-        assert_eq!(s.query_logs(&q).unwrap().len(), 1);
-        assert!(s.delete_device("u1").unwrap());
-        assert!(s.latest_config("u1").unwrap().is_none());
-        assert!(s.query_logs(&q).unwrap().is_empty());
+        assert_eq!(s.query_logs(&q).unwrap()[0].content, "old line");
+        assert_eq!(s.prune(0, 43).unwrap().rows, 1);
+        assert_eq!(s.device_by_cert_prefix("c1").unwrap().unwrap().uuid, "u1");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -159,7 +159,7 @@ pub async fn handle_admin(
         .expect("static response parts are valid"))
 }
 
-async fn dispatch(ctl: &Controller, req: Request<Incoming>) -> Answer {
+async fn dispatch(ctl: &Arc<Controller>, req: Request<Incoming>) -> Answer {
     let method = req.method().clone();
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let q = query(req.uri().query());
@@ -168,9 +168,28 @@ async fn dispatch(ctl: &Controller, req: Request<Incoming>) -> Answer {
         .await
         .map_err(|e| bad(StatusCode::PAYLOAD_TOO_LARGE, format!("body: {e}")))?
         .to_bytes();
+    // Every route reads or writes the store: on a blocking thread.
+    let ctl = ctl.clone();
+    tokio::task::spawn_blocking(move || api(&ctl, &method, &path, &q, &body))
+        .await
+        .unwrap_or_else(|e| {
+            Err(bad(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("admin handler failed: {e}"),
+            ))
+        })
+}
+
+fn api(
+    ctl: &Controller,
+    method: &Method,
+    path: &str,
+    q: &[(String, String)],
+    body: &[u8],
+) -> Answer {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let store = ctl.store();
-    match (&method, segs.as_slice()) {
+    match (method, segs.as_slice()) {
         (&Method::GET, ["api", "v1", "stats"]) => {
             let devices = store.devices().map_err(store_err)?.len();
             Ok((
@@ -189,7 +208,7 @@ async fn dispatch(ctl: &Controller, req: Request<Incoming>) -> Answer {
                 #[serde(default)]
                 serials: Vec<String>,
             }
-            let add: Add = serde_json::from_slice(&body).map_err(|e| {
+            let add: Add = serde_json::from_slice(body).map_err(|e| {
                 bad(
                     StatusCode::BAD_REQUEST,
                     format!("expected {{cert_pem, serials}}: {e}"),
@@ -240,7 +259,7 @@ async fn dispatch(ctl: &Controller, req: Request<Incoming>) -> Answer {
             ))
         }
         (&Method::PUT, ["api", "v1", "devices", uuid, "config"]) => {
-            let text = std::str::from_utf8(&body)
+            let text = std::str::from_utf8(body)
                 .map_err(|_| bad(StatusCode::BAD_REQUEST, "description is not UTF-8"))?;
             let (version, cfg) = ctl.set_config(uuid, text)?;
             let bytes = eve_proto::Message::encode_to_vec(&cfg);
@@ -272,7 +291,7 @@ async fn dispatch(ctl: &Controller, req: Request<Incoming>) -> Answer {
             Ok((StatusCode::OK, Value::Array(info)))
         }
         (&Method::GET, ["api", "v1", "devices", uuid, "metrics"]) => {
-            let limit = param(&q, "limit")?.unwrap_or(10u32);
+            let limit = param(q, "limit")?.unwrap_or(10u32);
             let metrics: Vec<Value> = store
                 .metrics(uuid, limit)
                 .map_err(store_err)?
@@ -289,13 +308,13 @@ async fn dispatch(ctl: &Controller, req: Request<Incoming>) -> Answer {
         (&Method::GET, ["api", "v1", "devices", uuid, "logs"]) => {
             let lq = LogQuery {
                 device: (*uuid).to_owned(),
-                app: param(&q, "app")?,
-                since_ms: param(&q, "since")?,
-                until_ms: param(&q, "until")?,
-                severity: param(&q, "severity")?,
-                contains: param(&q, "contains")?,
-                after_id: param(&q, "after")?,
-                limit: param(&q, "limit")?.unwrap_or(1000),
+                app: param(q, "app")?,
+                since_ms: param(q, "since")?,
+                until_ms: param(q, "until")?,
+                severity: param(q, "severity")?,
+                contains: param(q, "contains")?,
+                after_id: param(q, "after")?,
+                limit: param(q, "limit")?.unwrap_or(1000),
             };
             Ok((
                 StatusCode::OK,

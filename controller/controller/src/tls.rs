@@ -1,0 +1,26 @@
+//! The listeners' TLS: TLS 1.2 and 1.3 with the certificate our root issued
+//! for the server, on the `ring` provider.
+
+use std::sync::Arc;
+
+use crate::identity::Identity;
+use crate::server::ServeError;
+
+/// The TLS server configuration for the device API (and the admin API).
+pub fn tls_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+    let tls = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
+    let certs = rustls_pemfile::certs(&mut identity.server_cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls(&e))?;
+    let key = rustls_pemfile::private_key(&mut identity.server_key_pem.as_bytes())
+        .map_err(|e| tls(&e))?
+        .ok_or_else(|| ServeError::Tls("no private key in server-key.pem".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| tls(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| tls(&e))?;
+    Ok(Arc::new(cfg))
+}
