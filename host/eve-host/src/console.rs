@@ -12,6 +12,8 @@ use std::{
 
 use guest_abi::{Marker, parse_marker};
 
+use crate::stdio::err_line;
+
 /// The runtime's panic handler starts its line with this.
 const PANIC_PREFIX: &str = "panic in ";
 
@@ -42,25 +44,26 @@ pub trait HostLog: Send + Sync {
     fn bus_record(&self, service: &str, record: &str);
 }
 
-/// The host log on standard error, one line per console line.
+/// The host log on standard error, one line per console line; lines that
+/// cannot be written are dropped ([`crate::stdio`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StderrLog;
 
 impl HostLog for StderrLog {
     fn console_line(&self, service: &str, line: &str) {
-        eprintln!("[{service}] {line}");
+        err_line(format_args!("[{service}] {line}"));
     }
 
     fn vmm_line(&self, service: &str, line: &str) {
-        eprintln!("[{service}] vmm: {line}");
+        err_line(format_args!("[{service}] vmm: {line}"));
     }
 
     fn note(&self, service: &str, message: &str) {
-        eprintln!("[{service}] host: {message}");
+        err_line(format_args!("[{service}] host: {message}"));
     }
 
     fn bus_record(&self, service: &str, record: &str) {
-        eprintln!("[{service}] bus: {record}");
+        err_line(format_args!("[{service}] bus: {record}"));
     }
 }
 
@@ -88,12 +91,12 @@ impl log::Log for StderrLogger {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            eprintln!(
+            err_line(format_args!(
                 "[host] {} {}: {}",
                 record.target(),
                 record.level(),
                 record.args()
-            );
+            ));
         }
     }
 

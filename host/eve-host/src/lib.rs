@@ -20,6 +20,7 @@ pub mod orphans;
 pub mod qemu;
 pub mod servicelog;
 pub mod status;
+pub mod stdio;
 pub mod supervisor;
 pub mod vfio;
 pub mod vmm;

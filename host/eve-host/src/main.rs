@@ -17,6 +17,7 @@ use eve_host::{
     qemu::QemuVmm,
     servicelog::ServiceLogs,
     status::StatusFile,
+    stdio::{err_line, out_line},
     vfio::VfioRoots,
     volumes::StateDir,
 };
@@ -85,7 +86,7 @@ struct RunOptions {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Check { manifest } => Manifest::load(&manifest)
-            .map(|m| print!("{m}"))
+            .map(|m| out_line(format_args!("{}", m.to_string().trim_end())))
             .map_err(|e| format!("{}:\n{e}", manifest.display())),
         Command::Run {
             manifest,
@@ -114,7 +115,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("eve-host: {message}");
+            err_line(format_args!("eve-host: {message}"));
             ExitCode::FAILURE
         }
     }
@@ -134,10 +135,10 @@ fn run(
         manifest.node.arch = arch;
     }
     let choice = guest_arch::choose_accel(manifest.node.arch, options.accel)?;
-    eprintln!(
+    err_line(format_args!(
         "eve-host: node {} ({}), accelerator {}: {}",
         manifest.node.name, manifest.node.arch, choice.accel, choice.reason
-    );
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())
@@ -146,11 +147,11 @@ fn run(
     let node = Node::prepare(&manifest, &paths, &choice, &VfioRoots::default())
         .map_err(|e| e.to_string())?;
     for orphan in node.reaped() {
-        eprintln!(
+        err_line(format_args!(
             "eve-host: stopped process {} that a previous host left running ({})",
             orphan.pid,
             orphan.pid_file.display()
-        );
+        ));
     }
     let state = StateDir::create(&paths.state_dir).map_err(|e| e.to_string())?;
     let log: Arc<dyn HostLog> = Arc::new(StderrLog);
@@ -161,7 +162,7 @@ fn run(
         ServiceLogs::new(&state.logs(), log.clone()),
     )
     .map_err(|e| e.to_string())?;
-    eprintln!("eve-host: TPM: {}", bus.tpm());
+    err_line(format_args!("eve-host: TPM: {}", bus.tpm()));
     let broker = bus.broker().clone();
     let status = StatusFile::new(
         &state.status_file(),
@@ -177,10 +178,10 @@ fn run(
         status: Some(status),
     };
     node.run(QemuVmm, seams, &stop, options.grace, |status| {
-        println!("{status}")
+        out_line(format_args!("{status}"))
     });
     // Stops the software TPM, if the host started one.
     drop(bus);
-    eprintln!("eve-host: every service stopped");
+    err_line(format_args!("eve-host: every service stopped"));
     Ok(())
 }
