@@ -37,7 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node until SIGTERM or Ctrl-C; one status line per state change.
+    /// Run a node until SIGTERM, Ctrl-C or SIGHUP; one status line per
+    /// state change.
     Run {
         /// The node manifest (format: nodes/default.toml).
         #[arg(long)]
@@ -140,7 +141,13 @@ fn run(
         manifest.node.name, manifest.node.arch, choice.accel, choice.reason
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    // SIGHUP too: a host run from a terminal that closes stops its VMs
+    // rather than dying and leaving them.
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
     }

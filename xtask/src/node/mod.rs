@@ -24,6 +24,7 @@ pub use build::{BuiltNode, build};
 pub use dirs::NodeDirs;
 pub use host::{HostEvent, bus_connected_note, status_line_service};
 pub use session::{ControllerDir, Session};
+use view::View;
 
 /// The default node manifest.
 pub fn default_manifest() -> PathBuf {
@@ -39,7 +40,7 @@ pub struct NodeOptions {
     pub controller: Option<PathBuf>,
 }
 
-/// Runs the node until SIGINT or SIGTERM.
+/// Runs the node until SIGINT, SIGTERM or SIGHUP.
 pub fn run(options: NodeOptions) -> Result<(), String> {
     crate::deps::ensure()?;
     let built = build(&options.manifest, options.arch)?;
@@ -50,40 +51,41 @@ pub fn run(options: NodeOptions) -> Result<(), String> {
         .clone()
         .map_or(ControllerDir::Fresh, ControllerDir::Reuse);
     let mut session = Session::start(&built, &dirs, controller_dir, options.accel)?;
-    println!(
+    let mut view = View::stdout();
+    view.say(format_args!(
         "node {} ({}), manifest {}",
         built.manifest.node.name,
         built.arch,
         built.manifest_path.display()
-    );
-    println!(
+    ));
+    view.say(format_args!(
         "controller: device API https://{}, admin API http://{} (token {}), data in {}",
         session.controller.device_api,
         session.controller.admin_api,
         session.controller.token,
         session.controller_dir.display()
-    );
-    println!(
+    ));
+    view.say(format_args!(
         "device: soft serial {}, CONFIG partition {}, state in {}",
         session.identity.serial,
         dirs.config_part().display(),
         session.state_dir.display()
-    );
-    println!(
+    ));
+    view.say(format_args!(
         "logs: host {}, consoles {}/logs/; Ctrl-C stops the node",
         dirs.host_log().display(),
         session.state_dir.display()
-    );
-    let result = view::watch(&mut session, &built, &dirs.host_log(), &stop);
-    println!("stopping the node...");
+    ));
+    let result = view::watch(&mut view, &mut session, &built, &dirs.host_log(), &stop);
+    view.say(format_args!("stopping the node..."));
     let host_clean = stop::stop(session);
-    println!(
+    view.say(format_args!(
         "node and controller stopped{}",
         if host_clean {
             ""
         } else {
             " (eve-host had to be killed)"
         }
-    );
+    ));
     result
 }

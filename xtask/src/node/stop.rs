@@ -1,5 +1,5 @@
-//! Stopping the node: SIGINT or SIGTERM only set a flag, which the status
-//! display watches; then the host is asked to stop (it stops its VMs and
+//! Stopping the node: SIGINT, SIGTERM or SIGHUP (the terminal closed)
+//! only set a flag, which the status display watches; then the host is asked to stop (it stops its VMs and
 //! swtpm) and the controller is stopped after it.
 
 use std::sync::Arc;
@@ -7,10 +7,14 @@ use std::sync::atomic::AtomicBool;
 
 use super::session::Session;
 
-/// A flag set by SIGINT or SIGTERM.
+/// A flag set by SIGINT, SIGTERM or SIGHUP.
 pub fn on_signals() -> Result<Arc<AtomicBool>, String> {
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
     }

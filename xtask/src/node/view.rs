@@ -3,7 +3,8 @@
 //! and its status file.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{IsTerminal, Write};
+use std::fmt;
+use std::io::{IsTerminal, Stdout, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
@@ -13,19 +14,20 @@ use std::time::{Duration, Instant};
 use super::build::BuiltNode;
 use super::host::{HostEvent, status_line_service};
 use super::session::Session;
+use crate::output::{STDOUT_LOST, line_to};
 use crate::status::NodeStatus;
 
 /// Host notes (its own lines, not guest consoles) kept for the status view.
 const NOTES_SHOWN: usize = 3;
 
-/// Shows the node's status until `stop` is set or the host ends.
-pub fn watch(
+/// Shows the node's status on `view` until `stop` is set or the host ends.
+pub fn watch<W: Write>(
+    view: &mut View<W>,
     session: &mut Session,
     built: &BuiltNode,
     log: &Path,
     stop: &AtomicBool,
 ) -> Result<(), String> {
-    let mut view = View::new(std::io::stdout().is_terminal());
     let mut host_lines: BTreeMap<String, String> = BTreeMap::new();
     let mut notes: VecDeque<String> = VecDeque::new();
     let mut next_draw = Instant::now();
@@ -83,52 +85,79 @@ pub fn watch(
     Ok(())
 }
 
-/// The status block on the terminal: redrawn in place (the cursor moves up
-/// over the previous block only, so the scroll-back above stays), or, when
-/// stdout is not a terminal, only the lines that changed.
-struct View {
+/// What `cargo xtask qemu` prints: the status block, redrawn in place on a
+/// terminal (the cursor moves up over the previous block only, so the
+/// scroll-back above stays), or, when stdout is not a terminal, only the
+/// lines that changed; and lines of its own. Every write goes through
+/// [`crate::output`], so a closed stdout loses the view, never the node.
+pub struct View<W: Write> {
+    sink: W,
+    /// The loss flag of the stream `sink` is.
+    lost: &'static AtomicBool,
     live: bool,
     drawn: usize,
     previous: Vec<String>,
 }
 
-impl View {
-    fn new(live: bool) -> View {
+impl View<Stdout> {
+    /// The view on standard output, live when it is a terminal.
+    pub fn stdout() -> View<Stdout> {
+        let stdout = std::io::stdout();
+        let live = stdout.is_terminal();
+        View::new(stdout, &STDOUT_LOST, live)
+    }
+}
+
+impl<W: Write> View<W> {
+    fn new(sink: W, lost: &'static AtomicBool, live: bool) -> View<W> {
         View {
+            sink,
+            lost,
             live,
             drawn: 0,
             previous: Vec::new(),
         }
     }
 
+    /// A line of xtask's own, above the block.
+    pub fn say(&mut self, line: fmt::Arguments<'_>) {
+        line_to(&mut self.sink, self.lost, line);
+    }
+
     /// A host note: part of the block on a terminal, a line of its own
     /// otherwise.
     fn note(&mut self, line: &str) {
         if !self.live {
-            println!("{line}");
+            self.say(format_args!("{line}"));
         }
     }
 
     fn show(&mut self, lines: &[String]) {
-        let mut out = std::io::stdout().lock();
+        let mut block = String::new();
         if self.live {
             let width = rustix::termios::tcgetwinsize(std::io::stdout())
                 .map_or(100, |w| usize::from(w.ws_col).max(20));
             if self.drawn > 0 {
-                let _ = write!(out, "\x1b[{}F\x1b[J", self.drawn);
+                block.push_str(&format!("\x1b[{}F\x1b[J", self.drawn));
             }
-            for line in lines {
-                let cut: String = line.chars().take(width - 1).collect();
-                let _ = writeln!(out, "{cut}");
-            }
+            let cut: Vec<String> = lines
+                .iter()
+                .map(|line| line.chars().take(width - 1).collect())
+                .collect();
+            block.push_str(&cut.join("\n"));
             self.drawn = lines.len();
         } else {
-            for line in changed_lines(&self.previous, lines) {
-                let _ = writeln!(out, "{line}");
-            }
+            let changed: Vec<&str> = changed_lines(&self.previous, lines)
+                .into_iter()
+                .map(String::as_str)
+                .collect();
             self.previous = lines.to_vec();
+            if changed.is_empty() {
+                return;
+            }
+            block.push_str(&changed.join("\n"));
         }
-        let _ = out.flush();
+        line_to(&mut self.sink, self.lost, format_args!("{block}"));
     }
 }
 
@@ -147,5 +176,20 @@ mod tests {
         let new = vec!["a".to_owned(), "c".to_owned()];
         assert_eq!(changed_lines(&old, &new), [&"c".to_owned()]);
         assert!(changed_lines(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn a_closed_output_loses_the_view_and_nothing_else() {
+        static LOST: AtomicBool = AtomicBool::new(false);
+        let (reader, writer) = std::io::pipe().unwrap();
+        let mut view = View::new(writer, &LOST, false);
+        view.say(format_args!("node n (x86_64)"));
+        assert!(!LOST.load(Ordering::Relaxed));
+        drop(reader);
+        view.show(&["zedagent: running (pid 1), restarts 0".to_owned()]);
+        assert!(LOST.load(Ordering::Relaxed), "the loss is noticed");
+        view.note("[zedagent] host: bus connected");
+        view.say(format_args!("stopping the node..."));
+        view.show(&["zedagent: stopped, restarts 0".to_owned()]);
     }
 }
