@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use eve_host::{
     Accel, Arch,
     console::{HostLog, StderrLog, StderrLogger},
+    lock::{DirLock, HOST_LOCK_FILE},
     manifest::Manifest,
     node::{Node, NodePaths, Seams},
     nodebus::{NodeBus, TpmChoice},
@@ -135,6 +136,9 @@ fn run(
     if let Some(arch) = options.arch {
         manifest.node.arch = arch;
     }
+    // Before anything in the state directory is touched: a second host
+    // there would wipe this one's sockets and stop its VMs as orphans.
+    let lock = DirLock::acquire(&paths.state_dir, HOST_LOCK_FILE).map_err(|e| e.to_string())?;
     let choice = guest_arch::choose_accel(manifest.node.arch, options.accel)?;
     err_line(format_args!(
         "eve-host: node {} ({}), accelerator {}: {}",
@@ -189,6 +193,8 @@ fn run(
     });
     // Stops the software TPM, if the host started one.
     drop(bus);
+    // Only now may another host have the state directory.
+    drop(lock);
     err_line(format_args!("eve-host: every service stopped"));
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use harness::provision::{OnboardIdentity, config_files, write_atomically, write_config_partition};
 
-use super::dirs::{NodeDirs, remove_dir};
+use super::dirs::NodeDirs;
 use crate::admin::AdminClient;
 use crate::controller::LocalController;
 
@@ -25,7 +25,7 @@ pub fn provision(
     let kept = if same_controller {
         load_identity(dirs)
     } else {
-        remove_dir(&dirs.state())?;
+        dirs.remove_state()?;
         None
     };
     let identity = match kept {

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use eve_host::lock::DirLock;
 use harness::Accel;
 use harness::provision::OnboardIdentity;
 
@@ -33,18 +34,22 @@ pub struct Session {
     pub identity: OnboardIdentity,
     pub controller_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// The session's hold on its directories; declared last, so it is
+    /// released after the host and the controller have stopped.
+    _lock: DirLock,
 }
 
 impl Session {
-    /// Starts the controller, provisions the device for it and starts the
-    /// host.
+    /// Takes the session's directories (refusing while another session
+    /// has them), starts the controller, provisions the device for it and
+    /// starts the host.
     pub fn start(
         built: &BuiltNode,
         dirs: &NodeDirs,
         controller_dir: ControllerDir,
         accel: Option<Accel>,
     ) -> Result<Session, String> {
-        std::fs::create_dir_all(&dirs.root).map_err(|e| format!("{}: {e}", dirs.root.display()))?;
+        let lock = dirs.lock()?;
         let (controller, admin, controller_dir) = start_controller(dirs, controller_dir)?;
         let identity = provision(dirs, &controller, &admin)?;
         let host = HostProcess::start(
@@ -61,6 +66,7 @@ impl Session {
             identity,
             controller_dir,
             state_dir: dirs.state(),
+            _lock: lock,
         })
     }
 
