@@ -26,11 +26,19 @@ impl BuiltNode {
     }
 }
 
+/// The arch `manifest_path` names for its node.
+pub fn manifest_arch(manifest_path: &Path) -> Result<Arch, String> {
+    Ok(load(manifest_path)?.node.arch)
+}
+
+fn load(manifest_path: &Path) -> Result<Manifest, String> {
+    Manifest::load(manifest_path).map_err(|e| format!("{}:\n{e}", manifest_path.display()))
+}
+
 /// Builds (release) every image `manifest_path` names for `arch` (the
 /// manifest's own when `None`) and `eve-host`.
 pub fn build(manifest_path: &Path, arch: Option<Arch>) -> Result<BuiltNode, String> {
-    let manifest =
-        Manifest::load(manifest_path).map_err(|e| format!("{}:\n{e}", manifest_path.display()))?;
+    let manifest = load(manifest_path)?;
     let arch = arch.unwrap_or(manifest.node.arch);
     let mut images: Option<PathBuf> = None;
     let mut image_files = Vec::new();

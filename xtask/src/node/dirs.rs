@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use eve_host::lock::{DirLock, HOST_LOCK_FILE};
+use eve_host::lock::{DirLock, HOST_LOCK_FILE, LockError};
 use harness::Arch;
 
 /// The lock file a session holds in its directory.
@@ -45,8 +45,14 @@ impl NodeDirs {
 
     /// Takes these directories for one session, for as long as the lock
     /// lives; refuses, naming the holder, while another has them.
-    pub(super) fn lock(&self) -> Result<DirLock, String> {
-        DirLock::acquire(&self.root, SESSION_LOCK_FILE).map_err(|e| e.to_string())
+    pub fn lock(&self) -> Result<DirLock, String> {
+        DirLock::acquire(&self.root, SESSION_LOCK_FILE).map_err(|e| match e {
+            LockError::Held { dir, holder } => format!(
+                "{} is in use by {holder}: stop that node first (Ctrl-C there)",
+                dir.display()
+            ),
+            other => other.to_string(),
+        })
     }
 
     /// Removes the node's state, unless a host runs on it (one started by

@@ -43,14 +43,20 @@ pub struct NodeOptions {
 /// Runs the node until SIGINT, SIGTERM or SIGHUP.
 pub fn run(options: NodeOptions) -> Result<(), String> {
     crate::deps::ensure()?;
-    let built = build(&options.manifest, options.arch)?;
+    let arch = match options.arch {
+        Some(arch) => arch,
+        None => build::manifest_arch(&options.manifest)?,
+    };
+    let dirs = NodeDirs::new("node", arch);
+    // Before anything is built or wiped: another session may run this node.
+    let lock = dirs.lock()?;
+    let built = build(&options.manifest, Some(arch))?;
     let stop = stop::on_signals()?;
-    let dirs = NodeDirs::new("node", built.arch);
     let controller_dir = options
         .controller
         .clone()
         .map_or(ControllerDir::Fresh, ControllerDir::Reuse);
-    let mut session = Session::start(&built, &dirs, controller_dir, options.accel)?;
+    let mut session = Session::start_locked(&built, &dirs, lock, controller_dir, options.accel)?;
     let mut view = View::stdout();
     view.say(format_args!(
         "node {} ({}), manifest {}",

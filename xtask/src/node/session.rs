@@ -41,15 +41,25 @@ pub struct Session {
 
 impl Session {
     /// Takes the session's directories (refusing while another session
-    /// has them), starts the controller, provisions the device for it and
-    /// starts the host.
+    /// has them), then starts as [`Session::start_locked`].
     pub fn start(
         built: &BuiltNode,
         dirs: &NodeDirs,
         controller_dir: ControllerDir,
         accel: Option<Accel>,
     ) -> Result<Session, String> {
-        let lock = dirs.lock()?;
+        Session::start_locked(built, dirs, dirs.lock()?, controller_dir, accel)
+    }
+
+    /// Starts the controller, provisions the device for it and starts the
+    /// host, in directories `lock` holds ([`NodeDirs::lock`]).
+    pub fn start_locked(
+        built: &BuiltNode,
+        dirs: &NodeDirs,
+        lock: DirLock,
+        controller_dir: ControllerDir,
+        accel: Option<Accel>,
+    ) -> Result<Session, String> {
         let (controller, admin, controller_dir) = start_controller(dirs, controller_dir)?;
         let identity = provision(dirs, &controller, &admin)?;
         let host = HostProcess::start(
