@@ -9,6 +9,7 @@ mod deps;
 mod fuzz;
 mod node;
 mod nodebench;
+mod output;
 mod procfs;
 mod qemu;
 mod status;
@@ -135,7 +136,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("xtask: {message}");
+            output::warn(format_args!("xtask: {message}"));
             ExitCode::FAILURE
         }
     }
@@ -170,7 +171,7 @@ fn cargo_command() -> std::process::Command {
 
 /// Runs cargo with `args`, echoing the command; fails unless it succeeds.
 fn cargo(args: &[&str]) -> Result<(), String> {
-    println!("xtask: cargo {}", args.join(" "));
+    output::say(format_args!("xtask: cargo {}", args.join(" ")));
     let status = cargo_command()
         .args(args)
         .status()

@@ -36,13 +36,13 @@ pub fn run(
     if service == "diag" {
         let data_dir = harness::workspace_root().join("target/xtask-controller");
         let controller = crate::controller::start(&data_dir, crate::controller::Group::Shared)?;
-        eprintln!(
+        crate::output::warn(format_args!(
             "xtask: controller on https://{}, admin API http://{} (token {}, data in {})",
             controller.device_api,
             controller.admin_api,
             controller.token,
             data_dir.display()
-        );
+        ));
         cmdline = vec![
             format!("server={GUEST_HOST_ADDR}:{}", controller.device_api.port()),
             format!(
@@ -58,11 +58,11 @@ pub fn run(
     }
     cmdline.extend(extra.iter().cloned());
     guest.cmdline = cmdline.join(" ");
-    eprintln!(
+    crate::output::warn(format_args!(
         "xtask: booting {service} on {arch} {machine} with {} (detected {}: {})",
         guest.accel, choice.accel, choice.reason
-    );
-    eprintln!("xtask: {}", guest.command_line());
+    ));
+    crate::output::warn(format_args!("xtask: {}", guest.command_line()));
     let status = guest
         .command()
         .stdin(Stdio::inherit())

@@ -12,6 +12,8 @@ use std::{
 
 use guest_abi::{Marker, parse_marker};
 
+use crate::stdio::err_line;
+
 /// The runtime's panic handler starts its line with this.
 const PANIC_PREFIX: &str = "panic in ";
 
@@ -22,6 +24,9 @@ pub const MAX_LINE: usize = 4096;
 /// What the host needs from a finished console.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConsoleSummary {
+    /// Whether the guest printed anything at all: if it did not, a VMM
+    /// that ended with an error never got the guest going.
+    pub guest_spoke: bool,
     /// The status of the last `@@ exit` marker.
     pub exit_marker: Option<i32>,
     /// The last panic line, without its `panic in ` prefix.
@@ -42,25 +47,26 @@ pub trait HostLog: Send + Sync {
     fn bus_record(&self, service: &str, record: &str);
 }
 
-/// The host log on standard error, one line per console line.
+/// The host log on standard error, one line per console line; lines that
+/// cannot be written are dropped ([`crate::stdio`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StderrLog;
 
 impl HostLog for StderrLog {
     fn console_line(&self, service: &str, line: &str) {
-        eprintln!("[{service}] {line}");
+        err_line(format_args!("[{service}] {line}"));
     }
 
     fn vmm_line(&self, service: &str, line: &str) {
-        eprintln!("[{service}] vmm: {line}");
+        err_line(format_args!("[{service}] vmm: {line}"));
     }
 
     fn note(&self, service: &str, message: &str) {
-        eprintln!("[{service}] host: {message}");
+        err_line(format_args!("[{service}] host: {message}"));
     }
 
     fn bus_record(&self, service: &str, record: &str) {
-        eprintln!("[{service}] bus: {record}");
+        err_line(format_args!("[{service}] bus: {record}"));
     }
 }
 
@@ -88,12 +94,12 @@ impl log::Log for StderrLogger {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            eprintln!(
+            err_line(format_args!(
                 "[host] {} {}: {}",
                 record.target(),
                 record.level(),
                 record.args()
-            );
+            ));
         }
     }
 
@@ -139,6 +145,7 @@ impl LineSplitter {
 
 /// Updates `summary` with one guest console line.
 pub fn note_guest_line(summary: &mut ConsoleSummary, line: &str) {
+    summary.guest_spoke = true;
     if let Some(Marker::Exit(status)) = parse_marker(line) {
         summary.exit_marker = Some(status);
     } else if let Some(panic) = line.strip_prefix(PANIC_PREFIX) {
@@ -293,10 +300,31 @@ mod tests {
         ] {
             note_guest_line(&mut summary, line);
         }
+        assert!(summary.guest_spoke);
         assert_eq!(summary.exit_marker, Some(101));
         assert_eq!(
             summary.panic.as_deref(),
             Some("selftest: selftest asked to panic at src/main.rs:22:21")
+        );
+    }
+
+    #[test]
+    fn a_vmm_that_never_got_the_guest_going_is_told_by_a_silent_console() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = Capture::start(
+            "a",
+            Some(Box::new(Cursor::new(Vec::new()))),
+            Some(Box::new(Cursor::new(
+                b"qemu-system-x86_64: -smp 9999: Invalid SMP CPUs 9999\n".to_vec(),
+            ))),
+            File::create(dir.path().join("a.console")).unwrap(),
+            Arc::new(Collect::default()),
+        );
+        let summary = capture.finish();
+        assert!(!summary.guest_spoke);
+        assert_eq!(
+            summary.last_vmm_line.as_deref(),
+            Some("qemu-system-x86_64: -smp 9999: Invalid SMP CPUs 9999")
         );
     }
 
@@ -313,6 +341,7 @@ mod tests {
             log.clone(),
         );
         let summary = capture.finish();
+        assert!(summary.guest_spoke);
         assert_eq!(summary.exit_marker, Some(3));
         assert_eq!(summary.panic, None);
         assert_eq!(summary.last_vmm_line.as_deref(), Some("qemu: warning"));

@@ -18,8 +18,13 @@ pub enum End {
     Died { detail: String },
     /// The host stopped it: silent on the bus for longer than its timeout.
     Hung { silent_for: Duration },
-    /// The VM could not be started.
-    LaunchFailed { reason: String },
+    /// The VMM ran but failed before the guest printed anything (a bad
+    /// argument, a resource it could not get); `message` is the VMM's own.
+    StartFailed { message: String },
+    /// The host could not run it for a reason of its own (an image, a
+    /// volume or a bus socket missing, no VMM installed): no restart can
+    /// help until that is fixed.
+    HostFailed { reason: String },
     /// The host stopped it on shutdown.
     Stopped,
 }
@@ -31,9 +36,15 @@ impl End {
         matches!(self, End::Exited { status: 0, .. })
     }
 
+    /// The host's own failure, not the guest's.
+    pub fn is_host_failure(&self) -> bool {
+        matches!(self, End::HostFailed { .. })
+    }
+
     /// Decides the end of a run the VM itself finished. The guest's
     /// `@@ exit` marker is the status; where the VMM carries one too
-    /// (x86_64 `isa-debug-exit`, the low byte only) they must agree.
+    /// (x86_64 `isa-debug-exit`, the low byte only) they must agree. A VMM
+    /// that failed before the guest printed anything is a start failure.
     pub fn decide(exit: VmmExit, console: &ConsoleSummary) -> End {
         let exited = |status| End::Exited {
             status,
@@ -49,23 +60,39 @@ impl End {
             (VmmExit::PoweredOff { status: None }, None) => End::Died {
                 detail: "the guest powered off without reporting a status".into(),
             },
-            (VmmExit::Failed { code, signal }, _) => {
-                let how = match (code, signal) {
-                    (_, Some(signal)) => format!("the VMM was killed by signal {signal}"),
-                    (Some(0), None) => {
-                        "the VM reset without the guest reporting an exit (triple fault?)".into()
-                    }
-                    (Some(code), None) => format!("the VMM exited with code {code}"),
-                    (None, None) => "the VMM ended".into(),
-                };
-                let detail = match &console.last_vmm_line {
-                    Some(line) => format!("{how}: {line}"),
-                    None => how,
-                };
-                End::Died { detail }
+            (VmmExit::PoweredOffOrFailed { status, .. }, Some(m)) if m & 0xff == status => {
+                exited(m)
             }
+            (VmmExit::PoweredOffOrFailed { code, .. }, _) => failed(Some(code), None, console),
+            (VmmExit::Failed { code, signal }, _) => failed(code, signal, console),
         }
     }
+}
+
+/// The end of a VMM that failed: at start if it exited with an error before
+/// the guest printed anything, otherwise under a running guest.
+fn failed(code: Option<i32>, signal: Option<i32>, console: &ConsoleSummary) -> End {
+    let vmm_message = console.last_vmm_line.clone();
+    let how = match (code, signal) {
+        (_, Some(signal)) => format!("the VMM was killed by signal {signal}"),
+        (Some(0), None) => {
+            "the VM reset without the guest reporting an exit (triple fault?)".into()
+        }
+        (Some(code), None) if !console.guest_spoke => {
+            return End::StartFailed {
+                message: vmm_message.unwrap_or_else(|| {
+                    format!("the VMM exited with code {code} before the guest printed anything, and said nothing")
+                }),
+            };
+        }
+        (Some(code), None) => format!("the VMM exited with code {code}"),
+        (None, None) => "the VMM ended".into(),
+    };
+    let detail = match vmm_message {
+        Some(line) => format!("{how}: {line}"),
+        None => how,
+    };
+    End::Died { detail }
 }
 
 impl fmt::Display for End {
@@ -91,7 +118,8 @@ impl fmt::Display for End {
                 "hung: no heartbeat for {:.1} s, stopped",
                 silent_for.as_secs_f64()
             ),
-            End::LaunchFailed { reason } => write!(f, "failed to launch: {reason}"),
+            End::StartFailed { message } => write!(f, "failed to start: {message}"),
+            End::HostFailed { reason } => write!(f, "the host could not start it: {reason}"),
             End::Stopped => write!(f, "stopped by the host"),
         }
     }
@@ -101,8 +129,10 @@ impl fmt::Display for End {
 mod tests {
     use super::*;
 
+    /// What a guest that ran printed.
     fn console(marker: Option<i32>, panic: Option<&str>) -> ConsoleSummary {
         ConsoleSummary {
+            guest_spoke: true,
             exit_marker: marker,
             panic: panic.map(str::to_string),
             last_vmm_line: None,
@@ -177,6 +207,74 @@ mod tests {
             &console(Some(0), None),
         );
         assert_eq!(end.to_string(), "died: the VMM was killed by signal 9");
+    }
+
+    /// A VMM that failed before the guest printed anything, saying `said`.
+    fn silent(said: Option<&str>) -> ConsoleSummary {
+        ConsoleSummary {
+            last_vmm_line: said.map(str::to_string),
+            ..ConsoleSummary::default()
+        }
+    }
+
+    #[test]
+    fn a_vmm_error_before_the_guest_spoke_is_a_start_failure_in_its_words() {
+        let said = "qemu-system-x86_64: -chardev socket,id=bus,path=/s/run/zedagent.bus: \
+                    Failed to connect to '/s/run/zedagent.bus': No such file or directory";
+        // QEMU on x86_64 exits 1 for this, as for a guest's status 0.
+        let end = End::decide(
+            VmmExit::PoweredOffOrFailed { status: 0, code: 1 },
+            &silent(Some(said)),
+        );
+        assert_eq!(
+            end,
+            End::StartFailed {
+                message: said.into()
+            }
+        );
+        assert_eq!(end.to_string(), format!("failed to start: {said}"));
+        assert!(!end.is_clean());
+        let end = End::decide(
+            VmmExit::Failed {
+                code: Some(1),
+                signal: None,
+            },
+            &silent(None),
+        );
+        assert_eq!(
+            end.to_string(),
+            "failed to start: the VMM exited with code 1 before the guest printed anything, and said nothing"
+        );
+    }
+
+    #[test]
+    fn exit_code_1_is_a_clean_exit_only_with_the_guests_marker() {
+        let exit = VmmExit::PoweredOffOrFailed { status: 0, code: 1 };
+        assert!(End::decide(exit, &console(Some(0), None)).is_clean());
+        let end = End::decide(exit, &console(None, None));
+        assert_eq!(end.to_string(), "died: the VMM exited with code 1");
+        let end = End::decide(exit, &console(Some(7), None));
+        assert!(matches!(end, End::Died { .. }), "{end}");
+    }
+
+    #[test]
+    fn signals_and_resets_are_deaths_even_before_the_guest_spoke() {
+        let end = End::decide(
+            VmmExit::Failed {
+                code: None,
+                signal: Some(9),
+            },
+            &silent(None),
+        );
+        assert_eq!(end.to_string(), "died: the VMM was killed by signal 9");
+        let end = End::decide(
+            VmmExit::Failed {
+                code: Some(0),
+                signal: None,
+            },
+            &silent(None),
+        );
+        assert!(matches!(end, End::Died { .. }), "{end}");
     }
 
     #[test]

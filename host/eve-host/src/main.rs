@@ -11,12 +11,14 @@ use clap::{Parser, Subcommand};
 use eve_host::{
     Accel, Arch,
     console::{HostLog, StderrLog, StderrLogger},
+    lock::{DirLock, HOST_LOCK_FILE},
     manifest::Manifest,
     node::{Node, NodePaths, Seams},
     nodebus::{NodeBus, TpmChoice},
     qemu::QemuVmm,
     servicelog::ServiceLogs,
     status::StatusFile,
+    stdio::{err_line, out_line},
     vfio::VfioRoots,
     volumes::StateDir,
 };
@@ -36,7 +38,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node until SIGTERM or Ctrl-C; one status line per state change.
+    /// Run a node until SIGTERM, Ctrl-C or SIGHUP; one status line per
+    /// state change.
     Run {
         /// The node manifest (format: nodes/default.toml).
         #[arg(long)]
@@ -85,7 +88,7 @@ struct RunOptions {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Check { manifest } => Manifest::load(&manifest)
-            .map(|m| print!("{m}"))
+            .map(|m| out_line(format_args!("{}", m.to_string().trim_end())))
             .map_err(|e| format!("{}:\n{e}", manifest.display())),
         Command::Run {
             manifest,
@@ -114,7 +117,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("eve-host: {message}");
+            err_line(format_args!("eve-host: {message}"));
             ExitCode::FAILURE
         }
     }
@@ -133,24 +136,33 @@ fn run(
     if let Some(arch) = options.arch {
         manifest.node.arch = arch;
     }
+    // Before anything in the state directory is touched: a second host
+    // there would wipe this one's sockets and stop its VMs as orphans.
+    let lock = DirLock::acquire(&paths.state_dir, HOST_LOCK_FILE).map_err(|e| e.to_string())?;
     let choice = guest_arch::choose_accel(manifest.node.arch, options.accel)?;
-    eprintln!(
+    err_line(format_args!(
         "eve-host: node {} ({}), accelerator {}: {}",
         manifest.node.name, manifest.node.arch, choice.accel, choice.reason
-    );
+    ));
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    // SIGHUP too: a host run from a terminal that closes stops its VMs
+    // rather than dying and leaving them.
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
     }
     let node = Node::prepare(&manifest, &paths, &choice, &VfioRoots::default())
         .map_err(|e| e.to_string())?;
     for orphan in node.reaped() {
-        eprintln!(
+        err_line(format_args!(
             "eve-host: stopped process {} that a previous host left running ({})",
             orphan.pid,
             orphan.pid_file.display()
-        );
+        ));
     }
     let state = StateDir::create(&paths.state_dir).map_err(|e| e.to_string())?;
     let log: Arc<dyn HostLog> = Arc::new(StderrLog);
@@ -161,7 +173,7 @@ fn run(
         ServiceLogs::new(&state.logs(), log.clone()),
     )
     .map_err(|e| e.to_string())?;
-    eprintln!("eve-host: TPM: {}", bus.tpm());
+    err_line(format_args!("eve-host: TPM: {}", bus.tpm()));
     let broker = bus.broker().clone();
     let status = StatusFile::new(
         &state.status_file(),
@@ -177,10 +189,12 @@ fn run(
         status: Some(status),
     };
     node.run(QemuVmm, seams, &stop, options.grace, |status| {
-        println!("{status}")
+        out_line(format_args!("{status}"))
     });
     // Stops the software TPM, if the host started one.
     drop(bus);
-    eprintln!("eve-host: every service stopped");
+    // Only now may another host have the state directory.
+    drop(lock);
+    err_line(format_args!("eve-host: every service stopped"));
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use guest_abi::{DEBUG_EXIT_PORT, debug_exit_status};
+use guest_abi::{DEBUG_EXIT_PORT, EXIT_SUCCESS, debug_exit_status};
 use rustix::process::{Pid, Signal, kill_process};
 
 use crate::{
@@ -136,12 +136,21 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
     args
 }
 
+/// QEMU's exit code for its own errors.
+const QEMU_ERROR_EXIT: i32 = 1;
+
 /// Turns QEMU's process status into how the VM ended. On x86_64 the guest
 /// powers off through `isa-debug-exit`, so only odd codes are a power-off
-/// with a status (a `-no-reboot` reset exits 0); on aarch64 PSCI
-/// `SYSTEM_OFF` exits 0 and carries no status.
+/// with a status (a `-no-reboot` reset exits 0), and 1, status 0, is also
+/// QEMU's own error exit; on aarch64 PSCI `SYSTEM_OFF` exits 0 and carries
+/// no status.
 pub fn vmm_exit(arch: Arch, code: Option<i32>, signal: Option<i32>) -> VmmExit {
     match (arch, code) {
+        // `isa-debug-exit` status 0 exits (0 << 1) | 1.
+        (Arch::X86_64, Some(QEMU_ERROR_EXIT)) => VmmExit::PoweredOffOrFailed {
+            status: EXIT_SUCCESS,
+            code: QEMU_ERROR_EXIT,
+        },
         (Arch::X86_64, Some(code)) if debug_exit_status(code).is_some() => VmmExit::PoweredOff {
             status: debug_exit_status(code),
         },
@@ -415,8 +424,13 @@ mod tests {
             VmmExit::PoweredOff { status: Some(101) }
         );
         assert_eq!(
+            vmm_exit(Arch::X86_64, Some(3), None),
+            VmmExit::PoweredOff { status: Some(1) }
+        );
+        assert_eq!(
             vmm_exit(Arch::X86_64, Some(1), None),
-            VmmExit::PoweredOff { status: Some(0) }
+            VmmExit::PoweredOffOrFailed { status: 0, code: 1 },
+            "status 0 and QEMU's own errors share exit code 1"
         );
         assert_eq!(
             vmm_exit(Arch::X86_64, Some(0), None),

@@ -101,6 +101,12 @@ pub enum VmmExit {
     /// the machine can carry one (x86_64 `isa-debug-exit` can; aarch64 PSCI
     /// cannot).
     PoweredOff { status: Option<i32> },
+    /// Either the guest powered off with `status` or the VMM failed with
+    /// `code`: the VMM's exit cannot tell them apart (QEMU on x86_64 exits
+    /// 1 both when the guest writes status 0 to `isa-debug-exit` and on
+    /// its own errors, a bad argument or a missing socket). The guest's
+    /// exit marker decides.
+    PoweredOffOrFailed { status: i32, code: i32 },
     /// The VMM ended otherwise: its own error, a reset it was told not to
     /// do, a signal.
     Failed {

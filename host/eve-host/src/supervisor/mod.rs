@@ -7,6 +7,7 @@
 //! fake clock and a fake [`Vmm`].
 
 mod policy;
+mod preflight;
 
 use std::{
     fmt,
@@ -18,6 +19,7 @@ use std::{
 };
 
 pub use policy::{RestartTracker, Verdict};
+pub use preflight::HostFault;
 
 use crate::{
     console::{Capture, HostLog},
@@ -281,8 +283,20 @@ impl<V: Vmm> Supervisor<V> {
             Phase::Running(mut run) => match run.vm.try_wait() {
                 Ok(Some(exit)) => {
                     let summary = run.capture.finish();
-                    let started = run.started;
-                    self.ended(i, started, now, End::decide(exit, &summary));
+                    let end = match End::decide(exit, &summary) {
+                        // A VMM that could not start may have been missing
+                        // something of the host's, taken since the check.
+                        End::StartFailed { message } => {
+                            match preflight::check(&self.slots[i].setup.spec) {
+                                Ok(()) => End::StartFailed { message },
+                                Err(fault) => End::HostFailed {
+                                    reason: format!("{fault} (the VMM said: {message})"),
+                                },
+                            }
+                        }
+                        end => end,
+                    };
+                    self.ended(i, run.started, now, end);
                     true
                 }
                 Ok(None) => {
@@ -391,9 +405,11 @@ impl<V: Vmm> Supervisor<V> {
                 writeln!(f, "----- {name}: start {} -----", slot.starts)?;
                 Ok(f)
             });
+        // Everything that can fail here is the host's, not the guest's.
         let launched = file
             .map_err(|e| format!("opening {}: {e}", log_path.display()))
             .and_then(|file| {
+                preflight::check(&slot.setup.spec).map_err(|fault| fault.to_string())?;
                 self.vmm
                     .launch(&slot.setup.spec)
                     .map(|vm| (vm, file))
@@ -414,7 +430,7 @@ impl<V: Vmm> Supervisor<V> {
                     started: now,
                 });
             }
-            Err(reason) => self.ended(i, now, now, End::LaunchFailed { reason }),
+            Err(reason) => self.ended(i, now, now, End::HostFailed { reason }),
         }
     }
 
@@ -444,6 +460,12 @@ impl<V: Vmm> Supervisor<V> {
                     slot.setup.policy.crash_loop_window.as_secs(),
                     slot.setup.policy.max_backoff.as_secs()
                 ),
+            );
+        }
+        if end.is_host_failure() && !self.shutting_down {
+            self.log.note(
+                &name,
+                &format!("{end}; not restarted until the host is fixed and the node restarted"),
             );
         }
         slot.last_end = Some(end);

@@ -50,7 +50,12 @@ impl RestartTracker {
     }
 
     /// Records that a run started at `started` ended at `now` with `end`.
+    /// A failure of the host's own is no end of the guest's: it is not
+    /// counted, and not restarted, since a restart cannot fix it.
     pub fn ended(&mut self, started: Instant, now: Instant, end: &End) -> Verdict {
+        if end.is_host_failure() {
+            return Verdict::Stay;
+        }
         if now.saturating_duration_since(started) >= self.policy.stable_after {
             self.streak = 0;
             self.recent.clear();
@@ -210,5 +215,23 @@ mod tests {
             Verdict::Restart { .. }
         ));
         assert_eq!(always.ended(now, now, &End::Stopped), Verdict::Stay);
+    }
+
+    #[test]
+    fn host_failures_are_neither_restarted_nor_counted() {
+        let mut t = RestartTracker::new(RestartPolicy::default());
+        let now = Instant::now();
+        let host = End::HostFailed {
+            reason: "bus socket /s/run/a.bus is gone".into(),
+        };
+        for _ in 0..10 {
+            assert_eq!(t.ended(now, now, &host), Verdict::Stay);
+        }
+        assert!(!t.in_crash_loop());
+        assert_eq!(
+            after(t.ended(now, now, &crash())),
+            ms(500),
+            "no backoff built up"
+        );
     }
 }

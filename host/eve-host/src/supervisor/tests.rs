@@ -31,6 +31,8 @@ struct World {
     stubborn: HashSet<String>,
     /// What the next VM of a service prints.
     consoles: HashMap<String, Vec<u8>>,
+    /// What the VMM of a service's next VM says about it.
+    diagnostics: HashMap<String, Vec<u8>>,
     vms: Vec<(String, Arc<Mutex<FakeState>>)>,
 }
 
@@ -70,6 +72,7 @@ impl FakeVmm {
 struct FakeVm {
     state: Arc<Mutex<FakeState>>,
     console: Option<Vec<u8>>,
+    diagnostics: Option<Vec<u8>>,
     pid: u32,
 }
 
@@ -93,6 +96,7 @@ impl Vmm for FakeVmm {
         Ok(FakeVm {
             state,
             console: Some(world.consoles.remove(&spec.name).unwrap_or_default()),
+            diagnostics: world.diagnostics.remove(&spec.name),
             pid,
         })
     }
@@ -110,7 +114,9 @@ impl Vm for FakeVm {
     }
 
     fn take_diagnostics(&mut self) -> Option<Box<dyn Read + Send>> {
-        None
+        self.diagnostics
+            .take()
+            .map(|bytes| Box::new(Cursor::new(bytes)) as Box<dyn Read + Send>)
     }
 
     fn try_wait(&mut self) -> std::io::Result<Option<VmmExit>> {
@@ -161,9 +167,12 @@ struct Node {
     dir: tempfile::TempDir,
 }
 
+/// A service whose image exists in `dir`.
 fn setup(dir: &Path, name: &str, policy: RestartPolicy, heartbeat: Option<u64>) -> ServiceSetup {
+    let image = dir.join("image");
+    std::fs::write(&image, b"image").unwrap();
     ServiceSetup {
-        spec: VmSpec::new(name, Arch::X86_64, Accel::Tcg, PathBuf::from("/img")),
+        spec: VmSpec::new(name, Arch::X86_64, Accel::Tcg, image),
         policy,
         heartbeat_timeout: heartbeat.map(Duration::from_secs),
         console_log: dir.join(format!("{name}.console")),
@@ -348,19 +357,109 @@ fn a_stubborn_hung_vm_is_killed_after_the_grace() {
 }
 
 #[test]
-fn launch_failures_are_reported_and_retried() {
+fn a_missing_vmm_is_the_hosts_failure_and_not_retried() {
     let mut n = node(|d| vec![setup(d, "a", RestartPolicy::default(), None)]);
     n.vmm.world().failing.insert("a".into());
     let failed = n.sup.step(at(&n, 0));
     assert_eq!(
-        failed[0].last_end.as_ref().unwrap().to_string(),
-        "failed to launch: fake-vmm not found: install QEMU (cargo xtask deps)"
+        failed[0].to_string(),
+        "a: stopped, restarts 0, last end: the host could not start it: fake-vmm not found: install QEMU (cargo xtask deps)"
+    );
+    assert!(!failed[0].crash_loop);
+    n.vmm.world().failing.clear();
+    assert!(n.sup.step(at(&n, 600_000)).is_empty(), "never retried");
+    assert_eq!(n.vmm.launches_of("a"), 1);
+    let notes = n.notes.0.lock().unwrap();
+    assert!(
+        notes[0].ends_with("not restarted until the host is fixed and the node restarted"),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn a_missing_bus_socket_is_the_hosts_failure_and_no_vm_is_started() {
+    let mut n = node(|d| {
+        let mut a = setup(d, "a", RestartPolicy::default(), None);
+        a.spec.bus_socket = Some(d.join("run/a.bus"));
+        vec![a, setup(d, "b", RestartPolicy::default(), None)]
+    });
+    let changed = n.sup.step(at(&n, 0));
+    let socket = n.dir.path().join("run/a.bus");
+    assert_eq!(
+        changed[0].last_end,
+        Some(End::HostFailed {
+            reason: format!(
+                "bus socket {} is gone (removed under the running host?)",
+                socket.display()
+            )
+        })
+    );
+    assert_eq!(changed[0].state, State::Stopped);
+    assert_eq!(n.vmm.launches_of("a"), 0, "QEMU is not asked to try");
+    assert_eq!(changed[1].state, State::Running { pid: Some(1001) });
+}
+
+/// What QEMU on x86_64 says and does when its bus socket is gone.
+const SOCKET_ERROR: &str = "qemu-system-x86_64: -chardev socket,id=bus,path=/s/run/a.bus: Failed to connect to '/s/run/a.bus': No such file or directory";
+
+#[test]
+fn a_vm_that_fails_to_start_is_reported_in_the_vmms_words_and_retried() {
+    let mut n = node(|d| vec![setup(d, "a", RestartPolicy::default(), None)]);
+    n.vmm
+        .world()
+        .diagnostics
+        .insert("a".into(), format!("{SOCKET_ERROR}\n").into_bytes());
+    n.sup.step(at(&n, 0));
+    // Exit code 1: what QEMU also exits with for a guest's status 0.
+    n.vmm
+        .exit("a", VmmExit::PoweredOffOrFailed { status: 0, code: 1 });
+    let failed = n.sup.step(at(&n, 10));
+    assert_eq!(
+        failed[0].last_end,
+        Some(End::StartFailed {
+            message: SOCKET_ERROR.into()
+        })
+    );
+    assert!(
+        !failed[0].to_string().contains("exited cleanly"),
+        "{}",
+        failed[0]
     );
     assert!(matches!(failed[0].state, State::Restarting { .. }));
-    n.vmm.world().failing.clear();
-    let running = n.sup.step(at(&n, 600));
-    assert_eq!(running[0].state, State::Running { pid: Some(1002) });
-    assert_eq!(running[0].restarts, 1);
+    let console = std::fs::read_to_string(n.dir.path().join("a.console")).unwrap();
+    assert!(
+        console.contains(&format!("[vmm] {SOCKET_ERROR}")),
+        "{console}"
+    );
+}
+
+#[test]
+fn a_start_failure_over_something_the_host_lost_is_the_hosts() {
+    let mut n = node(|d| {
+        let mut a = setup(d, "a", RestartPolicy::default(), None);
+        a.spec.bus_socket = Some(d.join("a.bus"));
+        vec![a]
+    });
+    let socket = n.dir.path().join("a.bus");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    n.vmm
+        .world()
+        .diagnostics
+        .insert("a".into(), format!("{SOCKET_ERROR}\n").into_bytes());
+    n.sup.step(at(&n, 0));
+    // Removed between the check and QEMU's connect.
+    std::fs::remove_file(&socket).unwrap();
+    n.vmm
+        .exit("a", VmmExit::PoweredOffOrFailed { status: 0, code: 1 });
+    let failed = n.sup.step(at(&n, 10));
+    assert_eq!(failed[0].state, State::Stopped);
+    assert_eq!(
+        failed[0].last_end.as_ref().unwrap().to_string(),
+        format!(
+            "the host could not start it: bus socket {} is gone (removed under the running host?) (the VMM said: {SOCKET_ERROR})",
+            socket.display()
+        )
+    );
 }
 
 #[test]
