@@ -17,7 +17,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use harness::cpu::CpuSample;
 use harness::{Accel, Arch, Device, Guest, Machine, Profile, UserNet, build_service};
 
@@ -39,6 +39,16 @@ pub struct IdleArgs {
     /// Seconds the node may take to onboard.
     #[arg(long, default_value_t = 300)]
     timeout_s: u64,
+    /// Measure only the idle node or only the wake-up of a lone service.
+    #[arg(long)]
+    only: Option<Part>,
+}
+
+/// The two halves of the benchmark.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    Node,
+    Wake,
 }
 
 /// Pause after onboarding before measuring, so the first info and metrics
@@ -56,9 +66,14 @@ const SERVICE_WINDOW: Duration = Duration::from_secs(10);
 
 pub fn run(args: IdleArgs) -> Result<(), String> {
     crate::deps::ensure()?;
-    node(&args)?;
-    println!();
-    wake_up()
+    if args.only != Some(Part::Wake) {
+        node(&args)?;
+        println!();
+    }
+    if args.only != Some(Part::Node) {
+        wake_up()?;
+    }
+    Ok(())
 }
 
 fn percent(share: Option<f64>) -> String {

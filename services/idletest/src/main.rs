@@ -112,6 +112,8 @@ fn chain_sleeps(poll: &mut PollLoop<'_>, sleep: Duration, count: u32, record: Rc
     if count == 0 {
         return;
     }
+    // Taken before the loop takes its own: lateness may read a few
+    // microseconds high here, never low.
     let deadline = Instant::now().saturating_add(sleep);
     poll.after(sleep, one_sleep(deadline, sleep, count - 1, record));
 }
@@ -136,7 +138,8 @@ fn one_sleep<'a>(
             now.saturating_duration_since(deadline).as_micros(),
         );
         if left > 0 {
-            let next = now.saturating_add(sleep);
+            // The loop schedules from its own clock, `ctl.now()`.
+            let next = ctl.now().saturating_add(sleep);
             ctl.after(sleep, one_sleep(next, sleep, left - 1, record.clone()));
         }
     }
