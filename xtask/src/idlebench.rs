@@ -220,12 +220,13 @@ fn free_port() -> Result<u16, String> {
 fn echo_round_trips(machine: Machine, image: &Path) -> Result<Vec<Duration>, String> {
     let port = free_port()?;
     let run_s = 30 + (ECHO_PAUSE.as_millis() as u64 * ROUND_TRIPS as u64).div_ceil(1000);
-    let guest = idletest(machine, image, format!("echo-on=7 run-s={run_s}")).device(
-        Device::UserNet(UserNet {
+    // virtio-rng: a cortex-a72 has no RNDR, and the stack needs entropy.
+    let guest = idletest(machine, image, format!("echo-on=7 run-s={run_s}"))
+        .device(Device::VirtioRng)
+        .device(Device::UserNet(UserNet {
             host_to_guest: vec![(port, 7)],
             ..UserNet::default()
-        }),
-    );
+        }));
     let mut running = guest.spawn().map_err(|e| e.to_string())?;
     if running
         .wait_for_line("idletest: idling", Duration::from_secs(60))
