@@ -47,16 +47,18 @@ pub fn set_idle_hook(hook: fn()) {
 /// came before the call and is still pending), whichever is first; `None`
 /// waits for an interrupt alone. Never spins (unless the machine has no
 /// interrupt controller we can drive). Runs the idle hook after every
-/// sleep, and at most every 5 ms when the deadline is already due.
+/// sleep, and on the way in at most every 5 ms (a wait whose deadline is
+/// always due still keeps the bus alive, and what was queued just before
+/// a long sleep goes out first).
 ///
 /// A device interrupt only says that something may have happened:
 /// callers poll their devices after it returns and wait again.
 pub fn wait_until(deadline: Option<Instant>) {
     let seen = irq::device_count();
+    run_hook(false);
     loop {
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
-            run_hook(false);
             return;
         }
         let longest = if irq::polling_devices() {

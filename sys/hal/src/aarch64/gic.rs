@@ -48,8 +48,14 @@ const SETTLE_POLLS: u32 = 1_000_000;
 /// Which GIC the device tree describes, and where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gic {
-    V2 { distributor: usize, cpu: usize },
-    V3 { distributor: usize, redistributors: usize },
+    V2 {
+        distributor: usize,
+        cpu: usize,
+    },
+    V3 {
+        distributor: usize,
+        redistributors: usize,
+    },
 }
 
 /// Why the GIC could not be brought up.
@@ -183,7 +189,11 @@ pub fn init(gic: Gic) -> Result<(), GicError> {
         } => {
             init_distributor(distributor, true)?;
             let rd = find_redistributor(redistributors)?;
-            write(rd, GICR_WAKER, read(rd, GICR_WAKER) & !WAKER_PROCESSOR_SLEEP);
+            write(
+                rd,
+                GICR_WAKER,
+                read(rd, GICR_WAKER) & !WAKER_PROCESSOR_SLEEP,
+            );
             wait_until(|| read(rd, GICR_WAKER) & WAKER_CHILDREN_ASLEEP == 0)?;
             let sgi = rd + GICR_SGI_FRAME;
             write(sgi, GICD_ICENABLER, u32::MAX);
@@ -244,8 +254,8 @@ fn find_redistributor(region: usize) -> Result<usize, GicError> {
     let ours = (mpidr & 0xff_ffff) | ((mpidr >> 32) & 0xff) << 24;
     let mut frame = region;
     for _ in 0..MAX_REDISTRIBUTORS {
-        let typer = u64::from(read(frame, GICR_TYPER))
-            | u64::from(read(frame, GICR_TYPER + 4)) << 32;
+        let typer =
+            u64::from(read(frame, GICR_TYPER)) | u64::from(read(frame, GICR_TYPER + 4)) << 32;
         if typer >> 32 == ours {
             return Ok(frame);
         }

@@ -146,8 +146,8 @@ pub fn arm(deadline: Instant) {
         return;
     }
     let cycles = target.saturating_sub(counter());
-    let counts = u128::from(cycles) * u128::from(timer_hz())
-        / u128::from(clock::counter_frequency().max(1));
+    let counts =
+        u128::from(cycles) * u128::from(timer_hz()) / u128::from(clock::counter_frequency().max(1));
     // Zero would stop the timer instead of firing it.
     write(TIMER_INITIAL, counts.clamp(1, u128::from(u32::MAX)) as u32);
 }

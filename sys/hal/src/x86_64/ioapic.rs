@@ -74,7 +74,11 @@ pub fn route(gsi: u32, vector: u8, destination: u8) -> bool {
     let Some((base, pin)) = locate(gsi) else {
         return false;
     };
-    write(base, REDIRECTION + 2 * pin + 1, u32::from(destination) << 24);
+    write(
+        base,
+        REDIRECTION + 2 * pin + 1,
+        u32::from(destination) << 24,
+    );
     write(
         base,
         REDIRECTION + 2 * pin,
