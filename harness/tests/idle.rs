@@ -152,12 +152,13 @@ fn a_packet_arriving_during_a_sleep_is_answered() {
     for (machine, option) in MACHINES {
         let name = label(machine, option);
         let port = free_port();
-        let guest = idletest(machine, option, "echo-on=7 tick-ms=1000 run-s=20").device(
-            Device::UserNet(UserNet {
+        // virtio-rng: a cortex-a72 has no RNDR, and the stack needs entropy.
+        let guest = idletest(machine, option, "echo-on=7 tick-ms=1000 run-s=20")
+            .device(Device::VirtioRng)
+            .device(Device::UserNet(UserNet {
                 host_to_guest: vec![(port, 7)],
                 ..UserNet::default()
-            }),
-        );
+            }));
         let mut running = guest.spawn().expect("QEMU starts");
         wait_idling(&mut running);
         // Connected and idle: the guest's network stack waits in its sleep.

@@ -33,6 +33,11 @@ impl EchoServer {
         (self.connections, self.bytes)
     }
 
+    /// When the stack next has timed work (see `net::Stack::poll_at`).
+    pub fn poll_at(&mut self) -> Option<hal::clock::Instant> {
+        self.stack.poll_at()
+    }
+
     /// Moves packets, echoes what arrived, closes finished connections and
     /// listens again; returns whether anything happened.
     pub fn poll(&mut self) -> bool {

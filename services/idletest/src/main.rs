@@ -12,6 +12,12 @@
 //!   `@@ metric timer_late_us L`. One that fires early fails the run.
 //! - `echo-on=PORT`: bring the network up and echo every TCP connection
 //!   on PORT, one at a time, until the run ends.
+//! - `unexpected`: send this CPU interrupts nothing handles
+//!   (`hal::irq::raise_unexpected`) before idling, and check 100 ms later
+//!   that they were counted and the service still runs on time:
+//!   `PASS unexpected: ...` or `FAIL unexpected: ...`.
+//!
+//! The summary ends with the interrupt counters (`hal::irq::stats`).
 //!
 //! `idletest: idling` is printed once everything is set up and the service
 //! has nothing to do until its next timer or packet: the moment the host
@@ -41,8 +47,11 @@ const ADDRESS_WAIT: Duration = Duration::from_secs(20);
 struct Record {
     ticks: u32,
     worst_tick_late: Duration,
-    early: bool,
+    failed: bool,
 }
+
+/// How long after raising unexpected interrupts they are checked.
+const UNEXPECTED_CHECK: Duration = Duration::from_millis(100);
 
 fn param<T: core::str::FromStr>(name: &str, default: T) -> T {
     runtime::cmdline()
@@ -72,7 +81,7 @@ fn main() -> i32 {
         let now = Instant::now();
         let mut r = ticks.borrow_mut();
         r.ticks += 1;
-        r.early |= now < next_tick;
+        r.failed |= now < next_tick;
         r.worst_tick_late = r
             .worst_tick_late
             .max(now.saturating_duration_since(next_tick));
@@ -85,9 +94,19 @@ fn main() -> i32 {
         let sleep = Duration::from_millis(sleep);
         chain_sleeps(&mut poll, sleep, param("sleeps", 1), record.clone());
     }
+    if runtime::cmdline().has_flag("unexpected") {
+        check_unexpected(&mut poll, record.clone());
+    }
     if let Some(echo) = &echo {
         let echo = echo.clone();
-        poll.poller(move |_| echo.borrow_mut().poll());
+        poll.poller(move |ctl| {
+            let mut echo = echo.borrow_mut();
+            let progress = echo.poll();
+            if let Some(at) = echo.poll_at() {
+                ctl.wake_by(at);
+            }
+            progress
+        });
     }
     let summary = record.clone();
     let served = echo.clone();
@@ -96,15 +115,43 @@ fn main() -> i32 {
         let (connections, bytes) = served
             .as_ref()
             .map_or((0, 0), |e| e.borrow().served());
+        let irq = hal::irq::stats();
         log::info!(
-            "idletest: {} ticks, worst tick lateness {} us, {connections} connections, {bytes} bytes echoed",
+            "idletest: {} ticks, worst tick lateness {} us, {connections} connections, {bytes} bytes echoed; interrupts: {} timer, {} device, {} spurious, {} unexpected",
             r.ticks,
             r.worst_tick_late.as_micros(),
+            irq.timer,
+            irq.device,
+            irq.spurious,
+            irq.unexpected,
         );
-        ctl.stop(runtime::status(!r.early));
+        ctl.stop(runtime::status(!r.failed));
     });
     log::info!("idletest: idling");
     poll.run()
+}
+
+/// Raises interrupts nothing handles now, and checks on a timer that they
+/// were counted (which also shows the service survived them).
+fn check_unexpected(poll: &mut PollLoop<'_>, record: Rc<RefCell<Record>>) {
+    let odd = |s: hal::irq::InterruptStats| s.unexpected + s.spurious;
+    let before = hal::irq::stats();
+    let sent = hal::irq::raise_unexpected();
+    poll.after(UNEXPECTED_CHECK, move |_| {
+        let after = hal::irq::stats();
+        let counted = odd(after) - odd(before);
+        if sent > 0 && counted >= u64::from(sent) {
+            log::info!(
+                "PASS unexpected: sent {sent}, counted {} unexpected (last {:?}) and {} spurious",
+                after.unexpected - before.unexpected,
+                after.last_unexpected,
+                after.spurious - before.spurious
+            );
+        } else {
+            log::error!("FAIL unexpected: sent {sent}, counted {counted}");
+            record.borrow_mut().failed = true;
+        }
+    });
 }
 
 /// `count` one-shot timers, each `sleep` after the previous one fired.
@@ -131,7 +178,7 @@ fn one_sleep<'a>(
                 "FAIL sleep: woke {} us early",
                 deadline.saturating_duration_since(now).as_micros()
             );
-            record.borrow_mut().early = true;
+            record.borrow_mut().failed = true;
         }
         metric(
             "timer_late_us",
