@@ -31,17 +31,17 @@ mod wait;
 
 pub use arch::ARCH;
 pub use startup::{BootInfo, Platform};
-pub use wait::{POLL_TICK, set_idle_hook, wait_until};
+pub use wait::{IDLE_TICK, POLL_TICK, set_idle_hook, wait_until};
 
 /// Size of the pages we hand to devices and map with.
 pub const PAGE_SIZE: usize = 4096;
 
 /// One turn of a wait loop that checks a deadline of its own: sleeps until
-/// the next interrupt, at most [`POLL_TICK`], running the idle hook. Loops
+/// the next interrupt, at most [`IDLE_TICK`], running the idle hook. Loops
 /// that know their deadline call [`wait_until`] with it instead and sleep
-/// longer.
+/// until then.
 pub fn idle() {
-    wait_until(Some(clock::Instant::now().saturating_add(POLL_TICK)));
+    wait_until(Some(clock::Instant::now().saturating_add(IDLE_TICK)));
 }
 
 /// The same as [`idle`]: wait loops written before the HAL could sleep
