@@ -21,9 +21,9 @@ use crate::{arch, clock::Instant, irq};
 /// callers check a deadline the HAL does not know: their timed work is at
 /// most this late (device interrupts still end the sleep at once). Each
 /// wake costs a TCG guest about 0.2 ms of host CPU, so a loop on this tick
-/// costs about 0.4 % of a core; one that calls [`wait_until`] with its
+/// costs about 0.2 % of a core; one that calls [`wait_until`] with its
 /// deadline costs nothing while it waits.
-pub const IDLE_TICK: Duration = Duration::from_millis(50);
+pub const IDLE_TICK: Duration = Duration::from_millis(100);
 /// The longest sleep while some device cannot interrupt (a transport
 /// without a known line): it is polled at least this often.
 pub const POLL_TICK: Duration = Duration::from_millis(10);
