@@ -100,9 +100,17 @@ fn write(base: usize, offset: usize, value: u32) {
 }
 
 fn write_byte(base: usize, offset: usize, value: u8) {
-    // SAFETY: as for `write`; priority and target registers are
-    // byte-accessible.
+    // SAFETY: as for `write`; the target registers are byte-accessible.
     unsafe { ((base + offset) as *mut u8).write_volatile(value) }
+}
+
+/// Gives interrupts `ids` (a multiple of four wide) our one priority, four
+/// per word: a boot under TCG pays for every register access.
+fn set_priorities(base: usize, ids: core::ops::Range<usize>) {
+    let four = u32::from_ne_bytes([PRIORITY; 4]);
+    for id in ids.step_by(4) {
+        write(base, GICD_IPRIORITYR + id, four);
+    }
 }
 
 fn wait_until(done: impl Fn() -> bool) -> Result<(), GicError> {
@@ -198,9 +206,7 @@ pub fn init(gic: Gic) -> Result<(), GicError> {
             let sgi = rd + GICR_SGI_FRAME;
             write(sgi, GICD_ICENABLER, u32::MAX);
             write(sgi, GICD_IGROUPR, u32::MAX);
-            for id in 0..32 {
-                write_byte(sgi, GICD_IPRIORITYR + id, PRIORITY);
-            }
+            set_priorities(sgi, 0..32);
             icc::set_sre(icc::sre() | 1);
             if icc::sre() & 1 == 0 {
                 return Err(GicError::NoSystemRegisters);
@@ -233,9 +239,7 @@ fn init_distributor(base: usize, v3: bool) -> Result<(), GicError> {
         }
     }
     let first = if v3 { 32 } else { 0 };
-    for id in first..lines {
-        write_byte(base, GICD_IPRIORITYR + id, PRIORITY);
-    }
+    set_priorities(base, first..lines);
     if v3 {
         // Affinity routing first, then the groups (EnableGrp0/1 or, seen
         // from the non-secure side, EnableGrp1NS/1A).
