@@ -282,34 +282,44 @@ pub fn enable(id: u32, edge: bool) {
     let id = id as usize;
     let distributor = DISTRIBUTOR.load(Ordering::Relaxed);
     let bit = 1 << (id % 32);
-    match (VERSION.load(Ordering::Acquire), id) {
-        (V3, 0..32) => {
-            let sgi = CPU.load(Ordering::Relaxed) + GICR_SGI_FRAME;
-            write(sgi, GICD_ISENABLER, bit);
-        }
-        (V2 | V3, _) => {
+    match VERSION.load(Ordering::Acquire) {
+        // GICv3 keeps SGIs and PPIs in the redistributor.
+        V3 if id < 32 => write(
+            CPU.load(Ordering::Relaxed) + GICR_SGI_FRAME,
+            GICD_ISENABLER,
+            bit,
+        ),
+        V2 | V3 => {
             if id >= 32 {
-                let config = GICD_ICFGR + (id / 16) * 4;
-                let shift = (id % 16) * 2 + 1;
-                let old = read(distributor, config);
-                let new = if edge {
-                    old | 1 << shift
-                } else {
-                    old & !(1 << shift)
-                };
-                write(distributor, config, new);
-                if VERSION.load(Ordering::Relaxed) == V3 {
-                    let route = GICD_IROUTER + id * 8;
-                    let mpidr = affinity();
-                    write(distributor, route, (mpidr & 0xff_ffff) as u32);
-                    write(distributor, route + 4, ((mpidr >> 32) & 0xff) as u32);
-                } else {
-                    write_byte(distributor, GICD_ITARGETSR + id, 1);
-                }
+                configure_spi(distributor, id, edge);
             }
             write(distributor, GICD_ISENABLER + (id / 32) * 4, bit);
         }
         _ => {}
+    }
+}
+
+/// Sets shared interrupt `id`'s trigger and sends it to this CPU.
+fn configure_spi(distributor: usize, id: usize, edge: bool) {
+    let config = GICD_ICFGR + (id / 16) * 4;
+    let edge_bit = 1 << ((id % 16) * 2 + 1);
+    let old = read(distributor, config);
+    let new = if edge {
+        old | edge_bit
+    } else {
+        old & !edge_bit
+    };
+    write(distributor, config, new);
+    if VERSION.load(Ordering::Relaxed) == V3 {
+        let route = GICD_IROUTER + id * 8;
+        let mpidr = affinity();
+        write(distributor, route, (mpidr & 0xff_ffff) as u32);
+        write(distributor, route + 4, ((mpidr >> 32) & 0xff) as u32);
+    } else {
+        // The first target registers are banked: they read as this CPU's
+        // own interface bit.
+        let ours = (read(distributor, GICD_ITARGETSR) & 0xff) as u8;
+        write_byte(distributor, GICD_ITARGETSR + id, ours.max(1));
     }
 }
 
