@@ -7,6 +7,7 @@ mod bench;
 mod controller;
 mod deps;
 mod fuzz;
+mod idlebench;
 mod node;
 mod nodebench;
 mod output;

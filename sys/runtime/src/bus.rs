@@ -17,9 +17,6 @@ use evebus::{Client, ClientConfig, ClientError, Event, Level, Status};
 use hal::{busport::BusPort, clock::Instant};
 use spin::Mutex;
 
-/// Least time between two pumps from the idle hook: a wait loop spins far
-/// faster than the bus needs servicing.
-const IDLE_PUMP_EVERY: Duration = Duration::from_millis(5);
 /// Events held for a service that has not taken them; the oldest go first,
 /// so a service that ignores a busy topic cannot exhaust its heap.
 const MAX_QUEUED_EVENTS: usize = 1024;
@@ -29,7 +26,6 @@ struct Link {
     port: BusPort,
     received: Vec<u8>,
     events: VecDeque<Event>,
-    last_pump: Instant,
     broken: bool,
 }
 
@@ -74,7 +70,6 @@ pub(crate) fn start(service: &str) {
         port,
         received: Vec::new(),
         events: VecDeque::new(),
-        last_pump: Instant::now(),
         broken: false,
     });
     hal::set_idle_hook(pump_from_idle);
@@ -112,7 +107,6 @@ impl Link {
         if self.broken {
             return;
         }
-        self.last_pump = Instant::now();
         let now = now();
         self.client.poll(now);
         let pending = self.client.transmit().len();
@@ -142,11 +136,12 @@ impl Link {
     }
 }
 
+/// The idle hook: the HAL runs it after every sleep, and at most every
+/// few milliseconds in a wait that does not sleep.
 fn pump_from_idle() {
     // try_lock: the hook can run inside a bus call's own wait.
     if let Some(mut guard) = LINK.try_lock()
         && let Some(link) = guard.as_mut()
-        && link.last_pump.elapsed() >= IDLE_PUMP_EVERY
     {
         link.pump();
     }
@@ -194,7 +189,7 @@ pub fn call(target: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, 
             link.pump();
             Ok(())
         })?;
-        hal::relax();
+        hal::wait_until(Some(deadline));
     }
     let id = with(|link| {
         let id = link
@@ -224,7 +219,7 @@ pub fn call(target: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, 
             Some(Event::Response { status, .. }) => return Err(BusError::Rejected(status)),
             Some(_) => return Err(BusError::NoAnswer),
             None if Instant::now() >= deadline => return Err(BusError::NoAnswer),
-            None => hal::relax(),
+            None => hal::wait_until(Some(deadline)),
         }
     }
 }

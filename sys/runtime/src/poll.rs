@@ -7,8 +7,13 @@
 //! the loop's clock, schedule or cancel timers, and stop the loop. Nothing
 //! is preempted, so callbacks share state through plain `RefCell`s.
 //!
-//! Guests run with interrupts off, so an idle loop spins (with the CPU's
-//! spin hint) until the next deadline rather than halting.
+//! A turn in which nothing happened ends in a sleep ([`hal::wait_until`])
+//! until the next timer's deadline, the earliest time a poller asked for
+//! ([`Control::wake_by`]), or a device interrupt, whichever comes first.
+//! Pollers run again after any device interrupt, so one whose device
+//! interrupts needs nothing more; one with deadlines of its own (a network
+//! stack's retransmissions) or a source that cannot interrupt asks for its
+//! next turn with `wake_by`.
 
 use alloc::{boxed::Box, vec::Vec};
 use core::time::Duration;
@@ -36,6 +41,8 @@ pub struct Control<'a> {
     added: Vec<Timer<'a>>,
     cancelled: Vec<TimerId>,
     stop: Option<i32>,
+    /// The earliest next turn a poller asked for during this turn.
+    wake_by: Option<Instant>,
 }
 
 impl<'a> Control<'a> {
@@ -57,6 +64,13 @@ impl<'a> Control<'a> {
     /// Cancels a timer; unknown or already-fired ids are ignored.
     pub fn cancel(&mut self, id: TimerId) {
         self.cancelled.push(id);
+    }
+
+    /// Asks for another turn by `at` at the latest, even if no timer is due
+    /// and no device interrupts (for this turn's sleep only: a poller asks
+    /// again every turn).
+    pub fn wake_by(&mut self, at: Instant) {
+        self.wake_by = Some(self.wake_by.map_or(at, |w| w.min(at)));
     }
 
     /// Ends [`PollLoop::run`] with `status` after the current callback.
@@ -107,6 +121,7 @@ impl<'a> PollLoop<'a> {
                 added: Vec::new(),
                 cancelled: Vec::new(),
                 stop: None,
+                wake_by: None,
             },
         }
     }
@@ -128,7 +143,7 @@ impl<'a> PollLoop<'a> {
     }
 
     /// Adds a poller, called every turn; it returns whether it made
-    /// progress, and the loop only idles when none did.
+    /// progress, and the loop only sleeps when none did.
     pub fn poller(&mut self, f: impl FnMut(&mut Control<'a>) -> bool + 'a) {
         self.pollers.push(Box::new(f));
     }
@@ -148,9 +163,11 @@ impl<'a> PollLoop<'a> {
         }
     }
 
-    /// One turn: pollers, then every due timer. Returns the stop status.
+    /// One turn: pollers, then every due timer, then a sleep if nothing
+    /// happened. Returns the stop status.
     pub fn turn(&mut self) -> Option<i32> {
         self.control.now = Instant::now();
+        self.control.wake_by = None;
         let mut progress = false;
         for poller in &mut self.pollers {
             progress |= poller(&mut self.control);
@@ -177,19 +194,21 @@ impl<'a> PollLoop<'a> {
         if self.timers.is_empty() && self.pollers.is_empty() {
             return Some(0);
         }
-        if !progress && self.pollers.is_empty() {
-            self.idle();
+        if !progress {
+            self.sleep();
         }
         None
     }
 
-    /// Spins until the next deadline.
-    fn idle(&self) {
-        if let Some(next) = self.timers.last() {
-            while Instant::now() < next.deadline {
-                hal::idle();
-            }
-        }
+    /// Sleeps until the next timer, the time a poller asked for, or a
+    /// device interrupt.
+    fn sleep(&self) {
+        let timer = self.timers.last().map(|t| t.deadline);
+        let wake = match (timer, self.control.wake_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        hal::wait_until(wake);
     }
 
     /// Moves timers added by callbacks into the sorted list and drops
