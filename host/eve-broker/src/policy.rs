@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use evebus::name;
+use evebus::name::{self, NameError};
 
 /// One service's grants.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,12 +15,12 @@ struct Grants {
 /// Why a policy could not be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyError {
-    #[error("{0:?} is not a valid service name")]
-    InvalidService(String),
-    #[error("{0:?} is not a valid topic")]
-    InvalidTopic(String),
-    #[error("{0:?} is not a valid RPC target")]
-    InvalidTarget(String),
+    #[error("service name {name:?} {reason}")]
+    InvalidService { name: String, reason: NameError },
+    #[error("topic {name:?} {reason}")]
+    InvalidTopic { name: String, reason: NameError },
+    #[error("request target {name:?} {reason}")]
+    InvalidTarget { name: String, reason: NameError },
     #[error("{service} may not publish {topic}: topics starting with @ belong to the broker")]
     BrokerTopic { service: String, topic: String },
     #[error("topic {topic} has two publishers, {first} and {second}")]
@@ -124,16 +124,21 @@ impl PolicyBuilder {
     pub fn build(&self) -> Result<Policy, PolicyError> {
         let mut publishers = BTreeMap::<String, String>::new();
         for (service, grants) in &self.services {
-            if !name::valid_service(service) {
-                return Err(PolicyError::InvalidService(service.clone()));
-            }
+            name::check_name(service).map_err(|reason| PolicyError::InvalidService {
+                name: service.clone(),
+                reason,
+            })?;
             for topic in grants.publish.iter().chain(&grants.subscribe) {
-                if !name::valid_topic(topic) {
-                    return Err(PolicyError::InvalidTopic(topic.clone()));
-                }
+                name::check_topic(topic).map_err(|reason| PolicyError::InvalidTopic {
+                    name: topic.clone(),
+                    reason,
+                })?;
             }
-            if let Some(target) = grants.call.iter().find(|t| !name::valid_service(t)) {
-                return Err(PolicyError::InvalidTarget(target.clone()));
+            for target in &grants.call {
+                name::check_name(target).map_err(|reason| PolicyError::InvalidTarget {
+                    name: target.clone(),
+                    reason,
+                })?;
             }
             for topic in &grants.publish {
                 if name::is_broker_topic(topic) {

@@ -15,13 +15,13 @@ use core::time::Duration;
 
 use crate::frame::{HEADER_LEN, Limits};
 use crate::message::{Change, DenyReason, Kind, Level, Operation, RefuseReason, Status};
-use crate::name::{self, MAX_LOG_TARGET_LEN, MAX_SERVICE_LEN};
+use crate::name::{self, MAX_LOG_TARGET_LEN, MAX_NAME_LEN};
 use crate::{Decoder, Message, PROTOCOL_VERSION, WireError};
 
 /// Bytes of a LogRecord frame besides its target and message text: the
 /// header, the longest source name, level, time and two string lengths.
 /// Cutting a Log to fit this leaves room for the broker to forward it.
-const LOG_RECORD_OVERHEAD: usize = HEADER_LEN + 2 + MAX_SERVICE_LEN + 1 + 8 + 2 + 2;
+const LOG_RECORD_OVERHEAD: usize = HEADER_LEN + 2 + MAX_NAME_LEN + 1 + 8 + 2 + 2;
 
 /// What a client is configured with.
 #[derive(Debug, Clone)]

@@ -347,7 +347,7 @@ impl Message {
             check(message.len() <= limits.log_message_len(), Field::LogMessage)
         };
         match self {
-            Message::Hello { service, .. } => check(name::valid_service(service), Field::Service),
+            Message::Hello { service, .. } => check(name::valid_name(service), Field::Service),
             Message::Welcome { .. }
             | Message::Refused { .. }
             | Message::Heartbeat { .. }
@@ -381,10 +381,10 @@ impl Message {
                 message,
                 ..
             } => {
-                check(name::valid_service(source), Field::Service)?;
+                check(name::valid_name(source), Field::Service)?;
                 log(target, message)
             }
-            Message::Request { target, .. } => check(name::valid_service(target), Field::Target),
+            Message::Request { target, .. } => check(name::valid_name(target), Field::Target),
         }
     }
 

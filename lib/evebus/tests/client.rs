@@ -88,9 +88,9 @@ fn connected() -> Client {
 #[test]
 fn publications_made_offline_are_sent_after_welcome_and_again_after_reconnect() {
     let mut client = Client::new(ClientConfig::new("nim", 1));
-    client.publish("nim/status", "eth0", b"up").unwrap();
-    client.publish("nim/status", "eth1", b"down").unwrap();
-    client.signal_synchronized("nim/status").unwrap();
+    client.publish("nim-status", "eth0", b"up").unwrap();
+    client.publish("nim-status", "eth1", b"down").unwrap();
+    client.signal_synchronized("nim-status").unwrap();
     assert!(
         client.transmit().is_empty(),
         "nothing is sent before connect"
@@ -99,19 +99,19 @@ fn publications_made_offline_are_sent_after_welcome_and_again_after_reconnect() 
     sent(&mut client);
     deliver(&mut client, &[welcome(1000)], T0).unwrap();
     let replay = vec![
-        publish("nim/status", "eth0", b"up"),
-        publish("nim/status", "eth1", b"down"),
-        synchronized("nim/status"),
+        publish("nim-status", "eth0", b"up"),
+        publish("nim-status", "eth1", b"down"),
+        synchronized("nim-status"),
     ];
     assert_eq!(sent(&mut client), replay);
 
     // Live changes go out at once; an unchanged value is not resent.
-    client.publish("nim/status", "eth0", b"up").unwrap();
-    client.delete("nim/status", "eth1").unwrap();
+    client.publish("nim-status", "eth0", b"up").unwrap();
+    client.delete("nim-status", "eth1").unwrap();
     assert_eq!(
         sent(&mut client),
         [Message::Delete {
-            topic: "nim/status".into(),
+            topic: "nim-status".into(),
             key: "eth1".into()
         }]
     );
@@ -123,11 +123,11 @@ fn publications_made_offline_are_sent_after_welcome_and_again_after_reconnect() 
     assert_eq!(
         sent(&mut client),
         [
-            publish("nim/status", "eth0", b"up"),
-            synchronized("nim/status")
+            publish("nim-status", "eth0", b"up"),
+            synchronized("nim-status")
         ]
     );
-    assert_eq!(client.published("nim/status").unwrap().len(), 1);
+    assert_eq!(client.published("nim-status").unwrap().len(), 1);
 }
 
 #[test]
@@ -153,23 +153,23 @@ fn broker_topics_cannot_be_published() {
 #[test]
 fn mirror_yields_created_modified_deleted_and_synchronized() {
     let mut client = connected();
-    client.subscribe("zedagent/config").unwrap();
+    client.subscribe("edge-config").unwrap();
     assert_eq!(
         sent(&mut client),
         [Message::Subscribe {
-            topic: "zedagent/config".into()
+            topic: "edge-config".into()
         }]
     );
-    assert!(!client.is_synchronized("zedagent/config"));
+    assert!(!client.is_synchronized("edge-config"));
     deliver(
         &mut client,
         &[
-            update(Change::Created, "zedagent/config", "a", b"1"),
-            update(Change::Created, "zedagent/config", "b", b"2"),
-            synchronized("zedagent/config"),
-            update(Change::Modified, "zedagent/config", "a", b"3"),
-            update(Change::Deleted, "zedagent/config", "b", b""),
-            update(Change::Deleted, "zedagent/config", "never-there", b""),
+            update(Change::Created, "edge-config", "a", b"1"),
+            update(Change::Created, "edge-config", "b", b"2"),
+            synchronized("edge-config"),
+            update(Change::Modified, "edge-config", "a", b"3"),
+            update(Change::Deleted, "edge-config", "b", b""),
+            update(Change::Deleted, "edge-config", "never-there", b""),
         ],
         T0,
     )
@@ -178,32 +178,32 @@ fn mirror_yields_created_modified_deleted_and_synchronized() {
         events(&mut client),
         [
             Event::Created {
-                topic: "zedagent/config".into(),
+                topic: "edge-config".into(),
                 key: "a".into(),
                 value: b"1".to_vec()
             },
             Event::Created {
-                topic: "zedagent/config".into(),
+                topic: "edge-config".into(),
                 key: "b".into(),
                 value: b"2".to_vec()
             },
             Event::Synchronized {
-                topic: "zedagent/config".into()
+                topic: "edge-config".into()
             },
             Event::Modified {
-                topic: "zedagent/config".into(),
+                topic: "edge-config".into(),
                 key: "a".into(),
                 value: b"3".to_vec()
             },
             Event::Deleted {
-                topic: "zedagent/config".into(),
+                topic: "edge-config".into(),
                 key: "b".into(),
                 last_value: b"2".to_vec()
             },
         ]
     );
-    assert!(client.is_synchronized("zedagent/config"));
-    let table = client.table("zedagent/config").unwrap();
+    assert!(client.is_synchronized("edge-config"));
+    let table = client.table("edge-config").unwrap();
     assert_eq!(table.len(), 1);
     assert_eq!(table["a"], b"3");
 }

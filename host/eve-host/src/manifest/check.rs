@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use evebus::LOG_TOPIC;
+use evebus::{LOG_TOPIC, name};
 use toml::Spanned;
 
 use super::{
@@ -20,9 +20,6 @@ pub const MIN_RAM_MIB: u32 = 16;
 pub const MAX_RAM_MIB: u32 = 16 * 1024;
 pub const MAX_VCPUS: u32 = 16;
 pub const MAX_STATE_MIB: u32 = 64 * 1024;
-/// Service names end up in socket paths, which Linux caps at 108 bytes.
-pub const MAX_NAME_LEN: usize = 32;
-pub const MAX_TOPIC_LEN: usize = 64;
 pub const MAX_CMDLINE_LEN: usize = 1024;
 pub const MAX_HEARTBEAT_TIMEOUT_S: u32 = 3600;
 
@@ -454,21 +451,11 @@ fn check_backoff(
     policy
 }
 
-/// Service and node names: they name files, sockets and log prefixes.
+/// Node and service names follow the bus's one naming rule: they name
+/// files, sockets and log prefixes, and a service's name is what it says
+/// Hello with.
 fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err(format!("must be 1 to {MAX_NAME_LEN} characters"));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err("may hold only a-z, 0-9 and -".into());
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err("must not start or end with -".into());
-    }
-    Ok(())
+    name::check_name(name).map_err(|e| e.to_string())
 }
 
 /// Topics starting with `@` are the bus broker's own streams: nobody
@@ -487,14 +474,5 @@ fn check_broker_topic(topic: &str, subscribing: bool) -> Result<(), String> {
 }
 
 fn check_topic(topic: &str) -> Result<(), String> {
-    if topic.is_empty() || topic.len() > MAX_TOPIC_LEN {
-        return Err(format!("must be 1 to {MAX_TOPIC_LEN} characters"));
-    }
-    if !topic
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-    {
-        return Err("may hold only a-z, 0-9, - and .".into());
-    }
-    Ok(())
+    name::check_name(topic).map_err(|e| e.to_string())
 }

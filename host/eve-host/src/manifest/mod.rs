@@ -32,7 +32,8 @@ pub struct Node {
 /// One service unikernel of the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
-    /// Unique in the node, `[a-z0-9-]`: names files, sockets and log lines.
+    /// Unique in the node, following `evebus::name::NAME_RULE`: names files,
+    /// sockets and log lines.
     pub name: String,
     /// The service crate xtask builds the image from.
     pub image: String,

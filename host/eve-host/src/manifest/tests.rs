@@ -91,7 +91,7 @@ y=2"
     assert_eq!(
         problems(&text),
         [
-            "line 2: node: name `Bad Name` may hold only a-z, 0-9 and -",
+            "line 2: node: name `Bad Name` starts with 'B', not a letter a-z (names follow [a-z][a-z0-9-]{0,31})",
             "line 8: service `a`: ram_mib 8 must be at least 16",
             "line 11: service `a` is defined twice (first at line 5)",
             "line 12: service `a`: image `Self Test` is not a service crate name ([a-z0-9_-])",
@@ -149,7 +149,7 @@ fn topics_must_have_a_publisher_and_be_well_formed() {
         problems(&text),
         [
             "line 10: service `a`: publish topic `x` listed twice",
-            "line 10: service `a`: publish topic `Y` may hold only a-z, 0-9, - and .",
+            "line 10: service `a`: publish topic `Y` starts with 'Y', not a letter a-z (names follow [a-z][a-z0-9-]{0,31})",
             "line 11: service `a`: subscribes to topic `nobody` that no service publishes (published: x)",
             "line 12: service `a`: heartbeat_timeout_s 0 must be between 1 and 3600",
         ]
@@ -308,13 +308,53 @@ fn backoff_knobs_are_checked() {
 
 #[test]
 fn names_are_restricted() {
-    for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"x".repeat(33)] {
+    for bad in ["", "-a", "1a", "A", "a_b", "a.b", "a/b", &"x".repeat(33)] {
         let text = ONE.replace("name = \"a\"", &format!("name = \"{bad}\""));
         let found = problems(&text);
         assert!(
             found.len() == 1 && found[0].starts_with("line 6: service name"),
             "{bad:?}: {found:?}"
         );
+    }
+}
+
+#[test]
+fn the_manifest_and_the_bus_accept_the_same_names() {
+    let names = [
+        "a",
+        "zedagent",
+        "diag-report",
+        "a-",
+        "x1",
+        "1x",
+        "-a",
+        "A",
+        "a_b",
+        "a.b",
+        "a/b",
+        "",
+    ];
+    let long = "x".repeat(32);
+    let too_long = "x".repeat(33);
+    for name in names
+        .iter()
+        .copied()
+        .chain([long.as_str(), too_long.as_str()])
+    {
+        let service = ONE.replace("name = \"a\"", &format!("name = \"{name}\""));
+        let topic = format!("{ONE}bus.publish = [\"{name}\"]\n");
+        let bus = evebus::name::valid_name(name);
+        assert_eq!(Manifest::parse(&service).is_ok(), bus, "service {name:?}");
+        assert_eq!(Manifest::parse(&topic).is_ok(), bus, "topic {name:?}");
+        let hello = evebus::Message::Hello {
+            service: name.into(),
+            protocol: evebus::PROTOCOL_VERSION,
+            boot_counter: 0,
+        };
+        let subscribe = evebus::Message::Subscribe { topic: name.into() };
+        let limits = evebus::Limits::DEFAULT;
+        assert_eq!(hello.validate(&limits).is_ok(), bus, "hello {name:?}");
+        assert_eq!(subscribe.validate(&limits).is_ok(), bus, "topic {name:?}");
     }
 }
 

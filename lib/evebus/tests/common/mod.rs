@@ -49,10 +49,10 @@ pub fn samples() -> Vec<Message> {
             reason: RefuseReason::ExpectedHello,
         },
         Message::Subscribe {
-            topic: "nim/DeviceNetworkStatus".into(),
+            topic: "device-network-status".into(),
         },
         Message::Publish {
-            topic: "nim/DeviceNetworkStatus".into(),
+            topic: "device-network-status".into(),
             key: "global".into(),
             value: vec![0x0a, 0x03, 1, 2, 3],
         },
@@ -62,7 +62,7 @@ pub fn samples() -> Vec<Message> {
             value: vec![],
         },
         Message::Delete {
-            topic: "zedmanager/AppInstanceStatus".into(),
+            topic: "app-instance-status".into(),
             key: "6ba7b810-9dad-11d1-80b4-00c04fd430c8".into(),
         },
         Message::Synchronized {
