@@ -28,6 +28,7 @@ use eve_host::{
 use evebus::{Client, ClientConfig, DenyReason, Event, Level, Operation};
 use p256::ecdsa::{Signature, VerifyingKey, signature::hazmat::PrehashVerifier};
 use sha2::{Digest, Sha256};
+use topics::{OnboardStatus, Topic};
 use tpmwire::{Failure, PcrBank, PcrSelection, RequestRepr, ResponseRepr};
 
 /// How long a test waits for something that should happen; a guard
@@ -192,18 +193,18 @@ fn the_manifest_grants_are_enforced_and_the_tpm_signs_for_zedagent() {
 
     let mut diag = Service::connect(broker, "diag");
     diag.client
-        .publish("onboard-status", "state", b"phase=forged")
+        .publish(OnboardStatus::NAME, OnboardStatus::KEY, b"forged")
         .unwrap();
     let denied = diag.wait_for(|e| matches!(e, Event::Denied { .. }));
     assert_eq!(
         denied,
         Event::Denied {
             operation: Operation::Publish,
-            topic: "onboard-status".into(),
+            topic: OnboardStatus::NAME.into(),
             reason: DenyReason::NotGranted,
         }
     );
-    assert!(broker.table("onboard-status").is_empty());
+    assert!(broker.table(OnboardStatus::NAME).is_empty());
     let (status, _) = diag.call("tpm", &RequestRepr::CreateDeviceKey.to_vec().unwrap());
     assert_eq!(status, evebus::Status::Denied, "diag has no TPM grants");
 
@@ -267,9 +268,18 @@ fn logs_heartbeats_and_tables_reach_the_host() {
     let mut zedagent = Service::connect(broker, "zedagent");
     zedagent.client.subscribe(evebus::LOG_TOPIC).unwrap();
     zedagent.wait_for(|e| matches!(e, Event::Synchronized { .. }));
+    let report = topics::onboard::Report {
+        phase: topics::onboard::Phase::Running as i32,
+        uuid: "u1".into(),
+        ..Default::default()
+    };
     zedagent
         .client
-        .publish("onboard-status", "state", b"phase=onboarded\nuuid=u1\n")
+        .publish(
+            OnboardStatus::NAME,
+            OnboardStatus::KEY,
+            &topics::encode::<OnboardStatus>(&report),
+        )
         .unwrap();
     let answer = zedagent.tpm(RequestRepr::CreateDeviceKey);
     assert_eq!(failure(&answer), Failure::Unavailable, "--tpm none");
@@ -329,10 +339,10 @@ fn logs_heartbeats_and_tables_reach_the_host() {
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(doc["tpm"], "none");
-    assert_eq!(
-        doc["tables"]["onboard-status"]["state"],
-        "phase=onboarded\nuuid=u1\n"
-    );
+    let shown: topics::onboard::Report =
+        serde_json::from_value(doc["tables"][OnboardStatus::NAME][OnboardStatus::KEY].clone())
+            .unwrap();
+    assert_eq!(shown, report);
     let services = doc["services"].as_array().unwrap();
     assert_eq!(services[0]["bus_connected"], true);
     assert!(services[0]["last_heartbeat_age_ms"].is_u64());

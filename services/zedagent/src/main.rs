@@ -8,11 +8,11 @@
 //! `eveagent` state machine, which onboards and then runs the config, info,
 //! metrics and logs loops.
 //!
-//! On the bus it publishes the accepted config (`edge-config`, key
-//! `device`: the `EdgeDevConfig` protobuf) for the node's other services,
-//! and its own status (`onboard-status`, key `zedagent`: `key=value` lines)
-//! for the host's status display; it subscribes to the log stream (`@log`)
-//! and forwards every service's records to the controller.
+//! On the bus it publishes the accepted config ([`topics::EdgeConfig`]:
+//! EVE's `EdgeDevConfig`) for the node's other services, and its own status
+//! ([`topics::OnboardStatus`]) for the host's status display and diag; it
+//! subscribes to the log stream (`@log`) and forwards every service's
+//! records to the controller.
 //!
 //! Console stamps (`@@ boot-timer STAGE NS`, see `link.rs`) mark
 //! `registered`, `config` (first config received) and `info` (first device
@@ -35,10 +35,10 @@ use alloc::{
 use core::time::Duration;
 
 use configpart::FactoryConfig;
-use eve_proto::Message;
 use eveagent::io::{Clock, Persist, Rng};
 use eveagent::{
-    Agent, Bootstrap, Deps, DeviceKeySource, Event as AgentEvent, Level, LogRecord, Onboarding,
+    Agent, AttestStatus, Bootstrap, Deps, DeviceKeySource, Event as AgentEvent, Level, LogRecord,
+    Onboarding, Phase, RegisterStatus,
 };
 use evebus::Event as BusEvent;
 use evehttp::Target;
@@ -46,6 +46,9 @@ use evehttps::TlsSession;
 use evetls::{Csprng, RootStore};
 use hal::clock::Instant;
 use net::Stack;
+use runtime::service;
+use topics::onboard::{self, Report};
+use topics::{EdgeConfig, OnboardStatus};
 
 use link::ControllerLink;
 use persist::StateVolume;
@@ -54,8 +57,6 @@ use tpm::TpmKey;
 
 runtime::entry!("zedagent", main);
 
-const TOPIC_CONFIG: &str = "edge-config";
-const TOPIC_STATUS: &str = "onboard-status";
 /// How often the status is refreshed and the bus serviced while idle.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 const BOOT_COUNTER: &str = "boot-counter";
@@ -134,16 +135,16 @@ fn run() -> Result<Never, String> {
         log::warn!("log stream: {e}");
     }
     let mut link = ControllerLink::new(stack, target, tls);
-    let mut published_status = String::new();
+    let mut published = None;
     loop {
         let wake = agent.poll(&mut link);
         for event in agent.take_events() {
             handle_agent_event(&agent, event);
         }
-        let status = status_text(&agent);
-        if status != published_status && runtime::bus::present() {
-            match runtime::bus::publish(TOPIC_STATUS, "zedagent", status.as_bytes()) {
-                Ok(()) => published_status = status,
+        let report = onboard_report(&agent);
+        if published.as_ref() != Some(&report) && runtime::bus::present() {
+            match service::publish::<OnboardStatus>(OnboardStatus::KEY, &report) {
+                Ok(()) => published = Some(report),
                 Err(e) => log::warn!("publishing status: {e}"),
             }
         }
@@ -228,8 +229,7 @@ fn handle_agent_event(agent: &Agent, event: AgentEvent) {
                 }
             );
             if runtime::bus::present()
-                && let Err(e) =
-                    runtime::bus::publish(TOPIC_CONFIG, "device", &config.encode_to_vec())
+                && let Err(e) = service::publish::<EdgeConfig>(EdgeConfig::KEY, config)
             {
                 log::warn!("publishing the config: {e}");
             }
@@ -241,23 +241,42 @@ fn handle_agent_event(agent: &Agent, event: AgentEvent) {
     }
 }
 
-/// The status other tools show, as `key=value` lines.
-fn status_text(agent: &Agent) -> String {
+/// The status other tools show.
+fn onboard_report(agent: &Agent) -> Report {
     let s = agent.status();
-    let ms = |t: Option<u64>| t.map_or(String::from("never"), |t| format!("{t}"));
-    format!(
-        "state={:?}\nuuid={}\nconfig_hash={}\nregister={:?}\nattest={:?}\nlast_config_ms={}\nlast_info_ms={}\nlast_metrics_ms={}\nlog_batches_queued={}\nheap_peak={}\n",
-        s.phase,
-        s.uuid.unwrap_or(""),
-        s.config_hash,
-        s.register,
-        s.attest,
-        ms(s.last_config_ms),
-        ms(s.last_info_ms),
-        ms(s.last_metrics_ms),
-        s.log_batches_queued,
-        runtime::heap_stats().peak,
-    )
+    let phase = match s.phase {
+        Phase::FetchCerts => onboard::Phase::FetchCerts,
+        Phase::Register => onboard::Phase::Register,
+        Phase::FetchUuid => onboard::Phase::FetchUuid,
+        Phase::Attest => onboard::Phase::Attest,
+        Phase::Running => onboard::Phase::Running,
+    };
+    let register = match s.register {
+        RegisterStatus::NotTried => onboard::Registration::NotTried,
+        RegisterStatus::Onboarded => onboard::Registration::Onboarded,
+        RegisterStatus::Conflict => onboard::Registration::Conflict,
+        RegisterStatus::NotPreRegistered => onboard::Registration::NotPreRegistered,
+        RegisterStatus::Failed => onboard::Registration::Failed,
+    };
+    let attest = match s.attest {
+        AttestStatus::None => onboard::Attestation::None,
+        AttestStatus::Attested => onboard::Attestation::Attested,
+        AttestStatus::Refused => onboard::Attestation::Refused,
+    };
+    Report {
+        phase: phase as i32,
+        uuid: s.uuid.unwrap_or_default().to_string(),
+        config_hash: s.config_hash.to_string(),
+        register: register as i32,
+        attest: attest as i32,
+        last_config_ms: s.last_config_ms,
+        last_info_ms: s.last_info_ms,
+        last_metrics_ms: s.last_metrics_ms,
+        log_batches_queued: u32::try_from(s.log_batches_queued).unwrap_or(u32::MAX),
+        log_lines_dropped: s.log_lines_dropped,
+        heap_peak_bytes: runtime::heap_stats().peak as u64,
+        undecodable_values: service::undecodable_values(),
+    }
 }
 
 /// Services the network and the bus until `wake` (monotonic ms), passing

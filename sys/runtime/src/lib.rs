@@ -17,6 +17,7 @@ mod heap;
 mod logger;
 mod panic;
 pub mod poll;
+pub mod service;
 
 use core::{
     sync::atomic::{AtomicU64, Ordering},
