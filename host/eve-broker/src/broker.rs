@@ -124,6 +124,21 @@ pub enum OpenError {
     Load(#[from] LoadError),
 }
 
+/// Why [`Broker::publish_own`] refused an item.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OwnPublishError {
+    #[error(
+        "{0:?} is not a table of the broker: the host publishes only topics starting with @ (not the log stream)"
+    )]
+    NotABrokerTable(String),
+    #[error("{0:?} is not a valid key")]
+    InvalidKey(String),
+    #[error("the item of {topic} under {key} would not fit an update frame")]
+    TooLarge { topic: String, key: String },
+    #[error("{0} holds as many items as the broker allows")]
+    TableFull(String),
+}
+
 /// Why [`Broker::attach`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
@@ -294,6 +309,52 @@ impl Broker {
     /// When `service`'s latest heartbeat arrived.
     pub fn last_heartbeat(&self, service: &str) -> Option<Instant> {
         self.status(service)?.last_heartbeat.map(|(at, _)| at)
+    }
+
+    /// Sets item `key` of one of the broker's own tables (a topic starting
+    /// with `@`, which no service publishes: what the host itself tells
+    /// the services, such as the device's facts); subscribers see the
+    /// change as if a publisher had made it.
+    pub fn publish_own(
+        &self,
+        topic: &str,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), OwnPublishError> {
+        if !name::is_broker_topic(topic) || !name::valid_topic(topic) || topic == LOG_TOPIC {
+            return Err(OwnPublishError::NotABrokerTable(topic.to_owned()));
+        }
+        if !name::valid_key(key) {
+            return Err(OwnPublishError::InvalidKey(key.to_owned()));
+        }
+        let empty_update = Message::Update {
+            change: Change::Created,
+            topic: topic.to_owned(),
+            key: key.to_owned(),
+            value: Vec::new(),
+        };
+        if empty_update.buffer_len() + value.len() > self.inner.config.limits.frame_len() {
+            return Err(OwnPublishError::TooLarge {
+                topic: topic.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+        let mut state = self.inner.lock();
+        let table = state.tables.entry(topic.to_owned()).or_default();
+        match table.publish(key, value.clone(), self.inner.config.max_items_per_topic) {
+            Err(TableFull) => Err(OwnPublishError::TableFull(topic.to_owned())),
+            Ok(None) => Ok(()),
+            Ok(Some(change)) => {
+                let update = Message::Update {
+                    change,
+                    topic: topic.to_owned(),
+                    key: key.to_owned(),
+                    value,
+                };
+                fan_out(&self.inner, &mut state, topic, &update);
+                Ok(())
+            }
+        }
     }
 
     /// The current items of `topic`.

@@ -14,7 +14,9 @@
 //!   the connection stays up; a malformed frame or a message only the
 //!   broker sends drops that connection alone.
 //! - Tables live in the broker, outlive connections and, for selected
-//!   topics, host restarts ([`BrokerConfig::persistent_topics`]).
+//!   topics, host restarts ([`BrokerConfig::persistent_topics`]). Topics
+//!   starting with `@` are the broker's own: the host fills them
+//!   ([`Broker::publish_own`]) and services may only subscribe.
 //! - Log records go to a [`LogSink`] (the host log) and to subscribers of
 //!   [`evebus::LOG_TOPIC`], with a bounded backlog while there are none.
 //! - Requests go to [`RpcHandler`]s by target name, with the caller's name.
@@ -30,7 +32,8 @@ mod stream;
 mod table;
 
 pub use broker::{
-    AttachError, Broker, BrokerConfig, HostLog, LogEntry, LogSink, OpenError, ServiceStatus,
+    AttachError, Broker, BrokerConfig, HostLog, LogEntry, LogSink, OpenError, OwnPublishError,
+    ServiceStatus,
 };
 pub use persist::LoadError;
 pub use policy::{Policy, PolicyBuilder, PolicyError};

@@ -7,10 +7,12 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eve_broker::{Broker, BrokerConfig, LogEntry, OpenError, Policy, PolicyError, RpcError};
+use eve_broker::{
+    Broker, BrokerConfig, LogEntry, OpenError, OwnPublishError, Policy, PolicyError, RpcError,
+};
 use evebus::{
-    Client, ClientConfig, DenyReason, Event, LOG_TOPIC, Level, Limits, Message, Operation,
-    RefuseReason, Status,
+    Client, ClientConfig, ClientError, DenyReason, Event, LOG_TOPIC, Level, Limits, Message,
+    Operation, RefuseReason, Status,
 };
 
 /// How long a test waits for something that should happen; a guard
@@ -24,6 +26,7 @@ fn policy() -> Policy {
         .call("nim", "nosuch")
         .subscribe("zedagent", "nim-status")
         .subscribe("zedagent", LOG_TOPIC)
+        .subscribe("zedagent", "@device-facts")
         .publish("zedagent", "edge-config")
         .service("domainmgr")
         .build()
@@ -199,6 +202,79 @@ fn two_services_publish_and_subscribe() {
         }
     );
     assert_eq!(zedagent.client.table("nim-status").unwrap().len(), 1);
+}
+
+#[test]
+fn the_host_fills_the_broker_s_own_tables_and_granted_services_mirror_them() {
+    let broker = broker();
+    broker
+        .publish_own("@device-facts", "device", b"2 cpus".to_vec())
+        .unwrap();
+    let mut zedagent = Peer::connect(&broker, "zedagent", 1);
+    zedagent.client.subscribe("@device-facts").unwrap();
+    assert_eq!(
+        zedagent.next_event(),
+        created("@device-facts", "device", b"2 cpus")
+    );
+    assert_eq!(zedagent.next_event(), synchronized("@device-facts"));
+    broker
+        .publish_own("@device-facts", "device", b"4 cpus".to_vec())
+        .unwrap();
+    assert_eq!(
+        zedagent.next_event(),
+        Event::Modified {
+            topic: "@device-facts".into(),
+            key: "device".into(),
+            value: b"4 cpus".to_vec(),
+        }
+    );
+    // Services may read the broker's tables, never write them: the client
+    // refuses, and the broker denies a hostile service that sends anyway.
+    assert_eq!(
+        zedagent
+            .client
+            .publish("@device-facts", "device", b"forged"),
+        Err(ClientError::BrokerTopic)
+    );
+    let forged = Message::Publish {
+        topic: "@device-facts".into(),
+        key: "device".into(),
+        value: b"forged".to_vec(),
+    };
+    zedagent.stream.write_all(&raw(&[forged])).unwrap();
+    assert!(matches!(
+        zedagent.next_event(),
+        Event::Denied {
+            operation: Operation::Publish,
+            reason: DenyReason::NotGranted,
+            ..
+        }
+    ));
+    assert_eq!(broker.table("@device-facts")["device"], b"4 cpus");
+    let mut nim = Peer::connect(&broker, "nim", 1);
+    nim.client.subscribe("@device-facts").unwrap();
+    assert!(matches!(
+        nim.next_event(),
+        Event::Denied {
+            operation: Operation::Subscribe,
+            reason: DenyReason::NotGranted,
+            ..
+        }
+    ));
+    for topic in ["nim-status", LOG_TOPIC, "@", "@Bad"] {
+        assert_eq!(
+            broker.publish_own(topic, "k", Vec::new()),
+            Err(OwnPublishError::NotABrokerTable(topic.into()))
+        );
+    }
+    assert!(matches!(
+        broker.publish_own("@device-facts", "bad key", Vec::new()),
+        Err(OwnPublishError::InvalidKey(_))
+    ));
+    assert!(matches!(
+        broker.publish_own("@device-facts", "k", vec![0; Limits::DEFAULT.frame_len()]),
+        Err(OwnPublishError::TooLarge { .. })
+    ));
 }
 
 #[test]

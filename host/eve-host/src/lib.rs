@@ -12,6 +12,7 @@
 pub mod bus;
 pub mod console;
 pub mod end;
+pub mod facts;
 pub mod heartbeat;
 pub mod manifest;
 pub mod node;

@@ -2,9 +2,10 @@
 //!
 //! One [`Broker`] per node enforces the manifest: each service publishes
 //! the topics it lists (one publisher per topic), subscribes to those it
-//! lists (and to the log stream `@log` if listed), and may call the `"tpm"`
-//! target only if it has TPM grants. The TPM [`Mediator`] behind that
-//! target checks each operation against the service's own grants.
+//! lists (and to the log stream `@log` and the broker's own tables, such
+//! as the device's facts, if listed), and may call the `"tpm"` target only
+//! if it has TPM grants. The TPM [`Mediator`] behind that target checks
+//! each operation against the service's own grants.
 //!
 //! The broker is also the source of the supervisor's heartbeats (it
 //! records each service's latest beat, so there is nothing to copy),
@@ -20,15 +21,19 @@ use std::{
     time::Instant,
 };
 
-use eve_broker::{Broker, BrokerConfig, LogSink, OpenError, Policy, PolicyError, RpcError};
+use eve_broker::{
+    Broker, BrokerConfig, LogSink, OpenError, OwnPublishError, Policy, PolicyError, RpcError,
+};
 use eve_tpm::{
     DeviceTransport, Grants, Mediator, Operation, Swtpm, SwtpmError, TpmCommandError,
     TransportError,
 };
+use topics::{DeviceFacts, Topic, facts::Facts};
 use tpmwire::{Failure, ResponseRepr};
 
 use crate::{
     bus::BusAttach,
+    facts,
     heartbeat::Heartbeats,
     manifest::{Manifest, TpmGrant},
     orphans::{self, ReapError},
@@ -96,6 +101,8 @@ pub enum NodeBusError {
     Startup(#[from] TpmCommandError),
     #[error("stopping the swtpm a previous host left running: {0}")]
     Orphan(#[from] ReapError),
+    #[error("publishing the device's facts: {0}")]
+    Facts(#[from] OwnPublishError),
 }
 
 /// The bus grants of every service in `manifest`.
@@ -171,17 +178,35 @@ pub struct NodeBus {
 
 impl NodeBus {
     /// Starts the broker with the manifest's grants and log records going
-    /// to `logs`, and, if any service has TPM grants, opens the TPM
-    /// `choice` names (`state_dir` holds a software TPM's state) and serves
-    /// it to them.
+    /// to `logs`, publishes this machine's facts ([`facts::gather`]) and,
+    /// if any service has TPM grants, opens the TPM `choice` names
+    /// (`state_dir` holds a software TPM's state) and serves it to them.
     pub fn start(
         manifest: &Manifest,
         state_dir: &Path,
         choice: &TpmChoice,
         logs: impl LogSink + 'static,
     ) -> Result<NodeBus, NodeBusError> {
+        let facts = facts::gather(state_dir);
+        NodeBus::start_with_facts(manifest, state_dir, choice, logs, &facts)
+    }
+
+    /// [`NodeBus::start`] with the device's facts given rather than read
+    /// from this machine.
+    pub fn start_with_facts(
+        manifest: &Manifest,
+        state_dir: &Path,
+        choice: &TpmChoice,
+        logs: impl LogSink + 'static,
+        facts: &Facts,
+    ) -> Result<NodeBus, NodeBusError> {
         let broker = Broker::new(bus_policy(manifest)?, BrokerConfig::default())?;
         broker.set_log_sink(logs);
+        broker.publish_own(
+            DeviceFacts::NAME,
+            DeviceFacts::KEY,
+            topics::encode::<DeviceFacts>(facts),
+        )?;
         let grants = tpm_grants(manifest);
         let tpm = if manifest.services.iter().all(|s| s.devices.tpm.is_empty()) {
             HostTpm::NotNeeded

@@ -28,7 +28,7 @@ use eve_host::{
 use evebus::{Client, ClientConfig, DenyReason, Event, Level, Operation};
 use p256::ecdsa::{Signature, VerifyingKey, signature::hazmat::PrehashVerifier};
 use sha2::{Digest, Sha256};
-use topics::{OnboardStatus, Topic};
+use topics::{DeviceFacts, OnboardStatus, Topic, facts::Facts};
 use tpmwire::{Failure, PcrBank, PcrSelection, RequestRepr, ResponseRepr};
 
 /// How long a test waits for something that should happen; a guard
@@ -45,7 +45,7 @@ image = "zedagent"
 ram_mib = 64
 devices.tpm = ["create-device-key", "sign", "read-pcrs", "quote", "read-ek-cert"]
 bus.publish = ["onboard-status"]
-bus.subscribe = ["diag-report", "@log"]
+bus.subscribe = ["diag-report", "@log", "@device-facts"]
 
 [[service]]
 name = "signer"
@@ -351,4 +351,54 @@ fn logs_heartbeats_and_tables_reach_the_host() {
         "signer never connected"
     );
     assert!(services[1]["last_heartbeat_age_ms"].is_null());
+}
+
+#[test]
+fn the_device_s_facts_reach_granted_services_and_the_status_file() {
+    let state = tempfile::tempdir().unwrap();
+    let manifest = Manifest::parse(NODE).expect("the test manifest");
+    let dir = StateDir::create(state.path()).unwrap();
+    let facts = Facts {
+        cpu_count: 12,
+        memory_bytes: 64 << 30,
+        storage_bytes: 512 << 30,
+        product_name: "SYS-E100".into(),
+        serial: "S1234".into(),
+        ..Facts::default()
+    };
+    let bus = NodeBus::start_with_facts(
+        &manifest,
+        state.path(),
+        &TpmChoice::None,
+        ServiceLogs::new(&dir.logs(), Arc::new(StderrLog)),
+        &facts,
+    )
+    .unwrap();
+    let broker = bus.broker();
+    let mut zedagent = Service::connect(broker, "zedagent");
+    zedagent.client.subscribe(DeviceFacts::NAME).unwrap();
+    let Event::Created { key, value, .. } = zedagent
+        .wait_for(|e| matches!(e, Event::Created { topic, .. } if topic == DeviceFacts::NAME))
+    else {
+        panic!("not a Created event")
+    };
+    assert_eq!(key, DeviceFacts::KEY);
+    assert_eq!(topics::decode::<DeviceFacts>(&value), Ok(facts.clone()));
+    let mut diag = Service::connect(broker, "diag");
+    diag.client.subscribe(DeviceFacts::NAME).unwrap();
+    diag.wait_for(|e| matches!(e, Event::Denied { topic, .. } if topic == DeviceFacts::NAME));
+
+    let path = dir.status_file();
+    let mut status = StatusFile::new(
+        &path,
+        "wired",
+        Arch::X86_64,
+        "none",
+        Arc::new(broker.clone()),
+    );
+    status.update(Instant::now(), &[]).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let shown: Facts =
+        serde_json::from_value(doc["tables"][DeviceFacts::NAME][DeviceFacts::KEY].clone()).unwrap();
+    assert_eq!(shown, facts);
 }

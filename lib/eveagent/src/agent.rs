@@ -14,8 +14,8 @@ use eve_proto::common::HashAlgorithm;
 use eve_proto::config::{ConfigRequest, ConfigResponse, EdgeDevConfig};
 use eve_proto::info::{
     AttestationInfo, AttestationState, DeviceEntity, Entity, ErrorInfo, HwSecurityModuleStatus,
-    Severity, ZDeviceState, ZInfoDevSw, ZInfoDevice, ZInfoManufacturer, ZInfoMsg, ZInfoTypes,
-    ZSwState, z_info_msg::InfoContent,
+    Severity, ZDeviceState, ZInfoDevSw, ZInfoDevice, ZInfoMsg, ZInfoTypes, ZSwState,
+    z_info_msg::InfoContent,
 };
 use eve_proto::metrics::{
     AppCpuMetric, DeviceMemoryMetric, DeviceMetric, DiskMetric, LogMetric, MetricItem,
@@ -935,17 +935,14 @@ impl Agent {
             ncpu: f.ncpu,
             memory: f.memory_mb,
             storage: f.storage_mb,
-            minfo: Some(ZInfoManufacturer {
-                manufacturer: f.manufacturer.clone(),
-                product_name: f.product_name.clone(),
-                serial_number: if self.hw_serial.is_empty() {
-                    self.soft_serial.clone()
+            minfo: Some(f.manufacturer_info(
+                if self.hw_serial.is_empty() {
+                    &self.soft_serial
                 } else {
-                    self.hw_serial.clone()
+                    &self.hw_serial
                 },
-                uuid: uuid.to_string(),
-                ..Default::default()
-            }),
+                uuid,
+            )),
             boot_time: Some(timestamp(f.boot_unix_ms)),
             sw_list,
             host_name: f.host_name.clone(),

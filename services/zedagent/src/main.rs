@@ -30,9 +30,10 @@ mod tpm;
 use alloc::{
     boxed::Box,
     format,
+    rc::Rc,
     string::{String, ToString},
 };
-use core::time::Duration;
+use core::{cell::RefCell, time::Duration};
 
 use configpart::FactoryConfig;
 use eveagent::io::{Clock, Persist, Rng};
@@ -47,8 +48,9 @@ use evetls::{Csprng, RootStore};
 use hal::clock::Instant;
 use net::Stack;
 use runtime::service;
+use topics::facts::Facts;
 use topics::onboard::{self, Report};
-use topics::{EdgeConfig, OnboardStatus};
+use topics::{DeviceFacts, EdgeConfig, OnboardStatus, Topic};
 
 use link::ControllerLink;
 use persist::StateVolume;
@@ -111,10 +113,12 @@ fn run() -> Result<Never, String> {
         ),
         _ => None,
     };
+    let host_facts = Rc::new(RefCell::new(None));
     let machine = Machine {
         serial: runtime::cmdline().get("serial").unwrap_or("").to_string(),
         restart_counter,
         storage_mb,
+        host: host_facts.clone(),
     };
     let bootstrap = Bootstrap {
         root_cert_pem: factory.root_certificate_pem.clone().into_bytes(),
@@ -129,10 +133,13 @@ fn run() -> Result<Never, String> {
     };
     let mut agent =
         Agent::new(bootstrap, key_source, deps).map_err(|e| format!("device identity: {e:?}"))?;
-    if runtime::bus::present()
-        && let Err(e) = runtime::bus::subscribe(evebus::LOG_TOPIC)
-    {
-        log::warn!("log stream: {e}");
+    if runtime::bus::present() {
+        if let Err(e) = runtime::bus::subscribe(evebus::LOG_TOPIC) {
+            log::warn!("log stream: {e}");
+        }
+        if let Err(e) = service::subscribe::<DeviceFacts>() {
+            log::warn!("the device's facts: {e}");
+        }
     }
     let mut link = ControllerLink::new(stack, target, tls);
     let mut published = None;
@@ -148,7 +155,7 @@ fn run() -> Result<Never, String> {
                 Err(e) => log::warn!("publishing status: {e}"),
             }
         }
-        wait_until(&mut agent, &mut link.stack, wake);
+        wait_until(&mut agent, &mut link.stack, &host_facts, wake);
     }
 }
 
@@ -280,8 +287,14 @@ fn onboard_report(agent: &Agent) -> Report {
 }
 
 /// Services the network and the bus until `wake` (monotonic ms), passing
-/// other services' log records to the agent as they come.
-fn wait_until(agent: &mut Agent, stack: &mut Stack, wake: u64) {
+/// other services' log records to the agent and the host's facts to the
+/// machine as they come.
+fn wait_until(
+    agent: &mut Agent,
+    stack: &mut Stack,
+    host_facts: &RefCell<Option<Facts>>,
+    wake: u64,
+) {
     let started = Instant::now();
     loop {
         let now_ms = Instant::now().as_nanos() / 1_000_000;
@@ -291,22 +304,30 @@ fn wait_until(agent: &mut Agent, stack: &mut Stack, wake: u64) {
         stack.poll();
         runtime::bus::pump();
         while let Some(event) = runtime::bus::next_event() {
-            if let BusEvent::LogRecord {
-                source,
-                level,
-                unix_ns,
-                target,
-                message,
-            } = event
-            {
-                agent.log(LogRecord {
+            match event {
+                BusEvent::LogRecord {
+                    source,
+                    level,
+                    unix_ns,
+                    target,
+                    message,
+                } => agent.log(LogRecord {
                     level: log_level(level),
                     source,
                     content: message,
                     unix_ms: unix_ns / 1_000_000,
                     filename: target,
                     function: String::new(),
-                });
+                }),
+                BusEvent::Created { topic, key, value }
+                | BusEvent::Modified { topic, key, value }
+                    if topic == DeviceFacts::NAME =>
+                {
+                    if let Some(facts) = service::decode::<DeviceFacts>(&key, &value) {
+                        *host_facts.borrow_mut() = Some(facts);
+                    }
+                }
+                _ => {}
             }
         }
         hal::relax();

@@ -105,7 +105,9 @@ pub(super) fn check(text: &str, raw: RawManifest) -> Result<Manifest, Vec<Proble
     }
 
     for (service, topic) in subscriptions {
-        if topic.get_ref() != LOG_TOPIC && !publishers.contains_key(topic.get_ref()) {
+        if !topic.get_ref().starts_with(name::BROKER_PREFIX)
+            && !publishers.contains_key(topic.get_ref())
+        {
             let known: Vec<&str> = publishers.keys().map(String::as_str).collect();
             c.fail(
                 topic.span(),
@@ -458,15 +460,17 @@ fn check_name(name: &str) -> Result<(), String> {
     name::check_name(name).map_err(|e| e.to_string())
 }
 
-/// Topics starting with `@` are the bus broker's own streams: nobody
-/// publishes them, and the only one a service may subscribe to is the log
-/// stream (a service that forwards the node's logs, like zedagent).
+/// Topics starting with `@` are the bus broker's own: nobody publishes
+/// them; a service may subscribe to the log stream (a service that
+/// forwards the node's logs, like zedagent) and to the tables the host
+/// fills (`topics::BROKER_TOPICS`).
 fn check_broker_topic(topic: &str, subscribing: bool) -> Result<(), String> {
-    if subscribing && topic == LOG_TOPIC {
+    if subscribing && (topic == LOG_TOPIC || topics::BROKER_TOPICS.contains(&topic)) {
         Ok(())
     } else if subscribing {
         Err(format!(
-            "is not a broker stream: topics starting with @ belong to the broker, which offers only `{LOG_TOPIC}`"
+            "is not a topic of the broker: topics starting with @ belong to the broker, which offers `{LOG_TOPIC}`, `{}`",
+            topics::BROKER_TOPICS.join("`, `")
         ))
     } else {
         Err("belongs to the broker: topics starting with @ are not published by services".into())

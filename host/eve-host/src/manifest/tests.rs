@@ -36,7 +36,10 @@ fn the_default_node_is_valid() {
     assert!(zedagent.devices.config && zedagent.devices.net.is_some());
     assert_eq!(zedagent.devices.tpm.len(), 5);
     assert_eq!(zedagent.bus.publish, ["edge-config", "onboard-status"]);
-    assert_eq!(zedagent.bus.subscribe, ["diag-report", "@log"]);
+    assert_eq!(
+        zedagent.bus.subscribe,
+        ["diag-report", "@log", "@device-facts"]
+    );
     let diag = m.service("diag").expect("diag");
     assert_eq!(diag.devices.state_mib, None);
     assert!(diag.devices.tpm.is_empty());
@@ -210,16 +213,16 @@ bus.publish = ["sport", "news"]
 }
 
 #[test]
-fn only_the_log_stream_of_the_broker_may_be_subscribed() {
-    let text = format!("{ONE}[service.bus]\nsubscribe = [\"@log\"]\n");
-    let m = Manifest::parse(&text).expect("@log needs no publisher");
-    assert_eq!(m.services[0].bus.subscribe, ["@log"]);
+fn only_the_broker_s_own_topics_may_be_subscribed() {
+    let text = format!("{ONE}[service.bus]\nsubscribe = [\"@log\", \"@device-facts\"]\n");
+    let m = Manifest::parse(&text).expect("the broker's topics need no publisher");
+    assert_eq!(m.services[0].bus.subscribe, ["@log", "@device-facts"]);
     let text = format!("{ONE}[service.bus]\npublish = [\"@log\"]\nsubscribe = [\"@metrics\"]\n");
     assert_eq!(
         problems(&text),
         [
             "line 10: service `a`: publish topic `@log` belongs to the broker: topics starting with @ are not published by services",
-            "line 11: service `a`: subscribe topic `@metrics` is not a broker stream: topics starting with @ belong to the broker, which offers only `@log`",
+            "line 11: service `a`: subscribe topic `@metrics` is not a topic of the broker: topics starting with @ belong to the broker, which offers `@log`, `@device-facts`",
         ]
     );
 }
