@@ -9,7 +9,8 @@ use evebus::name::{self, NameError};
 struct Grants {
     publish: BTreeSet<String>,
     subscribe: BTreeSet<String>,
-    call: BTreeSet<String>,
+    /// Host operations: (target, operation).
+    call: BTreeSet<(String, String)>,
 }
 
 /// Why a policy could not be built.
@@ -21,6 +22,8 @@ pub enum PolicyError {
     InvalidTopic { name: String, reason: NameError },
     #[error("request target {name:?} {reason}")]
     InvalidTarget { name: String, reason: NameError },
+    #[error("operation {name:?} {reason}")]
+    InvalidOperation { name: String, reason: NameError },
     #[error("{service} may not publish {topic}: topics starting with @ belong to the broker")]
     BrokerTopic { service: String, topic: String },
     #[error("topic {topic} has two publishers, {first} and {second}")]
@@ -62,10 +65,13 @@ impl Policy {
             .is_some_and(|g| g.subscribe.contains(topic))
     }
 
-    pub fn may_call(&self, service: &str, target: &str) -> bool {
-        self.services
-            .get(service)
-            .is_some_and(|g| g.call.contains(target))
+    /// Whether `service` may call `operation` of host target `target`.
+    pub fn may_call(&self, service: &str, target: &str, operation: &str) -> bool {
+        self.services.get(service).is_some_and(|g| {
+            g.call
+                .iter()
+                .any(|(t, o)| t.as_str() == target && o.as_str() == operation)
+        })
     }
 
     /// The service that owns `topic`.
@@ -110,10 +116,11 @@ impl PolicyBuilder {
         self
     }
 
-    /// Lets `service` send requests to `target`; the target's handler
-    /// checks each operation itself.
-    pub fn call(&mut self, service: &str, target: &str) -> &mut Self {
-        self.grants(service).call.insert(target.to_owned());
+    /// Lets `service` call `operation` of host target `target`.
+    pub fn call(&mut self, service: &str, target: &str, operation: &str) -> &mut Self {
+        self.grants(service)
+            .call
+            .insert((target.to_owned(), operation.to_owned()));
         self
     }
 
@@ -134,9 +141,13 @@ impl PolicyBuilder {
                     reason,
                 })?;
             }
-            for target in &grants.call {
+            for (target, operation) in &grants.call {
                 name::check_name(target).map_err(|reason| PolicyError::InvalidTarget {
                     name: target.clone(),
+                    reason,
+                })?;
+                name::check_name(operation).map_err(|reason| PolicyError::InvalidOperation {
+                    name: operation.clone(),
                     reason,
                 })?;
             }

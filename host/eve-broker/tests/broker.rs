@@ -11,9 +11,10 @@ use eve_broker::{
     Broker, BrokerConfig, LogEntry, OpenError, OwnPublishError, Policy, PolicyError, RpcError,
 };
 use evebus::{
-    Client, ClientConfig, ClientError, DenyReason, Event, LOG_TOPIC, Level, Limits, Message,
+    Call, Client, ClientConfig, ClientError, DenyReason, Event, LOG_TOPIC, Level, Limits, Message,
     Operation, RefuseReason, Status,
 };
+use hostops::TargetSpec;
 
 /// How long a test waits for something that should happen; a guard
 /// against hanging, not a timing target.
@@ -22,8 +23,12 @@ const PATIENCE: Duration = Duration::from_secs(10);
 fn policy() -> Policy {
     Policy::builder()
         .publish("nim", "nim-status")
-        .call("nim", "tpm")
-        .call("nim", "nosuch")
+        .call("nim", "safe", "open")
+        .call("nim", "safe", "shred")
+        .call("nim", "safe", "wait")
+        .call("nim", "safe", "melt")
+        .call("nim", "nosuch", "open")
+        .call("zedagent", "safe", "shred")
         .subscribe("zedagent", "nim-status")
         .subscribe("zedagent", LOG_TOPIC)
         .subscribe("zedagent", "@device-facts")
@@ -144,6 +149,16 @@ fn raw(messages: &[Message]) -> Vec<u8> {
         m.encode(&Limits::DEFAULT, &mut out).unwrap();
     }
     out
+}
+
+fn call<'a>(target: &'a str, operation: &'a str, version: u16, payload: &'a [u8]) -> Call<'a> {
+    Call {
+        target,
+        operation,
+        version,
+        payload,
+        timeout: PATIENCE,
+    }
 }
 
 fn hello(service: &str) -> Message {
@@ -527,46 +542,79 @@ fn log_backlog_is_bounded() {
 }
 
 #[test]
-fn requests_reach_handlers_after_the_policy_check() {
+fn requests_reach_handlers_after_version_operation_and_grant_checks() {
     let broker = broker();
-    broker.register("tpm", |caller: &str, payload: &[u8]| {
-        if payload == b"clear" {
-            return Err(RpcError::Denied(format!("{caller} may not clear the TPM")));
-        }
-        Ok([caller.as_bytes(), b":", payload].concat())
-    });
+    static SAFE: TargetSpec = TargetSpec {
+        name: "safe",
+        version: 3,
+        operations: &["open", "shred", "wait"],
+    };
+    let handler = |caller: &str, operation: &str, payload: &[u8]| match operation {
+        "open" if payload.is_empty() => Err(RpcError::BadRequest("no combination".into())),
+        "open" => Ok([caller.as_bytes(), b":", payload].concat()),
+        "shred" => Err(RpcError::Failed {
+            error: vec![0x08, 0x02],
+            message: "jammed".into(),
+        }),
+        _ => Err(RpcError::Busy),
+    };
+    broker.register(&SAFE, Arc::new(handler));
     let mut nim = Peer::connect(&broker, "nim", 1);
-    let now = nim.now();
-    let quote = nim.client.request("tpm", b"quote", now).unwrap();
-    let clear = nim.client.request("tpm", b"clear", now).unwrap();
-    let missing = nim.client.request("nosuch", b"", now).unwrap();
+    let mut ask = |target: &str, operation: &str, version: u16, payload: &[u8]| {
+        let now = nim.now();
+        let id = nim
+            .client
+            .request(&call(target, operation, version, payload), now)
+            .unwrap();
+        let Event::Response {
+            id: answered,
+            status,
+            payload,
+        } = nim.next_event()
+        else {
+            panic!("no response to {target}.{operation}");
+        };
+        assert_eq!(answered, id);
+        (status, payload)
+    };
     assert_eq!(
-        nim.next_event(),
-        Event::Response {
-            id: quote,
-            status: Status::Ok,
-            payload: b"nim:quote".to_vec()
-        }
+        ask("safe", "open", 3, b"1234"),
+        (Status::Ok, b"nim:1234".to_vec())
     );
     assert_eq!(
-        nim.next_event(),
-        Event::Response {
-            id: clear,
-            status: Status::Denied,
-            payload: b"denied: nim may not clear the TPM".to_vec()
-        }
+        ask("safe", "open", 3, b""),
+        (Status::BadRequest, b"no combination".to_vec())
     );
-    assert!(matches!(
-        nim.next_event(),
-        Event::Response { id, status: Status::NoSuchTarget, .. } if id == missing
-    ));
+    assert_eq!(
+        ask("safe", "shred", 3, b""),
+        (Status::Failed, vec![0x08, 0x02])
+    );
+    assert_eq!(ask("safe", "wait", 3, b"").0, Status::Busy);
+    assert_eq!(ask("safe", "open", 2, b"1234").0, Status::WrongVersion);
+    assert_eq!(ask("safe", "melt", 3, b"").0, Status::NoSuchOperation);
+    assert_eq!(ask("nosuch", "open", 3, b"").0, Status::NoSuchTarget);
 
+    // Granted shred and wait, but not open.
     let mut zedagent = Peer::connect(&broker, "zedagent", 1);
     let now = zedagent.now();
-    let denied = zedagent.client.request("tpm", b"quote", now).unwrap();
+    let denied = zedagent
+        .client
+        .request(&call("safe", "open", 3, b"1234"), now)
+        .unwrap();
     assert!(matches!(
         zedagent.next_event(),
         Event::Response { id, status: Status::Denied, .. } if id == denied
+    ));
+
+    broker.unregister("safe");
+    let now = zedagent.now();
+    let gone = zedagent
+        .client
+        .request(&call("safe", "shred", 3, b""), now)
+        .unwrap();
+    assert!(matches!(
+        zedagent.next_event(),
+        Event::Response { id, status: Status::NoSuchTarget, .. } if id == gone
     ));
 }
 
@@ -783,14 +831,20 @@ fn policies_keep_one_publisher_per_topic_and_valid_names() {
         Err(PolicyError::InvalidTopic { .. })
     ));
     assert!(matches!(
-        Policy::builder().call("a", "tpm/x").build(),
+        Policy::builder().call("a", "tpm/x", "sign").build(),
         Err(PolicyError::InvalidTarget { .. })
+    ));
+    assert!(matches!(
+        Policy::builder().call("a", "tpm", "Sign").build(),
+        Err(PolicyError::InvalidOperation { .. })
     ));
     let policy = policy();
     assert!(policy.may_publish("nim", "nim-status"));
     assert!(!policy.may_publish("zedagent", "nim-status"));
     assert!(policy.may_subscribe("zedagent", LOG_TOPIC));
-    assert!(policy.may_call("nim", "tpm"));
-    assert!(!policy.may_call("zedagent", "tpm"));
+    assert!(policy.may_call("nim", "safe", "open"));
+    assert!(!policy.may_call("zedagent", "safe", "open"));
+    assert!(policy.may_call("zedagent", "safe", "shred"));
+    assert!(!policy.may_call("zedagent", "nosuch", "shred"));
     assert_eq!(policy.publisher_of("edge-config"), Some("zedagent"));
 }

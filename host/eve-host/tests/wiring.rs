@@ -1,5 +1,5 @@
 //! The node's bus and TPM wiring in-process, without QEMU: the broker and
-//! TPM set up from a manifest exactly as `eve-host run` does
+//! the host targets set up from a manifest exactly as `eve-host run` does
 //! ([`NodeBus::start`]), with fake services speaking the bus over
 //! `UnixStream::pair()` through the same attach seam the VMs' sockets use.
 
@@ -19,17 +19,23 @@ use eve_host::{
     console::StderrLog,
     heartbeat::Heartbeats,
     manifest::Manifest,
-    nodebus::{HostTpm, NodeBus, TpmChoice},
+    nodebus::{NodeBus, TpmChoice},
     servicelog::ServiceLogs,
     status::StatusFile,
     supervisor::{State, Status},
+    targets::tpm::TpmTarget,
     volumes::StateDir,
 };
-use evebus::{Client, ClientConfig, DenyReason, Event, Level, Operation};
+use evebus::{Call, Client, ClientConfig, DenyReason, Event, Level, Operation};
+use hostops::Target;
+use hostops::tpm::{
+    self, Empty, PcrBank, PcrSelect, PcrSelection, QuoteRequest, SignRequest, TpmError,
+    TpmErrorCode,
+};
 use p256::ecdsa::{Signature, VerifyingKey, signature::hazmat::PrehashVerifier};
+use prost::Message;
 use sha2::{Digest, Sha256};
 use topics::{DeviceFacts, OnboardStatus, Topic, facts::Facts};
-use tpmwire::{Failure, PcrBank, PcrSelection, RequestRepr, ResponseRepr};
 
 /// How long a test waits for something that should happen; a guard
 /// against hanging, not a timing target.
@@ -43,7 +49,7 @@ arch = "x86_64"
 name = "zedagent"
 image = "zedagent"
 ram_mib = 64
-devices.tpm = ["create-device-key", "sign", "read-pcrs", "quote", "read-ek-cert"]
+bus.call.tpm = ["create-device-key", "sign", "read-pcrs", "quote", "read-ek-cert"]
 bus.publish = ["onboard-status"]
 bus.subscribe = ["diag-report", "@log", "@device-facts"]
 
@@ -51,7 +57,7 @@ bus.subscribe = ["diag-report", "@log", "@device-facts"]
 name = "signer"
 image = "selftest"
 ram_mib = 32
-devices.tpm = ["sign"]
+bus.call.tpm = ["sign", "device-public-key"]
 
 [[service]]
 name = "diag"
@@ -127,11 +133,27 @@ impl Service {
         }
     }
 
-    /// Sends a bus request and returns the response's status and payload.
-    fn call(&mut self, target: &str, payload: &[u8]) -> (evebus::Status, Vec<u8>) {
+    /// Calls a host operation and returns the response's status and
+    /// payload.
+    fn call(
+        &mut self,
+        target: &str,
+        operation: &str,
+        version: u16,
+        payload: &[u8],
+    ) -> (evebus::Status, Vec<u8>) {
         let id = self
             .client
-            .request(target, payload, self.start.elapsed())
+            .request(
+                &Call {
+                    target,
+                    operation,
+                    version,
+                    payload,
+                    timeout: PATIENCE,
+                },
+                self.start.elapsed(),
+            )
             .unwrap();
         match self.wait_for(|e| {
             matches!(e, Event::Response { id: got, .. } | Event::RequestFailed { id: got, .. } if *got == id)
@@ -143,18 +165,28 @@ impl Service {
         }
     }
 
-    /// Asks the TPM for `request`; the bus call itself must succeed.
-    fn tpm(&mut self, request: RequestRepr<'_>) -> Vec<u8> {
-        let (status, answer) = self.call("tpm", &request.to_vec().unwrap());
-        assert_eq!(status, evebus::Status::Ok, "{request:?}");
-        answer
+    /// Calls operation `O` of the host with its typed request: the typed
+    /// response, or the status and the target's typed error.
+    fn op<O: hostops::Operation>(
+        &mut self,
+        request: &O::Request,
+    ) -> Result<O::Response, (evebus::Status, Vec<u8>)> {
+        let spec = <O::Target as Target>::SPEC;
+        let (status, answer) =
+            self.call(spec.name, O::NAME, spec.version, &request.encode_to_vec());
+        if status == evebus::Status::Ok {
+            Ok(O::Response::decode(answer.as_slice()).expect("a response of the operation"))
+        } else {
+            Err((status, answer))
+        }
     }
 }
 
-fn failure(answer: &[u8]) -> Failure {
-    match ResponseRepr::from_bytes(answer).unwrap() {
-        ResponseRepr::Failure(f) => f,
-        other => panic!("expected a failure, got {other:?}"),
+/// The TPM error of a `Failed` answer.
+fn tpm_error(answer: Result<impl std::fmt::Debug, (evebus::Status, Vec<u8>)>) -> TpmErrorCode {
+    match answer {
+        Err((evebus::Status::Failed, error)) => TpmError::decode(error.as_slice()).unwrap().code(),
+        other => panic!("expected a TPM failure, got {other:?}"),
     }
 }
 
@@ -188,7 +220,7 @@ fn the_manifest_grants_are_enforced_and_the_tpm_signs_for_zedagent() {
     // EK certificate that swtpm_setup takes seconds to make.
     std::fs::create_dir(state.path().join("tpm")).unwrap();
     let bus = start(state.path(), TpmChoice::Swtpm);
-    assert!(matches!(bus.tpm(), HostTpm::Swtpm(_)), "{}", bus.tpm());
+    assert!(bus.tpm().starts_with("swtpm ("), "{}", bus.tpm());
     let broker = bus.broker();
 
     let mut diag = Service::connect(broker, "diag");
@@ -205,53 +237,71 @@ fn the_manifest_grants_are_enforced_and_the_tpm_signs_for_zedagent() {
         }
     );
     assert!(broker.table(OnboardStatus::NAME).is_empty());
-    let (status, _) = diag.call("tpm", &RequestRepr::CreateDeviceKey.to_vec().unwrap());
-    assert_eq!(status, evebus::Status::Denied, "diag has no TPM grants");
+    assert_eq!(
+        diag.op::<tpm::CreateDeviceKey>(&Empty {}).unwrap_err().0,
+        evebus::Status::Denied,
+        "diag has no TPM grants"
+    );
 
     let mut signer = Service::connect(broker, "signer");
-    let answer = signer.tpm(RequestRepr::CreateDeviceKey);
-    assert_eq!(failure(&answer), Failure::Denied, "signer may only sign");
+    assert_eq!(
+        signer.op::<tpm::CreateDeviceKey>(&Empty {}).unwrap_err().0,
+        evebus::Status::Denied,
+        "signer may only sign and read the public key"
+    );
+    assert_eq!(
+        tpm_error(signer.op::<tpm::DevicePublicKey>(&Empty {})),
+        TpmErrorCode::NotProvisioned
+    );
 
     let mut zedagent = Service::connect(broker, "zedagent");
-    let created = zedagent.tpm(RequestRepr::CreateDeviceKey);
-    let ResponseRepr::PublicKey(point) = ResponseRepr::from_bytes(&created).unwrap() else {
-        panic!("no public key: {created:?}");
-    };
-    let device_key = VerifyingKey::from_sec1_bytes(point).expect("a P-256 point");
+    let created = zedagent.op::<tpm::CreateDeviceKey>(&Empty {}).unwrap();
+    let point = *created.point().expect("a P-256 point");
+    let device_key = VerifyingKey::from_sec1_bytes(&point).expect("a P-256 point");
+    assert_eq!(
+        signer.op::<tpm::DevicePublicKey>(&Empty {}).unwrap(),
+        created
+    );
     let digest: [u8; 32] = Sha256::digest(b"an EVE AuthContainer payload").into();
-    let mut answers = vec![created.clone(), zedagent.tpm(RequestRepr::DevicePublicKey)];
     for service in [&mut zedagent, &mut signer] {
-        let answer = service.tpm(RequestRepr::SignDigest { digest: &digest });
-        let ResponseRepr::Signature(raw) = ResponseRepr::from_bytes(&answer).unwrap() else {
-            panic!("no signature: {answer:?}");
-        };
-        let signature = Signature::from_slice(raw).unwrap();
+        let answer = service
+            .op::<tpm::Sign>(&SignRequest {
+                digest: digest.to_vec(),
+            })
+            .unwrap();
+        let signature = Signature::from_slice(answer.raw().unwrap()).unwrap();
         device_key
             .verify_prehash(&digest, &signature)
             .expect("the signature verifies with the device key");
-        answers.push(answer);
     }
-    let selection = PcrSelection::from_indices(&[0, 7]).unwrap();
-    answers.push(zedagent.tpm(RequestRepr::ReadPcrs {
-        bank: PcrBank::Sha256,
-        selection,
-    }));
-    answers.push(zedagent.tpm(RequestRepr::Quote {
-        nonce: b"controller nonce",
-        bank: PcrBank::Sha256,
-        selection,
-    }));
-    answers.push(zedagent.tpm(RequestRepr::ReadEkCert));
-    // Every answer is one of the public kinds the wire format has; none
-    // can carry a private key, so none did.
-    for answer in &answers {
-        match ResponseRepr::from_bytes(answer).unwrap() {
-            ResponseRepr::PublicKey(p) => assert_eq!(p, point),
-            ResponseRepr::Signature(_) | ResponseRepr::Pcrs(_) | ResponseRepr::Quote { .. } => {}
-            ResponseRepr::Failure(f) => assert_eq!(f, Failure::NotProvisioned, "the EK cert"),
-            other => panic!("unexpected answer {other:?}"),
-        }
-    }
+    let select = PcrSelect::new(
+        PcrBank::Sha256,
+        PcrSelection::from_indices(&[0, 7]).unwrap(),
+    );
+    let pcrs = zedagent.op::<tpm::ReadPcrs>(&select).unwrap();
+    assert_eq!(pcrs.values().unwrap().count(), 2);
+    let quote = zedagent
+        .op::<tpm::Quote>(&QuoteRequest {
+            nonce: b"controller nonce".to_vec(),
+            select: Some(select),
+        })
+        .unwrap();
+    quote.check().expect("a well-formed quote");
+    assert_eq!(
+        tpm_error(zedagent.op::<tpm::ReadEkCert>(&Empty {})),
+        TpmErrorCode::NotProvisioned,
+        "a bare swtpm has no EK certificate"
+    );
+    // A request that is not one of the operation is answered as such.
+    let (status, _) = zedagent.call(
+        "tpm",
+        <tpm::Sign as hostops::Operation>::NAME,
+        1,
+        &[0xff, 0xff],
+    );
+    assert_eq!(status, evebus::Status::BadRequest);
+    let (status, _) = zedagent.call("tpm", <tpm::Sign as hostops::Operation>::NAME, 2, &[]);
+    assert_eq!(status, evebus::Status::WrongVersion);
 
     let socket = state.path().join("swtpm.sock");
     assert!(socket.exists());
@@ -263,7 +313,7 @@ fn the_manifest_grants_are_enforced_and_the_tpm_signs_for_zedagent() {
 fn logs_heartbeats_and_tables_reach_the_host() {
     let state = tempfile::tempdir().unwrap();
     let bus = start(state.path(), TpmChoice::None);
-    assert!(matches!(bus.tpm(), HostTpm::Absent));
+    assert_eq!(bus.tpm(), "none");
     let broker = bus.broker();
     let mut zedagent = Service::connect(broker, "zedagent");
     zedagent.client.subscribe(evebus::LOG_TOPIC).unwrap();
@@ -281,8 +331,11 @@ fn logs_heartbeats_and_tables_reach_the_host() {
             &topics::encode::<OnboardStatus>(&report),
         )
         .unwrap();
-    let answer = zedagent.tpm(RequestRepr::CreateDeviceKey);
-    assert_eq!(failure(&answer), Failure::Unavailable, "--tpm none");
+    assert_eq!(
+        tpm_error(zedagent.op::<tpm::CreateDeviceKey>(&Empty {})),
+        TpmErrorCode::Unavailable,
+        "--tpm none"
+    );
 
     let mut diag = Service::connect(broker, "diag");
     diag.client.log(
@@ -366,11 +419,10 @@ fn the_device_s_facts_reach_granted_services_and_the_status_file() {
         serial: "S1234".into(),
         ..Facts::default()
     };
-    let bus = NodeBus::start_with_facts(
+    let bus = NodeBus::start_with(
         &manifest,
-        state.path(),
-        &TpmChoice::None,
         ServiceLogs::new(&dir.logs(), Arc::new(StderrLog)),
+        vec![Arc::new(TpmTarget::absent())],
         &facts,
     )
     .unwrap();

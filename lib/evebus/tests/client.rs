@@ -5,8 +5,9 @@ mod common;
 use std::time::Duration;
 
 use evebus::{
-    Change, Client, ClientConfig, ClientError, Decoder, DenyReason, Event, Kind, LOG_TOPIC, Level,
-    Limits, Message, Operation, RefuseReason, RequestFailure, Status, WireError,
+    Call, Change, Client, ClientConfig, ClientError, Decoder, DenyReason, Event, Kind, LOG_TOPIC,
+    Level, Limits, Message, Operation, PROTOCOL_VERSION, RefuseReason, RequestFailure, Status,
+    WireError,
 };
 
 const T0: Duration = Duration::from_secs(100);
@@ -29,13 +30,24 @@ fn deliver(client: &mut Client, messages: &[Message], now: Duration) -> Result<(
     client.receive(&bytes, now)
 }
 
+/// A call of the TPM's `operation`, answered within 5 s.
+fn call<'a>(operation: &'a str, payload: &'a [u8]) -> Call<'a> {
+    Call {
+        target: "tpm",
+        operation,
+        version: 1,
+        payload,
+        timeout: Duration::from_secs(5),
+    }
+}
+
 fn events(client: &mut Client) -> Vec<Event> {
     std::iter::from_fn(|| client.next_event()).collect()
 }
 
 fn welcome(interval_ms: u32) -> Message {
     Message::Welcome {
-        protocol: 1,
+        protocol: PROTOCOL_VERSION,
         heartbeat_interval_ms: interval_ms,
     }
 }
@@ -71,7 +83,7 @@ fn connected() -> Client {
         sent(&mut client),
         [Message::Hello {
             service: "nim".into(),
-            protocol: 1,
+            protocol: PROTOCOL_VERSION,
             boot_counter: 3
         }]
     );
@@ -315,12 +327,12 @@ fn zero_interval_means_no_heartbeats() {
 fn requests_are_matched_time_out_and_fail_on_disconnect() {
     let mut client = Client::new(ClientConfig::new("nim", 1));
     assert_eq!(
-        client.request("tpm", b"x", T0),
+        client.request(&call("quote", b"x"), T0),
         Err(ClientError::NotConnected)
     );
     let mut client = connected();
-    let a = client.request("tpm", b"quote", T0).unwrap();
-    let b = client.request("tpm", b"random", T0).unwrap();
+    let a = client.request(&call("quote", b"nonce"), T0).unwrap();
+    let b = client.request(&call("sign", b"digest"), T0).unwrap();
     assert_ne!(a, b);
     assert_eq!(
         sent(&mut client),
@@ -328,12 +340,16 @@ fn requests_are_matched_time_out_and_fail_on_disconnect() {
             Message::Request {
                 id: a,
                 target: "tpm".into(),
-                payload: b"quote".to_vec()
+                operation: "quote".into(),
+                version: 1,
+                payload: b"nonce".to_vec()
             },
             Message::Request {
                 id: b,
                 target: "tpm".into(),
-                payload: b"random".to_vec()
+                operation: "sign".into(),
+                version: 1,
+                payload: b"digest".to_vec()
             },
         ]
     );
@@ -366,7 +382,7 @@ fn requests_are_matched_time_out_and_fail_on_disconnect() {
         reason: RequestFailure::TimedOut
     }));
 
-    let c = client.request("tpm", b"", T0).unwrap();
+    let c = client.request(&call("sign", b""), T0).unwrap();
     client.connect().unwrap();
     assert_eq!(
         events(&mut client),
@@ -381,10 +397,10 @@ fn requests_are_matched_time_out_and_fail_on_disconnect() {
 fn pending_requests_are_bounded() {
     let mut client = connected();
     for _ in 0..16 {
-        client.request("tpm", b"", T0).unwrap();
+        client.request(&call("sign", b""), T0).unwrap();
     }
     assert_eq!(
-        client.request("tpm", b"", T0),
+        client.request(&call("sign", b""), T0),
         Err(ClientError::TooManyPending)
     );
 }
@@ -534,4 +550,57 @@ fn random_input_never_panics_the_client() {
         client.poll(T0 + Duration::from_secs(60));
         while client.next_event().is_some() {}
     }
+}
+
+#[test]
+fn requests_need_valid_target_and_operation_names() {
+    let mut client = connected();
+    for (target, operation) in [("tpm", "Sign"), ("tpm/x", "sign"), ("tpm", "")] {
+        assert!(
+            matches!(
+                client.request(
+                    &Call {
+                        target,
+                        operation,
+                        ..call("sign", b"")
+                    },
+                    T0
+                ),
+                Err(ClientError::Wire(WireError::InvalidField(_)))
+            ),
+            "{target}.{operation}"
+        );
+    }
+    assert_eq!(sent(&mut client), []);
+}
+
+#[test]
+fn each_request_times_out_after_its_own_timeout() {
+    let mut client = connected();
+    let slow = client
+        .request(
+            &Call {
+                timeout: Duration::from_secs(30),
+                ..call("create-device-key", b"")
+            },
+            T0,
+        )
+        .unwrap();
+    let quick = client.request(&call("sign", b""), T0).unwrap();
+    client.poll(T0 + Duration::from_secs(5));
+    assert_eq!(
+        events(&mut client),
+        [Event::RequestFailed {
+            id: quick,
+            reason: RequestFailure::TimedOut
+        }]
+    );
+    client.poll(T0 + Duration::from_secs(30));
+    assert_eq!(
+        events(&mut client),
+        [Event::RequestFailed {
+            id: slow,
+            reason: RequestFailure::TimedOut
+        }]
+    );
 }

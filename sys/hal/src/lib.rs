@@ -53,3 +53,13 @@ pub fn idle() {
     }
     relax();
 }
+
+/// Waits until `deadline` (`None`: no deadline): returns at the deadline,
+/// or earlier as soon as any device interrupt (or the timer) fired; never
+/// spins. Until the HAL takes interrupts, this is one turn of [`idle`]:
+/// it returns at once, early, and the caller's loop polls as before.
+pub fn wait_until(deadline: Option<clock::Instant>) {
+    if deadline.is_none_or(|d| clock::Instant::now() < d) {
+        idle();
+    }
+}

@@ -13,7 +13,7 @@
 use alloc::{collections::VecDeque, string::ToString, vec::Vec};
 use core::time::Duration;
 
-use evebus::{Client, ClientConfig, ClientError, Event, Level, Status};
+use evebus::{Call, Client, ClientConfig, ClientError, Event, Level, Status};
 use hal::{busport::BusPort, clock::Instant};
 use spin::Mutex;
 
@@ -44,8 +44,6 @@ pub enum BusError {
     Port,
     /// The client refused the operation (bad name, not connected...).
     Client(ClientError),
-    /// A request was answered with this status (payload: the reason).
-    Rejected(Status),
     /// A request got no answer in time, or the connection dropped.
     NoAnswer,
 }
@@ -56,7 +54,6 @@ impl core::fmt::Display for BusError {
             BusError::NoBus => f.write_str("no bus port on this machine"),
             BusError::Port => f.write_str("bus port failed"),
             BusError::Client(e) => write!(f, "{e}"),
-            BusError::Rejected(status) => write!(f, "request rejected: {status:?}"),
             BusError::NoAnswer => f.write_str("request got no answer"),
         }
     }
@@ -181,31 +178,59 @@ pub fn subscribe(topic: &str) -> Result<(), BusError> {
     with(|link| link.client.subscribe(topic).map_err(BusError::Client))
 }
 
-/// Sends a request to `target` and waits for its answer, servicing the bus
-/// meanwhile. Other events are kept for [`next_event`].
-pub fn call(target: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, BusError> {
+/// An answer to a call: how it ended and what came back (the response,
+/// the target's typed error, or the host's reason for a refusal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: Status,
+    pub payload: Vec<u8>,
+}
+
+/// The monotonic instant a client deadline (time since boot) names.
+fn instant(since_boot: Duration) -> Instant {
+    Instant::default().saturating_add(since_boot)
+}
+
+/// Calls `operation` of host target `target` (built against `version` of
+/// it) and waits for the answer, servicing the bus meanwhile. Other events
+/// are kept for [`next_event`]. The typed form is
+/// [`crate::service::call`].
+pub fn call(
+    target: &str,
+    operation: &str,
+    version: u16,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<Answer, BusError> {
     let deadline = Instant::now().saturating_add(timeout);
     // The session may still be opening right after boot.
     while !connected() {
         if Instant::now() >= deadline {
             return Err(BusError::NoAnswer);
         }
-        with(|link| {
+        let wake = with(|link| {
             link.pump();
-            Ok(())
+            Ok(link.client.next_deadline().map(instant))
         })?;
-        hal::relax();
+        hal::wait_until(Some(wake.map_or(deadline, |w| w.min(deadline))));
     }
+    let call = Call {
+        target,
+        operation,
+        version,
+        payload,
+        timeout,
+    };
     let id = with(|link| {
         let id = link
             .client
-            .request(target, payload, now())
+            .request(&call, now())
             .map_err(BusError::Client)?;
         link.pump();
         Ok(id)
     })?;
     loop {
-        let answer = with(|link| {
+        let (answer, wake) = with(|link| {
             link.pump();
             let found = link.events.iter().position(|e| match e {
                 Event::Response { id: got, .. } | Event::RequestFailed { id: got, .. } => {
@@ -213,18 +238,18 @@ pub fn call(target: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, 
                 }
                 _ => false,
             });
-            Ok(found.and_then(|i| link.events.remove(i)))
+            Ok((
+                found.and_then(|i| link.events.remove(i)),
+                link.client.next_deadline().map(instant),
+            ))
         })?;
         match answer {
             Some(Event::Response {
-                status: Status::Ok,
-                payload,
-                ..
-            }) => return Ok(payload),
-            Some(Event::Response { status, .. }) => return Err(BusError::Rejected(status)),
+                status, payload, ..
+            }) => return Ok(Answer { status, payload }),
             Some(_) => return Err(BusError::NoAnswer),
-            None if Instant::now() >= deadline => return Err(BusError::NoAnswer),
-            None => hal::relax(),
+            // The client times the request out at its own deadline.
+            None => hal::wait_until(wake),
         }
     }
 }

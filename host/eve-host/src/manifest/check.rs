@@ -7,6 +7,7 @@ use std::{
 };
 
 use evebus::{LOG_TOPIC, name};
+use hostops::TargetSpec;
 use toml::Spanned;
 
 use super::{
@@ -30,6 +31,8 @@ type Publishers = BTreeMap<String, (String, usize)>;
 struct Checker<'t> {
     text: &'t str,
     problems: Vec<Problem>,
+    /// The host targets services may be granted operations of.
+    catalogue: &'t [&'t TargetSpec],
 }
 
 impl Checker<'_> {
@@ -45,10 +48,15 @@ impl Checker<'_> {
 
 /// Validates `raw`, parsed from `text`; every problem is returned, sorted
 /// by line.
-pub(super) fn check(text: &str, raw: RawManifest) -> Result<Manifest, Vec<Problem>> {
+pub(super) fn check(
+    text: &str,
+    raw: RawManifest,
+    catalogue: &[&TargetSpec],
+) -> Result<Manifest, Vec<Problem>> {
     let mut c = Checker {
         text,
         problems: Vec::new(),
+        catalogue,
     };
     let node_span = raw.node.span();
     let raw_node = raw.node.into_inner();
@@ -284,21 +292,6 @@ fn check_devices(
         }
     }
 
-    let mut tpm = Vec::new();
-    for grant in &raw.tpm {
-        if tpm.contains(grant.get_ref()) {
-            c.fail(
-                grant.span(),
-                at(&format!(
-                    "tpm grant `{}` listed twice",
-                    grant.get_ref().name()
-                )),
-            );
-        } else {
-            tpm.push(*grant.get_ref());
-        }
-    }
-
     let mut pci = Vec::new();
     for text in &raw.pci {
         match text.get_ref().parse::<Bdf>() {
@@ -326,7 +319,6 @@ fn check_devices(
         }),
         state_mib: raw.state_mib.map(Spanned::into_inner),
         config: raw.config,
-        tpm,
         pci,
     }
 }
@@ -384,6 +376,7 @@ fn check_bus(
     let subscribe = topics(c, raw.subscribe, "subscribe");
     let subscribe_names = subscribe.iter().map(|t| t.get_ref().clone()).collect();
     subscriptions.extend(subscribe.into_iter().map(|t| (name.to_string(), t)));
+    let call = check_calls(c, name, raw.call);
 
     let heartbeat_timeout = raw.heartbeat_timeout_s.map(|t| {
         let s = *t.get_ref();
@@ -401,8 +394,68 @@ fn check_bus(
     Bus {
         publish,
         subscribe: subscribe_names,
+        call,
         heartbeat_timeout,
     }
+}
+
+/// The host operations a service is granted: each target must be in the
+/// catalogue and each operation one of its own, listed once.
+fn check_calls(
+    c: &mut Checker<'_>,
+    name: &str,
+    raw: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+) -> BTreeMap<String, Vec<String>> {
+    let at = |what: &str| format!("service `{name}`: {what}");
+    let mut calls = BTreeMap::new();
+    for (target, operations) in raw {
+        let span = operations.span();
+        let Some(spec) = c.catalogue.iter().find(|t| t.name == target).copied() else {
+            let known: Vec<&str> = c.catalogue.iter().map(|t| t.name).collect();
+            c.fail(
+                span,
+                at(&format!(
+                    "calls target `{target}` that this host does not have (targets: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )),
+            );
+            continue;
+        };
+        let operations = operations.into_inner();
+        if operations.is_empty() {
+            c.fail(
+                span,
+                at(&format!("grants no operation of target `{target}`")),
+            );
+            continue;
+        }
+        let mut granted: Vec<String> = Vec::new();
+        for operation in operations {
+            let op = operation.get_ref();
+            if !spec.serves(op) {
+                c.fail(
+                    operation.span(),
+                    at(&format!(
+                        "target `{target}` has no operation `{op}` (operations: {})",
+                        spec.operations.join(", ")
+                    )),
+                );
+            } else if granted.contains(op) {
+                c.fail(
+                    operation.span(),
+                    at(&format!("operation `{op}` of `{target}` listed twice")),
+                );
+            } else {
+                granted.push(operation.into_inner());
+            }
+        }
+        calls.insert(target, granted);
+    }
+    calls
 }
 
 fn check_backoff(

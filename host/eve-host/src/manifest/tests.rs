@@ -34,7 +34,7 @@ fn the_default_node_is_valid() {
     let zedagent = m.service("zedagent").expect("zedagent");
     assert_eq!(zedagent.devices.state_mib, Some(8));
     assert!(zedagent.devices.config && zedagent.devices.net.is_some());
-    assert_eq!(zedagent.devices.tpm.len(), 5);
+    assert_eq!(zedagent.bus.call["tpm"].len(), 5);
     assert_eq!(zedagent.bus.publish, ["edge-config", "onboard-status"]);
     assert_eq!(
         zedagent.bus.subscribe,
@@ -42,8 +42,12 @@ fn the_default_node_is_valid() {
     );
     let diag = m.service("diag").expect("diag");
     assert_eq!(diag.devices.state_mib, None);
-    assert!(diag.devices.tpm.is_empty());
+    assert!(diag.bus.call.is_empty());
     assert!(m.to_string().contains("zedagent: image zedagent, 64 MiB"));
+    assert!(
+        m.to_string()
+            .contains("calls: tpm [create-device-key, sign, read-pcrs, quote, read-ek-cert]")
+    );
 }
 
 #[test]
@@ -115,12 +119,9 @@ fn unknown_fields_and_bad_values_are_refused_with_their_line() {
         "{err}"
     );
 
-    let text = format!("{ONE}[service.devices]\ntpm = [\"sign\", \"unseal\"]\n");
+    let text = format!("{ONE}[service.devices]\ntpm = [\"sign\"]\n");
     let err = syntax(&text);
-    assert!(
-        err.starts_with("line 10: unknown variant `unseal`"),
-        "{err}"
-    );
+    assert!(err.starts_with("line 10: unknown field `tpm`"), "{err}");
 
     let text = format!(
         "{ONE}[service.devices]\nnet = true\nhost_forward = [{{ host_port = 70000, guest_port = 80 }}]\n"
@@ -240,7 +241,6 @@ ram_mib = 32
 [service.devices]
 host_forward = [{ host_port = 8080, guest_port = 0 }]
 state_mib = 0
-tpm = ["sign", "sign"]
 pci = ["0000:01:00.0", "01:00.9"]
 
 [[service]]
@@ -258,12 +258,60 @@ pci = ["01:00.0"]
             "line 10: service `a`: host_forward: port 0 is not a port",
             "line 10: service `a`: host_forward needs `net = true`",
             "line 11: service `a`: state_mib 0 must be between 1 and 65536",
-            "line 12: service `a`: tpm grant `sign` listed twice",
-            "line 13: service `a`: `01:00.9` is not a PCI address (DDDD:BB:DD.F or BB:DD.F, hex): function must be at most 7",
-            "line 21: service `b`: host port 8080 is already forwarded to service `a`",
-            "line 22: service `b`: PCI device 0000:01:00.0 is already given to service `a`",
+            "line 12: service `a`: `01:00.9` is not a PCI address (DDDD:BB:DD.F or BB:DD.F, hex): function must be at most 7",
+            "line 20: service `b`: host port 8080 is already forwarded to service `a`",
+            "line 21: service `b`: PCI device 0000:01:00.0 is already given to service `a`",
         ]
     );
+}
+
+#[test]
+fn host_operations_are_checked_against_the_catalogue() {
+    let text = format!(
+        r#"{ONE}[service.bus]
+call.tpm = ["sign", "sign", "export-key"]
+call.blobs = ["write"]
+call.volumes = []
+"#
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "line 10: service `a`: operation `sign` of `tpm` listed twice",
+            "line 10: service `a`: target `tpm` has no operation `export-key` (operations: create-device-key, device-public-key, sign, read-pcrs, quote, read-ek-cert)",
+            "line 11: service `a`: calls target `blobs` that this host does not have (targets: tpm)",
+            "line 12: service `a`: calls target `volumes` that this host does not have (targets: tpm)",
+        ]
+    );
+    let inline = format!("{ONE}[service.bus]\ncall = {{ tpm = [\"quote\", \"sign\"] }}\n");
+    let m = Manifest::parse(&inline).unwrap();
+    assert_eq!(m.services[0].bus.call["tpm"], ["quote", "sign"]);
+}
+
+#[test]
+fn another_catalogue_grants_other_targets() {
+    static BLOBS: hostops::TargetSpec = hostops::TargetSpec {
+        name: "blobs",
+        version: 1,
+        operations: &["write", "commit"],
+    };
+    let text = format!("{ONE}[service.bus]\ncall.blobs = [\"write\"]\ncall.tpm = []\n");
+    assert_eq!(
+        Manifest::parse_with(&text, &[&BLOBS])
+            .unwrap_err()
+            .to_string(),
+        "line 11: service `a`: calls target `tpm` that this host does not have (targets: blobs)"
+    );
+    let text = format!("{ONE}[service.bus]\ncall.blobs = []\n");
+    assert_eq!(
+        Manifest::parse_with(&text, &[&BLOBS])
+            .unwrap_err()
+            .to_string(),
+        "line 10: service `a`: grants no operation of target `blobs`"
+    );
+    let text = format!("{ONE}[service.bus]\ncall.blobs = [\"commit\", \"write\"]\n");
+    let m = Manifest::parse_with(&text, &[&BLOBS]).unwrap();
+    assert_eq!(m.services[0].bus.call["blobs"], ["commit", "write"]);
 }
 
 #[test]

@@ -32,11 +32,11 @@ pub fn samples() -> Vec<Message> {
     vec![
         Message::Hello {
             service: "zedagent".into(),
-            protocol: 1,
+            protocol: 2,
             boot_counter: 7,
         },
         Message::Welcome {
-            protocol: 1,
+            protocol: 2,
             heartbeat_interval_ms: 1000,
         },
         Message::Refused {
@@ -123,9 +123,13 @@ pub fn samples() -> Vec<Message> {
         Message::Request {
             id: 42,
             target: "tpm".into(),
+            operation: "read-pcrs".into(),
+            version: 1,
             payload: vec![0x80, 0x01, 0, 0, 0, 10],
         },
         response(Status::Ok),
+        response(Status::NoSuchOperation),
+        response(Status::WrongVersion),
         response(Status::Denied),
         response(Status::NoSuchTarget),
         response(Status::BadRequest),
