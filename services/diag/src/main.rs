@@ -26,6 +26,7 @@
 //! changes, as EVE's diag shows it.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -34,14 +35,14 @@ use alloc::{
     string::{String, ToString},
     vec::Vec,
 };
-use core::time::Duration;
+use core::{cell::RefCell, time::Duration};
 
 use evehttp::{Request, Target};
 use evehttps::{FetchError, Fetched, TlsSession};
 use evetls::RootStore;
 use hal::clock::Instant;
 use net::{IpEndpoint, Ipv4Address, Stack};
-use runtime::service;
+use runtime::service::{self, Change, Service};
 use topics::diag::{Check, Outcome, Step, Verdict};
 use topics::{DiagReport, OnboardStatus};
 
@@ -93,35 +94,42 @@ fn main() -> i32 {
     for (name, addr) in &controller.hosts {
         stack.add_host(name, *addr);
     }
+    let stack = RefCell::new(stack);
     let mut session = controller.session;
-    if runtime::bus::present()
-        && let Err(e) = service::subscribe::<OnboardStatus>()
-    {
-        log::warn!("onboarding status: {e}");
-    }
     // The config and link steps hold for every later walk.
     let found = walk.steps.clone();
     let mut walks = 0;
-    loop {
+    let mut service = Service::new();
+    service.poller(|_| stack.borrow_mut().poll());
+    service.on::<OnboardStatus>(|_, _, change| {
+        if let Change::Created(report) | Change::Modified(report) = change {
+            log::info!("onboarding: {:?} uuid {}", report.phase(), report.uuid);
+        }
+    });
+    service.repeat(Duration::ZERO, |ctl| {
         walk.steps.clone_from(&found);
-        run_walk(&mut walk, &mut stack, &controller.target, &mut session);
+        run_walk(
+            &mut walk,
+            &mut stack.borrow_mut(),
+            &controller.target,
+            &mut session,
+        );
         walks += 1;
         let mut verdict = walk.report(&authority);
         verdict.walks = walks;
         publish(&verdict);
         match interval {
-            None => return finish(verdict),
+            None => {
+                ctl.stop(finish(verdict));
+                Duration::MAX
+            }
             Some(every) => {
                 log::info!("diag: next check in {} s", every.as_secs());
-                let until = Instant::now().saturating_add(every);
-                while Instant::now() < until {
-                    stack.poll();
-                    show_onboarding();
-                    hal::idle();
-                }
+                every
             }
         }
-    }
+    });
+    service.run()
 }
 
 /// Publishes the walk's verdict on the bus (a node without one skips it).
@@ -130,19 +138,6 @@ fn publish(verdict: &Verdict) {
         && let Err(e) = service::publish::<DiagReport>(DiagReport::KEY, verdict)
     {
         log::warn!("publishing the report: {e}");
-    }
-}
-
-/// Prints zedagent's state and UUID when they change.
-fn show_onboarding() {
-    while let Some(event) = runtime::bus::next_event() {
-        if let evebus::Event::Created { topic, key, value }
-        | evebus::Event::Modified { topic, key, value } = event
-            && topic == <OnboardStatus as topics::Topic>::NAME
-            && let Some(report) = service::decode::<OnboardStatus>(&key, &value)
-        {
-            log::info!("onboarding: {:?} uuid {}", report.phase(), report.uuid);
-        }
     }
 }
 

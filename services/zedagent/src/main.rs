@@ -19,6 +19,7 @@
 //! info accepted) for the onboarding benchmark.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -41,16 +42,15 @@ use eveagent::{
     Agent, AttestStatus, Bootstrap, Deps, DeviceKeySource, Event as AgentEvent, Level, LogRecord,
     Onboarding, Phase, RegisterStatus,
 };
-use evebus::Event as BusEvent;
 use evehttp::Target;
 use evehttps::TlsSession;
 use evetls::{Csprng, RootStore};
 use hal::clock::Instant;
 use net::Stack;
-use runtime::service;
+use runtime::service::{self, Change, Service};
 use topics::facts::Facts;
 use topics::onboard::{self, Report};
-use topics::{DeviceFacts, EdgeConfig, OnboardStatus, Topic};
+use topics::{DeviceFacts, EdgeConfig, OnboardStatus};
 
 use link::ControllerLink;
 use persist::StateVolume;
@@ -59,14 +59,16 @@ use tpm::TpmKey;
 
 runtime::entry!("zedagent", main);
 
-/// How often the status is refreshed and the bus serviced while idle.
+/// The longest the agent sleeps: its status is refreshed at least this
+/// often.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 const BOOT_COUNTER: &str = "boot-counter";
 const ADDRESS_WAIT: Duration = Duration::from_secs(10);
 
 fn main() -> i32 {
-    match run() {
-        Ok(never) => match never {},
+    let host_facts = Rc::new(RefCell::new(None));
+    match setup(&host_facts) {
+        Ok((agent, link)) => serve(agent, link, &host_facts),
         Err(why) => {
             log::error!("zedagent cannot start: {why}");
             guest_abi::EXIT_FAILURE
@@ -74,9 +76,54 @@ fn main() -> i32 {
     }
 }
 
-enum Never {}
+/// Runs the agent on the service loop: the network stack polled, other
+/// services' log records and the host's facts taken as they come, and the
+/// agent run when it is due (at least every [`STATUS_EVERY`], when its
+/// status is published if it changed).
+fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>) -> i32 {
+    let agent = RefCell::new(agent);
+    let link = RefCell::new(link);
+    let mut published = None;
+    let mut service = Service::new();
+    service.poller(|_| link.borrow_mut().stack.poll());
+    service.on_log(|_, record| {
+        agent.borrow_mut().log(LogRecord {
+            level: log_level(record.level),
+            source: record.source,
+            content: record.message,
+            unix_ms: record.unix_ns / 1_000_000,
+            filename: record.target,
+            function: String::new(),
+        })
+    });
+    service.on::<DeviceFacts>(|_, _, change| {
+        *host_facts.borrow_mut() = match change {
+            Change::Created(facts) | Change::Modified(facts) => Some(facts),
+            Change::Deleted(_) => None,
+        }
+    });
+    service.repeat(Duration::ZERO, |_| {
+        let mut agent = agent.borrow_mut();
+        let wake = agent.poll(&mut *link.borrow_mut());
+        for event in agent.take_events() {
+            handle_agent_event(&agent, event);
+        }
+        let report = onboard_report(&agent);
+        if published.as_ref() != Some(&report) && runtime::bus::present() {
+            match service::publish::<OnboardStatus>(OnboardStatus::KEY, &report) {
+                Ok(()) => published = Some(report),
+                Err(e) => log::warn!("publishing status: {e}"),
+            }
+        }
+        let until_wake = wake.saturating_sub(MonotonicClock.now_ms());
+        Duration::from_millis(until_wake).min(STATUS_EVERY)
+    });
+    service.run()
+}
 
-fn run() -> Result<Never, String> {
+/// Everything the agent needs, from the CONFIG partition, the state
+/// volume, the TPM and the network.
+fn setup(host_facts: &Rc<RefCell<Option<Facts>>>) -> Result<(Agent, ControllerLink), String> {
     let factory = read_config_partition()?;
     let state = hal::block::open("state").map_err(|e| format!("state volume: {e:?}"))?;
     let storage_mb =
@@ -113,7 +160,6 @@ fn run() -> Result<Never, String> {
         ),
         _ => None,
     };
-    let host_facts = Rc::new(RefCell::new(None));
     let machine = Machine {
         serial: runtime::cmdline().get("serial").unwrap_or("").to_string(),
         restart_counter,
@@ -131,32 +177,9 @@ fn run() -> Result<Never, String> {
         persist: Box::new(persist),
         platform: Box::new(machine),
     };
-    let mut agent =
+    let agent =
         Agent::new(bootstrap, key_source, deps).map_err(|e| format!("device identity: {e:?}"))?;
-    if runtime::bus::present() {
-        if let Err(e) = runtime::bus::subscribe(evebus::LOG_TOPIC) {
-            log::warn!("log stream: {e}");
-        }
-        if let Err(e) = service::subscribe::<DeviceFacts>() {
-            log::warn!("the device's facts: {e}");
-        }
-    }
-    let mut link = ControllerLink::new(stack, target, tls);
-    let mut published = None;
-    loop {
-        let wake = agent.poll(&mut link);
-        for event in agent.take_events() {
-            handle_agent_event(&agent, event);
-        }
-        let report = onboard_report(&agent);
-        if published.as_ref() != Some(&report) && runtime::bus::present() {
-            match service::publish::<OnboardStatus>(OnboardStatus::KEY, &report) {
-                Ok(()) => published = Some(report),
-                Err(e) => log::warn!("publishing status: {e}"),
-            }
-        }
-        wait_until(&mut agent, &mut link.stack, &host_facts, wake);
-    }
+    Ok((agent, ControllerLink::new(stack, target, tls)))
 }
 
 fn read_config_partition() -> Result<FactoryConfig, String> {
@@ -283,54 +306,6 @@ fn onboard_report(agent: &Agent) -> Report {
         log_lines_dropped: s.log_lines_dropped,
         heap_peak_bytes: runtime::heap_stats().peak as u64,
         undecodable_values: service::undecodable_values(),
-    }
-}
-
-/// Services the network and the bus until `wake` (monotonic ms), passing
-/// other services' log records to the agent and the host's facts to the
-/// machine as they come.
-fn wait_until(
-    agent: &mut Agent,
-    stack: &mut Stack,
-    host_facts: &RefCell<Option<Facts>>,
-    wake: u64,
-) {
-    let started = Instant::now();
-    loop {
-        let now_ms = Instant::now().as_nanos() / 1_000_000;
-        if now_ms >= wake || started.elapsed() >= STATUS_EVERY {
-            return;
-        }
-        stack.poll();
-        runtime::bus::pump();
-        while let Some(event) = runtime::bus::next_event() {
-            match event {
-                BusEvent::LogRecord {
-                    source,
-                    level,
-                    unix_ns,
-                    target,
-                    message,
-                } => agent.log(LogRecord {
-                    level: log_level(level),
-                    source,
-                    content: message,
-                    unix_ms: unix_ns / 1_000_000,
-                    filename: target,
-                    function: String::new(),
-                }),
-                BusEvent::Created { topic, key, value }
-                | BusEvent::Modified { topic, key, value }
-                    if topic == DeviceFacts::NAME =>
-                {
-                    if let Some(facts) = service::decode::<DeviceFacts>(&key, &value) {
-                        *host_facts.borrow_mut() = Some(facts);
-                    }
-                }
-                _ => {}
-            }
-        }
-        hal::relax();
     }
 }
 

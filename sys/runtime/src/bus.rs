@@ -1,6 +1,7 @@
 //! The service's end of the node bus: the `evebus` client over the virtio
 //! console port, kept alive from every blocking wait (heartbeats, queued
-//! log records) through the HAL's idle hook.
+//! log records) through the HAL's idle hook. Services use it through
+//! [`crate::service`], which types every value and call.
 //!
 //! The Hello names the service as the host knows it (`service=` on the
 //! command line, which the host sets from the manifest), else by the
@@ -16,6 +17,8 @@ use core::time::Duration;
 use evebus::{Call, Client, ClientConfig, ClientError, Event, Level, Status};
 use hal::{busport::BusPort, clock::Instant};
 use spin::Mutex;
+
+use crate::service::instant;
 
 /// Least time between two pumps from the idle hook: a wait loop spins far
 /// faster than the bus needs servicing.
@@ -150,20 +153,29 @@ fn pump_from_idle() {
 }
 
 /// Services the bus now: sends, receives, heartbeats.
-pub fn pump() {
+pub(crate) fn pump() {
     if let Some(link) = LINK.lock().as_mut() {
         link.pump();
     }
 }
 
 /// The next event (table changes, log records of others...).
-pub fn next_event() -> Option<Event> {
+pub(crate) fn next_event() -> Option<Event> {
     LINK.lock().as_mut()?.events.pop_front()
+}
+
+/// When the bus next has something to do (a heartbeat, a request's
+/// timeout).
+pub(crate) fn next_deadline() -> Option<Instant> {
+    LINK.lock()
+        .as_ref()
+        .and_then(|l| l.client.next_deadline())
+        .map(instant)
 }
 
 /// Publishes `value` under `key` in `topic` (kept and re-sent after a
 /// reconnect).
-pub fn publish(topic: &str, key: &str, value: &[u8]) -> Result<(), BusError> {
+pub(crate) fn publish(topic: &str, key: &str, value: &[u8]) -> Result<(), BusError> {
     with(|link| {
         link.client
             .publish(topic, key, value)
@@ -174,7 +186,7 @@ pub fn publish(topic: &str, key: &str, value: &[u8]) -> Result<(), BusError> {
 }
 
 /// Subscribes to `topic`; its items arrive as events.
-pub fn subscribe(topic: &str) -> Result<(), BusError> {
+pub(crate) fn subscribe(topic: &str) -> Result<(), BusError> {
     with(|link| link.client.subscribe(topic).map_err(BusError::Client))
 }
 
@@ -186,16 +198,11 @@ pub struct Answer {
     pub payload: Vec<u8>,
 }
 
-/// The monotonic instant a client deadline (time since boot) names.
-fn instant(since_boot: Duration) -> Instant {
-    Instant::default().saturating_add(since_boot)
-}
-
 /// Calls `operation` of host target `target` (built against `version` of
 /// it) and waits for the answer, servicing the bus meanwhile. Other events
 /// are kept for [`next_event`]. The typed form is
 /// [`crate::service::call`].
-pub fn call(
+pub(crate) fn call(
     target: &str,
     operation: &str,
     version: u16,

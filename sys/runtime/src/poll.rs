@@ -15,6 +15,15 @@ use core::time::Duration;
 
 use hal::clock::Instant;
 
+/// What one [`PollLoop::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// A poller made progress or a timer ran.
+    pub progress: bool,
+    /// A callback stopped the loop with this status.
+    pub stopped: Option<i32>,
+}
+
 /// Identifies a timer, to cancel it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerId(u64);
@@ -148,8 +157,26 @@ impl<'a> PollLoop<'a> {
         }
     }
 
-    /// One turn: pollers, then every due timer. Returns the stop status.
+    /// One turn: [`PollLoop::step`], then, if nothing happened and there
+    /// are no pollers, a wait for the next deadline. Returns the stop
+    /// status.
     pub fn turn(&mut self) -> Option<i32> {
+        let step = self.step();
+        if step.stopped.is_some() {
+            return step.stopped;
+        }
+        if self.timers.is_empty() && self.pollers.is_empty() {
+            return Some(0);
+        }
+        if !step.progress && self.pollers.is_empty() {
+            self.idle();
+        }
+        None
+    }
+
+    /// Pollers, then every due timer, without waiting: for a loop that
+    /// waits on its own (`runtime::service`).
+    pub fn step(&mut self) -> Step {
         self.control.now = Instant::now();
         let mut progress = false;
         for poller in &mut self.pollers {
@@ -171,16 +198,15 @@ impl<'a> PollLoop<'a> {
             }
             self.absorb();
         }
-        if let Some(status) = self.control.stop.take() {
-            return Some(status);
+        Step {
+            progress,
+            stopped: self.control.stop.take(),
         }
-        if self.timers.is_empty() && self.pollers.is_empty() {
-            return Some(0);
-        }
-        if !progress && self.pollers.is_empty() {
-            self.idle();
-        }
-        None
+    }
+
+    /// When the earliest timer is due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.last().map(|t| t.deadline)
     }
 
     /// Spins until the next deadline.
