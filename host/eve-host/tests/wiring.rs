@@ -23,7 +23,7 @@ use eve_host::{
     servicelog::ServiceLogs,
     status::StatusFile,
     supervisor::{State, Status},
-    targets::tpm::TpmTarget,
+    targets::{HostTarget, Refused, serve, tpm::TpmTarget},
     volumes::StateDir,
 };
 use evebus::{Call, Client, ClientConfig, DenyReason, Event, Level, Operation};
@@ -453,4 +453,164 @@ fn the_device_s_facts_reach_granted_services_and_the_status_file() {
     let shown: Facts =
         serde_json::from_value(doc["tables"][DeviceFacts::NAME][DeviceFacts::KEY].clone()).unwrap();
     assert_eq!(shown, facts);
+}
+
+/// What a new target's `hostops` module declares: its messages, its
+/// typed error and its operations.
+mod safe {
+    use std::fmt;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Combination {
+        #[prost(string, tag = "1")]
+        pub digits: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Contents {
+        #[prost(string, tag = "1")]
+        pub items: String,
+    }
+
+    #[derive(Clone, Copy, PartialEq, prost::Message)]
+    pub struct SafeError {
+        /// 1: wrong combination.
+        #[prost(uint32, tag = "1")]
+        pub code: u32,
+    }
+
+    impl fmt::Display for SafeError {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "safe error {}", self.code)
+        }
+    }
+
+    hostops::target! {
+        /// A safe the host keeps.
+        pub struct Safe = "safe", version 1, error SafeError;
+        /// Opens it with a combination.
+        Open = "open": Combination => Contents;
+        /// Locks it.
+        Lock = "lock": hostops::tpm::Empty => hostops::tpm::Empty;
+    }
+}
+
+/// What a new target's host module implements.
+struct SafeTarget;
+
+impl eve_broker::RpcHandler for SafeTarget {
+    fn call(
+        &self,
+        _caller: &str,
+        operation: &str,
+        request: &[u8],
+    ) -> Result<Vec<u8>, eve_broker::RpcError> {
+        use hostops::Operation as _;
+        match operation {
+            safe::Open::NAME => serve::<safe::Open>(request, |combination| {
+                if combination.digits == "1234" {
+                    Ok(safe::Contents {
+                        items: "the crown jewels".into(),
+                    })
+                } else {
+                    Err(Refused::Failed(safe::SafeError { code: 1 }))
+                }
+            }),
+            safe::Lock::NAME => serve::<safe::Lock>(request, |_| Ok(Empty {})),
+            other => Err(eve_broker::RpcError::BadRequest(format!("no {other}"))),
+        }
+    }
+}
+
+impl HostTarget for SafeTarget {
+    fn spec(&self) -> &'static hostops::TargetSpec {
+        &<safe::Safe as Target>::SPEC
+    }
+
+    fn describe(&self) -> String {
+        "a safe in the test".into()
+    }
+}
+
+/// A new service with a new host operation takes its own crate, its
+/// operation module and a manifest stanza: here the target is defined in
+/// this test, registered through the host's public API, granted by a
+/// manifest stanza, and called by services over the bus. The broker, the
+/// manifest parser and xtask know nothing of it.
+#[test]
+fn a_new_target_takes_its_module_and_a_manifest_stanza() {
+    const NODE: &str = r#"[node]
+name = "vault"
+arch = "x86_64"
+
+[[service]]
+name = "keeper"
+image = "keeper"
+ram_mib = 32
+bus.call = { safe = ["open"] }
+
+[[service]]
+name = "cleaner"
+image = "cleaner"
+ram_mib = 32
+bus.call = { safe = ["lock"] }
+"#;
+    let err = Manifest::parse(NODE).unwrap_err().to_string();
+    assert!(
+        err.contains("calls target `safe` that this host does not have"),
+        "{err}"
+    );
+    let catalogue = [&<safe::Safe as Target>::SPEC];
+    let manifest = Manifest::parse_with(NODE, &catalogue).expect("the stanzas");
+    let state = tempfile::tempdir().unwrap();
+    let dir = StateDir::create(state.path()).unwrap();
+    let bus = NodeBus::start_with(
+        &manifest,
+        ServiceLogs::new(&dir.logs(), Arc::new(StderrLog)),
+        vec![Arc::new(SafeTarget)],
+        &Facts::default(),
+    )
+    .unwrap();
+    let broker = bus.broker();
+
+    let mut keeper = Service::connect(broker, "keeper");
+    let opened = keeper
+        .op::<safe::Open>(&safe::Combination {
+            digits: "1234".into(),
+        })
+        .unwrap();
+    assert_eq!(opened.items, "the crown jewels");
+    let (status, error) = keeper
+        .op::<safe::Open>(&safe::Combination {
+            digits: "0000".into(),
+        })
+        .unwrap_err();
+    assert_eq!(status, evebus::Status::Failed);
+    assert_eq!(
+        safe::SafeError::decode(error.as_slice()).unwrap(),
+        safe::SafeError { code: 1 },
+        "the target's typed error reaches the caller"
+    );
+    let (status, why) = keeper.op::<safe::Lock>(&Empty {}).unwrap_err();
+    assert_eq!(status, evebus::Status::Denied, "keeper may only open");
+    assert!(String::from_utf8_lossy(&why).contains("safe.lock"));
+    let (status, why) = keeper.call("safe", "drill", 1, &[]);
+    assert_eq!(status, evebus::Status::NoSuchOperation);
+    assert!(String::from_utf8_lossy(&why).contains("open, lock"));
+    let (status, _) = keeper.call("safe", "open", 2, &[]);
+    assert_eq!(status, evebus::Status::WrongVersion);
+    let (status, _) = keeper.call("vault", "open", 1, &[]);
+    assert_eq!(status, evebus::Status::NoSuchTarget);
+
+    let mut cleaner = Service::connect(broker, "cleaner");
+    assert_eq!(cleaner.op::<safe::Lock>(&Empty {}), Ok(Empty {}));
+    assert_eq!(
+        cleaner
+            .op::<safe::Open>(&safe::Combination {
+                digits: "1234".into()
+            })
+            .unwrap_err()
+            .0,
+        evebus::Status::Denied
+    );
 }
