@@ -935,14 +935,11 @@ impl Agent {
             ncpu: f.ncpu,
             memory: f.memory_mb,
             storage: f.storage_mb,
-            minfo: Some(f.manufacturer_info(
-                if self.hw_serial.is_empty() {
-                    &self.soft_serial
-                } else {
-                    &self.hw_serial
-                },
-                uuid,
-            )),
+            minfo: Some(f.manufacturer_info(if self.hw_serial.is_empty() {
+                &self.soft_serial
+            } else {
+                &self.hw_serial
+            })),
             boot_time: Some(timestamp(f.boot_unix_ms)),
             sw_list,
             host_name: f.host_name.clone(),

@@ -216,18 +216,20 @@ impl DeviceFacts {
     }
 
     /// `ZInfoManufacturer` as EVE fills it from the same facts; `serial`
-    /// and `uuid` stand in where the hardware has none (the serial the
-    /// device registered with, its controller UUID).
-    pub fn manufacturer_info(&self, serial: &str, uuid: &str) -> ZInfoManufacturer {
-        let or = |known: &str, fallback: &str| {
-            String::from(if known.is_empty() { fallback } else { known })
-        };
+    /// stands in where the hardware has none (the serial the device
+    /// registered with). Its `UUID` is the system's (SMBIOS), never the
+    /// device's: empty when the hardware does not say.
+    pub fn manufacturer_info(&self, serial: &str) -> ZInfoManufacturer {
         ZInfoManufacturer {
             manufacturer: self.manufacturer.clone(),
             product_name: self.product_name.clone(),
             version: self.product_version.clone(),
-            serial_number: or(&self.serial, serial),
-            uuid: or(&self.product_uuid, uuid),
+            serial_number: String::from(if self.serial.is_empty() {
+                serial
+            } else {
+                &self.serial
+            }),
+            uuid: self.product_uuid.clone(),
             compatible: self.compatible.clone(),
             bios_vendor: self.bios_vendor.clone(),
             bios_version: self.bios_version.clone(),
@@ -356,7 +358,7 @@ mod tests {
         assert_eq!(facts.cpu_arch, "aarch64");
         assert_eq!(facts.boot_unix_ms, 1_700_000_000_000);
         assert_eq!(facts.host_name, "edge-7");
-        let minfo = facts.manufacturer_info("soft-1", "device-uuid");
+        let minfo = facts.manufacturer_info("soft-1");
         assert_eq!(minfo.manufacturer, "Supermicro");
         assert_eq!(minfo.product_name, "SYS-E100");
         assert_eq!(minfo.version, "1.02");
@@ -372,9 +374,9 @@ mod tests {
     fn what_the_host_does_not_know_stays() {
         let facts = vm().with_host(&topics::facts::Facts::default());
         assert_eq!(facts, vm());
-        let minfo = facts.manufacturer_info("soft-1", "device-uuid");
+        let minfo = facts.manufacturer_info("soft-1");
         assert_eq!(minfo.serial_number, "soft-1");
-        assert_eq!(minfo.uuid, "device-uuid");
+        assert_eq!(minfo.uuid, "", "not the device's UUID");
         assert_eq!(minfo.manufacturer, "QEMU");
     }
 }
