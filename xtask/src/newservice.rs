@@ -80,6 +80,7 @@ fn workspace_crates(root: &Path) -> Vec<String> {
 }
 
 fn stanza(name: &str) -> String {
+    let facts = <topics::DeviceFacts as topics::Topic>::NAME;
     format!(
         r#"
 # {name}: what it does (from `cargo xtask new-service`; say more here).
@@ -89,7 +90,7 @@ image = "{name}"
 ram_mib = 32
 
 [service.bus]
-subscribe = ["@device-facts"]
+subscribe = ["{facts}"]
 heartbeat_timeout_s = 60
 "#
     )
@@ -186,7 +187,7 @@ mod tests {
         let node = Manifest::load(&manifest).unwrap();
         let nim = node.service("nim").expect("the stanza");
         assert_eq!(nim.image, "nim");
-        assert_eq!(nim.bus.subscribe, ["@device-facts"]);
+        assert_eq!(nim.bus.subscribe, [<topics::DeviceFacts as topics::Topic>::NAME]);
         assert!(nim.bus.heartbeat_timeout.is_some());
         assert_eq!(node.services.len(), 2);
     }

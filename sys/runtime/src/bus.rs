@@ -193,7 +193,7 @@ pub(crate) fn subscribe(topic: &str) -> Result<(), BusError> {
 /// An answer to a call: how it ended and what came back (the response,
 /// the target's typed error, or the host's reason for a refusal).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: Status,
     pub payload: Vec<u8>,
 }
