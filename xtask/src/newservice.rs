@@ -187,7 +187,10 @@ mod tests {
         let node = Manifest::load(&manifest).unwrap();
         let nim = node.service("nim").expect("the stanza");
         assert_eq!(nim.image, "nim");
-        assert_eq!(nim.bus.subscribe, [<topics::DeviceFacts as topics::Topic>::NAME]);
+        assert_eq!(
+            nim.bus.subscribe,
+            [<topics::DeviceFacts as topics::Topic>::NAME]
+        );
         assert!(nim.bus.heartbeat_timeout.is_some());
         assert_eq!(node.services.len(), 2);
     }
