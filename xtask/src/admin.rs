@@ -1,10 +1,12 @@
-//! A small client for our controller's admin API (plain HTTP/1.1 with a
-//! bearer token on loopback): enough to pre-register an onboarding
-//! certificate and to watch devices appear. One connection per request,
-//! closed by the server after the answer, so no keep-alive bookkeeping.
+//! A small client for our controller's admin API (HTTPS checked against
+//! the controller's root certificate, bearer token): enough to
+//! pre-register an onboarding certificate and to watch devices appear. One
+//! connection per request, closed by the server after the answer, so no
+//! keep-alive bookkeeping.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -18,6 +20,9 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AdminClient {
     pub addr: SocketAddr,
     pub token: String,
+    /// The controller's root certificate (PEM), which its HTTPS
+    /// certificate must chain to.
+    pub root_pem: String,
 }
 
 /// An HTTP answer: status and body.
@@ -71,17 +76,40 @@ impl AdminClient {
         serde_json::from_str(&text).map_err(|e| format!("{method} {path}: bad JSON ({e}): {text}"))
     }
 
+    fn tls(&self) -> Result<rustls::ClientConnection, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut self.root_pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("controller root certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("controller root certificate: {e}"))?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())
+    }
+
     fn exchange(&self, request: &[u8]) -> Result<Response, String> {
         let fail = |e: std::io::Error| format!("admin API at {}: {e}", self.addr);
-        let mut stream = TcpStream::connect_timeout(&self.addr, TIMEOUT).map_err(fail)?;
-        stream.set_read_timeout(Some(TIMEOUT)).map_err(fail)?;
-        stream.set_write_timeout(Some(TIMEOUT)).map_err(fail)?;
+        let tcp = TcpStream::connect_timeout(&self.addr, TIMEOUT).map_err(fail)?;
+        tcp.set_read_timeout(Some(TIMEOUT)).map_err(fail)?;
+        tcp.set_write_timeout(Some(TIMEOUT)).map_err(fail)?;
+        let mut stream = rustls::StreamOwned::new(self.tls()?, tcp);
         stream.write_all(request).map_err(fail)?;
         let mut raw = Vec::new();
-        stream
-            .take(MAX_RESPONSE)
-            .read_to_end(&mut raw)
-            .map_err(fail)?;
+        // The server closes after its answer; a close without TLS's
+        // close_notify still ends a response framed by its length.
+        match stream.take(MAX_RESPONSE).read_to_end(&mut raw) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+            Err(e) => return Err(fail(e)),
+        }
         parse_response(&raw)
     }
 }

@@ -18,12 +18,23 @@ pub struct LocalController {
     child: Child,
     /// The device API (`https://ADDR/api/v2/edgedevice/`).
     pub device_api: SocketAddr,
-    /// The admin API (`http://ADDR/api/v1/`).
+    /// The admin API (`https://ADDR/api/v1/`).
     pub admin_api: SocketAddr,
     /// The admin API's bearer token.
     pub token: String,
     /// The root of the controller's certificate chain, as devices pin it.
     pub root_pem: String,
+}
+
+impl LocalController {
+    /// A client of this controller's admin API.
+    pub fn admin_client(&self) -> crate::admin::AdminClient {
+        crate::admin::AdminClient {
+            addr: self.admin_api,
+            token: self.token.clone(),
+            root_pem: self.root_pem.clone(),
+        }
+    }
 }
 
 impl Drop for LocalController {
@@ -145,7 +156,7 @@ fn announced(child: &mut Child, data_dir: &Path) -> Result<Announced, String> {
     let device_line = next()?;
     let admin_line = next()?;
     let device_api = address_after(&device_line, "https://")?;
-    let admin_api = address_after(&admin_line, "http://")?;
+    let admin_api = address_after(&admin_line, "https://")?;
     let token_path = admin_line
         .split("token in ")
         .nth(1)

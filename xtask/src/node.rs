@@ -184,10 +184,7 @@ impl Session {
             ControllerDir::Reuse(dir) => dir,
         };
         let controller = controller::start(&controller_dir, Group::Own)?;
-        let admin = AdminClient {
-            addr: controller.admin_api,
-            token: controller.token.clone(),
-        };
+        let admin = controller.admin_client();
         let owner = std::fs::read_to_string(dirs.state_owner()).ok();
         let same_controller = owner.as_deref() == Some(controller.root_pem.as_str());
         let kept = if same_controller {
@@ -485,7 +482,7 @@ pub fn run(options: NodeOptions) -> Result<(), String> {
         built.manifest_path.display()
     );
     println!(
-        "controller: device API https://{}, admin API http://{} (token {}), data in {}",
+        "controller: device API https://{}, admin API https://{} (token {}), data in {}",
         session.controller.device_api,
         session.controller.admin_api,
         session.controller.token,

@@ -77,7 +77,7 @@ pub fn start_with(dir: &Path, extra: &[&str]) -> Running {
         .trim_end_matches(')');
     Running {
         dev: addr(&dev_line, "https://"),
-        admin: addr(&admin_line, "http://"),
+        admin: addr(&admin_line, "https://"),
         token: std::fs::read_to_string(token_path)
             .expect("token")
             .trim()
@@ -94,7 +94,8 @@ impl Running {
     }
 
     pub async fn admin(&self, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
-        let mut c = Client::admin(self.admin, &self.token);
+        let mut c =
+            Client::admin_tls(self.admin, &self.root_pem, &self.token).expect("admin client");
         let (status, body) = c
             .request(method, path, Bytes::from(body.to_owned()))
             .await
