@@ -197,6 +197,7 @@ fn controller() -> Result<(), String> {
     let load = harness::workspace_root().join("target/release/devicesim");
     let runs: [&[&str]; 3] = [
         &[
+            "load",
             "--devices",
             "1000",
             "--mode",
@@ -205,6 +206,7 @@ fn controller() -> Result<(), String> {
             "200000",
         ],
         &[
+            "load",
             "--devices",
             "10000",
             "--mode",
@@ -213,6 +215,7 @@ fn controller() -> Result<(), String> {
             "200000",
         ],
         &[
+            "load",
             "--devices",
             "10000",
             "--mode",

@@ -78,7 +78,7 @@ pub(super) async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Respon
         }
         _ => {}
     }
-    let session = admin.sessions.from_request(&req);
+    let session = admin.sessions.of_request(&req);
     // The query string's pairs, then the form body's.
     let mut form = api::query(req.uri().query());
     match Limited::new(req.into_body(), MAX_FORM).collect().await {

@@ -62,7 +62,7 @@ async fn handle(
     }
     // The console's pages read the API with their session cookie; only
     // reads: every change through the API needs the token itself.
-    let by_session = req.method() == Method::GET && admin.sessions.from_request(&req).is_some();
+    let by_session = req.method() == Method::GET && admin.sessions.of_request(&req).is_some();
     let answer = if admin.bearer_ok(&req) || by_session {
         api::dispatch(&admin.ctl, req).await
     } else {

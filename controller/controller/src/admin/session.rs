@@ -53,7 +53,7 @@ impl Sessions {
     }
 
     /// The session's id and CSRF token, if the request carries a live one.
-    pub fn from_request<B>(&self, req: &Request<B>) -> Option<(String, String)> {
+    pub fn of_request<B>(&self, req: &Request<B>) -> Option<(String, String)> {
         let id = req
             .headers()
             .get_all(COOKIE)

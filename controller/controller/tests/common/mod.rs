@@ -180,3 +180,17 @@ pub fn tpm_quote(nonce: &[u8], pcrs: &[(u32, [u8; 32])]) -> Vec<u8> {
     a.extend_from_slice(&eve_proto::sha256(&concat));
     a
 }
+
+/// A replica started on its own data directory holding the identity (and
+/// admin token) of the first: replicas share the controller's PKI.
+pub fn replica_of(first: &Path, dir: &Path, url: &str) -> Running {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(first).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.ends_with(".pem") || name == "admin-token" {
+            std::fs::copy(&path, dir.join(&name)).unwrap();
+        }
+    }
+    start_with(dir, &["--database", url])
+}

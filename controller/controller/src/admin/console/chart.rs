@@ -24,7 +24,7 @@ pub fn line(id: &str, title: &str, unit: &str, points: &[(i64, f64)]) -> String 
         .fold((f64::MAX, f64::MIN), |(lo, hi), (_, v)| {
             (lo.min(*v), hi.max(*v))
         });
-    let (lo, hi) = if hi - lo < f64::EPSILON {
+    let (lo, hi) = if (hi - lo).abs() < f64::EPSILON {
         (lo - 1.0, hi + 1.0)
     } else {
         (lo, hi)
