@@ -1,6 +1,9 @@
 //! What the controller's integration tests share: a `controller` process
 //! on loopback, device requests, and TPM quotes.
 
+// Each test binary compiles this module and uses its own part of it.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
