@@ -24,6 +24,9 @@ pub enum Bench {
     /// The controller under load from a separate process on loopback:
     /// 1k and 10k devices flat out, and 10k at EVE's cadence.
     Controller,
+    /// The controller under a simulated fleet (devicesim): SQLite,
+    /// PostgreSQL with one and with two replicas, at EVE's cadence and flat.
+    Fleet(crate::fleetbench::Args),
     /// Encode/decode a realistic EdgeDevConfig and sign/verify an
     /// AuthContainer, per operation, on the host.
     Proto {
@@ -66,6 +69,7 @@ pub fn run(what: Bench) -> Result<(), String> {
         Bench::Boot { runs } => boot(runs.max(1)),
         Bench::Proto { iterations } => proto(iterations.max(1)),
         Bench::Controller => controller(),
+        Bench::Fleet(args) => crate::fleetbench::run(args),
         Bench::Net { runs } => net(runs.max(1)),
         Bench::Node {
             runs,

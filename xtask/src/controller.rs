@@ -27,6 +27,11 @@ pub struct LocalController {
 }
 
 impl LocalController {
+    /// The controller's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A client of this controller's admin API.
     pub fn admin_client(&self) -> crate::admin::AdminClient {
         crate::admin::AdminClient {
@@ -90,6 +95,15 @@ pub enum Group {
 /// Builds the controller and starts it on loopback (ports chosen by the
 /// kernel) with its state in `data_dir`.
 pub fn start(data_dir: &Path, group: Group) -> Result<LocalController, String> {
+    start_with(data_dir, group, &[])
+}
+
+/// As [`start`], with `extra` arguments (`--database URL`).
+pub fn start_with(
+    data_dir: &Path,
+    group: Group,
+    extra: &[&str],
+) -> Result<LocalController, String> {
     crate::cargo(&[
         "build",
         "--quiet",
@@ -113,6 +127,7 @@ pub fn start(data_dir: &Path, group: Group) -> Result<LocalController, String> {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod controller;
 mod deps;
+mod fleetbench;
 mod node;
 mod nodebench;
 mod procfs;
