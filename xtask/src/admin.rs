@@ -314,4 +314,64 @@ mod tests {
             let _ = parse_response(&mutated);
         }
     }
+
+    /// Against the controller library's HTTPS admin listener: the
+    /// certificate checks out against the root, the token is accepted,
+    /// and a certificate from another root is refused.
+    #[test]
+    fn onboards_over_https_and_refuses_another_root() {
+        use std::sync::Arc;
+        let dir = std::env::temp_dir().join(format!("xtask-admin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let identity = controller::identity::Identity::load_or_create(&dir).unwrap();
+        let root_pem = identity.root_pem.clone();
+        let tls = controller::tls::tls_config(&identity).unwrap();
+        let store = controller::store::sqlite::SqliteStore::open(&dir.join("c.db")).unwrap();
+        let ctl = Arc::new(
+            controller::server::Controller::new(
+                Arc::new(store),
+                identity,
+                controller::server::Limits::default(),
+            )
+            .unwrap(),
+        );
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        rt.spawn(controller::admin::serve_admin_tls(
+            ctl,
+            listener,
+            Arc::new("tok".into()),
+            tls,
+        ));
+        let onboarding =
+            controller::identity::Identity::load_or_create(&dir.join("other")).unwrap();
+        let admin = AdminClient {
+            addr,
+            token: "tok".into(),
+            root_pem: root_pem.clone(),
+        };
+        let id = admin.onboard(&onboarding.root_pem, &["SN".into()]).unwrap();
+        assert_eq!(admin.get("/api/v1/onboard").unwrap()[0]["id"], id);
+        let wrong_token = AdminClient {
+            token: "nope".into(),
+            ..admin
+        };
+        assert!(
+            wrong_token
+                .get("/api/v1/onboard")
+                .unwrap_err()
+                .contains("401")
+        );
+        let other_root = AdminClient {
+            addr,
+            token: "tok".into(),
+            root_pem: onboarding.root_pem,
+        };
+        assert!(other_root.get("/api/v1/onboard").is_err());
+        drop(rt);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
