@@ -5,13 +5,16 @@
 //! cadence; flat out), it starts release controllers on loopback (and a
 //! throw-away PostgreSQL server), runs `devicesim fleet` as a separate
 //! process against them, and prints per-endpoint requests/s and p50/p99,
-//! the database growth per device per day (at cadence), and each
+//! the database growth per device per day (at cadence: measured from the end
+//! of onboarding, through the admin API's `database_bytes`), and each
 //! controller's RSS. The load generator, PostgreSQL and the controllers
 //! share this machine's cores: on a 2-core machine the numbers are what
 //! the three manage together, not what a controller alone would.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use controller::pgserver::PgServer;
 use serde_json::Value;
@@ -62,25 +65,12 @@ pub struct Args {
     connections: usize,
 }
 
-/// Bytes under `path` (a file or a directory tree).
-fn disk_bytes(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if meta.is_dir() {
-        std::fs::read_dir(path)
-            .map(|d| d.flatten().map(|e| disk_bytes(&e.path())).sum())
-            .unwrap_or(0)
-    } else {
-        meta.len()
-    }
-}
-
 /// One measured configuration.
 struct Setup {
     controllers: Vec<LocalController>,
     dirs: Vec<PathBuf>,
-    pg: Option<PgServer>,
+    /// Held so the server outlives the controllers (fields drop in order).
+    _pg: Option<PgServer>,
 }
 
 impl Setup {
@@ -117,29 +107,35 @@ impl Setup {
         Ok(Self {
             controllers,
             dirs,
-            pg,
+            _pg: pg,
         })
-    }
-
-    fn database_bytes(&self) -> u64 {
-        match &self.pg {
-            Some(pg) => pg.disk_bytes(),
-            None => ["controller.db", "controller.db-wal"]
-                .iter()
-                .map(|f| disk_bytes(&self.dirs[0].join(f)))
-                .sum(),
-        }
     }
 }
 
-/// Runs `devicesim fleet` against `setup`; returns its summary.
+/// What one simulation measured.
+struct Measured {
+    /// `devicesim`'s summary.
+    summary: Value,
+    /// Database bytes written per device per second after onboarding.
+    growth_per_device_s: f64,
+}
+
+/// The database's size as the controller reports it.
+fn database_bytes(setup: &Setup) -> Result<u64, String> {
+    setup.controllers[0].admin_client().get("/api/v1/stats")?["database_bytes"]
+        .as_u64()
+        .ok_or_else(|| "no database_bytes in /api/v1/stats".into())
+}
+
+/// Runs `devicesim fleet` against `setup`, measuring the database from the
+/// end of onboarding to the end of the run.
 fn simulate(
     setup: &Setup,
     devices: usize,
     pace: Pace,
     secs: u64,
     connections: usize,
-) -> Result<Value, String> {
+) -> Result<Measured, String> {
     let sim = release_binary("devicesim");
     let mut cmd = Command::new(&sim);
     cmd.arg("fleet")
@@ -164,19 +160,40 @@ fn simulate(
     for c in &setup.controllers {
         cmd.args(["--controller", &format!("https://{}", c.device_api)]);
     }
-    let out = cmd
+    let mut child = cmd
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()
         .map_err(|e| format!("{}: {e}", sim.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!("devicesim failed ({}):\n{stdout}", out.status));
+    let stdout = child.stdout.take().ok_or("devicesim stdout")?;
+    let mut steady_from = None;
+    let mut summary = None;
+    let mut output = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("devicesim output: {e}"))?;
+        if line.starts_with("onboarded: ") {
+            steady_from = Some((database_bytes(setup)?, Instant::now()));
+        }
+        if let Some(json) = line.strip_prefix("summary: ") {
+            summary = Some(
+                serde_json::from_str::<Value>(json)
+                    .map_err(|e| format!("devicesim summary: {e}"))?,
+            );
+        }
+        output.push_str(&line);
+        output.push('\n');
     }
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("summary: "))
-        .ok_or_else(|| format!("no summary from devicesim:\n{stdout}"))?;
-    serde_json::from_str(line).map_err(|e| format!("devicesim summary: {e}"))
+    let status = child.wait().map_err(|e| format!("devicesim: {e}"))?;
+    let (Some(summary), Some((bytes_then, then)), true) = (summary, steady_from, status.success())
+    else {
+        return Err(format!("devicesim failed ({status}):\n{output}"));
+    };
+    let grown = database_bytes(setup)?.saturating_sub(bytes_then) as f64;
+    let growth_per_device_s = grown / devices as f64 / then.elapsed().as_secs_f64().max(1.0);
+    Ok(Measured {
+        summary,
+        growth_per_device_s,
+    })
 }
 
 fn cell(v: &Value, endpoint: &str) -> String {
@@ -199,16 +216,19 @@ fn cell(v: &Value, endpoint: &str) -> String {
 /// Runs every asked configuration and prints a Markdown table.
 pub fn run(args: Args) -> Result<(), String> {
     crate::deps::ensure_test_servers()?;
-    crate::cargo(&[
-        "build",
-        "--quiet",
-        "--release",
-        "--package",
-        "controller",
-        "--package",
-        "devicesim",
-        "--bins",
-    ])?;
+    // One package per build, as `controller::start` builds the controller:
+    // together, cargo would unify their features and build it twice.
+    for package in ["controller", "devicesim"] {
+        crate::cargo(&[
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            package,
+            "--bin",
+            package,
+        ])?;
+    }
     let root = harness::workspace_root().join("target/fleetbench");
     println!(
         "fleet benchmark on this machine ({} cores, shared by the load generator, PostgreSQL and the controllers)",
@@ -223,18 +243,16 @@ pub fn run(args: Args) -> Result<(), String> {
         for &store in &args.stores {
             for &pace in &args.paces {
                 let setup = Setup::start(store, &root)?;
-                let before = setup.database_bytes();
                 let secs = if pace == Pace::Cadence {
                     args.cadence_secs
                 } else {
                     args.flat_secs
                 };
-                let summary = simulate(&setup, devices, pace, secs, args.connections)?;
-                let ran = summary["seconds"].as_f64().unwrap_or(secs as f64).max(1.0);
-                let grown = setup.database_bytes().saturating_sub(before);
+                let measured = simulate(&setup, devices, pace, secs, args.connections)?;
+                let summary = measured.summary;
+                // At cadence, the steady state's growth scaled to a day.
                 let per_day = if pace == Pace::Cadence {
-                    // The run's growth (onboarding included) scaled to a day.
-                    format!("{:.0}", grown as f64 / devices as f64 * 86_400.0 / ran)
+                    format!("{:.0}", measured.growth_per_device_s * 86_400.0)
                 } else {
                     "-".into()
                 };

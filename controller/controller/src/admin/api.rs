@@ -3,7 +3,7 @@
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | GET | `/api/v1/stats` | request counters by route and status |
+//! | GET | `/api/v1/stats` | devices, database bytes, this replica's request counters by route and status |
 //! | GET, POST | `/api/v1/onboard` | allow-list; POST `{cert_pem, serials}` |
 //! | DELETE | `/api/v1/onboard/{id}` | 204, 404 |
 //! | GET | `/api/v1/devices` | devices |
@@ -151,9 +151,14 @@ fn api(
     match (method, segs.as_slice()) {
         (&Method::GET, ["api", "v1", "stats"]) => {
             let devices = store.devices().map_err(store_err)?.len();
+            let database_bytes = store.size_bytes().map_err(store_err)?;
             Ok((
                 StatusCode::OK,
-                json!({ "devices": devices, "requests": ctl.counters() }),
+                json!({
+                    "devices": devices,
+                    "database_bytes": database_bytes,
+                    "requests": ctl.counters(),
+                }),
             ))
         }
         (&Method::GET, ["api", "v1", "onboard"]) => Ok((

@@ -324,8 +324,30 @@ async fn flat(mut devices: Vec<Device>, shared: Arc<Shared>) {
     }
 }
 
+/// An onboarded fleet, ready to run.
+pub struct Onboard {
+    shared: Arc<Shared>,
+    devices: Vec<Device>,
+    workers: usize,
+    /// How long onboarding took.
+    pub took: Duration,
+}
+
+impl Onboard {
+    /// How many devices onboarded.
+    pub fn devices(&self) -> usize {
+        self.devices.len()
+    }
+}
+
 /// Onboards the fleet, runs it, and returns what happened.
 pub async fn run(fleet: Fleet) -> Result<Report, FlowError> {
+    let onboarded = onboard_all(&fleet).await?;
+    Ok(drive(&fleet, onboarded).await)
+}
+
+/// Onboards every device of `fleet`.
+pub async fn onboard_all(fleet: &Fleet) -> Result<Onboard, FlowError> {
     let conns = fleet.connections.max(1);
     let mut replicas = Vec::new();
     for addr in &fleet.controllers {
@@ -395,10 +417,24 @@ pub async fn run(fleet: Fleet) -> Result<Report, FlowError> {
             }
         }
     }
-    let onboarding = onboarding.elapsed();
-    let onboarded = devices.len();
     shared.stats.take();
+    Ok(Onboard {
+        shared,
+        devices,
+        workers,
+        took: onboarding.elapsed(),
+    })
+}
 
+/// Runs an onboarded fleet for `fleet.duration`.
+pub async fn drive(fleet: &Fleet, onboarded: Onboard) -> Report {
+    let Onboard {
+        shared,
+        devices,
+        workers,
+        took,
+    } = onboarded;
+    let count = devices.len();
     let start = Instant::now();
     let mut running = Vec::new();
     match fleet.pace {
@@ -448,10 +484,10 @@ pub async fn run(fleet: Fleet) -> Result<Report, FlowError> {
         t.abort();
     }
     accumulate(&mut totals, &shared.stats.take());
-    Ok(Report {
-        onboarded,
-        onboarding,
+    Report {
+        onboarded: count,
+        onboarding: took,
         elapsed,
         endpoints: totals,
-    })
+    }
 }
