@@ -6,6 +6,7 @@ mod apidiff;
 mod bench;
 mod controller;
 mod deps;
+mod fleetbench;
 mod fuzz;
 mod idlebench;
 mod newservice;
