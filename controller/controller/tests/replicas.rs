@@ -325,7 +325,7 @@ async fn two_replicas_share_one_postgresql() {
             .map(|m| {
                 m["metrics"]["atTimeStamp"]
                     .as_str()
-                    .map_or(0, |t| timestamp_secs(t))
+                    .map_or(0, timestamp_secs)
             })
             .collect();
         assert!(

@@ -9,16 +9,15 @@ use hyper::StatusCode;
 
 use super::{Controller, Dev, Reject, lock, unix_secs};
 
+/// An opened envelope: the device that signed it and the payload.
+type Opened = Result<(Arc<Dev>, Vec<u8>), Reject>;
+
 impl Controller {
     /// Opens a device-signed envelope: the signer must be a registered
     /// device and, on `id/{uuid}/` paths, the device named there. On a
     /// shared store a signer this replica does not know yet (registered
     /// through another) is looked up in the store.
-    pub fn authenticate(
-        &self,
-        body: &[u8],
-        path_uuid: Option<&str>,
-    ) -> Result<(Arc<Dev>, Vec<u8>), Reject> {
+    pub fn authenticate(&self, body: &[u8], path_uuid: Option<&str>) -> Opened {
         if let Some(opened) = self.authenticate_from_memory(body, path_uuid) {
             return opened;
         }
@@ -31,11 +30,7 @@ impl Controller {
 
     /// [`Self::authenticate`] from memory alone: `None` when the signer is
     /// unknown here but may be known to the store.
-    pub fn authenticate_from_memory(
-        &self,
-        body: &[u8],
-        path_uuid: Option<&str>,
-    ) -> Option<Result<(Arc<Dev>, Vec<u8>), Reject>> {
+    pub fn authenticate_from_memory(&self, body: &[u8], path_uuid: Option<&str>) -> Option<Opened> {
         let container = match decode(body) {
             Ok(c) => c,
             Err(r) => return Some(Err(r)),
@@ -61,7 +56,7 @@ impl Controller {
         container: AuthContainer,
         body: &[u8],
         path_uuid: Option<&str>,
-    ) -> Result<(Arc<Dev>, Vec<u8>), Reject> {
+    ) -> Opened {
         let memo = sha256(body);
         let verified_before = lock(&dev.cache).last_verified == Some(memo);
         let payload = if verified_before {
