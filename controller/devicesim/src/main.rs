@@ -14,6 +14,7 @@
 //! devices sign deterministically, RFC 6979) and with a fresh signature on
 //! every poll, as EVE devices (randomized ECDSA) send: the fresh payload
 //! repeats `configHash`, which protobuf decoders resolve to the last value.
+#![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
