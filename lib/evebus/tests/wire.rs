@@ -5,7 +5,7 @@ mod common;
 
 use common::{sample_stream, samples};
 use evebus::frame::{HEADER_LEN, MAGIC};
-use evebus::{Decoder, Field, Frame, Kind, Limits, Message, WireError};
+use evebus::{Decoder, Field, Frame, Header, Kind, Limits, Message, WireError};
 use wirebytes::testing::XorShift;
 
 #[test]
@@ -152,6 +152,46 @@ fn header_errors_are_distinguished() {
     assert_eq!(
         Message::parse(&unknown, &Limits::DEFAULT),
         Err(WireError::UnknownKind(0x63))
+    );
+}
+
+#[test]
+fn the_header_is_its_own_representation() {
+    let header = Header::for_body(Kind::Heartbeat.code(), 8).unwrap();
+    let mut buf = [0u8; HEADER_LEN];
+    header.emit(&mut wirebytes::Writer::new(&mut buf)).unwrap();
+    assert_eq!(buf, [b'E', b'B', 1, 9, 0, 0, 0, 8]);
+    assert_eq!(Header::parse(&buf), Ok(header));
+    assert_eq!(header.frame_len(), 16);
+    assert_eq!(
+        header.emit(&mut wirebytes::Writer::new(&mut [0u8; 7])),
+        Err(WireError::BufferTooSmall)
+    );
+    assert_eq!(
+        Header::for_body(1, usize::MAX),
+        Err(WireError::FrameTooLarge)
+    );
+}
+
+#[test]
+fn a_byte_field_longer_than_the_frame_limit_is_a_truncation() {
+    // A Publish whose value says 4 GiB: refused from its length alone, as
+    // a field running past the body, before anything is copied.
+    let body = [0, 1, b't', 0, 1, b'k', 0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+    let mut frame = vec![
+        b'E',
+        b'B',
+        1,
+        Kind::Publish.code(),
+        0,
+        0,
+        0,
+        body.len() as u8,
+    ];
+    frame.extend_from_slice(&body);
+    assert_eq!(
+        Message::parse(&Frame::new_checked(&frame[..]).unwrap(), &Limits::DEFAULT),
+        Err(WireError::Truncated)
     );
 }
 
