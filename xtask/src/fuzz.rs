@@ -73,6 +73,12 @@ const TARGETS: &[Target] = &[
         max_len: None,
     },
     Target {
+        name: "bus_frames",
+        crate_dir: "lib/evebus",
+        seeds: &[],
+        max_len: None,
+    },
+    Target {
         name: "statestore_open",
         crate_dir: "lib/statestore",
         seeds: &[],
