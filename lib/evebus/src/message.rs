@@ -449,7 +449,8 @@ impl Message {
         if len > limits.frame_len() {
             return Err(WireError::FrameTooLarge);
         }
-        let mut out = Writer::with_room(buf, len)?;
+        let frame = buf.get_mut(..len).ok_or(WireError::BufferTooSmall)?;
+        let mut out = Writer::new(frame);
         Header::for_body(self.kind().code(), len - HEADER_LEN)?.emit(&mut out)?;
         self.emit_body(&mut out)?;
         debug_assert_eq!(out.written(), len, "body_len and emit_body disagree");
