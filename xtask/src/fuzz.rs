@@ -92,7 +92,7 @@ const TARGETS: &[Target] = &[
     },
     Target {
         name: "newlog_line",
-        crate_dir: "controller",
+        crate_dir: "controller/controller",
         seeds: &[],
         max_len: None,
     },
