@@ -5,6 +5,7 @@
 //! The integration tests in `tests/`, `cargo xtask qemu` and
 //! `cargo xtask bench` all go through here, so they boot guests the same
 //! way.
+#![forbid(unsafe_code)]
 
 mod build;
 pub mod cpu;

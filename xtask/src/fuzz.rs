@@ -73,6 +73,12 @@ const TARGETS: &[Target] = &[
         max_len: None,
     },
     Target {
+        name: "bus_frames",
+        crate_dir: "lib/evebus",
+        seeds: &[],
+        max_len: None,
+    },
+    Target {
         name: "statestore_open",
         crate_dir: "lib/statestore",
         seeds: &[],
@@ -86,7 +92,7 @@ const TARGETS: &[Target] = &[
     },
     Target {
         name: "newlog_line",
-        crate_dir: "controller",
+        crate_dir: "controller/controller",
         seeds: &[],
         max_len: None,
     },
@@ -248,4 +254,95 @@ fn run_target(root: &Path, target: &Target, seconds: u64) -> Result<String, Stri
 
 fn path_arg(path: &Path) -> String {
     path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use super::TARGETS;
+
+    /// Every `fuzz/Cargo.toml` one or two folders below the workspace root
+    /// (`<crate>/fuzz`, `<group>/<crate>/fuzz`).
+    fn fuzz_manifests(root: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut dirs = vec![(root.to_path_buf(), 0)];
+        while let Some((dir, depth)) = dirs.pop() {
+            let manifest = dir.join("fuzz/Cargo.toml");
+            if manifest.is_file() {
+                found.push(manifest);
+            }
+            if depth == 2 {
+                continue;
+            }
+            for entry in std::fs::read_dir(&dir).unwrap().filter_map(Result::ok) {
+                let name = entry.file_name();
+                if entry.path().is_dir()
+                    && name != "target"
+                    && !name.to_string_lossy().starts_with('.')
+                {
+                    dirs.push((entry.path(), depth + 1));
+                }
+            }
+        }
+        found
+    }
+
+    /// The fuzz crates are outside the workspace, so no build notices when
+    /// one stops loading (a moved crate, a renamed dependency): every
+    /// target's crate must load, build a binary of the target's name and
+    /// be excluded from the root workspace, and every fuzz crate in the
+    /// tree must have its targets listed here.
+    #[test]
+    fn every_fuzz_crate_loads_and_every_target_is_listed() {
+        let root = harness::workspace_root();
+        let root_manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut listed = 0;
+        for manifest in fuzz_manifests(&root) {
+            let fuzz_dir = manifest.parent().unwrap();
+            let crate_dir = fuzz_dir.parent().unwrap().strip_prefix(&root).unwrap();
+            let excluded = format!("\"{}\"", crate_dir.join("fuzz").display());
+            assert!(
+                root_manifest.contains(&excluded),
+                "the root Cargo.toml's exclude lacks {excluded}"
+            );
+            let out = Command::new(&cargo)
+                .args([
+                    "metadata",
+                    "--no-deps",
+                    "--format-version",
+                    "1",
+                    "--manifest-path",
+                ])
+                .arg(&manifest)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} does not load: {}",
+                manifest.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let bins: Vec<&str> = metadata["packages"][0]["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|t| t["name"].as_str())
+                .collect();
+            for bin in &bins {
+                let target = TARGETS.iter().find(|t| t.name == *bin);
+                assert!(
+                    target.is_some_and(|t| Path::new(t.crate_dir) == crate_dir),
+                    "fuzz target {bin} of {} is not in xtask's list with crate_dir {}",
+                    manifest.display(),
+                    crate_dir.display()
+                );
+                listed += 1;
+            }
+        }
+        assert_eq!(listed, TARGETS.len(), "a listed target has no fuzz crate");
+    }
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask`: the one entry point for building, running, testing and
 //! benchmarking. See `cargo xtask --help`.
+#![forbid(unsafe_code)]
 
 mod admin;
 mod apidiff;

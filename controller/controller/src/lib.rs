@@ -1,6 +1,7 @@
 //! Our EVE controller: the device API (EVE API v2 over TLS), its storage,
 //! and the admin API. The CLI and its admin client are the `evectl` crate;
 //! simulated devices and the load generator are `devicesim`.
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod configspec;

@@ -3,6 +3,7 @@
 //! `$EVE_CONTROLLER_DATA`), serves the device API over TLS on
 //! 127.0.0.1:8443 and the admin API on 127.0.0.1:8444, and prints where the
 //! root certificate and the admin token are.
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -4,6 +4,8 @@
 //! is also the controller benchmark's load. Used by the controller's
 //! tests, `evectl`, xtask and the `devicesim` binary.
 
+#![forbid(unsafe_code)]
+
 pub mod device;
 pub mod fleet;
 pub mod http;

@@ -6,6 +6,8 @@
 //! * `devicesim load`: the controller microbenchmark (one request kind at
 //!   a time, against a controller it starts itself).
 
+#![forbid(unsafe_code)]
+
 mod load;
 
 use std::net::SocketAddr;

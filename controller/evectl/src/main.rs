@@ -2,6 +2,7 @@
 //! devices, configs, info, metrics, logs), decode EVE API messages to JSON,
 //! encode JSON back to protobuf, and verify/unwrap signed AuthContainer
 //! envelopes.
+#![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

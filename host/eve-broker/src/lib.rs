@@ -28,6 +28,7 @@
 //! - Heartbeats are recorded per service ([`Broker::status`],
 //!   [`Broker::last_heartbeat`]) for the supervisor that restarts services
 //!   whose beats stop.
+#![forbid(unsafe_code)]
 
 mod broker;
 mod persist;

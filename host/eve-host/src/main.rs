@@ -1,4 +1,5 @@
 //! `eve-host`: runs a node from its manifest, or checks a manifest.
+#![forbid(unsafe_code)]
 
 use std::{
     path::PathBuf,

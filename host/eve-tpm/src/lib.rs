@@ -16,6 +16,7 @@
 //!
 //! TPM 2.0 commands are marshalled by hand (no C library), with password
 //! sessions and an empty owner authorisation.
+#![forbid(unsafe_code)]
 
 mod identity;
 mod keys;

@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use crate::frame::{self, Frame, HEADER_LEN, Limits};
+use crate::frame::{Frame, HEADER_LEN, Header, Limits};
 use crate::{Message, WireError};
 
 /// A stream decoder: feed it whatever chunks the transport delivers (split
@@ -63,14 +63,16 @@ impl Decoder {
             }
             match self.frame_len {
                 None => {
-                    let frame_len = self.fail_on_error(frame::check_header(&self.buf))?;
+                    let header = self.fail_on_error(Header::parse(&self.buf))?;
+                    let frame_len = header.frame_len();
                     if frame_len > self.limits.frame_len() {
                         return Err(self.fail(WireError::FrameTooLarge));
                     }
                     self.frame_len = Some(frame_len);
                 }
                 Some(_) => {
-                    let parsed = Message::parse(&Frame::new_unchecked(&self.buf[..]), &self.limits);
+                    let parsed = Frame::new_checked(&self.buf[..])
+                        .and_then(|frame| Message::parse(&frame, &self.limits));
                     let message = self.fail_on_error(parsed)?;
                     self.buf.clear();
                     self.frame_len = None;

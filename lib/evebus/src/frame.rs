@@ -14,6 +14,8 @@
 //! next header instead of misreading bodies; it then reconnects, since a
 //! length-prefixed stream cannot be resynchronised reliably in place.
 
+use wirebytes::{Reader, Sink};
+
 use crate::WireError;
 
 /// The two magic bytes every frame starts with.
@@ -60,85 +62,109 @@ impl Default for Limits {
     }
 }
 
-/// A checked view of one frame at the start of a buffer.
-#[derive(Debug, Clone, Copy)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
+/// A frame header, parsed: the representation of the first
+/// [`HEADER_LEN`] bytes of every frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The message kind byte (see [`Kind`](crate::Kind)); any value, since
+    /// which kinds exist is the message layer's business.
+    pub kind: u8,
+    /// Bytes of body after the header.
+    pub body_len: u32,
 }
 
-impl<T: AsRef<[u8]>> Frame<T> {
-    /// Wraps `buffer` without checking anything; accessors may then panic.
-    /// Use [`Frame::new_checked`] for bytes from a peer.
-    pub fn new_unchecked(buffer: T) -> Frame<T> {
-        Frame { buffer }
+impl Header {
+    /// The header of a frame whose body is `body_len` bytes;
+    /// [`WireError::FrameTooLarge`] when the length field cannot say it.
+    pub fn for_body(kind: u8, body_len: usize) -> Result<Header, WireError> {
+        let body_len = u32::try_from(body_len).map_err(|_| WireError::FrameTooLarge)?;
+        Ok(Header { kind, body_len })
     }
 
-    /// Wraps `buffer` after checking the header (magic, version) and that
-    /// the whole body is present. Bytes after the frame are ignored.
-    pub fn new_checked(buffer: T) -> Result<Frame<T>, WireError> {
-        let frame = Frame { buffer };
-        frame.check()?;
-        Ok(frame)
-    }
-
-    /// Checks what [`Frame::new_checked`] checks.
-    pub fn check(&self) -> Result<(), WireError> {
-        let bytes = self.buffer.as_ref();
-        check_header(bytes)?;
-        if bytes.len() < self.frame_len() {
-            return Err(WireError::Truncated);
+    /// Parses the header at the start of `bytes`, which may be the header
+    /// alone: all eight bytes must be there, then the magic and the
+    /// version must be ours.
+    pub fn parse(bytes: &[u8]) -> Result<Header, WireError> {
+        let mut fields = Reader::new(bytes).sub(HEADER_LEN)?;
+        if fields.array()? != MAGIC {
+            return Err(WireError::BadMagic);
         }
+        let version = fields.u8()?;
+        if version != FRAME_VERSION {
+            return Err(WireError::UnsupportedVersion(version));
+        }
+        let kind = fields.u8()?;
+        let body_len = fields.be_u32()?;
+        fields.finish()?;
+        Ok(Header { kind, body_len })
+    }
+
+    /// Writes the header.
+    pub fn emit(&self, out: &mut impl Sink) -> Result<(), WireError> {
+        out.put(&MAGIC)?;
+        out.u8(FRAME_VERSION)?;
+        out.u8(self.kind)?;
+        out.be_u32(self.body_len)?;
         Ok(())
-    }
-
-    /// The message kind byte.
-    pub fn kind(&self) -> u8 {
-        self.buffer.as_ref()[3]
-    }
-
-    /// The body length from the header.
-    pub fn body_len(&self) -> usize {
-        let b = self.buffer.as_ref();
-        u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize
     }
 
     /// Header plus body length.
     pub fn frame_len(&self) -> usize {
-        HEADER_LEN + self.body_len()
+        usize::try_from(self.body_len).map_or(usize::MAX, |body| body.saturating_add(HEADER_LEN))
+    }
+}
+
+/// A checked view of one frame at the start of a buffer: it exists only
+/// once the header was parsed and the whole body is in the buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<T: AsRef<[u8]>> {
+    buffer: T,
+    header: Header,
+}
+
+impl<T: AsRef<[u8]>> Frame<T> {
+    /// Wraps `buffer` after checking the header (magic, version) and that
+    /// the whole body is present. Bytes after the frame are ignored.
+    pub fn new_checked(buffer: T) -> Result<Frame<T>, WireError> {
+        let bytes = buffer.as_ref();
+        let header = Header::parse(bytes)?;
+        if bytes.len() < header.frame_len() {
+            return Err(WireError::Truncated);
+        }
+        Ok(Frame { buffer, header })
     }
 
-    /// The body.
-    pub fn body(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..self.frame_len()]
+    /// The parsed header.
+    pub fn header(&self) -> Header {
+        self.header
+    }
+
+    /// The message kind byte.
+    pub fn kind(&self) -> u8 {
+        self.header.kind
+    }
+
+    /// The body length from the header.
+    pub fn body_len(&self) -> usize {
+        self.frame_len() - HEADER_LEN
+    }
+
+    /// Header plus body length.
+    pub fn frame_len(&self) -> usize {
+        self.header.frame_len()
+    }
+
+    /// The body: [`WireError::Truncated`] only if the buffer shrank since
+    /// the frame was checked, which a plain byte buffer never does.
+    pub fn body(&self) -> Result<&[u8], WireError> {
+        self.buffer
+            .as_ref()
+            .get(HEADER_LEN..self.frame_len())
+            .ok_or(WireError::Truncated)
     }
 
     /// The underlying buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
-}
-
-/// Checks magic and version of a header at the start of `bytes`, which may
-/// be just the header, and returns the frame length it announces.
-pub(crate) fn check_header(bytes: &[u8]) -> Result<usize, WireError> {
-    let header = bytes.get(..HEADER_LEN).ok_or(WireError::Truncated)?;
-    if header[..2] != MAGIC {
-        return Err(WireError::BadMagic);
-    }
-    if header[2] != FRAME_VERSION {
-        return Err(WireError::UnsupportedVersion(header[2]));
-    }
-    let body = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-    Ok(HEADER_LEN + body)
-}
-
-/// Writes a header for a body of `body_len` bytes into the start of `buf`.
-pub(crate) fn emit_header(kind: u8, body_len: usize, buf: &mut [u8]) -> Result<(), WireError> {
-    let len = u32::try_from(body_len).map_err(|_| WireError::FrameTooLarge)?;
-    let header = buf.get_mut(..HEADER_LEN).ok_or(WireError::BufferTooSmall)?;
-    header[..2].copy_from_slice(&MAGIC);
-    header[2] = FRAME_VERSION;
-    header[3] = kind;
-    header[4..].copy_from_slice(&len.to_be_bytes());
-    Ok(())
 }

@@ -15,9 +15,13 @@
 //! length) and a body whose layout the kind fixes ([`frame`], [`message`]).
 //! Integers are big-endian; strings are length-prefixed UTF-8 with per-field
 //! rules ([`name`]); values are opaque bytes (services put protobuf there).
-//! [`Frame`] is a checked view, [`Message`] the parsed representation;
-//! [`Decoder`] turns arbitrary chunks into messages with memory bounded by
-//! [`Limits::max_frame_len`]. A corrupt stream is never repaired in place:
+//! Both are read and written with `wirebytes`, in its `Packet`/`Repr`
+//! discipline: [`Header`] is the header's representation, [`Frame`] a view
+//! that exists only once the header is checked and the body is all there,
+//! [`Message`] the body's parsed representation (every field read bounded,
+//! byte fields' lengths checked against the frame limit before anything is
+//! copied, the body consumed exactly); [`Decoder`] turns arbitrary chunks
+//! into messages with memory bounded by [`Limits::max_frame_len`]. A corrupt stream is never repaired in place:
 //! the reader drops the connection and the peer reconnects.
 //!
 //! # Publish/subscribe (EVE's pubsub)
@@ -68,7 +72,7 @@ pub mod name;
 
 pub use client::{Call, Client, ClientConfig, ClientError, Event, RequestFailure};
 pub use decoder::Decoder;
-pub use frame::{Frame, Limits};
+pub use frame::{Frame, Header, Limits};
 pub use message::{Change, DenyReason, Kind, Level, Message, Operation, RefuseReason, Status};
 pub use name::LOG_TOPIC;
 
@@ -142,3 +146,21 @@ impl core::fmt::Display for WireError {
 }
 
 impl core::error::Error for WireError {}
+
+/// What a failed read or write of `wirebytes` means for a frame. Reading,
+/// a field that runs past its body is [`WireError::Truncated`] (a byte
+/// field's length is checked against the frame limit first, and one over
+/// it runs past the body too, see `message`). Writing, the buffer was
+/// sized by [`Message::buffer_len`] and every field checked against its
+/// rules, so `TooLong`, a field longer than its length prefix can say,
+/// means a message no frame can carry.
+impl From<wirebytes::Error> for WireError {
+    fn from(error: wirebytes::Error) -> Self {
+        match error {
+            wirebytes::Error::Truncated => WireError::Truncated,
+            wirebytes::Error::TrailingBytes => WireError::TrailingBytes,
+            wirebytes::Error::TooLong => WireError::FrameTooLarge,
+            wirebytes::Error::BufferTooSmall => WireError::BufferTooSmall,
+        }
+    }
+}

@@ -31,7 +31,9 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::frame::{self, Frame, HEADER_LEN, Limits};
+use wirebytes::{Reader, Sink, Writer};
+
+use crate::frame::{Frame, HEADER_LEN, Header, Limits};
 use crate::name;
 use crate::{Field, WireError};
 
@@ -264,12 +266,11 @@ impl Message {
     /// Parses the message in a checked frame, enforcing `limits` and every
     /// field's rules.
     pub fn parse<T: AsRef<[u8]>>(frame: &Frame<T>, limits: &Limits) -> Result<Message, WireError> {
-        frame.check()?;
         if frame.frame_len() > limits.frame_len() {
             return Err(WireError::FrameTooLarge);
         }
         let kind = Kind::from_code(frame.kind()).ok_or(WireError::UnknownKind(frame.kind()))?;
-        let mut r = Reader { rest: frame.body() };
+        let mut r = Fields::new(frame.body()?, limits);
         let message = match kind {
             Kind::Hello => Message::Hello {
                 service: r.str()?,
@@ -332,9 +333,7 @@ impl Message {
                 reason: r.code(DenyReason::from_code, Field::DenyReason)?,
             },
         };
-        if !r.rest.is_empty() {
-            return Err(WireError::TrailingBytes);
-        }
+        r.finish()?;
         message.validate(limits)?;
         Ok(message)
     }
@@ -450,38 +449,43 @@ impl Message {
         if len > limits.frame_len() {
             return Err(WireError::FrameTooLarge);
         }
-        let buf = buf.get_mut(..len).ok_or(WireError::BufferTooSmall)?;
-        frame::emit_header(self.kind().code(), len - HEADER_LEN, buf)?;
-        let mut w = Writer {
-            buf: &mut buf[HEADER_LEN..],
-        };
+        let frame = buf.get_mut(..len).ok_or(WireError::BufferTooSmall)?;
+        let mut out = Writer::new(frame);
+        Header::for_body(self.kind().code(), len - HEADER_LEN)?.emit(&mut out)?;
+        self.emit_body(&mut out)?;
+        debug_assert_eq!(out.written(), len, "body_len and emit_body disagree");
+        Ok(len)
+    }
+
+    /// Writes the body's fields, in the order of the layout table.
+    fn emit_body(&self, w: &mut impl Sink) -> Result<(), wirebytes::Error> {
         match self {
             Message::Hello {
                 service,
                 protocol,
                 boot_counter,
             } => {
-                w.str(service);
-                w.put(&protocol.to_be_bytes());
-                w.put(&boot_counter.to_be_bytes());
+                str_field(w, service)?;
+                w.be_u16(*protocol)?;
+                w.be_u64(*boot_counter)
             }
             Message::Welcome {
                 protocol,
                 heartbeat_interval_ms,
             } => {
-                w.put(&protocol.to_be_bytes());
-                w.put(&heartbeat_interval_ms.to_be_bytes());
+                w.be_u16(*protocol)?;
+                w.be_u32(*heartbeat_interval_ms)
             }
-            Message::Refused { reason } => w.put(&[reason.code()]),
-            Message::Subscribe { topic } | Message::Synchronized { topic } => w.str(topic),
+            Message::Refused { reason } => w.u8(reason.code()),
+            Message::Subscribe { topic } | Message::Synchronized { topic } => str_field(w, topic),
             Message::Publish { topic, key, value } => {
-                w.str(topic);
-                w.str(key);
-                w.bytes(value);
+                str_field(w, topic)?;
+                str_field(w, key)?;
+                bytes_field(w, value)
             }
             Message::Delete { topic, key } => {
-                w.str(topic);
-                w.str(key);
+                str_field(w, topic)?;
+                str_field(w, key)
             }
             Message::Update {
                 change,
@@ -489,22 +493,22 @@ impl Message {
                 key,
                 value,
             } => {
-                w.put(&[change.code()]);
-                w.str(topic);
-                w.str(key);
-                w.bytes(value);
+                w.u8(change.code())?;
+                str_field(w, topic)?;
+                str_field(w, key)?;
+                bytes_field(w, value)
             }
-            Message::Heartbeat { sequence } => w.put(&sequence.to_be_bytes()),
+            Message::Heartbeat { sequence } => w.be_u64(*sequence),
             Message::Log {
                 level,
                 unix_ns,
                 target,
                 message,
             } => {
-                w.put(&[level.code()]);
-                w.put(&unix_ns.to_be_bytes());
-                w.str(target);
-                w.str(message);
+                w.u8(level.code())?;
+                w.be_u64(*unix_ns)?;
+                str_field(w, target)?;
+                str_field(w, message)
             }
             Message::LogRecord {
                 source,
@@ -513,11 +517,11 @@ impl Message {
                 target,
                 message,
             } => {
-                w.str(source);
-                w.put(&[level.code()]);
-                w.put(&unix_ns.to_be_bytes());
-                w.str(target);
-                w.str(message);
+                str_field(w, source)?;
+                w.u8(level.code())?;
+                w.be_u64(*unix_ns)?;
+                str_field(w, target)?;
+                str_field(w, message)
             }
             Message::Request {
                 id,
@@ -526,32 +530,31 @@ impl Message {
                 version,
                 payload,
             } => {
-                w.put(&id.to_be_bytes());
-                w.str(target);
-                w.str(operation);
-                w.put(&version.to_be_bytes());
-                w.bytes(payload);
+                w.be_u32(*id)?;
+                str_field(w, target)?;
+                str_field(w, operation)?;
+                w.be_u16(*version)?;
+                bytes_field(w, payload)
             }
             Message::Response {
                 id,
                 status,
                 payload,
             } => {
-                w.put(&id.to_be_bytes());
-                w.put(&[status.code()]);
-                w.bytes(payload);
+                w.be_u32(*id)?;
+                w.u8(status.code())?;
+                bytes_field(w, payload)
             }
             Message::Denied {
                 operation,
                 topic,
                 reason,
             } => {
-                w.put(&[operation.code()]);
-                w.str(topic);
-                w.put(&[reason.code()]);
+                w.u8(operation.code())?;
+                str_field(w, topic)?;
+                w.u8(reason.code())
             }
         }
-        Ok(len)
     }
 
     /// Appends the frame to `out` (see [`Message::emit`]); `out` is left
@@ -569,82 +572,75 @@ impl Message {
     }
 }
 
-/// Sequential writes into a slice sized by `body_len`; `validate` bounded
-/// every string to fit its `u16` prefix, and the frame limit (at most
-/// [`frame::MAX_FRAME_LEN_CEILING`]) every byte field to fit its `u32`.
-struct Writer<'a> {
-    buf: &'a mut [u8],
+/// A `str` field: a `u16` length, then the bytes. [`Message::validate`]
+/// bounds every string well below what the prefix can say.
+fn str_field(w: &mut impl Sink, s: &str) -> Result<(), wirebytes::Error> {
+    w.be_u16_prefixed(s.as_bytes())
 }
 
-impl Writer<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        let (head, tail) = core::mem::take(&mut self.buf).split_at_mut(bytes.len());
-        head.copy_from_slice(bytes);
-        self.buf = tail;
-    }
-
-    fn str(&mut self, s: &str) {
-        self.put(&(s.len() as u16).to_be_bytes());
-        self.put(s.as_bytes());
-    }
-
-    fn bytes(&mut self, b: &[u8]) {
-        self.put(&(b.len() as u32).to_be_bytes());
-        self.put(b);
-    }
+/// A `bytes` field: a `u32` length, then the bytes. The frame limit (at
+/// most [`MAX_FRAME_LEN_CEILING`](crate::frame::MAX_FRAME_LEN_CEILING)) bounds it below what the prefix
+/// can say.
+fn bytes_field(w: &mut impl Sink, b: &[u8]) -> Result<(), wirebytes::Error> {
+    w.be_u32_prefixed(b)
 }
 
-/// Sequential bounded reads from a body.
-struct Reader<'a> {
-    rest: &'a [u8],
+/// The body's fields in the bus's types, read off a [`Reader`]: every read
+/// bounded, the body consumed exactly ([`Fields::finish`]).
+struct Fields<'a> {
+    r: Reader<'a>,
+    /// The longest `bytes` field: the frame limit, which the frame the
+    /// body came from was within.
+    max_bytes: usize,
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        if self.rest.len() < n {
-            return Err(WireError::Truncated);
+impl<'a> Fields<'a> {
+    fn new(body: &'a [u8], limits: &Limits) -> Self {
+        Fields {
+            r: Reader::new(body),
+            max_bytes: limits.frame_len(),
         }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(self.array::<1>()?[0])
     }
 
     fn code<T>(&mut self, from_code: fn(u8) -> Option<T>, field: Field) -> Result<T, WireError> {
-        from_code(self.u8()?).ok_or(WireError::InvalidField(field))
+        from_code(self.r.u8()?).ok_or(WireError::InvalidField(field))
     }
 
     fn u16(&mut self) -> Result<u16, WireError> {
-        Ok(u16::from_be_bytes(self.array()?))
+        Ok(self.r.be_u16()?)
     }
 
     fn u32(&mut self) -> Result<u32, WireError> {
-        Ok(u32::from_be_bytes(self.array()?))
+        Ok(self.r.be_u32()?)
     }
 
     fn u64(&mut self) -> Result<u64, WireError> {
-        Ok(u64::from_be_bytes(self.array()?))
+        Ok(self.r.be_u64()?)
     }
 
+    /// A `str`: any length its `u16` prefix says, within the body; the
+    /// per-field rules are [`Message::validate`]'s, after the whole body
+    /// is read.
     fn str(&mut self) -> Result<String, WireError> {
-        let len = usize::from(self.u16()?);
-        let bytes = self.take(len)?;
+        let bytes = self.r.be_u16_prefixed(usize::from(u16::MAX))?;
         core::str::from_utf8(bytes)
             .map(String::from)
             .map_err(|_| WireError::BadUtf8)
     }
 
+    /// A `bytes` field. Its length is checked against the frame limit
+    /// before anything is taken; one over it runs past the body, so it is
+    /// reported as a truncation, like any other field that does.
     fn bytes(&mut self) -> Result<Vec<u8>, WireError> {
-        let len = self.u32()? as usize;
-        Ok(self.take(len)?.to_vec())
+        match self.r.be_u32_prefixed(self.max_bytes) {
+            Ok(bytes) => Ok(bytes.to_vec()),
+            Err(wirebytes::Error::TooLong) => Err(WireError::Truncated),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Succeeds only when the whole body was read.
+    fn finish(self) -> Result<(), WireError> {
+        Ok(self.r.finish()?)
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! IPv6 is not built yet (see docs/architecture.md).
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

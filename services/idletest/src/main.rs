@@ -24,6 +24,7 @@
 //! starts measuring.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -27,6 +27,7 @@
 //! if every step passed.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -114,17 +114,26 @@ pub fn boot_info() -> &'static BootInfo {
         .expect("boot info read before hal_boot_entry")
 }
 
+/// What the HAL calls once boot data is gathered: the service's start,
+/// exported as `__unikernel_start` by `runtime::entry!`. Both the
+/// declaration here and the macro's definition are checked against this
+/// type at compile time, so the two cannot drift apart.
+pub type ServiceStart = fn(&'static BootInfo) -> !;
+
+// SAFETY: the runtime's `entry!` defines `__unikernel_start` with this
+// signature (it checks its definition against `ServiceStart`, as
+// `hal_boot_entry` checks this declaration), and it is the only definer, so
+// every service image has exactly one; calling it has no precondition.
+unsafe extern "Rust" {
+    safe fn __unikernel_start(info: &'static BootInfo) -> !;
+}
+
 /// The Rust entry, called by the boot stub on the boot stack with the
 /// loader's argument (PVH start info or device tree address).
 #[unsafe(no_mangle)]
 extern "C" fn hal_boot_entry(loader_arg: usize) -> ! {
     RUST_ENTRY_COUNTER.store(arch::counter(), Ordering::Relaxed);
     let info = BOOT_INFO.call_once(|| arch::early_init(loader_arg));
-    unsafe extern "Rust" {
-        /// Defined by the service through `runtime::entry!`.
-        fn __unikernel_start(info: &'static BootInfo) -> !;
-    }
-    // SAFETY: the symbol is defined by the runtime's entry macro with this
-    // exact signature; every service binary has exactly one.
-    unsafe { __unikernel_start(info) }
+    let start: ServiceStart = __unikernel_start;
+    start(info)
 }

@@ -39,9 +39,23 @@ static MAIN_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Registers `main` as the service's entry point, under `name`.
 ///
 /// ```ignore
+/// #![forbid(unsafe_code)]
 /// runtime::entry!("selftest", main);
 /// fn main() -> i32 { 0 }
 /// ```
+///
+/// The HAL starts a service by calling `__unikernel_start`, a symbol its
+/// image must define exactly once; this macro is the one place that defines
+/// it. Exporting a symbol takes an unsafe attribute (`#[unsafe(no_mangle)]`),
+/// and its promise, that the definition matches the HAL's declaration
+/// ([`hal::startup::ServiceStart`], checked here at compile time) and that
+/// nothing else takes the name, is the runtime's to keep, not the
+/// service's. rustc sees it the same way: it does not report `unsafe_code`
+/// in code another crate's macro wrote, so a service that uses `entry!`
+/// still says `#![forbid(unsafe_code)]`, and any `unsafe` it writes itself
+/// fails to build. The macro takes only a literal and a path, so nothing a
+/// service writes lands inside the exported item but the name of its
+/// `main`.
 #[macro_export]
 macro_rules! entry {
     ($name:literal, $main:path) => {
@@ -50,6 +64,7 @@ macro_rules! entry {
         fn __unikernel_start(info: &'static $crate::BootInfo) -> ! {
             $crate::start(info, $name, $main)
         }
+        const _: $crate::hal::startup::ServiceStart = __unikernel_start;
     };
 }
 

@@ -12,8 +12,8 @@ use eve_tpm::{
     ATTESTATION_KEY_HANDLE, DEVICE_KEY_HANDLE, EK_CERT_INDICES, KeyRole, Tpm, TpmTransport,
     TransportError,
 };
+use hostops::tpm::{PcrBank, PcrSelection};
 use libfuzzer_sys::fuzz_target;
-use tpmwire::{PcrBank, PcrSelection};
 
 /// Response codes the host retries after a real-time sleep: a script of
 /// them would only measure sleeping, so the transport fails instead.

@@ -1,31 +1,7 @@
-//! Shared by the test files: a deterministic PRNG and sample messages.
+//! Shared by the test files: sample messages, one of every kind.
 #![allow(dead_code)] // each test file uses a different part
 
 use evebus::{Change, DenyReason, Level, Limits, Message, Operation, RefuseReason, Status};
-
-/// xorshift64*: deterministic, so a failing case reproduces.
-pub struct Prng(u64);
-
-impl Prng {
-    pub fn new(seed: u64) -> Prng {
-        Prng(seed.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next_u64() as u8).collect()
-    }
-}
 
 /// One message of every kind, with every enum value used somewhere.
 pub fn samples() -> Vec<Message> {
