@@ -226,6 +226,17 @@ pub fn rsa_algorithm(digest: Digest, padding: Padding) -> AlgorithmIdentifierOwn
     }
 }
 
+/// `cert_der` with its subject key replaced by the DER `spki`; the
+/// signature no longer matches until [`resign_certificate`] makes one. This
+/// is how a test gets certificates for RSA keys under 2048 bits, which ring
+/// (and so rcgen) refuses to handle.
+pub fn replace_subject_key(cert_der: &[u8], spki: &[u8]) -> Vec<u8> {
+    let mut cert = Certificate::from_der(cert_der).expect("a DER certificate");
+    cert.tbs_certificate.subject_public_key_info =
+        spki::SubjectPublicKeyInfoOwned::from_der(spki).expect("a DER SubjectPublicKeyInfo");
+    cert.to_der().expect("certificate encodes")
+}
+
 /// `cert_der` signed again by `issuer_key_pem` (RSA) with `digest` and
 /// `padding`; both algorithm fields name the new signature.
 pub fn resign_certificate(
