@@ -10,6 +10,7 @@ pub mod identity;
 pub mod newlog;
 pub mod pbuf;
 pub mod pgserver;
+pub mod pki;
 pub mod quote;
 pub mod server;
 pub mod store;
