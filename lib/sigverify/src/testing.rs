@@ -4,7 +4,8 @@
 //! would otherwise use cannot make: ring does not generate RSA keys, and
 //! neither ring nor rcgen signs with SHA-1 or puts RSASSA-PSS signatures in
 //! certificates. Keys are generated once per size and slot per test
-//! process (an OpenSSL 4096-bit key takes a second or two).
+//! process (an OpenSSL 4096-bit key takes a second or two) and kept in
+//! memory; files exist only for the length of one `openssl` call.
 
 use std::collections::BTreeMap;
 use std::format;
@@ -82,13 +83,6 @@ pub enum Padding {
     },
 }
 
-/// Where this process keeps its keys.
-fn work_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sigverify-testing-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("test key directory");
-    dir
-}
-
 fn openssl(args: &[&str], stdin: Option<&Path>) -> Vec<u8> {
     let mut cmd = Command::new("openssl");
     cmd.args(args);
@@ -129,7 +123,8 @@ pub fn rsa_key_pem(bits: usize, slot: u8) -> String {
         .clone()
 }
 
-/// Writes `data` to a fresh file of the work directory.
+/// Writes `data` to a fresh file in the temporary directory, for one
+/// `openssl` call; the caller removes it.
 fn scratch(name: &str, data: &[u8]) -> PathBuf {
     static NEXT: Mutex<u64> = Mutex::new(0);
     let n = {
@@ -137,7 +132,7 @@ fn scratch(name: &str, data: &[u8]) -> PathBuf {
         *next += 1;
         *next
     };
-    let path = work_dir().join(format!("{n}-{name}"));
+    let path = std::env::temp_dir().join(format!("sigverify-{}-{n}-{name}", std::process::id()));
     std::fs::write(&path, data).expect("scratch file");
     path
 }
