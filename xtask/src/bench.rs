@@ -16,7 +16,8 @@ pub enum Bench {
     },
     /// The network stack in QEMU: exec to DHCP lease, in-guest DHCP, TCP
     /// throughput guest to host and host to guest; then TCP connect plus a
-    /// small HTTP round trip, the TLS 1.3 handshake and an HTTPS GET of 1 MiB.
+    /// small HTTP round trip, the TLS 1.3 handshake and an HTTPS GET of 1 MiB;
+    /// then the handshake with P-256, RSA 2048, 3072 and 4096-bit servers.
     Net {
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -435,6 +436,118 @@ fn https(runs: usize) -> Result<(), String> {
             sorted[0],
             sorted[sorted.len() - 1]
         );
+    }
+    println!();
+    handshake_by_key(runs)
+}
+
+/// A root and a server certificate for `name` whose keys are both RSA of
+/// `bits` (from the host's OpenSSL: ring cannot generate RSA keys), the
+/// certificates signed sha256WithRSAEncryption.
+fn rsa_chain(
+    bits: usize,
+    name: &str,
+) -> Result<(harness::pki::Issued, harness::pki::Issued), String> {
+    use harness::pki::Issued;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, PKCS_RSA_SHA256};
+    let key = |slot| {
+        KeyPair::from_pkcs8_pem_and_sign_algo(
+            &sigverify::testing::rsa_key_pem(bits, slot),
+            &PKCS_RSA_SHA256,
+        )
+        .map_err(|e| e.to_string())
+    };
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("Bench RSA {bits} Root"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let root_key = key(0)?;
+    let root = params.self_signed(&root_key).map_err(|e| e.to_string())?;
+    let root = Issued {
+        cert: root,
+        key: root_key,
+    };
+    let server_key = key(1)?;
+    let server = CertificateParams::new(vec![name.to_owned()])
+        .and_then(|p| p.signed_by(&server_key, &root.cert, &root.key))
+        .map_err(|e| e.to_string())?;
+    Ok((
+        root,
+        Issued {
+            cert: server,
+            key: server_key,
+        },
+    ))
+}
+
+/// The TLS 1.3 handshake in the guest by the server's key: root and server
+/// certificate both P-256, or both RSA of one size (rustls then signs the
+/// handshake rsa_pss_rsae_sha512, the strongest scheme we offer). The cost
+/// is the chain check (one signature), CertificateVerify (one more) and
+/// the P-256 ECDHE every handshake does.
+fn handshake_by_key(runs: usize) -> Result<(), String> {
+    use harness::UserNet;
+    use harness::pki::{leaf, root};
+    use harness::servers::{Behaviour, GUEST_HOST_ADDR, Server, tls_config};
+    const NAME: &str = "bench.test";
+    let mut chains = vec![("P-256".to_owned(), {
+        let ca = root("Bench Root");
+        let server = leaf(&[NAME], &ca);
+        (ca, server)
+    })];
+    for bits in [2048, 3072, 4096] {
+        chains.push((format!("RSA {bits}"), rsa_chain(bits, NAME)?));
+    }
+    let servers = chains
+        .iter()
+        .map(|(_, (ca, server))| {
+            Server::start(Behaviour::Tls(tls_config(&[server])))
+                .map(|s| (ca.der_base64(), s))
+                .map_err(|e| format!("TLS server: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    println!(
+        "TLS 1.3 handshake in the guest by server key (root and server certificate alike), {runs} runs each, median (min-max), ms"
+    );
+    println!();
+    let keys: Vec<&str> = chains.iter().map(|(k, _)| k.as_str()).collect();
+    println!("| machine | accel | {} |", keys.join(" | "));
+    println!("|---|---|{}", "---|".repeat(keys.len()));
+    for machine in [Machine::Microvm, Machine::Q35, Machine::Virt] {
+        let image = build_service("nettest", machine.arch(), Profile::Release)
+            .map_err(|e| e.to_string())?;
+        let accel = Accel::for_arch(machine.arch());
+        let mut cells = Vec::new();
+        for (root_b64, server) in &servers {
+            let mut handshake = Vec::new();
+            for _ in 0..runs {
+                let guest = Guest::new(machine, image.clone())
+                    .accel(accel)
+                    .device(Device::VirtioRng)
+                    .device(Device::UserNet(UserNet {
+                        open: true,
+                        ..UserNet::default()
+                    }))
+                    .cmdline(format!(
+                        "hosts={NAME}={GUEST_HOST_ADDR} root={root_b64} \
+                         fetch=https://{NAME}:{}/pattern/1024 fetch-bytes=1024",
+                        server.port()
+                    ));
+                let outcome = guest.run().map_err(|e| e.to_string())?;
+                if !outcome.succeeded() {
+                    return Err(format!("nettest failed during the benchmark:\n{outcome}"));
+                }
+                handshake.push(
+                    outcome
+                        .metric("fetch_handshake_us")
+                        .map(Duration::from_micros)
+                        .ok_or(format!("no fetch_handshake_us metric:\n{outcome}"))?,
+                );
+            }
+            cells.push(cell(summarize(handshake)));
+        }
+        println!("| {machine} | {accel} | {} |", cells.join(" | "));
     }
     Ok(())
 }

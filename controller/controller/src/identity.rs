@@ -1,5 +1,6 @@
 //! The controller's own PKI: a root CA, the TLS server certificate, the
-//! envelope-signing certificate and the ECDH certificate, all P-256.
+//! envelope-signing certificate and the ECDH certificate, P-256 by default
+//! or RSA for the first three (see [`crate::pki`]).
 //!
 //! Devices are imprinted with the root certificate (EVE's `root-certificate.pem`)
 //! and check every other controller certificate against it, so the set is
@@ -12,12 +13,13 @@ use std::path::{Path, PathBuf};
 
 use eve_proto::certs::{ZCert, ZCertType, ZControllerCert};
 use eve_proto::common::HashAlgorithm;
-use eve_proto::sign::SoftwareSigner;
 use eve_proto::{Message, sha256};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
+    KeyUsagePurpose, SanType,
 };
+
+use crate::pki::{ControllerSigner, Pki, PkiError};
 
 /// File names inside the data directory.
 const ROOT_CERT: &str = "root-certificate.pem";
@@ -48,9 +50,28 @@ pub enum IdentityError {
     /// Certificate generation failed.
     #[error("generating certificates: {0}")]
     Generate(#[from] rcgen::Error),
-    /// A stored key is not a P-256 key.
-    #[error("{0}: not a P-256 private key")]
+    /// Key generation failed.
+    #[error(transparent)]
+    Key(#[from] PkiError),
+    /// A stored key is neither a P-256 nor an RSA private key.
+    #[error("{0}: not a P-256 or RSA private key")]
     BadKey(PathBuf),
+    /// The stored root certificate's key is of no PKI we make.
+    #[error("{0}: the root certificate's key is neither P-256 nor RSA 2048-4096")]
+    BadRoot(PathBuf),
+    /// The data directory holds another PKI than the one asked for;
+    /// replacing it would orphan every device imprinted with its root.
+    #[error(
+        "{dir}: the identity there is {found}, not {asked}; use another --data-dir for a {asked} controller"
+    )]
+    PkiMismatch {
+        /// The data directory.
+        dir: PathBuf,
+        /// What is there.
+        found: Pki,
+        /// What was asked for.
+        asked: Pki,
+    },
 }
 
 /// The loaded identity, ready to serve.
@@ -67,7 +88,9 @@ pub struct Identity {
     /// devices fingerprint these bytes.
     pub signing_cert_pem: String,
     /// The envelope-signing key.
-    pub signer: SoftwareSigner,
+    pub signer: ControllerSigner,
+    /// What the root, server and signing keys are.
+    pub pki: Pki,
     /// SHA-256 of `signing_cert_pem`, the `senderCertHash` of our envelopes.
     pub signing_cert_hash: [u8; 32],
     /// The ECDH certificate PEM (devices encrypt secrets to it).
@@ -81,8 +104,16 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Loads the identity from `dir`, creating it (and `dir`) on first use.
+    /// Loads the identity from `dir`, creating it (and `dir`) on first use
+    /// with a P-256 PKI.
     pub fn load_or_create(dir: &Path) -> Result<Self, IdentityError> {
+        Self::load_or_create_with(dir, None)
+    }
+
+    /// Loads the identity from `dir`, creating it (and `dir`) on first use
+    /// with `pki` (P-256 when `None`). An existing identity of another PKI
+    /// than `pki` is an error, not replaced.
+    pub fn load_or_create_with(dir: &Path, pki: Option<Pki>) -> Result<Self, IdentityError> {
         fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
             path: dir.to_path_buf(),
             source,
@@ -100,7 +131,7 @@ impl Identity {
         let present = files.iter().filter(|f| dir.join(f).exists()).count();
         let created = match present {
             0 => {
-                generate(dir)?;
+                generate(dir, pki.unwrap_or(Pki::P256))?;
                 true
             }
             n if n == files.len() => false,
@@ -111,9 +142,18 @@ impl Identity {
             fs::read_to_string(&path).map_err(|source| IdentityError::Io { path, source })
         };
         let signing_cert_pem = read(SIGNING_CERT)?;
-        let signer = SoftwareSigner::from_pem(&read(SIGNING_KEY)?)
-            .map_err(|_| IdentityError::BadKey(dir.join(SIGNING_KEY)))?;
+        let signer = ControllerSigner::from_pem(&read(SIGNING_KEY)?)
+            .ok_or_else(|| IdentityError::BadKey(dir.join(SIGNING_KEY)))?;
         let root_pem = read(ROOT_CERT)?;
+        let found = Pki::of_root(root_pem.as_bytes())
+            .ok_or_else(|| IdentityError::BadRoot(dir.join(ROOT_CERT)))?;
+        if let Some(asked) = pki.filter(|&asked| asked != found) {
+            return Err(IdentityError::PkiMismatch {
+                dir: dir.to_path_buf(),
+                found,
+                asked,
+            });
+        }
         let ecdh_cert_pem = read(ECDH_CERT)?;
         let signing_cert_hash = sha256(signing_cert_pem.as_bytes());
         let controller_certs = controller_certs(&signing_cert_pem, &ecdh_cert_pem, &root_pem);
@@ -124,6 +164,7 @@ impl Identity {
             server_key_pem: read(SERVER_KEY)?,
             signing_cert_pem,
             signer,
+            pki: found,
             signing_cert_hash,
             ecdh_cert_pem,
             ecdh_key_pem: read(ECDH_KEY)?,
@@ -155,8 +196,8 @@ fn controller_certs(signing: &str, ecdh: &str, root: &str) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn generate(dir: &Path) -> Result<(), IdentityError> {
-    let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+fn generate(dir: &Path, pki: Pki) -> Result<(), IdentityError> {
+    let root_key = pki.generate()?;
     let mut root = CertificateParams::new(Vec::<String>::new())?;
     root.distinguished_name
         .push(DnType::CommonName, "EVE controller root CA");
@@ -165,11 +206,11 @@ fn generate(dir: &Path) -> Result<(), IdentityError> {
     let root_cert = root.self_signed(&root_key)?;
 
     let leaf = |cn: &str,
+                key: KeyPair,
                 usages: Vec<KeyUsagePurpose>,
                 ext: Vec<ExtendedKeyUsagePurpose>,
                 sans: Vec<SanType>|
      -> Result<(String, String), IdentityError> {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, cn);
         params.is_ca = IsCa::ExplicitNoCa;
@@ -182,6 +223,7 @@ fn generate(dir: &Path) -> Result<(), IdentityError> {
     let localhost = SanType::DnsName("localhost".try_into()?);
     let (server, server_key) = leaf(
         "localhost",
+        pki.generate()?,
         vec![KeyUsagePurpose::DigitalSignature],
         vec![ExtendedKeyUsagePurpose::ServerAuth],
         vec![
@@ -195,12 +237,15 @@ fn generate(dir: &Path) -> Result<(), IdentityError> {
     )?;
     let (signing, signing_key) = leaf(
         "EVE controller signing",
+        pki.generate()?,
         vec![KeyUsagePurpose::DigitalSignature],
         Vec::new(),
         Vec::new(),
     )?;
+    // ECDH needs an EC key whatever the PKI.
     let (ecdh, ecdh_key) = leaf(
         "EVE controller ECDH",
+        Pki::P256.generate()?,
         vec![KeyUsagePurpose::KeyAgreement],
         Vec::new(),
         Vec::new(),
@@ -274,5 +319,79 @@ mod tests {
             Err(IdentityError::Incomplete(_))
         ));
         fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    fn unix_now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+    }
+
+    #[test]
+    fn rsa_identity_chains_signs_envelopes_serves_tls_and_is_kept() {
+        use eve_proto::common::HashAlgorithm;
+        use eve_proto::sign::{self, SenderIdentity, TrustedSigner};
+        use eve_proto::sigverify::KeyKind;
+
+        let dir = std::env::temp_dir().join(format!("ctl-ident-rsa-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let rsa = Pki::Rsa { bits: 2048 };
+        let id = Identity::load_or_create_with(&dir, Some(rsa)).expect("create");
+        assert!(id.created);
+        assert_eq!(id.pki, rsa);
+        let root = eve_proto::x509::parse_pem(id.root_pem.as_bytes()).expect("root");
+        let certs =
+            eve_proto::x509::verify_controller_cert_bytes(&id.controller_certs, &root, unix_now())
+                .expect("EVE-style chain check accepts our RSA /certs");
+        assert_eq!(certs.signing.key.kind(), KeyKind::Rsa { bits: 2048 });
+        assert_eq!(certs.ecdh[0].key.kind(), KeyKind::P256);
+        // Envelopes signed as EVE verifies RSA ones.
+        let sender = SenderIdentity {
+            cert_hash: id.signing_cert_hash,
+            algo: HashAlgorithm::Sha25632bytes,
+            embed_cert_pem: None,
+        };
+        let envelope = sign::sign_auth_container(b"config".to_vec(), &id.signer, &sender)
+            .expect("RSA signing");
+        assert_eq!(envelope.signature_hash.len(), 256);
+        let trusted = TrustedSigner::from_controller(&certs.signing);
+        assert_eq!(
+            sign::verify_auth_container(&envelope, &trusted),
+            Ok(&b"config"[..])
+        );
+        crate::tls::tls_config(&id).expect("rustls takes the RSA server key");
+        // Reloaded as it is, whether asked for by name or not; another PKI
+        // is refused rather than replaced.
+        let again = Identity::load_or_create(&dir).expect("reload");
+        assert!(!again.created);
+        assert_eq!(again.pki, rsa);
+        assert!(Identity::load_or_create_with(&dir, Some(rsa)).is_ok());
+        assert!(matches!(
+            Identity::load_or_create_with(&dir, Some(Pki::P256)),
+            Err(IdentityError::PkiMismatch {
+                found: Pki::Rsa { bits: 2048 },
+                asked: Pki::P256,
+                ..
+            })
+        ));
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn pki_names() {
+        for (name, pki) in [
+            ("p256", Pki::P256),
+            ("rsa", Pki::Rsa { bits: 3072 }),
+            ("rsa2048", Pki::Rsa { bits: 2048 }),
+            ("rsa3072", Pki::Rsa { bits: 3072 }),
+            ("rsa4096", Pki::Rsa { bits: 4096 }),
+        ] {
+            assert_eq!(name.parse::<Pki>(), Ok(pki));
+        }
+        assert_eq!(Pki::Rsa { bits: 4096 }.to_string(), "rsa4096");
+        for bad in ["rsa1024", "rsa8192", "rsa2047", "ed25519", "RSA", ""] {
+            assert!(bad.parse::<Pki>().is_err(), "{bad}");
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod newlog;
 pub mod pbuf;
 pub mod pgserver;
+pub mod pki;
 pub mod quote;
 pub mod server;
 pub mod store;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use controller::identity::{Identity, IdentityError, write_atomic};
+use controller::pki::Pki;
 use controller::server::{self, Controller, ControllerError, Limits, ServeError};
 use controller::store::Store;
 use controller::store::StoreError;
@@ -60,6 +61,13 @@ struct Args {
     /// Largest accepted device request body, bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
+    /// Key type of the root, TLS server and envelope-signing certificates
+    /// made on first start: p256 (default), or rsa2048, rsa3072, rsa4096
+    /// (`rsa` is rsa3072), as the open controller Adam uses. The ECDH
+    /// certificate is P-256 either way. A data directory keeps its PKI: asking
+    /// for another one is an error.
+    #[arg(long)]
+    pki: Option<Pki>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +134,7 @@ async fn run(args: Args) -> Result<(), StartError> {
     if args.admin_plain_http && !args.admin_listen.ip().is_loopback() {
         return Err(StartError::PlainOffLoopback(args.admin_listen));
     }
-    let identity = Identity::load_or_create(&args.data_dir)?;
+    let identity = Identity::load_or_create_with(&args.data_dir, args.pki)?;
     let token_path = args
         .admin_token_file
         .clone()
@@ -137,6 +145,7 @@ async fn run(args: Args) -> Result<(), StartError> {
     let root =
         std::fs::canonicalize(&identity.root_cert_path).unwrap_or(identity.root_cert_path.clone());
     let created = identity.created;
+    let pki = identity.pki;
     let limits = Limits {
         max_body: args.max_body,
         metrics_retention: Duration::from_secs(args.metrics_retention_days * 24 * 3600),
@@ -163,7 +172,7 @@ async fn run(args: Args) -> Result<(), StartError> {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "root certificate: {} ({}; imprint devices with it)",
+            "root certificate: {} ({pki}, {}; imprint devices with it)",
             root.display(),
             if created { "created" } else { "reused" }
         );

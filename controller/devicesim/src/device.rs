@@ -108,7 +108,7 @@ impl SimDevice {
             .map_or(0, |d| d.as_secs());
         let certs =
             x509::verify_controller_cert_bytes(payload, &root, now).map_err(DeviceError::Chain)?;
-        let trusted = TrustedSigner::new(&certs.signing.public_key, certs.signing.cert_hash);
+        let trusted = TrustedSigner::from_controller(&certs.signing);
         sign::verify_auth_container(&container, &trusted).map_err(DeviceError::Verify)?;
         self.controller = Some(trusted);
         Ok(())

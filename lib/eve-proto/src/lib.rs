@@ -3,10 +3,12 @@
 //! object-level security EVE layers on top of them:
 //!
 //! * [`sign`]: signing and verifying [`auth::AuthContainer`] envelopes exactly
-//!   as EVE does (ECDSA P-256 over SHA-256, raw `r||s`), behind a [`sign::Signer`]
-//!   trait so that a TPM-held key can be plugged in later.
+//!   as EVE does (ECDSA over SHA-256 with raw `r||s`, or RSA PKCS#1 v1.5 from
+//!   a controller), behind a [`sign::Signer`] trait so that a TPM-held key
+//!   can be plugged in.
 //! * [`x509`]: PEM/DER handling, controller certificate chain verification
-//!   against a pinned root, and self-signed device certificate generation.
+//!   against a pinned root (ECDSA or RSA, under `sigverify`'s policy), and
+//!   self-signed device certificate generation.
 //! * [`cipher`]: decryption of [`common::CipherBlock`] secrets (ECDH P-256,
 //!   SHA-256 KDF, AES-256-CFB).
 //!
@@ -110,6 +112,7 @@ pub use org::lfedge::eve::{
 pub use p256;
 pub use prost::{self, Message};
 pub use prost_types;
+pub use sigverify;
 
 /// Serialized `google.protobuf.FileDescriptorSet` of every message in this
 /// crate (and the well-known types they import). Host tools feed it to a

@@ -2,8 +2,11 @@
 //!
 //! The rules follow what EVE's client does on the wire:
 //!
-//! * the signature is ECDSA P-256 over SHA-256 of `protectedPayload.payload`,
-//!   stored as raw `r || s` (each left-padded to 32 bytes, 64 bytes total);
+//! * the signature is over SHA-256 of `protectedPayload.payload`: devices
+//!   sign with ECDSA P-256, stored as raw `r || s` (each left-padded to 32
+//!   bytes, 64 bytes total); controllers sign with ECDSA the same way (96
+//!   bytes for P-384) or with RSA, as RSASSA-PKCS1-v1_5 (what EVE's
+//!   `verifyAuthSig` accepts, and what Adam's RSA keys produce);
 //! * `senderCertHash` is the first 16 or 32 bytes (per `algo`) of a SHA-256
 //!   over the signer's certificate. Devices hash their certificate's **DER**;
 //!   a device compares the controller's hash against SHA-256 of the signing
@@ -20,9 +23,10 @@ use alloc::vec::Vec;
 
 use base64ct::{Base64, Encoding};
 use p256::PublicKey;
-use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use prost::Message;
+use sigverify::{Hash, KeyKind, Scheme};
 
 use crate::auth::{AuthBody, AuthContainer};
 use crate::common::HashAlgorithm;
@@ -49,6 +53,20 @@ pub trait Signer {
     fn public_key(&self) -> PublicKey;
     /// Signs a SHA-256 digest, returning raw `r || s` (32 bytes each).
     fn sign_digest(&self, sha256: &[u8; 32]) -> Result<[u8; 64], SignError>;
+}
+
+/// Whatever signs envelopes: devices through [`Signer`] (ECDSA P-256, raw
+/// `r || s`), and a controller with any key EVE verifies (its RSA signer
+/// makes PKCS#1 v1.5 signatures over SHA-256 of the payload).
+pub trait EnvelopeSigner {
+    /// The envelope signature over `payload`, as `signatureHash` carries it.
+    fn sign_payload(&self, payload: &[u8]) -> Result<Vec<u8>, SignError>;
+}
+
+impl<T: Signer + ?Sized> EnvelopeSigner for T {
+    fn sign_payload(&self, payload: &[u8]) -> Result<Vec<u8>, SignError> {
+        Ok(self.sign_digest(&sha256(payload))?.to_vec())
+    }
 }
 
 /// A [`Signer`] holding the P-256 key in memory. Signatures are
@@ -112,18 +130,18 @@ pub struct SenderIdentity<'a> {
 }
 
 /// Wraps `payload` in a signed [`AuthContainer`].
-pub fn sign_auth_container(
+pub fn sign_auth_container<S: EnvelopeSigner + ?Sized>(
     payload: Vec<u8>,
-    signer: &dyn Signer,
+    signer: &S,
     sender: &SenderIdentity<'_>,
 ) -> Result<AuthContainer, SignError> {
     let hash_len = hash_len(sender.algo).ok_or(SignError::UnsupportedAlgorithm)?;
-    let signature = signer.sign_digest(&sha256(&payload))?;
+    let signature = signer.sign_payload(&payload)?;
     Ok(AuthContainer {
         protected_payload: Some(AuthBody { payload }),
         algo: sender.algo as i32,
         sender_cert_hash: sender.cert_hash[..hash_len].to_vec(),
-        signature_hash: signature.to_vec(),
+        signature_hash: signature,
         sender_cert: sender
             .embed_cert_pem
             .map(|pem| Base64::encode_string(pem).into_bytes())
@@ -159,16 +177,26 @@ pub enum VerifyError {
 /// A public key we accept envelopes from, and the fingerprint that names it.
 #[derive(Debug, Clone)]
 pub struct TrustedSigner {
-    key: VerifyingKey,
+    key: sigverify::PublicKey,
     cert_hash: [u8; 32],
 }
 
 impl TrustedSigner {
-    /// Trusts `key`, identified by the full 32-byte `cert_hash`.
+    /// Trusts the P-256 `key`, identified by the full 32-byte `cert_hash`.
     pub fn new(key: &PublicKey, cert_hash: [u8; 32]) -> Self {
         Self {
-            key: VerifyingKey::from(key),
+            key: VerifyingKey::from(key).into(),
             cert_hash,
+        }
+    }
+
+    /// The signing certificate of a verified `/certs` set
+    /// ([`x509::verify_controller_certs`] checked its key is one EVE signs
+    /// envelopes with).
+    pub fn from_controller(cert: &x509::ControllerCert) -> Self {
+        Self {
+            key: cert.key.clone(),
+            cert_hash: cert.cert_hash,
         }
     }
 
@@ -177,8 +205,17 @@ impl TrustedSigner {
     /// re-encoding would break the hash match.
     pub fn from_controller_pem(pem: &[u8]) -> Result<Self, CertError> {
         let cert = x509::parse_pem(pem)?;
-        let key = x509::p256_public_key(&cert)?;
-        Ok(Self::new(&key, sha256(pem)))
+        let key = x509::signature_key(&cert)?;
+        if !matches!(
+            key.kind(),
+            KeyKind::P256 | KeyKind::P384 | KeyKind::Rsa { .. }
+        ) {
+            return Err(CertError::UnsupportedKey);
+        }
+        Ok(Self {
+            key,
+            cert_hash: sha256(pem),
+        })
     }
 
     /// A device certificate in DER: devices fingerprint the DER encoding.
@@ -227,11 +264,14 @@ pub fn verify_auth_container<'a>(
         .protected_payload
         .as_ref()
         .map_or(&[][..], |b| b.payload.as_slice());
-    let signature =
-        Signature::from_slice(&container.signature_hash).map_err(|_| VerifyError::BadSignature)?;
+    // EVE hashes the payload with SHA-256 whatever the key.
+    let scheme = match trusted.key.kind() {
+        KeyKind::Rsa { .. } => Scheme::RsaPkcs1(Hash::Sha256),
+        _ => Scheme::EcdsaFixed(Hash::Sha256),
+    };
     trusted
         .key
-        .verify_prehash(&sha256(payload), &signature)
+        .verify(scheme, payload, &container.signature_hash)
         .map_err(|_| VerifyError::BadSignature)?;
     Ok(payload)
 }

@@ -1,9 +1,13 @@
 //! X.509 for device identity and controller trust, without `std`.
 //!
-//! Supported algorithms are deliberately narrow: P-256 keys and
-//! ecdsa-with-SHA256 signatures, which is what EVE devices and their
-//! controllers use for object signing. Anything else is rejected with a
-//! distinct error rather than silently accepted.
+//! Device certificates are P-256 (a TPM key, or its software stand-in).
+//! Controller certificates are whatever EVE's Go client verifies, through
+//! `sigverify`'s policy: ECDSA P-256/P-384 and RSA from 2048 to 4096 bits
+//! (the open controller Adam's default set is RSA 2048), signed with
+//! ECDSA, RSA PKCS#1 v1.5 or RSA-PSS over SHA-256, SHA-384 or SHA-512.
+//! Ed25519 certificates chain, but EVE signs no envelope with them. Weak RSA
+//! keys, SHA-1 and anything else are rejected with a distinct error rather
+//! than silently accepted.
 
 use alloc::string::String;
 use alloc::vec;
@@ -17,10 +21,10 @@ use const_oid::db::rfc5912::{ECDSA_WITH_SHA_256, ID_EC_PUBLIC_KEY, SECP_256_R_1}
 use der::asn1::{Any, BitString, GeneralizedTime, OctetString, SetOfVec, UtcTime, Utf8StringRef};
 use der::{Decode, DecodePem, Encode, EncodePem, pem::LineEnding};
 use p256::PublicKey;
-use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
 use prost::Message;
+use sigverify::{KeyKind, VerifyError, x509_scheme};
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::ext::Extension;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
@@ -41,10 +45,16 @@ use crate::sign::Signer;
 pub enum CertError {
     /// Not parseable as PEM/DER X.509.
     Malformed,
-    /// The subject key is not an EC P-256 key.
+    /// The subject key is not of a kind this use takes (a device key that
+    /// is not P-256, an ECDH key that is not P-256, an envelope-signing key
+    /// EVE cannot verify with, RSA over 4096 bits, other curves).
     UnsupportedKey,
-    /// The certificate is signed with something other than ecdsa-with-SHA256.
+    /// The certificate is signed with an algorithm we do not verify.
     UnsupportedAlgorithm,
+    /// An RSA key under 2048 bits.
+    WeakKey,
+    /// The certificate is signed over SHA-1 or MD5.
+    WeakHash,
     /// Building a certificate failed (bad name, serial or time).
     Encode,
     /// The signer backend failed.
@@ -95,26 +105,43 @@ pub fn p256_public_key(cert: &Certificate) -> Result<PublicKey, CertError> {
     PublicKey::from_public_key_der(&der).map_err(|_| CertError::UnsupportedKey)
 }
 
-/// Whether `cert` carries a valid signature by `issuer_key`.
+/// The certificate's subject key, for verifying what it signed.
+pub fn signature_key(cert: &Certificate) -> Result<sigverify::PublicKey, CertError> {
+    sigverify::PublicKey::from_spki(&cert.tbs_certificate.subject_public_key_info).map_err(|e| {
+        match e {
+            VerifyError::WeakKey => CertError::WeakKey,
+            VerifyError::Malformed => CertError::Malformed,
+            _ => CertError::UnsupportedKey,
+        }
+    })
+}
+
+/// Whether `cert` carries a valid signature by the P-256 `issuer_key`.
 pub fn verify_signed_by(cert: &Certificate, issuer_key: &PublicKey) -> Result<bool, CertError> {
-    if cert.signature_algorithm.oid != ECDSA_WITH_SHA_256
-        || cert.tbs_certificate.signature.oid != ECDSA_WITH_SHA_256
-    {
-        return Err(CertError::UnsupportedAlgorithm);
+    signed_by(cert, &VerifyingKey::from(issuer_key).into())
+}
+
+/// Whether `cert` carries a valid signature by `issuer_key`: `Ok(false)`
+/// when the signature does not verify or the key could not have made it;
+/// an error when the algorithm is one we do not verify (weak, unknown or
+/// inconsistent with the signed part).
+fn signed_by(cert: &Certificate, issuer_key: &sigverify::PublicKey) -> Result<bool, CertError> {
+    if cert.signature_algorithm != cert.tbs_certificate.signature {
+        return Err(CertError::Malformed);
     }
+    let scheme = x509_scheme(&cert.signature_algorithm).map_err(|e| match e {
+        VerifyError::WeakHash => CertError::WeakHash,
+        VerifyError::Malformed => CertError::Malformed,
+        _ => CertError::UnsupportedAlgorithm,
+    })?;
     let tbs = cert
         .tbs_certificate
         .to_der()
         .map_err(|_| CertError::Malformed)?;
-    let Some(sig_der) = cert.signature.as_bytes() else {
+    let Some(signature) = cert.signature.as_bytes() else {
         return Ok(false);
     };
-    let Ok(sig) = Signature::from_der(sig_der) else {
-        return Ok(false);
-    };
-    Ok(VerifyingKey::from(issuer_key)
-        .verify_prehash(&sha256(&tbs), &sig)
-        .is_ok())
+    Ok(issuer_key.verify(scheme, &tbs, signature).is_ok())
 }
 
 /// Why a controller certificate set was not accepted.
@@ -155,10 +182,18 @@ impl From<CertError> for ChainError {
 pub struct ControllerCert {
     /// The PEM bytes exactly as received; EVE fingerprints these.
     pub pem: Vec<u8>,
-    /// The certificate's P-256 key.
-    pub public_key: PublicKey,
+    /// The certificate's key: for the signing certificate one EVE signs
+    /// envelopes with (ECDSA or RSA), for ECDH certificates P-256.
+    pub key: sigverify::PublicKey,
     /// SHA-256 of `pem`.
     pub cert_hash: [u8; 32],
+}
+
+impl ControllerCert {
+    /// The key as P-256, which ECDH certificates always are.
+    pub fn p256_key(&self) -> Option<PublicKey> {
+        self.key.p256().map(PublicKey::from)
+    }
 }
 
 /// The usable result of a verified `/certs` response.
@@ -188,7 +223,10 @@ pub fn verify_controller_cert_bytes(
 /// refused, and the signing and ECDH certificates must each chain to the
 /// pinned `root` with valid signatures and validity windows at `now_unix`
 /// (seconds since the Unix epoch; the caller supplies time, as `no_std` has
-/// no clock).
+/// no clock). The signing key must be one EVE verifies envelopes with
+/// (ECDSA P-256/P-384 or RSA) and ECDH keys must be P-256, or the set is
+/// refused as [`CertError::UnsupportedKey`]; EVE itself would only find out
+/// when an envelope or a secret failed.
 pub fn verify_controller_certs(
     certs: &[ZCert],
     root: &Certificate,
@@ -213,10 +251,22 @@ pub fn verify_controller_certs(
     }
     let signing_pem = signing.ok_or(ChainError::NoSigningCert)?;
     let signing = chain_leaf(signing_pem, &intermediates, root, now_unix)?;
+    if !matches!(
+        signing.key.kind(),
+        KeyKind::P256 | KeyKind::P384 | KeyKind::Rsa { .. }
+    ) {
+        return Err(CertError::UnsupportedKey.into());
+    }
     let ecdh = ecdh_pems
         .into_iter()
-        .map(|pem| chain_leaf(pem, &intermediates, root, now_unix))
-        .collect::<Result<_, _>>()?;
+        .map(|pem| {
+            let cert = chain_leaf(pem, &intermediates, root, now_unix)?;
+            match cert.key.kind() {
+                KeyKind::P256 => Ok(cert),
+                _ => Err(CertError::UnsupportedKey.into()),
+            }
+        })
+        .collect::<Result<_, ChainError>>()?;
     Ok(ControllerCerts { signing, ecdh })
 }
 
@@ -227,19 +277,19 @@ fn chain_leaf(
     now: u64,
 ) -> Result<ControllerCert, ChainError> {
     let leaf = parse_pem(pem)?;
-    let public_key = p256_public_key(&leaf)?;
+    let key = signature_key(&leaf)?;
     check_validity(&leaf, now)?;
     let mut current = leaf;
     for _ in 0..MAX_DEPTH {
         let issuer_name = &current.tbs_certificate.issuer;
         if *issuer_name == root.tbs_certificate.subject {
             check_issuer(root, now)?;
-            if !verify_signed_by(&current, &p256_public_key(root)?)? {
+            if !signed_by(&current, &signature_key(root)?)? {
                 return Err(ChainError::BadSignature);
             }
             return Ok(ControllerCert {
                 pem: pem.to_vec(),
-                public_key,
+                key,
                 cert_hash: sha256(pem),
             });
         }
@@ -250,7 +300,7 @@ fn chain_leaf(
             .filter(|c| c.tbs_certificate.subject == *issuer_name)
         {
             named = true;
-            if verify_signed_by(&current, &p256_public_key(cand)?)? {
+            if signed_by(&current, &signature_key(cand)?)? {
                 next = Some(cand);
                 break;
             }

@@ -115,6 +115,9 @@ pub struct Agent {
     retry_ms: u64,
     certs_stale: bool,
     register: RegisterStatus,
+    /// The `/uuid` request due is the fallback of a refused registration:
+    /// if it fails too, onboarding goes back to registering.
+    uuid_fallback: bool,
     attest: AttestStatus,
     timers: Timers,
     info: DeferredQueue,
@@ -204,6 +207,7 @@ impl Agent {
             retry_ms: now,
             certs_stale: false,
             register: RegisterStatus::NotTried,
+            uuid_fallback: false,
             attest: AttestStatus::None,
             timers: Timers {
                 config_ms: now,

@@ -204,10 +204,11 @@ fn software_key(
     }
 }
 
-/// Parses `root-certificate.pem`.
+/// Parses `root-certificate.pem`: any key the controller chain can be
+/// verified with (ECDSA P-256/P-384, RSA 2048 to 4096 bits, Ed25519).
 pub fn parse_root(pem: &[u8]) -> Result<Certificate, SetupError> {
     let cert = x509::parse_pem(pem).map_err(|_| SetupError::RootCert)?;
-    x509::p256_public_key(&cert).map_err(|_| SetupError::RootCert)?;
+    x509::signature_key(&cert).map_err(|_| SetupError::RootCert)?;
     Ok(cert)
 }
 
@@ -256,7 +257,7 @@ pub fn open_certs(
         .map_or(&[][..], |p| p.payload.as_slice());
     let certs = x509::verify_controller_cert_bytes(payload, root, now_unix)
         .map_err(|_| Rejection::BadChain)?;
-    let trusted = TrustedSigner::new(&certs.signing.public_key, certs.signing.cert_hash);
+    let trusted = TrustedSigner::from_controller(&certs.signing);
     sign::verify_auth_container(&container, &trusted)?;
     Ok(trusted)
 }

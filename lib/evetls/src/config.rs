@@ -11,6 +11,7 @@ use p256::ecdsa::SigningKey;
 use p256::pkcs8::DecodePrivateKey;
 use x509_cert::Certificate;
 
+use crate::error::CertError;
 use crate::verify::{Parsed, ServerKey};
 
 /// Why a configuration could not be built.
@@ -23,6 +24,10 @@ pub enum ConfigError {
     /// A root is not a CA (basicConstraints absent or CA=false, or keyUsage
     /// without keyCertSign), so it could not have issued a server chain.
     RootNotCa,
+    /// A root's key is RSA under 2048 bits.
+    WeakRootKey,
+    /// A root's key is of a kind we do not verify with.
+    UnsupportedRootKey,
     /// The server name is neither a DNS name nor an IP address literal.
     InvalidServerName,
     /// The client certificate is not a parseable X.509 certificate.
@@ -39,6 +44,8 @@ impl fmt::Display for ConfigError {
             Self::NoRoots => "no trusted roots given",
             Self::BadRoot => "a trusted root is not a parseable certificate",
             Self::RootNotCa => "a trusted root is not a CA certificate",
+            Self::WeakRootKey => "a trusted root has an RSA key shorter than 2048 bits",
+            Self::UnsupportedRootKey => "a trusted root has a key we cannot verify with",
             Self::InvalidServerName => "server name is neither a DNS name nor an IP address",
             Self::BadClientCertificate => "client certificate is not parseable",
             Self::BadClientKey => "client key is not a P-256 private key",
@@ -86,8 +93,18 @@ impl RootStore {
         if anchors.is_empty() {
             return Err(ConfigError::NoRoots);
         }
-        if anchors.iter().any(|a| !a.may_issue()) {
-            return Err(ConfigError::RootNotCa);
+        for anchor in &anchors {
+            if !anchor.may_issue() {
+                return Err(ConfigError::RootNotCa);
+            }
+            // A root whose key we cannot use would fail every handshake
+            // later; say so now.
+            match anchor.key() {
+                Ok(_) => {}
+                Err(CertError::WeakKey) => return Err(ConfigError::WeakRootKey),
+                Err(CertError::Malformed) => return Err(ConfigError::BadRoot),
+                Err(_) => return Err(ConfigError::UnsupportedRootKey),
+            }
         }
         Ok(Self { anchors })
     }

@@ -23,9 +23,14 @@ pub enum CertError {
     UntrustedRoot,
     /// A certificate's signature does not verify under its issuer's key.
     BadSignature,
-    /// A signature or key algorithm we do not verify (RSA, Ed25519, other
-    /// curves or hashes).
+    /// A signature or key algorithm we do not verify (curves other than
+    /// P-256 and P-384, RSA over 4096 bits or with RSA-PSS keys, SHA-224,
+    /// Ed448, ...).
     UnsupportedAlgorithm,
+    /// An RSA key in the chain is shorter than 2048 bits.
+    WeakKey,
+    /// A certificate is signed over SHA-1 or MD5.
+    WeakHash,
     /// A certificate that signed another one is not a CA
     /// (basicConstraints absent or CA=false).
     IssuerNotCa,
@@ -59,9 +64,10 @@ impl CertError {
             | Self::IssuerNotCa
             | Self::PathLenExceeded
             | Self::ChainTooLong => AlertDescription::UnknownCa,
-            Self::UnsupportedAlgorithm | Self::UnknownCriticalExtension => {
-                AlertDescription::UnsupportedCertificate
-            }
+            Self::UnsupportedAlgorithm
+            | Self::UnknownCriticalExtension
+            | Self::WeakKey
+            | Self::WeakHash => AlertDescription::UnsupportedCertificate,
             Self::Expired | Self::NotYetValid => AlertDescription::CertificateExpired,
             Self::BadSignature | Self::BadKeyUsage | Self::NotServerAuth | Self::WrongHostname => {
                 AlertDescription::BadCertificate
@@ -78,6 +84,8 @@ impl fmt::Display for CertError {
             Self::UntrustedRoot => "certificate chain does not lead to a pinned root",
             Self::BadSignature => "certificate signature does not verify",
             Self::UnsupportedAlgorithm => "unsupported certificate key or signature algorithm",
+            Self::WeakKey => "RSA key shorter than 2048 bits in the certificate chain",
+            Self::WeakHash => "certificate signed over SHA-1 or MD5",
             Self::IssuerNotCa => "certificate issued by a certificate that is not a CA",
             Self::PathLenExceeded => "CA path length constraint exceeded",
             Self::ChainTooLong => "certificate chain too long",
@@ -105,8 +113,9 @@ pub enum TlsError {
     /// The server's CertificateVerify signature over the handshake does not
     /// verify under its certificate's key: it does not hold the private key.
     BadHandshakeSignature,
-    /// The server signed the handshake with a scheme we do not verify, or
-    /// one that does not match its key's curve.
+    /// The server signed the handshake with a scheme we do not verify, one
+    /// TLS 1.3 forbids there (RSA PKCS#1 v1.5), or one that does not fit
+    /// its key (another curve, another key type).
     UnsupportedSignatureScheme,
     /// The server finished the handshake without proving its identity
     /// (no Certificate or no CertificateVerify message).

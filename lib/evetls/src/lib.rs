@@ -8,19 +8,21 @@
 //!   verification when a provider returns none), takes its randomness from
 //!   the caller, and offers the optional client identity for mutual TLS.
 //! - [`verify_server_chain`] is a strict RFC 5280 subset: pinned roots,
-//!   ECDSA P-256/P-384 signatures, basicConstraints and pathLen, keyUsage,
+//!   ECDSA P-256/P-384, RSA (2048 to 4096 bits; PKCS#1 v1.5 and PSS) and
+//!   Ed25519 signatures, basicConstraints and pathLen, keyUsage,
 //!   extendedKeyUsage, validity against the caller's clock, hostname against
 //!   subjectAltName only. embedded-tls's own verifier accepted a chain whose
 //!   issuer was not a CA, and checks dates only when it has a clock, so it is
 //!   not used.
+//! - The ClientHello offers exactly the [`SIGNATURE_SCHEMES`] we verify.
 //! - [`connect`] runs a handshake over any `embedded_io` transport and
 //!   returns a [`TlsStream`] that is itself `embedded_io::Read + Write`.
 //!
 //! Every refusal carries its reason ([`TlsError`], [`CertError`]) so a
 //! service can log exactly why a controller was not trusted.
 //!
-//! Not supported: RSA or Ed25519 in server chains (refused as
-//! [`CertError::UnsupportedAlgorithm`]), session resumption, revocation,
+//! Not supported: RSA keys under 2048 bits ([`CertError::WeakKey`]) or over
+//! 4096, SHA-1 ([`CertError::WeakHash`]), session resumption, revocation,
 //! name constraints (refused when critical), and client certificate chains
 //! (embedded-tls sends the client leaf only).
 
@@ -42,7 +44,7 @@ pub use error::{CertError, TlsError};
 pub use provider::Provider;
 pub use rng::Csprng;
 pub use stream::{READ_BUFFER_SIZE, TlsBuffers, TlsStream, WRITE_BUFFER_SIZE, connect};
-pub use verify::{ServerKey, verify_server_chain};
+pub use verify::{SIGNATURE_SCHEMES, ServerKey, verify_server_chain};
 
 /// The only cipher suite we negotiate: TLS_AES_128_GCM_SHA256 is mandatory
 /// for every TLS 1.3 server (RFC 8446, 9.1), so offering it alone never

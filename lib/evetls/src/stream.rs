@@ -53,6 +53,15 @@ impl Default for TlsBuffers {
     }
 }
 
+/// embedded-tls's ClientHello offers P-256, P-384 and Ed25519 signatures,
+/// and the RSA ones (PKCS#1 v1.5 for certificates, PSS for the handshake)
+/// when asked: we verify all of them ([`crate::SIGNATURE_SCHEMES`]), so we
+/// ask. Its `alloc` feature would add the same RSA set, but with a verifier
+/// of its own that we do not use, so it stays off.
+fn offered_schemes<'a>() -> TlsConfig<'a> {
+    TlsConfig::new().enable_rsa_signatures()
+}
+
 /// An authenticated TLS 1.3 connection.
 pub struct TlsStream<'b, T: Read + Write> {
     conn: TlsConnection<'b, T, CipherSuite>,
@@ -79,8 +88,8 @@ where
 {
     let mut conn = TlsConnection::new(transport, &mut buffers.read, &mut buffers.write);
     let tls_config = match config.server_name() {
-        ServerName::Dns(name) => TlsConfig::new().with_server_name(name),
-        ServerName::Ip(_) => TlsConfig::new(),
+        ServerName::Dns(name) => offered_schemes().with_server_name(name),
+        ServerName::Ip(_) => offered_schemes(),
     };
     let mut provider = Provider::new(config, rng);
     let opened = conn.open(TlsContext::new(&tls_config, &mut provider));

@@ -1,34 +1,46 @@
 //! Server certificate chain verification: a strict subset of RFC 5280
 //! path validation, plus RFC 6125 hostname matching.
 //!
-//! The supported set is deliberately narrow (ECDSA over P-256 and P-384
-//! with SHA-256 or SHA-384) and everything outside it is refused with
-//! [`CertError::UnsupportedAlgorithm`] rather than waved through. RSA is not
-//! verified: the only pure-Rust no_std implementation pulls a big-integer
-//! stack into every service for chains our controllers do not use.
+//! Signatures are checked by `sigverify`, the policy our devices share:
+//! ECDSA P-256/P-384, RSA 2048 to 4096 bits (PKCS#1 v1.5 and PSS in
+//! certificates, PSS in the handshake as TLS 1.3 requires) and Ed25519.
+//! Weaker keys, SHA-1 and anything outside that set are refused with their
+//! own [`CertError`] rather than waved through.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 use const_oid::AssociatedOid;
-use const_oid::ObjectIdentifier;
 use const_oid::db::rfc5280::ID_KP_SERVER_AUTH;
-use const_oid::db::rfc5912::{
-    ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384, ID_EC_PUBLIC_KEY, SECP_256_R_1, SECP_384_R_1,
-};
 use der::asn1::BitString;
 use der::{Decode, Header, Reader, SliceReader, Tag};
 use embedded_tls::SignatureScheme;
-use p256::ecdsa::signature::hazmat::PrehashVerifier;
-use sha2::{Digest, Sha256, Sha384};
+use sigverify::{Hash, KeyKind, PublicKey, Scheme, VerifyError, x509_scheme};
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName};
 use x509_cert::name::Name;
-use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
 
 use crate::config::{RootStore, ServerName};
 use crate::error::{CertError, TlsError};
+
+/// The signature schemes we verify, which are exactly the ones our
+/// ClientHello offers (embedded-tls's defaults plus its RSA set): a server
+/// may sign the handshake with the ECDSA, RSA-PSS and Ed25519 ones, and
+/// certificates with any of them; `rsa_pkcs1_*` are for certificates only
+/// (RFC 8446 4.2.3).
+pub const SIGNATURE_SCHEMES: [SignatureScheme; 9] = [
+    SignatureScheme::RsaPkcs1Sha256,
+    SignatureScheme::RsaPkcs1Sha384,
+    SignatureScheme::RsaPkcs1Sha512,
+    SignatureScheme::RsaPssRsaeSha256,
+    SignatureScheme::RsaPssRsaeSha384,
+    SignatureScheme::RsaPssRsaeSha512,
+    SignatureScheme::EcdsaSecp256r1Sha256,
+    SignatureScheme::EcdsaSecp384r1Sha384,
+    SignatureScheme::Ed25519,
+];
 
 /// Most intermediates we walk between the leaf and a root. Real chains have
 /// one or two; the bound keeps hostile chains from costing many signature
@@ -77,6 +89,11 @@ impl Parsed {
         &self.cert.tbs_certificate.subject_public_key_info
     }
 
+    /// The certificate's own key.
+    pub(crate) fn key(&self) -> Result<ServerKey, CertError> {
+        ServerKey::from_spki(self.spki())
+    }
+
     /// Whether this certificate may sign others: basicConstraints CA=true
     /// and, when keyUsage is present, keyCertSign.
     pub(crate) fn may_issue(&self) -> bool {
@@ -94,12 +111,16 @@ impl Parsed {
             .is_none_or(KeyUsage::key_cert_sign)
     }
 
-    /// Checks `issuer` signed this certificate.
+    /// Checks `issuer` signed this certificate. A signature its key
+    /// cannot have made (another key type) is a bad signature: that issuer
+    /// did not sign it.
     fn signed_by(&self, issuer: &Parsed) -> Result<(), CertError> {
-        let alg = &self.cert.signature_algorithm;
-        let prehash = certificate_prehash(alg, &self.tbs)?;
+        let scheme = x509_scheme(&self.cert.signature_algorithm).map_err(cert_error)?;
         let signature = signature_bytes(&self.cert.signature)?;
-        ServerKey::from_spki(issuer.spki())?.verify_prehash(&prehash, signature)
+        ServerKey::from_spki(issuer.spki())?
+            .0
+            .verify(scheme, &self.tbs, signature)
+            .map_err(cert_error)
     }
 
     /// Checks this certificate may issue a chain with `below` CA
@@ -222,18 +243,15 @@ fn dns_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// The hash of a certificate's signed part under its signature algorithm.
-fn certificate_prehash(alg: &AlgorithmIdentifierOwned, tbs: &[u8]) -> Result<Vec<u8>, CertError> {
-    // RFC 5758 3.2: the ECDSA identifiers carry no parameters.
-    let hash = match alg.oid {
-        ECDSA_WITH_SHA_256 => Sha256::digest(tbs).to_vec(),
-        ECDSA_WITH_SHA_384 => Sha384::digest(tbs).to_vec(),
-        _ => return Err(CertError::UnsupportedAlgorithm),
-    };
-    if alg.parameters.is_some() {
-        return Err(CertError::Malformed);
+/// A signature or key refusal, in chain terms.
+fn cert_error(e: VerifyError) -> CertError {
+    match e {
+        VerifyError::Malformed => CertError::Malformed,
+        VerifyError::UnsupportedAlgorithm => CertError::UnsupportedAlgorithm,
+        VerifyError::WeakKey => CertError::WeakKey,
+        VerifyError::WeakHash => CertError::WeakHash,
+        VerifyError::WrongKeyType | VerifyError::BadSignature => CertError::BadSignature,
     }
-    Ok(hash)
 }
 
 fn signature_bytes(signature: &BitString) -> Result<&[u8], CertError> {
@@ -242,84 +260,49 @@ fn signature_bytes(signature: &BitString) -> Result<&[u8], CertError> {
 
 /// A verified server's public key, which must then sign the handshake.
 #[derive(Debug, Clone)]
-pub struct ServerKey(KeyKind);
-
-#[derive(Debug, Clone)]
-enum KeyKind {
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
-}
+pub struct ServerKey(PublicKey);
 
 impl ServerKey {
     pub(crate) fn from_spki(spki: &SubjectPublicKeyInfoOwned) -> Result<Self, CertError> {
-        if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
-            return Err(CertError::UnsupportedAlgorithm);
-        }
-        let curve: ObjectIdentifier = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .ok_or(CertError::Malformed)?
-            .decode_as()
-            .map_err(|_| CertError::UnsupportedAlgorithm)?;
-        let point = spki
-            .subject_public_key
-            .as_bytes()
-            .ok_or(CertError::Malformed)?;
-        let kind = match curve {
-            SECP_256_R_1 => KeyKind::P256(
-                p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                    .map_err(|_| CertError::Malformed)?,
-            ),
-            SECP_384_R_1 => KeyKind::P384(
-                p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                    .map_err(|_| CertError::Malformed)?,
-            ),
-            _ => return Err(CertError::UnsupportedAlgorithm),
-        };
-        Ok(Self(kind))
+        PublicKey::from_spki(spki).map(Self).map_err(cert_error)
     }
 
     pub(crate) fn is_p256(&self, key: &p256::ecdsa::VerifyingKey) -> bool {
-        matches!(&self.0, KeyKind::P256(k) if k == key)
-    }
-
-    /// Verifies a DER ECDSA signature over a hash (either SHA-256 or
-    /// SHA-384, with either curve, as X.509 allows).
-    fn verify_prehash(&self, prehash: &[u8], signature: &[u8]) -> Result<(), CertError> {
-        let verified = match &self.0 {
-            KeyKind::P256(key) => p256::ecdsa::Signature::from_der(signature)
-                .is_ok_and(|sig| key.verify_prehash(prehash, &sig).is_ok()),
-            KeyKind::P384(key) => p384::ecdsa::Signature::from_der(signature)
-                .is_ok_and(|sig| key.verify_prehash(prehash, &sig).is_ok()),
-        };
-        if verified {
-            Ok(())
-        } else {
-            Err(CertError::BadSignature)
-        }
+        self.0.p256() == Some(key)
     }
 
     /// Verifies a TLS 1.3 CertificateVerify signature over `message` (the
     /// padded, context-prefixed transcript hash). TLS 1.3 binds each ECDSA
-    /// scheme to one curve and hash, so a scheme that does not fit the key
-    /// is refused.
+    /// scheme to one curve and hash, allows RSA only with PSS, and each
+    /// scheme must fit the key; anything else is refused.
     pub fn verify_handshake_signature(
         &self,
         scheme: SignatureScheme,
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), TlsError> {
-        let prehash = match (scheme, &self.0) {
-            (SignatureScheme::EcdsaSecp256r1Sha256, KeyKind::P256(_)) => {
-                Sha256::digest(message).to_vec()
+        let kind = self.0.kind();
+        let scheme = match (scheme, kind) {
+            (SignatureScheme::EcdsaSecp256r1Sha256, KeyKind::P256) => {
+                Scheme::EcdsaDer(Hash::Sha256)
             }
-            (SignatureScheme::EcdsaSecp384r1Sha384, KeyKind::P384(_)) => {
-                Sha384::digest(message).to_vec()
+            (SignatureScheme::EcdsaSecp384r1Sha384, KeyKind::P384) => {
+                Scheme::EcdsaDer(Hash::Sha384)
             }
+            (SignatureScheme::RsaPssRsaeSha256, KeyKind::Rsa { .. }) => {
+                Scheme::RsaPss(Hash::Sha256)
+            }
+            (SignatureScheme::RsaPssRsaeSha384, KeyKind::Rsa { .. }) => {
+                Scheme::RsaPss(Hash::Sha384)
+            }
+            (SignatureScheme::RsaPssRsaeSha512, KeyKind::Rsa { .. }) => {
+                Scheme::RsaPss(Hash::Sha512)
+            }
+            (SignatureScheme::Ed25519, KeyKind::Ed25519) => Scheme::Ed25519,
             _ => return Err(TlsError::UnsupportedSignatureScheme),
         };
-        self.verify_prehash(&prehash, signature)
+        self.0
+            .verify(scheme, message, signature)
             .map_err(|_| TlsError::BadHandshakeSignature)
     }
 }

@@ -1,21 +1,24 @@
 //! End to end over loopback TCP: our client against a rustls TLS 1.3
 //! server in a thread.
 
+mod common;
+
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use embedded_io::{ErrorKind, ErrorType, Read, Write};
 use evetls::{
-    CertError, ClientConfig, ClientIdentity, Clock, Csprng, RootStore, TlsBuffers, TlsError,
-    connect,
+    CertError, ClientConfig, ClientIdentity, Clock, Csprng, RootStore, SIGNATURE_SCHEMES,
+    TlsBuffers, TlsError, connect,
 };
 use harness::pki::{Issued, NOW, intermediate, issue, leaf, root, root_with};
 use rcgen::{ExtendedKeyUsagePurpose, IsCa, date_time_ymd};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::{CertifiedKey, Signer, SigningKey};
 use rustls::{RootCertStore, ServerConfig, ServerConnection, StreamOwned};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -72,6 +75,79 @@ fn server_config(chain: &[&Issued], client_root: Option<&Issued>) -> Arc<ServerC
         .collect();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(chain[0].key.serialize_der()));
     Arc::new(builder.with_single_cert(certs, key).expect("server cert"))
+}
+
+/// A server key that signs the handshake with one scheme only, so that a
+/// test picks the scheme (rustls would choose the strongest offered).
+#[derive(Debug)]
+struct OnlyScheme {
+    inner: Arc<dyn SigningKey>,
+    scheme: rustls::SignatureScheme,
+}
+
+impl SigningKey for OnlyScheme {
+    fn choose_scheme(&self, offered: &[rustls::SignatureScheme]) -> Option<Box<dyn Signer>> {
+        if offered.contains(&self.scheme) {
+            self.inner.choose_scheme(&[self.scheme])
+        } else {
+            None
+        }
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        self.inner.algorithm()
+    }
+}
+
+/// Serves one certified key and records the signature schemes each
+/// ClientHello offered.
+#[derive(Debug)]
+struct Recorder {
+    key: Arc<CertifiedKey>,
+    offered: Arc<Mutex<Vec<u16>>>,
+}
+
+impl ResolvesServerCert for Recorder {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        *self.offered.lock().unwrap() = hello
+            .signature_schemes()
+            .iter()
+            .map(|s| u16::from(*s))
+            .collect();
+        Some(self.key.clone())
+    }
+}
+
+/// A TLS 1.3 server presenting `chain`, signing the handshake with
+/// `scheme` when given; also returns where the offered schemes go.
+fn recording_server_config(
+    chain: &[&[u8]],
+    key_pkcs8: Vec<u8>,
+    scheme: Option<rustls::SignatureScheme>,
+) -> (Arc<ServerConfig>, Arc<Mutex<Vec<u16>>>) {
+    let key = provider()
+        .key_provider
+        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8)))
+        .expect("server key");
+    let key: Arc<dyn SigningKey> = match scheme {
+        Some(scheme) => Arc::new(OnlyScheme { inner: key, scheme }),
+        None => key,
+    };
+    let certs = chain
+        .iter()
+        .map(|der| CertificateDer::from(der.to_vec()))
+        .collect();
+    let offered = Arc::new(Mutex::new(Vec::new()));
+    let resolver = Recorder {
+        key: Arc::new(CertifiedKey::new(certs, key)),
+        offered: offered.clone(),
+    };
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    (Arc::new(config), offered)
 }
 
 /// What the server saw: how many client certificates, or its error.
@@ -276,4 +352,93 @@ fn truncated_handshake_is_reported_as_closed() {
     let err = echo(addr, &config, b"never sent").expect_err("must fail");
     assert!(handle.join().unwrap() > 100);
     assert!(matches!(err, TlsError::Closed), "{err:?}");
+}
+
+#[test]
+fn client_hello_offers_exactly_the_schemes_we_verify() {
+    let ca = root("Root");
+    let server = leaf(&["controller.test"], &ca);
+    let (config, offered) =
+        recording_server_config(&[&server.der()], server.key.serialize_der(), None);
+    let (addr, handle) = echo_server(config);
+    let client = client_config(&[&ca], "controller.test", Clock::Fixed(NOW));
+    assert_eq!(echo(addr, &client, b"ping").expect("echo"), b"ping");
+    assert_eq!(handle.join().unwrap(), Ok(0));
+    let mut offered = offered.lock().unwrap().clone();
+    let mut verified: Vec<u16> = SIGNATURE_SCHEMES.iter().map(|s| s.as_u16()).collect();
+    offered.sort_unstable();
+    verified.sort_unstable();
+    assert_eq!(offered, verified);
+}
+
+#[test]
+fn rsa_server_keys_sign_the_handshake_with_each_pss_scheme() {
+    use rcgen::{PKCS_RSA_SHA256, PKCS_RSA_SHA384, PKCS_RSA_SHA512};
+    let algs = [&PKCS_RSA_SHA256, &PKCS_RSA_SHA384, &PKCS_RSA_SHA512];
+    for (bits, alg) in [2048, 3072, 4096].into_iter().zip(algs) {
+        let ca = common::rsa_root("RSA Root", bits, alg);
+        let inter = common::issue_with("RSA Inter", &[], common::rsa_key(bits, 1, alg), &ca, true);
+        let server = common::issue_with(
+            "server",
+            &["controller.test"],
+            common::rsa_key(bits, 2, alg),
+            &inter,
+            false,
+        );
+        for scheme in [
+            rustls::SignatureScheme::RSA_PSS_SHA256,
+            rustls::SignatureScheme::RSA_PSS_SHA384,
+            rustls::SignatureScheme::RSA_PSS_SHA512,
+        ] {
+            let (config, _) = recording_server_config(
+                &[&server.der(), &inter.der()],
+                server.key.serialize_der(),
+                Some(scheme),
+            );
+            let (addr, handle) = echo_server(config);
+            let client = client_config(&[&ca], "controller.test", Clock::Fixed(NOW));
+            assert_eq!(
+                echo(addr, &client, b"rsa").unwrap_or_else(|e| panic!("{bits} {scheme:?}: {e}")),
+                b"rsa"
+            );
+            assert_eq!(handle.join().unwrap(), Ok(0));
+        }
+    }
+}
+
+#[test]
+fn ed25519_server_key_signs_the_handshake() {
+    let ca = root("Root");
+    let server = issue_alg_ed25519(&ca);
+    let (addr, handle) = echo_server(server_config(&[&server], None));
+    let config = client_config(&[&ca], "controller.test", Clock::Fixed(NOW));
+    assert_eq!(echo(addr, &config, b"ping").expect("echo"), b"ping");
+    assert_eq!(handle.join().unwrap(), Ok(0));
+}
+
+fn issue_alg_ed25519(ca: &Issued) -> Issued {
+    harness::pki::issue_alg("s", &["controller.test"], ca, &rcgen::PKCS_ED25519, |_| {})
+}
+
+#[test]
+fn sha1_signed_rsa_server_certificate_is_refused() {
+    use sigverify::testing::{Digest, Padding};
+    let ca = common::rsa_root("RSA Root", 2048, &rcgen::PKCS_RSA_SHA256);
+    let server = common::issue_with(
+        "server",
+        &["controller.test"],
+        common::rsa_key(2048, 2, &rcgen::PKCS_RSA_SHA256),
+        &ca,
+        false,
+    );
+    let sha1 = common::resigned(&server, &ca, Digest::Sha1, Padding::Pkcs1);
+    let (config, _) = recording_server_config(&[&sha1], server.key.serialize_der(), None);
+    let (addr, handle) = echo_server(config);
+    let client = client_config(&[&ca], "controller.test", Clock::Fixed(NOW));
+    let err = echo(addr, &client, b"never sent").expect_err("SHA-1 refused");
+    assert!(
+        matches!(err, TlsError::Certificate(CertError::WeakHash)),
+        "{err:?}"
+    );
+    assert!(handle.join().unwrap().is_err());
 }

@@ -446,17 +446,50 @@ fn bad_signature_is_refused() {
 }
 
 #[test]
-fn unsupported_algorithms_are_refused() {
+fn ed25519_chains_are_accepted() {
     let ed_root = root_with("Ed Root", &rcgen::PKCS_ED25519, |_| {});
     let server = leaf(&["a.example"], &ed_root);
-    assert_eq!(
-        verify(&[&ed_root], &[&server], "a.example"),
-        Err(CertError::UnsupportedAlgorithm)
-    );
+    assert_eq!(verify(&[&ed_root], &[&server], "a.example"), Ok(()));
     let ca = root("Root");
     let ed_leaf = issue_alg("s", &["a.example"], &ca, &rcgen::PKCS_ED25519, |_| {});
+    assert_eq!(verify(&[&ca], &[&ed_leaf], "a.example"), Ok(()));
+}
+
+#[test]
+fn unsupported_algorithms_are_refused() {
+    use der::{Decode, Encode};
+    use sigverify::testing::{self, Digest, Padding};
+    use x509_cert::spki::{ObjectIdentifier, SubjectPublicKeyInfoOwned};
+    let ca_pem = testing::rsa_key_pem(2048, 0);
+    let ca_key = KeyPair::from_pkcs8_pem_and_sign_algo(&ca_pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "RSA Root");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = Issued {
+        cert: params.self_signed(&ca_key).unwrap(),
+        key: ca_key,
+    };
+    // A server key of the RSA-PSS kind (id-RSASSA-PSS, not rsaEncryption),
+    // which TLS 1.3's rsa_pss_pss_* schemes would need; we offer none.
+    let server = leaf(&["a.example"], &ca);
+    let mut spki = SubjectPublicKeyInfoOwned::from_der(&testing::spki_der(&ca_pem)).unwrap();
+    spki.algorithm.oid = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
+    spki.algorithm.parameters = None;
+    let pss_key = testing::replace_subject_key(&server.der(), &spki.to_der().unwrap());
+    let pss_key = testing::resign_certificate(&pss_key, &ca_pem, Digest::Sha256, Padding::Pkcs1);
     assert_eq!(
-        verify(&[&ca], &[&ed_leaf], "a.example"),
+        verify_ders(&[&ca], &[pss_key], "a.example", Some(NOW)),
+        Err(CertError::UnsupportedAlgorithm)
+    );
+    // A certificate signed with sha224WithRSAEncryption.
+    let mut cert = x509_cert::Certificate::from_der(&server.der()).unwrap();
+    let sha224 = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.14");
+    cert.signature_algorithm.oid = sha224;
+    cert.tbs_certificate.signature.oid = sha224;
+    assert_eq!(
+        verify_ders(&[&ca], &[cert.to_der().unwrap()], "a.example", Some(NOW)),
         Err(CertError::UnsupportedAlgorithm)
     );
 }

@@ -1,6 +1,14 @@
 //! Onboarding: the controller's certificates, registration with the
 //! onboarding certificate, the UUID and the (no-TPM) attestation, each
 //! retried with backoff until it succeeds.
+//!
+//! A refused registration is not the end of a round: as EVE's client does
+//! (`pkg/pillar/cmd/client`: after `selfRegister` fails it tries `getUuid`
+//! with the device certificate at once), the agent asks `/uuid` straight
+//! away, whatever the controller answered. A controller that knows the
+//! device answers it and onboarding goes on; this is how a rebooted device
+//! comes back to Adam, which answers a repeat registration with 409. Only
+//! when `/uuid` fails too does the round back off and register again.
 
 use alloc::format;
 use alloc::string::String;
@@ -62,31 +70,52 @@ impl Agent {
                     Level::Info,
                     format!("registered with the controller ({})", resp.status),
                 );
-                self.advance(Phase::FetchUuid);
+                return self.advance(Phase::FetchUuid);
             }
             409 => {
                 self.register = RegisterStatus::Conflict;
                 self.counters.register_conflicts += 1;
                 self.note(
                     Level::Warning,
-                    String::from("register: onboarding cert and serial belong to another device"),
+                    String::from(
+                        "register: onboarding cert and serial are taken (409); asking for our UUID",
+                    ),
                 );
-                self.retry_later();
             }
             403 => {
                 self.register = RegisterStatus::NotPreRegistered;
                 self.note(
                     Level::Warning,
-                    String::from("register: onboarding certificate not pre-registered"),
+                    String::from(
+                        "register: onboarding certificate not pre-registered (403); asking for our UUID",
+                    ),
                 );
-                self.retry_later();
             }
             s => {
                 self.register = RegisterStatus::Failed;
                 self.unexpected("register", s);
-                self.retry_later();
             }
         }
+        self.fall_back_to_uuid();
+    }
+
+    /// After a refused registration: `/uuid` with the device certificate,
+    /// right away and without a backoff step (the round backs off once, if
+    /// the fallback fails too).
+    fn fall_back_to_uuid(&mut self) {
+        self.counters.register_fallbacks += 1;
+        self.uuid_fallback = true;
+        self.phase = Phase::FetchUuid;
+        self.retry_ms = self.now();
+    }
+
+    /// `/uuid` failed: after a refused registration the round is over and
+    /// registration is tried again after the backoff; otherwise `/uuid` is.
+    pub(super) fn uuid_failed(&mut self) {
+        if core::mem::take(&mut self.uuid_fallback) {
+            self.phase = Phase::Register;
+        }
+        self.retry_later();
     }
 
     /// Opens a controller envelope with the signing certificate from
@@ -101,8 +130,12 @@ impl Agent {
 
     pub(super) fn on_uuid(&mut self, resp: Response) {
         if resp.status != 200 {
-            self.unexpected("uuid", resp.status);
-            return self.retry_later();
+            // A refused registration's fallback expects refusals (the
+            // controller does not know the device yet): not unexpected.
+            if !self.uuid_fallback {
+                self.unexpected("uuid", resp.status);
+            }
+            return self.uuid_failed();
         }
         let parsed = self.open(&resp.body, MAX_SMALL_RESPONSE).and_then(|p| {
             UuidResponse::decode(p.as_slice())
@@ -113,6 +146,13 @@ impl Agent {
         match parsed {
             Ok(u) => {
                 let uuid = canonical_uuid(&u.uuid);
+                if core::mem::take(&mut self.uuid_fallback) {
+                    self.register = RegisterStatus::Recognized;
+                    self.note(
+                        Level::Info,
+                        format!("the controller knows this device as {uuid}; not registering"),
+                    );
+                }
                 if self.uuid.as_deref() != Some(uuid.as_str()) {
                     self.write(REC_UUID, uuid.as_bytes());
                     self.uuid = Some(uuid.clone());
@@ -122,7 +162,7 @@ impl Agent {
             }
             Err(r) => {
                 self.reject("uuid", r);
-                self.retry_later();
+                self.uuid_failed();
             }
         }
     }

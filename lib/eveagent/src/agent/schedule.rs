@@ -192,7 +192,9 @@ impl Agent {
     fn fail(&mut self, job: Job, transport: Option<TransportError>) {
         let now = self.now();
         match job {
-            Job::Certs | Job::Register | Job::Uuid | Job::Attest => {
+            // No answer to a registration: no controller to ask for our
+            // UUID either, so no fallback; the next round registers again.
+            Job::Certs | Job::Register | Job::Attest => {
                 match job {
                     Job::Register => self.register = RegisterStatus::Failed,
                     Job::Attest => self.attest_failed(match transport {
@@ -203,6 +205,7 @@ impl Agent {
                 }
                 self.retry_later();
             }
+            Job::Uuid => self.uuid_failed(),
             Job::Config => {
                 if transport == Some(TransportError::TooLarge) {
                     self.reject("config", Rejection::Oversized);

@@ -28,10 +28,18 @@ pub enum RegisterStatus {
     NotTried,
     /// 201 or 200: the controller knows this device.
     Onboarded,
-    /// 409: the onboarding cert and serial belong to another device cert;
-    /// retried with backoff (the operator may delete the other device).
+    /// Registration was refused (any status) but `/uuid` answered for our
+    /// device certificate: the controller knew this device already, as
+    /// after a reboot against a controller that answers a repeat
+    /// registration with 409 (Adam checks the serial before the
+    /// certificate).
+    Recognized,
+    /// 409: the onboarding cert and serial belong to another device cert,
+    /// and `/uuid` did not answer for ours; retried with backoff (the
+    /// operator may delete the other device).
     Conflict,
-    /// 403: the onboarding cert (or serial) is not pre-registered; retried.
+    /// 403: the onboarding cert (or serial) is not pre-registered, and
+    /// `/uuid` did not answer for our certificate; retried.
     NotPreRegistered,
     /// Another status or no answer; retried.
     Failed,
@@ -135,6 +143,9 @@ pub struct Counters {
     pub rejected: Rejections,
     /// Registration answered 409.
     pub register_conflicts: u64,
+    /// Refused registrations followed by a `/uuid` request with the device
+    /// certificate (EVE's fallback).
+    pub register_fallbacks: u64,
     /// Configs accepted from the controller.
     pub configs_accepted: u64,
     /// Config polls answered 304.
