@@ -1,0 +1,164 @@
+//! Frames crafted by hand, and reading the engine's.
+
+use std::net::Ipv4Addr;
+
+use appnet::EthernetAddress;
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol,
+    Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
+};
+
+fn ethernet(dst: EthernetAddress, src: EthernetAddress, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8; 14 + payload.len()];
+    let repr = EthernetRepr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype: EthernetProtocol::from(ethertype),
+    };
+    let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+    repr.emit(&mut eth);
+    eth.payload_mut().copy_from_slice(payload);
+    frame
+}
+
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
+    let repr = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::from(proto),
+        payload_len: payload.len(),
+        hop_limit: 64,
+    };
+    let mut packet = vec![0u8; repr.buffer_len() + payload.len()];
+    repr.emit(
+        &mut Ipv4Packet::new_unchecked(&mut packet[..]),
+        &ChecksumCapabilities::default(),
+    );
+    packet[20..].copy_from_slice(payload);
+    packet
+}
+
+pub fn udp(
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let repr = UdpRepr {
+        src_port: src.1,
+        dst_port: dst.1,
+    };
+    let mut datagram = vec![0u8; 8 + payload.len()];
+    repr.emit(
+        &mut UdpPacket::new_unchecked(&mut datagram[..]),
+        &src.0.into(),
+        &dst.0.into(),
+        payload.len(),
+        |buf| buf.copy_from_slice(payload),
+        &ChecksumCapabilities::default(),
+    );
+    ethernet(dst_mac, src_mac, 0x0800, &ipv4(src.0, dst.0, 17, &datagram))
+}
+
+pub fn tcp_syn(
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+) -> Vec<u8> {
+    let repr = TcpRepr {
+        src_port: src.1,
+        dst_port: dst.1,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1000),
+        ack_number: None,
+        window_len: 1024,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let mut segment = vec![0u8; repr.buffer_len()];
+    repr.emit(
+        &mut TcpPacket::new_unchecked(&mut segment[..]),
+        &src.0.into(),
+        &dst.0.into(),
+        &ChecksumCapabilities::default(),
+    );
+    ethernet(dst_mac, src_mac, 0x0800, &ipv4(src.0, dst.0, 6, &segment))
+}
+
+pub fn arp_request(src_mac: EthernetAddress, src_ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let repr = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: src_mac,
+        source_protocol_addr: src_ip,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    };
+    let mut body = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut ArpPacket::new_unchecked(&mut body[..]));
+    ethernet(EthernetAddress::BROADCAST, src_mac, 0x0806, &body)
+}
+
+pub fn raw(dst: EthernetAddress, src: EthernetAddress, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    ethernet(dst, src, ethertype, payload)
+}
+
+/// The IPv4 header fields of an Ethernet frame carrying IPv4.
+pub struct Seen {
+    pub dst_mac: EthernetAddress,
+    pub src_mac: EthernetAddress,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub payload: Vec<u8>,
+}
+
+/// Reads an IPv4 TCP or UDP frame, checking every checksum.
+pub fn read(frame: &[u8]) -> Option<Seen> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if u16::from(eth.ethertype()) != 0x0800 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    assert!(ip.verify_checksum(), "IPv4 checksum");
+    let src = ip.src_addr();
+    let dst = ip.dst_addr();
+    let proto: u8 = ip.next_header().into();
+    let (sport, dport, payload) = match proto {
+        17 => {
+            let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+            assert!(
+                udp.verify_checksum(&src.into(), &dst.into()),
+                "UDP checksum"
+            );
+            (udp.src_port(), udp.dst_port(), udp.payload().to_vec())
+        }
+        6 => {
+            let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+            assert!(
+                tcp.verify_checksum(&src.into(), &dst.into()),
+                "TCP checksum"
+            );
+            (tcp.src_port(), tcp.dst_port(), tcp.payload().to_vec())
+        }
+        _ => (0, 0, ip.payload().to_vec()),
+    };
+    Some(Seen {
+        dst_mac: eth.dst_addr(),
+        src_mac: eth.src_addr(),
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+        payload,
+    })
+}
