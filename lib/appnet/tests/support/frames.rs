@@ -162,3 +162,95 @@ pub fn read(frame: &[u8]) -> Option<Seen> {
         payload,
     })
 }
+
+/// An ICMP echo request or reply.
+pub fn echo(
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    request: bool,
+    ident: u16,
+) -> Vec<u8> {
+    let mut icmp = vec![if request { 8 } else { 0 }, 0, 0, 0];
+    icmp.extend_from_slice(&ident.to_be_bytes());
+    icmp.extend_from_slice(&[0, 1, b'p', b'i', b'n', b'g']);
+    let check = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&check.to_be_bytes());
+    ethernet(dst_mac, src_mac, 0x0800, &ipv4(src, dst, 1, &icmp))
+}
+
+/// An ICMP error of `kind`/`code` from `src` to `dst` quoting `packet`
+/// (an IPv4 packet; its header and 8 bytes are quoted).
+pub fn icmp_error(
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    kind: u8,
+    code: u8,
+    packet: &[u8],
+) -> Vec<u8> {
+    let mut icmp = vec![kind, code, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&packet[..packet.len().min(28)]);
+    let check = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&check.to_be_bytes());
+    ethernet(dst_mac, src_mac, 0x0800, &ipv4(src, dst, 1, &icmp))
+}
+
+/// A UDP datagram cut into two IPv4 fragments at byte `cut` of its
+/// payload (a multiple of 8 counted from the UDP header).
+pub fn udp_fragments(
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    payload: &[u8],
+    cut: usize,
+    ident: u16,
+) -> (Vec<u8>, Vec<u8>) {
+    let whole = udp(src_mac, dst_mac, src, dst, payload);
+    let datagram = &whole[14 + 20..];
+    let piece = |data: &[u8], offset: usize, more: bool| {
+        let mut packet = ipv4(src.0, dst.0, 17, data);
+        packet[4..6].copy_from_slice(&ident.to_be_bytes());
+        let flags_offset = ((offset / 8) as u16) | if more { 0x2000 } else { 0 };
+        packet[6..8].copy_from_slice(&flags_offset.to_be_bytes());
+        Ipv4Packet::new_unchecked(&mut packet[..]).fill_checksum();
+        ethernet(dst_mac, src_mac, 0x0800, &packet)
+    };
+    (
+        piece(&datagram[..cut], 0, true),
+        piece(&datagram[cut..], cut, false),
+    )
+}
+
+/// The IPv4 packet of an Ethernet frame.
+pub fn ip_of(frame: &[u8]) -> Vec<u8> {
+    frame[14..].to_vec()
+}
+
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for pair in data.chunks(2) {
+        let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Reads any IPv4 frame's header fields without checking the transport.
+pub fn read_ip(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u8, Vec<u8>)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    assert!(ip.verify_checksum(), "IPv4 checksum");
+    Some((
+        ip.src_addr(),
+        ip.dst_addr(),
+        ip.next_header().into(),
+        ip.payload().to_vec(),
+    ))
+}
