@@ -116,3 +116,25 @@ fn app_networks_say_each_interfaces_mac_and_address() {
     assert!(n.ipv4_up);
     assert!(engine.app_networks("no-such-app").is_empty());
 }
+
+#[test]
+fn a_port_map_taken_twice_is_an_error_of_the_instance() {
+    let mut engine = local_engine();
+    let map = || {
+        vec![ace(
+            8,
+            &[("protocol", "tcp"), ("lport", "8080")],
+            Some(portmap_action(80)),
+        )]
+    };
+    engine.attach(START, port_config(1, map())).unwrap();
+    engine.attach(START, port_config(2, map())).unwrap();
+    let info = engine.instance_info(NI).unwrap();
+    assert!(
+        info.network_err.iter().any(|e| e
+            .description
+            .contains("port map 8080 of rule 8 already taken")),
+        "{:?}",
+        info.network_err
+    );
+}

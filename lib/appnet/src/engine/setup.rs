@@ -239,6 +239,14 @@ impl Engine {
         if self.apps.len() >= self.limits.max_ports {
             return Err(ConfigError::TooMany);
         }
+        // Outside ports the other instances on the same uplink map.
+        let device = self.instances.get(&id).and_then(|i| i.cfg.device_port);
+        let mapped_elsewhere: BTreeSet<(u8, u16)> = self
+            .instances
+            .iter()
+            .filter(|(other, i)| **other != id && device.is_some() && i.cfg.device_port == device)
+            .flat_map(|(_, i)| i.port_maps.keys().copied())
+            .collect();
         let inst = self
             .instances
             .get_mut(&id)
@@ -290,24 +298,23 @@ impl Engine {
                     continue;
                 };
                 let key = (proto, lport.first);
-                match inst.port_maps.get(&key) {
-                    Some(other) if other.port != cfg.port => inst.errors.push(alloc::format!(
+                let taken = mapped_elsewhere.contains(&key)
+                    || inst.port_maps.get(&key).is_some_and(|m| m.port != cfg.port);
+                if taken {
+                    inst.errors.push(alloc::format!(
                         "app {} adapter {}: port map {} of rule {} already taken",
                         cfg.app_name,
                         cfg.adapter,
                         lport.first,
                         rule.id
-                    )),
-                    _ => {
-                        inst.port_maps.insert(
-                            key,
-                            PortMap {
-                                port: cfg.port,
-                                app_port,
-                                rule_id: rule.id,
-                            },
-                        );
-                    }
+                    ));
+                } else {
+                    let map = PortMap {
+                        port: cfg.port,
+                        app_port,
+                        rule_id: rule.id,
+                    };
+                    inst.port_maps.insert(key, map);
                 }
             }
         }
