@@ -395,3 +395,32 @@ fn dns_answers_local_names_and_forwards_the_rest() {
     let seen = read(frame).unwrap();
     assert_eq!((seen.src, seen.sport, seen.dst), (GATEWAY, 53, ip1));
 }
+
+#[test]
+fn changing_an_instances_names_keeps_its_flows_and_changing_its_subnet_renumbers() {
+    let mut lab = Lab::local();
+    let ip = lab.app(1, vec![ace(1, &[("ip", "0.0.0.0/0")], None)]);
+    let frame = frames::udp(mac(1), BRIDGE_MAC, (ip, 5000), (OUTSIDE_IP, 7), b"x");
+    lab.engine.receive(lab.now, app_port(1), &frame);
+    assert_eq!(lab.engine.flow_count(), 1);
+    let mut renamed = instance(appnet::InstanceKind::Local(local_config()), Some(UPLINK));
+    renamed.name = "renamed".into();
+    renamed.version = "2".into();
+    lab.engine.set_instance(lab.now, renamed).unwrap();
+    assert_eq!(lab.engine.flow_count(), 1);
+    assert_eq!(lab.engine.instance_info(NI).unwrap().displayname, "renamed");
+    let mut other = local_config();
+    other.subnet = appnet::Ipv4Cidr::new(Ipv4Addr::new(10, 2, 0, 0), 24);
+    other.gateway = Ipv4Addr::new(10, 2, 0, 1);
+    other.dhcp_range = appnet::AddressRange {
+        first: Ipv4Addr::new(10, 2, 0, 2),
+        last: Ipv4Addr::new(10, 2, 0, 9),
+    };
+    let renumbered = instance(appnet::InstanceKind::Local(other), Some(UPLINK));
+    lab.engine.set_instance(lab.now, renumbered).unwrap();
+    assert_eq!(lab.engine.flow_count(), 0);
+    assert_eq!(
+        lab.engine.port_address(app_port(1)),
+        Some(Ipv4Addr::new(10, 2, 0, 2))
+    );
+}

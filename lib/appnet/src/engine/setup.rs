@@ -11,7 +11,7 @@ use super::{
     AppPort, Engine, InstId, Instance, Limiter, LocalState, PortCounters, PortMap, Uplink,
 };
 use crate::acl::{self, Action, HostSets, Remote, TokenBucket};
-use crate::addresses::Addresses;
+use crate::addresses::{Addresses, Reservation};
 use crate::config::{
     AppPortConfig, ConfigError, ExternalPortConfig, InstanceConfig, InstanceKind, PortId,
     UplinkConfig,
@@ -107,7 +107,19 @@ impl Engine {
                 return Err(ConfigError::DevicePortConflict);
             }
         }
-        let mut reattach = Vec::new();
+        if let Some(id) = self.by_uuid.get(&cfg.uuid).copied()
+            && let Some(inst) = self.instances.get_mut(&id)
+            && same_shape(&inst.cfg, &cfg)
+        {
+            // Names, versions, DNS and NTP lists, routes, flow logs,
+            // activation: changed in place, flows and addresses kept.
+            if let (Some(local), InstanceKind::Local(new)) = (inst.local.as_mut(), &cfg.kind) {
+                local.cfg = new.clone();
+            }
+            inst.cfg = cfg;
+            return Ok(());
+        }
+        let mut reattach = (Vec::new(), Vec::new());
         let started_ms = match self.by_uuid.get(&cfg.uuid).copied() {
             Some(id) => {
                 let started = self.instances.get(&id).map(|i| i.started_ms);
@@ -151,14 +163,15 @@ impl Engine {
                 started_ms,
             },
         );
-        for (port_cfg, reservations) in reattach {
-            if let Some(inst) = self.instances.get_mut(&id)
-                && let Some(local) = inst.local.as_mut()
-            {
-                for (ip, r) in reservations {
-                    local.addresses.restore(&local.cfg, ip, r);
-                }
+        let (configs, reservations) = reattach;
+        if let Some(inst) = self.instances.get_mut(&id)
+            && let Some(local) = inst.local.as_mut()
+        {
+            for (ip, r) in reservations {
+                local.addresses.restore(&local.cfg, ip, r);
             }
+        }
+        for port_cfg in configs {
             let port = port_cfg.port;
             if let Err(e) = self.attach(now, port_cfg)
                 && let Some(inst) = self.instances.get_mut(&id)
@@ -179,17 +192,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes an instance; returns its interfaces' configs and the
+    /// Removes an instance; returns its interfaces' configs and its
     /// address reservations, so a replacement can take them back.
-    #[allow(clippy::type_complexity)]
     fn remove_instance_by_id(
         &mut self,
         now: Instant,
         id: InstId,
-    ) -> Vec<(
-        AppPortConfig,
-        Vec<(Ipv4Addr, crate::addresses::Reservation)>,
-    )> {
+    ) -> (Vec<AppPortConfig>, Vec<(Ipv4Addr, Reservation)>) {
         let ports: Vec<PortId> = self
             .instances
             .get(&id)
@@ -202,7 +211,7 @@ impl Engine {
                 configs.push(cfg);
             }
         }
-        let reservations: Vec<_> = self
+        let reservations = self
             .instances
             .get(&id)
             .and_then(|i| i.local.as_ref())
@@ -211,10 +220,7 @@ impl Engine {
         if let Some(inst) = self.instances.remove(&id) {
             self.by_uuid.remove(&inst.cfg.uuid);
         }
-        configs
-            .into_iter()
-            .map(|c| (c, reservations.clone()))
-            .collect()
+        (configs, reservations)
     }
 
     /// Attaches an app interface to its network instance and returns its
@@ -390,4 +396,17 @@ impl Engine {
             inst.hosts.set_patterns(patterns);
         }
     }
+}
+
+/// Whether `new` can replace `old` in place: the same kind, device port
+/// and MTU, and for a local instance the same subnet, gateway and range.
+fn same_shape(old: &InstanceConfig, new: &InstanceConfig) -> bool {
+    let addressing = match (&old.kind, &new.kind) {
+        (InstanceKind::Local(a), InstanceKind::Local(b)) => {
+            a.subnet == b.subnet && a.gateway == b.gateway && a.dhcp_range == b.dhcp_range
+        }
+        (InstanceKind::Switch, InstanceKind::Switch) => true,
+        _ => false,
+    };
+    addressing && old.device_port == new.device_port && old.mtu == new.mtu
 }
