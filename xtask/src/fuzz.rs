@@ -96,6 +96,25 @@ const TARGETS: &[Target] = &[
         seeds: &[],
         max_len: None,
     },
+    Target {
+        // A script of frames; a few dozen frames of MTU size.
+        name: "appnet_frames",
+        crate_dir: "lib/appnet",
+        seeds: &[],
+        max_len: Some(16 << 10),
+    },
+    Target {
+        name: "appnet_payloads",
+        crate_dir: "lib/appnet",
+        seeds: &[],
+        max_len: Some(4096),
+    },
+    Target {
+        name: "appnet_state",
+        crate_dir: "lib/appnet",
+        seeds: &[],
+        max_len: Some(16 << 10),
+    },
 ];
 
 /// Runs `targets` (every target when empty) for `seconds` each.
