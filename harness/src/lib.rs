@@ -6,6 +6,7 @@
 //! `cargo xtask bench` all go through here, so they boot guests the same
 //! way.
 
+pub mod appassets;
 mod build;
 pub mod cpu;
 mod image;
