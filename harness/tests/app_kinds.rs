@@ -261,3 +261,63 @@ fn linux_vm_app_x86_64() {
 fn linux_vm_app_aarch64() {
     linux_vm_app(Arch::Aarch64);
 }
+
+fn container_app(arch: Arch) {
+    let dir = scratch(&format!("box-{arch}"));
+    let (mut domains, _) = Domains::open(&dir, node(2048)).unwrap();
+    let port = free_port();
+    let mut spec = container(arch, &dir, "box", port);
+    let Kind::Container { overrides, .. } = &mut spec.kind else {
+        unreachable!()
+    };
+    overrides.env = vec!["GREETING=from-eve".into()];
+    domains.start(spec).expect("starting the container");
+    let body = wait_for_answer(&mut domains, "box", port, "/");
+    assert_eq!(body, "hello from the container\n");
+    // The second layer's whiteout removed the first layer's file.
+    assert_eq!(get(port, "/old.html"), None);
+    let console = domains.get("box").unwrap().console();
+    assert!(
+        console.contains(
+            "running [\"/bin/httpd\", \"-f\", \"-v\", \"-p\", \"8080\", \"-h\", \"/www\"] as 1000:1000 in /www with PATH=/bin GREETING=from-eve"
+        ),
+        "{console}"
+    );
+    stop_gracefully(&mut domains, "box");
+    let console = std::fs::read_to_string(dir.join("box/console.log")).unwrap();
+    assert!(
+        console.contains("shim-init: power button: stopping the app"),
+        "{console}"
+    );
+
+    // EVE's entrypoint override: a process that fails is reported with
+    // its status.
+    let mut failing = container(arch, &dir, "box", port);
+    let Kind::Container { overrides, .. } = &mut failing.kind else {
+        unreachable!()
+    };
+    overrides.entrypoint = Some(vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "echo giving up; exit 3".into(),
+    ]);
+    domains
+        .start(failing)
+        .expect("starting the failing container");
+    let End::Crashed(crash) = wait_for_end(&mut domains, "box") else {
+        panic!("not a crash")
+    };
+    assert_eq!(crash.status, Some(3));
+    assert_eq!(crash.reason, "the app exited with status 3");
+    assert!(crash.console.iter().any(|l| l == "giving up"), "{crash:?}");
+}
+
+#[test]
+fn container_app_x86_64() {
+    container_app(Arch::X86_64);
+}
+
+#[test]
+fn container_app_aarch64() {
+    container_app(Arch::Aarch64);
+}

@@ -19,11 +19,12 @@ pub struct ShimAssets {
     pub initrd: PathBuf,
 }
 
-/// Modules for virtio-mmio disks and NIC and the power button: microvm's
-/// ACPI button on x86_64, virt's gpio-keys on aarch64 (PL061 is built in).
+/// Modules for the virtio disks and NIC and the power button: PCI and the
+/// ACPI button on the PC (q35), MMIO and gpio-keys on virt (its PL061 is
+/// built in).
 fn modules(arch: Arch) -> &'static [&'static str] {
     match arch {
-        Arch::X86_64 => &["virtio_mmio", "virtio_blk", "virtio_net", "button", "evdev"],
+        Arch::X86_64 => &["virtio_pci", "virtio_blk", "virtio_net", "button", "evdev"],
         Arch::Aarch64 => &[
             "virtio_mmio",
             "virtio_blk",

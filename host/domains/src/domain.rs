@@ -393,11 +393,17 @@ impl Domain {
             up_for: self.started.elapsed(),
         })
     }
+}
 
-    /// Powers off at once (the host is going away and cannot wait).
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Drop for Domain {
+    /// A domain nobody holds any more is powered off at once: a host that
+    /// drops its domains (or unwinds from a panic) leaves no QEMU behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_file(self.dir.pid_file());
+        }
     }
 }
 
