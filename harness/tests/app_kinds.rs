@@ -7,14 +7,15 @@
 //! opens the same directory.
 
 use std::{
-    io::{Read, Write},
+    io::{BufRead, BufReader, Read, Write},
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use domains::{
-    DomainSpec, Domains, End, Kind, NodeResources,
+    AdmissionError, DomainSpec, Domains, End, Kind, NodeResources, StartError,
     spec::{
         Blob, CloudInit, ContainerImage, ContainerOverrides, DiskFormat, DiskSpec, NetBackend, Nic,
         PortForward, ShimKernel, VmBoot,
@@ -320,4 +321,111 @@ fn container_app_x86_64() {
 #[test]
 fn container_app_aarch64() {
     container_app(Arch::Aarch64);
+}
+
+#[test]
+fn a_guest_that_ignores_the_power_button_is_powered_off() {
+    let arch = Arch::X86_64;
+    let dir = scratch("hung");
+    let (mut domains, _) = Domains::open(&dir, node(1024)).unwrap();
+    let port = free_port();
+    domains
+        .start(unikernel(arch, "stubborn", port, "power-button=ignore"))
+        .unwrap();
+    wait_for_answer(&mut domains, "stubborn", port, "/");
+    let timeout = Duration::from_secs(3);
+    let (outcome, ended) = domains.stop("stubborn", timeout).unwrap();
+    assert!(!outcome.graceful);
+    assert!(outcome.took >= timeout, "{outcome:?}");
+    assert_eq!(ended.end, End::Stopped { graceful: false });
+    assert_eq!(get(port, "/"), None, "powered off");
+}
+
+#[test]
+fn an_app_that_does_not_fit_is_refused_while_the_others_run() {
+    let arch = Arch::Aarch64;
+    let dir = scratch("admission");
+    let overhead = domains::VmmOverhead::measured().of(domains::KindClass::Unikernel);
+    // Room for one 32 MiB unikernel and 16 MiB more: a 48 MiB one fits
+    // only alone.
+    let (mut domains, _) = Domains::open(&dir, node(32 + overhead + 16)).unwrap();
+    let (port_a, port_b) = (free_port(), free_port());
+    domains.start(unikernel(arch, "small", port_a, "")).unwrap();
+    wait_for_answer(&mut domains, "small", port_a, "/");
+    let mut big = unikernel(arch, "big", port_b, "");
+    big.memory_mib = 48;
+    let err = domains.start(big.clone()).unwrap_err();
+    let StartError::Admission(AdmissionError::Memory {
+        needs_mib,
+        free_mib,
+        ..
+    }) = &err
+    else {
+        panic!("not refused for memory: {err}")
+    };
+    assert_eq!((*needs_mib, *free_mib), (48 + overhead, 16));
+    assert!(
+        err.to_string().starts_with("big does not fit: it needs"),
+        "{err}"
+    );
+    assert!(!dir.join("big").exists(), "nothing was started for it");
+    // The running app never noticed.
+    assert!(get(port_a, "/").is_some());
+    assert!(domains.poll().is_empty());
+    // Once the first is stopped, the second fits.
+    stop_gracefully(&mut domains, "small");
+    domains.start(big).unwrap();
+    wait_for_answer(&mut domains, "big", port_b, "/");
+}
+
+#[test]
+fn a_killed_host_leaves_no_qemu_once_the_next_one_opens() {
+    let arch = Arch::X86_64;
+    let dir = scratch("killed");
+    let port = free_port();
+    let spec_path = dir.join("hello.json");
+    let spec = unikernel(arch, "hello", port, "");
+    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let program = appassets::host_program("domains", "domains").expect("building domains");
+    let root = dir.join("root");
+    let mut host = Command::new(program)
+        .args(["run", "--root"])
+        .arg(&root)
+        .arg(&spec_path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(host.stdout.take().unwrap()).lines();
+    let qemu: u32 = loop {
+        let line = lines
+            .next()
+            .expect("domains ended")
+            .expect("reading domains");
+        if let Some(rest) = line.strip_prefix("domains: hello started (pid ") {
+            break rest.split(',').next().unwrap().parse().unwrap();
+        }
+        assert!(!line.contains("refused"), "{line}");
+    };
+    let deadline = Instant::now() + ANSWER_WITHIN;
+    while get(port, "/").is_none() {
+        assert!(Instant::now() < deadline, "hello never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    host.kill().unwrap();
+    host.wait().unwrap();
+    assert!(alive(qemu), "a SIGKILLed host cannot stop its QEMU");
+    assert!(get(port, "/").is_some(), "the orphan still runs the app");
+    let (_domains, reaped) = Domains::open(&root, node(1024)).unwrap();
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert_eq!(reaped[0].pid, qemu);
+    assert!(!alive(qemu));
+    assert_eq!(get(port, "/"), None);
+}
+
+/// Running and not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
 }

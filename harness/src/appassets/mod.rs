@@ -63,6 +63,46 @@ pub fn cache_dir() -> PathBuf {
     workspace_root().join("target/app-assets")
 }
 
+/// Builds a host program of the workspace (`package`'s binary `bin`) into
+/// `target/guest`, apart from the outer cargo's target directory, whose
+/// lock a running `cargo test` holds; once per process.
+pub fn host_program(package: &str, bin: &str) -> Result<PathBuf, BuildError> {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = built.iter().find(|(b, _)| b == bin) {
+        return Ok(path.clone());
+    }
+    let root = workspace_root();
+    let what = format!("cargo build -p {package} --bin {bin}");
+    let status =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(&root)
+            .args([
+                "build",
+                "--quiet",
+                "--package",
+                package,
+                "--bin",
+                bin,
+                "--target-dir",
+            ])
+            .arg(root.join("target/guest"))
+            .status()
+            .map_err(|source| BuildError::Spawn {
+                what: what.clone(),
+                source,
+            })?;
+    if !status.success() {
+        return Err(BuildError::Failed {
+            what,
+            status: status.to_string(),
+        });
+    }
+    let path = root.join("target/guest/debug").join(bin);
+    built.push((bin.to_string(), path.clone()));
+    Ok(path)
+}
+
 /// The example app unikernel for `arch` (release: debug network builds
 /// are too slow under TCG to answer promptly).
 pub fn app_unikernel(arch: Arch) -> Result<PathBuf, AssetError> {
