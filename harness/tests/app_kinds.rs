@@ -345,7 +345,7 @@ fn a_guest_that_ignores_the_power_button_is_powered_off() {
 fn an_app_that_does_not_fit_is_refused_while_the_others_run() {
     let arch = Arch::Aarch64;
     let dir = scratch("admission");
-    let overhead = domains::VmmOverhead::measured().of(domains::KindClass::Unikernel);
+    let overhead = domains::VmmOverhead::measured().of(arch, domains::KindClass::Unikernel);
     // Room for one 32 MiB unikernel and 16 MiB more: a 48 MiB one fits
     // only alone.
     let (mut domains, _) = Domains::open(&dir, node(32 + overhead + 16)).unwrap();

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 
 pub use debian::DebianError;
 pub use linuxvm::{LinuxVmDisk, linux_vm_disk};
-pub use musl::build_linux_program;
+pub use musl::{build_linux_program, ensure_musl_target, musl_target};
 pub use shim::{ShimAssets, shim};
 
 use crate::{Arch, BuildError, Profile, build_service, workspace_root};

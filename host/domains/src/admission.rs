@@ -9,7 +9,7 @@
 //! its port (see `docs/benchmarks.md`). Under KVM there is no translation
 //! cache, so the TCG figure is an upper bound there.
 
-use std::collections::BTreeMap;
+use guest_arch::Arch;
 
 use crate::spec::KindClass;
 
@@ -58,35 +58,52 @@ impl NodeResources {
     }
 }
 
-/// The VMM's memory beside guest RAM, per kind, MiB.
+// What `cargo xtask bench apps` measured (see [`VmmOverhead::measured`]):
+// 41.3, 129.7, 118.4, 47.6, 244.0 and 127.5 MiB at most.
+const UNIKERNEL_X86_64: u64 = 48;
+const LINUX_VM_X86_64: u64 = 136;
+const CONTAINER_X86_64: u64 = 120;
+const UNIKERNEL_AARCH64: u64 = 48;
+const LINUX_VM_AARCH64: u64 = 248;
+const CONTAINER_AARCH64: u64 = 128;
+
+/// The VMM's memory beside guest RAM, per arch and kind, MiB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmmOverhead {
-    by_kind: BTreeMap<KindClass, u64>,
+    table: Vec<(Arch, KindClass, u64)>,
 }
 
 impl VmmOverhead {
-    /// Measured by `cargo xtask bench apps` (QEMU 10.0.2, TCG, 2-core
-    /// Debian 12 machine, 2026-12-04), rounded up to the next 8 MiB: a
-    /// unikernel on microvm/virt, a Linux VM on q35 + OVMF / virt + AAVMF
-    /// (firmware, PCI and the translation cache of a whole kernel), a
-    /// shim VM on microvm/virt.
+    /// Measured by `cargo xtask bench apps` (QEMU 10.0.2, TCG, the 2-core
+    /// Debian 12 machine, 2026-12-04), the largest of three runs rounded up
+    /// to the next 8 MiB: a unikernel on microvm/virt; a Linux VM on q35
+    /// with OVMF or virt with AAVMF, whose two 64 MiB flash images QEMU
+    /// maps beside the translation cache of a whole kernel; a shim VM on
+    /// q35 with qboot or virt.
     pub fn measured() -> VmmOverhead {
         VmmOverhead::from([
-            (KindClass::Unikernel, 40),
-            (KindClass::LinuxVm, 96),
-            (KindClass::Container, 72),
+            (Arch::X86_64, KindClass::Unikernel, UNIKERNEL_X86_64),
+            (Arch::X86_64, KindClass::LinuxVm, LINUX_VM_X86_64),
+            (Arch::X86_64, KindClass::Container, CONTAINER_X86_64),
+            (Arch::Aarch64, KindClass::Unikernel, UNIKERNEL_AARCH64),
+            (Arch::Aarch64, KindClass::LinuxVm, LINUX_VM_AARCH64),
+            (Arch::Aarch64, KindClass::Container, CONTAINER_AARCH64),
         ])
     }
 
-    pub fn of(&self, kind: KindClass) -> u64 {
-        self.by_kind.get(&kind).copied().unwrap_or(0)
+    /// The charge for `kind` on `arch`; 0 for a pair the table lacks.
+    pub fn of(&self, arch: Arch, kind: KindClass) -> u64 {
+        self.table
+            .iter()
+            .find(|(a, k, _)| *a == arch && *k == kind)
+            .map_or(0, |(_, _, mib)| *mib)
     }
 }
 
-impl<const N: usize> From<[(KindClass, u64); N]> for VmmOverhead {
-    fn from(table: [(KindClass, u64); N]) -> VmmOverhead {
+impl<const N: usize> From<[(Arch, KindClass, u64); N]> for VmmOverhead {
+    fn from(table: [(Arch, KindClass, u64); N]) -> VmmOverhead {
         VmmOverhead {
-            by_kind: table.into_iter().collect(),
+            table: table.to_vec(),
         }
     }
 }
@@ -95,6 +112,7 @@ impl<const N: usize> From<[(KindClass, u64); N]> for VmmOverhead {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Footprint {
     pub name: String,
+    pub arch: Arch,
     pub kind: KindClass,
     pub memory_mib: u64,
     pub vcpus: u32,
@@ -139,7 +157,7 @@ pub fn admit(
             cpus: node.cpus,
         });
     }
-    let charge = |f: &Footprint| f.memory_mib + overhead.of(f.kind);
+    let charge = |f: &Footprint| f.memory_mib + overhead.of(f.arch, f.kind);
     let used: u64 = running.iter().map(charge).sum();
     let free = node.memory_mib.saturating_sub(used);
     let needs = charge(new);
@@ -147,7 +165,7 @@ pub fn admit(
         return Err(AdmissionError::Memory {
             name: new.name.clone(),
             memory_mib: new.memory_mib,
-            overhead_mib: overhead.of(new.kind),
+            overhead_mib: overhead.of(new.arch, new.kind),
             needs_mib: needs,
             free_mib: free,
             total_mib: node.memory_mib,
@@ -164,6 +182,7 @@ mod tests {
     fn footprint(name: &str, kind: KindClass, memory_mib: u64) -> Footprint {
         Footprint {
             name: name.into(),
+            arch: Arch::X86_64,
             kind,
             memory_mib,
             vcpus: 1,
@@ -176,7 +195,11 @@ mod tests {
             memory_mib: 1000,
             cpus: 2,
         };
-        let overhead = VmmOverhead::from([(KindClass::LinuxVm, 100), (KindClass::Unikernel, 40)]);
+        let overhead = VmmOverhead::from([
+            (Arch::X86_64, KindClass::LinuxVm, 100),
+            (Arch::X86_64, KindClass::Unikernel, 40),
+            (Arch::Aarch64, KindClass::LinuxVm, 1000),
+        ]);
         let vm = footprint("vm", KindClass::LinuxVm, 500);
         admit(&node, &overhead, &[], &vm).unwrap();
         // 600 used; a 360 MiB VM needs 460.
@@ -201,6 +224,16 @@ mod tests {
         // A unikernel of 300 + 40 still fits; exactly full is allowed.
         let uni = footprint("uni", KindClass::Unikernel, 360);
         admit(&node, &overhead, std::slice::from_ref(&vm), &uni).unwrap();
+        // Each arch is charged its own measurement.
+        let mut arm = footprint("arm", KindClass::LinuxVm, 1);
+        arm.arch = Arch::Aarch64;
+        assert!(matches!(
+            admit(&node, &overhead, &[], &arm),
+            Err(AdmissionError::Memory {
+                needs_mib: 1001,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -177,6 +177,7 @@ impl Domains {
 fn footprint(spec: &DomainSpec) -> Footprint {
     Footprint {
         name: spec.name.clone(),
+        arch: spec.arch,
         kind: spec.kind.class(),
         memory_mib: u64::from(spec.memory_mib),
         vcpus: spec.vcpus,
