@@ -169,7 +169,7 @@ impl Domains {
     pub fn usage(&self, name: &str) -> Result<Usage, UsageError> {
         match self.running.get(name) {
             Some(domain) => domain.usage(),
-            None => Err(UsageError::Gone { pid: 0 }),
+            None => Err(UsageError::NotRunning(name.to_string())),
         }
     }
 }

@@ -41,6 +41,8 @@ impl Usage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
+    #[error("no domain {0} is running")]
+    NotRunning(String),
     #[error("process {pid} is gone")]
     Gone { pid: u32 },
     #[error("/proc/{pid}/{file}: unexpected format")]
