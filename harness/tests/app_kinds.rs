@@ -32,6 +32,12 @@ use harness::{
 const ANSWER_WITHIN: Duration = Duration::from_secs(240);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Removes a test's directory once it passed (a failed one stays to be read).
+fn clean(dir: &Path, domains: Domains) {
+    drop(domains);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A fresh domains directory for one test (short: it holds sockets).
 fn scratch(test: &str) -> PathBuf {
     let dir = workspace_root()
@@ -213,6 +219,7 @@ fn unikernel_app(arch: Arch) {
         "{}",
         crash.reason
     );
+    clean(&dir, domains);
 }
 
 #[test]
@@ -251,6 +258,7 @@ fn linux_vm_app(arch: Arch) {
         console.contains("init: power button, powering off"),
         "{console}"
     );
+    clean(&dir, domains);
 }
 
 #[test]
@@ -311,6 +319,7 @@ fn container_app(arch: Arch) {
     assert_eq!(crash.status, Some(3));
     assert_eq!(crash.reason, "the app exited with status 3");
     assert!(crash.console.iter().any(|l| l == "giving up"), "{crash:?}");
+    clean(&dir, domains);
 }
 
 #[test]
@@ -339,6 +348,7 @@ fn a_guest_that_ignores_the_power_button_is_powered_off() {
     assert!(outcome.took >= timeout, "{outcome:?}");
     assert_eq!(ended.end, End::Stopped { graceful: false });
     assert_eq!(get(port, "/"), None, "powered off");
+    clean(&dir, domains);
 }
 
 #[test]
@@ -376,6 +386,7 @@ fn an_app_that_does_not_fit_is_refused_while_the_others_run() {
     stop_gracefully(&mut domains, "small");
     domains.start(big).unwrap();
     wait_for_answer(&mut domains, "big", port_b, "/");
+    clean(&dir, domains);
 }
 
 #[test]
@@ -415,11 +426,12 @@ fn a_killed_host_leaves_no_qemu_once_the_next_one_opens() {
     host.wait().unwrap();
     assert!(alive(qemu), "a SIGKILLed host cannot stop its QEMU");
     assert!(get(port, "/").is_some(), "the orphan still runs the app");
-    let (_domains, reaped) = Domains::open(&root, node(1024)).unwrap();
+    let (domains, reaped) = Domains::open(&root, node(1024)).unwrap();
     assert_eq!(reaped.len(), 1, "{reaped:?}");
     assert_eq!(reaped[0].pid, qemu);
     assert!(!alive(qemu));
     assert_eq!(get(port, "/"), None);
+    clean(&dir, domains);
 }
 
 /// Running and not a zombie.
