@@ -1,10 +1,12 @@
-//! A small client for our controller's admin API (plain HTTP/1.1 with a
-//! bearer token on loopback): enough to pre-register an onboarding
-//! certificate and to watch devices appear. One connection per request,
-//! closed by the server after the answer, so no keep-alive bookkeeping.
+//! A small client for our controller's admin API (HTTPS checked against
+//! the controller's root certificate, bearer token): enough to
+//! pre-register an onboarding certificate and to watch devices appear. One
+//! connection per request, closed by the server after the answer, so no
+//! keep-alive bookkeeping.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -18,6 +20,9 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AdminClient {
     pub addr: SocketAddr,
     pub token: String,
+    /// The controller's root certificate (PEM), which its HTTPS
+    /// certificate must chain to.
+    pub root_pem: String,
 }
 
 /// An HTTP answer: status and body.
@@ -71,17 +76,40 @@ impl AdminClient {
         serde_json::from_str(&text).map_err(|e| format!("{method} {path}: bad JSON ({e}): {text}"))
     }
 
+    fn tls(&self) -> Result<rustls::ClientConnection, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut self.root_pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("controller root certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("controller root certificate: {e}"))?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())
+    }
+
     fn exchange(&self, request: &[u8]) -> Result<Response, String> {
         let fail = |e: std::io::Error| format!("admin API at {}: {e}", self.addr);
-        let mut stream = TcpStream::connect_timeout(&self.addr, TIMEOUT).map_err(fail)?;
-        stream.set_read_timeout(Some(TIMEOUT)).map_err(fail)?;
-        stream.set_write_timeout(Some(TIMEOUT)).map_err(fail)?;
+        let tcp = TcpStream::connect_timeout(&self.addr, TIMEOUT).map_err(fail)?;
+        tcp.set_read_timeout(Some(TIMEOUT)).map_err(fail)?;
+        tcp.set_write_timeout(Some(TIMEOUT)).map_err(fail)?;
+        let mut stream = rustls::StreamOwned::new(self.tls()?, tcp);
         stream.write_all(request).map_err(fail)?;
         let mut raw = Vec::new();
-        stream
-            .take(MAX_RESPONSE)
-            .read_to_end(&mut raw)
-            .map_err(fail)?;
+        // The server closes after its answer; a close without TLS's
+        // close_notify still ends a response framed by its length.
+        match stream.take(MAX_RESPONSE).read_to_end(&mut raw) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+            Err(e) => return Err(fail(e)),
+        }
         parse_response(&raw)
     }
 }
@@ -285,5 +313,65 @@ mod tests {
             }
             let _ = parse_response(&mutated);
         }
+    }
+
+    /// Against the controller library's HTTPS admin listener: the
+    /// certificate checks out against the root, the token is accepted,
+    /// and a certificate from another root is refused.
+    #[test]
+    fn onboards_over_https_and_refuses_another_root() {
+        use std::sync::Arc;
+        let dir = std::env::temp_dir().join(format!("xtask-admin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let identity = controller::identity::Identity::load_or_create(&dir).unwrap();
+        let root_pem = identity.root_pem.clone();
+        let tls = controller::tls::tls_config(&identity).unwrap();
+        let store = controller::store::sqlite::SqliteStore::open(&dir.join("c.db")).unwrap();
+        let ctl = Arc::new(
+            controller::server::Controller::new(
+                Arc::new(store),
+                identity,
+                controller::server::Limits::default(),
+            )
+            .unwrap(),
+        );
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        rt.spawn(controller::admin::serve_admin_tls(
+            ctl,
+            listener,
+            Arc::new("tok".into()),
+            tls,
+        ));
+        let onboarding =
+            controller::identity::Identity::load_or_create(&dir.join("other")).unwrap();
+        let admin = AdminClient {
+            addr,
+            token: "tok".into(),
+            root_pem: root_pem.clone(),
+        };
+        let id = admin.onboard(&onboarding.root_pem, &["SN".into()]).unwrap();
+        assert_eq!(admin.get("/api/v1/onboard").unwrap()[0]["id"], id);
+        let wrong_token = AdminClient {
+            token: "nope".into(),
+            ..admin
+        };
+        assert!(
+            wrong_token
+                .get("/api/v1/onboard")
+                .unwrap_err()
+                .contains("401")
+        );
+        let other_root = AdminClient {
+            addr,
+            token: "tok".into(),
+            root_pem: onboarding.root_pem,
+        };
+        assert!(other_root.get("/api/v1/onboard").is_err());
+        drop(rt);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,6 +24,9 @@ pub enum Bench {
     /// The controller under load from a separate process on loopback:
     /// 1k and 10k devices flat out, and 10k at EVE's cadence.
     Controller,
+    /// The controller under a simulated fleet (devicesim): SQLite,
+    /// PostgreSQL with one and with two replicas, at EVE's cadence and flat.
+    Fleet(crate::fleetbench::Args),
     /// Encode/decode a realistic EdgeDevConfig and sign/verify an
     /// AuthContainer, per operation, on the host.
     Proto {
@@ -70,6 +73,7 @@ pub fn run(what: Bench) -> Result<(), String> {
         Bench::Boot { runs } => boot(runs.max(1)),
         Bench::Proto { iterations } => proto(iterations.max(1)),
         Bench::Controller => controller(),
+        Bench::Fleet(args) => crate::fleetbench::run(args),
         Bench::Net { runs } => net(runs.max(1)),
         Bench::Node {
             runs,
@@ -203,6 +207,7 @@ fn controller() -> Result<(), String> {
     let load = harness::workspace_root().join("target/release/devicesim");
     let runs: [&[&str]; 3] = [
         &[
+            "load",
             "--devices",
             "1000",
             "--mode",
@@ -211,6 +216,7 @@ fn controller() -> Result<(), String> {
             "200000",
         ],
         &[
+            "load",
             "--devices",
             "10000",
             "--mode",
@@ -219,6 +225,7 @@ fn controller() -> Result<(), String> {
             "200000",
         ],
         &[
+            "load",
             "--devices",
             "10000",
             "--mode",

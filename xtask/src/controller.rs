@@ -18,12 +18,28 @@ pub struct LocalController {
     child: Child,
     /// The device API (`https://ADDR/api/v2/edgedevice/`).
     pub device_api: SocketAddr,
-    /// The admin API (`http://ADDR/api/v1/`).
+    /// The admin API (`https://ADDR/api/v1/`).
     pub admin_api: SocketAddr,
     /// The admin API's bearer token.
     pub token: String,
     /// The root of the controller's certificate chain, as devices pin it.
     pub root_pem: String,
+}
+
+impl LocalController {
+    /// The controller's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A client of this controller's admin API.
+    pub fn admin_client(&self) -> crate::admin::AdminClient {
+        crate::admin::AdminClient {
+            addr: self.admin_api,
+            token: self.token.clone(),
+            root_pem: self.root_pem.clone(),
+        }
+    }
 }
 
 impl Drop for LocalController {
@@ -79,6 +95,15 @@ pub enum Group {
 /// Builds the controller and starts it on loopback (ports chosen by the
 /// kernel) with its state in `data_dir`.
 pub fn start(data_dir: &Path, group: Group) -> Result<LocalController, String> {
+    start_with(data_dir, group, &[])
+}
+
+/// As [`start`], with `extra` arguments (`--database URL`).
+pub fn start_with(
+    data_dir: &Path,
+    group: Group,
+    extra: &[&str],
+) -> Result<LocalController, String> {
     crate::cargo(&[
         "build",
         "--quiet",
@@ -102,6 +127,7 @@ pub fn start(data_dir: &Path, group: Group) -> Result<LocalController, String> {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -145,7 +171,7 @@ fn announced(child: &mut Child, data_dir: &Path) -> Result<Announced, String> {
     let device_line = next()?;
     let admin_line = next()?;
     let device_api = address_after(&device_line, "https://")?;
-    let admin_api = address_after(&admin_line, "http://")?;
+    let admin_api = address_after(&admin_line, "https://")?;
     let token_path = admin_line
         .split("token in ")
         .nth(1)

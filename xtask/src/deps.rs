@@ -1,6 +1,8 @@
 //! Installing what the unikernels need on the machine: QEMU for both
 //! arches, swtpm (the host's development TPM, with its EK-certificate
-//! tooling) and the bare-metal Rust targets.
+//! tooling) and the bare-metal Rust targets; and what the controller's
+//! tests start: a PostgreSQL server and headless Chromium with its
+//! WebDriver ([`ensure_test_servers`]).
 //!
 //! On Debian 12 the image may already carry qemu-utils from
 //! bookworm-backports, which conflicts with qemu-system from the main
@@ -198,6 +200,71 @@ fn ensure_app_tools() -> Result<(), String> {
         harness::appassets::ensure_musl_target(arch).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Whether a package's program is installed.
+type Probe = fn() -> bool;
+
+/// What the controller's tests start, from Debian's main suite: a
+/// PostgreSQL server (its binaries live under `/usr/lib/postgresql/`, off
+/// the PATH) and Chromium driven through chromedriver.
+const TEST_SERVERS: &[(&str, Probe)] = &[
+    ("postgresql", postgres_installed),
+    ("chromium", || probe("chromium", "--version")),
+    ("chromium-driver", || probe("chromedriver", "--version")),
+];
+
+fn probe(binary: &str, arg: &str) -> bool {
+    Command::new(binary)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn postgres_installed() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|versions| {
+        versions
+            .flatten()
+            .any(|v| v.path().join("bin/postgres").exists())
+    })
+}
+
+/// Makes sure PostgreSQL and Chromium are installed, installing them
+/// through apt when we are root, saying what to run when we are not.
+pub fn ensure_test_servers() -> Result<(), String> {
+    let missing: Vec<&str> = TEST_SERVERS
+        .iter()
+        .filter(|(_, present)| !present())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!(
+            "{} missing: as root run apt-get install {}",
+            missing.join(", "),
+            missing.join(" ")
+        ));
+    }
+    println!("xtask: installing {}", missing.join(" "));
+    run("apt-get", &["update", "-q"])?;
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(&missing);
+    run("apt-get", &args)?;
+    let still: Vec<&str> = TEST_SERVERS
+        .iter()
+        .filter(|(_, present)| !present())
+        .map(|(package, _)| *package)
+        .collect();
+    if still.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} still missing after apt-get install",
+            still.join(", ")
+        ))
+    }
 }
 
 /// The Python packages the controller's independent-client test uses.

@@ -37,7 +37,7 @@ pub fn run(
         let data_dir = harness::workspace_root().join("target/xtask-controller");
         let controller = crate::controller::start(&data_dir, crate::controller::Group::Shared)?;
         crate::output::warn(format_args!(
-            "xtask: controller on https://{}, admin API http://{} (token {}, data in {})",
+            "xtask: controller on https://{}, admin API https://{} (token {}, data in {})",
             controller.device_api,
             controller.admin_api,
             controller.token,

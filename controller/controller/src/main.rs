@@ -28,9 +28,14 @@ struct Args {
     /// Device API address (TLS). Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
-    /// Admin API address (HTTP, bearer token).
+    /// Admin API and web console address (HTTPS with the controller's
+    /// certificate; bearer token, console login with the same token).
     #[arg(long, default_value = "127.0.0.1:8444")]
     admin_listen: SocketAddr,
+    /// Serve the admin API and console as plain HTTP: refused unless the
+    /// admin address is a loopback one.
+    #[arg(long)]
+    admin_plain_http: bool,
     /// Where identity, database and admin token live.
     #[arg(long, env = "EVE_CONTROLLER_DATA", default_value = "controller-data")]
     data_dir: PathBuf,
@@ -73,6 +78,10 @@ enum StartError {
     },
     #[error("{0}: admin token file is empty")]
     EmptyToken(PathBuf),
+    #[error(
+        "--admin-plain-http on {0}: the admin token and console session would cross the network in clear; bind a loopback address or use HTTPS"
+    )]
+    PlainOffLoopback(SocketAddr),
 }
 
 fn admin_token(path: &PathBuf) -> Result<String, StartError> {
@@ -113,6 +122,9 @@ fn open_store(args: &Args) -> Result<(Arc<dyn Store>, String), StartError> {
 }
 
 async fn run(args: Args) -> Result<(), StartError> {
+    if args.admin_plain_http && !args.admin_listen.ip().is_loopback() {
+        return Err(StartError::PlainOffLoopback(args.admin_listen));
+    }
     let identity = Identity::load_or_create(&args.data_dir)?;
     let token_path = args
         .admin_token_file
@@ -159,23 +171,32 @@ async fn run(args: Args) -> Result<(), StartError> {
             "device API: https://{}/api/v2/edgedevice/",
             local(&devices)
         );
+        let scheme = if args.admin_plain_http {
+            "http"
+        } else {
+            "https"
+        };
         let _ = writeln!(
             out,
-            "admin API: http://{}/api/v1/ (token in {})",
+            "admin API: {scheme}://{}/api/v1/ (token in {})",
             local(&admin),
             token_path.display()
         );
+        let _ = writeln!(out, "console: {scheme}://{}/console/", local(&admin));
         let _ = writeln!(out, "database: {database}");
         let _ = out.flush();
     }
-    if !args.admin_listen.ip().is_loopback() {
-        eprintln!(
-            "controller: warning: the admin API is plain HTTP on {}; its token crosses the network in clear",
-            args.admin_listen
-        );
-    }
     tokio::spawn(server::housekeeping(ctl.clone()));
-    let admin_task = tokio::spawn(controller::admin::serve_admin(ctl.clone(), admin, token));
+    let admin_task = if args.admin_plain_http {
+        tokio::spawn(controller::admin::serve_admin(ctl.clone(), admin, token))
+    } else {
+        tokio::spawn(controller::admin::serve_admin_tls(
+            ctl.clone(),
+            admin,
+            token,
+            tls.clone(),
+        ))
+    };
     let device_task = tokio::spawn(server::serve_devices(ctl.clone(), devices, tls));
     let result = tokio::select! {
         r = device_task => r.unwrap_or(Ok(())),

@@ -288,6 +288,9 @@ pub trait Store: Send + Sync {
     fn put_logs(&self, logs: &[LogRecord], received_ms: i64) -> Result<(), StoreError>;
     /// Searches logs.
     fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError>;
+    /// Bytes the stored data takes (SQLite: the database's pages;
+    /// PostgreSQL: the database, without its write-ahead log).
+    fn size_bytes(&self) -> Result<u64, StoreError>;
     /// Stores a flow-log message.
     fn put_flowlog(&self, uuid: &str, msg: &[u8], received_ms: i64) -> Result<(), StoreError>;
 }

@@ -479,7 +479,7 @@ async fn device_lifecycle_negative_cases_and_restart() {
     assert_eq!(app_logs[0]["content"], "app says hi");
     let (s, _) = ctl.admin(Method::GET, "/api/v1/stats", "").await;
     assert_eq!(s, StatusCode::OK);
-    let mut wrong = Client::admin(ctl.admin, "not-the-token");
+    let mut wrong = Client::admin_tls(ctl.admin, &ctl.root_pem, "not-the-token").unwrap();
     assert_eq!(
         wrong
             .request(Method::GET, "/api/v1/stats", Bytes::new())

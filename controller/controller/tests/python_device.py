@@ -147,18 +147,23 @@ class Device:
         return c.protectedPayload.payload
 
 
-def admin_get(addr, token, path):
+def admin_conn(addr, root_path):
+    """The admin API over HTTPS, checked against the controller's root."""
     host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port))
+    ctx = ssl.create_default_context(cafile=root_path)
+    return http.client.HTTPSConnection(host, int(port), context=ctx)
+
+
+def admin_get(addr, root_path, token, path):
+    conn = admin_conn(addr, root_path)
     conn.request("GET", path, headers={"Authorization": "Bearer " + token})
     resp = conn.getresponse()
     check(resp.status == 200, f"admin GET {path}: {resp.status}")
     return json.loads(resp.read())
 
 
-def admin_post(addr, token, path, body):
-    host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port))
+def admin_post(addr, root_path, token, path, body):
+    conn = admin_conn(addr, root_path)
     conn.request("POST", path, body=json.dumps(body), headers={"Authorization": "Bearer " + token})
     resp = conn.getresponse()
     check(resp.status == 201, f"admin POST {path}: {resp.status}")
@@ -178,7 +183,7 @@ def main():
     onboard_key, onboard_cert = self_signed("python-onboarding")
     serial = "PY-0001"
     onboard_pem = onboard_cert.public_bytes(serialization.Encoding.PEM).decode()
-    admin_post(a.admin, token, "/api/v1/onboard", {"cert_pem": onboard_pem, "serials": [serial]})
+    admin_post(a.admin, a.root, token, "/api/v1/onboard", {"cert_pem": onboard_pem, "serials": [serial]})
     dev_key, dev_cert = self_signed("python-device")
 
     d = Device(a.device, a.root)
@@ -247,9 +252,9 @@ def main():
     status, _ = d.call("POST", f"/id/{uuid}/newlogs", c.SerializeToString())
     check(status == 201, f"newlogs: {status}")
 
-    stored = admin_get(a.admin, token, f"/api/v1/devices/{uuid}/info")
+    stored = admin_get(a.admin, a.root, token, f"/api/v1/devices/{uuid}/info")
     check(stored[0]["info"]["dinfo"]["ncpu"] == 3, "info stored")
-    stored = admin_get(a.admin, token, f"/api/v1/devices/{uuid}/logs?severity=error")
+    stored = admin_get(a.admin, a.root, token, f"/api/v1/devices/{uuid}/logs?severity=error")
     check([l["content"] for l in stored] == ["line 1"], "logs stored and searchable")
     check(stored[0]["ts_ms"] == now // 10**6, f"log time stored: {stored[0]['ts_ms']}")
     print("PASS")

@@ -6,7 +6,6 @@
 //! lost.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -27,20 +26,6 @@ use serde_json::json;
 
 mod common;
 use common::*;
-
-/// A replica started on its own data directory holding the identity (and
-/// admin token) of the first: replicas share the controller's PKI.
-fn replica_of(first: &Path, dir: &Path, url: &str) -> Running {
-    std::fs::create_dir_all(dir).unwrap();
-    for entry in std::fs::read_dir(first).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if name.ends_with(".pem") || name == "admin-token" {
-            std::fs::copy(&path, dir.join(&name)).unwrap();
-        }
-    }
-    start_with(dir, &["--database", url])
-}
 
 /// Notifications between replicas are asynchronous: what one replica
 /// changed is waited for on the other, up to this long.
@@ -325,7 +310,7 @@ async fn two_replicas_share_one_postgresql() {
             .map(|m| {
                 m["metrics"]["atTimeStamp"]
                     .as_str()
-                    .map_or(0, |t| timestamp_secs(t))
+                    .map_or(0, timestamp_secs)
             })
             .collect();
         assert!(

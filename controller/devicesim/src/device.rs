@@ -6,7 +6,8 @@ use bytes::Bytes;
 use eve_proto::Message;
 use eve_proto::common::HashAlgorithm;
 use eve_proto::register::ZRegisterMsg;
-use eve_proto::sign::{self, SenderIdentity, SoftwareSigner, TrustedSigner};
+pub use eve_proto::sign::SoftwareSigner;
+use eve_proto::sign::{self, SenderIdentity, TrustedSigner};
 use eve_proto::x509::{self, DeviceCertParams};
 
 /// Why a simulated device could not be built or could not trust an answer.

@@ -39,7 +39,39 @@ pub struct Client {
     addr: SocketAddr,
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     token: Option<String>,
+    /// Bodies are EVE protobuf (the device API) rather than JSON.
+    proto: bool,
     sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+/// A TLS connector trusting only the certificates in `root_pem`.
+fn connector(
+    root_pem: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<tokio_rustls::TlsConnector, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut root_pem.as_bytes()) {
+        let cert = cert.map_err(|e| ClientError::Tls(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(ClientError::Tls("no certificate in the root file".into()));
+    }
+    let versions = if versions.is_empty() {
+        &[&rustls::version::TLS13, &rustls::version::TLS12][..]
+    } else {
+        versions
+    };
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .map_err(|e| ClientError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
 }
 
 impl Client {
@@ -50,43 +82,38 @@ impl Client {
         root_pem: &str,
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> Result<Self, ClientError> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut root_pem.as_bytes()) {
-            let cert = cert.map_err(|e| ClientError::Tls(e.to_string()))?;
-            roots
-                .add(cert)
-                .map_err(|e| ClientError::Tls(e.to_string()))?;
-        }
-        let versions = if versions.is_empty() {
-            &[&rustls::version::TLS13, &rustls::version::TLS12][..]
-        } else {
-            versions
-        };
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(versions)
-        .map_err(|e| ClientError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let name = ServerName::IpAddress(addr.ip().into());
         Ok(Self {
             addr,
-            tls: Some((tokio_rustls::TlsConnector::from(Arc::new(cfg)), name)),
+            tls: Some((
+                connector(root_pem, versions)?,
+                ServerName::IpAddress(addr.ip().into()),
+            )),
             token: None,
+            proto: true,
             sender: None,
         })
     }
 
-    /// A plain-HTTP client sending `Authorization: Bearer token`, for the
-    /// admin API.
+    /// A plain-HTTP client sending `Authorization: Bearer token`, for an
+    /// admin API served on loopback without TLS.
     pub fn admin(addr: SocketAddr, token: &str) -> Self {
         Self {
             addr,
             tls: None,
             token: Some(token.to_owned()),
+            proto: false,
             sender: None,
         }
+    }
+
+    /// An HTTPS client of the admin API: the controller's certificate is
+    /// checked against `root_pem`, requests carry `Authorization: Bearer`.
+    pub fn admin_tls(addr: SocketAddr, root_pem: &str, token: &str) -> Result<Self, ClientError> {
+        Ok(Self {
+            token: Some(token.to_owned()),
+            proto: false,
+            ..Self::tls(addr, root_pem, &[])?
+        })
     }
 
     async fn connect(&mut self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
@@ -120,8 +147,8 @@ impl Client {
         Ok(sender)
     }
 
-    /// Sends one request and returns status and body. A POST body is sent
-    /// as `application/x-proto-binary` on TLS, as-is otherwise.
+    /// Sends one request and returns status and body. Device API bodies
+    /// are sent as `application/x-proto-binary`, admin ones as they are.
     pub async fn request(
         &mut self,
         method: Method,
@@ -137,7 +164,7 @@ impl Client {
             .method(method)
             .uri(path)
             .header(HOST, self.addr.to_string());
-        if self.tls.is_some() {
+        if self.proto {
             req = req.header(CONTENT_TYPE, MIME_PROTO);
         }
         if let Some(t) = &self.token {

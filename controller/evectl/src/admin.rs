@@ -15,8 +15,10 @@ use devicesim::http::{Client, ClientError};
 /// Why a controller command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    /// `--server` is not `http://IP:PORT` or `http://localhost:PORT`.
-    #[error("--server {0}: expected http://IP:PORT or http://localhost:PORT")]
+    /// `--server` is not `https://IP:PORT`, `http://IP:PORT` or localhost.
+    #[error(
+        "--server {0}: expected https://IP:PORT or https://localhost:PORT (http:// for a plain loopback listener)"
+    )]
     BadServer(String),
     /// A local file could not be read.
     #[error("{path}: {source}")]
@@ -49,15 +51,22 @@ pub struct Admin {
     pub json: bool,
 }
 
-/// Parses `http://IP:PORT` (or `localhost`) into a socket address.
-pub fn parse_server(url: &str) -> Result<SocketAddr, CtlError> {
-    let hostport = url
-        .strip_prefix("http://")
-        .unwrap_or(url)
-        .trim_end_matches('/');
-    let hostport = hostport.replacen("localhost:", "127.0.0.1:", 1);
+/// Where the admin API is: `https://IP:PORT` (the default scheme when
+/// none is given) or `http://IP:PORT`; `localhost` means 127.0.0.1.
+/// Returns the address and whether it is HTTPS.
+pub fn parse_server(url: &str) -> Result<(SocketAddr, bool), CtlError> {
+    let (https, hostport) = match url.split_once("://") {
+        Some(("https", rest)) => (true, rest),
+        Some(("http", rest)) => (false, rest),
+        Some(_) => return Err(CtlError::BadServer(url.to_owned())),
+        None => (true, url),
+    };
+    let hostport = hostport
+        .trim_end_matches('/')
+        .replacen("localhost:", "127.0.0.1:", 1);
     hostport
         .parse()
+        .map(|addr| (addr, https))
         .map_err(|_| CtlError::BadServer(url.to_owned()))
 }
 
@@ -264,13 +273,32 @@ impl LogFilter {
 
 impl Admin {
     /// Connects lazily to `server` with the token read from `token_file`.
+    /// Connects lazily to `server` with the token read from `token_file`;
+    /// over HTTPS the controller is checked against the root certificate
+    /// the controller keeps beside its token (`root-certificate.pem`).
     pub fn new(server: &str, token_file: &Path, json: bool) -> Result<Self, CtlError> {
-        let addr = parse_server(server)?;
+        let ca = token_file
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("root-certificate.pem");
+        Self::connect(server, token_file, &ca, json)
+    }
+
+    /// As [`Self::new`], with the root certificate read from `ca`.
+    pub fn connect(
+        server: &str,
+        token_file: &Path,
+        ca: &Path,
+        json: bool,
+    ) -> Result<Self, CtlError> {
+        let (addr, https) = parse_server(server)?;
         let token = read(token_file)?;
-        Ok(Self {
-            client: Client::admin(addr, token.trim()),
-            json,
-        })
+        let client = if https {
+            Client::admin_tls(addr, &read(ca)?, token.trim())?
+        } else {
+            Client::admin(addr, token.trim())
+        };
+        Ok(Self { client, json })
     }
 
     /// A GET with no body: most admin calls.
@@ -554,8 +582,15 @@ mod tests {
         assert_eq!(format_ms(0), "1970-01-01 00:00:00.000");
         assert_eq!(format_ms(1_767_225_600_123), "2026-01-01 00:00:00.123");
         assert_eq!(format_ms(951_782_400_000), "2000-02-29 00:00:00.000");
-        assert_eq!(parse_server("http://localhost:8444/").unwrap().port(), 8444);
+        assert_eq!(
+            parse_server("http://localhost:8444/").unwrap().0.port(),
+            8444
+        );
+        assert!(!parse_server("http://localhost:8444/").unwrap().1);
+        assert!(parse_server("https://127.0.0.1:9").unwrap().1);
+        assert!(parse_server("127.0.0.1:9").unwrap().1);
         assert!(parse_server("https://example:1").is_err());
+        assert!(parse_server("ftp://127.0.0.1:1").is_err());
         let f = LogFilter {
             contains: Some("a b&c".into()),
             limit: 5,

@@ -23,9 +23,14 @@ struct Cli {
         long,
         global = true,
         env = "EVECTL_SERVER",
-        default_value = "http://127.0.0.1:8444"
+        default_value = "https://127.0.0.1:8444"
     )]
     server: String,
+    /// The controller's root certificate, which the admin API's HTTPS
+    /// certificate must chain to (default: `root-certificate.pem` beside
+    /// the token file).
+    #[arg(long, global = true, env = "EVECTL_CA")]
+    ca: Option<PathBuf>,
     /// File holding the admin token (the controller writes
     /// `<data dir>/admin-token` on first start).
     #[arg(long, global = true, env = "EVECTL_TOKEN_FILE")]
@@ -279,7 +284,11 @@ fn admin_command(cli: &Cli) -> Result<(), CliError> {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    let mut admin = Admin::new(&cli.server, &token_file(cli), cli.json)?;
+    let token = token_file(cli);
+    let mut admin = match &cli.ca {
+        Some(ca) => Admin::connect(&cli.server, &token, ca, cli.json)?,
+        None => Admin::new(&cli.server, &token, cli.json)?,
+    };
     let out = rt.block_on(async {
         match &cli.command {
             Command::Onboard(OnboardCmd::Add { cert, serials }) => {

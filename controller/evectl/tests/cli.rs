@@ -59,8 +59,13 @@ async fn start(dir: &Path) -> Running {
         admin: admin.local_addr().unwrap(),
         root_pem,
     };
-    tokio::spawn(server::serve_devices(ctl.clone(), devices, tls));
-    tokio::spawn(controller::admin::serve_admin(ctl, admin, Arc::new(token)));
+    tokio::spawn(server::serve_devices(ctl.clone(), devices, tls.clone()));
+    tokio::spawn(controller::admin::serve_admin_tls(
+        ctl,
+        admin,
+        Arc::new(token),
+        tls,
+    ));
     running
 }
 
@@ -91,7 +96,7 @@ fn onboarding() -> (eve_proto::sign::SoftwareSigner, String) {
 fn evectl(ctl: &Running, dir: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_evectl"))
         .arg("--server")
-        .arg(format!("http://{}", ctl.admin))
+        .arg(format!("https://{}", ctl.admin))
         .arg("--token-file")
         .arg(dir.join("admin-token"))
         .args(args)
@@ -259,7 +264,7 @@ async fn evectl_manages_onboarding_devices_configs_and_logs() {
         "{out}"
     );
     let mut admin = evectl::admin::Admin::new(
-        &format!("http://{}", ctl.admin),
+        &format!("https://{}", ctl.admin),
         &dir.join("admin-token"),
         false,
     )

@@ -20,6 +20,15 @@ use core::time::Duration;
 
 use hal::clock::Instant;
 
+/// What one [`PollLoop::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// A poller made progress or a timer ran.
+    pub progress: bool,
+    /// A callback stopped the loop with this status.
+    pub stopped: Option<i32>,
+}
+
 /// Identifies a timer, to cancel it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerId(u64);
@@ -163,9 +172,26 @@ impl<'a> PollLoop<'a> {
         }
     }
 
-    /// One turn: pollers, then every due timer, then a sleep if nothing
-    /// happened. Returns the stop status.
+    /// One turn: [`PollLoop::step`], then, if nothing happened, a sleep
+    /// until the next deadline or a device interrupt. Returns the stop
+    /// status.
     pub fn turn(&mut self) -> Option<i32> {
+        let step = self.step();
+        if step.stopped.is_some() {
+            return step.stopped;
+        }
+        if self.timers.is_empty() && self.pollers.is_empty() {
+            return Some(0);
+        }
+        if !step.progress {
+            hal::wait_until(self.next_deadline());
+        }
+        None
+    }
+
+    /// Pollers, then every due timer, without waiting: for a loop that
+    /// waits on its own (`runtime::service`).
+    pub fn step(&mut self) -> Step {
         self.control.now = Instant::now();
         self.control.wake_by = None;
         let mut progress = false;
@@ -188,27 +214,20 @@ impl<'a> PollLoop<'a> {
             }
             self.absorb();
         }
-        if let Some(status) = self.control.stop.take() {
-            return Some(status);
+        Step {
+            progress,
+            stopped: self.control.stop.take(),
         }
-        if self.timers.is_empty() && self.pollers.is_empty() {
-            return Some(0);
-        }
-        if !progress {
-            self.sleep();
-        }
-        None
     }
 
-    /// Sleeps until the next timer, the time a poller asked for, or a
-    /// device interrupt.
-    fn sleep(&self) {
+    /// When the loop next has work: the earliest timer, or the time a
+    /// poller asked to be called again ([`Control::wake_by`]).
+    pub fn next_deadline(&self) -> Option<Instant> {
         let timer = self.timers.last().map(|t| t.deadline);
-        let wake = match (timer, self.control.wake_by) {
+        match (timer, self.control.wake_by) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        };
-        hal::wait_until(wake);
+        }
     }
 
     /// Moves timers added by callbacks into the sorted list and drops

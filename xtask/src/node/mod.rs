@@ -65,7 +65,7 @@ pub fn run(options: NodeOptions) -> Result<(), String> {
         built.manifest_path.display()
     ));
     view.say(format_args!(
-        "controller: device API https://{}, admin API http://{} (token {}), data in {}",
+        "controller: device API https://{}, admin API https://{} (token {}), data in {}",
         session.controller.device_api,
         session.controller.admin_api,
         session.controller.token,

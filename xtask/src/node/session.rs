@@ -108,9 +108,6 @@ fn start_controller(
         ControllerDir::Reuse(dir) => dir,
     };
     let controller = controller::start(&dir, Group::Own)?;
-    let admin = AdminClient {
-        addr: controller.admin_api,
-        token: controller.token.clone(),
-    };
+    let admin = controller.admin_client();
     Ok((controller, admin, dir))
 }

@@ -9,16 +9,15 @@ use hyper::StatusCode;
 
 use super::{Controller, Dev, Reject, lock, unix_secs};
 
+/// An opened envelope: its signer and its payload.
+pub type Opened = (Arc<Dev>, Vec<u8>);
+
 impl Controller {
     /// Opens a device-signed envelope: the signer must be a registered
     /// device and, on `id/{uuid}/` paths, the device named there. On a
     /// shared store a signer this replica does not know yet (registered
     /// through another) is looked up in the store.
-    pub fn authenticate(
-        &self,
-        body: &[u8],
-        path_uuid: Option<&str>,
-    ) -> Result<(Arc<Dev>, Vec<u8>), Reject> {
+    pub fn authenticate(&self, body: &[u8], path_uuid: Option<&str>) -> Result<Opened, Reject> {
         if let Some(opened) = self.authenticate_from_memory(body, path_uuid) {
             return opened;
         }
@@ -35,7 +34,7 @@ impl Controller {
         &self,
         body: &[u8],
         path_uuid: Option<&str>,
-    ) -> Option<Result<(Arc<Dev>, Vec<u8>), Reject>> {
+    ) -> Option<Result<Opened, Reject>> {
         let container = match decode(body) {
             Ok(c) => c,
             Err(r) => return Some(Err(r)),
@@ -61,7 +60,7 @@ impl Controller {
         container: AuthContainer,
         body: &[u8],
         path_uuid: Option<&str>,
-    ) -> Result<(Arc<Dev>, Vec<u8>), Reject> {
+    ) -> Result<Opened, Reject> {
         let memo = sha256(body);
         let verified_before = lock(&dev.cache).last_verified == Some(memo);
         let payload = if verified_before {

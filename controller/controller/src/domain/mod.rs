@@ -11,6 +11,7 @@
 //! devices sign deterministically), and last-seen times are written to the
 //! store in batches once a second.
 
+mod apps;
 mod attest;
 mod cache;
 mod config;
@@ -33,6 +34,7 @@ use crate::configspec;
 use crate::identity::Identity;
 use crate::store::{Change, Pruned, Store, StoreError};
 
+pub use apps::NewApp;
 pub use cache::Dev;
 use cache::{Cached, Devices};
 pub use config::config_hash;
@@ -79,6 +81,9 @@ pub enum ControllerError {
     /// The onboarding certificate is unusable.
     #[error("onboarding certificate: {0}")]
     BadCert(String),
+    /// The request makes no sense.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A refused device request: the status EVE's API gives the refusal and a

@@ -658,6 +658,17 @@ impl Store for PgStore {
         })
     }
 
+    fn size_bytes(&self) -> Result<u64, StoreError> {
+        self.db.run(|c| {
+            Box::pin(async move {
+                let row = c
+                    .query_one("SELECT pg_database_size(current_database())", &[])
+                    .await?;
+                Ok(row.get::<_, i64>(0) as u64)
+            })
+        })
+    }
+
     fn put_flowlog(&self, uuid: &str, msg: &[u8], received_ms: i64) -> Result<(), StoreError> {
         let (uuid, msg) = (uuid.to_owned(), msg.to_vec());
         self.db.run(move |c| {

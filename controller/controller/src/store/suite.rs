@@ -129,6 +129,7 @@ fn configs_info_and_metrics((s, _): Fresh) {
         .collect();
     assert_eq!(newest, [50, 30]);
     s.put_flowlog("u1", b"flow", 5).unwrap();
+    assert!(s.size_bytes().unwrap() > 0);
 }
 
 fn log_queries((s, _): Fresh) {

@@ -1,6 +1,9 @@
 //! What the controller's integration tests share: a `controller` process
 //! on loopback, device requests, and TPM quotes.
 
+// Each test binary compiles this module and uses its own part of it.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,7 +80,7 @@ pub fn start_with(dir: &Path, extra: &[&str]) -> Running {
         .trim_end_matches(')');
     Running {
         dev: addr(&dev_line, "https://"),
-        admin: addr(&admin_line, "http://"),
+        admin: addr(&admin_line, "https://"),
         token: std::fs::read_to_string(token_path)
             .expect("token")
             .trim()
@@ -94,7 +97,8 @@ impl Running {
     }
 
     pub async fn admin(&self, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
-        let mut c = Client::admin(self.admin, &self.token);
+        let mut c =
+            Client::admin_tls(self.admin, &self.root_pem, &self.token).expect("admin client");
         let (status, body) = c
             .request(method, path, Bytes::from(body.to_owned()))
             .await
@@ -178,4 +182,18 @@ pub fn tpm_quote(nonce: &[u8], pcrs: &[(u32, [u8; 32])]) -> Vec<u8> {
     a.extend_from_slice(&32u16.to_be_bytes());
     a.extend_from_slice(&eve_proto::sha256(&concat));
     a
+}
+
+/// A replica started on its own data directory holding the identity (and
+/// admin token) of the first: replicas share the controller's PKI.
+pub fn replica_of(first: &Path, dir: &Path, url: &str) -> Running {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(first).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.ends_with(".pem") || name == "admin-token" {
+            std::fs::copy(&path, dir.join(&name)).unwrap();
+        }
+    }
+    start_with(dir, &["--database", url])
 }

@@ -65,6 +65,8 @@ CREATE TABLE metrics (
     msg BYTEA NOT NULL
 ) PARTITION BY RANGE (received_ms);
 CREATE INDEX metrics_device ON metrics (device, received_ms);
+-- Retention deletes, every minute, the rows that just expired.
+CREATE INDEX metrics_received ON metrics (received_ms);
 CREATE TABLE logs (
     id BIGSERIAL,
     device TEXT NOT NULL REFERENCES devices (uuid) ON DELETE CASCADE,
@@ -78,6 +80,7 @@ CREATE TABLE logs (
 CREATE INDEX logs_device ON logs (device, id);
 CREATE INDEX logs_device_time ON logs (device, ts_ms);
 CREATE INDEX logs_app ON logs (device, app, ts_ms);
+CREATE INDEX logs_received ON logs (received_ms);
 CREATE TABLE flowlogs (
     id BIGSERIAL PRIMARY KEY,
     device TEXT NOT NULL REFERENCES devices (uuid) ON DELETE CASCADE,

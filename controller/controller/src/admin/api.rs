@@ -1,10 +1,9 @@
-//! The admin REST API: JSON over HTTP on its own listener (loopback by
-//! default), every request authenticated with a bearer token. It is never
-//! open: the controller refuses to start it without a token.
+//! The admin REST API: JSON, every request authenticated (see
+//! [`super`]).
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | GET | `/api/v1/stats` | request counters by route and status |
+//! | GET | `/api/v1/stats` | devices, database bytes, this replica's request counters by route and status |
 //! | GET, POST | `/api/v1/onboard` | allow-list; POST `{cert_pem, serials}` |
 //! | DELETE | `/api/v1/onboard/{id}` | 204, 404 |
 //! | GET | `/api/v1/devices` | devices |
@@ -14,25 +13,25 @@
 //! | GET | `/api/v1/devices/{uuid}/info` | latest info per object |
 //! | GET | `/api/v1/devices/{uuid}/metrics?limit=` | newest metrics |
 //! | GET | `/api/v1/devices/{uuid}/logs?app=&since=&until=&severity=&contains=&after=&limit=` | logs |
+//! | POST | `/api/v1/devices/{uuid}/apps` | deploy `{name, memory_mib, vcpus}` (replaces one of that name) |
+//! | POST | `/api/v1/devices/{uuid}/apps/{name}/stop`, `.../start` | deactivate, activate |
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 
+use crate::domain::{Controller, ControllerError, NewApp};
 use crate::pbuf;
-use crate::server::{Controller, ControllerError, ServeError};
 use crate::store::LogQuery;
 
 /// Largest admin request body.
 const MAX_ADMIN_BODY: usize = 4 << 20;
 
-type Answer = Result<(StatusCode, Value), (StatusCode, String)>;
+/// A JSON answer, or a status and an error message.
+pub type Answer = Result<(StatusCode, Value), (StatusCode, String)>;
 
 fn bad(status: StatusCode, msg: impl Into<String>) -> (StatusCode, String) {
     (status, msg.into())
@@ -42,7 +41,9 @@ impl From<ControllerError> for (StatusCode, String) {
     fn from(e: ControllerError) -> Self {
         let status = match e {
             ControllerError::NoDevice(_) => StatusCode::NOT_FOUND,
-            ControllerError::Spec(_) | ControllerError::BadCert(_) => StatusCode::BAD_REQUEST,
+            ControllerError::Spec(_)
+            | ControllerError::BadCert(_)
+            | ControllerError::Invalid(_) => StatusCode::BAD_REQUEST,
             ControllerError::Store(_) | ControllerError::CorruptConfig(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -55,24 +56,16 @@ fn store_err(e: crate::store::StoreError) -> (StatusCode, String) {
     ControllerError::from(e).into()
 }
 
-/// Compares without leaking where the first difference is.
-fn token_matches(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
-fn message_json(type_name: &str, bytes: &[u8]) -> Value {
+/// A stored EVE message as its protobuf JSON (null when it does not decode).
+pub fn message_json(type_name: &str, bytes: &[u8]) -> Value {
     pbuf::decode_to_json(type_name, bytes)
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or(Value::Null)
 }
 
-fn percent_decode(s: &str) -> String {
+/// `application/x-www-form-urlencoded` decoding of one component.
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -96,7 +89,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn query(req_query: Option<&str>) -> Vec<(String, String)> {
+/// The pairs of a query string or form body.
+pub fn query(req_query: Option<&str>) -> Vec<(String, String)> {
     req_query
         .unwrap_or("")
         .split('&')
@@ -123,43 +117,8 @@ fn param<T: std::str::FromStr>(
     }
 }
 
-/// Handles one admin request.
-pub async fn handle_admin(
-    ctl: Arc<Controller>,
-    token: Arc<String>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let authorized = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| token_matches(t.trim().as_bytes(), token.as_bytes()));
-    let answer = if authorized {
-        dispatch(&ctl, req).await
-    } else {
-        Err(bad(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong admin token",
-        ))
-    };
-    let (status, value) = match answer {
-        Ok(ok) => ok,
-        Err((status, msg)) => (status, json!({ "error": msg })),
-    };
-    let body = if status == StatusCode::NO_CONTENT {
-        Bytes::new()
-    } else {
-        Bytes::from(value.to_string() + "\n")
-    };
-    Ok(Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
-        .expect("static response parts are valid"))
-}
-
-async fn dispatch(ctl: &Arc<Controller>, req: Request<Incoming>) -> Answer {
+/// Answers one API request.
+pub async fn dispatch(ctl: &Arc<Controller>, req: Request<Incoming>) -> Answer {
     let method = req.method().clone();
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let q = query(req.uri().query());
@@ -192,9 +151,14 @@ fn api(
     match (method, segs.as_slice()) {
         (&Method::GET, ["api", "v1", "stats"]) => {
             let devices = store.devices().map_err(store_err)?.len();
+            let database_bytes = store.size_bytes().map_err(store_err)?;
             Ok((
                 StatusCode::OK,
-                json!({ "devices": devices, "requests": ctl.counters() }),
+                json!({
+                    "devices": devices,
+                    "database_bytes": database_bytes,
+                    "requests": ctl.counters(),
+                }),
             ))
         }
         (&Method::GET, ["api", "v1", "onboard"]) => Ok((
@@ -321,36 +285,35 @@ fn api(
                 json!(store.query_logs(&lq).map_err(store_err)?),
             ))
         }
+        (&Method::POST, ["api", "v1", "devices", uuid, "apps"]) => {
+            let app: NewApp = serde_json::from_slice(body).map_err(|e| {
+                bad(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{name, memory_mib, vcpus}}: {e}"),
+                )
+            })?;
+            let version = ctl.deploy_app(uuid, &app)?;
+            Ok((StatusCode::OK, json!({ "version": version })))
+        }
+        (
+            &Method::POST,
+            [
+                "api",
+                "v1",
+                "devices",
+                uuid,
+                "apps",
+                name,
+                action @ ("stop" | "start"),
+            ],
+        ) => {
+            let version = ctl.set_app_active(uuid, name, *action == "start")?;
+            Ok((StatusCode::OK, json!({ "version": version })))
+        }
         _ => Err(bad(
             StatusCode::NOT_FOUND,
             format!("no admin route {method} {path}"),
         )),
-    }
-}
-
-/// Serves the admin API on `listener` until the task is dropped.
-pub async fn serve_admin(
-    ctl: Arc<Controller>,
-    listener: tokio::net::TcpListener,
-    token: Arc<String>,
-) -> Result<(), ServeError> {
-    loop {
-        let (tcp, _) = listener.accept().await.map_err(|source| ServeError::Io {
-            addr: "admin".into(),
-            source,
-        })?;
-        let ctl = ctl.clone();
-        let token = token.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                handle_admin(ctl.clone(), token.clone(), req)
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(crate::server::HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                .await;
-        });
     }
 }
 
@@ -365,8 +328,5 @@ mod tests {
         assert_eq!(param::<u32>(&q, "limit").unwrap(), Some(5));
         assert!(param::<u32>(&q, "contains").is_err());
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert!(token_matches(b"abc", b"abc"));
-        assert!(!token_matches(b"abd", b"abc"));
-        assert!(!token_matches(b"ab", b"abc"));
     }
 }
