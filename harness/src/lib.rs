@@ -7,6 +7,7 @@
 //! way.
 #![forbid(unsafe_code)]
 
+pub mod appassets;
 mod build;
 pub mod cpu;
 mod image;

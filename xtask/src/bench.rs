@@ -65,6 +65,8 @@ pub enum Bench {
     },
     /// An idle onboarded node's CPU per process, and how fast a sleeping service wakes.
     Idle(crate::idlebench::IdleArgs),
+    /// Each kind of app (unikernel, Linux VM, container): start to first answer, stop, VMM memory.
+    Apps(crate::appsbench::AppsArgs),
 }
 
 pub fn run(what: Bench) -> Result<(), String> {
@@ -81,6 +83,7 @@ pub fn run(what: Bench) -> Result<(), String> {
             timeout_s,
         } => crate::nodebench::node(runs.max(1), arch, &manifest, Duration::from_secs(timeout_s)),
         Bench::Idle(args) => crate::idlebench::run(args),
+        Bench::Apps(args) => crate::appsbench::run(args),
         Bench::Onboard {
             runs,
             arch,

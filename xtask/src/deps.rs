@@ -132,6 +132,7 @@ fn install(packages: &[&str]) -> Result<(), String> {
 /// them when we can and saying exactly what to run when we cannot.
 pub fn ensure() -> Result<(), String> {
     ensure_rust_toolchain()?;
+    ensure_app_tools()?;
     let missing = missing_tools();
     if missing.is_empty() {
         return Ok(());
@@ -166,6 +167,39 @@ pub fn ensure() -> Result<(), String> {
         binaries.join(", "),
         packages.join(" ")
     ))
+}
+
+/// What the app tests and `bench apps` need on the machine: UEFI firmware
+/// for Linux VM apps (OVMF, AAVMF), `qemu-img` for their qcow2 disks, and
+/// the musl targets the container shim's init is built for. Kernels,
+/// busybox and systemd-boot are only downloaded and unpacked, by the
+/// harness (`harness::appassets`), never installed.
+fn ensure_app_tools() -> Result<(), String> {
+    const FILES: [(&str, &str); 3] = [
+        ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
+        ("/usr/share/AAVMF/AAVMF_CODE.fd", "qemu-efi-aarch64"),
+        ("/usr/bin/qemu-img", "qemu-utils"),
+    ];
+    let missing: Vec<&str> = FILES
+        .iter()
+        .filter(|(file, _)| !Path::new(file).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        if !is_root() {
+            return Err(format!(
+                "{} missing. As root run: apt-get install {}",
+                missing.join(", "),
+                missing.join(" ")
+            ));
+        }
+        println!("xtask: installing {} for app VMs", missing.join(" "));
+        install(&missing)?;
+    }
+    for arch in Arch::ALL {
+        harness::appassets::ensure_musl_target(arch).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Whether a package's program is installed.

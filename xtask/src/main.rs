@@ -4,6 +4,7 @@
 
 mod admin;
 mod apidiff;
+mod appsbench;
 mod bench;
 mod controller;
 mod deps;
@@ -33,13 +34,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build service images for an arch (both when omitted).
+    /// Build service and app images for an arch (both when omitted).
     Build {
         #[arg(long)]
         arch: Option<Arch>,
         #[arg(long)]
         release: bool,
-        /// Services to build (all when omitted).
+        /// Services or apps to build (all when omitted).
         services: Vec<String>,
     },
     /// Without a service: build and run the whole node (every service of
@@ -173,20 +174,31 @@ smoke test: cargo test -p harness --test services",
     }
 }
 
-fn build(arch: Option<Arch>, release: bool, services: &[String]) -> Result<(), String> {
+fn build(arch: Option<Arch>, release: bool, names: &[String]) -> Result<(), String> {
     let profile = if release {
         Profile::Release
     } else {
         Profile::Debug
     };
     let arches = arch.map_or(Arch::ALL.to_vec(), |a| vec![a]);
-    let all = harness::layout::services();
-    let services = if services.is_empty() { &all } else { services };
+    let apps = harness::layout::apps();
+    let all: Vec<String> = harness::layout::services()
+        .into_iter()
+        .chain(apps.iter().map(|a| a.name.clone()))
+        .collect();
+    let names = if names.is_empty() { &all } else { names };
     for arch in arches {
-        for service in services {
-            let image =
-                harness::build_service(service, arch, profile).map_err(|e| e.to_string())?;
-            println!("{arch} {service}: {}", image.display());
+        for name in names {
+            let linux = apps
+                .iter()
+                .any(|a| &a.name == name && a.image == harness::layout::AppImage::LinuxStatic);
+            let image = if linux {
+                harness::appassets::build_linux_program(name, arch, profile)
+            } else {
+                harness::build_service(name, arch, profile)
+            }
+            .map_err(|e| e.to_string())?;
+            println!("{arch} {name}: {}", image.display());
         }
     }
     Ok(())

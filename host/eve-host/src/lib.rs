@@ -19,7 +19,7 @@ pub mod lock;
 pub mod manifest;
 pub mod node;
 pub mod nodebus;
-pub mod orphans;
+pub use orphans;
 pub mod qemu;
 pub mod servicelog;
 pub mod status;

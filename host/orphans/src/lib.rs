@@ -5,6 +5,10 @@
 //! each of them writes a pid file, and a starting host stops whatever a pid
 //! file names, but only if that process's command line still carries the
 //! pid file's path: a pid reused by an unrelated process is left alone.
+//!
+//! The node host reaps its services' QEMUs and swtpm with it, and the app
+//! domains (`host/domains`) reap their QEMUs with it.
+#![forbid(unsafe_code)]
 
 use std::io;
 use std::path::{Path, PathBuf};
