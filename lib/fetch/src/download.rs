@@ -272,7 +272,12 @@ fn stream<R: Read<Error = evehttp::HttpError>, S: BlobSink>(
 ) -> Result<u64, FetchError> {
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = body.read(&mut buf)?;
+        // The client's own body limit is the same bound, met first by a
+        // body with no length.
+        let n = body.read(&mut buf).map_err(|e| match e {
+            evehttp::HttpError::BodyTooLarge => FetchError::TooLarge { limit },
+            other => FetchError::Http(other),
+        })?;
         if n == 0 {
             return Ok(offset);
         }
