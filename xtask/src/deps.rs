@@ -187,6 +187,40 @@ pub fn ensure_python_packages() {
     }
 }
 
+/// The content tests' servers: Debian's `docker-registry` (the
+/// distribution server eden runs as registry:2), which `lib/ocidist`'s
+/// tests start on loopback. From the main suite, so no backports.
+pub fn ensure_content_servers() -> Result<(), String> {
+    let registry = Tool {
+        binary: "docker-registry",
+        probe: "--version",
+        package: "docker-registry",
+    };
+    if works(&registry) {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!(
+            "docker-registry missing. As root run:\n  apt-get update && apt-get install -y --no-install-recommends {}",
+            registry.package
+        ));
+    }
+    println!(
+        "xtask: docker-registry missing; installing {}",
+        registry.package
+    );
+    run("apt-get", &["update", "-q"])?;
+    run(
+        "apt-get",
+        &["install", "-y", "--no-install-recommends", registry.package],
+    )?;
+    if works(&registry) {
+        Ok(())
+    } else {
+        Err("docker-registry still missing after apt-get install".into())
+    }
+}
+
 /// The bare-metal targets and the components `rust-toolchain.toml` lists:
 /// with `RUSTUP_AUTO_INSTALL=0` rustup will not add them by itself.
 fn ensure_rust_toolchain() -> Result<(), String> {

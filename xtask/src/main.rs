@@ -128,7 +128,7 @@ fn main() -> ExitCode {
             }),
         },
         Command::Test => test::run(),
-        Command::Deps => deps::ensure(),
+        Command::Deps => deps::ensure().and_then(|()| deps::ensure_content_servers()),
         Command::Fuzz { seconds, targets } => fuzz::run(&targets, seconds),
         Command::Bench { what } => bench::run(what),
         Command::ApiDiff(args) => apidiff::run(args),

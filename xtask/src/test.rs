@@ -54,6 +54,7 @@ fn cargo_test() -> Result<(u64, u64), String> {
 pub fn run() -> Result<(), String> {
     crate::deps::ensure()?;
     crate::deps::ensure_python_packages();
+    crate::deps::ensure_content_servers()?;
     // Formatting first: it takes a second and a diff is cheaper to read
     // than a failed CI run.
     cargo(&["fmt", "--all", "--check"])?;
