@@ -125,7 +125,7 @@ pub fn download<T: Transport, S: BlobSink>(
     // server that keeps changing cannot keep us looping.
     let mut restarted = false;
     loop {
-        let conn = connect(transport, proxy, url.scheme, &url.host, url.port)?;
+        let conn = connect(&mut *transport, proxy, url.scheme, &url.host, url.port)?;
         let mut client = Client::new(conn, &url.authority())?;
         let range = format!("bytes={offset}-");
         let mut request = Request::get(&url.path)

@@ -12,9 +12,9 @@
 //!   error, not a full disk; redirects are followed a bounded number of
 //!   times, never from https to http, and credentials go only to the
 //!   datastore's own host.
-//! - Connections: [`Transport`] opens TCP and wraps TLS (the unikernel's
-//!   stack, or std sockets in tests); a configured proxy is reached with
-//!   `CONNECT`.
+//! - Connections: a [`Transport`] opens them along a [`Route`] (the
+//!   unikernel's stack and TLS, or std sockets in tests); a configured
+//!   proxy is reached with a `CONNECT` [`tunnel`].
 //! - Retries: [`retry`] is the backoff logic, pure, over a [`retry::Clock`].
 //!
 //! Errors are small `Copy` values, as guest errors are.
@@ -37,4 +37,4 @@ mod transport;
 pub use datastore::{Credentials, Datastore, DatastoreError, DsKind};
 pub use download::{BlobSink, Download, Outcome, SinkError, Validator, download};
 pub use error::FetchError;
-pub use transport::{Conn, ConnectError, Proxy, Transport, connect};
+pub use transport::{ConnectError, Proxy, Route, Transport, connect, tunnel};

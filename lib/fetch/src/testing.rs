@@ -15,7 +15,9 @@ use std::{format, thread};
 use embedded_io::{ErrorKind, ErrorType};
 
 use crate::download::{BlobSink, SinkError};
-use crate::transport::{ConnectError, Transport};
+use evehttp::Scheme;
+
+use crate::transport::{ConnectError, Route, Transport, tunnel};
 
 /// A std TCP stream as an `embedded_io` stream.
 pub struct StdStream(pub TcpStream);
@@ -61,22 +63,21 @@ pub struct StdTransport {
 }
 
 impl Transport for StdTransport {
-    type Tcp = StdStream;
-    type Tls = StdStream;
+    type Conn<'a> = StdStream;
 
-    fn tcp(&mut self, host: &str, port: u16) -> Result<StdStream, ConnectError> {
+    fn open(&mut self, route: &Route<'_>) -> Result<StdStream, ConnectError> {
+        let (host, port) = route.first_hop();
         self.connections.push(format!("{host}:{port}"));
         let s = TcpStream::connect((host, port)).map_err(|e| ConnectError::Tcp(kind(&e)))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| ConnectError::Tcp(kind(&e)))?;
-        Ok(StdStream(s))
-    }
-
-    fn tls(&mut self, tcp: StdStream, _server_name: &str) -> Result<StdStream, ConnectError> {
-        if self.pretend_tls {
-            Ok(tcp)
-        } else {
-            Err(ConnectError::Unsupported)
+        let mut stream = StdStream(s);
+        if let Some(proxy) = route.proxy {
+            tunnel(&mut stream, proxy, route.host, route.port)?;
+        }
+        match route.scheme {
+            Scheme::Https if !self.pretend_tls => Err(ConnectError::Unsupported),
+            _ => Ok(stream),
         }
     }
 }

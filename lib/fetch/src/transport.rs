@@ -52,53 +52,45 @@ impl fmt::Display for ConnectError {
     }
 }
 
-/// What the network offers: TCP streams, and TLS over them.
+/// Where a connection goes: the target, and the proxy to tunnel through
+/// when one applies to the target.
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'r> {
+    /// http (plain) or https (TLS to `host`).
+    pub scheme: Scheme,
+    /// The target host.
+    pub host: &'r str,
+    /// The target port.
+    pub port: u16,
+    /// The proxy to reach the target through, if any.
+    pub proxy: Option<&'r Proxy>,
+}
+
+impl Route<'_> {
+    /// Where the TCP connection goes: the proxy, or the target itself.
+    pub fn first_hop(&self) -> (&str, u16) {
+        match self.proxy {
+            Some(p) => (p.host.as_str(), p.port),
+            None => (self.host, self.port),
+        }
+    }
+}
+
+/// What the network offers: connections along a [`Route`].
+///
+/// A connection may borrow the transport (in a unikernel a TCP stream
+/// borrows the network stack and a TLS session its record buffers), so it
+/// is a generic associated type, and a transport carries one connection at
+/// a time. An implementation opens TCP to [`Route::first_hop`], calls
+/// [`tunnel`] when [`Route::proxy`] is set, then starts TLS checking the
+/// server is [`Route::host`] when the scheme is https.
 pub trait Transport {
-    /// A TCP stream.
-    type Tcp: Read + Write;
-    /// A TLS session over a [`Transport::Tcp`].
-    type Tls: Read + Write;
-    /// Connects to `host:port` (resolving `host`).
-    fn tcp(&mut self, host: &str, port: u16) -> Result<Self::Tcp, ConnectError>;
-    /// Starts TLS over `tcp`, checking the server is `server_name`.
-    fn tls(&mut self, tcp: Self::Tcp, server_name: &str) -> Result<Self::Tls, ConnectError>;
-}
-
-/// A connection, plain or TLS.
-pub enum Conn<T: Transport> {
-    /// http.
-    Plain(T::Tcp),
-    /// https.
-    Tls(T::Tls),
-}
-
-impl<T: Transport> ErrorType for Conn<T> {
-    type Error = ErrorKind;
-}
-
-impl<T: Transport> Read for Conn<T> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
-        match self {
-            Self::Plain(c) => c.read(buf).map_err(|e| embedded_io::Error::kind(&e)),
-            Self::Tls(c) => c.read(buf).map_err(|e| embedded_io::Error::kind(&e)),
-        }
-    }
-}
-
-impl<T: Transport> Write for Conn<T> {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
-        match self {
-            Self::Plain(c) => c.write(buf).map_err(|e| embedded_io::Error::kind(&e)),
-            Self::Tls(c) => c.write(buf).map_err(|e| embedded_io::Error::kind(&e)),
-        }
-    }
-
-    fn flush(&mut self) -> Result<(), ErrorKind> {
-        match self {
-            Self::Plain(c) => c.flush().map_err(|e| embedded_io::Error::kind(&e)),
-            Self::Tls(c) => c.flush().map_err(|e| embedded_io::Error::kind(&e)),
-        }
-    }
+    /// An open connection.
+    type Conn<'a>: Read + Write
+    where
+        Self: 'a;
+    /// Opens a connection along `route`.
+    fn open<'a>(&'a mut self, route: &Route<'_>) -> Result<Self::Conn<'a>, ConnectError>;
 }
 
 /// An HTTP proxy (EVE's `ProxyConfig`: a server, and exceptions that are
@@ -130,32 +122,28 @@ impl Proxy {
 }
 
 /// Opens a connection to `scheme://host:port`: directly, or through
-/// `proxy` with a `CONNECT` tunnel (for http too: one path, and the
-/// proxy never sees the request).
-pub fn connect<T: Transport>(
-    transport: &mut T,
+/// `proxy` (unless the host is one of its exceptions) with a `CONNECT`
+/// tunnel, for http too: one path, and the proxy never sees the request.
+pub fn connect<'a, T: Transport>(
+    transport: &'a mut T,
     proxy: Option<&Proxy>,
     scheme: Scheme,
     host: &str,
     port: u16,
-) -> Result<Conn<T>, ConnectError> {
-    let tcp = match proxy.filter(|p| p.applies_to(host)) {
-        Some(p) => {
-            let mut tcp = transport.tcp(&p.host, p.port)?;
-            tunnel(&mut tcp, p, host, port)?;
-            tcp
-        }
-        None => transport.tcp(host, port)?,
+) -> Result<T::Conn<'a>, ConnectError> {
+    let route = Route {
+        scheme,
+        host,
+        port,
+        proxy: proxy.filter(|p| p.applies_to(host)),
     };
-    Ok(match scheme {
-        Scheme::Http => Conn::Plain(tcp),
-        Scheme::Https => Conn::Tls(transport.tls(tcp, host)?),
-    })
+    transport.open(&route)
 }
 
-/// Asks the proxy for a tunnel and reads its answer byte by byte, so not
-/// a byte of the tunnel is consumed.
-fn tunnel<S: Read + Write>(
+/// Asks the proxy for a tunnel to `host:port` over `tcp` (connected to
+/// the proxy) and reads its answer byte by byte, so not a byte of the
+/// tunnel is consumed. [`Transport`] implementations call it.
+pub fn tunnel<S: Read + Write>(
     tcp: &mut S,
     proxy: &Proxy,
     host: &str,
