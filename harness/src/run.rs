@@ -201,6 +201,11 @@ impl Guest {
 }
 
 impl Running {
+    /// QEMU's process id, e.g. to read its CPU time while the guest runs.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Takes console output for up to `wait`; false once the console closed.
     fn pump(&mut self, wait: Duration) -> bool {
         if self.closed {

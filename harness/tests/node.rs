@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use harness::{Arch, workspace_root};
 use serde_json::Value;
+use topics::onboard::{Phase, Report};
+use topics::{OnboardStatus, Topic};
 
 /// Building everything from scratch on a 2-core machine takes minutes.
 const FIRST_ONBOARD: Duration = Duration::from_secs(1800);
@@ -129,17 +131,15 @@ impl Node {
     }
 }
 
-fn onboard_status(status: &Value) -> String {
-    status["tables"]["onboard-status"]["zedagent"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+/// zedagent's onboarding report in the status file, read with its type.
+fn onboard_status(status: &Value) -> Option<Report> {
+    serde_json::from_value(status["tables"][OnboardStatus::NAME][OnboardStatus::KEY].clone()).ok()
 }
 
-fn field(text: &str, name: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
-        .map(str::to_owned)
+fn running(report: &Option<Report>) -> bool {
+    report
+        .as_ref()
+        .is_some_and(|r| r.phase() == Phase::Running && !r.uuid.is_empty())
 }
 
 fn zedagent(status: &Value) -> Value {
@@ -161,27 +161,23 @@ fn node_onboards_and_recovers(arch: Arch) {
             .trim(),
     );
     let status_path = state_dir.join("run/status.json");
-    let onboarded = node.until(&status_path, FIRST_ONBOARD, |s| {
-        let text = onboard_status(s);
-        field(&text, "state").as_deref() == Some("Running")
-            && field(&text, "uuid").is_some_and(|u| !u.is_empty())
-    });
+    let onboarded = node.until(&status_path, FIRST_ONBOARD, |s| running(&onboard_status(s)));
     let before = onboard_status(&onboarded);
-    let uuid = field(&before, "uuid").expect("uuid");
+    let uuid = before.as_ref().expect("a report").uuid.clone();
     let pid = zedagent(&onboarded)["pid"].as_u64().expect("zedagent runs");
     // Pull the plug on zedagent's VM alone.
     signal(u32::try_from(pid).expect("pid"), "KILL");
     let recovered = node.until(&status_path, RECOVERY, |s| {
         let agent = zedagent(s);
-        let text = onboard_status(s);
+        let report = onboard_status(s);
         agent["restarts"].as_u64().unwrap_or(0) >= 1
             && agent["state"] == "running"
-            && text != before
-            && field(&text, "state").as_deref() == Some("Running")
+            && report != before
+            && running(&report)
     });
     assert_eq!(
-        field(&onboard_status(&recovered), "uuid").as_deref(),
-        Some(uuid.as_str()),
+        onboard_status(&recovered).map(|r| r.uuid),
+        Some(uuid),
         "the device came back under another UUID"
     );
     let diag = recovered["services"]

@@ -59,6 +59,8 @@ pub enum Bench {
         #[arg(long, default_value_t = 300)]
         timeout_s: u64,
     },
+    /// An idle onboarded node's CPU per process, and how fast a sleeping service wakes.
+    Idle(crate::idlebench::IdleArgs),
 }
 
 pub fn run(what: Bench) -> Result<(), String> {
@@ -73,6 +75,7 @@ pub fn run(what: Bench) -> Result<(), String> {
             manifest,
             timeout_s,
         } => crate::nodebench::node(runs.max(1), arch, &manifest, Duration::from_secs(timeout_s)),
+        Bench::Idle(args) => crate::idlebench::run(args),
         Bench::Onboard {
             runs,
             arch,

@@ -16,11 +16,14 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// One fuzz target: its name, the crate folder whose `fuzz/` holds it and
-/// the largest input libFuzzer may make (its default is 4096 bytes).
+/// One fuzz target: its name, the crate folder whose `fuzz/` holds it, the
+/// folders of seed inputs (relative to the crate folder; besides
+/// `fuzz/seeds/<name>`, which is read when it exists) and the largest
+/// input libFuzzer may make (its default is 4096 bytes).
 struct Target {
     name: &'static str,
     crate_dir: &'static str,
+    seeds: &'static [&'static str],
     max_len: Option<usize>,
 }
 
@@ -28,53 +31,63 @@ const TARGETS: &[Target] = &[
     Target {
         name: "auth_container",
         crate_dir: "lib/eve-proto",
+        seeds: &["testdata/signing", "testdata/golden"],
         max_len: None,
     },
     Target {
         name: "edge_dev_config",
         crate_dir: "lib/eve-proto",
+        seeds: &["testdata/golden"],
         max_len: None,
     },
     Target {
         // Masks reach 64 sectors of the CONFIG volume.
         name: "fat_config",
         crate_dir: "lib/configpart",
+        seeds: &[],
         max_len: Some(64 * 512),
     },
     Target {
         // QEMU's virt tree is about 8 KiB.
         name: "fdt",
         crate_dir: "sys/bootinfo",
+        seeds: &[],
         max_len: Some(16 << 10),
     },
     Target {
         name: "pvh",
         crate_dir: "sys/bootinfo",
+        seeds: &[],
         max_len: None,
     },
     Target {
         name: "dns_response",
         crate_dir: "lib/dnswire",
+        seeds: &[],
         max_len: Some(1500),
     },
     Target {
         name: "http_response",
         crate_dir: "lib/evehttp",
+        seeds: &[],
         max_len: None,
     },
     Target {
         name: "statestore_open",
         crate_dir: "lib/statestore",
+        seeds: &[],
         max_len: None,
     },
     Target {
         name: "tpm_response",
         crate_dir: "host/eve-tpm",
+        seeds: &[],
         max_len: None,
     },
     Target {
         name: "newlog_line",
         crate_dir: "controller",
+        seeds: &[],
         max_len: None,
     },
 ];
@@ -186,8 +199,9 @@ fn run_target(root: &Path, target: &Target, seconds: u64) -> Result<String, Stri
         path_arg(&fuzz_root),
         path_arg(&corpus),
     ];
-    if seeds.is_dir() {
-        args.push(path_arg(&seeds));
+    let seed_dirs = target.seeds.iter().map(|dir| crate_dir.join(dir));
+    for dir in seed_dirs.chain([seeds]).filter(|dir| dir.is_dir()) {
+        args.push(path_arg(&dir));
     }
     args.push("--".into());
     args.push(format!("-max_total_time={seconds}"));

@@ -7,6 +7,8 @@ mod bench;
 mod controller;
 mod deps;
 mod fuzz;
+mod idlebench;
+mod newservice;
 mod node;
 mod nodebench;
 mod output;
@@ -81,6 +83,19 @@ enum Command {
         /// Targets to run (all when omitted).
         targets: Vec<String>,
     },
+    /// Create a service: services/NAME (a crate on the runtime's service
+    /// loop: Hello, heartbeats, a timer, a subscription) and its stanza in
+    /// the node manifest.
+    NewService {
+        /// The service's name (and its crate's and image's).
+        name: String,
+        /// The manifest to add it to.
+        #[arg(long, default_value_os_t = node::default_manifest())]
+        manifest: std::path::PathBuf,
+        /// The workspace to add it to (default: this one).
+        #[arg(long, default_value_os_t = harness::workspace_root())]
+        workspace: std::path::PathBuf,
+    },
     /// Measure and print a table.
     Bench {
         #[command(subcommand)]
@@ -130,6 +145,20 @@ fn main() -> ExitCode {
         Command::Test => test::run(),
         Command::Deps => deps::ensure().and_then(|()| deps::ensure_content_servers()),
         Command::Fuzz { seconds, targets } => fuzz::run(&targets, seconds),
+        Command::NewService {
+            name,
+            manifest,
+            workspace,
+        } => newservice::create(&workspace, &name, &manifest).map(|created| {
+            println!(
+                "created {} and its stanza in {}
+build it: cargo xtask build {name}
+boot it alone: cargo xtask qemu {name}
+smoke test: cargo test -p harness --test services",
+                created.crate_dir.display(),
+                created.manifest.display()
+            )
+        }),
         Command::Bench { what } => bench::run(what),
         Command::ApiDiff(args) => apidiff::run(args),
     };

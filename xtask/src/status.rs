@@ -1,21 +1,23 @@
 //! What a running node looks like from outside: read from the host's
-//! `<state-dir>/run/status.json` (schema 1, documented in
-//! `host/src/status.rs`), or, while a host has not written it yet, from its
-//! status lines on stdout; rendered as a compact block of text.
+//! `<state-dir>/run/status.json` (schema documented in
+//! `host/eve-host/src/status.rs`), or, while a host has not written it yet,
+//! from its status lines on stdout; rendered as a compact block of text.
+//! Bus values in the file are read with their types from the `topics`
+//! crate, the ones their publishers wrote them with.
 //!
 //! Fields this reader does not know are ignored, as the schema asks.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use topics::diag::{self, Verdict};
+use topics::onboard::{self, Report};
+use topics::{DiagReport, OnboardStatus, Topic};
 
 /// The status file's schema version this reader understands.
-const SCHEMA: u64 = 1;
-/// The bus topic zedagent reports onboarding on, as `key=value` lines.
-pub const ONBOARD_TOPIC: &str = "onboard-status";
-/// The item of [`ONBOARD_TOPIC`] zedagent publishes.
-const ONBOARD_ITEM: &str = "zedagent";
+const SCHEMA: u64 = eve_host::status::SCHEMA as u64;
 
 /// One service as the host supervises it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -39,13 +41,25 @@ impl ServiceStatus {
 }
 
 /// A node's status at one moment.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodeStatus {
     pub services: Vec<ServiceStatus>,
-    /// The latest `onboard-status` report, key by key in its order.
-    pub onboard: Vec<(String, String)>,
+    /// zedagent's latest onboarding report.
+    pub onboard: Option<Report>,
+    /// diag's latest verdict.
+    pub diag: Option<Verdict>,
     /// Where the node's TPM is, when the host says.
     pub tpm: Option<String>,
+}
+
+/// The value of item `key` of topic `T` in the file's tables, if it is
+/// there and reads as that topic's type.
+fn table_item<T: Topic>(root: &Value, key: &str) -> Option<T::Value>
+where
+    T::Value: DeserializeOwned,
+{
+    let item = root.get("tables")?.get(T::NAME)?.get(key)?;
+    serde_json::from_value(item.clone()).ok()
 }
 
 impl NodeStatus {
@@ -66,16 +80,10 @@ impl NodeStatus {
             .iter()
             .map(service_from_json)
             .collect::<Result<_, _>>()?;
-        let onboard = root
-            .get("tables")
-            .and_then(|t| t.get(ONBOARD_TOPIC))
-            .and_then(|items| items.get(ONBOARD_ITEM))
-            .and_then(Value::as_str)
-            .map(key_values)
-            .unwrap_or_default();
         Ok(NodeStatus {
             services,
-            onboard,
+            onboard: table_item::<OnboardStatus>(&root, OnboardStatus::KEY),
+            diag: table_item::<DiagReport>(&root, DiagReport::KEY),
             tpm: root.get("tpm").and_then(Value::as_str).map(str::to_owned),
         })
     }
@@ -85,26 +93,16 @@ impl NodeStatus {
     pub fn from_host_lines(lines: &BTreeMap<String, String>) -> NodeStatus {
         NodeStatus {
             services: lines.values().filter_map(|l| parse_host_line(l)).collect(),
-            onboard: Vec::new(),
-            tpm: None,
+            ..NodeStatus::default()
         }
     }
 
-    /// A value of the latest onboarding report.
-    pub fn onboard_value(&self, key: &str) -> Option<&str> {
-        self.onboard
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether zedagent says it is onboarded: its `state` is the phase
-    /// after onboarding (`Running`: the config, info and metrics loops) or
-    /// says so outright.
+    /// Whether zedagent says it is onboarded: it is in the phase after
+    /// onboarding (the config, info and metrics loops).
     pub fn onboarded(&self) -> bool {
-        self.onboard_value("state").is_some_and(|state| {
-            state.eq_ignore_ascii_case("running") || state.eq_ignore_ascii_case("onboarded")
-        })
+        self.onboard
+            .as_ref()
+            .is_some_and(|r| r.phase() == onboard::Phase::Running)
     }
 
     /// Whether every service of `names` is running.
@@ -160,15 +158,6 @@ fn service_from_json(fields: &Value) -> Result<ServiceStatus, String> {
             .and_then(Value::as_u64)
             .map(Duration::from_millis),
     })
-}
-
-/// `key=value` lines; other lines are skipped.
-pub fn key_values(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .filter(|(k, _)| !k.is_empty())
-        .collect()
 }
 
 /// Parses one `eve-host run` status line.
@@ -244,6 +233,7 @@ pub fn render(status: &NodeStatus, live: bool) -> Vec<String> {
             .collect()
     };
     lines.extend(render_onboarding(status));
+    lines.extend(render_diag(status));
     if let Some(tpm) = status.tpm.as_deref().filter(|_| live) {
         lines.push(format!("tpm: {tpm}"));
     }
@@ -268,60 +258,70 @@ fn table<const N: usize>(rows: Vec<[String; N]>) -> Vec<String> {
         .collect()
 }
 
-/// Keys of the onboarding report shown in their own places; each may
-/// also come with an `_ms` suffix (a time in milliseconds).
-const ONBOARD_SHOWN: [&str; 5] = ["state", "uuid", "config_hash", "last_info", "last_metrics"];
-
 fn render_onboarding(status: &NodeStatus) -> Vec<String> {
-    if status.onboard.is_empty() {
+    let Some(report) = &status.onboard else {
         return vec!["onboarding: no report from zedagent yet".to_owned()];
-    }
-    let value = |key: &str| {
-        status
-            .onboard_value(key)
-            .map(str::to_owned)
-            .or_else(|| {
-                let ms = status.onboard_value(&format!("{key}_ms"))?;
-                Some(if ms.bytes().all(|b| b.is_ascii_digit()) {
-                    format!("{ms} ms")
-                } else {
-                    ms.to_owned()
-                })
-            })
-            .unwrap_or_else(|| "-".to_owned())
     };
-    let mut lines = vec![
-        format!("onboarding: {}  uuid {}", value("state"), value("uuid")),
+    let ms = |t: Option<u64>| t.map_or("never".to_owned(), |t| format!("{t} ms"));
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    vec![
         format!(
-            "config {}  last info {}  last metrics {}",
-            value("config_hash"),
-            value("last_info"),
-            value("last_metrics")
+            "onboarding: {:?}  uuid {}",
+            report.phase(),
+            or_dash(&report.uuid)
         ),
-    ];
-    let others: Vec<String> = status
-        .onboard
-        .iter()
-        .filter(|(k, _)| {
-            let base = k.strip_suffix("_ms").unwrap_or(k);
-            !ONBOARD_SHOWN.contains(&base)
-        })
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    if !others.is_empty() {
-        lines.push(others.join("  "));
+        format!(
+            "config {}  last config {}  last info {}  last metrics {}",
+            or_dash(&report.config_hash),
+            ms(report.last_config_ms),
+            ms(report.last_info_ms),
+            ms(report.last_metrics_ms)
+        ),
+        format!(
+            "register {:?}  attest {:?}  log batches queued {}  heap peak {} bytes",
+            report.register(),
+            report.attest(),
+            report.log_batches_queued,
+            report.heap_peak_bytes
+        ),
+    ]
+}
+
+/// diag's verdict: reachable, or the first step that failed.
+fn render_diag(status: &NodeStatus) -> Option<String> {
+    let verdict = status.diag.as_ref()?;
+    if verdict.reachable {
+        return Some(format!("diag: {} reachable", verdict.controller));
     }
-    lines
+    let failed = verdict
+        .steps
+        .iter()
+        .find(|s| s.outcome() == diag::Outcome::Fail);
+    Some(match failed {
+        Some(step) => format!(
+            "diag: {} NOT reachable: {:?} failed: {}",
+            verdict.controller,
+            step.check(),
+            step.detail
+        ),
+        None => format!("diag: {} NOT reachable", verdict.controller),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// As `eve-host` writes it (host/src/status.rs, schema 1), with a field
+    /// As `eve-host` writes it (host/eve-host/src/status.rs), with a field
     /// this reader does not know.
     const SAMPLE: &str = r#"{
-      "schema": 1, "node": "default", "arch": "x86_64", "host_pid": 4200,
+      "schema": 2, "node": "default", "arch": "x86_64", "host_pid": 4200,
       "running": true, "updated_unix_ms": 1700000000000, "tpm": "swtpm (/s/tpm)",
       "future_field": [1, 2],
       "services": [
@@ -332,10 +332,23 @@ mod tests {
          "restarts": 6, "crash_loop": true, "last_end": null, "bus_connected": false,
          "last_heartbeat_age_ms": null}
       ],
-      "tables": {"onboard-status": {
-        "zedagent": "state=onboarded\nuuid=6ba7b810-9dad-11d1-80b4-00c04fd430c8\nconfig_hash=q1w2e3\nlast_info=12:00:05\nlast_metrics=12:00:07\nphase=running\n",
-        "other": {"base64": "AAEC"}
-      }}
+      "tables": {
+        "onboard-status": {"zedagent": {
+          "phase": 5, "uuid": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "config_hash": "q1w2e3",
+          "register": 2, "attest": 2, "last_config_ms": 900, "last_info_ms": 1200,
+          "last_metrics_ms": null, "log_batches_queued": 0, "log_lines_dropped": 0,
+          "heap_peak_bytes": 4096, "undecodable_values": 0, "from_a_newer_zedagent": true
+        }},
+        "diag-report": {"controller": {
+          "reachable": false, "controller": "10.0.2.2:8443", "walks": 3,
+          "steps": [
+            {"check": 3, "outcome": 1, "detail": "10.0.2.15", "micros": 5000},
+            {"check": 5, "outcome": 2, "detail": "connection refused", "micros": 80},
+            {"check": 6, "outcome": 3, "detail": "", "micros": 0}
+          ]
+        }}
+      },
+      "undecodable_values": 0
     }"#;
 
     #[test]
@@ -354,7 +367,9 @@ mod tests {
         assert!(diag.crash_loop && !diag.is_running());
         assert_eq!(diag.last_end, None);
         assert!(status.onboarded());
-        assert_eq!(status.onboard_value("config_hash"), Some("q1w2e3"));
+        let report = status.onboard.as_ref().unwrap();
+        assert_eq!(report.config_hash, "q1w2e3");
+        assert_eq!(report.register(), onboard::Registration::Onboarded);
         assert_eq!(status.tpm.as_deref(), Some("swtpm (/s/tpm)"));
         assert!(!status.all_running(["zedagent", "diag"].into_iter()));
         assert!(status.all_running(["zedagent"].into_iter()));
@@ -366,15 +381,21 @@ mod tests {
 
     #[test]
     fn other_schemas_and_shapes_are_refused() {
-        assert!(NodeStatus::from_json(&SAMPLE.replace("\"schema\": 1", "\"schema\": 2")).is_err());
-        assert!(NodeStatus::from_json(r#"{"schema": 1}"#).is_err());
-        assert!(NodeStatus::from_json(r#"{"schema": 1, "services": [{}]}"#).is_err());
+        assert!(NodeStatus::from_json(&SAMPLE.replace("\"schema\": 2", "\"schema\": 1")).is_err());
+        assert!(NodeStatus::from_json(r#"{"schema": 2}"#).is_err());
+        assert!(NodeStatus::from_json(r#"{"schema": 2, "services": [{}]}"#).is_err());
         assert!(NodeStatus::from_json("not json").is_err());
         let quiet = NodeStatus::from_json(
-            r#"{"schema": 1, "services": [], "tables": {"onboard-status": {}}}"#,
+            r#"{"schema": 2, "services": [], "tables": {"onboard-status": {}}}"#,
         )
         .unwrap();
-        assert!(quiet.onboard.is_empty() && !quiet.onboarded());
+        assert!(quiet.onboard.is_none() && !quiet.onboarded());
+        // A value that is not its topic's type is no report, not an error.
+        let odd = NodeStatus::from_json(
+            r#"{"schema": 2, "services": [], "tables": {"onboard-status": {"zedagent": "phase=5"}}}"#,
+        )
+        .unwrap();
+        assert!(odd.onboard.is_none());
     }
 
     #[test]
@@ -386,9 +407,10 @@ mod tests {
                 "service   state                                                restarts  bus   heartbeat",
                 "zedagent  running (pid 4242) (last end: exited with status 1)  1         up    1.5 s ago",
                 "diag      restarting in 2.0 s, CRASH LOOP                      6         down  -",
-                "onboarding: onboarded  uuid 6ba7b810-9dad-11d1-80b4-00c04fd430c8",
-                "config q1w2e3  last info 12:00:05  last metrics 12:00:07",
-                "phase=running",
+                "onboarding: Running  uuid 6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+                "config q1w2e3  last config 900 ms  last info 1200 ms  last metrics never",
+                "register Onboarded  attest Attested  log batches queued 0  heap peak 4096 bytes",
+                "diag: 10.0.2.2:8443 NOT reachable: Tcp failed: connection refused",
                 "tpm: swtpm (/s/tpm)",
             ]
         );
@@ -404,23 +426,28 @@ mod tests {
     #[test]
     fn zedagents_report_is_shown() {
         let mut status = NodeStatus {
-            onboard: key_values(
-                "state=Running\nuuid=u-1\nconfig_hash=h\nregister=Onboarded\nattest=Attested\n\
-                 last_config_ms=900\nlast_info_ms=1200\nlast_metrics_ms=never\nheap_peak=4096\n",
-            ),
+            onboard: Some(Report {
+                phase: onboard::Phase::Register as i32,
+                register: onboard::Registration::Conflict as i32,
+                ..Report::default()
+            }),
             ..NodeStatus::default()
         };
-        assert!(status.onboarded());
+        assert!(!status.onboarded());
         assert_eq!(
             render_onboarding(&status),
             [
-                "onboarding: Running  uuid u-1",
-                "config h  last info 1200 ms  last metrics never",
-                "register=Onboarded  attest=Attested  last_config_ms=900  heap_peak=4096",
+                "onboarding: Register  uuid -",
+                "config -  last config never  last info never  last metrics never",
+                "register Conflict  attest Unspecified  log batches queued 0  heap peak 0 bytes",
             ]
         );
-        status.onboard = key_values("state=Register\n");
-        assert!(!status.onboarded());
+        status.diag = Some(Verdict {
+            reachable: true,
+            controller: "c:1".into(),
+            ..Verdict::default()
+        });
+        assert_eq!(render_diag(&status).as_deref(), Some("diag: c:1 reachable"));
     }
 
     #[test]

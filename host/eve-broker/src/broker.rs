@@ -16,6 +16,8 @@ use evebus::{
     RefuseReason, Status, WireError,
 };
 
+use hostops::TargetSpec;
+
 use crate::persist::{self, LoadError};
 use crate::policy::Policy;
 use crate::rpc::RpcHandler;
@@ -124,6 +126,21 @@ pub enum OpenError {
     Load(#[from] LoadError),
 }
 
+/// Why [`Broker::publish_own`] refused an item.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OwnPublishError {
+    #[error(
+        "{0:?} is not a table of the broker: the host publishes only topics starting with @ (not the log stream)"
+    )]
+    NotABrokerTable(String),
+    #[error("{0:?} is not a valid key")]
+    InvalidKey(String),
+    #[error("the item of {topic} under {key} would not fit an update frame")]
+    TooLarge { topic: String, key: String },
+    #[error("{0} holds as many items as the broker allows")]
+    TableFull(String),
+}
+
 /// Why [`Broker::attach`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
@@ -150,11 +167,14 @@ impl fmt::Debug for Broker {
     }
 }
 
+/// A registered host target: what it serves and its handler.
+type Served = (&'static TargetSpec, Arc<dyn RpcHandler>);
+
 struct Inner {
     policy: Policy,
     config: BrokerConfig,
     state: Mutex<State>,
-    handlers: RwLock<BTreeMap<String, Arc<dyn RpcHandler>>>,
+    handlers: RwLock<BTreeMap<String, Served>>,
     sink: RwLock<Arc<dyn LogSink>>,
 }
 
@@ -234,13 +254,25 @@ impl Broker {
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(sink);
     }
 
-    /// Serves requests to `target` with `handler`, replacing any other.
-    pub fn register(&self, target: &str, handler: impl RpcHandler + 'static) {
+    /// Serves the target `spec` describes with `handler`, replacing any
+    /// other handler of that target.
+    pub fn register(&self, spec: &'static TargetSpec, handler: Arc<dyn RpcHandler>) {
         self.inner
             .handlers
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(target.to_owned(), Arc::new(handler));
+            .insert(spec.name.to_owned(), (spec, handler));
+    }
+
+    /// Stops serving `target`: later calls are answered `NoSuchTarget`,
+    /// and the broker no longer holds the handler (a call already running
+    /// finishes).
+    pub fn unregister(&self, target: &str) {
+        self.inner
+            .handlers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(target);
     }
 
     /// Serves `stream`, which belongs to `service` (the host knows which
@@ -294,6 +326,52 @@ impl Broker {
     /// When `service`'s latest heartbeat arrived.
     pub fn last_heartbeat(&self, service: &str) -> Option<Instant> {
         self.status(service)?.last_heartbeat.map(|(at, _)| at)
+    }
+
+    /// Sets item `key` of one of the broker's own tables (a topic starting
+    /// with `@`, which no service publishes: what the host itself tells
+    /// the services, such as the device's facts); subscribers see the
+    /// change as if a publisher had made it.
+    pub fn publish_own(
+        &self,
+        topic: &str,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), OwnPublishError> {
+        if !name::is_broker_topic(topic) || !name::valid_topic(topic) || topic == LOG_TOPIC {
+            return Err(OwnPublishError::NotABrokerTable(topic.to_owned()));
+        }
+        if !name::valid_key(key) {
+            return Err(OwnPublishError::InvalidKey(key.to_owned()));
+        }
+        let empty_update = Message::Update {
+            change: Change::Created,
+            topic: topic.to_owned(),
+            key: key.to_owned(),
+            value: Vec::new(),
+        };
+        if empty_update.buffer_len() + value.len() > self.inner.config.limits.frame_len() {
+            return Err(OwnPublishError::TooLarge {
+                topic: topic.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+        let mut state = self.inner.lock();
+        let table = state.tables.entry(topic.to_owned()).or_default();
+        match table.publish(key, value.clone(), self.inner.config.max_items_per_topic) {
+            Err(TableFull) => Err(OwnPublishError::TableFull(topic.to_owned())),
+            Ok(None) => Ok(()),
+            Ok(Some(change)) => {
+                let update = Message::Update {
+                    change,
+                    topic: topic.to_owned(),
+                    key: key.to_owned(),
+                    value,
+                };
+                fan_out(&self.inner, &mut state, topic, &update);
+                Ok(())
+            }
+        }
     }
 
     /// The current items of `topic`.
@@ -496,8 +574,10 @@ impl Session {
             Message::Request {
                 id,
                 target,
+                operation,
+                version,
                 payload,
-            } => self.request(id, &target, &payload),
+            } => self.request(id, &target, &operation, version, &payload),
             other => Err(End::Violation(other.kind())),
         }
     }
@@ -735,11 +815,28 @@ impl Session {
         }
     }
 
-    fn request(&self, id: u32, target: &str, payload: &[u8]) -> Result<(), End> {
-        let (status, payload) = if !self.inner.policy.may_call(&self.service, target) {
-            log::warn!("bus: denied request to {target} from {}", self.service);
-            (Status::Denied, b"target not granted".to_vec())
-        } else {
+    /// Answers a call: the target must exist in the caller's version and
+    /// serve the operation, and the manifest must grant it to the caller,
+    /// before the target's handler runs. Each refusal has its own status.
+    fn request(
+        &self,
+        id: u32,
+        target: &str,
+        operation: &str,
+        version: u16,
+        payload: &[u8],
+    ) -> Result<(), End> {
+        let refused = |status: Status, why: String| {
+            log::warn!(
+                "bus: {} called {target}.{operation}: {status:?}: {why}",
+                self.service
+            );
+            (status, why.into_bytes())
+        };
+        // The handler's clone is dropped with this block, before the answer
+        // goes out: whoever waits for the answer, then drops the target,
+        // must be its last holder.
+        let (status, payload) = {
             let handler = self
                 .inner
                 .handlers
@@ -748,12 +845,35 @@ impl Session {
                 .get(target)
                 .cloned();
             match handler {
-                None => (Status::NoSuchTarget, Vec::new()),
-                Some(handler) => match handler.call(&self.service, payload) {
+                None => refused(
+                    Status::NoSuchTarget,
+                    format!("this host has no target {target}"),
+                ),
+                Some((spec, _)) if spec.version != version => refused(
+                    Status::WrongVersion,
+                    format!(
+                        "the host's {target} is version {}, the caller's {version}",
+                        spec.version
+                    ),
+                ),
+                Some((spec, _)) if !spec.serves(operation) => refused(
+                    Status::NoSuchOperation,
+                    format!(
+                        "{target} has no operation {operation} (it has {})",
+                        spec.operations.join(", ")
+                    ),
+                ),
+                Some(_) if !self.inner.policy.may_call(&self.service, target, operation) => {
+                    refused(
+                        Status::Denied,
+                        format!("the manifest does not grant {target}.{operation}"),
+                    )
+                }
+                Some((_, handler)) => match handler.call(&self.service, operation, payload) {
                     Ok(answer) => (Status::Ok, answer),
                     Err(e) => {
-                        log::warn!("bus: request of {} to {target}: {e}", self.service);
-                        (e.status(), e.to_string().into_bytes())
+                        log::warn!("bus: {} called {target}.{operation}: {e}", self.service);
+                        (e.status(), e.into_payload())
                     }
                 },
             }
@@ -764,7 +884,10 @@ impl Session {
             payload,
         };
         if response.buffer_len() > self.inner.config.limits.frame_len() {
-            log::warn!("bus: answer of {target} to {} is too large", self.service);
+            log::warn!(
+                "bus: answer of {target}.{operation} to {} is too large",
+                self.service
+            );
             return self.reply(&Message::Response {
                 id,
                 status: Status::Failed,

@@ -3,7 +3,7 @@
 //!
 //! A file is the topic's items as a sequence of bus Publish frames, so
 //! there is one encoding to trust and test. It is named after the topic in
-//! hex (topics may contain `/`). A write goes to a temporary file that is
+//! hex, which never needs escaping. A write goes to a temporary file that is
 //! fsynced and renamed over the old one, and the directory is fsynced, so
 //! after a power loss the file holds either the old or the new table.
 

@@ -2,25 +2,28 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use evebus::name;
+use evebus::name::{self, NameError};
 
 /// One service's grants.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Grants {
     publish: BTreeSet<String>,
     subscribe: BTreeSet<String>,
-    call: BTreeSet<String>,
+    /// Host operations: (target, operation).
+    call: BTreeSet<(String, String)>,
 }
 
 /// Why a policy could not be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyError {
-    #[error("{0:?} is not a valid service name")]
-    InvalidService(String),
-    #[error("{0:?} is not a valid topic")]
-    InvalidTopic(String),
-    #[error("{0:?} is not a valid RPC target")]
-    InvalidTarget(String),
+    #[error("service name {name:?} {reason}")]
+    InvalidService { name: String, reason: NameError },
+    #[error("topic {name:?} {reason}")]
+    InvalidTopic { name: String, reason: NameError },
+    #[error("request target {name:?} {reason}")]
+    InvalidTarget { name: String, reason: NameError },
+    #[error("operation {name:?} {reason}")]
+    InvalidOperation { name: String, reason: NameError },
     #[error("{service} may not publish {topic}: topics starting with @ belong to the broker")]
     BrokerTopic { service: String, topic: String },
     #[error("topic {topic} has two publishers, {first} and {second}")]
@@ -62,10 +65,13 @@ impl Policy {
             .is_some_and(|g| g.subscribe.contains(topic))
     }
 
-    pub fn may_call(&self, service: &str, target: &str) -> bool {
-        self.services
-            .get(service)
-            .is_some_and(|g| g.call.contains(target))
+    /// Whether `service` may call `operation` of host target `target`.
+    pub fn may_call(&self, service: &str, target: &str, operation: &str) -> bool {
+        self.services.get(service).is_some_and(|g| {
+            g.call
+                .iter()
+                .any(|(t, o)| t.as_str() == target && o.as_str() == operation)
+        })
     }
 
     /// The service that owns `topic`.
@@ -110,10 +116,11 @@ impl PolicyBuilder {
         self
     }
 
-    /// Lets `service` send requests to `target`; the target's handler
-    /// checks each operation itself.
-    pub fn call(&mut self, service: &str, target: &str) -> &mut Self {
-        self.grants(service).call.insert(target.to_owned());
+    /// Lets `service` call `operation` of host target `target`.
+    pub fn call(&mut self, service: &str, target: &str, operation: &str) -> &mut Self {
+        self.grants(service)
+            .call
+            .insert((target.to_owned(), operation.to_owned()));
         self
     }
 
@@ -124,16 +131,25 @@ impl PolicyBuilder {
     pub fn build(&self) -> Result<Policy, PolicyError> {
         let mut publishers = BTreeMap::<String, String>::new();
         for (service, grants) in &self.services {
-            if !name::valid_service(service) {
-                return Err(PolicyError::InvalidService(service.clone()));
-            }
+            name::check_name(service).map_err(|reason| PolicyError::InvalidService {
+                name: service.clone(),
+                reason,
+            })?;
             for topic in grants.publish.iter().chain(&grants.subscribe) {
-                if !name::valid_topic(topic) {
-                    return Err(PolicyError::InvalidTopic(topic.clone()));
-                }
+                name::check_topic(topic).map_err(|reason| PolicyError::InvalidTopic {
+                    name: topic.clone(),
+                    reason,
+                })?;
             }
-            if let Some(target) = grants.call.iter().find(|t| !name::valid_service(t)) {
-                return Err(PolicyError::InvalidTarget(target.clone()));
+            for (target, operation) in &grants.call {
+                name::check_name(target).map_err(|reason| PolicyError::InvalidTarget {
+                    name: target.clone(),
+                    reason,
+                })?;
+                name::check_name(operation).map_err(|reason| PolicyError::InvalidOperation {
+                    name: operation.clone(),
+                    reason,
+                })?;
             }
             for topic in &grants.publish {
                 if name::is_broker_topic(topic) {

@@ -7,11 +7,14 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eve_broker::{Broker, BrokerConfig, LogEntry, OpenError, Policy, PolicyError, RpcError};
-use evebus::{
-    Client, ClientConfig, DenyReason, Event, LOG_TOPIC, Level, Limits, Message, Operation,
-    RefuseReason, Status,
+use eve_broker::{
+    Broker, BrokerConfig, LogEntry, OpenError, OwnPublishError, Policy, PolicyError, RpcError,
 };
+use evebus::{
+    Call, Client, ClientConfig, ClientError, DenyReason, Event, LOG_TOPIC, Level, Limits, Message,
+    Operation, RefuseReason, Status,
+};
+use hostops::TargetSpec;
 
 /// How long a test waits for something that should happen; a guard
 /// against hanging, not a timing target.
@@ -19,12 +22,17 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 fn policy() -> Policy {
     Policy::builder()
-        .publish("nim", "nim/status")
-        .call("nim", "tpm")
-        .call("nim", "nosuch")
-        .subscribe("zedagent", "nim/status")
+        .publish("nim", "nim-status")
+        .call("nim", "safe", "open")
+        .call("nim", "safe", "shred")
+        .call("nim", "safe", "wait")
+        .call("nim", "safe", "melt")
+        .call("nim", "nosuch", "open")
+        .call("zedagent", "safe", "shred")
+        .subscribe("zedagent", "nim-status")
         .subscribe("zedagent", LOG_TOPIC)
-        .publish("zedagent", "zedagent/config")
+        .subscribe("zedagent", "@device-facts")
+        .publish("zedagent", "edge-config")
         .service("domainmgr")
         .build()
         .unwrap()
@@ -143,6 +151,16 @@ fn raw(messages: &[Message]) -> Vec<u8> {
     out
 }
 
+fn call<'a>(target: &'a str, operation: &'a str, version: u16, payload: &'a [u8]) -> Call<'a> {
+    Call {
+        target,
+        operation,
+        version,
+        payload,
+        timeout: PATIENCE,
+    }
+}
+
 fn hello(service: &str) -> Message {
     Message::Hello {
         service: service.into(),
@@ -169,62 +187,135 @@ fn synchronized(topic: &str) -> Event {
 fn two_services_publish_and_subscribe() {
     let broker = broker();
     let mut nim = Peer::connect(&broker, "nim", 1);
-    nim.publish("nim/status", "eth0", b"up");
-    eventually("published", || broker.table("nim/status").len() == 1);
+    nim.publish("nim-status", "eth0", b"up");
+    eventually("published", || broker.table("nim-status").len() == 1);
 
     let mut zedagent = Peer::connect(&broker, "zedagent", 1);
-    zedagent.client.subscribe("nim/status").unwrap();
-    assert_eq!(zedagent.next_event(), created("nim/status", "eth0", b"up"));
-    assert_eq!(zedagent.next_event(), synchronized("nim/status"));
+    zedagent.client.subscribe("nim-status").unwrap();
+    assert_eq!(zedagent.next_event(), created("nim-status", "eth0", b"up"));
+    assert_eq!(zedagent.next_event(), synchronized("nim-status"));
 
-    nim.publish("nim/status", "eth0", b"down");
-    nim.publish("nim/status", "eth1", b"up");
-    nim.client.delete("nim/status", "eth0").unwrap();
+    nim.publish("nim-status", "eth0", b"down");
+    nim.publish("nim-status", "eth1", b"up");
+    nim.client.delete("nim-status", "eth0").unwrap();
     nim.flush();
     assert_eq!(
         zedagent.next_event(),
         Event::Modified {
-            topic: "nim/status".into(),
+            topic: "nim-status".into(),
             key: "eth0".into(),
             value: b"down".to_vec()
         }
     );
-    assert_eq!(zedagent.next_event(), created("nim/status", "eth1", b"up"));
+    assert_eq!(zedagent.next_event(), created("nim-status", "eth1", b"up"));
     assert_eq!(
         zedagent.next_event(),
         Event::Deleted {
-            topic: "nim/status".into(),
+            topic: "nim-status".into(),
             key: "eth0".into(),
             last_value: b"down".to_vec()
         }
     );
-    assert_eq!(zedagent.client.table("nim/status").unwrap().len(), 1);
+    assert_eq!(zedagent.client.table("nim-status").unwrap().len(), 1);
+}
+
+#[test]
+fn the_host_fills_the_broker_s_own_tables_and_granted_services_mirror_them() {
+    let broker = broker();
+    broker
+        .publish_own("@device-facts", "device", b"2 cpus".to_vec())
+        .unwrap();
+    let mut zedagent = Peer::connect(&broker, "zedagent", 1);
+    zedagent.client.subscribe("@device-facts").unwrap();
+    assert_eq!(
+        zedagent.next_event(),
+        created("@device-facts", "device", b"2 cpus")
+    );
+    assert_eq!(zedagent.next_event(), synchronized("@device-facts"));
+    broker
+        .publish_own("@device-facts", "device", b"4 cpus".to_vec())
+        .unwrap();
+    assert_eq!(
+        zedagent.next_event(),
+        Event::Modified {
+            topic: "@device-facts".into(),
+            key: "device".into(),
+            value: b"4 cpus".to_vec(),
+        }
+    );
+    // Services may read the broker's tables, never write them: the client
+    // refuses, and the broker denies a hostile service that sends anyway.
+    assert_eq!(
+        zedagent
+            .client
+            .publish("@device-facts", "device", b"forged"),
+        Err(ClientError::BrokerTopic)
+    );
+    let forged = Message::Publish {
+        topic: "@device-facts".into(),
+        key: "device".into(),
+        value: b"forged".to_vec(),
+    };
+    zedagent.stream.write_all(&raw(&[forged])).unwrap();
+    assert!(matches!(
+        zedagent.next_event(),
+        Event::Denied {
+            operation: Operation::Publish,
+            reason: DenyReason::NotGranted,
+            ..
+        }
+    ));
+    assert_eq!(broker.table("@device-facts")["device"], b"4 cpus");
+    let mut nim = Peer::connect(&broker, "nim", 1);
+    nim.client.subscribe("@device-facts").unwrap();
+    assert!(matches!(
+        nim.next_event(),
+        Event::Denied {
+            operation: Operation::Subscribe,
+            reason: DenyReason::NotGranted,
+            ..
+        }
+    ));
+    for topic in ["nim-status", LOG_TOPIC, "@", "@Bad"] {
+        assert_eq!(
+            broker.publish_own(topic, "k", Vec::new()),
+            Err(OwnPublishError::NotABrokerTable(topic.into()))
+        );
+    }
+    assert!(matches!(
+        broker.publish_own("@device-facts", "bad key", Vec::new()),
+        Err(OwnPublishError::InvalidKey(_))
+    ));
+    assert!(matches!(
+        broker.publish_own("@device-facts", "k", vec![0; Limits::DEFAULT.frame_len()]),
+        Err(OwnPublishError::TooLarge { .. })
+    ));
 }
 
 #[test]
 fn denied_operations_are_answered_and_the_connection_stays_up() {
     let broker = broker();
     let mut zedagent = Peer::connect(&broker, "zedagent", 1);
-    zedagent.publish("nim/status", "eth0", b"forged");
+    zedagent.publish("nim-status", "eth0", b"forged");
     assert_eq!(
         zedagent.next_event(),
         Event::Denied {
             operation: Operation::Publish,
-            topic: "nim/status".into(),
+            topic: "nim-status".into(),
             reason: DenyReason::NotGranted
         }
     );
-    zedagent.client.subscribe("zedagent/secret").unwrap();
+    zedagent.client.subscribe("zedagent-secret").unwrap();
     assert_eq!(
         zedagent.next_event(),
         Event::Denied {
             operation: Operation::Subscribe,
-            topic: "zedagent/secret".into(),
+            topic: "zedagent-secret".into(),
             reason: DenyReason::NotGranted
         }
     );
-    zedagent.client.delete("nim/status", "eth0").unwrap();
-    zedagent.client.signal_synchronized("nim/status").unwrap();
+    zedagent.client.delete("nim-status", "eth0").unwrap();
+    zedagent.client.signal_synchronized("nim-status").unwrap();
     assert!(matches!(
         zedagent.next_event(),
         Event::Denied {
@@ -239,11 +330,11 @@ fn denied_operations_are_answered_and_the_connection_stays_up() {
             ..
         }
     ));
-    zedagent.publish("zedagent/config", "k", b"v");
+    zedagent.publish("edge-config", "k", b"v");
     eventually("own topic published", || {
-        broker.table("zedagent/config").len() == 1
+        broker.table("edge-config").len() == 1
     });
-    assert!(broker.table("nim/status").is_empty());
+    assert!(broker.table("nim-status").is_empty());
 }
 
 #[test]
@@ -252,7 +343,7 @@ fn items_that_would_not_fit_an_update_are_refused() {
     let (mut ours, theirs) = UnixStream::pair().unwrap();
     broker.attach("nim", theirs).unwrap();
     let mut publish = Message::Publish {
-        topic: "nim/status".into(),
+        topic: "nim-status".into(),
         key: "k".into(),
         value: Vec::new(),
     };
@@ -268,45 +359,45 @@ fn items_that_would_not_fit_an_update_are_refused() {
         replies[1],
         Message::Denied {
             operation: Operation::Publish,
-            topic: "nim/status".into(),
+            topic: "nim-status".into(),
             reason: DenyReason::TooLarge
         }
     );
-    assert!(broker.table("nim/status").is_empty());
+    assert!(broker.table("nim-status").is_empty());
 }
 
 #[test]
 fn a_restarted_publisher_keeps_its_table_until_synchronized() {
     let broker = broker();
     let mut nim = Peer::connect(&broker, "nim", 1);
-    nim.publish("nim/status", "eth0", b"up");
-    nim.publish("nim/status", "eth1", b"up");
+    nim.publish("nim-status", "eth0", b"up");
+    nim.publish("nim-status", "eth1", b"up");
     let mut zedagent = Peer::connect(&broker, "zedagent", 1);
-    zedagent.client.subscribe("nim/status").unwrap();
-    zedagent.wait_for(|e| *e == synchronized("nim/status"));
+    zedagent.client.subscribe("nim-status").unwrap();
+    zedagent.wait_for(|e| *e == synchronized("nim-status"));
 
     drop(nim);
     eventually("nim gone", || !broker.status("nim").unwrap().connected);
-    assert_eq!(broker.table("nim/status").len(), 2, "retained while down");
+    assert_eq!(broker.table("nim-status").len(), 2, "retained while down");
 
     // The new boot publishes eth0 (same value) and eth2, then says it is
     // synchronized: eth1 goes, eth0 never looked changed.
     let mut nim = Peer::connect(&broker, "nim", 2);
     assert_eq!(broker.status("nim").unwrap().boot_counter, Some(2));
-    nim.publish("nim/status", "eth0", b"up");
-    nim.publish("nim/status", "eth2", b"up");
-    assert_eq!(zedagent.next_event(), created("nim/status", "eth2", b"up"));
-    nim.client.signal_synchronized("nim/status").unwrap();
+    nim.publish("nim-status", "eth0", b"up");
+    nim.publish("nim-status", "eth2", b"up");
+    assert_eq!(zedagent.next_event(), created("nim-status", "eth2", b"up"));
+    nim.client.signal_synchronized("nim-status").unwrap();
     nim.flush();
     assert_eq!(
         zedagent.next_event(),
         Event::Deleted {
-            topic: "nim/status".into(),
+            topic: "nim-status".into(),
             key: "eth1".into(),
             last_value: b"up".to_vec()
         }
     );
-    let keys: Vec<String> = broker.table("nim/status").into_keys().collect();
+    let keys: Vec<String> = broker.table("nim-status").into_keys().collect();
     assert_eq!(keys, ["eth0", "eth2"]);
 }
 
@@ -314,30 +405,30 @@ fn a_restarted_publisher_keeps_its_table_until_synchronized() {
 fn a_restarted_subscriber_gets_the_whole_table_then_synchronized() {
     let broker = broker();
     let mut nim = Peer::connect(&broker, "nim", 1);
-    nim.publish("nim/status", "a", b"1");
+    nim.publish("nim-status", "a", b"1");
     let mut zedagent = Peer::connect(&broker, "zedagent", 1);
-    zedagent.client.subscribe("nim/status").unwrap();
-    zedagent.wait_for(|e| *e == synchronized("nim/status"));
+    zedagent.client.subscribe("nim-status").unwrap();
+    zedagent.wait_for(|e| *e == synchronized("nim-status"));
     drop(zedagent);
 
-    nim.publish("nim/status", "b", b"2");
-    eventually("b published", || broker.table("nim/status").len() == 2);
+    nim.publish("nim-status", "b", b"2");
+    eventually("b published", || broker.table("nim-status").len() == 2);
     let mut zedagent = Peer::connect(&broker, "zedagent", 2);
-    zedagent.client.subscribe("nim/status").unwrap();
-    assert_eq!(zedagent.next_event(), created("nim/status", "a", b"1"));
-    assert_eq!(zedagent.next_event(), created("nim/status", "b", b"2"));
-    assert_eq!(zedagent.next_event(), synchronized("nim/status"));
+    zedagent.client.subscribe("nim-status").unwrap();
+    assert_eq!(zedagent.next_event(), created("nim-status", "a", b"1"));
+    assert_eq!(zedagent.next_event(), created("nim-status", "b", b"2"));
+    assert_eq!(zedagent.next_event(), synchronized("nim-status"));
 }
 
 #[test]
 fn a_reconnecting_client_reconciles_over_a_new_transport() {
     let broker = broker();
     let mut nim = Peer::connect(&broker, "nim", 1);
-    nim.publish("nim/status", "a", b"1");
-    nim.publish("nim/status", "b", b"1");
+    nim.publish("nim-status", "a", b"1");
+    nim.publish("nim-status", "b", b"1");
     let mut zedagent = Peer::connect(&broker, "zedagent", 1);
-    zedagent.client.subscribe("nim/status").unwrap();
-    zedagent.wait_for(|e| *e == synchronized("nim/status"));
+    zedagent.client.subscribe("nim-status").unwrap();
+    zedagent.wait_for(|e| *e == synchronized("nim-status"));
 
     // The subscriber's transport breaks; meanwhile b changes and a goes.
     let (ours, theirs) = UnixStream::pair().unwrap();
@@ -346,10 +437,10 @@ fn a_reconnecting_client_reconciles_over_a_new_transport() {
         .stream
         .set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
-    nim.publish("nim/status", "b", b"2");
-    nim.client.delete("nim/status", "a").unwrap();
+    nim.publish("nim-status", "b", b"2");
+    nim.client.delete("nim-status", "a").unwrap();
     nim.flush();
-    eventually("a deleted", || broker.table("nim/status").len() == 1);
+    eventually("a deleted", || broker.table("nim-status").len() == 1);
 
     broker.attach("zedagent", theirs).unwrap();
     zedagent.client.connect().unwrap();
@@ -357,7 +448,7 @@ fn a_reconnecting_client_reconciles_over_a_new_transport() {
     assert_eq!(
         zedagent.next_event(),
         Event::Modified {
-            topic: "nim/status".into(),
+            topic: "nim-status".into(),
             key: "b".into(),
             value: b"2".to_vec()
         }
@@ -365,12 +456,12 @@ fn a_reconnecting_client_reconciles_over_a_new_transport() {
     assert_eq!(
         zedagent.next_event(),
         Event::Deleted {
-            topic: "nim/status".into(),
+            topic: "nim-status".into(),
             key: "a".into(),
             last_value: b"1".to_vec()
         }
     );
-    assert_eq!(zedagent.next_event(), synchronized("nim/status"));
+    assert_eq!(zedagent.next_event(), synchronized("nim-status"));
 }
 
 #[test]
@@ -451,46 +542,79 @@ fn log_backlog_is_bounded() {
 }
 
 #[test]
-fn requests_reach_handlers_after_the_policy_check() {
+fn requests_reach_handlers_after_version_operation_and_grant_checks() {
     let broker = broker();
-    broker.register("tpm", |caller: &str, payload: &[u8]| {
-        if payload == b"clear" {
-            return Err(RpcError::Denied(format!("{caller} may not clear the TPM")));
-        }
-        Ok([caller.as_bytes(), b":", payload].concat())
-    });
+    static SAFE: TargetSpec = TargetSpec {
+        name: "safe",
+        version: 3,
+        operations: &["open", "shred", "wait"],
+    };
+    let handler = |caller: &str, operation: &str, payload: &[u8]| match operation {
+        "open" if payload.is_empty() => Err(RpcError::BadRequest("no combination".into())),
+        "open" => Ok([caller.as_bytes(), b":", payload].concat()),
+        "shred" => Err(RpcError::Failed {
+            error: vec![0x08, 0x02],
+            message: "jammed".into(),
+        }),
+        _ => Err(RpcError::Busy),
+    };
+    broker.register(&SAFE, Arc::new(handler));
     let mut nim = Peer::connect(&broker, "nim", 1);
-    let now = nim.now();
-    let quote = nim.client.request("tpm", b"quote", now).unwrap();
-    let clear = nim.client.request("tpm", b"clear", now).unwrap();
-    let missing = nim.client.request("nosuch", b"", now).unwrap();
+    let mut ask = |target: &str, operation: &str, version: u16, payload: &[u8]| {
+        let now = nim.now();
+        let id = nim
+            .client
+            .request(&call(target, operation, version, payload), now)
+            .unwrap();
+        let Event::Response {
+            id: answered,
+            status,
+            payload,
+        } = nim.next_event()
+        else {
+            panic!("no response to {target}.{operation}");
+        };
+        assert_eq!(answered, id);
+        (status, payload)
+    };
     assert_eq!(
-        nim.next_event(),
-        Event::Response {
-            id: quote,
-            status: Status::Ok,
-            payload: b"nim:quote".to_vec()
-        }
+        ask("safe", "open", 3, b"1234"),
+        (Status::Ok, b"nim:1234".to_vec())
     );
     assert_eq!(
-        nim.next_event(),
-        Event::Response {
-            id: clear,
-            status: Status::Denied,
-            payload: b"denied: nim may not clear the TPM".to_vec()
-        }
+        ask("safe", "open", 3, b""),
+        (Status::BadRequest, b"no combination".to_vec())
     );
-    assert!(matches!(
-        nim.next_event(),
-        Event::Response { id, status: Status::NoSuchTarget, .. } if id == missing
-    ));
+    assert_eq!(
+        ask("safe", "shred", 3, b""),
+        (Status::Failed, vec![0x08, 0x02])
+    );
+    assert_eq!(ask("safe", "wait", 3, b"").0, Status::Busy);
+    assert_eq!(ask("safe", "open", 2, b"1234").0, Status::WrongVersion);
+    assert_eq!(ask("safe", "melt", 3, b"").0, Status::NoSuchOperation);
+    assert_eq!(ask("nosuch", "open", 3, b"").0, Status::NoSuchTarget);
 
+    // Granted shred and wait, but not open.
     let mut zedagent = Peer::connect(&broker, "zedagent", 1);
     let now = zedagent.now();
-    let denied = zedagent.client.request("tpm", b"quote", now).unwrap();
+    let denied = zedagent
+        .client
+        .request(&call("safe", "open", 3, b"1234"), now)
+        .unwrap();
     assert!(matches!(
         zedagent.next_event(),
         Event::Response { id, status: Status::Denied, .. } if id == denied
+    ));
+
+    broker.unregister("safe");
+    let now = zedagent.now();
+    let gone = zedagent
+        .client
+        .request(&call("safe", "shred", 3, b""), now)
+        .unwrap();
+    assert!(matches!(
+        zedagent.next_event(),
+        Event::Response { id, status: Status::NoSuchTarget, .. } if id == gone
     ));
 }
 
@@ -518,8 +642,8 @@ fn a_peer_sending_garbage_is_dropped_and_others_continue() {
     let broker = broker();
     let mut nim = Peer::connect(&broker, "nim", 1);
     let mut zedagent = Peer::connect(&broker, "zedagent", 1);
-    zedagent.client.subscribe("nim/status").unwrap();
-    zedagent.wait_for(|e| *e == synchronized("nim/status"));
+    zedagent.client.subscribe("nim-status").unwrap();
+    zedagent.wait_for(|e| *e == synchronized("nim-status"));
 
     let (mut hostile, theirs) = UnixStream::pair().unwrap();
     broker.attach("domainmgr", theirs).unwrap();
@@ -535,8 +659,8 @@ fn a_peer_sending_garbage_is_dropped_and_others_continue() {
         !broker.status("domainmgr").unwrap().connected
     });
 
-    nim.publish("nim/status", "eth0", b"up");
-    assert_eq!(zedagent.next_event(), created("nim/status", "eth0", b"up"));
+    nim.publish("nim-status", "eth0", b"up");
+    assert_eq!(zedagent.next_event(), created("nim-status", "eth0", b"up"));
 }
 
 #[test]
@@ -546,7 +670,7 @@ fn broker_only_messages_from_a_service_drop_it() {
     broker.attach("nim", theirs).unwrap();
     let forged = Message::Update {
         change: evebus::Change::Created,
-        topic: "zedagent/config".into(),
+        topic: "edge-config".into(),
         key: "k".into(),
         value: b"v".to_vec(),
     };
@@ -626,20 +750,20 @@ fn persistent_topics_survive_a_broker_restart() {
     let dir = tempfile::tempdir().unwrap();
     let config = BrokerConfig {
         persist_dir: Some(dir.path().join("tables")),
-        persistent_topics: BTreeSet::from(["nim/status".to_owned()]),
+        persistent_topics: BTreeSet::from(["nim-status".to_owned()]),
         ..BrokerConfig::default()
     };
     {
         let broker = Broker::new(policy(), config.clone()).unwrap();
         let mut nim = Peer::connect(&broker, "nim", 1);
-        nim.publish("nim/status", "eth0", b"up");
-        nim.publish("nim/status", "eth1", b"up");
-        nim.client.delete("nim/status", "eth1").unwrap();
+        nim.publish("nim-status", "eth0", b"up");
+        nim.publish("nim-status", "eth1", b"up");
+        nim.client.delete("nim-status", "eth1").unwrap();
         nim.flush();
         let mut zedagent = Peer::connect(&broker, "zedagent", 1);
-        zedagent.publish("zedagent/config", "k", b"not persistent");
+        zedagent.publish("edge-config", "k", b"not persistent");
         eventually("tables written", || {
-            broker.table("nim/status").len() == 1 && broker.table("zedagent/config").len() == 1
+            broker.table("nim-status").len() == 1 && broker.table("edge-config").len() == 1
         });
         broker.disconnect("nim");
     }
@@ -653,24 +777,24 @@ fn persistent_topics_survive_a_broker_restart() {
     std::fs::write(table_file.with_extension("tmp"), b"half-written").unwrap();
 
     let broker = Broker::new(policy(), config.clone()).unwrap();
-    let table = broker.table("nim/status");
+    let table = broker.table("nim-status");
     assert_eq!(table.len(), 1);
     assert_eq!(table["eth0"], b"up");
-    assert!(broker.table("zedagent/config").is_empty());
+    assert!(broker.table("edge-config").is_empty());
 
     // Loaded items are retained until the publisher confirms them.
     let mut zedagent = Peer::connect(&broker, "zedagent", 1);
-    zedagent.client.subscribe("nim/status").unwrap();
-    assert_eq!(zedagent.next_event(), created("nim/status", "eth0", b"up"));
-    assert_eq!(zedagent.next_event(), synchronized("nim/status"));
+    zedagent.client.subscribe("nim-status").unwrap();
+    assert_eq!(zedagent.next_event(), created("nim-status", "eth0", b"up"));
+    assert_eq!(zedagent.next_event(), synchronized("nim-status"));
     let mut nim = Peer::connect(&broker, "nim", 2);
-    nim.client.signal_synchronized("nim/status").unwrap();
+    nim.client.signal_synchronized("nim-status").unwrap();
     nim.flush();
     assert!(matches!(zedagent.next_event(), Event::Deleted { .. }));
     drop(broker);
     let broker = Broker::new(policy(), config.clone()).unwrap();
     assert!(
-        broker.table("nim/status").is_empty(),
+        broker.table("nim-status").is_empty(),
         "the deletion was persisted"
     );
 
@@ -700,21 +824,27 @@ fn policies_keep_one_publisher_per_topic_and_valid_names() {
     ));
     assert!(matches!(
         Policy::builder().service("bad name").build(),
-        Err(PolicyError::InvalidService(_))
+        Err(PolicyError::InvalidService { .. })
     ));
     assert!(matches!(
         Policy::builder().subscribe("a", "bad topic").build(),
-        Err(PolicyError::InvalidTopic(_))
+        Err(PolicyError::InvalidTopic { .. })
     ));
     assert!(matches!(
-        Policy::builder().call("a", "tpm/x").build(),
-        Err(PolicyError::InvalidTarget(_))
+        Policy::builder().call("a", "tpm/x", "sign").build(),
+        Err(PolicyError::InvalidTarget { .. })
+    ));
+    assert!(matches!(
+        Policy::builder().call("a", "tpm", "Sign").build(),
+        Err(PolicyError::InvalidOperation { .. })
     ));
     let policy = policy();
-    assert!(policy.may_publish("nim", "nim/status"));
-    assert!(!policy.may_publish("zedagent", "nim/status"));
+    assert!(policy.may_publish("nim", "nim-status"));
+    assert!(!policy.may_publish("zedagent", "nim-status"));
     assert!(policy.may_subscribe("zedagent", LOG_TOPIC));
-    assert!(policy.may_call("nim", "tpm"));
-    assert!(!policy.may_call("zedagent", "tpm"));
-    assert_eq!(policy.publisher_of("zedagent/config"), Some("zedagent"));
+    assert!(policy.may_call("nim", "safe", "open"));
+    assert!(!policy.may_call("zedagent", "safe", "open"));
+    assert!(policy.may_call("zedagent", "safe", "shred"));
+    assert!(!policy.may_call("zedagent", "nosuch", "shred"));
+    assert_eq!(policy.publisher_of("edge-config"), Some("zedagent"));
 }

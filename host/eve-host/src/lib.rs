@@ -5,13 +5,15 @@
 //! Seams: [`bus::BusAttach`] receives each VM's bus connection and
 //! [`heartbeat::Heartbeats`] tells the supervisor when each service last
 //! beat; the node's [`eve_broker::Broker`] is both ([`nodebus`]), with
-//! the TPM mediator behind its `"tpm"` target. [`vmm::Vmm`] is the VMM
-//! (QEMU today). [`status`] keeps `<state-dir>/run/status.json` for tools.
+//! the host operation targets ([`targets`]: the TPM today) behind it.
+//! [`vmm::Vmm`] is the VMM (QEMU today). [`status`] keeps
+//! `<state-dir>/run/status.json` for tools.
 #![forbid(unsafe_code)]
 
 pub mod bus;
 pub mod console;
 pub mod end;
+pub mod facts;
 pub mod heartbeat;
 pub mod lock;
 pub mod manifest;
@@ -23,6 +25,7 @@ pub mod servicelog;
 pub mod status;
 pub mod stdio;
 pub mod supervisor;
+pub mod targets;
 pub mod vfio;
 pub mod vmm;
 pub mod volumes;

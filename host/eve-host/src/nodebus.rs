@@ -1,10 +1,14 @@
-//! The node's bus broker and TPM, set up from what the manifest grants.
+//! The node's bus broker and host targets, set up from what the manifest
+//! grants.
 //!
 //! One [`Broker`] per node enforces the manifest: each service publishes
 //! the topics it lists (one publisher per topic), subscribes to those it
-//! lists (and to the log stream `@log` if listed), and may call the `"tpm"`
-//! target only if it has TPM grants. The TPM [`Mediator`] behind that
-//! target checks each operation against the service's own grants.
+//! lists (and to the log stream `@log` and the broker's own tables, such
+//! as the device's facts, if listed), and calls the host operations it
+//! lists (`[service.bus] call`, per target and operation). Each target
+//! some service is granted is opened ([`crate::targets`]) and registered
+//! with the broker, which checks every call against the grants before the
+//! target sees it.
 //!
 //! The broker is also the source of the supervisor's heartbeats (it
 //! records each service's latest beat, so there is nothing to copy),
@@ -17,28 +21,27 @@ use std::{
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     str::FromStr,
+    sync::Arc,
     time::Instant,
 };
 
-use eve_broker::{Broker, BrokerConfig, LogSink, OpenError, Policy, PolicyError, RpcError};
-use eve_tpm::{
-    DeviceTransport, Grants, Mediator, Operation, Swtpm, SwtpmError, TpmCommandError,
-    TransportError,
-};
-use tpmwire::{Failure, ResponseRepr};
+use eve_broker::{Broker, BrokerConfig, LogSink, OpenError, OwnPublishError, Policy, PolicyError};
+use topics::{DeviceFacts, Topic, facts::Facts};
 
 use crate::{
     bus::BusAttach,
+    facts,
     heartbeat::Heartbeats,
-    manifest::{Manifest, TpmGrant},
-    orphans::{self, ReapError},
+    manifest::Manifest,
     status::BusView,
+    targets::{self, HOST_TARGETS, HostTarget, TargetContext},
 };
 
 /// The kernel's resource-managed TPM device.
 pub const DEFAULT_TPM_DEVICE: &str = "/dev/tpmrm0";
 
-/// Which TPM the host owns for services with TPM grants.
+/// Which TPM the host owns for services granted operations of the `tpm`
+/// target.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum TpmChoice {
     /// A software TPM the host starts, with its state in the node's state
@@ -47,9 +50,9 @@ pub enum TpmChoice {
     Swtpm,
     /// A TPM character device (a board's `/dev/tpmrm0`).
     Device(PathBuf),
-    /// No TPM: every TPM request of a granted service is answered
-    /// [`Failure::Unavailable`] (the TPM cannot be reached), so services
-    /// see the same answer as on a board whose TPM is gone.
+    /// No TPM: every TPM operation of a granted service fails as
+    /// `Unavailable` (the TPM cannot be reached), so services see the same
+    /// answer as on a board whose TPM is gone.
     None,
 }
 
@@ -81,21 +84,19 @@ impl fmt::Display for TpmChoice {
     }
 }
 
-/// Why the node's bus or TPM could not be set up.
+/// Why the node's bus could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeBusError {
     #[error("the manifest's bus grants: {0}")]
     Policy(#[from] PolicyError),
     #[error("starting the bus broker: {0}")]
     Broker(#[from] OpenError),
-    #[error("starting swtpm (or run with --tpm device or --tpm none): {0}")]
-    Swtpm(#[from] SwtpmError),
-    #[error("opening the TPM: {0}")]
-    Transport(#[from] TransportError),
-    #[error("starting the TPM: {0}")]
-    Startup(#[from] TpmCommandError),
-    #[error("stopping the swtpm a previous host left running: {0}")]
-    Orphan(#[from] ReapError),
+    #[error(transparent)]
+    Target(#[from] targets::OpenError),
+    #[error("service `{service}` is granted operations of `{target}`, which no host target serves")]
+    TargetMissing { service: String, target: String },
+    #[error("publishing the device's facts: {0}")]
+    Facts(#[from] OwnPublishError),
 }
 
 /// The bus grants of every service in `manifest`.
@@ -110,128 +111,113 @@ pub fn bus_policy(manifest: &Manifest) -> Result<Policy, PolicyError> {
         for topic in &service.bus.subscribe {
             builder.subscribe(name, topic);
         }
-        if !service.devices.tpm.is_empty() {
-            builder.call(name, tpmwire::TARGET);
+        for (target, operations) in &service.bus.call {
+            for operation in operations {
+                builder.call(name, target, operation);
+            }
         }
     }
     builder.build()
 }
 
-/// The TPM operations each service of `manifest` is granted.
-pub fn tpm_grants(manifest: &Manifest) -> Grants {
-    let mut grants = Grants::new();
-    for service in &manifest.services {
-        for &grant in &service.devices.tpm {
-            grants.grant(&service.name, tpm_operation(grant));
-        }
-    }
-    grants
-}
-
-fn tpm_operation(grant: TpmGrant) -> Operation {
-    match grant {
-        TpmGrant::CreateDeviceKey => Operation::CreateDeviceKey,
-        TpmGrant::Sign => Operation::Sign,
-        TpmGrant::ReadPcrs => Operation::ReadPcrs,
-        TpmGrant::Quote => Operation::Quote,
-        TpmGrant::ReadEkCert => Operation::ReadEkCert,
-    }
-}
-
-/// What the node's TPM is, once set up.
-#[derive(Debug)]
-pub enum HostTpm {
-    /// No service has TPM grants, so the host opened no TPM.
-    NotNeeded,
-    /// The software TPM the host started; shut down when dropped.
-    Swtpm(Swtpm),
-    Device(PathBuf),
-    /// Granted services are answered [`Failure::Unavailable`].
-    Absent,
-}
-
-impl fmt::Display for HostTpm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HostTpm::NotNeeded => f.write_str("not needed"),
-            HostTpm::Swtpm(swtpm) => write!(f, "swtpm ({})", swtpm.state_dir().display()),
-            HostTpm::Device(path) => write!(f, "{}", path.display()),
-            HostTpm::Absent => f.write_str("none"),
-        }
-    }
-}
-
-/// A node's broker and the TPM behind its `"tpm"` target. Dropping it
-/// stops the software TPM, if the host started one.
-#[derive(Debug)]
+/// A node's broker and the host targets behind it. Dropping it takes the
+/// targets off the broker and closes them (a software TPM the host started
+/// is stopped).
 pub struct NodeBus {
     broker: Broker,
-    tpm: HostTpm,
+    targets: Vec<Arc<dyn HostTarget>>,
+}
+
+impl fmt::Debug for NodeBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeBus")
+            .field("broker", &self.broker)
+            .field(
+                "targets",
+                &self
+                    .targets
+                    .iter()
+                    .map(|t| t.spec().name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl NodeBus {
-    /// Starts the broker with the manifest's grants and log records going
-    /// to `logs`, and, if any service has TPM grants, opens the TPM
-    /// `choice` names (`state_dir` holds a software TPM's state) and serves
-    /// it to them.
+    /// What `eve-host run` starts: the broker with the manifest's grants
+    /// and log records going to `logs`; the host targets some service is
+    /// granted, opened with `state_dir` and the TPM `choice`; this
+    /// machine's facts ([`facts::gather`]) in `@device-facts`.
     pub fn start(
         manifest: &Manifest,
         state_dir: &Path,
         choice: &TpmChoice,
         logs: impl LogSink + 'static,
     ) -> Result<NodeBus, NodeBusError> {
+        let context = TargetContext {
+            state_dir,
+            tpm: choice,
+        };
+        let targets = targets::open_granted(manifest, HOST_TARGETS, &context)?;
+        NodeBus::start_with(manifest, logs, targets, &facts::gather(state_dir))
+    }
+
+    /// The broker with the manifest's grants, serving `targets` (which
+    /// must cover every target the manifest grants operations of) and
+    /// publishing `facts` as the device's.
+    pub fn start_with(
+        manifest: &Manifest,
+        logs: impl LogSink + 'static,
+        targets: Vec<Arc<dyn HostTarget>>,
+        facts: &Facts,
+    ) -> Result<NodeBus, NodeBusError> {
+        for service in &manifest.services {
+            if let Some(target) = service.bus.call.keys().find(|t| {
+                !targets
+                    .iter()
+                    .any(|served| served.spec().name == t.as_str())
+            }) {
+                return Err(NodeBusError::TargetMissing {
+                    service: service.name.clone(),
+                    target: target.clone(),
+                });
+            }
+        }
         let broker = Broker::new(bus_policy(manifest)?, BrokerConfig::default())?;
         broker.set_log_sink(logs);
-        let grants = tpm_grants(manifest);
-        let tpm = if manifest.services.iter().all(|s| s.devices.tpm.is_empty()) {
-            HostTpm::NotNeeded
-        } else {
-            match choice {
-                TpmChoice::Swtpm => {
-                    if let Some(orphan) = orphans::reap(&Swtpm::pid_file(state_dir))? {
-                        eprintln!(
-                            "eve-host: stopped swtpm {} that a previous host left running",
-                            orphan.pid
-                        );
-                    }
-                    let swtpm = Swtpm::start(state_dir)?;
-                    let mediator = Mediator::new(swtpm.transport()?, grants)?;
-                    serve(&broker, mediator);
-                    HostTpm::Swtpm(swtpm)
-                }
-                TpmChoice::Device(path) => {
-                    let mediator = Mediator::new(DeviceTransport::open(path)?, grants)?;
-                    serve(&broker, mediator);
-                    HostTpm::Device(path.clone())
-                }
-                TpmChoice::None => {
-                    broker.register(tpmwire::TARGET, |_: &str, _: &[u8]| {
-                        ResponseRepr::Failure(Failure::Unavailable)
-                            .to_vec()
-                            .map_err(|e| RpcError::Failed(format!("{e:?}")))
-                    });
-                    HostTpm::Absent
-                }
-            }
-        };
-        Ok(NodeBus { broker, tpm })
+        broker.publish_own(
+            DeviceFacts::NAME,
+            DeviceFacts::KEY,
+            topics::encode::<DeviceFacts>(facts),
+        )?;
+        for target in &targets {
+            log::info!("host target {}: {}", target.spec().name, target.describe());
+            broker.register(target.spec(), target.clone());
+        }
+        Ok(NodeBus { broker, targets })
     }
 
     pub fn broker(&self) -> &Broker {
         &self.broker
     }
 
-    pub fn tpm(&self) -> &HostTpm {
-        &self.tpm
+    /// The TPM the node's services use: what backs the `tpm` target, or
+    /// `not needed` when no service is granted any of its operations.
+    pub fn tpm(&self) -> String {
+        self.targets
+            .iter()
+            .find(|t| t.spec().name == <hostops::tpm::Tpm as hostops::Target>::SPEC.name)
+            .map_or_else(|| String::from("not needed"), |t| t.describe())
     }
 }
 
-/// Makes `mediator` the `"tpm"` target. Its refusals are answers in the
-/// TPM wire format, so the bus call itself always succeeds.
-fn serve(broker: &Broker, mediator: Mediator) {
-    broker.register(tpmwire::TARGET, move |caller: &str, request: &[u8]| {
-        Ok(mediator.handle(caller, request))
-    });
+impl Drop for NodeBus {
+    fn drop(&mut self) {
+        for target in &self.targets {
+            self.broker.unregister(target.spec().name);
+        }
+    }
 }
 
 impl BusAttach for Broker {
@@ -276,9 +262,9 @@ arch = "x86_64"
 name = "agent"
 image = "zedagent"
 ram_mib = 32
-devices.tpm = ["sign", "quote"]
 bus.publish = ["onboard-status"]
 bus.subscribe = ["@log", "report"]
+bus.call = { tpm = ["sign", "quote"] }
 
 [[service]]
 name = "diag"
@@ -297,31 +283,10 @@ bus.publish = ["report"]
         assert!(policy.may_subscribe("agent", LOG_TOPIC));
         assert!(policy.may_subscribe("agent", "report"));
         assert!(!policy.may_subscribe("diag", LOG_TOPIC));
-        assert!(policy.may_call("agent", "tpm"));
-        assert!(!policy.may_call("diag", "tpm"));
-    }
-
-    #[test]
-    fn tpm_grants_follow_the_manifest() {
-        let manifest = Manifest::parse(NODE).unwrap();
-        let grants = tpm_grants(&manifest);
-        assert!(grants.allows("agent", Operation::Sign));
-        assert!(grants.allows("agent", Operation::Quote));
-        assert!(!grants.allows("agent", Operation::CreateDeviceKey));
-        assert!(!grants.allows("diag", Operation::Sign));
-        for grant in [
-            TpmGrant::CreateDeviceKey,
-            TpmGrant::Sign,
-            TpmGrant::ReadPcrs,
-            TpmGrant::Quote,
-            TpmGrant::ReadEkCert,
-        ] {
-            assert_eq!(
-                grant.name().parse::<Operation>(),
-                Ok(tpm_operation(grant)),
-                "{grant:?}"
-            );
-        }
+        assert!(policy.may_call("agent", "tpm", "sign"));
+        assert!(policy.may_call("agent", "tpm", "quote"));
+        assert!(!policy.may_call("agent", "tpm", "create-device-key"));
+        assert!(!policy.may_call("diag", "tpm", "sign"));
     }
 
     #[test]
@@ -344,10 +309,11 @@ bus.publish = ["report"]
     }
 
     #[test]
-    fn without_grants_no_tpm_is_opened() {
+    fn only_granted_targets_are_opened_and_every_granted_one_must_be() {
         let dir = tempfile::tempdir().unwrap();
         let manifest =
-            Manifest::parse(&NODE.replace("devices.tpm = [\"sign\", \"quote\"]", "")).unwrap();
+            Manifest::parse(&NODE.replace("bus.call = { tpm = [\"sign\", \"quote\"] }", ""))
+                .unwrap();
         let missing = TpmChoice::Device(dir.path().join("no-such-tpm"));
         let bus = NodeBus::start(
             &manifest,
@@ -356,7 +322,8 @@ bus.publish = ["report"]
             |_: &eve_broker::LogEntry| {},
         )
         .unwrap();
-        assert!(matches!(bus.tpm(), HostTpm::NotNeeded));
+        assert_eq!(bus.tpm(), "not needed");
+        drop(bus);
         let manifest = Manifest::parse(NODE).unwrap();
         let err = NodeBus::start(
             &manifest,
@@ -365,6 +332,20 @@ bus.publish = ["report"]
             |_: &eve_broker::LogEntry| {},
         )
         .unwrap_err();
-        assert!(matches!(err, NodeBusError::Transport(_)), "{err}");
+        assert!(
+            matches!(&err, NodeBusError::Target(e) if e.target == "tpm"),
+            "{err}"
+        );
+        let err = NodeBus::start_with(
+            &manifest,
+            |_: &eve_broker::LogEntry| {},
+            Vec::new(),
+            &Facts::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "service `agent` is granted operations of `tpm`, which no host target serves"
+        );
     }
 }

@@ -3,11 +3,11 @@
 //! changes, at most [`MIN_INTERVAL`] apart, and at least every
 //! [`REFRESH`] so heartbeat ages move on.
 //!
-//! # Schema (version 1)
+//! # Schema (version 2)
 //!
 //! ```json
 //! {
-//!   "schema": 1,
+//!   "schema": 2,
 //!   "node": "default",              // the manifest's node name
 //!   "arch": "x86_64",               // or "aarch64": what the node runs (after --arch)
 //!   "host_pid": 4242,               // the eve-host process
@@ -27,24 +27,28 @@
 //!       "last_heartbeat_age_ms": 420 // since its latest heartbeat, null before the first
 //!     }
 //!   ],
-//!   "tables": {                     // selected bus topics ([`STATUS_TABLES`]), every item
-//!     "onboard-status": {           // key -> value
-//!       "zedagent": "state=onboarded\nuuid=...\n", // a UTF-8 value is a string
-//!       "blob": { "base64": "AAEC" }               // any other value
-//!     }
-//!   }
+//!   "tables": {                     // the topics of [`status_tables`], every item
+//!     "onboard-status": {           // key -> the value as JSON
+//!       "zedagent": { "phase": 5, "uuid": "...", "last_info_ms": 1200, ... }
+//!     },
+//!     "diag-report": { "controller": { "reachable": true, "steps": [...] } },
+//!     "@device-facts": { "device": { "cpu_count": 2, ... } }
+//!   },
+//!   "undecodable_values": 0         // items of those topics that did not decode (left out)
 //! }
 //! ```
 //!
-//! zedagent publishes `onboard-status` (key `zedagent`) as `key=value`
-//! lines. `last_heartbeat_age_ms` counts from the service's latest beat in
-//! any of its runs; it is null until its first.
+//! A value is its topic's type from the `topics` crate as JSON: its field
+//! names, enumerations as their numbers, absent optional fields as null;
+//! readers deserialize it with the same type. `last_heartbeat_age_ms`
+//! counts from the service's latest beat in any of its runs; it is null
+//! until its first.
 //!
 //! Readers must ignore fields they do not know; a change of meaning bumps
 //! `schema`.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fs::File,
     io::{self, Write},
     path::{Path, PathBuf},
@@ -52,20 +56,51 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use base64::Engine as _;
 use serde::Serialize;
+use topics::{DeviceFacts, DiagReport, OnboardStatus, Topic};
 
 use crate::{
     Arch,
     supervisor::{State, Status},
 };
 
-/// Bus topics whose items the status file carries.
-pub const STATUS_TABLES: &[&str] = &["onboard-status"];
+/// The status file's schema version.
+pub const SCHEMA: u32 = 2;
 /// Changes closer together than this are written together.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
 /// The file is rewritten at least this often while the node runs.
 pub const REFRESH: Duration = Duration::from_secs(1);
+
+/// A bus topic the status file carries, and how its values become JSON.
+#[derive(Clone, Copy)]
+pub struct StatusTable {
+    pub topic: &'static str,
+    /// The value as JSON, `None` if it does not decode as the topic's type.
+    pub render: fn(&[u8]) -> Option<serde_json::Value>,
+}
+
+fn status_table<T: Topic>() -> StatusTable
+where
+    T::Value: Serialize,
+{
+    StatusTable {
+        topic: T::NAME,
+        render: |bytes| {
+            topics::decode::<T>(bytes)
+                .ok()
+                .and_then(|value| serde_json::to_value(value).ok())
+        },
+    }
+}
+
+/// The topics the status file carries.
+pub fn status_tables() -> [StatusTable; 3] {
+    [
+        status_table::<OnboardStatus>(),
+        status_table::<DiagReport>(),
+        status_table::<DeviceFacts>(),
+    ]
+}
 
 /// What the status file needs from the bus.
 pub trait BusView: Send + Sync {
@@ -81,7 +116,7 @@ pub trait BusView: Send + Sync {
 struct Snapshot {
     running: bool,
     services: Vec<(Status, bool, Option<Instant>)>,
-    tables: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    tables: BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>,
 }
 
 #[derive(Serialize)]
@@ -94,7 +129,8 @@ struct Document<'a> {
     updated_unix_ms: u64,
     tpm: &'a str,
     services: Vec<ServiceDoc<'a>>,
-    tables: BTreeMap<&'a str, BTreeMap<&'a str, Value>>,
+    tables: BTreeMap<&'a str, BTreeMap<&'a str, serde_json::Value>>,
+    undecodable_values: usize,
 }
 
 #[derive(Serialize)]
@@ -110,25 +146,6 @@ struct ServiceDoc<'a> {
     last_heartbeat_age_ms: Option<u64>,
 }
 
-/// A bus value: a JSON string if it is UTF-8, else `{"base64": "..."}`.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Value {
-    Text(String),
-    Binary { base64: String },
-}
-
-impl Value {
-    fn of(bytes: &[u8]) -> Value {
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Value::Text(text.to_string()),
-            Err(_) => Value::Binary {
-                base64: base64::engine::general_purpose::STANDARD.encode(bytes),
-            },
-        }
-    }
-}
-
 /// The status file of a running node.
 pub struct StatusFile {
     path: PathBuf,
@@ -137,6 +154,8 @@ pub struct StatusFile {
     tpm: String,
     bus: Arc<dyn BusView>,
     last: Option<(Instant, Snapshot)>,
+    /// Items that did not decode at the last write, so each is logged once.
+    undecodable: BTreeSet<(&'static str, String)>,
 }
 
 impl StatusFile {
@@ -150,6 +169,7 @@ impl StatusFile {
             tpm: tpm.to_string(),
             bus,
             last: None,
+            undecodable: BTreeSet::new(),
         }
     }
 
@@ -194,9 +214,9 @@ impl StatusFile {
                     )
                 })
                 .collect(),
-            tables: STATUS_TABLES
+            tables: status_tables()
                 .iter()
-                .map(|&topic| (topic.to_string(), self.bus.table(topic)))
+                .map(|t| (t.topic, self.bus.table(t.topic)))
                 .collect(),
         }
     }
@@ -227,19 +247,30 @@ impl StatusFile {
                 }
             })
             .collect();
-        let tables = snapshot
-            .tables
-            .iter()
-            .map(|(topic, items)| {
-                let items = items
-                    .iter()
-                    .map(|(key, value)| (key.as_str(), Value::of(value)))
-                    .collect();
-                (topic.as_str(), items)
-            })
-            .collect();
+        let mut undecodable = BTreeSet::new();
+        let mut tables = BTreeMap::new();
+        for table in status_tables() {
+            let mut rendered = BTreeMap::new();
+            for (key, value) in snapshot.tables.get(table.topic).into_iter().flatten() {
+                match (table.render)(value) {
+                    Some(json) => {
+                        rendered.insert(key.as_str(), json);
+                    }
+                    None => {
+                        undecodable.insert((table.topic, key.clone()));
+                    }
+                }
+            }
+            tables.insert(table.topic, rendered);
+        }
+        for (topic, key) in undecodable.difference(&self.undecodable) {
+            log::warn!(
+                "status: item {key} of {topic} is not a {topic} value; left out of {}",
+                self.path.display()
+            );
+        }
         let document = Document {
-            schema: 1,
+            schema: SCHEMA,
             node: &self.node,
             arch: self.arch.name(),
             host_pid: std::process::id(),
@@ -251,11 +282,13 @@ impl StatusFile {
             tpm: &self.tpm,
             services,
             tables,
+            undecodable_values: undecodable.len(),
         };
         let mut text = serde_json::to_vec_pretty(&document).map_err(io::Error::other)?;
         text.push(b'\n');
         write_atomically(&self.path, &text)?;
         self.last = Some((now, snapshot));
+        self.undecodable = undecodable;
         Ok(())
     }
 }
@@ -277,6 +310,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+
+    use serde_json::Value;
 
     use super::*;
     use crate::end::End;
@@ -341,11 +376,20 @@ mod tests {
         let bus = Arc::new(FakeBus::default());
         let t0 = Instant::now();
         *bus.heartbeat.lock().unwrap() = Some(t0);
+        let report = topics::onboard::Report {
+            phase: topics::onboard::Phase::Running as i32,
+            uuid: "u1".into(),
+            last_info_ms: Some(1200),
+            ..Default::default()
+        };
         bus.tables.lock().unwrap().insert(
-            "onboard-status".into(),
+            OnboardStatus::NAME.into(),
             BTreeMap::from([
-                ("state".into(), b"phase=onboarded\nuuid=u1\n".to_vec()),
-                ("raw".into(), vec![0xff, 0, 1]),
+                (
+                    OnboardStatus::KEY.into(),
+                    topics::encode::<OnboardStatus>(&report),
+                ),
+                ("garbage".into(), vec![0xff, 0, 1]),
             ]),
         );
         let mut file = StatusFile::new(&path, "default", Arch::Aarch64, "none", bus.clone());
@@ -354,7 +398,7 @@ mod tests {
                 .unwrap()
         );
         let doc = read(&path);
-        assert_eq!(doc["schema"], 1);
+        assert_eq!(doc["schema"], SCHEMA);
         assert_eq!(doc["node"], "default");
         assert_eq!(doc["arch"], "aarch64");
         assert_eq!(doc["running"], true);
@@ -375,9 +419,17 @@ mod tests {
         assert_eq!(diag["last_end"], "exited with failure (status 1)");
         assert_eq!(diag["bus_connected"], false);
         assert!(diag["last_heartbeat_age_ms"].is_null());
-        let table = &doc["tables"]["onboard-status"];
-        assert_eq!(table["state"], "phase=onboarded\nuuid=u1\n");
-        assert_eq!(table["raw"]["base64"], "/wAB");
+        let table = &doc["tables"][OnboardStatus::NAME];
+        let read_back: topics::onboard::Report =
+            serde_json::from_value(table[OnboardStatus::KEY].clone()).unwrap();
+        assert_eq!(read_back, report, "the value reads back as its type");
+        assert_eq!(table[OnboardStatus::KEY]["last_config_ms"], Value::Null);
+        assert!(
+            table.get("garbage").is_none(),
+            "undecodable items are left out"
+        );
+        assert_eq!(doc["undecodable_values"], 1);
+        assert_eq!(doc["tables"][DiagReport::NAME], serde_json::json!({}));
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -76,7 +76,7 @@ name = "hanger"
 image = "selftest"
 ram_mib = 32
 cmdline = "selftest.mode=hang"
-devices.tpm = ["sign"]
+bus.call.tpm = ["sign"]
 "#,
         )
         .unwrap();

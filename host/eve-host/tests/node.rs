@@ -189,8 +189,16 @@ cmdline = "selftest.mode=hang"
     wait_for(&lines, &mut seen, until, "the VM running", |l| {
         l.starts_with("hanger: running")
     });
-    // QEMU writes it once it has set the machine up, after the host
-    // reported it running.
+    // QEMU writes its pid file before the guest runs, and a QEMU whose
+    // guest prints to a host that is gone ends: the host is killed once
+    // the guest has printed all it prints before it hangs, its boot-timer
+    // stamp of `main`.
+    let console = state.join("logs/hanger.console");
+    let main_stamp = format!("{}main ", guest_abi::BOOT_TIMER_MARKER);
+    while !std::fs::read_to_string(&console).is_ok_and(|text| text.contains(&main_stamp)) {
+        assert!(Instant::now() < until, "the guest never reached main");
+        thread::sleep(Duration::from_millis(20));
+    }
     let pid_file = state.join("run/hanger.pid");
     let vm: u32 = loop {
         if let Some(pid) = std::fs::read_to_string(&pid_file)

@@ -1,5 +1,5 @@
 //! The node's bus and TPM wiring in-process, without QEMU: the broker and
-//! TPM set up from a manifest exactly as `eve-host run` does
+//! the host targets set up from a manifest exactly as `eve-host run` does
 //! ([`NodeBus::start`]), with fake services speaking the bus over
 //! `UnixStream::pair()` through the same attach seam the VMs' sockets use.
 
@@ -19,16 +19,23 @@ use eve_host::{
     console::StderrLog,
     heartbeat::Heartbeats,
     manifest::Manifest,
-    nodebus::{HostTpm, NodeBus, TpmChoice},
+    nodebus::{NodeBus, TpmChoice},
     servicelog::ServiceLogs,
     status::StatusFile,
     supervisor::{State, Status},
+    targets::{HostTarget, Refused, serve, tpm::TpmTarget},
     volumes::StateDir,
 };
-use evebus::{Client, ClientConfig, DenyReason, Event, Level, Operation};
+use evebus::{Call, Client, ClientConfig, DenyReason, Event, Level, Operation};
+use hostops::Target;
+use hostops::tpm::{
+    self, Empty, PcrBank, PcrSelect, PcrSelection, QuoteRequest, SignRequest, TpmError,
+    TpmErrorCode,
+};
 use p256::ecdsa::{Signature, VerifyingKey, signature::hazmat::PrehashVerifier};
+use prost::Message;
 use sha2::{Digest, Sha256};
-use tpmwire::{Failure, PcrBank, PcrSelection, RequestRepr, ResponseRepr};
+use topics::{DeviceFacts, OnboardStatus, Topic, facts::Facts};
 
 /// How long a test waits for something that should happen; a guard
 /// against hanging, not a timing target.
@@ -42,15 +49,15 @@ arch = "x86_64"
 name = "zedagent"
 image = "zedagent"
 ram_mib = 64
-devices.tpm = ["create-device-key", "sign", "read-pcrs", "quote", "read-ek-cert"]
+bus.call.tpm = ["create-device-key", "sign", "read-pcrs", "quote", "read-ek-cert"]
 bus.publish = ["onboard-status"]
-bus.subscribe = ["diag-report", "@log"]
+bus.subscribe = ["diag-report", "@log", "@device-facts"]
 
 [[service]]
 name = "signer"
 image = "selftest"
 ram_mib = 32
-devices.tpm = ["sign"]
+bus.call.tpm = ["sign", "device-public-key"]
 
 [[service]]
 name = "diag"
@@ -126,11 +133,27 @@ impl Service {
         }
     }
 
-    /// Sends a bus request and returns the response's status and payload.
-    fn call(&mut self, target: &str, payload: &[u8]) -> (evebus::Status, Vec<u8>) {
+    /// Calls a host operation and returns the response's status and
+    /// payload.
+    fn call(
+        &mut self,
+        target: &str,
+        operation: &str,
+        version: u16,
+        payload: &[u8],
+    ) -> (evebus::Status, Vec<u8>) {
         let id = self
             .client
-            .request(target, payload, self.start.elapsed())
+            .request(
+                &Call {
+                    target,
+                    operation,
+                    version,
+                    payload,
+                    timeout: PATIENCE,
+                },
+                self.start.elapsed(),
+            )
             .unwrap();
         match self.wait_for(|e| {
             matches!(e, Event::Response { id: got, .. } | Event::RequestFailed { id: got, .. } if *got == id)
@@ -142,18 +165,28 @@ impl Service {
         }
     }
 
-    /// Asks the TPM for `request`; the bus call itself must succeed.
-    fn tpm(&mut self, request: RequestRepr<'_>) -> Vec<u8> {
-        let (status, answer) = self.call("tpm", &request.to_vec().unwrap());
-        assert_eq!(status, evebus::Status::Ok, "{request:?}");
-        answer
+    /// Calls operation `O` of the host with its typed request: the typed
+    /// response, or the status and the target's typed error.
+    fn op<O: hostops::Operation>(
+        &mut self,
+        request: &O::Request,
+    ) -> Result<O::Response, (evebus::Status, Vec<u8>)> {
+        let spec = <O::Target as Target>::SPEC;
+        let (status, answer) =
+            self.call(spec.name, O::NAME, spec.version, &request.encode_to_vec());
+        if status == evebus::Status::Ok {
+            Ok(O::Response::decode(answer.as_slice()).expect("a response of the operation"))
+        } else {
+            Err((status, answer))
+        }
     }
 }
 
-fn failure(answer: &[u8]) -> Failure {
-    match ResponseRepr::from_bytes(answer).unwrap() {
-        ResponseRepr::Failure(f) => f,
-        other => panic!("expected a failure, got {other:?}"),
+/// The TPM error of a `Failed` answer.
+fn tpm_error(answer: Result<impl std::fmt::Debug, (evebus::Status, Vec<u8>)>) -> TpmErrorCode {
+    match answer {
+        Err((evebus::Status::Failed, error)) => TpmError::decode(error.as_slice()).unwrap().code(),
+        other => panic!("expected a TPM failure, got {other:?}"),
     }
 }
 
@@ -187,70 +220,88 @@ fn the_manifest_grants_are_enforced_and_the_tpm_signs_for_zedagent() {
     // EK certificate that swtpm_setup takes seconds to make.
     std::fs::create_dir(state.path().join("tpm")).unwrap();
     let bus = start(state.path(), TpmChoice::Swtpm);
-    assert!(matches!(bus.tpm(), HostTpm::Swtpm(_)), "{}", bus.tpm());
+    assert!(bus.tpm().starts_with("swtpm ("), "{}", bus.tpm());
     let broker = bus.broker();
 
     let mut diag = Service::connect(broker, "diag");
     diag.client
-        .publish("onboard-status", "state", b"phase=forged")
+        .publish(OnboardStatus::NAME, OnboardStatus::KEY, b"forged")
         .unwrap();
     let denied = diag.wait_for(|e| matches!(e, Event::Denied { .. }));
     assert_eq!(
         denied,
         Event::Denied {
             operation: Operation::Publish,
-            topic: "onboard-status".into(),
+            topic: OnboardStatus::NAME.into(),
             reason: DenyReason::NotGranted,
         }
     );
-    assert!(broker.table("onboard-status").is_empty());
-    let (status, _) = diag.call("tpm", &RequestRepr::CreateDeviceKey.to_vec().unwrap());
-    assert_eq!(status, evebus::Status::Denied, "diag has no TPM grants");
+    assert!(broker.table(OnboardStatus::NAME).is_empty());
+    assert_eq!(
+        diag.op::<tpm::CreateDeviceKey>(&Empty {}).unwrap_err().0,
+        evebus::Status::Denied,
+        "diag has no TPM grants"
+    );
 
     let mut signer = Service::connect(broker, "signer");
-    let answer = signer.tpm(RequestRepr::CreateDeviceKey);
-    assert_eq!(failure(&answer), Failure::Denied, "signer may only sign");
+    assert_eq!(
+        signer.op::<tpm::CreateDeviceKey>(&Empty {}).unwrap_err().0,
+        evebus::Status::Denied,
+        "signer may only sign and read the public key"
+    );
+    assert_eq!(
+        tpm_error(signer.op::<tpm::DevicePublicKey>(&Empty {})),
+        TpmErrorCode::NotProvisioned
+    );
 
     let mut zedagent = Service::connect(broker, "zedagent");
-    let created = zedagent.tpm(RequestRepr::CreateDeviceKey);
-    let ResponseRepr::PublicKey(point) = ResponseRepr::from_bytes(&created).unwrap() else {
-        panic!("no public key: {created:?}");
-    };
-    let device_key = VerifyingKey::from_sec1_bytes(point).expect("a P-256 point");
+    let created = zedagent.op::<tpm::CreateDeviceKey>(&Empty {}).unwrap();
+    let point = *created.point().expect("a P-256 point");
+    let device_key = VerifyingKey::from_sec1_bytes(&point).expect("a P-256 point");
+    assert_eq!(
+        signer.op::<tpm::DevicePublicKey>(&Empty {}).unwrap(),
+        created
+    );
     let digest: [u8; 32] = Sha256::digest(b"an EVE AuthContainer payload").into();
-    let mut answers = vec![created.clone(), zedagent.tpm(RequestRepr::DevicePublicKey)];
     for service in [&mut zedagent, &mut signer] {
-        let answer = service.tpm(RequestRepr::SignDigest { digest: &digest });
-        let ResponseRepr::Signature(raw) = ResponseRepr::from_bytes(&answer).unwrap() else {
-            panic!("no signature: {answer:?}");
-        };
-        let signature = Signature::from_slice(raw).unwrap();
+        let answer = service
+            .op::<tpm::Sign>(&SignRequest {
+                digest: digest.to_vec(),
+            })
+            .unwrap();
+        let signature = Signature::from_slice(answer.raw().unwrap()).unwrap();
         device_key
             .verify_prehash(&digest, &signature)
             .expect("the signature verifies with the device key");
-        answers.push(answer);
     }
-    let selection = PcrSelection::from_indices(&[0, 7]).unwrap();
-    answers.push(zedagent.tpm(RequestRepr::ReadPcrs {
-        bank: PcrBank::Sha256,
-        selection,
-    }));
-    answers.push(zedagent.tpm(RequestRepr::Quote {
-        nonce: b"controller nonce",
-        bank: PcrBank::Sha256,
-        selection,
-    }));
-    answers.push(zedagent.tpm(RequestRepr::ReadEkCert));
-    // Every answer is one of the public kinds the wire format has; none
-    // can carry a private key, so none did.
-    for answer in &answers {
-        match ResponseRepr::from_bytes(answer).unwrap() {
-            ResponseRepr::PublicKey(p) => assert_eq!(p, point),
-            ResponseRepr::Signature(_) | ResponseRepr::Pcrs(_) | ResponseRepr::Quote { .. } => {}
-            ResponseRepr::Failure(f) => assert_eq!(f, Failure::NotProvisioned, "the EK cert"),
-            other => panic!("unexpected answer {other:?}"),
-        }
-    }
+    let select = PcrSelect::new(
+        PcrBank::Sha256,
+        PcrSelection::from_indices(&[0, 7]).unwrap(),
+    );
+    let pcrs = zedagent.op::<tpm::ReadPcrs>(&select).unwrap();
+    assert_eq!(pcrs.values().unwrap().count(), 2);
+    let quote = zedagent
+        .op::<tpm::Quote>(&QuoteRequest {
+            nonce: b"controller nonce".to_vec(),
+            select: Some(select),
+        })
+        .unwrap();
+    quote.check().expect("a well-formed quote");
+    assert_eq!(
+        tpm_error(zedagent.op::<tpm::ReadEkCert>(&Empty {})),
+        TpmErrorCode::NotProvisioned,
+        "a bare swtpm has no EK certificate"
+    );
+    // A request that is not one of the operation is answered as such.
+    let (status, _) = zedagent.call(
+        "tpm",
+        <tpm::Sign as hostops::Operation>::NAME,
+        1,
+        &[0xff, 0xff],
+    );
+    assert_eq!(status, evebus::Status::BadRequest);
+    let (status, _) = zedagent.call("tpm", <tpm::Sign as hostops::Operation>::NAME, 2, &[]);
+    assert_eq!(status, evebus::Status::WrongVersion);
 
     let socket = state.path().join("swtpm.sock");
     assert!(socket.exists());
@@ -262,17 +313,29 @@ fn the_manifest_grants_are_enforced_and_the_tpm_signs_for_zedagent() {
 fn logs_heartbeats_and_tables_reach_the_host() {
     let state = tempfile::tempdir().unwrap();
     let bus = start(state.path(), TpmChoice::None);
-    assert!(matches!(bus.tpm(), HostTpm::Absent));
+    assert_eq!(bus.tpm(), "none");
     let broker = bus.broker();
     let mut zedagent = Service::connect(broker, "zedagent");
     zedagent.client.subscribe(evebus::LOG_TOPIC).unwrap();
     zedagent.wait_for(|e| matches!(e, Event::Synchronized { .. }));
+    let report = topics::onboard::Report {
+        phase: topics::onboard::Phase::Running as i32,
+        uuid: "u1".into(),
+        ..Default::default()
+    };
     zedagent
         .client
-        .publish("onboard-status", "state", b"phase=onboarded\nuuid=u1\n")
+        .publish(
+            OnboardStatus::NAME,
+            OnboardStatus::KEY,
+            &topics::encode::<OnboardStatus>(&report),
+        )
         .unwrap();
-    let answer = zedagent.tpm(RequestRepr::CreateDeviceKey);
-    assert_eq!(failure(&answer), Failure::Unavailable, "--tpm none");
+    assert_eq!(
+        tpm_error(zedagent.op::<tpm::CreateDeviceKey>(&Empty {})),
+        TpmErrorCode::Unavailable,
+        "--tpm none"
+    );
 
     let mut diag = Service::connect(broker, "diag");
     diag.client.log(
@@ -329,10 +392,10 @@ fn logs_heartbeats_and_tables_reach_the_host() {
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(doc["tpm"], "none");
-    assert_eq!(
-        doc["tables"]["onboard-status"]["state"],
-        "phase=onboarded\nuuid=u1\n"
-    );
+    let shown: topics::onboard::Report =
+        serde_json::from_value(doc["tables"][OnboardStatus::NAME][OnboardStatus::KEY].clone())
+            .unwrap();
+    assert_eq!(shown, report);
     let services = doc["services"].as_array().unwrap();
     assert_eq!(services[0]["bus_connected"], true);
     assert!(services[0]["last_heartbeat_age_ms"].is_u64());
@@ -341,4 +404,213 @@ fn logs_heartbeats_and_tables_reach_the_host() {
         "signer never connected"
     );
     assert!(services[1]["last_heartbeat_age_ms"].is_null());
+}
+
+#[test]
+fn the_device_s_facts_reach_granted_services_and_the_status_file() {
+    let state = tempfile::tempdir().unwrap();
+    let manifest = Manifest::parse(NODE).expect("the test manifest");
+    let dir = StateDir::create(state.path()).unwrap();
+    let facts = Facts {
+        cpu_count: 12,
+        memory_bytes: 64 << 30,
+        storage_bytes: 512 << 30,
+        product_name: "SYS-E100".into(),
+        serial: "S1234".into(),
+        ..Facts::default()
+    };
+    let bus = NodeBus::start_with(
+        &manifest,
+        ServiceLogs::new(&dir.logs(), Arc::new(StderrLog)),
+        vec![Arc::new(TpmTarget::absent())],
+        &facts,
+    )
+    .unwrap();
+    let broker = bus.broker();
+    let mut zedagent = Service::connect(broker, "zedagent");
+    zedagent.client.subscribe(DeviceFacts::NAME).unwrap();
+    let Event::Created { key, value, .. } = zedagent
+        .wait_for(|e| matches!(e, Event::Created { topic, .. } if topic == DeviceFacts::NAME))
+    else {
+        panic!("not a Created event")
+    };
+    assert_eq!(key, DeviceFacts::KEY);
+    assert_eq!(topics::decode::<DeviceFacts>(&value), Ok(facts.clone()));
+    let mut diag = Service::connect(broker, "diag");
+    diag.client.subscribe(DeviceFacts::NAME).unwrap();
+    diag.wait_for(|e| matches!(e, Event::Denied { topic, .. } if topic == DeviceFacts::NAME));
+
+    let path = dir.status_file();
+    let mut status = StatusFile::new(
+        &path,
+        "wired",
+        Arch::X86_64,
+        "none",
+        Arc::new(broker.clone()),
+    );
+    status.update(Instant::now(), &[]).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let shown: Facts =
+        serde_json::from_value(doc["tables"][DeviceFacts::NAME][DeviceFacts::KEY].clone()).unwrap();
+    assert_eq!(shown, facts);
+}
+
+/// What a new target's `hostops` module declares: its messages, its
+/// typed error and its operations.
+mod safe {
+    use std::fmt;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Combination {
+        #[prost(string, tag = "1")]
+        pub digits: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Contents {
+        #[prost(string, tag = "1")]
+        pub items: String,
+    }
+
+    #[derive(Clone, Copy, PartialEq, prost::Message)]
+    pub struct SafeError {
+        /// 1: wrong combination.
+        #[prost(uint32, tag = "1")]
+        pub code: u32,
+    }
+
+    impl fmt::Display for SafeError {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "safe error {}", self.code)
+        }
+    }
+
+    hostops::target! {
+        /// A safe the host keeps.
+        pub struct Safe = "safe", version 1, error SafeError;
+        /// Opens it with a combination.
+        Open = "open": Combination => Contents;
+        /// Locks it.
+        Lock = "lock": hostops::tpm::Empty => hostops::tpm::Empty;
+    }
+}
+
+/// What a new target's host module implements.
+struct SafeTarget;
+
+impl eve_broker::RpcHandler for SafeTarget {
+    fn call(
+        &self,
+        _caller: &str,
+        operation: &str,
+        request: &[u8],
+    ) -> Result<Vec<u8>, eve_broker::RpcError> {
+        use hostops::Operation as _;
+        match operation {
+            safe::Open::NAME => serve::<safe::Open>(request, |combination| {
+                if combination.digits == "1234" {
+                    Ok(safe::Contents {
+                        items: "the crown jewels".into(),
+                    })
+                } else {
+                    Err(Refused::Failed(safe::SafeError { code: 1 }))
+                }
+            }),
+            safe::Lock::NAME => serve::<safe::Lock>(request, |_| Ok(Empty {})),
+            other => Err(eve_broker::RpcError::BadRequest(format!("no {other}"))),
+        }
+    }
+}
+
+impl HostTarget for SafeTarget {
+    fn spec(&self) -> &'static hostops::TargetSpec {
+        &<safe::Safe as Target>::SPEC
+    }
+
+    fn describe(&self) -> String {
+        "a safe in the test".into()
+    }
+}
+
+/// A new service with a new host operation takes its own crate, its
+/// operation module and a manifest stanza: here the target is defined in
+/// this test, registered through the host's public API, granted by a
+/// manifest stanza, and called by services over the bus. The broker, the
+/// manifest parser and xtask know nothing of it.
+#[test]
+fn a_new_target_takes_its_module_and_a_manifest_stanza() {
+    const NODE: &str = r#"[node]
+name = "vault"
+arch = "x86_64"
+
+[[service]]
+name = "keeper"
+image = "keeper"
+ram_mib = 32
+bus.call = { safe = ["open"] }
+
+[[service]]
+name = "cleaner"
+image = "cleaner"
+ram_mib = 32
+bus.call = { safe = ["lock"] }
+"#;
+    let err = Manifest::parse(NODE).unwrap_err().to_string();
+    assert!(
+        err.contains("calls target `safe` that this host does not have"),
+        "{err}"
+    );
+    let catalogue = [&<safe::Safe as Target>::SPEC];
+    let manifest = Manifest::parse_with(NODE, &catalogue).expect("the stanzas");
+    let state = tempfile::tempdir().unwrap();
+    let dir = StateDir::create(state.path()).unwrap();
+    let bus = NodeBus::start_with(
+        &manifest,
+        ServiceLogs::new(&dir.logs(), Arc::new(StderrLog)),
+        vec![Arc::new(SafeTarget)],
+        &Facts::default(),
+    )
+    .unwrap();
+    let broker = bus.broker();
+
+    let mut keeper = Service::connect(broker, "keeper");
+    let opened = keeper
+        .op::<safe::Open>(&safe::Combination {
+            digits: "1234".into(),
+        })
+        .unwrap();
+    assert_eq!(opened.items, "the crown jewels");
+    let (status, error) = keeper
+        .op::<safe::Open>(&safe::Combination {
+            digits: "0000".into(),
+        })
+        .unwrap_err();
+    assert_eq!(status, evebus::Status::Failed);
+    assert_eq!(
+        safe::SafeError::decode(error.as_slice()).unwrap(),
+        safe::SafeError { code: 1 },
+        "the target's typed error reaches the caller"
+    );
+    let (status, why) = keeper.op::<safe::Lock>(&Empty {}).unwrap_err();
+    assert_eq!(status, evebus::Status::Denied, "keeper may only open");
+    assert!(String::from_utf8_lossy(&why).contains("safe.lock"));
+    let (status, why) = keeper.call("safe", "drill", 1, &[]);
+    assert_eq!(status, evebus::Status::NoSuchOperation);
+    assert!(String::from_utf8_lossy(&why).contains("open, lock"));
+    let (status, _) = keeper.call("safe", "open", 2, &[]);
+    assert_eq!(status, evebus::Status::WrongVersion);
+    let (status, _) = keeper.call("vault", "open", 1, &[]);
+    assert_eq!(status, evebus::Status::NoSuchTarget);
+
+    let mut cleaner = Service::connect(broker, "cleaner");
+    assert_eq!(cleaner.op::<safe::Lock>(&Empty {}), Ok(Empty {}));
+    assert_eq!(
+        cleaner
+            .op::<safe::Open>(&safe::Combination {
+                digits: "1234".into()
+            })
+            .unwrap_err()
+            .0,
+        evebus::Status::Denied
+    );
 }

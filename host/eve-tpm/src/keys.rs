@@ -125,7 +125,7 @@ pub struct EccPublic {
     /// `curveID`.
     pub curve: u16,
     /// The point as a SEC1 uncompressed encoding.
-    pub point: [u8; tpmwire::PUBLIC_KEY_LEN],
+    pub point: [u8; hostops::tpm::PUBLIC_KEY_LEN],
 }
 
 impl EccPublic {
@@ -155,7 +155,7 @@ impl EccPublic {
         if curve != TPM_ECC_NIST_P256 {
             return Err(ParseError::Unexpected("key is not on P-256"));
         }
-        let mut point = [0u8; tpmwire::PUBLIC_KEY_LEN];
+        let mut point = [0u8; hostops::tpm::PUBLIC_KEY_LEN];
         point[0] = 0x04;
         point[1..33].copy_from_slice(&coordinate(x)?);
         point[33..].copy_from_slice(&coordinate(y)?);

@@ -4,9 +4,9 @@
 //! The host is the only user of the node's TPM: `/dev/tpmrm0` on a board
 //! ([`DeviceTransport`]), or an [`Swtpm`] it starts and owns, with state
 //! kept per node, in development and tests ([`SocketTransport`]). Services
-//! send [`tpmwire`] requests over the bus to the target `"tpm"`; the
-//! [`Mediator`] checks the manifest's [`Grants`], runs the commands through
-//! [`Tpm`] and answers.
+//! call the operations of `hostops::tpm` over the bus; once the broker has
+//! checked the manifest's grants, the [`Mediator`] checks each request,
+//! runs the commands through [`Tpm`] and answers.
 //!
 //! Keys: the device key (EVE's handle `0x817FFFFF`, ECDSA P-256 over
 //! SHA-256, the key of the device certificate) and the attestation key for
@@ -28,7 +28,7 @@ mod transport;
 pub use identity::{EK_CERT_INDICES, EkCertError, KeyError};
 pub use keys::{ATTESTATION_KEY_HANDLE, DEVICE_KEY_HANDLE, EccPublic, KeyRole, attributes};
 pub use marshal::{CommandCode, ParseError};
-pub use mediator::{Grants, Mediator, Operation, UnknownOperation};
+pub use mediator::{Mediator, Refusal};
 pub use swtpm::{Swtpm, SwtpmError};
 pub use tpm::{NvPublic, Quote, Tpm, TpmCommandError};
 pub use transport::{

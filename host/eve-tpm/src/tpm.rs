@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tpmwire::{PcrBank, PcrSelection};
+use hostops::tpm::{PcrBank, PcrSelection};
 
 use crate::keys::{EccPublic, KeyRole, TPM_ALG_ECDSA, TPM_ALG_NULL, TPM_RH_NULL, TPM_RH_OWNER};
 use crate::marshal::{
@@ -72,7 +72,7 @@ pub struct Quote {
     /// The marshalled `TPMS_ATTEST`.
     pub attest: Vec<u8>,
     /// ECDSA over SHA-256 of `attest`, raw `r || s`.
-    pub signature: [u8; tpmwire::SIGNATURE_LEN],
+    pub signature: [u8; hostops::tpm::SIGNATURE_LEN],
 }
 
 /// A TPM reached through a transport. Not shared: the caller serialises
@@ -245,8 +245,8 @@ impl<T: TpmTransport> Tpm<T> {
     pub fn sign(
         &mut self,
         key: u32,
-        digest: &[u8; tpmwire::DIGEST_LEN],
-    ) -> Result<[u8; tpmwire::SIGNATURE_LEN], TpmCommandError> {
+        digest: &[u8; hostops::tpm::DIGEST_LEN],
+    ) -> Result<[u8; hostops::tpm::SIGNATURE_LEN], TpmCommandError> {
         let mut c = Command::new(CommandCode::Sign, &[key], &[b""]);
         c.tpm2b(digest);
         c.u16(TPM_ALG_NULL); // inScheme: the key's

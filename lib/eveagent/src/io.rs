@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 pub use eve_proto::info::BootReason;
+use eve_proto::info::ZInfoManufacturer;
 
 /// The media type of every EVE API v2 body, in both directions.
 pub const MIME_PROTO: &str = "application/x-proto-binary";
@@ -160,8 +161,81 @@ pub struct DeviceFacts {
     pub manufacturer: String,
     /// Product name.
     pub product_name: String,
+    /// Product version.
+    pub product_version: String,
+    /// The hardware's serial number; empty when the hardware does not say.
+    pub serial: String,
+    /// The system UUID (SMBIOS); empty when the hardware does not say.
+    pub product_uuid: String,
+    /// Firmware vendor, version and release date.
+    pub bios_vendor: String,
+    pub bios_version: String,
+    pub bios_release_date: String,
+    /// The device tree's `compatible` strings, comma separated.
+    pub compatible: String,
     /// Image partitions.
     pub partitions: Vec<SoftwarePartition>,
+}
+
+impl DeviceFacts {
+    /// These facts with what the host knows of the device (the bus topic
+    /// `@device-facts`) in place of what a service VM sees of itself: the
+    /// device's CPUs, memory, storage, hardware and boot time, as EVE
+    /// reports them. What the host does not know stays as it was.
+    pub fn with_host(mut self, host: &topics::facts::Facts) -> DeviceFacts {
+        fn take(ours: &mut String, theirs: &str) {
+            if !theirs.is_empty() {
+                *ours = String::from(theirs);
+            }
+        }
+        if host.cpu_count > 0 {
+            self.ncpu = host.cpu_count;
+        }
+        if host.memory_bytes > 0 {
+            self.memory_mb = host.memory_bytes >> 20;
+        }
+        if host.storage_bytes > 0 {
+            self.storage_mb = host.storage_bytes >> 20;
+        }
+        if host.boot_unix_ms > 0 {
+            self.boot_unix_ms = host.boot_unix_ms;
+        }
+        take(&mut self.machine_arch, &host.machine_arch);
+        take(&mut self.cpu_arch, &host.machine_arch);
+        take(&mut self.host_name, &host.host_name);
+        take(&mut self.manufacturer, &host.manufacturer);
+        take(&mut self.product_name, &host.product_name);
+        take(&mut self.product_version, &host.product_version);
+        take(&mut self.serial, &host.serial);
+        take(&mut self.product_uuid, &host.product_uuid);
+        take(&mut self.bios_vendor, &host.bios_vendor);
+        take(&mut self.bios_version, &host.bios_version);
+        take(&mut self.bios_release_date, &host.bios_release_date);
+        take(&mut self.compatible, &host.compatible);
+        self
+    }
+
+    /// `ZInfoManufacturer` as EVE fills it from the same facts; `serial`
+    /// stands in where the hardware has none (the serial the device
+    /// registered with). Its `UUID` is the system's (SMBIOS), never the
+    /// device's: empty when the hardware does not say.
+    pub fn manufacturer_info(&self, serial: &str) -> ZInfoManufacturer {
+        ZInfoManufacturer {
+            manufacturer: self.manufacturer.clone(),
+            product_name: self.product_name.clone(),
+            version: self.product_version.clone(),
+            serial_number: String::from(if self.serial.is_empty() {
+                serial
+            } else {
+                &self.serial
+            }),
+            uuid: self.product_uuid.clone(),
+            compatible: self.compatible.clone(),
+            bios_vendor: self.bios_vendor.clone(),
+            bios_version: self.bios_version.clone(),
+            bios_release_date: self.bios_release_date.clone(),
+        }
+    }
 }
 
 /// One network interface's cumulative counters since boot.
@@ -235,4 +309,74 @@ pub trait Platform {
     fn device_facts(&self) -> DeviceFacts;
     /// Current counters for `ZMetricMsg`.
     fn device_metrics(&self) -> DeviceMetrics;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm() -> DeviceFacts {
+        DeviceFacts {
+            machine_arch: String::from("x86_64"),
+            ncpu: 1,
+            memory_mb: 63,
+            storage_mb: 8,
+            boot_unix_ms: 5,
+            host_name: String::from("vm"),
+            manufacturer: String::from("QEMU"),
+            product_name: String::from("eve-rs microvm node"),
+            ..DeviceFacts::default()
+        }
+    }
+
+    #[test]
+    fn the_host_s_facts_replace_what_the_vm_sees() {
+        let host = topics::facts::Facts {
+            cpu_count: 16,
+            memory_bytes: 32 << 30,
+            storage_bytes: 1 << 40,
+            machine_arch: String::from("aarch64"),
+            manufacturer: String::from("Supermicro"),
+            product_name: String::from("SYS-E100"),
+            product_version: String::from("1.02"),
+            serial: String::from("S1234"),
+            product_uuid: String::from("6ba7b810-9dad-11d1-80b4-00c04fd430c8"),
+            bios_vendor: String::from("AMI"),
+            bios_version: String::from("2.1"),
+            bios_release_date: String::from("03/04/2024"),
+            compatible: String::from("vendor,board"),
+            boot_unix_ms: 1_700_000_000_000,
+            host_name: String::from("edge-7"),
+            ..Default::default()
+        };
+        let facts = vm().with_host(&host);
+        assert_eq!(
+            (facts.ncpu, facts.memory_mb, facts.storage_mb),
+            (16, 32 << 10, 1 << 20)
+        );
+        assert_eq!(facts.machine_arch, "aarch64");
+        assert_eq!(facts.cpu_arch, "aarch64");
+        assert_eq!(facts.boot_unix_ms, 1_700_000_000_000);
+        assert_eq!(facts.host_name, "edge-7");
+        let minfo = facts.manufacturer_info("soft-1");
+        assert_eq!(minfo.manufacturer, "Supermicro");
+        assert_eq!(minfo.product_name, "SYS-E100");
+        assert_eq!(minfo.version, "1.02");
+        assert_eq!(minfo.serial_number, "S1234");
+        assert_eq!(minfo.uuid, "6ba7b810-9dad-11d1-80b4-00c04fd430c8");
+        assert_eq!(minfo.bios_vendor, "AMI");
+        assert_eq!(minfo.bios_version, "2.1");
+        assert_eq!(minfo.bios_release_date, "03/04/2024");
+        assert_eq!(minfo.compatible, "vendor,board");
+    }
+
+    #[test]
+    fn what_the_host_does_not_know_stays() {
+        let facts = vm().with_host(&topics::facts::Facts::default());
+        assert_eq!(facts, vm());
+        let minfo = facts.manufacturer_info("soft-1");
+        assert_eq!(minfo.serial_number, "soft-1");
+        assert_eq!(minfo.uuid, "", "not the device's UUID");
+        assert_eq!(minfo.manufacturer, "QEMU");
+    }
 }

@@ -15,13 +15,13 @@ use core::time::Duration;
 
 use crate::frame::{HEADER_LEN, Limits};
 use crate::message::{Change, DenyReason, Kind, Level, Operation, RefuseReason, Status};
-use crate::name::{self, MAX_LOG_TARGET_LEN, MAX_SERVICE_LEN};
+use crate::name::{self, MAX_LOG_TARGET_LEN, MAX_NAME_LEN};
 use crate::{Decoder, Message, PROTOCOL_VERSION, WireError};
 
 /// Bytes of a LogRecord frame besides its target and message text: the
 /// header, the longest source name, level, time and two string lengths.
 /// Cutting a Log to fit this leaves room for the broker to forward it.
-const LOG_RECORD_OVERHEAD: usize = HEADER_LEN + 2 + MAX_SERVICE_LEN + 1 + 8 + 2 + 2;
+const LOG_RECORD_OVERHEAD: usize = HEADER_LEN + 2 + MAX_NAME_LEN + 1 + 8 + 2 + 2;
 
 /// What a client is configured with.
 #[derive(Debug, Clone)]
@@ -31,8 +31,6 @@ pub struct ClientConfig {
     /// This boot's number (from persistent state), sent in Hello.
     pub boot_counter: u64,
     pub limits: Limits,
-    /// How long a request may wait for its response.
-    pub request_timeout: Duration,
     /// Requests outstanding at once.
     pub max_pending_requests: usize,
     /// Log records held while the bus is down or slow; older ones are
@@ -41,14 +39,12 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// Default limits, 5 s request timeout, 16 pending requests, 256 queued
-    /// log records.
+    /// Default limits, 16 pending requests, 256 queued log records.
     pub fn new(service: &str, boot_counter: u64) -> ClientConfig {
         ClientConfig {
             service: String::from(service),
             boot_counter,
             limits: Limits::DEFAULT,
-            request_timeout: Duration::from_secs(5),
             max_pending_requests: 16,
             log_queue_len: 256,
         }
@@ -93,6 +89,21 @@ impl core::fmt::Display for ClientError {
 }
 
 impl core::error::Error for ClientError {}
+
+/// A call of a host operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call<'a> {
+    /// The host target (`tpm`).
+    pub target: &'a str,
+    /// Its operation (`sign`).
+    pub operation: &'a str,
+    /// The target's version the caller was built against.
+    pub version: u16,
+    /// The encoded request.
+    pub payload: &'a [u8],
+    /// How long to wait for the answer before [`RequestFailure::TimedOut`].
+    pub timeout: Duration,
+}
 
 /// Why a request got no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,14 +361,9 @@ impl Client {
         self.is_connected() && self.mirrors.get(topic).is_some_and(|m| m.seen.is_none())
     }
 
-    /// Sends a request to `target`; the answer comes as an
-    /// [`Event::Response`] or [`Event::RequestFailed`] with the returned id.
-    pub fn request(
-        &mut self,
-        target: &str,
-        payload: &[u8],
-        now: Duration,
-    ) -> Result<u32, ClientError> {
+    /// Sends `call`; the answer comes as an [`Event::Response`] or
+    /// [`Event::RequestFailed`] with the returned id.
+    pub fn request(&mut self, call: &Call<'_>, now: Duration) -> Result<u32, ClientError> {
         if !self.is_connected() {
             return Err(ClientError::NotConnected);
         }
@@ -370,13 +376,14 @@ impl Client {
         }
         let message = Message::Request {
             id,
-            target: String::from(target),
-            payload: Vec::from(payload),
+            target: String::from(call.target),
+            operation: String::from(call.operation),
+            version: call.version,
+            payload: Vec::from(call.payload),
         };
         message.encode(&self.config.limits, &mut self.output)?;
         self.next_request_id = id.wrapping_add(1);
-        self.pending
-            .insert(id, now.saturating_add(self.config.request_timeout));
+        self.pending.insert(id, now.saturating_add(call.timeout));
         Ok(id)
     }
 

@@ -50,9 +50,10 @@
 //! - Log: services send log records; the broker passes them to the host
 //!   log and to subscribers of [`LOG_TOPIC`] (zedagent). [`Client`] queues
 //!   them in a bounded queue that drops the oldest first and counts drops.
-//! - Request/Response: remote calls to host targets such as `tpm`, matched
-//!   by id; the broker checks the target against the manifest and the
-//!   target handler checks each operation against the caller's grants.
+//! - Request/Response: calls of host operations (`hostops`: `sign` of the
+//!   target `tpm`, ...), matched by id; the broker checks the caller's grant
+//!   for the target and operation against the manifest, and the target's
+//!   version, before the host's module for the target sees the request.
 //! - Denied: a refused table operation; the connection stays up.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -65,7 +66,7 @@ pub mod frame;
 pub mod message;
 pub mod name;
 
-pub use client::{Client, ClientConfig, ClientError, Event, RequestFailure};
+pub use client::{Call, Client, ClientConfig, ClientError, Event, RequestFailure};
 pub use decoder::Decoder;
 pub use frame::{Frame, Limits};
 pub use message::{Change, DenyReason, Kind, Level, Message, Operation, RefuseReason, Status};
@@ -74,7 +75,10 @@ pub use name::LOG_TOPIC;
 /// The protocol version sent in Hello and Welcome. Independent of the frame
 /// version: new messages need a new protocol version, a new frame layout a
 /// new frame version.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// 2: a Request names the target's operation and the target's version, so
+/// the broker checks grants per operation.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// A field whose value breaks its rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +95,11 @@ pub enum Field {
     Change,
     Level,
     Status,
+    /// The table operation of a Denied.
     Operation,
     DenyReason,
+    /// The operation a Request calls.
+    OperationName,
 }
 
 /// Why bytes are not a valid frame or a message cannot be encoded.

@@ -21,7 +21,7 @@
 //! | 9 | Heartbeat | sequence `u64` |
 //! | 10 | Log | level `u8` ([`Level`]), unix time ns `u64`, target `str`, message `str` |
 //! | 11 | LogRecord | source service `str`, level `u8`, unix time ns `u64`, target `str`, message `str` |
-//! | 12 | Request | id `u32`, target `str`, payload `bytes` |
+//! | 12 | Request | id `u32`, target `str`, operation `str`, target version `u16`, payload `bytes` |
 //! | 13 | Response | id `u32`, status `u8` ([`Status`]), payload `bytes` |
 //! | 14 | Denied | operation `u8` ([`Operation`]), topic `str`, reason `u8` ([`DenyReason`]) |
 //!
@@ -124,10 +124,15 @@ wire_enum! {
         NoSuchTarget = 2,
         /// The handler could not understand the payload.
         BadRequest = 3,
-        /// The handler understood but the operation failed.
+        /// The operation ran and failed; the payload is the target's typed
+        /// error.
         Failed = 4,
         /// The handler cannot take the request now; try again later.
         Busy = 5,
+        /// The target has no operation of that name.
+        NoSuchOperation = 6,
+        /// The target is of another version than the caller was built for.
+        WrongVersion = 7,
     }
 }
 
@@ -211,10 +216,13 @@ pub enum Message {
         target: String,
         message: String,
     },
-    /// Service to broker: call `target` (e.g. `tpm`).
+    /// Service to broker: call `operation` of host target `target` (e.g.
+    /// `sign` of `tpm`), built against `version` of the target.
     Request {
         id: u32,
         target: String,
+        operation: String,
+        version: u16,
         payload: Vec<u8>,
     },
     /// Broker to service: the answer to request `id`.
@@ -309,6 +317,8 @@ impl Message {
             Kind::Request => Message::Request {
                 id: r.u32()?,
                 target: r.str()?,
+                operation: r.str()?,
+                version: r.u16()?,
                 payload: r.bytes()?,
             },
             Kind::Response => Message::Response {
@@ -347,7 +357,7 @@ impl Message {
             check(message.len() <= limits.log_message_len(), Field::LogMessage)
         };
         match self {
-            Message::Hello { service, .. } => check(name::valid_service(service), Field::Service),
+            Message::Hello { service, .. } => check(name::valid_name(service), Field::Service),
             Message::Welcome { .. }
             | Message::Refused { .. }
             | Message::Heartbeat { .. }
@@ -381,10 +391,15 @@ impl Message {
                 message,
                 ..
             } => {
-                check(name::valid_service(source), Field::Service)?;
+                check(name::valid_name(source), Field::Service)?;
                 log(target, message)
             }
-            Message::Request { target, .. } => check(name::valid_service(target), Field::Target),
+            Message::Request {
+                target, operation, ..
+            } => {
+                check(name::valid_name(target), Field::Target)?;
+                check(name::valid_name(operation), Field::OperationName)
+            }
         }
     }
 
@@ -417,8 +432,11 @@ impl Message {
                 ..
             } => s(source) + 1 + 8 + s(target) + s(message),
             Message::Request {
-                target, payload, ..
-            } => 4 + s(target) + b(payload),
+                target,
+                operation,
+                payload,
+                ..
+            } => 4 + s(target) + s(operation) + 2 + b(payload),
             Message::Response { payload, .. } => 4 + 1 + b(payload),
             Message::Denied { topic, .. } => 1 + s(topic) + 1,
         }
@@ -504,10 +522,14 @@ impl Message {
             Message::Request {
                 id,
                 target,
+                operation,
+                version,
                 payload,
             } => {
                 w.put(&id.to_be_bytes());
                 w.str(target);
+                w.str(operation);
+                w.put(&version.to_be_bytes());
                 w.bytes(payload);
             }
             Message::Response {

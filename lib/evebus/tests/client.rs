@@ -5,8 +5,9 @@ mod common;
 use std::time::Duration;
 
 use evebus::{
-    Change, Client, ClientConfig, ClientError, Decoder, DenyReason, Event, Kind, LOG_TOPIC, Level,
-    Limits, Message, Operation, RefuseReason, RequestFailure, Status, WireError,
+    Call, Change, Client, ClientConfig, ClientError, Decoder, DenyReason, Event, Kind, LOG_TOPIC,
+    Level, Limits, Message, Operation, PROTOCOL_VERSION, RefuseReason, RequestFailure, Status,
+    WireError,
 };
 
 const T0: Duration = Duration::from_secs(100);
@@ -29,13 +30,24 @@ fn deliver(client: &mut Client, messages: &[Message], now: Duration) -> Result<(
     client.receive(&bytes, now)
 }
 
+/// A call of the TPM's `operation`, answered within 5 s.
+fn call<'a>(operation: &'a str, payload: &'a [u8]) -> Call<'a> {
+    Call {
+        target: "tpm",
+        operation,
+        version: 1,
+        payload,
+        timeout: Duration::from_secs(5),
+    }
+}
+
 fn events(client: &mut Client) -> Vec<Event> {
     std::iter::from_fn(|| client.next_event()).collect()
 }
 
 fn welcome(interval_ms: u32) -> Message {
     Message::Welcome {
-        protocol: 1,
+        protocol: PROTOCOL_VERSION,
         heartbeat_interval_ms: interval_ms,
     }
 }
@@ -71,7 +83,7 @@ fn connected() -> Client {
         sent(&mut client),
         [Message::Hello {
             service: "nim".into(),
-            protocol: 1,
+            protocol: PROTOCOL_VERSION,
             boot_counter: 3
         }]
     );
@@ -88,9 +100,9 @@ fn connected() -> Client {
 #[test]
 fn publications_made_offline_are_sent_after_welcome_and_again_after_reconnect() {
     let mut client = Client::new(ClientConfig::new("nim", 1));
-    client.publish("nim/status", "eth0", b"up").unwrap();
-    client.publish("nim/status", "eth1", b"down").unwrap();
-    client.signal_synchronized("nim/status").unwrap();
+    client.publish("nim-status", "eth0", b"up").unwrap();
+    client.publish("nim-status", "eth1", b"down").unwrap();
+    client.signal_synchronized("nim-status").unwrap();
     assert!(
         client.transmit().is_empty(),
         "nothing is sent before connect"
@@ -99,19 +111,19 @@ fn publications_made_offline_are_sent_after_welcome_and_again_after_reconnect() 
     sent(&mut client);
     deliver(&mut client, &[welcome(1000)], T0).unwrap();
     let replay = vec![
-        publish("nim/status", "eth0", b"up"),
-        publish("nim/status", "eth1", b"down"),
-        synchronized("nim/status"),
+        publish("nim-status", "eth0", b"up"),
+        publish("nim-status", "eth1", b"down"),
+        synchronized("nim-status"),
     ];
     assert_eq!(sent(&mut client), replay);
 
     // Live changes go out at once; an unchanged value is not resent.
-    client.publish("nim/status", "eth0", b"up").unwrap();
-    client.delete("nim/status", "eth1").unwrap();
+    client.publish("nim-status", "eth0", b"up").unwrap();
+    client.delete("nim-status", "eth1").unwrap();
     assert_eq!(
         sent(&mut client),
         [Message::Delete {
-            topic: "nim/status".into(),
+            topic: "nim-status".into(),
             key: "eth1".into()
         }]
     );
@@ -123,11 +135,11 @@ fn publications_made_offline_are_sent_after_welcome_and_again_after_reconnect() 
     assert_eq!(
         sent(&mut client),
         [
-            publish("nim/status", "eth0", b"up"),
-            synchronized("nim/status")
+            publish("nim-status", "eth0", b"up"),
+            synchronized("nim-status")
         ]
     );
-    assert_eq!(client.published("nim/status").unwrap().len(), 1);
+    assert_eq!(client.published("nim-status").unwrap().len(), 1);
 }
 
 #[test]
@@ -153,23 +165,23 @@ fn broker_topics_cannot_be_published() {
 #[test]
 fn mirror_yields_created_modified_deleted_and_synchronized() {
     let mut client = connected();
-    client.subscribe("zedagent/config").unwrap();
+    client.subscribe("edge-config").unwrap();
     assert_eq!(
         sent(&mut client),
         [Message::Subscribe {
-            topic: "zedagent/config".into()
+            topic: "edge-config".into()
         }]
     );
-    assert!(!client.is_synchronized("zedagent/config"));
+    assert!(!client.is_synchronized("edge-config"));
     deliver(
         &mut client,
         &[
-            update(Change::Created, "zedagent/config", "a", b"1"),
-            update(Change::Created, "zedagent/config", "b", b"2"),
-            synchronized("zedagent/config"),
-            update(Change::Modified, "zedagent/config", "a", b"3"),
-            update(Change::Deleted, "zedagent/config", "b", b""),
-            update(Change::Deleted, "zedagent/config", "never-there", b""),
+            update(Change::Created, "edge-config", "a", b"1"),
+            update(Change::Created, "edge-config", "b", b"2"),
+            synchronized("edge-config"),
+            update(Change::Modified, "edge-config", "a", b"3"),
+            update(Change::Deleted, "edge-config", "b", b""),
+            update(Change::Deleted, "edge-config", "never-there", b""),
         ],
         T0,
     )
@@ -178,32 +190,32 @@ fn mirror_yields_created_modified_deleted_and_synchronized() {
         events(&mut client),
         [
             Event::Created {
-                topic: "zedagent/config".into(),
+                topic: "edge-config".into(),
                 key: "a".into(),
                 value: b"1".to_vec()
             },
             Event::Created {
-                topic: "zedagent/config".into(),
+                topic: "edge-config".into(),
                 key: "b".into(),
                 value: b"2".to_vec()
             },
             Event::Synchronized {
-                topic: "zedagent/config".into()
+                topic: "edge-config".into()
             },
             Event::Modified {
-                topic: "zedagent/config".into(),
+                topic: "edge-config".into(),
                 key: "a".into(),
                 value: b"3".to_vec()
             },
             Event::Deleted {
-                topic: "zedagent/config".into(),
+                topic: "edge-config".into(),
                 key: "b".into(),
                 last_value: b"2".to_vec()
             },
         ]
     );
-    assert!(client.is_synchronized("zedagent/config"));
-    let table = client.table("zedagent/config").unwrap();
+    assert!(client.is_synchronized("edge-config"));
+    let table = client.table("edge-config").unwrap();
     assert_eq!(table.len(), 1);
     assert_eq!(table["a"], b"3");
 }
@@ -315,12 +327,12 @@ fn zero_interval_means_no_heartbeats() {
 fn requests_are_matched_time_out_and_fail_on_disconnect() {
     let mut client = Client::new(ClientConfig::new("nim", 1));
     assert_eq!(
-        client.request("tpm", b"x", T0),
+        client.request(&call("quote", b"x"), T0),
         Err(ClientError::NotConnected)
     );
     let mut client = connected();
-    let a = client.request("tpm", b"quote", T0).unwrap();
-    let b = client.request("tpm", b"random", T0).unwrap();
+    let a = client.request(&call("quote", b"nonce"), T0).unwrap();
+    let b = client.request(&call("sign", b"digest"), T0).unwrap();
     assert_ne!(a, b);
     assert_eq!(
         sent(&mut client),
@@ -328,12 +340,16 @@ fn requests_are_matched_time_out_and_fail_on_disconnect() {
             Message::Request {
                 id: a,
                 target: "tpm".into(),
-                payload: b"quote".to_vec()
+                operation: "quote".into(),
+                version: 1,
+                payload: b"nonce".to_vec()
             },
             Message::Request {
                 id: b,
                 target: "tpm".into(),
-                payload: b"random".to_vec()
+                operation: "sign".into(),
+                version: 1,
+                payload: b"digest".to_vec()
             },
         ]
     );
@@ -366,7 +382,7 @@ fn requests_are_matched_time_out_and_fail_on_disconnect() {
         reason: RequestFailure::TimedOut
     }));
 
-    let c = client.request("tpm", b"", T0).unwrap();
+    let c = client.request(&call("sign", b""), T0).unwrap();
     client.connect().unwrap();
     assert_eq!(
         events(&mut client),
@@ -381,10 +397,10 @@ fn requests_are_matched_time_out_and_fail_on_disconnect() {
 fn pending_requests_are_bounded() {
     let mut client = connected();
     for _ in 0..16 {
-        client.request("tpm", b"", T0).unwrap();
+        client.request(&call("sign", b""), T0).unwrap();
     }
     assert_eq!(
-        client.request("tpm", b"", T0),
+        client.request(&call("sign", b""), T0),
         Err(ClientError::TooManyPending)
     );
 }
@@ -534,4 +550,57 @@ fn random_input_never_panics_the_client() {
         client.poll(T0 + Duration::from_secs(60));
         while client.next_event().is_some() {}
     }
+}
+
+#[test]
+fn requests_need_valid_target_and_operation_names() {
+    let mut client = connected();
+    for (target, operation) in [("tpm", "Sign"), ("tpm/x", "sign"), ("tpm", "")] {
+        assert!(
+            matches!(
+                client.request(
+                    &Call {
+                        target,
+                        operation,
+                        ..call("sign", b"")
+                    },
+                    T0
+                ),
+                Err(ClientError::Wire(WireError::InvalidField(_)))
+            ),
+            "{target}.{operation}"
+        );
+    }
+    assert_eq!(sent(&mut client), []);
+}
+
+#[test]
+fn each_request_times_out_after_its_own_timeout() {
+    let mut client = connected();
+    let slow = client
+        .request(
+            &Call {
+                timeout: Duration::from_secs(30),
+                ..call("create-device-key", b"")
+            },
+            T0,
+        )
+        .unwrap();
+    let quick = client.request(&call("sign", b""), T0).unwrap();
+    client.poll(T0 + Duration::from_secs(5));
+    assert_eq!(
+        events(&mut client),
+        [Event::RequestFailed {
+            id: quick,
+            reason: RequestFailure::TimedOut
+        }]
+    );
+    client.poll(T0 + Duration::from_secs(30));
+    assert_eq!(
+        events(&mut client),
+        [Event::RequestFailed {
+            id: slow,
+            reason: RequestFailure::TimedOut
+        }]
+    );
 }

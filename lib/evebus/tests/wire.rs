@@ -239,9 +239,21 @@ fn field_rules_are_enforced_on_emit_and_parse() {
             Message::Request {
                 id: 1,
                 target: "tpm/x".into(),
+                operation: "sign".into(),
+                version: 1,
                 payload: vec![],
             },
             Field::Target,
+        ),
+        (
+            Message::Request {
+                id: 1,
+                target: "tpm".into(),
+                operation: "Sign".into(),
+                version: 1,
+                payload: vec![],
+            },
+            Field::OperationName,
         ),
         (
             Message::Log {
@@ -402,10 +414,14 @@ fn raw_frame(message: &Message) -> Vec<u8> {
         Message::Request {
             id,
             target,
+            operation,
+            version,
             payload,
         } => [
             id.to_be_bytes().to_vec(),
             str_field(target),
+            str_field(operation),
+            version.to_be_bytes().to_vec(),
             bytes_field(payload),
         ]
         .concat(),

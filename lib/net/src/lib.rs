@@ -2,7 +2,8 @@
 //! from DHCP or from the boot command line, and TCP and UDP sockets with
 //! both a poll-driven API (for services built on `runtime::poll`) and
 //! blocking calls that drive the interface while they wait, each with a
-//! timeout.
+//! timeout. Waits sleep until a packet's interrupt or the interface's next
+//! timed work ([`Stack::poll_at`]).
 //!
 //! IPv6 is not built yet (see docs/architecture.md).
 #![no_std]

@@ -247,7 +247,8 @@ impl Stack {
     }
 
     /// Moves packets and timers along; returns whether any socket changed.
-    /// Poll-driven services call this from a `runtime::poll` poller.
+    /// Poll-driven services call this from a `runtime::poll` poller, and
+    /// ask the loop to turn again by [`Stack::poll_at`].
     pub fn poll(&mut self) -> bool {
         let changed = self.iface.poll(now(), &mut self.device, &mut self.sockets)
             == PollResult::SocketStateChanged;
@@ -277,7 +278,17 @@ impl Stack {
         changed
     }
 
-    /// Polls until `ready` gives a value or `timeout` passes.
+    /// When the interface next has work that no packet brings (a
+    /// retransmission, an ARP or DHCP retry, a delayed send): `None` when
+    /// only an arriving packet can give it any. Now or earlier when it has
+    /// work already.
+    pub fn poll_at(&mut self) -> Option<Instant> {
+        let delay = self.iface.poll_delay(now(), &self.sockets)?;
+        Some(Instant::now().saturating_add(Duration::from_micros(delay.total_micros())))
+    }
+
+    /// Polls until `ready` gives a value or `timeout` passes, sleeping in
+    /// between until a packet arrives or the interface has timed work.
     pub(crate) fn wait<T>(
         &mut self,
         timeout: Duration,
@@ -292,7 +303,8 @@ impl Stack {
             if Instant::now() >= deadline {
                 return Err(NetError::Timeout);
             }
-            hal::idle();
+            let wake = self.poll_at().map_or(deadline, |at| at.min(deadline));
+            hal::wait_until(Some(wake));
         }
     }
 

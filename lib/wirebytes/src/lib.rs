@@ -9,19 +9,15 @@
 //!   [`Reader`]: every read is bounded, length-prefixed fields are checked
 //!   against a limit before anything is taken, and [`Reader::finish`] says
 //!   whether the input was consumed exactly;
-//! - `emit` writes a representation through a [`Sink`]: a [`Writer`] over a
-//!   caller's buffer (refusing to overrun it), or a `Vec<u8>` with the
-//!   `alloc` feature; a field too long for its length prefix is an error,
-//!   never a silently truncated length.
+//! - `emit` writes a representation through a [`Sink`], such as a [`Writer`]
+//!   over a caller's buffer, which refuses to overrun it; a field too long
+//!   for its length prefix is an error, never a silently truncated length.
 //!
 //! Big- and little-endian helpers both exist: the network formats (DNS, the
 //! TPM's command stream, the node bus) are big-endian, our own on-disk
 //! formats (statestore) little-endian.
 #![no_std]
 #![forbid(unsafe_code)]
-
-#[cfg(feature = "alloc")]
-extern crate alloc;
 
 mod at;
 mod reader;

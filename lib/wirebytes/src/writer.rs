@@ -1,4 +1,4 @@
-//! Emitting fields: into a caller's buffer, or a growing `Vec`.
+//! Emitting fields into a caller's buffer.
 
 use crate::Error;
 
@@ -111,16 +111,6 @@ impl Sink for Writer<'_> {
             .ok_or(Error::BufferTooSmall)?
             .copy_from_slice(bytes);
         self.len = end;
-        Ok(())
-    }
-}
-
-/// A growing output: `put` never fails; only a field too long for its
-/// length prefix does.
-#[cfg(feature = "alloc")]
-impl Sink for alloc::vec::Vec<u8> {
-    fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.extend_from_slice(bytes);
         Ok(())
     }
 }

@@ -20,8 +20,13 @@
 //! fits on a command line), which take precedence. `diag.interval=SECONDS`
 //! repeats the walk forever, as the service does on a running node,
 //! instead of exiting with the verdict.
+//!
+//! On a node each verdict is published as [`topics::DiagReport`], and
+//! zedagent's onboarding ([`topics::OnboardStatus`]) is printed as it
+//! changes, as EVE's diag shows it.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -30,13 +35,16 @@ use alloc::{
     string::{String, ToString},
     vec::Vec,
 };
-use core::time::Duration;
+use core::{cell::RefCell, time::Duration};
 
 use evehttp::{Request, Target};
 use evehttps::{FetchError, Fetched, TlsSession};
 use evetls::RootStore;
 use hal::clock::Instant;
 use net::{IpEndpoint, Ipv4Address, Stack};
+use runtime::service::{self, Change, Service};
+use topics::diag::{Check, Outcome, Step, Verdict};
+use topics::{DiagReport, OnboardStatus};
 
 runtime::entry!("diag", main);
 
@@ -50,7 +58,8 @@ fn main() -> i32 {
         .get("diag.interval")
         .and_then(|s| s.parse::<u64>().ok())
         .map(Duration::from_secs);
-    let Some(controller) = step("config", || {
+    let mut walk = Walk::default();
+    let Some(controller) = walk.step(Check::Config, || {
         let controller = Controller::find(&params)?;
         let detail = format!(
             "controller {} from {}",
@@ -59,10 +68,18 @@ fn main() -> i32 {
         );
         Ok((controller, detail))
     }) else {
-        finish_walk(&["link", "dhcp", "dns", "tcp", "tls", "ping"]);
-        return finish(false);
+        walk.skip(&[
+            Check::Link,
+            Check::Dhcp,
+            Check::Dns,
+            Check::Tcp,
+            Check::Tls,
+            Check::Ping,
+        ]);
+        return finish(walk.report(""));
     };
-    let Some(mut stack) = step("link", || {
+    let authority = controller.target.authority();
+    let Some(mut stack) = walk.step(Check::Link, || {
         let stack = Stack::from_boot(runtime::boot_info()).map_err(|e| format!("{e}"))?;
         let mac = stack.mac();
         let mac = format!(
@@ -71,72 +88,64 @@ fn main() -> i32 {
         );
         Ok((stack, format!("virtio-net {mac}")))
     }) else {
-        finish_walk(&["dhcp", "dns", "tcp", "tls", "ping"]);
-        return finish(false);
+        walk.skip(&[Check::Dhcp, Check::Dns, Check::Tcp, Check::Tls, Check::Ping]);
+        return finish(walk.report(&authority));
     };
     for (name, addr) in &controller.hosts {
         stack.add_host(name, *addr);
     }
+    let stack = RefCell::new(stack);
     let mut session = controller.session;
-    if runtime::bus::present()
-        && let Err(e) = runtime::bus::subscribe(ONBOARD_TOPIC)
-    {
-        log::warn!("onboarding status: {e}");
-    }
-    loop {
-        let ok = walk(&mut stack, &controller.target, &mut session);
-        report(ok);
+    // The config and link steps hold for every later walk.
+    let found = walk.steps.clone();
+    let mut walks = 0;
+    let mut service = Service::new();
+    // The stack's own timers (retransmissions, DHCP renewals) bound the sleep.
+    service.poller(|ctl| {
+        let mut stack = stack.borrow_mut();
+        let progress = stack.poll();
+        if let Some(at) = stack.poll_at() {
+            ctl.wake_by(at);
+        }
+        progress
+    });
+    service.on::<OnboardStatus>(|_, _, change| {
+        if let Change::Created(report) | Change::Modified(report) = change {
+            log::info!("onboarding: {:?} uuid {}", report.phase(), report.uuid);
+        }
+    });
+    service.repeat(Duration::ZERO, |ctl| {
+        walk.steps.clone_from(&found);
+        run_walk(
+            &mut walk,
+            &mut stack.borrow_mut(),
+            &controller.target,
+            &mut session,
+        );
+        walks += 1;
+        let mut verdict = walk.report(&authority);
+        verdict.walks = walks;
+        publish(&verdict);
         match interval {
-            None => return finish(ok),
+            None => {
+                ctl.stop(finish(verdict));
+                Duration::MAX
+            }
             Some(every) => {
                 log::info!("diag: next check in {} s", every.as_secs());
-                let until = Instant::now().saturating_add(every);
-                while Instant::now() < until {
-                    stack.poll();
-                    show_onboarding();
-                    hal::idle();
-                }
+                every
             }
         }
-    }
+    });
+    service.run()
 }
-
-/// zedagent's status, shown as it changes, as EVE's diag shows onboarding.
-const ONBOARD_TOPIC: &str = "onboard-status";
-/// Where the verdict goes for the rest of the node.
-const REPORT_TOPIC: &str = "diag-report";
 
 /// Publishes the walk's verdict on the bus (a node without one skips it).
-fn report(ok: bool) {
-    if !runtime::bus::present() {
-        return;
-    }
-    let verdict: &[u8] = if ok {
-        b"reachable=true\n"
-    } else {
-        b"reachable=false\n"
-    };
-    if let Err(e) = runtime::bus::publish(REPORT_TOPIC, "controller", verdict) {
+fn publish(verdict: &Verdict) {
+    if runtime::bus::present()
+        && let Err(e) = service::publish::<DiagReport>(DiagReport::KEY, verdict)
+    {
         log::warn!("publishing the report: {e}");
-    }
-}
-
-/// Prints zedagent's state and UUID when they change.
-fn show_onboarding() {
-    while let Some(event) = runtime::bus::next_event() {
-        if let evebus::Event::Created { topic, value, .. }
-        | evebus::Event::Modified { topic, value, .. } = event
-            && topic == ONBOARD_TOPIC
-        {
-            let text = String::from_utf8_lossy(&value);
-            let field = |name: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
-                    .unwrap_or("?")
-                    .to_string()
-            };
-            log::info!("onboarding: {} uuid {}", field("state"), field("uuid"));
-        }
     }
 }
 
@@ -196,9 +205,9 @@ impl Controller {
     }
 }
 
-/// One pass over DHCP, DNS, TCP, TLS and ping; true if all passed.
-fn walk(stack: &mut Stack, target: &Target, session: &mut TlsSession) -> bool {
-    let Some(()) = step("dhcp", || {
+/// One pass over DHCP, DNS, TCP, TLS and ping.
+fn run_walk(walk: &mut Walk, stack: &mut Stack, target: &Target, session: &mut TlsSession) {
+    let Some(()) = walk.step(Check::Dhcp, || {
         let config = stack
             .wait_for_address(STEP_TIMEOUT)
             .map_err(|e| format!("{e}"))?;
@@ -210,17 +219,17 @@ fn walk(stack: &mut Stack, target: &Target, session: &mut TlsSession) -> bool {
             ),
         ))
     }) else {
-        return finish_walk(&["dns", "tcp", "tls", "ping"]);
+        return walk.skip(&[Check::Dns, Check::Tcp, Check::Tls, Check::Ping]);
     };
-    let Some(peer) = step("dns", || {
+    let Some(peer) = walk.step(Check::Dns, || {
         let peer = evehttps::resolve(stack, target, STEP_TIMEOUT)
             .map_err(|e| format!("{}: {e}", target.host))?;
         Ok((peer, format!("{} is {}", target.host, peer.addr)))
     }) else {
-        return finish_walk(&["tcp", "tls", "ping"]);
+        return walk.skip(&[Check::Tcp, Check::Tls, Check::Ping]);
     };
-    let Some(()) = step("tcp", || tcp_reach(stack, peer)) else {
-        return finish_walk(&["tls", "ping"]);
+    let Some(()) = walk.step(Check::Tcp, || tcp_reach(stack, peer)) else {
+        return walk.skip(&[Check::Tls, Check::Ping]);
     };
     let request = Request::get(PING_PATH);
     let started = Instant::now();
@@ -232,47 +241,48 @@ fn walk(stack: &mut Stack, target: &Target, session: &mut TlsSession) -> bool {
         STEP_TIMEOUT,
         &mut |_| {},
     );
-    report_tls_and_ping(target, fetched, started)
+    tls_and_ping(walk, target, fetched, started);
 }
 
-/// Reports the TLS and ping steps of one HTTPS request.
-fn report_tls_and_ping(
+/// Records the TLS and ping steps of one HTTPS request.
+fn tls_and_ping(
+    walk: &mut Walk,
     target: &Target,
     fetched: Result<Fetched, FetchError>,
     started: Instant,
-) -> bool {
+) {
     match fetched {
         Err(FetchError::Tls(e)) => {
-            verdict("tls", Err(format!("{}: {e}", target.host)), started);
-            finish_walk(&["ping"])
+            walk.record(Check::Tls, Err(format!("{}: {e}", target.host)), started);
+            walk.skip(&[Check::Ping]);
         }
         Err(e @ (FetchError::Resolve(_) | FetchError::Connect(_) | FetchError::NoTlsConfig)) => {
-            verdict("tls", Err(format!("{e}")), started);
-            finish_walk(&["ping"])
+            walk.record(Check::Tls, Err(format!("{e}")), started);
+            walk.skip(&[Check::Ping]);
         }
         Err(FetchError::Http(e)) => {
-            verdict("ping", Err(format!("{PING_PATH}: {e}")), started);
-            false
+            walk.record(
+                Check::Tls,
+                Ok(format!("{} proved its identity", target.host)),
+                started,
+            );
+            walk.record(Check::Ping, Err(format!("{PING_PATH}: {e}")), started);
         }
         Ok(fetched) => {
             let handshake = fetched.timings.handshake.unwrap_or_default();
-            log::info!(
-                "PASS tls: {} proved its identity, TLS 1.3 ({} us)",
-                target.host,
-                handshake.as_micros()
+            walk.push(
+                Check::Tls,
+                Ok(format!("{} proved its identity, TLS 1.3", target.host)),
+                handshake,
             );
             let took = fetched.timings.response_head + fetched.timings.body;
             let detail = format!("{PING_PATH} answered {}", fetched.status);
-            if fetched.status == 200 {
-                log::info!("PASS ping: {detail} ({} us)", took.as_micros());
-                true
+            let result = if fetched.status == 200 {
+                Ok(detail)
             } else {
-                log::error!(
-                    "FAIL ping: {detail}, expected 200 ({} us)",
-                    took.as_micros()
-                );
-                false
-            }
+                Err(format!("{detail}, expected 200"))
+            };
+            walk.push(Check::Ping, result, took);
         }
     }
 }
@@ -286,43 +296,103 @@ fn tcp_reach(stack: &mut Stack, peer: IpEndpoint) -> Result<((), String), String
     Ok(((), format!("{peer} accepts connections")))
 }
 
-/// Runs one step and prints its verdict with the time it took.
-fn step<T>(name: &str, f: impl FnOnce() -> Result<(T, String), String>) -> Option<T> {
-    let started = Instant::now();
-    match f() {
-        Ok((value, detail)) => {
-            verdict(name, Ok(detail), started);
-            Some(value)
+/// The steps of a walk as they are decided: each printed at once
+/// (`PASS name: detail (N us)`, `FAIL ...`, `SKIP ...`), and kept for the
+/// verdict.
+#[derive(Default)]
+struct Walk {
+    steps: Vec<Step>,
+}
+
+impl Walk {
+    /// Runs one step and records its verdict with the time it took.
+    fn step<T>(
+        &mut self,
+        check: Check,
+        f: impl FnOnce() -> Result<(T, String), String>,
+    ) -> Option<T> {
+        let started = Instant::now();
+        match f() {
+            Ok((value, detail)) => {
+                self.record(check, Ok(detail), started);
+                Some(value)
+            }
+            Err(why) => {
+                self.record(check, Err(why), started);
+                None
+            }
         }
-        Err(why) => {
-            verdict(name, Err(why), started);
-            None
+    }
+
+    fn record(&mut self, check: Check, result: Result<String, String>, started: Instant) {
+        self.push(check, result, started.elapsed());
+    }
+
+    fn push(&mut self, check: Check, result: Result<String, String>, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let name = name(check);
+        let (outcome, detail) = match result {
+            Ok(detail) => {
+                log::info!("PASS {name}: {detail} ({micros} us)");
+                (Outcome::Pass, detail)
+            }
+            Err(why) => {
+                log::error!("FAIL {name}: {why} ({micros} us)");
+                (Outcome::Fail, why)
+            }
+        };
+        self.steps.push(Step {
+            check: check as i32,
+            outcome: outcome as i32,
+            detail,
+            micros,
+        });
+    }
+
+    /// Records the steps that could not run.
+    fn skip(&mut self, checks: &[Check]) {
+        for &check in checks {
+            log::warn!("SKIP {}: an earlier step failed", name(check));
+            self.steps.push(Step {
+                check: check as i32,
+                outcome: Outcome::Skip as i32,
+                detail: String::from("an earlier step failed"),
+                micros: 0,
+            });
+        }
+    }
+
+    fn report(&self, controller: &str) -> Verdict {
+        Verdict {
+            reachable: self.steps.iter().all(|s| s.outcome() == Outcome::Pass),
+            controller: controller.to_string(),
+            steps: self.steps.clone(),
+            walks: 1,
+            undecodable_values: service::undecodable_values(),
         }
     }
 }
 
-fn verdict(name: &str, result: Result<String, String>, started: Instant) {
-    let us = started.elapsed().as_micros();
-    match result {
-        Ok(detail) => log::info!("PASS {name}: {detail} ({us} us)"),
-        Err(why) => log::error!("FAIL {name}: {why} ({us} us)"),
+/// The step's name in the console lines.
+fn name(check: Check) -> &'static str {
+    match check {
+        Check::Unspecified => "unspecified",
+        Check::Config => "config",
+        Check::Link => "link",
+        Check::Dhcp => "dhcp",
+        Check::Dns => "dns",
+        Check::Tcp => "tcp",
+        Check::Tls => "tls",
+        Check::Ping => "ping",
     }
-}
-
-/// Reports the steps that could not run; the walk failed.
-fn finish_walk(skipped: &[&str]) -> bool {
-    for name in skipped {
-        log::warn!("SKIP {name}: an earlier step failed");
-    }
-    false
 }
 
 /// Prints the overall verdict and returns the exit status.
-fn finish(ok: bool) -> i32 {
-    if ok {
+fn finish(verdict: Verdict) -> i32 {
+    if verdict.reachable {
         log::info!("diag: the controller is reachable");
     } else {
         log::error!("diag: the controller is NOT reachable; see the first FAIL above");
     }
-    runtime::status(ok)
+    runtime::status(verdict.reachable)
 }

@@ -108,8 +108,9 @@ fn clock_check() -> Result<String, String> {
 }
 
 /// Timers must fire in deadline order and never early, a periodic timer
-/// never more often than its period allows, and a cancelled timer never.
-/// (How late they fire depends on the host's load, so it is reported, not
+/// never more often than its period allows, and a cancelled timer never;
+/// the loop must have slept on timer interrupts meanwhile, not spun. (How
+/// late they fire depends on the host's load, so it is reported, not
 /// checked.)
 fn timers() -> Result<String, String> {
     /// (timer, deadline, when it fired)
@@ -136,8 +137,10 @@ fn timers() -> Result<String, String> {
         ctl.cancel(doomed);
     });
     poll.after(Duration::from_millis(25), |ctl| ctl.stop(7));
+    let interrupts_before = hal::irq::stats().timer;
     let status = poll.run();
     let elapsed = start.elapsed();
+    let timer_interrupts = hal::irq::stats().timer - interrupts_before;
     let log = log.borrow();
     if status != 7 {
         return Err(format!("loop stopped with {status}, not 7"));
@@ -161,8 +164,11 @@ fn timers() -> Result<String, String> {
             elapsed.as_millis()
         ));
     }
+    if timer_interrupts == 0 {
+        return Err("the loop never slept on a timer interrupt".into());
+    }
     Ok(format!(
-        "order ok, {ticks} ticks, worst lateness {} us",
+        "order ok, {ticks} ticks, worst lateness {} us, {timer_interrupts} timer interrupts",
         worst.as_micros()
     ))
 }

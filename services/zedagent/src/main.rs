@@ -8,17 +8,18 @@
 //! `eveagent` state machine, which onboards and then runs the config, info,
 //! metrics and logs loops.
 //!
-//! On the bus it publishes the accepted config (`edge-config`, key
-//! `device`: the `EdgeDevConfig` protobuf) for the node's other services,
-//! and its own status (`onboard-status`, key `zedagent`: `key=value` lines)
-//! for the host's status display; it subscribes to the log stream (`@log`)
-//! and forwards every service's records to the controller.
+//! On the bus it publishes the accepted config ([`topics::EdgeConfig`]:
+//! EVE's `EdgeDevConfig`) for the node's other services, and its own status
+//! ([`topics::OnboardStatus`]) for the host's status display and diag; it
+//! subscribes to the log stream (`@log`) and forwards every service's
+//! records to the controller.
 //!
 //! Console stamps (`@@ boot-timer STAGE NS`, see `link.rs`) mark
 //! `registered`, `config` (first config received) and `info` (first device
 //! info accepted) for the onboarding benchmark.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -30,22 +31,26 @@ mod tpm;
 use alloc::{
     boxed::Box,
     format,
+    rc::Rc,
     string::{String, ToString},
 };
-use core::time::Duration;
+use core::{cell::RefCell, time::Duration};
 
 use configpart::FactoryConfig;
-use eve_proto::Message;
 use eveagent::io::{Clock, Persist, Rng};
 use eveagent::{
-    Agent, Bootstrap, Deps, DeviceKeySource, Event as AgentEvent, Level, LogRecord, Onboarding,
+    Agent, AttestStatus, Bootstrap, Deps, DeviceKeySource, Event as AgentEvent, Level, LogRecord,
+    Onboarding, Phase, RegisterStatus,
 };
-use evebus::Event as BusEvent;
 use evehttp::Target;
 use evehttps::TlsSession;
 use evetls::{Csprng, RootStore};
 use hal::clock::Instant;
 use net::Stack;
+use runtime::service::{self, Change, Service};
+use topics::facts::Facts;
+use topics::onboard::{self, Report};
+use topics::{DeviceFacts, EdgeConfig, OnboardStatus};
 
 use link::ControllerLink;
 use persist::StateVolume;
@@ -54,16 +59,16 @@ use tpm::TpmKey;
 
 runtime::entry!("zedagent", main);
 
-const TOPIC_CONFIG: &str = "edge-config";
-const TOPIC_STATUS: &str = "onboard-status";
-/// How often the status is refreshed and the bus serviced while idle.
+/// The longest the agent sleeps: its status is refreshed at least this
+/// often.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 const BOOT_COUNTER: &str = "boot-counter";
 const ADDRESS_WAIT: Duration = Duration::from_secs(10);
 
 fn main() -> i32 {
-    match run() {
-        Ok(never) => match never {},
+    let host_facts = Rc::new(RefCell::new(None));
+    match setup(&host_facts) {
+        Ok((agent, link)) => serve(agent, link, &host_facts),
         Err(why) => {
             log::error!("zedagent cannot start: {why}");
             guest_abi::EXIT_FAILURE
@@ -71,9 +76,62 @@ fn main() -> i32 {
     }
 }
 
-enum Never {}
+/// Runs the agent on the service loop: the network stack polled, other
+/// services' log records and the host's facts taken as they come, and the
+/// agent run when it is due (at least every [`STATUS_EVERY`], when its
+/// status is published if it changed).
+fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>) -> i32 {
+    let agent = RefCell::new(agent);
+    let link = RefCell::new(link);
+    let mut published = None;
+    let mut service = Service::new();
+    // The stack's own timers (retransmissions, DHCP renewals) bound the sleep.
+    service.poller(|ctl| {
+        let stack = &mut link.borrow_mut().stack;
+        let progress = stack.poll();
+        if let Some(at) = stack.poll_at() {
+            ctl.wake_by(at);
+        }
+        progress
+    });
+    service.on_log(|_, record| {
+        agent.borrow_mut().log(LogRecord {
+            level: log_level(record.level),
+            source: record.source,
+            content: record.message,
+            unix_ms: record.unix_ns / 1_000_000,
+            filename: record.target,
+            function: String::new(),
+        })
+    });
+    service.on::<DeviceFacts>(|_, _, change| {
+        *host_facts.borrow_mut() = match change {
+            Change::Created(facts) | Change::Modified(facts) => Some(facts),
+            Change::Deleted(_) => None,
+        }
+    });
+    service.repeat(Duration::ZERO, |_| {
+        let mut agent = agent.borrow_mut();
+        let wake = agent.poll(&mut *link.borrow_mut());
+        for event in agent.take_events() {
+            handle_agent_event(&agent, event);
+        }
+        let report = onboard_report(&agent);
+        if published.as_ref() != Some(&report) && runtime::bus::present() {
+            match service::publish::<OnboardStatus>(OnboardStatus::KEY, &report) {
+                Ok(()) => published = Some(report),
+                Err(e) => log::warn!("publishing status: {e}"),
+            }
+        }
+        let until_wake = wake.saturating_sub(MonotonicClock.now_ms());
+        Duration::from_millis(until_wake).min(STATUS_EVERY)
+    });
+    service.run()
+}
 
-fn run() -> Result<Never, String> {
+/// Everything the agent needs, from the CONFIG partition, the state
+/// volume, the TPM and the network.
+fn setup(host_facts: &Rc<RefCell<Option<Facts>>>) -> Result<(Agent, ControllerLink), String> {
     let factory = read_config_partition()?;
     let state = hal::block::open("state").map_err(|e| format!("state volume: {e:?}"))?;
     let storage_mb =
@@ -114,6 +172,7 @@ fn run() -> Result<Never, String> {
         serial: runtime::cmdline().get("serial").unwrap_or("").to_string(),
         restart_counter,
         storage_mb,
+        host: host_facts.clone(),
     };
     let bootstrap = Bootstrap {
         root_cert_pem: factory.root_certificate_pem.clone().into_bytes(),
@@ -126,29 +185,9 @@ fn run() -> Result<Never, String> {
         persist: Box::new(persist),
         platform: Box::new(machine),
     };
-    let mut agent =
+    let agent =
         Agent::new(bootstrap, key_source, deps).map_err(|e| format!("device identity: {e:?}"))?;
-    if runtime::bus::present()
-        && let Err(e) = runtime::bus::subscribe(evebus::LOG_TOPIC)
-    {
-        log::warn!("log stream: {e}");
-    }
-    let mut link = ControllerLink::new(stack, target, tls);
-    let mut published_status = String::new();
-    loop {
-        let wake = agent.poll(&mut link);
-        for event in agent.take_events() {
-            handle_agent_event(&agent, event);
-        }
-        let status = status_text(&agent);
-        if status != published_status && runtime::bus::present() {
-            match runtime::bus::publish(TOPIC_STATUS, "zedagent", status.as_bytes()) {
-                Ok(()) => published_status = status,
-                Err(e) => log::warn!("publishing status: {e}"),
-            }
-        }
-        wait_until(&mut agent, &mut link.stack, wake);
-    }
+    Ok((agent, ControllerLink::new(stack, target, tls)))
 }
 
 fn read_config_partition() -> Result<FactoryConfig, String> {
@@ -228,8 +267,7 @@ fn handle_agent_event(agent: &Agent, event: AgentEvent) {
                 }
             );
             if runtime::bus::present()
-                && let Err(e) =
-                    runtime::bus::publish(TOPIC_CONFIG, "device", &config.encode_to_vec())
+                && let Err(e) = service::publish::<EdgeConfig>(EdgeConfig::KEY, config)
             {
                 log::warn!("publishing the config: {e}");
             }
@@ -241,56 +279,41 @@ fn handle_agent_event(agent: &Agent, event: AgentEvent) {
     }
 }
 
-/// The status other tools show, as `key=value` lines.
-fn status_text(agent: &Agent) -> String {
+/// The status other tools show.
+fn onboard_report(agent: &Agent) -> Report {
     let s = agent.status();
-    let ms = |t: Option<u64>| t.map_or(String::from("never"), |t| format!("{t}"));
-    format!(
-        "state={:?}\nuuid={}\nconfig_hash={}\nregister={:?}\nattest={:?}\nlast_config_ms={}\nlast_info_ms={}\nlast_metrics_ms={}\nlog_batches_queued={}\nheap_peak={}\n",
-        s.phase,
-        s.uuid.unwrap_or(""),
-        s.config_hash,
-        s.register,
-        s.attest,
-        ms(s.last_config_ms),
-        ms(s.last_info_ms),
-        ms(s.last_metrics_ms),
-        s.log_batches_queued,
-        runtime::heap_stats().peak,
-    )
-}
-
-/// Services the network and the bus until `wake` (monotonic ms), passing
-/// other services' log records to the agent as they come.
-fn wait_until(agent: &mut Agent, stack: &mut Stack, wake: u64) {
-    let started = Instant::now();
-    loop {
-        let now_ms = Instant::now().as_nanos() / 1_000_000;
-        if now_ms >= wake || started.elapsed() >= STATUS_EVERY {
-            return;
-        }
-        stack.poll();
-        runtime::bus::pump();
-        while let Some(event) = runtime::bus::next_event() {
-            if let BusEvent::LogRecord {
-                source,
-                level,
-                unix_ns,
-                target,
-                message,
-            } = event
-            {
-                agent.log(LogRecord {
-                    level: log_level(level),
-                    source,
-                    content: message,
-                    unix_ms: unix_ns / 1_000_000,
-                    filename: target,
-                    function: String::new(),
-                });
-            }
-        }
-        hal::relax();
+    let phase = match s.phase {
+        Phase::FetchCerts => onboard::Phase::FetchCerts,
+        Phase::Register => onboard::Phase::Register,
+        Phase::FetchUuid => onboard::Phase::FetchUuid,
+        Phase::Attest => onboard::Phase::Attest,
+        Phase::Running => onboard::Phase::Running,
+    };
+    let register = match s.register {
+        RegisterStatus::NotTried => onboard::Registration::NotTried,
+        RegisterStatus::Onboarded => onboard::Registration::Onboarded,
+        RegisterStatus::Conflict => onboard::Registration::Conflict,
+        RegisterStatus::NotPreRegistered => onboard::Registration::NotPreRegistered,
+        RegisterStatus::Failed => onboard::Registration::Failed,
+    };
+    let attest = match s.attest {
+        AttestStatus::None => onboard::Attestation::None,
+        AttestStatus::Attested => onboard::Attestation::Attested,
+        AttestStatus::Refused => onboard::Attestation::Refused,
+    };
+    Report {
+        phase: phase as i32,
+        uuid: s.uuid.unwrap_or_default().to_string(),
+        config_hash: s.config_hash.to_string(),
+        register: register as i32,
+        attest: attest as i32,
+        last_config_ms: s.last_config_ms,
+        last_info_ms: s.last_info_ms,
+        last_metrics_ms: s.last_metrics_ms,
+        log_batches_queued: u32::try_from(s.log_batches_queued).unwrap_or(u32::MAX),
+        log_lines_dropped: s.log_lines_dropped,
+        heap_peak_bytes: runtime::heap_stats().peak as u64,
+        undecodable_values: service::undecodable_values(),
     }
 }
 

@@ -1,13 +1,17 @@
 //! What the agent reports about the machine: read from the boot data, the
-//! clocks, the heap and the state volume, never made up. What a unikernel
+//! clocks, the heap and the state volume, never made up, and replaced by
+//! what the host knows of the device (`@device-facts`) once it has said:
+//! the device is the host, not this VM. Until then, what a unikernel
 //! cannot know (a manufacturer's name) says where it runs instead.
 
-use alloc::{format, string::String, vec};
+use alloc::{format, rc::Rc, string::String, vec};
+use core::cell::RefCell;
 
 use eveagent::io::{
     BootReason, DeviceFacts, DeviceMetrics, DiskCounters, Platform, SoftwarePartition,
 };
 use hal::clock::Instant;
+use topics::facts::Facts;
 
 pub struct Machine {
     /// The host's serial for the device (`serial=` on the command line, from
@@ -17,6 +21,8 @@ pub struct Machine {
     pub restart_counter: u32,
     /// The state volume's size in MiB.
     pub storage_mb: u64,
+    /// The host's facts about the device, as the bus last delivered them.
+    pub host: Rc<RefCell<Option<Facts>>>,
 }
 
 fn ram_mb() -> u64 {
@@ -35,7 +41,7 @@ impl Platform for Machine {
 
     fn device_facts(&self) -> DeviceFacts {
         let platform = runtime::boot_info().platform.name();
-        DeviceFacts {
+        let vm = DeviceFacts {
             machine_arch: String::from(hal::ARCH),
             cpu_arch: String::from(hal::ARCH),
             platform: format!("qemu-{platform}"),
@@ -63,13 +69,22 @@ impl Platform for Machine {
                 short_version: String::from(env!("CARGO_PKG_VERSION")),
                 long_version: format!("eve-rs zedagent {}", env!("CARGO_PKG_VERSION")),
             }],
+            ..DeviceFacts::default()
+        };
+        match self.host.borrow().as_ref() {
+            Some(host) => vm.with_host(host),
+            None => vm,
         }
     }
 
     fn device_metrics(&self) -> DeviceMetrics {
         let heap = runtime::heap_stats();
+        let memory_mb = match self.host.borrow().as_ref() {
+            Some(host) if host.memory_bytes > 0 => host.memory_bytes >> 20,
+            _ => ram_mb(),
+        };
         DeviceMetrics {
-            memory_mb: u32::try_from(ram_mb()).unwrap_or(u32::MAX),
+            memory_mb: u32::try_from(memory_mb).unwrap_or(u32::MAX),
             used_eve_mb: u32::try_from(heap.used >> 20).unwrap_or(u32::MAX),
             allocated_apps_mb: 0,
             // One vCPU that polls: busy for all of its uptime.

@@ -5,7 +5,10 @@
 //! entry (EL2 to EL1, FP on, MMU on), plus the exception entry stubs and the
 //! linker scripts. Both paths zero `.bss`, record the cycle counter at the
 //! first instruction (so the guest can measure its own boot), set up a stack
-//! and call `hal_boot_entry`, which the `hal` crate defines.
+//! and call `hal_boot_entry`, which the `hal` crate defines. The exception
+//! stubs report and power off through `hal_exception`; the interrupt stubs
+//! save the interrupted state, call `hal_interrupt` (x86_64) or `hal_irq`
+//! (aarch64) and return.
 //!
 //! The per-arch module is chosen here, in one place.
 #![no_std]

@@ -323,6 +323,9 @@ pub struct Device<'a> {
     pub name: &'a str,
     /// The first `reg` entry, if the node has one.
     pub reg: Option<Region>,
+    /// The second `reg` entry, if any: a GIC's CPU interface (v2) or its
+    /// redistributors (v3).
+    pub second_reg: Option<Region>,
     /// The first cells of `interrupts`, raw. The number of cells per
     /// interrupt is the interrupt parent's `#interrupt-cells`, which we do not
     /// resolve; for the GIC it is 3 (type, number, flags), so these cells are
@@ -330,12 +333,20 @@ pub struct Device<'a> {
     pub irq_cells: [u32; 3],
     /// How many of `irq_cells` are valid (0 without `interrupts`).
     pub irq_count: usize,
+    /// The whole `interrupts` property (big-endian cells), for nodes with
+    /// several interrupts such as the architected timer.
+    interrupts: &'a [u8],
 }
 
 impl Device<'_> {
     /// The valid prefix of [`Device::irq_cells`].
     pub fn irq(&self) -> &[u32] {
         self.irq_cells.get(..self.irq_count).unwrap_or(&[])
+    }
+
+    /// Cell `index` of the whole `interrupts` property.
+    pub fn interrupt_cell(&self, index: usize) -> Option<u32> {
+        be_u32(self.interrupts, index.checked_mul(4)?)
     }
 
     /// The SPI number when the interrupt is in GIC form `<0 spi flags>`;
@@ -728,7 +739,9 @@ impl<'a> Node<'a> {
     }
 
     fn device(&self) -> Result<Device<'a>, FdtError> {
-        let reg = self.regs()?.next().transpose()?;
+        let mut regs = self.regs()?;
+        let reg = regs.next().transpose()?;
+        let second_reg = regs.next().transpose()?;
         let mut irq_cells = [0u32; 3];
         let mut irq_count = 0;
         if let Some(value) = self.frame.interrupts {
@@ -744,8 +757,10 @@ impl<'a> Node<'a> {
         Ok(Device {
             name: self.frame.name,
             reg,
+            second_reg,
             irq_cells,
             irq_count,
+            interrupts: self.frame.interrupts.unwrap_or_default(),
         })
     }
 }

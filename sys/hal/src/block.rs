@@ -1,12 +1,19 @@
 //! virtio-blk disks, told apart by their serial (the host names the CONFIG
 //! partition `config` and a service's state volume `state`), behind the
 //! `blockdev::BlockDevice` interface the disk formats are written against.
+//!
+//! Reads and writes sleep until the device's completion interrupt
+//! ([`crate::wait_until`]); a flush, which virtio-drivers only offers
+//! blocking, waits for the device with the CPU's spin hint.
 
 use alloc::{string::String, vec::Vec};
 
 use blockdev::{BLOCK_SIZE, BlockDevice, BlockError, check_request};
 use spin::Mutex;
-use virtio_drivers::{device::blk::VirtIOBlk, transport::DeviceType};
+use virtio_drivers::{
+    device::blk::{BlkReq, BlkResp, VirtIOBlk},
+    transport::DeviceType,
+};
 
 use virtio_drivers::transport::SomeTransport;
 
@@ -77,6 +84,14 @@ impl VirtioBlock {
     pub fn read_only(&self) -> bool {
         self.read_only
     }
+
+    /// Sleeps until request `token`, the only one in flight, is done. No
+    /// timeout: the device holds the request's buffers until then.
+    fn wait_for(&mut self, token: u16) {
+        while self.device.peek_used() != Some(token) {
+            crate::wait_until(None);
+        }
+    }
 }
 
 impl BlockDevice for VirtioBlock {
@@ -88,9 +103,22 @@ impl BlockDevice for VirtioBlock {
         check_request(self.blocks, lba, buf.len())?;
         for (i, part) in buf.chunks_mut(MAX_REQUEST_BYTES).enumerate() {
             let at = lba + (i * MAX_REQUEST_BYTES / BLOCK_SIZE) as u64;
-            self.device
-                .read_blocks(at as usize, part)
-                .map_err(|_| BlockError::Io)?;
+            let (mut request, mut response) = (BlkReq::default(), BlkResp::default());
+            // SAFETY: the device borrows `request`, `part` and `response`
+            // until the request completes; nothing touches them before
+            // `wait_for` has seen it complete.
+            let token = unsafe {
+                self.device
+                    .read_blocks_nb(at as usize, &mut request, part, &mut response)
+            }
+            .map_err(|_| BlockError::Io)?;
+            self.wait_for(token);
+            // SAFETY: the same buffers as the request was started with.
+            unsafe {
+                self.device
+                    .complete_read_blocks(token, &request, part, &mut response)
+            }
+            .map_err(|_| BlockError::Io)?;
         }
         Ok(())
     }
@@ -102,9 +130,21 @@ impl BlockDevice for VirtioBlock {
         }
         for (i, part) in buf.chunks(MAX_REQUEST_BYTES).enumerate() {
             let at = lba + (i * MAX_REQUEST_BYTES / BLOCK_SIZE) as u64;
-            self.device
-                .write_blocks(at as usize, part)
-                .map_err(|_| BlockError::Io)?;
+            let (mut request, mut response) = (BlkReq::default(), BlkResp::default());
+            // SAFETY: as for reads: the buffers stay untouched until the
+            // request completes.
+            let token = unsafe {
+                self.device
+                    .write_blocks_nb(at as usize, &mut request, part, &mut response)
+            }
+            .map_err(|_| BlockError::Io)?;
+            self.wait_for(token);
+            // SAFETY: the same buffers as the request was started with.
+            unsafe {
+                self.device
+                    .complete_write_blocks(token, &request, part, &mut response)
+            }
+            .map_err(|_| BlockError::Io)?;
         }
         Ok(())
     }

@@ -49,6 +49,14 @@ pub fn ticks_to_ns(ticks: u64) -> u64 {
     u64::try_from(ns).unwrap_or(u64::MAX)
 }
 
+/// The raw counter value at `instant`, for the wake-up timers, which count
+/// on the same clock.
+pub fn instant_to_counter(instant: Instant) -> u64 {
+    let ticks =
+        u128::from(instant.as_nanos()) * u128::from(arch::counter_frequency()) / 1_000_000_000;
+    boot::entry_counter().saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX))
+}
+
 /// The raw cycle counter, for measurements finished later with `ticks_to_ns`.
 pub fn counter() -> u64 {
     arch::counter()

@@ -3,7 +3,8 @@
 //! Every service sees the same names whatever machine it runs on: a serial
 //! console, a monotonic clock and the wall-clock time at boot, power-off with
 //! an exit status, the memory map turned into a heap and DMA pages, virtio
-//! devices found on PCI or MMIO, and an entropy source. The per-arch modules
+//! devices found on PCI or MMIO, an entropy source, and waiting: timer and
+//! device interrupts that end a sleep ([`wait_until`]). The per-arch modules
 //! (`x86_64/`, `aarch64/`) export the same items and are chosen here, in one
 //! place; everything outside them is portable.
 #![no_std]
@@ -22,34 +23,29 @@ pub mod busport;
 pub mod clock;
 pub mod console;
 pub mod entropy;
+pub mod irq;
 pub mod power;
 pub mod startup;
 pub mod virtio;
+mod wait;
 
 pub use arch::ARCH;
 pub use startup::{BootInfo, Platform};
+pub use wait::{IDLE_TICK, POLL_TICK, set_idle_hook, wait_until};
 
 /// Size of the pages we hand to devices and map with.
 pub const PAGE_SIZE: usize = 4096;
 
-/// Lets the CPU know we are spinning (`pause` / `yield`).
-pub fn relax() {
-    arch::relax();
-}
-
-static IDLE_HOOK: spin::Once<fn()> = spin::Once::new();
-
-/// Sets what every blocking wait runs while it spins (once; later calls
-/// are ignored). The runtime keeps the node bus alive with it, so a
-/// service stuck in a long network wait still sends heartbeats and logs.
-pub fn set_idle_hook(hook: fn()) {
-    IDLE_HOOK.call_once(|| hook);
-}
-
-/// One turn of a blocking wait: the idle hook, then [`relax`].
+/// One turn of a wait loop that checks a deadline of its own: sleeps until
+/// the next interrupt, at most [`IDLE_TICK`], running the idle hook. Loops
+/// that know their deadline call [`wait_until`] with it instead and sleep
+/// until then.
 pub fn idle() {
-    if let Some(hook) = IDLE_HOOK.get() {
-        hook();
-    }
-    relax();
+    wait_until(Some(clock::Instant::now().saturating_add(IDLE_TICK)));
+}
+
+/// The same as [`idle`]: wait loops written before the HAL could sleep
+/// call this one.
+pub fn relax() {
+    idle();
 }

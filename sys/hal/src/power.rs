@@ -11,8 +11,8 @@ pub fn exit(status: i32) -> ! {
     arch::power_off(status)
 }
 
-/// Called by the boot stubs on any CPU exception: we run with interrupts off
-/// and never expect one, so it is reported and the guest stops.
+/// Called by the boot stubs on any CPU exception (interrupts have their
+/// own entry): none is expected, so it is reported and the guest stops.
 #[unsafe(no_mangle)]
 extern "C" fn hal_exception(kind: u64, code: u64, pc: u64, address: u64) -> ! {
     console::print(format_args!(

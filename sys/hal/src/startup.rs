@@ -37,6 +37,23 @@ impl Platform {
     }
 }
 
+/// An interrupt line as the platform numbers it (a GSI on x86_64, a GIC
+/// interrupt ID on aarch64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line {
+    pub number: u32,
+    /// Edge- rather than level-triggered.
+    pub edge: bool,
+}
+
+/// A virtio-mmio window and the line its device interrupts on, where the
+/// platform says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MmioWindow {
+    pub base: u64,
+    pub line: Option<Line>,
+}
+
 /// Everything the loader told us, in our own terms.
 #[derive(Debug)]
 pub struct BootInfo {
@@ -47,7 +64,7 @@ pub struct BootInfo {
     /// Loader blobs we still borrow from (device tree, start info).
     pub reserved: heapless::Vec<Span, 4>,
     /// Candidate virtio-mmio windows (empty on PCI machines).
-    pub mmio_windows: heapless::Vec<u64, MAX_MMIO_WINDOWS>,
+    pub mmio_windows: heapless::Vec<MmioWindow, MAX_MMIO_WINDOWS>,
     pub platform: Platform,
 }
 

@@ -1,6 +1,7 @@
 //! The service's end of the node bus: the `evebus` client over the virtio
 //! console port, kept alive from every blocking wait (heartbeats, queued
-//! log records) through the HAL's idle hook.
+//! log records) through the HAL's idle hook. Services use it through
+//! [`crate::service`], which types every value and call.
 //!
 //! The Hello names the service as the host knows it (`service=` on the
 //! command line, which the host sets from the manifest), else by the
@@ -13,13 +14,12 @@
 use alloc::{collections::VecDeque, string::ToString, vec::Vec};
 use core::time::Duration;
 
-use evebus::{Client, ClientConfig, ClientError, Event, Level, Status};
+use evebus::{Call, Client, ClientConfig, ClientError, Event, Level, Status};
 use hal::{busport::BusPort, clock::Instant};
 use spin::Mutex;
 
-/// Least time between two pumps from the idle hook: a wait loop spins far
-/// faster than the bus needs servicing.
-const IDLE_PUMP_EVERY: Duration = Duration::from_millis(5);
+use crate::service::instant;
+
 /// Events held for a service that has not taken them; the oldest go first,
 /// so a service that ignores a busy topic cannot exhaust its heap.
 const MAX_QUEUED_EVENTS: usize = 1024;
@@ -29,7 +29,6 @@ struct Link {
     port: BusPort,
     received: Vec<u8>,
     events: VecDeque<Event>,
-    last_pump: Instant,
     broken: bool,
 }
 
@@ -44,8 +43,6 @@ pub enum BusError {
     Port,
     /// The client refused the operation (bad name, not connected...).
     Client(ClientError),
-    /// A request was answered with this status (payload: the reason).
-    Rejected(Status),
     /// A request got no answer in time, or the connection dropped.
     NoAnswer,
 }
@@ -56,7 +53,6 @@ impl core::fmt::Display for BusError {
             BusError::NoBus => f.write_str("no bus port on this machine"),
             BusError::Port => f.write_str("bus port failed"),
             BusError::Client(e) => write!(f, "{e}"),
-            BusError::Rejected(status) => write!(f, "request rejected: {status:?}"),
             BusError::NoAnswer => f.write_str("request got no answer"),
         }
     }
@@ -74,7 +70,6 @@ pub(crate) fn start(service: &str) {
         port,
         received: Vec::new(),
         events: VecDeque::new(),
-        last_pump: Instant::now(),
         broken: false,
     });
     hal::set_idle_hook(pump_from_idle);
@@ -112,7 +107,6 @@ impl Link {
         if self.broken {
             return;
         }
-        self.last_pump = Instant::now();
         let now = now();
         self.client.poll(now);
         let pending = self.client.transmit().len();
@@ -142,31 +136,41 @@ impl Link {
     }
 }
 
+/// The idle hook: the HAL runs it after every sleep, and at most every
+/// few milliseconds in a wait that does not sleep.
 fn pump_from_idle() {
     // try_lock: the hook can run inside a bus call's own wait.
     if let Some(mut guard) = LINK.try_lock()
         && let Some(link) = guard.as_mut()
-        && link.last_pump.elapsed() >= IDLE_PUMP_EVERY
     {
         link.pump();
     }
 }
 
 /// Services the bus now: sends, receives, heartbeats.
-pub fn pump() {
+pub(crate) fn pump() {
     if let Some(link) = LINK.lock().as_mut() {
         link.pump();
     }
 }
 
 /// The next event (table changes, log records of others...).
-pub fn next_event() -> Option<Event> {
+pub(crate) fn next_event() -> Option<Event> {
     LINK.lock().as_mut()?.events.pop_front()
+}
+
+/// When the bus next has something to do (a heartbeat, a request's
+/// timeout).
+pub(crate) fn next_deadline() -> Option<Instant> {
+    LINK.lock()
+        .as_ref()
+        .and_then(|l| l.client.next_deadline())
+        .map(instant)
 }
 
 /// Publishes `value` under `key` in `topic` (kept and re-sent after a
 /// reconnect).
-pub fn publish(topic: &str, key: &str, value: &[u8]) -> Result<(), BusError> {
+pub(crate) fn publish(topic: &str, key: &str, value: &[u8]) -> Result<(), BusError> {
     with(|link| {
         link.client
             .publish(topic, key, value)
@@ -177,35 +181,58 @@ pub fn publish(topic: &str, key: &str, value: &[u8]) -> Result<(), BusError> {
 }
 
 /// Subscribes to `topic`; its items arrive as events.
-pub fn subscribe(topic: &str) -> Result<(), BusError> {
+pub(crate) fn subscribe(topic: &str) -> Result<(), BusError> {
     with(|link| link.client.subscribe(topic).map_err(BusError::Client))
 }
 
-/// Sends a request to `target` and waits for its answer, servicing the bus
-/// meanwhile. Other events are kept for [`next_event`].
-pub fn call(target: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, BusError> {
+/// An answer to a call: how it ended and what came back (the response,
+/// the target's typed error, or the host's reason for a refusal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub status: Status,
+    pub payload: Vec<u8>,
+}
+
+/// Calls `operation` of host target `target` (built against `version` of
+/// it) and waits for the answer, servicing the bus meanwhile. Other events
+/// are kept for [`next_event`]. The typed form is
+/// [`crate::service::call`].
+pub(crate) fn call(
+    target: &str,
+    operation: &str,
+    version: u16,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<Answer, BusError> {
     let deadline = Instant::now().saturating_add(timeout);
     // The session may still be opening right after boot.
     while !connected() {
         if Instant::now() >= deadline {
             return Err(BusError::NoAnswer);
         }
-        with(|link| {
+        let wake = with(|link| {
             link.pump();
-            Ok(())
+            Ok(link.client.next_deadline().map(instant))
         })?;
-        hal::relax();
+        hal::wait_until(Some(wake.map_or(deadline, |w| w.min(deadline))));
     }
+    let call = Call {
+        target,
+        operation,
+        version,
+        payload,
+        timeout,
+    };
     let id = with(|link| {
         let id = link
             .client
-            .request(target, payload, now())
+            .request(&call, now())
             .map_err(BusError::Client)?;
         link.pump();
         Ok(id)
     })?;
     loop {
-        let answer = with(|link| {
+        let (answer, wake) = with(|link| {
             link.pump();
             let found = link.events.iter().position(|e| match e {
                 Event::Response { id: got, .. } | Event::RequestFailed { id: got, .. } => {
@@ -213,18 +240,18 @@ pub fn call(target: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, 
                 }
                 _ => false,
             });
-            Ok(found.and_then(|i| link.events.remove(i)))
+            Ok((
+                found.and_then(|i| link.events.remove(i)),
+                link.client.next_deadline().map(instant),
+            ))
         })?;
         match answer {
             Some(Event::Response {
-                status: Status::Ok,
-                payload,
-                ..
-            }) => return Ok(payload),
-            Some(Event::Response { status, .. }) => return Err(BusError::Rejected(status)),
+                status, payload, ..
+            }) => return Ok(Answer { status, payload }),
             Some(_) => return Err(BusError::NoAnswer),
-            None if Instant::now() >= deadline => return Err(BusError::NoAnswer),
-            None => hal::relax(),
+            // The client times the request out at its own deadline.
+            None => hal::wait_until(wake),
         }
     }
 }

@@ -6,8 +6,9 @@
 //! console with a timestamp and the service name, and recorded when `main`
 //! was reached. When `main` returns, its value is the exit status the
 //! runner sees; a panic prints its message and location and exits with
-//! [`guest_abi::EXIT_PANIC`]. Services use the single-threaded
-//! [`poll::PollLoop`] instead of threads.
+//! [`guest_abi::EXIT_PANIC`]. Services run on [`service::Service`], the
+//! single-threaded poll loop ([`poll::PollLoop`]) with the node bus built
+//! in, instead of threads.
 #![no_std]
 
 extern crate alloc;
@@ -17,6 +18,7 @@ mod heap;
 mod logger;
 mod panic;
 pub mod poll;
+pub mod service;
 
 use core::{
     sync::atomic::{AtomicU64, Ordering},

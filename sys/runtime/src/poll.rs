@@ -7,13 +7,27 @@
 //! the loop's clock, schedule or cancel timers, and stop the loop. Nothing
 //! is preempted, so callbacks share state through plain `RefCell`s.
 //!
-//! Guests run with interrupts off, so an idle loop spins (with the CPU's
-//! spin hint) until the next deadline rather than halting.
+//! A turn in which nothing happened ends in a sleep ([`hal::wait_until`])
+//! until the next timer's deadline, the earliest time a poller asked for
+//! ([`Control::wake_by`]), or a device interrupt, whichever comes first.
+//! Pollers run again after any device interrupt, so one whose device
+//! interrupts needs nothing more; one with deadlines of its own (a network
+//! stack's retransmissions) or a source that cannot interrupt asks for its
+//! next turn with `wake_by`.
 
 use alloc::{boxed::Box, vec::Vec};
 use core::time::Duration;
 
 use hal::clock::Instant;
+
+/// What one [`PollLoop::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// A poller made progress or a timer ran.
+    pub progress: bool,
+    /// A callback stopped the loop with this status.
+    pub stopped: Option<i32>,
+}
 
 /// Identifies a timer, to cancel it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,6 +50,8 @@ pub struct Control<'a> {
     added: Vec<Timer<'a>>,
     cancelled: Vec<TimerId>,
     stop: Option<i32>,
+    /// The earliest next turn a poller asked for during this turn.
+    wake_by: Option<Instant>,
 }
 
 impl<'a> Control<'a> {
@@ -57,6 +73,13 @@ impl<'a> Control<'a> {
     /// Cancels a timer; unknown or already-fired ids are ignored.
     pub fn cancel(&mut self, id: TimerId) {
         self.cancelled.push(id);
+    }
+
+    /// Asks for another turn by `at` at the latest, even if no timer is due
+    /// and no device interrupts (for this turn's sleep only: a poller asks
+    /// again every turn).
+    pub fn wake_by(&mut self, at: Instant) {
+        self.wake_by = Some(self.wake_by.map_or(at, |w| w.min(at)));
     }
 
     /// Ends [`PollLoop::run`] with `status` after the current callback.
@@ -107,6 +130,7 @@ impl<'a> PollLoop<'a> {
                 added: Vec::new(),
                 cancelled: Vec::new(),
                 stop: None,
+                wake_by: None,
             },
         }
     }
@@ -128,7 +152,7 @@ impl<'a> PollLoop<'a> {
     }
 
     /// Adds a poller, called every turn; it returns whether it made
-    /// progress, and the loop only idles when none did.
+    /// progress, and the loop only sleeps when none did.
     pub fn poller(&mut self, f: impl FnMut(&mut Control<'a>) -> bool + 'a) {
         self.pollers.push(Box::new(f));
     }
@@ -148,9 +172,28 @@ impl<'a> PollLoop<'a> {
         }
     }
 
-    /// One turn: pollers, then every due timer. Returns the stop status.
+    /// One turn: [`PollLoop::step`], then, if nothing happened, a sleep
+    /// until the next deadline or a device interrupt. Returns the stop
+    /// status.
     pub fn turn(&mut self) -> Option<i32> {
+        let step = self.step();
+        if step.stopped.is_some() {
+            return step.stopped;
+        }
+        if self.timers.is_empty() && self.pollers.is_empty() {
+            return Some(0);
+        }
+        if !step.progress {
+            hal::wait_until(self.next_deadline());
+        }
+        None
+    }
+
+    /// Pollers, then every due timer, without waiting: for a loop that
+    /// waits on its own (`runtime::service`).
+    pub fn step(&mut self) -> Step {
         self.control.now = Instant::now();
+        self.control.wake_by = None;
         let mut progress = false;
         for poller in &mut self.pollers {
             progress |= poller(&mut self.control);
@@ -171,24 +214,19 @@ impl<'a> PollLoop<'a> {
             }
             self.absorb();
         }
-        if let Some(status) = self.control.stop.take() {
-            return Some(status);
+        Step {
+            progress,
+            stopped: self.control.stop.take(),
         }
-        if self.timers.is_empty() && self.pollers.is_empty() {
-            return Some(0);
-        }
-        if !progress && self.pollers.is_empty() {
-            self.idle();
-        }
-        None
     }
 
-    /// Spins until the next deadline.
-    fn idle(&self) {
-        if let Some(next) = self.timers.last() {
-            while Instant::now() < next.deadline {
-                hal::idle();
-            }
+    /// When the loop next has work: the earliest timer, or the time a
+    /// poller asked to be called again ([`Control::wake_by`]).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let timer = self.timers.last().map(|t| t.deadline);
+        match (timer, self.control.wake_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

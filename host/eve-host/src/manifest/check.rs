@@ -6,7 +6,8 @@ use std::{
     time::Duration,
 };
 
-use evebus::LOG_TOPIC;
+use evebus::{LOG_TOPIC, name};
+use hostops::TargetSpec;
 use toml::Spanned;
 
 use super::{
@@ -20,9 +21,6 @@ pub const MIN_RAM_MIB: u32 = 16;
 pub const MAX_RAM_MIB: u32 = 16 * 1024;
 pub const MAX_VCPUS: u32 = 16;
 pub const MAX_STATE_MIB: u32 = 64 * 1024;
-/// Service names end up in socket paths, which Linux caps at 108 bytes.
-pub const MAX_NAME_LEN: usize = 32;
-pub const MAX_TOPIC_LEN: usize = 64;
 pub const MAX_CMDLINE_LEN: usize = 1024;
 pub const MAX_HEARTBEAT_TIMEOUT_S: u32 = 3600;
 
@@ -33,6 +31,8 @@ type Publishers = BTreeMap<String, (String, usize)>;
 struct Checker<'t> {
     text: &'t str,
     problems: Vec<Problem>,
+    /// The host targets services may be granted operations of.
+    catalogue: &'t [&'t TargetSpec],
 }
 
 impl Checker<'_> {
@@ -48,10 +48,15 @@ impl Checker<'_> {
 
 /// Validates `raw`, parsed from `text`; every problem is returned, sorted
 /// by line.
-pub(super) fn check(text: &str, raw: RawManifest) -> Result<Manifest, Vec<Problem>> {
+pub(super) fn check(
+    text: &str,
+    raw: RawManifest,
+    catalogue: &[&TargetSpec],
+) -> Result<Manifest, Vec<Problem>> {
     let mut c = Checker {
         text,
         problems: Vec::new(),
+        catalogue,
     };
     let node_span = raw.node.span();
     let raw_node = raw.node.into_inner();
@@ -108,7 +113,9 @@ pub(super) fn check(text: &str, raw: RawManifest) -> Result<Manifest, Vec<Proble
     }
 
     for (service, topic) in subscriptions {
-        if topic.get_ref() != LOG_TOPIC && !publishers.contains_key(topic.get_ref()) {
+        if !topic.get_ref().starts_with(name::BROKER_PREFIX)
+            && !publishers.contains_key(topic.get_ref())
+        {
             let known: Vec<&str> = publishers.keys().map(String::as_str).collect();
             c.fail(
                 topic.span(),
@@ -285,21 +292,6 @@ fn check_devices(
         }
     }
 
-    let mut tpm = Vec::new();
-    for grant in &raw.tpm {
-        if tpm.contains(grant.get_ref()) {
-            c.fail(
-                grant.span(),
-                at(&format!(
-                    "tpm grant `{}` listed twice",
-                    grant.get_ref().name()
-                )),
-            );
-        } else {
-            tpm.push(*grant.get_ref());
-        }
-    }
-
     let mut pci = Vec::new();
     for text in &raw.pci {
         match text.get_ref().parse::<Bdf>() {
@@ -327,7 +319,6 @@ fn check_devices(
         }),
         state_mib: raw.state_mib.map(Spanned::into_inner),
         config: raw.config,
-        tpm,
         pci,
     }
 }
@@ -385,6 +376,7 @@ fn check_bus(
     let subscribe = topics(c, raw.subscribe, "subscribe");
     let subscribe_names = subscribe.iter().map(|t| t.get_ref().clone()).collect();
     subscriptions.extend(subscribe.into_iter().map(|t| (name.to_string(), t)));
+    let call = check_calls(c, name, raw.call);
 
     let heartbeat_timeout = raw.heartbeat_timeout_s.map(|t| {
         let s = *t.get_ref();
@@ -402,8 +394,68 @@ fn check_bus(
     Bus {
         publish,
         subscribe: subscribe_names,
+        call,
         heartbeat_timeout,
     }
+}
+
+/// The host operations a service is granted: each target must be in the
+/// catalogue and each operation one of its own, listed once.
+fn check_calls(
+    c: &mut Checker<'_>,
+    name: &str,
+    raw: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+) -> BTreeMap<String, Vec<String>> {
+    let at = |what: &str| format!("service `{name}`: {what}");
+    let mut calls = BTreeMap::new();
+    for (target, operations) in raw {
+        let span = operations.span();
+        let Some(spec) = c.catalogue.iter().find(|t| t.name == target).copied() else {
+            let known: Vec<&str> = c.catalogue.iter().map(|t| t.name).collect();
+            c.fail(
+                span,
+                at(&format!(
+                    "calls target `{target}` that this host does not have (targets: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )),
+            );
+            continue;
+        };
+        let operations = operations.into_inner();
+        if operations.is_empty() {
+            c.fail(
+                span,
+                at(&format!("grants no operation of target `{target}`")),
+            );
+            continue;
+        }
+        let mut granted: Vec<String> = Vec::new();
+        for operation in operations {
+            let op = operation.get_ref();
+            if !spec.serves(op) {
+                c.fail(
+                    operation.span(),
+                    at(&format!(
+                        "target `{target}` has no operation `{op}` (operations: {})",
+                        spec.operations.join(", ")
+                    )),
+                );
+            } else if granted.contains(op) {
+                c.fail(
+                    operation.span(),
+                    at(&format!("operation `{op}` of `{target}` listed twice")),
+                );
+            } else {
+                granted.push(operation.into_inner());
+            }
+        }
+        calls.insert(target, granted);
+    }
+    calls
 }
 
 fn check_backoff(
@@ -454,32 +506,24 @@ fn check_backoff(
     policy
 }
 
-/// Service and node names: they name files, sockets and log prefixes.
+/// Node and service names follow the bus's one naming rule: they name
+/// files, sockets and log prefixes, and a service's name is what it says
+/// Hello with.
 fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err(format!("must be 1 to {MAX_NAME_LEN} characters"));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err("may hold only a-z, 0-9 and -".into());
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err("must not start or end with -".into());
-    }
-    Ok(())
+    name::check_name(name).map_err(|e| e.to_string())
 }
 
-/// Topics starting with `@` are the bus broker's own streams: nobody
-/// publishes them, and the only one a service may subscribe to is the log
-/// stream (a service that forwards the node's logs, like zedagent).
+/// Topics starting with `@` are the bus broker's own: nobody publishes
+/// them; a service may subscribe to the log stream (a service that
+/// forwards the node's logs, like zedagent) and to the tables the host
+/// fills (`topics::BROKER_TOPICS`).
 fn check_broker_topic(topic: &str, subscribing: bool) -> Result<(), String> {
-    if subscribing && topic == LOG_TOPIC {
+    if subscribing && (topic == LOG_TOPIC || topics::BROKER_TOPICS.contains(&topic)) {
         Ok(())
     } else if subscribing {
         Err(format!(
-            "is not a broker stream: topics starting with @ belong to the broker, which offers only `{LOG_TOPIC}`"
+            "is not a topic of the broker: topics starting with @ belong to the broker, which offers `{LOG_TOPIC}`, `{}`",
+            topics::BROKER_TOPICS.join("`, `")
         ))
     } else {
         Err("belongs to the broker: topics starting with @ are not published by services".into())
@@ -487,14 +531,5 @@ fn check_broker_topic(topic: &str, subscribing: bool) -> Result<(), String> {
 }
 
 fn check_topic(topic: &str) -> Result<(), String> {
-    if topic.is_empty() || topic.len() > MAX_TOPIC_LEN {
-        return Err(format!("must be 1 to {MAX_TOPIC_LEN} characters"));
-    }
-    if !topic
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-    {
-        return Err("may hold only a-z, 0-9, - and .".into());
-    }
-    Ok(())
+    name::check_name(topic).map_err(|e| e.to_string())
 }

@@ -1,6 +1,11 @@
 //! The node manifest: one TOML file that says which service unikernels a
-//! node runs, with what resources, devices and bus topics. xtask builds
-//! from it and the host runs from it.
+//! node runs, with what resources, devices, bus topics and host operations.
+//! xtask builds from it and the host runs from it.
+//!
+//! Host operations are checked against a catalogue of targets and their
+//! operations ([`hostops::TargetSpec`]): the host's own
+//! ([`hostops::CATALOGUE`]) unless a caller gives another
+//! ([`Manifest::parse_with`]), so the parser knows no target by name.
 //!
 //! A manifest is refused as a whole with every problem found, each naming
 //! its line, so a broken node never half-starts. The format is documented
@@ -9,8 +14,9 @@
 mod check;
 mod raw;
 
-use std::{fmt, path::Path, time::Duration};
+use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
 
+use hostops::TargetSpec;
 use serde::Deserialize;
 
 use crate::{Arch, vfio::Bdf};
@@ -32,7 +38,8 @@ pub struct Node {
 /// One service unikernel of the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
-    /// Unique in the node, `[a-z0-9-]`: names files, sockets and log lines.
+    /// Unique in the node, following `evebus::name::NAME_RULE`: names files,
+    /// sockets and log lines.
     pub name: String,
     /// The service crate xtask builds the image from.
     pub image: String,
@@ -56,8 +63,6 @@ pub struct Devices {
     pub state_mib: Option<u32>,
     /// Whether the CONFIG partition is attached (always read-only).
     pub config: bool,
-    /// TPM operations the host performs for this service.
-    pub tpm: Vec<TpmGrant>,
     /// Host PCI devices passed through with VFIO.
     pub pci: Vec<Bdf>,
 }
@@ -79,34 +84,13 @@ pub struct PortForward {
     pub guest_port: u16,
 }
 
-/// A TPM operation a service may ask the host for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TpmGrant {
-    CreateDeviceKey,
-    Sign,
-    ReadPcrs,
-    Quote,
-    ReadEkCert,
-}
-
-impl TpmGrant {
-    pub fn name(self) -> &'static str {
-        match self {
-            TpmGrant::CreateDeviceKey => "create-device-key",
-            TpmGrant::Sign => "sign",
-            TpmGrant::ReadPcrs => "read-pcrs",
-            TpmGrant::Quote => "quote",
-            TpmGrant::ReadEkCert => "read-ek-cert",
-        }
-    }
-}
-
 /// A service's place on the node bus.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Bus {
     pub publish: Vec<String>,
     pub subscribe: Vec<String>,
+    /// Host operations it may call: target -> operations.
+    pub call: BTreeMap<String, Vec<String>>,
     /// A running service silent on the bus for longer is hung.
     pub heartbeat_timeout: Option<Duration>,
 }
@@ -184,22 +168,35 @@ pub enum ManifestError {
 }
 
 impl Manifest {
-    /// Reads and validates the manifest at `path`.
+    /// Reads and validates the manifest at `path` against the host's
+    /// targets.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        Manifest::load_with(path, hostops::CATALOGUE)
+    }
+
+    /// Reads and validates the manifest at `path`; host operations must be
+    /// in `catalogue`.
+    pub fn load_with(path: &Path, catalogue: &[&TargetSpec]) -> Result<Manifest, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Manifest::parse(&text)
+        Manifest::parse_with(&text, catalogue)
     }
 
-    /// Parses and validates manifest text.
+    /// Parses and validates manifest text against the host's targets.
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse_with(text, hostops::CATALOGUE)
+    }
+
+    /// Parses and validates manifest text; host operations must be in
+    /// `catalogue` (a host with targets of its own passes them here).
+    pub fn parse_with(text: &str, catalogue: &[&TargetSpec]) -> Result<Manifest, ManifestError> {
         let raw: raw::RawManifest = toml::from_str(text).map_err(|e| ManifestError::Syntax {
             line: e.span().map(|s| line_of(text, s.start)),
             message: e.message().trim_end().to_string(),
         })?;
-        check::check(text, raw).map_err(ManifestError::Invalid)
+        check::check(text, raw, catalogue).map_err(ManifestError::Invalid)
     }
 
     pub fn service(&self, name: &str) -> Option<&Service> {
@@ -232,10 +229,6 @@ impl fmt::Display for Manifest {
             if d.config {
                 write!(f, ", config (read-only)")?;
             }
-            if !d.tpm.is_empty() {
-                let grants: Vec<_> = d.tpm.iter().map(|g| g.name()).collect();
-                write!(f, ", tpm [{}]", grants.join(", "))?;
-            }
             if !d.pci.is_empty() {
                 let pci: Vec<_> = d.pci.iter().map(Bdf::to_string).collect();
                 write!(f, ", pci [{}]", pci.join(", "))?;
@@ -252,6 +245,15 @@ impl fmt::Display for Manifest {
                         .map(|t| format!(", heartbeat within {} s", t.as_secs()))
                         .unwrap_or_default()
                 )?;
+            }
+            if !s.bus.call.is_empty() {
+                let calls: Vec<String> = s
+                    .bus
+                    .call
+                    .iter()
+                    .map(|(target, ops)| format!("{target} [{}]", ops.join(", ")))
+                    .collect();
+                writeln!(f, "    calls: {}", calls.join(", "))?;
             }
         }
         Ok(())

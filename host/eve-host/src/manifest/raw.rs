@@ -1,10 +1,12 @@
 //! The manifest as written: the TOML shape, with the source span of every
 //! value a semantic check may need to point at.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{RestartMode, TpmGrant};
+use super::RestartMode;
 use crate::Arch;
 
 #[derive(Debug, Deserialize)]
@@ -56,8 +58,6 @@ pub(super) struct RawDevices {
     #[serde(default)]
     pub config: bool,
     #[serde(default)]
-    pub tpm: Vec<Spanned<TpmGrant>>,
-    #[serde(default)]
     pub pci: Vec<Spanned<String>>,
 }
 
@@ -75,6 +75,9 @@ pub(super) struct RawBus {
     pub publish: Vec<Spanned<String>>,
     #[serde(default)]
     pub subscribe: Vec<Spanned<String>>,
+    /// Host operations: target -> operations.
+    #[serde(default)]
+    pub call: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub heartbeat_timeout_s: Option<Spanned<u32>>,
 }

@@ -34,13 +34,20 @@ fn the_default_node_is_valid() {
     let zedagent = m.service("zedagent").expect("zedagent");
     assert_eq!(zedagent.devices.state_mib, Some(8));
     assert!(zedagent.devices.config && zedagent.devices.net.is_some());
-    assert_eq!(zedagent.devices.tpm.len(), 5);
+    assert_eq!(zedagent.bus.call["tpm"].len(), 5);
     assert_eq!(zedagent.bus.publish, ["edge-config", "onboard-status"]);
-    assert_eq!(zedagent.bus.subscribe, ["diag-report", "@log"]);
+    assert_eq!(
+        zedagent.bus.subscribe,
+        ["diag-report", "@log", "@device-facts"]
+    );
     let diag = m.service("diag").expect("diag");
     assert_eq!(diag.devices.state_mib, None);
-    assert!(diag.devices.tpm.is_empty());
+    assert!(diag.bus.call.is_empty());
     assert!(m.to_string().contains("zedagent: image zedagent, 64 MiB"));
+    assert!(
+        m.to_string()
+            .contains("calls: tpm [create-device-key, sign, read-pcrs, quote, read-ek-cert]")
+    );
 }
 
 #[test]
@@ -91,7 +98,7 @@ y=2"
     assert_eq!(
         problems(&text),
         [
-            "line 2: node: name `Bad Name` may hold only a-z, 0-9 and -",
+            "line 2: node: name `Bad Name` starts with 'B', not a letter a-z (names follow [a-z][a-z0-9-]{0,31})",
             "line 8: service `a`: ram_mib 8 must be at least 16",
             "line 11: service `a` is defined twice (first at line 5)",
             "line 12: service `a`: image `Self Test` is not a service crate name ([a-z0-9_-])",
@@ -112,12 +119,9 @@ fn unknown_fields_and_bad_values_are_refused_with_their_line() {
         "{err}"
     );
 
-    let text = format!("{ONE}[service.devices]\ntpm = [\"sign\", \"unseal\"]\n");
+    let text = format!("{ONE}[service.devices]\ntpm = [\"sign\"]\n");
     let err = syntax(&text);
-    assert!(
-        err.starts_with("line 10: unknown variant `unseal`"),
-        "{err}"
-    );
+    assert!(err.starts_with("line 10: unknown field `tpm`"), "{err}");
 
     let text = format!(
         "{ONE}[service.devices]\nnet = true\nhost_forward = [{{ host_port = 70000, guest_port = 80 }}]\n"
@@ -149,7 +153,7 @@ fn topics_must_have_a_publisher_and_be_well_formed() {
         problems(&text),
         [
             "line 10: service `a`: publish topic `x` listed twice",
-            "line 10: service `a`: publish topic `Y` may hold only a-z, 0-9, - and .",
+            "line 10: service `a`: publish topic `Y` starts with 'Y', not a letter a-z (names follow [a-z][a-z0-9-]{0,31})",
             "line 11: service `a`: subscribes to topic `nobody` that no service publishes (published: x)",
             "line 12: service `a`: heartbeat_timeout_s 0 must be between 1 and 3600",
         ]
@@ -210,16 +214,16 @@ bus.publish = ["sport", "news"]
 }
 
 #[test]
-fn only_the_log_stream_of_the_broker_may_be_subscribed() {
-    let text = format!("{ONE}[service.bus]\nsubscribe = [\"@log\"]\n");
-    let m = Manifest::parse(&text).expect("@log needs no publisher");
-    assert_eq!(m.services[0].bus.subscribe, ["@log"]);
+fn only_the_broker_s_own_topics_may_be_subscribed() {
+    let text = format!("{ONE}[service.bus]\nsubscribe = [\"@log\", \"@device-facts\"]\n");
+    let m = Manifest::parse(&text).expect("the broker's topics need no publisher");
+    assert_eq!(m.services[0].bus.subscribe, ["@log", "@device-facts"]);
     let text = format!("{ONE}[service.bus]\npublish = [\"@log\"]\nsubscribe = [\"@metrics\"]\n");
     assert_eq!(
         problems(&text),
         [
             "line 10: service `a`: publish topic `@log` belongs to the broker: topics starting with @ are not published by services",
-            "line 11: service `a`: subscribe topic `@metrics` is not a broker stream: topics starting with @ belong to the broker, which offers only `@log`",
+            "line 11: service `a`: subscribe topic `@metrics` is not a topic of the broker: topics starting with @ belong to the broker, which offers `@log`, `@device-facts`",
         ]
     );
 }
@@ -237,7 +241,6 @@ ram_mib = 32
 [service.devices]
 host_forward = [{ host_port = 8080, guest_port = 0 }]
 state_mib = 0
-tpm = ["sign", "sign"]
 pci = ["0000:01:00.0", "01:00.9"]
 
 [[service]]
@@ -255,12 +258,60 @@ pci = ["01:00.0"]
             "line 10: service `a`: host_forward: port 0 is not a port",
             "line 10: service `a`: host_forward needs `net = true`",
             "line 11: service `a`: state_mib 0 must be between 1 and 65536",
-            "line 12: service `a`: tpm grant `sign` listed twice",
-            "line 13: service `a`: `01:00.9` is not a PCI address (DDDD:BB:DD.F or BB:DD.F, hex): function must be at most 7",
-            "line 21: service `b`: host port 8080 is already forwarded to service `a`",
-            "line 22: service `b`: PCI device 0000:01:00.0 is already given to service `a`",
+            "line 12: service `a`: `01:00.9` is not a PCI address (DDDD:BB:DD.F or BB:DD.F, hex): function must be at most 7",
+            "line 20: service `b`: host port 8080 is already forwarded to service `a`",
+            "line 21: service `b`: PCI device 0000:01:00.0 is already given to service `a`",
         ]
     );
+}
+
+#[test]
+fn host_operations_are_checked_against_the_catalogue() {
+    let text = format!(
+        r#"{ONE}[service.bus]
+call.tpm = ["sign", "sign", "export-key"]
+call.blobs = ["write"]
+call.volumes = []
+"#
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "line 10: service `a`: operation `sign` of `tpm` listed twice",
+            "line 10: service `a`: target `tpm` has no operation `export-key` (operations: create-device-key, device-public-key, sign, read-pcrs, quote, read-ek-cert)",
+            "line 11: service `a`: calls target `blobs` that this host does not have (targets: tpm)",
+            "line 12: service `a`: calls target `volumes` that this host does not have (targets: tpm)",
+        ]
+    );
+    let inline = format!("{ONE}[service.bus]\ncall = {{ tpm = [\"quote\", \"sign\"] }}\n");
+    let m = Manifest::parse(&inline).unwrap();
+    assert_eq!(m.services[0].bus.call["tpm"], ["quote", "sign"]);
+}
+
+#[test]
+fn another_catalogue_grants_other_targets() {
+    static BLOBS: hostops::TargetSpec = hostops::TargetSpec {
+        name: "blobs",
+        version: 1,
+        operations: &["write", "commit"],
+    };
+    let text = format!("{ONE}[service.bus]\ncall.blobs = [\"write\"]\ncall.tpm = []\n");
+    assert_eq!(
+        Manifest::parse_with(&text, &[&BLOBS])
+            .unwrap_err()
+            .to_string(),
+        "line 11: service `a`: calls target `tpm` that this host does not have (targets: blobs)"
+    );
+    let text = format!("{ONE}[service.bus]\ncall.blobs = []\n");
+    assert_eq!(
+        Manifest::parse_with(&text, &[&BLOBS])
+            .unwrap_err()
+            .to_string(),
+        "line 10: service `a`: grants no operation of target `blobs`"
+    );
+    let text = format!("{ONE}[service.bus]\ncall.blobs = [\"commit\", \"write\"]\n");
+    let m = Manifest::parse_with(&text, &[&BLOBS]).unwrap();
+    assert_eq!(m.services[0].bus.call["blobs"], ["commit", "write"]);
 }
 
 #[test]
@@ -308,13 +359,53 @@ fn backoff_knobs_are_checked() {
 
 #[test]
 fn names_are_restricted() {
-    for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"x".repeat(33)] {
+    for bad in ["", "-a", "1a", "A", "a_b", "a.b", "a/b", &"x".repeat(33)] {
         let text = ONE.replace("name = \"a\"", &format!("name = \"{bad}\""));
         let found = problems(&text);
         assert!(
             found.len() == 1 && found[0].starts_with("line 6: service name"),
             "{bad:?}: {found:?}"
         );
+    }
+}
+
+#[test]
+fn the_manifest_and_the_bus_accept_the_same_names() {
+    let names = [
+        "a",
+        "zedagent",
+        "diag-report",
+        "a-",
+        "x1",
+        "1x",
+        "-a",
+        "A",
+        "a_b",
+        "a.b",
+        "a/b",
+        "",
+    ];
+    let long = "x".repeat(32);
+    let too_long = "x".repeat(33);
+    for name in names
+        .iter()
+        .copied()
+        .chain([long.as_str(), too_long.as_str()])
+    {
+        let service = ONE.replace("name = \"a\"", &format!("name = \"{name}\""));
+        let topic = format!("{ONE}bus.publish = [\"{name}\"]\n");
+        let bus = evebus::name::valid_name(name);
+        assert_eq!(Manifest::parse(&service).is_ok(), bus, "service {name:?}");
+        assert_eq!(Manifest::parse(&topic).is_ok(), bus, "topic {name:?}");
+        let hello = evebus::Message::Hello {
+            service: name.into(),
+            protocol: evebus::PROTOCOL_VERSION,
+            boot_counter: 0,
+        };
+        let subscribe = evebus::Message::Subscribe { topic: name.into() };
+        let limits = evebus::Limits::DEFAULT;
+        assert_eq!(hello.validate(&limits).is_ok(), bus, "hello {name:?}");
+        assert_eq!(subscribe.validate(&limits).is_ok(), bus, "topic {name:?}");
     }
 }
 

@@ -2,10 +2,12 @@
 //! panic on whatever is on the disk.
 //!
 //! Each input is tried twice: as a whole disk image, and as a mask XORed
-//! onto a valid CONFIG image (EVE's 1 MiB FAT12 volume with every file), so
-//! an input of zeros is that valid volume and the fuzzer spends its time in
-//! the boot sector, FATs, directories and files rather than in finding a
-//! boot signature.
+//! onto a valid CONFIG image (a FAT12 volume with every file, as EVE's
+//! 1 MiB one but 64 KiB, the smallest the writer makes, so each run copies
+//! less), so an input of zeros is that valid volume and the fuzzer spends
+//! its time in the boot sector, FATs, directories and files rather than in
+//! finding a boot signature. The committed seed is such a mask of zeros,
+//! as long as a mask reaches.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -14,8 +16,8 @@ use blockdev::MemDisk;
 use configpart::{FatVolume, ImageLayout, build_config_image, read_factory_config};
 use libfuzzer_sys::fuzz_target;
 
-/// Where the metadata a mask should reach ends: boot sector, both FATs,
-/// the root directory and the first files.
+/// How far a mask reaches: boot sector, both FATs, the root directory and
+/// the files, which all sit in the first half of the volume.
 const MASK_LEN: usize = 64 * 512;
 
 fn base_image() -> &'static [u8] {
@@ -26,12 +28,22 @@ fn base_image() -> &'static [u8] {
             ("server", b"controller.example:8443\n"),
             ("root-certificate.pem", root),
             ("onboard.cert.pem", root),
-            ("onboard.key.pem", b"-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n"),
+            (
+                "onboard.key.pem",
+                b"-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n",
+            ),
             ("soft_serial", b"fuzz-serial\n"),
             ("hosts", b"127.0.0.1 controller.example\n"),
         ];
-        build_config_image(&files, ImageLayout::Bare { volume_bytes: 1 << 20 })
-            .expect("the base image builds")
+        let image = build_config_image(
+            &files,
+            ImageLayout::Bare {
+                volume_bytes: 64 << 10,
+            },
+        )
+        .expect("the base image builds");
+        read_factory_config(MemDisk::from_image(image.clone())).expect("the base image reads");
+        image
     })
 }
 

@@ -8,8 +8,7 @@ use alloc::vec::Vec;
 
 use eve_proto::Message;
 use eve_proto::info::{
-    ZDeviceState, ZInfoDevSw, ZInfoDevice, ZInfoManufacturer, ZInfoMsg, ZInfoTypes, ZSwState,
-    z_info_msg::InfoContent,
+    ZDeviceState, ZInfoDevSw, ZInfoDevice, ZInfoMsg, ZInfoTypes, ZSwState, z_info_msg::InfoContent,
 };
 use eve_proto::metrics::{
     AppCpuMetric, DeviceMemoryMetric, DeviceMetric, DiskMetric, LogMetric, MetricItem,
@@ -99,17 +98,11 @@ impl Agent {
             ncpu: f.ncpu,
             memory: f.memory_mb,
             storage: f.storage_mb,
-            minfo: Some(ZInfoManufacturer {
-                manufacturer: f.manufacturer.clone(),
-                product_name: f.product_name.clone(),
-                serial_number: if self.hw_serial.is_empty() {
-                    self.soft_serial.clone()
-                } else {
-                    self.hw_serial.clone()
-                },
-                uuid: uuid.to_string(),
-                ..Default::default()
-            }),
+            minfo: Some(f.manufacturer_info(if self.hw_serial.is_empty() {
+                &self.soft_serial
+            } else {
+                &self.hw_serial
+            })),
             boot_time: Some(timestamp(f.boot_unix_ms)),
             sw_list,
             host_name: f.host_name.clone(),

@@ -32,11 +32,11 @@ pub fn samples() -> Vec<Message> {
     vec![
         Message::Hello {
             service: "zedagent".into(),
-            protocol: 1,
+            protocol: 2,
             boot_counter: 7,
         },
         Message::Welcome {
-            protocol: 1,
+            protocol: 2,
             heartbeat_interval_ms: 1000,
         },
         Message::Refused {
@@ -49,10 +49,10 @@ pub fn samples() -> Vec<Message> {
             reason: RefuseReason::ExpectedHello,
         },
         Message::Subscribe {
-            topic: "nim/DeviceNetworkStatus".into(),
+            topic: "device-network-status".into(),
         },
         Message::Publish {
-            topic: "nim/DeviceNetworkStatus".into(),
+            topic: "device-network-status".into(),
             key: "global".into(),
             value: vec![0x0a, 0x03, 1, 2, 3],
         },
@@ -62,7 +62,7 @@ pub fn samples() -> Vec<Message> {
             value: vec![],
         },
         Message::Delete {
-            topic: "zedmanager/AppInstanceStatus".into(),
+            topic: "app-instance-status".into(),
             key: "6ba7b810-9dad-11d1-80b4-00c04fd430c8".into(),
         },
         Message::Synchronized {
@@ -123,9 +123,13 @@ pub fn samples() -> Vec<Message> {
         Message::Request {
             id: 42,
             target: "tpm".into(),
+            operation: "read-pcrs".into(),
+            version: 1,
             payload: vec![0x80, 0x01, 0, 0, 0, 10],
         },
         response(Status::Ok),
+        response(Status::NoSuchOperation),
+        response(Status::WrongVersion),
         response(Status::Denied),
         response(Status::NoSuchTarget),
         response(Status::BadRequest),

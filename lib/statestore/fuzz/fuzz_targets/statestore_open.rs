@@ -63,6 +63,9 @@ fuzz_target!(|data: &[u8]| {
     let reopened = Store::open(store.into_device()).expect("a committed store opens");
     assert_eq!(reopened.get("fuzz.check"), Some(&value[..]));
     for name in names.iter().filter(|n| n.as_str() != "fuzz.check") {
-        assert!(reopened.get(name).is_some(), "record {name} lost by a commit");
+        assert!(
+            reopened.get(name).is_some(),
+            "record {name} lost by a commit"
+        );
     }
 });

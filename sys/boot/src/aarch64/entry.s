@@ -26,6 +26,17 @@ aarch64_entry:
     mov x1, #3                  /* EL1 may use the physical timer and counter */
     msr cnthctl_el2, x1
     msr cntvoff_el2, xzr
+    /* With a GICv3 CPU interface (ID_AA64PFR0_EL1.GIC), let EL1 use its
+     * system registers: ICC_SRE_EL2.SRE and .Enable. */
+    mrs x1, id_aa64pfr0_el1
+    ubfx x1, x1, #24, #4
+    cbz x1, 5f
+    mrs x1, s3_4_c12_c9_5       /* ICC_SRE_EL2 */
+    mov x2, #0x9                /* Enable | SRE */
+    orr x1, x1, x2
+    msr s3_4_c12_c9_5, x1
+    isb
+5:
     mov x1, #0x3c5              /* EL1h, DAIF masked */
     msr spsr_el2, x1
     adr x1, 1f
@@ -94,8 +105,10 @@ aarch64_entry:
 4:  wfe
     b 4b
 
-/* Exception vectors: 16 entries of 128 bytes. Every exception is fatal in
- * a poll-driven unikernel, so each entry reports and never returns. */
+/* Exception vectors: 16 entries of 128 bytes. IRQs from EL1 (entry 5)
+ * go to the HAL's handler and return; they are unmasked only while the HAL
+ * sleeps. Every other exception is fatal: each entry reports and never
+ * returns. */
 .macro aarch64_vector kind
     .balign 0x80
     mov x0, #\kind
@@ -112,7 +125,8 @@ aarch64_exception_vectors:
     aarch64_vector 2
     aarch64_vector 3
     aarch64_vector 4
-    aarch64_vector 5
+    .balign 0x80
+    b aarch64_irq_entry
     aarch64_vector 6
     aarch64_vector 7
     aarch64_vector 8
@@ -123,6 +137,82 @@ aarch64_exception_vectors:
     aarch64_vector 13
     aarch64_vector 14
     aarch64_vector 15
+
+/* IRQ entry: saves what the AAPCS64 lets hal_irq clobber (x0-x18, x30,
+ * all of v0-v31, FPSR, FPCR), the frame pointer and the exception return
+ * state, calls hal_irq, restores, returns. */
+    .balign 0x80
+aarch64_irq_entry:
+    sub sp, sp, #0x300
+    stp x0, x1, [sp, #0x00]
+    stp x2, x3, [sp, #0x10]
+    stp x4, x5, [sp, #0x20]
+    stp x6, x7, [sp, #0x30]
+    stp x8, x9, [sp, #0x40]
+    stp x10, x11, [sp, #0x50]
+    stp x12, x13, [sp, #0x60]
+    stp x14, x15, [sp, #0x70]
+    stp x16, x17, [sp, #0x80]
+    stp x18, x29, [sp, #0x90]
+    mrs x0, elr_el1
+    mrs x1, spsr_el1
+    stp x30, x0, [sp, #0xa0]
+    mrs x0, fpsr
+    mrs x2, fpcr
+    stp x1, x0, [sp, #0xb0]
+    str x2, [sp, #0xc0]
+    stp q0, q1, [sp, #0x100]
+    stp q2, q3, [sp, #0x120]
+    stp q4, q5, [sp, #0x140]
+    stp q6, q7, [sp, #0x160]
+    stp q8, q9, [sp, #0x180]
+    stp q10, q11, [sp, #0x1a0]
+    stp q12, q13, [sp, #0x1c0]
+    stp q14, q15, [sp, #0x1e0]
+    stp q16, q17, [sp, #0x200]
+    stp q18, q19, [sp, #0x220]
+    stp q20, q21, [sp, #0x240]
+    stp q22, q23, [sp, #0x260]
+    stp q24, q25, [sp, #0x280]
+    stp q26, q27, [sp, #0x2a0]
+    stp q28, q29, [sp, #0x2c0]
+    stp q30, q31, [sp, #0x2e0]
+    bl hal_irq
+    ldp q0, q1, [sp, #0x100]
+    ldp q2, q3, [sp, #0x120]
+    ldp q4, q5, [sp, #0x140]
+    ldp q6, q7, [sp, #0x160]
+    ldp q8, q9, [sp, #0x180]
+    ldp q10, q11, [sp, #0x1a0]
+    ldp q12, q13, [sp, #0x1c0]
+    ldp q14, q15, [sp, #0x1e0]
+    ldp q16, q17, [sp, #0x200]
+    ldp q18, q19, [sp, #0x220]
+    ldp q20, q21, [sp, #0x240]
+    ldp q22, q23, [sp, #0x260]
+    ldp q24, q25, [sp, #0x280]
+    ldp q26, q27, [sp, #0x2a0]
+    ldp q28, q29, [sp, #0x2c0]
+    ldp q30, q31, [sp, #0x2e0]
+    ldr x2, [sp, #0xc0]
+    ldp x1, x0, [sp, #0xb0]
+    msr fpcr, x2
+    msr fpsr, x0
+    msr spsr_el1, x1
+    ldp x30, x0, [sp, #0xa0]
+    msr elr_el1, x0
+    ldp x18, x29, [sp, #0x90]
+    ldp x16, x17, [sp, #0x80]
+    ldp x14, x15, [sp, #0x70]
+    ldp x12, x13, [sp, #0x60]
+    ldp x10, x11, [sp, #0x50]
+    ldp x8, x9, [sp, #0x40]
+    ldp x6, x7, [sp, #0x30]
+    ldp x4, x5, [sp, #0x20]
+    ldp x2, x3, [sp, #0x10]
+    ldp x0, x1, [sp, #0x00]
+    add sp, sp, #0x300
+    eret
 
     .section .data.boot, "aw"
     .p2align 3

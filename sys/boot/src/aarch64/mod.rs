@@ -7,7 +7,9 @@
 //! FP/SIMD (Rust emits NEON), zeroes `.bss`, installs the exception vectors,
 //! turns the MMU on with an identity map (device memory below 1 GiB and at
 //! 256 GiB, normal write-back memory for RAM from 1 GiB to 4 GiB) and calls
-//! `hal_boot_entry(dtb_paddr)`.
+//! `hal_boot_entry(dtb_paddr)`. Entered at EL2 on a machine with a GICv3,
+//! it first lets EL1 use the GIC's system registers. Its vector table sends
+//! IRQs to the HAL's `hal_irq`; every other exception is fatal.
 
 core::arch::global_asm!(include_str!("entry.s"));
 

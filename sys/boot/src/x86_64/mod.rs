@@ -6,8 +6,12 @@
 //! pointing at `hvm_start_info`. The entry code identity-maps the low 4 GiB
 //! with 2 MiB pages (RAM below, MMIO above 3 GiB uncached), enters long mode
 //! and calls `hal_boot_entry(start_info_paddr)`.
+//!
+//! `interrupts.s` holds the interrupt entry stubs (vectors 32-255), which
+//! call the HAL's `hal_interrupt(vector)`.
 
 core::arch::global_asm!(include_str!("entry.s"), options(att_syntax));
+core::arch::global_asm!(include_str!("interrupts.s"), options(att_syntax));
 
 unsafe extern "C" {
     /// Time stamp counter at the first instruction of the entry code.

@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
     let psci = fdt.psci_method();
     let mut listed_devices = 0usize;
     for compatible in COMPATIBLES {
-        for device in fdt.compatible_regs(compatible).expect("the walk cannot fail") {
+        for device in fdt
+            .compatible_regs(compatible)
+            .expect("the walk cannot fail")
+        {
             if let Ok(device) = device {
                 let _ = device.gic_spi();
                 listed_devices += 1;

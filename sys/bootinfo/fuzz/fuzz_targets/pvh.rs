@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = cmdline(data) {
         let line = Cmdline::new(text);
-        for param in line.iter() {
+        for param in line.iter().flatten() {
             assert!(!param.key.is_empty());
         }
         let _ = line.get("console");

@@ -254,8 +254,10 @@ fn qemu_virt_tree() {
                 base: 0x900_0000,
                 size: 0x1000
             }),
+            second_reg: None,
             irq_cells: [0, 1, 4],
             irq_count: 3,
+            interrupts: &[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 4],
         })]
     );
     let rtc = devices(&fdt, "arm,pl031");
@@ -263,9 +265,10 @@ fn qemu_virt_tree() {
     assert_eq!(rtc[0].unwrap().reg.unwrap().base, 0x901_0000);
     // Second entry of a compatible list matches too.
     assert_eq!(devices(&fdt, "arm,primecell").len(), 2);
-    // Only the first reg entry is reported.
+    // The first two reg entries are reported.
     let gic = devices(&fdt, "arm,cortex-a15-gic");
     assert_eq!(gic[0].unwrap().reg.unwrap().base, 0x800_0000);
+    assert_eq!(gic[0].unwrap().second_reg.unwrap().base, 0x801_0000);
     assert_eq!(gic[0].unwrap().irq_count, 0);
     assert_eq!(gic[0].unwrap().gic_spi(), None);
     // PSCI has no reg.
@@ -456,6 +459,10 @@ fn bad_interrupts_and_iterator_stops_after_error() {
     assert_eq!(got[0].gic_spi(), None);
     assert_eq!(got[1].irq(), [0, 5, 4]);
     assert_eq!(got[1].gic_spi(), Some(5));
+    // Every cell stays reachable.
+    assert_eq!(got[1].interrupt_cell(4), Some(6));
+    assert_eq!(got[1].interrupt_cell(6), None);
+    assert_eq!(got[0].interrupt_cell(0), Some(7));
 }
 
 #[test]

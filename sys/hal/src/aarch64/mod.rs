@@ -1,7 +1,9 @@
 //! aarch64: PL011 UART, the generic timer, PL031 RTC, PSCI, device tree,
-//! virtio-mmio, RNDR.
+//! virtio-mmio, RNDR, the GIC for interrupts.
 
 mod boot;
+mod gic;
+mod interrupts;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,6 +15,7 @@ use virtio_drivers::transport::SomeTransport;
 use crate::startup::BootInfo;
 
 pub use boot::early_init;
+pub use interrupts::{interrupts_available, raise_unexpected, sleep_until};
 
 /// The architecture's name as services report it.
 pub const ARCH: &str = "aarch64";
@@ -28,10 +31,6 @@ pub const MAPPED_RAM: Span = Span {
 static PL011_BASE: AtomicUsize = AtomicUsize::new(0x0900_0000);
 static PL031_BASE: AtomicUsize = AtomicUsize::new(0x0901_0000);
 static PSCI_USES_SMC: AtomicBool = AtomicBool::new(false);
-
-pub fn relax() {
-    core::hint::spin_loop();
-}
 
 pub fn serial_write(bytes: &[u8]) {
     const FLAG_TX_FULL: u32 = 1 << 5;
@@ -149,8 +148,13 @@ pub fn hw_random() -> Option<u64> {
 pub fn virtio_transports(info: &BootInfo) -> Vec<SomeTransport<'static>> {
     info.mmio_windows
         .iter()
-        // SAFETY: the device tree's virtio-mmio windows, used by nothing
-        // else; empty windows read as no device.
-        .filter_map(|&base| unsafe { crate::virtio::probe_mmio(base as usize) })
+        .filter_map(|window| {
+            let base = window.base as usize;
+            // SAFETY: the device tree's virtio-mmio windows, used by nothing
+            // else; empty windows read as no device.
+            let transport = unsafe { crate::virtio::probe_mmio(base) }?;
+            interrupts::attach_mmio_device(base, window.line);
+            Some(transport)
+        })
         .collect()
 }

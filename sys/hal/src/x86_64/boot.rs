@@ -1,61 +1,16 @@
-//! x86_64 early start: exception table, then the PVH start info turned into
-//! a [`BootInfo`].
+//! x86_64 early start: interrupt table, then the PVH start info turned
+//! into a [`BootInfo`], then the interrupt controllers.
 
 use bootinfo::{
     layout::Span,
     pvh::{self, MAX_CMDLINE_LEN, MEMMAP_ENTRY_LEN, MemoryKind, START_INFO_LEN},
 };
-use spin::Once;
-use x86_64::{VirtAddr, instructions::tables::lidt, structures::DescriptorTablePointer};
 
-use super::pci;
+use super::{interrupts, pci};
 use crate::{
     power,
     startup::{BootInfo, MAX_RAM_REGIONS, Platform},
 };
-
-/// One 64-bit interrupt gate.
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct Gate {
-    offset_low: u16,
-    selector: u16,
-    ist: u8,
-    attributes: u8,
-    offset_mid: u16,
-    offset_high: u32,
-    reserved: u32,
-}
-
-static IDT: Once<[Gate; 32]> = Once::new();
-
-fn install_exception_table() {
-    unsafe extern "C" {
-        /// The 32 exception entry stubs, from the boot crate.
-        static x86_exception_vectors: [u64; 32];
-    }
-    let idt = IDT.call_once(|| {
-        // SAFETY: the boot crate defines this table of 32 stub addresses in
-        // read-only data.
-        let vectors = unsafe { x86_exception_vectors };
-        vectors.map(|handler| Gate {
-            offset_low: handler as u16,
-            selector: 0x08,
-            ist: 0,
-            attributes: 0x8e, // present, ring 0, interrupt gate
-            offset_mid: (handler >> 16) as u16,
-            offset_high: (handler >> 32) as u32,
-            reserved: 0,
-        })
-    });
-    let pointer = DescriptorTablePointer {
-        limit: (size_of::<[Gate; 32]>() - 1) as u16,
-        base: VirtAddr::new(idt.as_ptr() as u64),
-    };
-    // SAFETY: the table is 'static, and each gate points at a stub that
-    // reports the exception and never returns.
-    unsafe { lidt(&pointer) };
-}
 
 /// A `'static` view of boot data the loader left in identity-mapped memory.
 ///
@@ -73,7 +28,7 @@ fn fail(what: &str, error: impl core::fmt::Display) -> ! {
 }
 
 pub fn early_init(start_info_paddr: usize) -> BootInfo {
-    install_exception_table();
+    interrupts::install_idt();
     let start_info_paddr = start_info_paddr as u64;
     if start_info_paddr == 0 {
         fail(
@@ -136,5 +91,6 @@ pub fn early_init(start_info_paddr: usize) -> BootInfo {
             let _ = boot.mmio_windows.push(window);
         }
     }
+    interrupts::init();
     boot
 }

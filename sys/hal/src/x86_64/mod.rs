@@ -1,8 +1,12 @@
 //! x86_64: 16550 UART, TSC calibrated against CPUID or the PIT, CMOS RTC,
-//! `isa-debug-exit`, PVH start info, PCI (port I/O) and microvm MMIO.
+//! `isa-debug-exit`, PVH start info, PCI (port I/O) and microvm MMIO, the
+//! local APIC and I/O APICs for interrupts.
 
+mod apic;
 mod boot;
 mod clock;
+mod interrupts;
+mod ioapic;
 mod pci;
 mod port;
 mod rtc;
@@ -13,10 +17,11 @@ use alloc::vec::Vec;
 use bootinfo::layout::Span;
 use virtio_drivers::transport::SomeTransport;
 
-use crate::startup::{BootInfo, Platform};
+use crate::startup::{BootInfo, Line, MmioWindow, Platform};
 
 pub use boot::early_init;
 pub use clock::{counter, counter_frequency};
+pub use interrupts::{interrupts_available, raise_unexpected, sleep_until};
 pub use rtc::rtc_unix_seconds;
 pub use serial::serial_write;
 
@@ -33,10 +38,9 @@ pub const MAPPED_RAM: Span = Span {
 /// microvm's virtio-mmio windows: 0xfeb00000 + i * 0x200.
 const MICROVM_MMIO_BASE: u64 = 0xfeb0_0000;
 const MICROVM_MMIO_WINDOWS: u64 = 24;
-
-pub fn relax() {
-    core::hint::spin_loop();
-}
+/// microvm (with ACPI, QEMU's default) wires window i to GSI 24 + i, on its
+/// second I/O APIC.
+const MICROVM_MMIO_FIRST_GSI: u32 = 24;
 
 /// Powers off through QEMU's `isa-debug-exit`; halts where there is none.
 pub fn power_off(status: i32) -> ! {
@@ -135,13 +139,27 @@ pub fn virtio_transports(info: &BootInfo) -> Vec<SomeTransport<'static>> {
         Platform::Microvm | Platform::Virt => info
             .mmio_windows
             .iter()
-            // SAFETY: these are the machine's virtio-mmio windows, used by
-            // nothing else; empty windows read as no device.
-            .filter_map(|&base| unsafe { crate::virtio::probe_mmio(base as usize) })
+            .filter_map(|window| {
+                let base = window.base as usize;
+                // SAFETY: these are the machine's virtio-mmio windows, used
+                // by nothing else; empty windows read as no device.
+                let transport = unsafe { crate::virtio::probe_mmio(base) }?;
+                match window.line {
+                    Some(line) => interrupts::attach_mmio_device(base, line.number),
+                    None => crate::irq::device_without_interrupt(),
+                }
+                Some(transport)
+            })
             .collect(),
     }
 }
 
-fn microvm_windows() -> impl Iterator<Item = u64> {
-    (0..MICROVM_MMIO_WINDOWS).map(|i| MICROVM_MMIO_BASE + i * crate::virtio::MMIO_WINDOW as u64)
+fn microvm_windows() -> impl Iterator<Item = MmioWindow> {
+    (0..MICROVM_MMIO_WINDOWS as u32).map(|i| MmioWindow {
+        base: MICROVM_MMIO_BASE + u64::from(i) * crate::virtio::MMIO_WINDOW as u64,
+        line: Some(Line {
+            number: MICROVM_MMIO_FIRST_GSI + i,
+            edge: false,
+        }),
+    })
 }

@@ -1,6 +1,10 @@
 //! PCI through the legacy configuration ports 0xcf8/0xcfc, which every PC
 //! chipset (q35 included) decodes before firmware sets anything up. Fast
 //! firmware such as qboot leaves BARs unassigned, so we assign them.
+//!
+//! Interrupts are legacy INTx through the I/O APIC (MSI-X stays off): each
+//! virtio device is acknowledged by reading its ISR status byte, which we
+//! find in its virtio capabilities.
 
 use alloc::vec::Vec;
 
@@ -12,14 +16,29 @@ use virtio_drivers::transport::{
     },
 };
 
-use super::port::{inl, outl};
-use crate::virtio::VirtioHal;
+use super::{
+    interrupts,
+    port::{inl, outl},
+};
+use crate::{irq, virtio::VirtioHal};
 
 const VIRTIO_VENDOR: u16 = 0x1af4;
 /// Where we place unassigned memory BARs: above q35's ECAM window
 /// (0xb0000000, 256 MiB) and below the IOAPIC at 0xfec00000.
 const BAR_WINDOW_START: u64 = 0xc000_0000;
 const BAR_WINDOW_END: u64 = 0xfec0_0000;
+/// Where our page tables end: device registers beyond are out of reach.
+const MAPPED_END: u64 = 1 << 32;
+
+const COMMAND_STATUS: u8 = 0x04;
+const STATUS_HAS_CAPABILITIES: u32 = 1 << 20;
+const CAPABILITIES_POINTER: u8 = 0x34;
+const INTERRUPT_LINE_PIN: u8 = 0x3c;
+const VENDOR_CAPABILITY: u32 = 0x09;
+/// virtio's capability type for the ISR status byte.
+const VIRTIO_ISR_CAPABILITY: u32 = 3;
+/// More capabilities than fit in configuration space means a loop.
+const MAX_CAPABILITIES: usize = 48;
 
 /// Configuration mechanism #1.
 pub struct PortCam;
@@ -93,6 +112,39 @@ fn assign_bars(root: &mut PciRoot<PortCam>, df: DeviceFunction, next: &mut u64) 
     true
 }
 
+/// The address of a virtio device's ISR status byte: its capability names
+/// a BAR and an offset.
+fn isr_address(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Option<usize> {
+    let cam = PortCam;
+    if cam.read_word(df, COMMAND_STATUS) & STATUS_HAS_CAPABILITIES == 0 {
+        return None;
+    }
+    let mut at = (cam.read_word(df, CAPABILITIES_POINTER) & 0xfc) as u8;
+    for _ in 0..MAX_CAPABILITIES {
+        if at < 0x40 {
+            return None;
+        }
+        let header = cam.read_word(df, at);
+        if header & 0xff == VENDOR_CAPABILITY && header >> 24 == VIRTIO_ISR_CAPABILITY {
+            let bar = (cam.read_word(df, at + 4) & 0xff) as usize;
+            let offset = u64::from(cam.read_word(df, at + 8));
+            let bars = root.bars(df).ok()?;
+            let Some(BarInfo::Memory { address, size, .. }) = bars.get(bar)?.as_ref() else {
+                return None;
+            };
+            let isr = address.checked_add(offset)?;
+            return (offset < *size && isr < MAPPED_END).then_some(isr as usize);
+        }
+        at = ((header >> 8) & 0xfc) as u8;
+    }
+    None
+}
+
+/// Whether the function has an INTx pin at all.
+fn has_interrupt_pin(df: DeviceFunction) -> bool {
+    (PortCam.read_word(df, INTERRUPT_LINE_PIN) >> 8) & 0xff != 0
+}
+
 pub fn virtio_transports() -> Vec<SomeTransport<'static>> {
     let mut root = PciRoot::new(PortCam);
     let mut next = BAR_WINDOW_START;
@@ -103,7 +155,12 @@ pub fn virtio_transports() -> Vec<SomeTransport<'static>> {
             continue;
         }
         root.set_command(df, Command::MEMORY_SPACE | Command::BUS_MASTER);
+        let isr = isr_address(&mut root, df).filter(|_| has_interrupt_pin(df));
         if let Ok(transport) = PciTransport::new::<VirtioHal, _>(&mut root, df) {
+            match isr {
+                Some(isr) => interrupts::attach_pci_device(isr),
+                None => irq::device_without_interrupt(),
+            }
             found.push(SomeTransport::Pci(transport));
         }
     }
