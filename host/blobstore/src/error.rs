@@ -120,6 +120,20 @@ pub enum WriteError {
     Reserve(#[from] ReserveExceeded),
 }
 
+/// Keeping the downloader's resume note with a slot.
+#[derive(Debug, thiserror::Error)]
+pub enum NoteError {
+    /// The storage failed; the slot keeps its previous note.
+    #[error(transparent)]
+    Io(#[from] IoFailure),
+    /// No slot expects this digest.
+    #[error("no slot expects {0}")]
+    NotExpected(Digest),
+    /// The note is longer than [`crate::MAX_NOTE`] bytes.
+    #[error("a resume note of {0} bytes is longer than allowed")]
+    TooLong(usize),
+}
+
 /// Asking how much is staged (downloader, to resume).
 #[derive(Debug, thiserror::Error)]
 pub enum StagedError {
@@ -172,6 +186,17 @@ pub enum RefError {
     /// The holder name is empty, too long or has control characters.
     #[error("bad holder name {0:?}")]
     BadHolder(String),
+}
+
+/// Reading a verified blob (volumemgr, for manifests it walks).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The storage failed.
+    #[error(transparent)]
+    Io(#[from] IoFailure),
+    /// No verified blob has this digest (unknown, or still staging).
+    #[error("{0} is not a verified blob")]
+    NotVerified(Digest),
 }
 
 /// Garbage collection.

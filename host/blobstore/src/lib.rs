@@ -38,10 +38,10 @@ mod writer;
 
 pub use digest::{BadDigest, Digest};
 pub use error::{
-    CompleteError, CreateSlotError, GcError, IoFailure, OpenError, RefError, ReserveExceeded,
-    StagedError, WriteError,
+    CompleteError, CreateSlotError, GcError, IoFailure, NoteError, OpenError, ReadError, RefError,
+    ReserveExceeded, StagedError, WriteError,
 };
 pub use manager::{BlobInfo, BlobState, Expected, Manager, Usage};
 pub use storage::{OsStorage, Storage};
 pub use store::{BlobStore, Clock, Config, Recovery, SystemClock};
-pub use writer::{Staged, Writer};
+pub use writer::{MAX_NOTE, Staged, Writer};

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::Digest;
-use crate::error::{CreateSlotError, GcError, RefError};
+use crate::error::{CreateSlotError, GcError, ReadError, RefError};
 use crate::state::SlotRecord;
 use crate::storage::Storage;
 use crate::store::{BlobStore, blob_path, staging_path};
@@ -172,6 +172,7 @@ impl<S: Storage> Manager<'_, S> {
                 created: now,
                 last_ref_change: now,
                 unreferenced_since: None,
+                resume_note: None,
             },
         );
         store.commit(next)?;
@@ -185,7 +186,8 @@ impl<S: Storage> Manager<'_, S> {
     }
 
     /// `holder` no longer refers to `digest`. Unreferenced, it is
-    /// collected after [`crate::Config::gc_after_secs`].
+    /// collected by the first [`Manager::collect_garbage`] that finds it
+    /// unreferenced for long enough.
     pub fn drop_ref(&mut self, holder: &str, digest: Digest) -> Result<(), RefError> {
         self.change_ref(holder, digest, false)
     }
@@ -320,6 +322,37 @@ impl<S: Storage> Manager<'_, S> {
         }
     }
 
+    /// Up to `max` bytes of a verified blob from `offset` (fewer at its
+    /// end): volumemgr reads manifests it walks this way, after the store
+    /// verified them.
+    pub fn read(&self, digest: Digest, offset: u64, max: usize) -> Result<Vec<u8>, ReadError> {
+        let store = &*self.store;
+        let size = store
+            .state
+            .blobs
+            .get(&digest)
+            .map(|b| b.size)
+            .ok_or(ReadError::NotVerified(digest))?;
+        let want = usize::try_from(size.saturating_sub(offset))
+            .unwrap_or(usize::MAX)
+            .min(max);
+        let mut out = vec![0u8; want];
+        let path = blob_path(&digest);
+        let mut filled = 0;
+        while filled < want {
+            let n = store
+                .storage
+                .read_at(&path, offset + filled as u64, &mut out[filled..])
+                .map_err(|e| crate::state::io("reading", &path, e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        out.truncate(filled);
+        Ok(out)
+    }
+
     /// Where a verified blob's file is, for a volume builder to read.
     pub fn verified_path(&self, digest: Digest) -> Option<std::path::PathBuf> {
         let store = &*self.store;
@@ -331,14 +364,16 @@ impl<S: Storage> Manager<'_, S> {
             .flatten()
     }
 
-    /// Removes blobs and slots unreferenced for at least
-    /// [`crate::Config::gc_after_secs`]; returns what went. Each file is
+    /// Removes blobs and slots unreferenced for at least `after_secs`
+    /// (EVE's `timer.gc.vdisk`, which volumemgr reads from the config: a
+    /// blob stays a while after its last reference so a config that flips
+    /// back does not download it again); returns what went. Each file is
     /// removed (and its directory synced) before its record, so a cut
     /// leaves at worst a record without a file, which opening drops.
-    pub fn collect_garbage(&mut self) -> Result<Vec<Digest>, GcError> {
+    pub fn collect_garbage(&mut self, after_secs: u64) -> Result<Vec<Digest>, GcError> {
         let store = &mut *self.store;
         let now = store.clock.now();
-        let after = store.config.gc_after_secs;
+        let after = after_secs;
         let due = |since: Option<u64>| since.is_some_and(|t| now.saturating_sub(t) >= after);
         let blobs: Vec<Digest> = store
             .state
@@ -387,6 +422,7 @@ impl<S: Storage> Manager<'_, S> {
         store.commit(next)?;
         for d in &gone {
             store.staged.remove(d);
+            store.hashing.remove(d);
         }
         match failure {
             Some(e) => Err(e.into()),

@@ -35,6 +35,10 @@ pub(crate) struct SlotRecord {
     pub last_ref_change: u64,
     /// Since when no holder refers to it (a GC candidate).
     pub unreferenced_since: Option<u64>,
+    /// What the downloader needs to resume these bytes safely (the
+    /// server's validator), kept with them; dropped when they are.
+    #[serde(default)]
+    pub resume_note: Option<String>,
 }
 
 /// A verified, immutable blob.

@@ -44,9 +44,6 @@ pub struct Config {
     /// Bytes that must stay free on the filesystem: a write that would
     /// leave less is refused. EVE reboot-loops on a full /persist.
     pub reserve_bytes: u64,
-    /// Seconds a blob stays after its last reference is dropped (EVE's
-    /// `timer.gc.vdisk`), so a config flip-flop does not download again.
-    pub gc_after_secs: u64,
     /// Largest blob accepted.
     pub max_blob_bytes: u64,
     /// Staged bytes between durable points: every this many bytes the
@@ -59,8 +56,6 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             reserve_bytes: 256 << 20,
-            // EVE's default timer.gc.vdisk: one hour.
-            gc_after_secs: 3600,
             max_blob_bytes: 64 << 30,
             checkpoint_bytes: 8 << 20,
         }
@@ -75,6 +70,10 @@ pub struct BlobStore<S: Storage> {
     pub(crate) state: State,
     /// Staged length per slot, at or past its durable length.
     pub(crate) staged: HashMap<Digest, u64>,
+    /// The sha256 of each slot's bytes as they were written, while the
+    /// writes came in order from 0 in this process: completing such a
+    /// slot needs no second pass over its file.
+    pub(crate) hashing: HashMap<Digest, (Sha256, u64)>,
     /// What recovery found at open.
     recovery: Recovery,
 }
@@ -111,6 +110,7 @@ impl<S: Storage> BlobStore<S> {
             clock,
             state: State::default(),
             staged: HashMap::new(),
+            hashing: HashMap::new(),
             recovery: Recovery::default(),
         };
         for dir in ["", "blobs", BLOB_DIR, STAGING_DIR] {

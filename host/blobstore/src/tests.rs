@@ -27,7 +27,6 @@ impl Clock for FakeClock {
 fn config() -> Config {
     Config {
         reserve_bytes: 1000,
-        gc_after_secs: 60,
         max_blob_bytes: 1 << 20,
         checkpoint_bytes: 300,
     }
@@ -277,7 +276,7 @@ fn the_disk_reserve_refuses_writes_and_nothing_else_breaks() {
     // Dropping the slot and collecting it makes room again.
     store.manager().drop_ref("vm", u).unwrap();
     clock.set(60);
-    assert_eq!(store.manager().collect_garbage().unwrap(), [u]);
+    assert_eq!(store.manager().collect_garbage(60).unwrap(), [u]);
     let again = content(3000, 8);
     let g = Digest::of(&again);
     store.manager().expect("vm", g, Some(3000)).unwrap();
@@ -317,9 +316,9 @@ fn references_per_holder_and_gc_after_the_timer() {
     assert!(info.holders.is_empty());
     assert_eq!(info.last_ref_change, 1010);
     clock.set(1069);
-    assert!(store.manager().collect_garbage().unwrap().is_empty());
+    assert!(store.manager().collect_garbage(60).unwrap().is_empty());
     clock.set(1070);
-    assert_eq!(store.manager().collect_garbage().unwrap(), [da]);
+    assert_eq!(store.manager().collect_garbage(60).unwrap(), [da]);
     assert!(store.manager().status(da).is_none());
     assert_eq!(store.manager().status(db).unwrap().holders, ["volumemgr"]);
     // Referenced again before the timer: kept.
@@ -327,7 +326,7 @@ fn references_per_holder_and_gc_after_the_timer() {
     clock.set(1100);
     store.manager().add_ref("volumemgr", db).unwrap();
     clock.set(5000);
-    assert!(store.manager().collect_garbage().unwrap().is_empty());
+    assert!(store.manager().collect_garbage(60).unwrap().is_empty());
     let store = open(store.into_storage().crash(), &clock);
     let listed: BTreeSet<Digest> = store.manager_list().into_iter().map(|i| i.digest).collect();
     assert_eq!(listed, BTreeSet::from([db]));
@@ -361,6 +360,88 @@ fn resume_after_a_clean_stop_and_after_a_power_cut() {
     assert_eq!(store.writer().complete(d).unwrap(), 2000);
 }
 
+#[test]
+fn the_resume_note_stays_with_its_bytes() {
+    let clock = FakeClock::default();
+    let data = content(900, 5);
+    let d = Digest::of(&data);
+    let mut store = open(SimStorage::new(1 << 20, 3), &clock);
+    store.manager().expect("vm", d, None).unwrap();
+    write_all(&mut store, d, 0, &data[..600]);
+    store.writer().remember(d, Some("\"v1\"")).unwrap();
+    store.sync_all().unwrap();
+    let mut store = open(store.into_storage().crash(), &clock);
+    let staged = store.writer().staged(d).unwrap();
+    assert_eq!(
+        (staged.length, staged.note.as_deref()),
+        (600, Some("\"v1\""))
+    );
+    assert!(matches!(
+        store.writer().remember(d, Some(&"x".repeat(MAX_NOTE + 1))),
+        Err(NoteError::TooLong(_))
+    ));
+    assert!(matches!(
+        store.writer().remember(Digest::of(b"other"), None),
+        Err(NoteError::NotExpected(_))
+    ));
+    // A restart at 0 drops the note with the bytes it was about.
+    let restarted = store.writer().write(d, 0, &data[..10]).unwrap();
+    assert_eq!((restarted.length, restarted.note), (10, None));
+    store.writer().remember(d, Some("\"v2\"")).unwrap();
+    // A mismatch too.
+    let mut wrong = data.clone();
+    wrong[700] ^= 1;
+    write_all(&mut store, d, 10, &wrong);
+    assert!(matches!(
+        store.writer().complete(d),
+        Err(CompleteError::Mismatch { .. })
+    ));
+    assert_eq!(store.writer().staged(d).unwrap().note, None);
+}
+
+#[test]
+fn verified_blobs_are_read_back_in_pieces_staged_ones_never() {
+    let clock = FakeClock::default();
+    let data = content(1000, 9);
+    let d = Digest::of(&data);
+    let mut store = open(SimStorage::new(1 << 20, 4), &clock);
+    store.manager().expect("vm", d, Some(1000)).unwrap();
+    write_all(&mut store, d, 0, &data[..500]);
+    assert!(matches!(
+        store.manager().read(d, 0, 100),
+        Err(ReadError::NotVerified(_))
+    ));
+    write_all(&mut store, d, 500, &data);
+    store.writer().complete(d).unwrap();
+    let mut back = Vec::new();
+    while back.len() < data.len() {
+        let piece = store.manager().read(d, back.len() as u64, 300).unwrap();
+        assert!(!piece.is_empty() && piece.len() <= 300);
+        back.extend(piece);
+    }
+    assert_eq!(back, data);
+    assert!(store.manager().read(d, 1000, 300).unwrap().is_empty());
+    assert!(store.manager().read(d, 5000, 300).unwrap().is_empty());
+}
+
+#[test]
+fn completion_hashes_the_file_when_the_writes_did_not_run_in_order() {
+    let clock = FakeClock::default();
+    let data = content(1200, 13);
+    let d = Digest::of(&data);
+    let mut store = open(SimStorage::new(1 << 20, 8), &clock);
+    store.manager().expect("vm", d, Some(1200)).unwrap();
+    // Bytes written, then rewritten from the middle with other content,
+    // then the right content again from there: the running hash cannot
+    // follow, the file decides.
+    write_all(&mut store, d, 0, &data[..800]);
+    let other = content(1200, 14);
+    write_all(&mut store, d, 400, &other[..700]);
+    write_all(&mut store, d, 400, &data);
+    assert_eq!(store.writer().complete(d).unwrap(), 1200);
+    assert_eq!(store.manager().read(d, 0, 2000).unwrap(), data);
+}
+
 /// One download story, run against a disk that loses power at operation
 /// `cut`: two slots, checkpoints, a mismatch, a commit, references and GC.
 /// `promised` collects the blobs reported verified and still referenced:
@@ -392,6 +473,10 @@ fn story(
                 .map_err(|x| e(&x))?;
         }
     }
+    store
+        .writer()
+        .remember(db, Some("\"etag-b\""))
+        .map_err(|x| e(&x))?;
     store.writer().complete(da).map_err(|x| e(&x))?;
     promised.insert(da);
     match store.writer().complete(db) {
@@ -409,7 +494,7 @@ fn story(
     store.manager().drop_ref("vm/a", da).map_err(|x| e(&x))?;
     promised.remove(&da);
     clock.set(100);
-    store.manager().collect_garbage().map_err(|x| e(&x))?;
+    store.manager().collect_garbage(60).map_err(|x| e(&x))?;
     Ok(())
 }
 
@@ -463,6 +548,13 @@ fn check_after_cut(
         }
         for holder in &info.holders {
             assert!(["vm/a", "vm/b"].contains(&holder.as_str()), "{holder}");
+        }
+        if info.state == BlobState::Staging {
+            let note = store.writer().staged(info.digest).unwrap().note;
+            assert!(
+                note.is_none() || (info.digest == db && note.as_deref() == Some("\"etag-b\"")),
+                "{note:?}"
+            );
         }
     }
     // Finish what is unfinished: the store must accept it and verify.

@@ -2,19 +2,26 @@
 //! staged, and "complete". Nothing here can make a blob verified except
 //! the hash of the staged bytes matching the slot's digest.
 
+use sha2::{Digest as _, Sha256};
+
 use crate::Digest;
-use crate::error::{CompleteError, StagedError, WriteError};
+use crate::error::{CompleteError, NoteError, StagedError, WriteError};
 use crate::state::io;
 use crate::storage::Storage;
 use crate::store::{BlobStore, blob_path, staging_path};
 
+/// Longest resume note a slot keeps.
+pub const MAX_NOTE: usize = 1024;
+
 /// How far a slot is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Staged {
     /// Bytes staged: resume at this offset.
     pub length: u64,
     /// The size the config gave, if any.
     pub expected_size: Option<u64>,
+    /// The downloader's note about these bytes ([`Writer::remember`]).
+    pub note: Option<String>,
 }
 
 /// The downloader's operations.
@@ -41,7 +48,31 @@ impl<S: Storage> Writer<'_, S> {
         Ok(Staged {
             length: self.store.staged.get(&digest).copied().unwrap_or(0),
             expected_size: slot.expected_size,
+            note: slot.resume_note.clone(),
         })
+    }
+
+    /// Keeps `note` with the slot's bytes until they are dropped (a
+    /// restart at 0, a mismatch, collection): the downloader's validator
+    /// for the server's copy (ETag, length), so a resume after a restart
+    /// can ask the server for the same version. It is only a hint: the
+    /// bytes are verified by their hash whatever it says.
+    pub fn remember(&mut self, digest: Digest, note: Option<&str>) -> Result<(), NoteError> {
+        if let Some(n) = note.filter(|n| n.len() > MAX_NOTE) {
+            return Err(NoteError::TooLong(n.len()));
+        }
+        let store = &mut *self.store;
+        let mut next = store.state.clone();
+        let slot = next
+            .slots
+            .get_mut(&digest)
+            .ok_or(NoteError::NotExpected(digest))?;
+        if slot.resume_note.as_deref() == note {
+            return Ok(());
+        }
+        slot.resume_note = note.map(str::to_owned);
+        store.commit(next)?;
+        Ok(())
     }
 
     /// Writes `data` at `offset`, which is at most the staged length: at
@@ -63,6 +94,7 @@ impl<S: Storage> Writer<'_, S> {
             .ok_or(WriteError::NotExpected(digest))?;
         let expected_size = slot.expected_size;
         let durable = slot.durable;
+        let mut note = slot.resume_note.clone();
         let staged = store.staged.get(&digest).copied().unwrap_or(0);
         if offset > staged {
             return Err(WriteError::Gap {
@@ -83,13 +115,21 @@ impl<S: Storage> Writer<'_, S> {
         let path = staging_path(&digest);
         if offset < staged {
             // Lower the durable mark before cutting, so a power cut never
-            // leaves a mark above bytes that are not the old ones.
-            if offset < durable {
+            // leaves a mark above bytes that are not the old ones. A cut to
+            // 0 is a restart: the note about the old bytes goes with them.
+            let forget = offset == 0 && note.is_some();
+            if offset < durable || forget {
                 let mut next = store.state.clone();
                 if let Some(s) = next.slots.get_mut(&digest) {
-                    s.durable = offset;
+                    s.durable = s.durable.min(offset);
+                    if offset == 0 {
+                        s.resume_note = None;
+                    }
                 }
                 store.commit(next)?;
+                if offset == 0 {
+                    note = None;
+                }
             }
             store
                 .storage
@@ -97,10 +137,26 @@ impl<S: Storage> Writer<'_, S> {
                 .map_err(|e| io("truncating", &path, e))?;
             store.staged.insert(digest, offset);
         }
-        store
-            .storage
-            .write_at(&path, offset, data)
-            .map_err(|e| io("writing", &path, e))?;
+        // The running hash follows writes that continue it; one from 0
+        // starts it over; any other (a resume in a new process, a cut back
+        // to the middle) leaves completion to hash the file.
+        match store.hashing.get(&digest) {
+            Some((_, hashed)) if *hashed == offset => {}
+            _ if offset == 0 => {
+                store.hashing.insert(digest, (Sha256::new(), 0));
+            }
+            _ => {
+                store.hashing.remove(&digest);
+            }
+        }
+        store.storage.write_at(&path, offset, data).map_err(|e| {
+            store.hashing.remove(&digest);
+            io("writing", &path, e)
+        })?;
+        if let Some((hasher, hashed)) = store.hashing.get_mut(&digest) {
+            hasher.update(data);
+            *hashed = end;
+        }
         store.staged.insert(digest, end);
         if end.saturating_sub(durable.min(offset)) >= store.config.checkpoint_bytes {
             self.checkpoint(digest)?;
@@ -108,6 +164,7 @@ impl<S: Storage> Writer<'_, S> {
         Ok(Staged {
             length: end,
             expected_size,
+            note,
         })
     }
 
@@ -172,7 +229,12 @@ impl<S: Storage> Writer<'_, S> {
                 .write_at(&path, 0, &[])
                 .map_err(|e| io("creating", &path, e))?;
         }
-        let actual = store.hash_file(&path)?;
+        let actual = match store.hashing.remove(&digest) {
+            Some((hasher, hashed)) if hashed == staged => {
+                Digest::from_bytes(hasher.finalize().into())
+            }
+            _ => store.hash_file(&path)?,
+        };
         let now = store.clock.now();
         let mut next = store.state.clone();
         if actual != digest {
@@ -181,6 +243,7 @@ impl<S: Storage> Writer<'_, S> {
                     return Err(CompleteError::NotExpected(digest));
                 };
                 slot.durable = 0;
+                slot.resume_note = None;
                 slot.mismatches = slot.mismatches.saturating_add(1);
                 slot.last_mismatch = Some(actual);
                 slot.mismatches

@@ -84,7 +84,6 @@ fn ranged(req: &Seen, data: &[u8]) -> Vec<u8> {
 fn config() -> Config {
     Config {
         reserve_bytes: 0,
-        gc_after_secs: 60,
         max_blob_bytes: 1 << 30,
         checkpoint_bytes: 64 * 1024,
     }
