@@ -44,6 +44,11 @@ pub struct Config {
     /// Bytes that must stay free on the filesystem: a write that would
     /// leave less is refused. EVE reboot-loops on a full /persist.
     pub reserve_bytes: u64,
+    /// The most bytes the store may hold (verified and staged): a share
+    /// of the disk set aside for content. `None`: the filesystem's free
+    /// space is the only bound. Free space for the reserve check is the
+    /// smaller of the filesystem's and what is left of this.
+    pub capacity_bytes: Option<u64>,
     /// Largest blob accepted.
     pub max_blob_bytes: u64,
     /// Staged bytes between durable points: every this many bytes the
@@ -56,6 +61,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             reserve_bytes: 256 << 20,
+            capacity_bytes: None,
             max_blob_bytes: 64 << 30,
             checkpoint_bytes: 8 << 20,
         }
@@ -337,16 +343,30 @@ impl<S: Storage> BlobStore<S> {
         }
     }
 
+    /// Bytes the store could still write: the filesystem's free space,
+    /// bounded by what is left of [`Config::capacity_bytes`].
+    pub fn free_bytes(&self) -> Result<u64, IoFailure> {
+        let free = self
+            .storage
+            .free_bytes()
+            .map_err(|e| io("measuring free space of", Path::new("."), e))?;
+        Ok(match self.config.capacity_bytes {
+            Some(capacity) => {
+                let held = self.state.blobs.values().map(|b| b.size).sum::<u64>()
+                    + self.staged.values().sum::<u64>();
+                free.min(capacity.saturating_sub(held))
+            }
+            None => free,
+        })
+    }
+
     /// Refuses `needed` more bytes when they would eat into the reserve.
     pub(crate) fn check_reserve(
         &self,
         digest: Digest,
         needed: u64,
     ) -> Result<Result<(), crate::ReserveExceeded>, IoFailure> {
-        let free = self
-            .storage
-            .free_bytes()
-            .map_err(|e| io("measuring free space of", Path::new("."), e))?;
+        let free = self.free_bytes()?;
         let reserve = self.config.reserve_bytes;
         Ok(if free.saturating_sub(needed) < reserve || free < needed {
             Err(crate::ReserveExceeded {

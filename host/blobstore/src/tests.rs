@@ -27,6 +27,7 @@ impl Clock for FakeClock {
 fn config() -> Config {
     Config {
         reserve_bytes: 1000,
+        capacity_bytes: None,
         max_blob_bytes: 1 << 20,
         checkpoint_bytes: 300,
     }
@@ -282,6 +283,49 @@ fn the_disk_reserve_refuses_writes_and_nothing_else_breaks() {
     store.manager().expect("vm", g, Some(3000)).unwrap();
     write_all(&mut store, g, 0, &again);
     assert_eq!(store.writer().complete(g).unwrap(), 3000);
+}
+
+#[test]
+fn a_capacity_bounds_free_space_like_a_smaller_disk() {
+    let clock = FakeClock::default();
+    let limited = Config {
+        capacity_bytes: Some(2000),
+        reserve_bytes: 500,
+        ..config()
+    };
+    let mut store = BlobStore::open(
+        SimStorage::new(1 << 20, 2),
+        limited,
+        Box::new(clock.clone()),
+    )
+    .unwrap();
+    let first = content(1000, 1);
+    let f = Digest::of(&first);
+    store.manager().expect("vm", f, Some(1000)).unwrap();
+    assert_eq!(store.free_bytes().unwrap(), 2000);
+    write_all(&mut store, f, 0, &first);
+    store.writer().complete(f).unwrap();
+    assert_eq!(store.free_bytes().unwrap(), 1000);
+    let refused = store
+        .manager()
+        .expect("vm", Digest::of(&content(600, 2)), Some(600))
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            CreateSlotError::Reserve(ReserveExceeded {
+                needed: 600,
+                free: 1000,
+                reserve: 500,
+                ..
+            })
+        ),
+        "{refused}"
+    );
+    store
+        .manager()
+        .expect("vm", Digest::of(&content(400, 3)), Some(400))
+        .unwrap();
 }
 
 #[test]

@@ -84,6 +84,7 @@ fn ranged(req: &Seen, data: &[u8]) -> Vec<u8> {
 fn config() -> Config {
     Config {
         reserve_bytes: 0,
+        capacity_bytes: None,
         max_blob_bytes: 1 << 30,
         checkpoint_bytes: 64 * 1024,
     }
