@@ -26,5 +26,5 @@ pub use auth::{Challenge, parse_challenge};
 pub use client::{Fetched, Registry, RegistryOptions, Resolved};
 pub use digest::Digest;
 pub use error::OciError;
-pub use manifest::{Descriptor, Platform};
+pub use manifest::{Descriptor, Document, Platform, parse_document};
 pub use reference::{Reference, ReferenceError};

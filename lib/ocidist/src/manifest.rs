@@ -244,6 +244,54 @@ pub fn parse_manifest(
     Ok(ImageManifest { config, layers })
 }
 
+/// A verified manifest document, whichever kind it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Document {
+    /// An index or manifest list: its entries.
+    Index(Vec<Descriptor>),
+    /// An image manifest.
+    Manifest(ImageManifest),
+}
+
+/// Just enough of a document to tell its kind.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Shape {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    config: Option<serde::de::IgnoredAny>,
+}
+
+/// Parses a manifest or index whose bytes are already verified (read back
+/// from the blob store) when the media type it was served as may not be
+/// known: the document's own `mediaType` decides, else `hint`, else its
+/// shape (`manifests`: an OCI index; `config`: an OCI manifest). Returns
+/// the media type it was parsed as, with the document.
+pub fn parse_document(
+    bytes: &[u8],
+    hint: Option<&str>,
+    max_blob: u64,
+) -> Result<(String, Document), OciError> {
+    let shape: Shape =
+        serde_json::from_slice(bytes).map_err(|_| OciError::BadManifest("document JSON"))?;
+    let media_type = match (shape.media_type, hint.filter(|h| kind_of(h).is_some())) {
+        (Some(declared), _) => declared,
+        (None, Some(hint)) => String::from(hint),
+        (None, None) if shape.manifests.is_some() => String::from(OCI_INDEX),
+        (None, None) if shape.config.is_some() => String::from(OCI_MANIFEST),
+        (None, None) => return Err(OciError::BadManifest("neither an index nor a manifest")),
+    };
+    let document = match kind_of(&media_type) {
+        Some(Kind::Index) => Document::Index(parse_index(bytes, &media_type, max_blob)?),
+        Some(Kind::Manifest) => Document::Manifest(parse_manifest(bytes, &media_type, max_blob)?),
+        None => return Err(OciError::UnsupportedMediaType),
+    };
+    Ok((media_type, document))
+}
+
 /// The index entry for `platform`: the first that suits it, preferring
 /// an exact variant match, and only image manifests (never a nested index
 /// or an attestation entry with an unknown platform).
@@ -305,6 +353,37 @@ mod tests {
             choose(&entries, &Platform::for_arch("x86_64")),
             Err(OciError::NoMatchingPlatform)
         );
+    }
+
+    #[test]
+    fn documents_say_what_they_are_or_their_shape_does() {
+        let cfg = Digest::of(b"cfg");
+        let bare = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"{OCI_CONFIG}","digest":"{cfg}","size":3}},"layers":[]}}"#
+        );
+        let (mt, doc) = parse_document(bare.as_bytes(), None, 100).unwrap();
+        assert_eq!(mt, OCI_MANIFEST);
+        assert!(matches!(doc, Document::Manifest(m) if m.config.digest == cfg));
+        // A Docker manifest says so itself, whatever the hint.
+        let docker = bare.replace(
+            r#""schemaVersion":2,"#,
+            &format!(r#""schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","#),
+        );
+        let (mt, _) = parse_document(docker.as_bytes(), Some(OCI_INDEX), 100).unwrap();
+        assert_eq!(mt, DOCKER_MANIFEST);
+        // The hint decides for a document that does not say.
+        let (mt, _) = parse_document(bare.as_bytes(), Some(DOCKER_MANIFEST), 100).unwrap();
+        assert_eq!(mt, DOCKER_MANIFEST);
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{}]}}"#,
+            d(OCI_MANIFEST, "amd64", None)
+        );
+        let (mt, doc) = parse_document(index.as_bytes(), None, 100).unwrap();
+        assert_eq!(mt, OCI_INDEX);
+        assert!(matches!(doc, Document::Index(e) if e.len() == 1));
+        for bad in [&b"{}"[..], b"[1]", b"\xff", br#"{"mediaType":"text/html"}"#] {
+            assert!(parse_document(bad, None, 100).is_err());
+        }
     }
 
     #[test]
