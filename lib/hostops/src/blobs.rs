@@ -374,7 +374,7 @@ impl fmt::Display for BlobError {
             ),
             BlobErrorCode::Reserve => write!(
                 f,
-                "{d}: refused {} bytes: {} bytes free and {} must stay free",
+                "{d}: the disk reserve refused {} bytes: {} bytes free and {} must stay free",
                 self.needed, self.free, self.reserve
             ),
             BlobErrorCode::Incomplete => {
@@ -464,7 +464,7 @@ mod tests {
         };
         assert_eq!(
             format!("{reserve}"),
-            "x: refused 10 bytes: 20 bytes free and 15 must stay free"
+            "x: the disk reserve refused 10 bytes: 20 bytes free and 15 must stay free"
         );
         assert!(BlobError::decode(&[0xff, 0xff][..]).is_err());
     }

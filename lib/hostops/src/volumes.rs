@@ -223,7 +223,7 @@ impl fmt::Display for VolumeError {
             VolumeErrorCode::NotVerified => write!(f, "{s} is not a verified blob"),
             VolumeErrorCode::Reserve => write!(
                 f,
-                "{s}: refused {} bytes: {} bytes free and {} must stay free",
+                "{s}: the disk reserve refused {} bytes: {} bytes free and {} must stay free",
                 self.needed, self.free, self.reserve
             ),
             VolumeErrorCode::NotFound => write!(f, "no volume {s}"),
@@ -311,7 +311,7 @@ mod tests {
         let back = VolumeError::decode(e.encode_to_vec().as_slice()).unwrap();
         assert_eq!(
             format!("{back}"),
-            "v.1: refused 5 bytes: 7 bytes free and 6 must stay free"
+            "v.1: the disk reserve refused 5 bytes: 7 bytes free and 6 must stay free"
         );
         assert!(VolumeInfo::decode(&[0x0a, 0x7f][..]).is_err());
     }

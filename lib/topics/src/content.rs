@@ -224,6 +224,10 @@ pub struct DownloadProgress {
     /// hint for volumemgr's parser; the document itself is verified).
     #[prost(string, tag = "10")]
     pub media_type: String,
+    /// The last failure was the host refusing the bytes: they did not hash
+    /// to the digest, and were discarded.
+    #[prost(bool, tag = "11")]
+    pub mismatch: bool,
 }
 
 /// `content-tree-status`: volumemgr's view of each content tree, keyed by
