@@ -26,6 +26,9 @@ pub enum SinkError {
     Rejected,
     /// The sink failed.
     Io,
+    /// The sink takes no more bytes for now: the download's turn is over
+    /// and it resumes from the staged bytes at its next.
+    Paused,
 }
 
 impl fmt::Display for SinkError {
@@ -35,6 +38,7 @@ impl fmt::Display for SinkError {
             Self::NotExpected => "no slot expects this blob",
             Self::Rejected => "write refused",
             Self::Io => "storage failed",
+            Self::Paused => "paused",
         })
     }
 }

@@ -15,7 +15,8 @@
 //! - Connections: a [`Transport`] opens them along a [`Route`] (the
 //!   unikernel's stack and TLS, or std sockets in tests); a configured
 //!   proxy is reached with a `CONNECT` [`tunnel`].
-//! - Retries: [`retry`] is the backoff logic, pure, over a [`retry::Clock`].
+//! - Retries: [`retry`] is the backoff logic, pure, over a [`retry::Clock`];
+//!   [`queue`] decides which of several downloads takes the next turn.
 //!
 //! Errors are small `Copy` values, as guest errors are.
 
@@ -29,6 +30,7 @@ extern crate std;
 pub mod datastore;
 mod download;
 mod error;
+pub mod queue;
 pub mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;
