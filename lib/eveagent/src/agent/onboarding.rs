@@ -35,8 +35,9 @@ impl Agent {
         }
         let now_unix = self.unix_ms() / 1000;
         match open_certs(&resp.body, &self.root, now_unix) {
-            Ok(trusted) => {
+            Ok((trusted, ecdh)) => {
                 self.controller = Some(trusted);
+                self.controller_ecdh = ecdh;
                 self.write(REC_CONTROLLER_CERTS, &resp.body);
                 if self.phase == Phase::Running {
                     self.certs_stale = false;
