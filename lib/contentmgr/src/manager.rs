@@ -41,6 +41,10 @@ pub struct Manager {
     pub(crate) settings: Settings,
     trees_synced: bool,
     volumes_synced: bool,
+    /// zedagent publishes its content settings after the content tables:
+    /// once they are here, the tables are the config's, not what a bus
+    /// restarted empty holds.
+    settings_seen: bool,
     pub(crate) downloads: BTreeMap<String, DownloadProgress>,
     pub(crate) runs: BTreeMap<String, TreeRun>,
     /// The attempt number of each download key.
@@ -68,6 +72,7 @@ impl Manager {
             settings: Settings::DEFAULT,
             trees_synced: false,
             volumes_synced: false,
+            settings_seen: false,
             downloads: BTreeMap::new(),
             runs: BTreeMap::new(),
             attempts: BTreeMap::new(),
@@ -116,9 +121,18 @@ impl Manager {
         self.volumes_synced = true;
     }
 
-    /// The config's content settings.
+    /// Whether the config is known: both tables complete and the content
+    /// settings, which zedagent publishes after them, arrived. Before,
+    /// nothing is done and there is nothing to publish.
+    pub fn ready(&self) -> bool {
+        self.trees_synced && self.volumes_synced && self.settings_seen
+    }
+
+    /// The config's content settings (zedagent publishes them after the
+    /// content tables).
     pub fn set_settings(&mut self, settings: Settings) {
         self.settings = settings;
+        self.settings_seen = true;
     }
 
     /// The downloader's progress on a request changed (`None`: gone).
@@ -159,11 +173,11 @@ impl Manager {
     }
 
     /// Brings the host towards the config; `now` is Unix seconds. Nothing
-    /// is done before both config tables are complete, so a restarted
-    /// volumemgr never takes a table still arriving for a config without
-    /// content and drops what the node holds.
+    /// is done before the config is known ([`Manager::ready`]), so a node
+    /// whose bus starts empty never looks like a config without content
+    /// and loses what it holds.
     pub fn reconcile(&mut self, host: &mut dyn Host, now: u64) -> Result<Reconciled, HostError> {
-        if !(self.trees_synced && self.volumes_synced) {
+        if !self.ready() {
             return Ok(Reconciled { busy: false });
         }
         let list = host.blobs()?;

@@ -649,6 +649,7 @@ fn an_oci_image_by_tag_is_resolved_walked_for_the_nodes_arch_and_laid_out() {
     );
     again.trees_synchronized();
     again.volumes_synchronized();
+    again.set_settings(Settings::DEFAULT);
     again.reconcile(&mut node.host, node.now).unwrap();
     assert!(again.requests().is_empty(), "{:?}", again.requests());
     assert_eq!(again.tree_states()[T2].state, ZSwState::Loaded as i32);
@@ -692,12 +693,16 @@ fn nothing_is_dropped_before_the_config_is_complete_and_the_reserve_is_reported(
         refused.error
     );
 
-    // A volumemgr that starts again holds off until its tables are whole.
+    // A volumemgr that starts again holds off until its tables are whole
+    // and zedagent's settings say they are the config's.
     let mut restarted = Manager::new("x86_64");
-    let busy = restarted.reconcile(&mut node.host, node.now).unwrap();
-    assert!(!busy.busy);
     restarted.trees_synchronized();
     restarted.volumes_synchronized();
+    let busy = restarted.reconcile(&mut node.host, node.now).unwrap();
+    assert!(!busy.busy);
+    let list = node.host.blobs().unwrap();
+    assert!(list.blobs.iter().any(|b| !b.holders.is_empty()), "{list:?}");
+    restarted.set_settings(Settings::DEFAULT);
     restarted.reconcile(&mut node.host, node.now).unwrap();
     // Only now, with a config that has no trees, are references dropped.
     let list = node.host.blobs().unwrap();
