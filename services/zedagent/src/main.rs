@@ -9,10 +9,13 @@
 //! metrics and logs loops.
 //!
 //! On the bus it publishes the accepted config ([`topics::EdgeConfig`]:
-//! EVE's `EdgeDevConfig`) for the node's other services, and its own status
+//! EVE's `EdgeDevConfig`) for the node's other services, its content as
+//! tables (datastores with their credentials opened, content trees,
+//! volumes, content settings: see `content.rs`), and its own status
 //! ([`topics::OnboardStatus`]) for the host's status display and diag; it
 //! subscribes to the log stream (`@log`) and forwards every service's
-//! records to the controller.
+//! records to the controller, and to volumemgr's reports (content trees,
+//! volumes, blobs, disk use), which it sends as EVE does.
 //!
 //! Console stamps (`@@ boot-timer STAGE NS`, see `link.rs`) mark
 //! `registered`, `config` (first config received) and `info` (first device
@@ -23,6 +26,7 @@
 
 extern crate alloc;
 
+mod content;
 mod link;
 mod persist;
 mod platform;
@@ -37,6 +41,7 @@ use alloc::{
 use core::{cell::RefCell, time::Duration};
 
 use configpart::FactoryConfig;
+use eveagent::ContentInfo;
 use eveagent::io::{Clock, Persist, Rng};
 use eveagent::{
     Agent, AttestStatus, Bootstrap, Deps, DeviceKeySource, Event as AgentEvent, Level, LogRecord,
@@ -50,7 +55,12 @@ use net::Stack;
 use runtime::service::{self, Change, Service};
 use topics::facts::Facts;
 use topics::onboard::{self, Report};
-use topics::{DeviceFacts, EdgeConfig, OnboardStatus};
+use topics::{
+    BlobStatus, ContentTreeStatus, ContentUsage, DeviceFacts, EdgeConfig, OnboardStatus,
+    VolumeStatus,
+};
+
+use content::ContentPublisher;
 
 use link::ControllerLink;
 use persist::StateVolume;
@@ -84,6 +94,7 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
     let agent = RefCell::new(agent);
     let link = RefCell::new(link);
     let mut published = None;
+    let mut content = ContentPublisher::default();
     let mut service = Service::new();
     // The stack's own timers (retransmissions, DHCP renewals) bound the sleep.
     service.poller(|ctl| {
@@ -110,11 +121,32 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
             Change::Deleted(_) => None,
         }
     });
+    // volumemgr's reports go to the controller as they change.
+    service.on::<ContentTreeStatus>(|_, _, change| {
+        if let Change::Created(s) | Change::Modified(s) = change {
+            agent.borrow_mut().report_content(ContentInfo::Tree(s));
+        }
+    });
+    service.on::<VolumeStatus>(|_, _, change| {
+        if let Change::Created(s) | Change::Modified(s) = change {
+            agent.borrow_mut().report_content(ContentInfo::Volume(s));
+        }
+    });
+    service.on::<BlobStatus>(|_, _, change| {
+        if let Change::Created(b) | Change::Modified(b) = change {
+            agent.borrow_mut().report_content(ContentInfo::Blobs(b));
+        }
+    });
+    service.on::<ContentUsage>(|_, _, change| {
+        if let Change::Created(u) | Change::Modified(u) = change {
+            agent.borrow_mut().set_content_usage(u);
+        }
+    });
     service.repeat(Duration::ZERO, |_| {
         let mut agent = agent.borrow_mut();
         let wake = agent.poll(&mut *link.borrow_mut());
         for event in agent.take_events() {
-            handle_agent_event(&agent, event);
+            handle_agent_event(&agent, event, &mut content);
         }
         let report = onboard_report(&agent);
         if published.as_ref() != Some(&report) && runtime::bus::present() {
@@ -253,7 +285,7 @@ impl Clock for MonotonicClock {
     }
 }
 
-fn handle_agent_event(agent: &Agent, event: AgentEvent) {
+fn handle_agent_event(agent: &Agent, event: AgentEvent, content: &mut ContentPublisher) {
     match event {
         AgentEvent::ConfigAccepted { from_checkpoint } => {
             let Some(config) = agent.config() else { return };
@@ -266,10 +298,11 @@ fn handle_agent_event(agent: &Agent, event: AgentEvent) {
                     ""
                 }
             );
-            if runtime::bus::present()
-                && let Err(e) = service::publish::<EdgeConfig>(EdgeConfig::KEY, config)
-            {
-                log::warn!("publishing the config: {e}");
+            if runtime::bus::present() {
+                if let Err(e) = service::publish::<EdgeConfig>(EdgeConfig::KEY, config) {
+                    log::warn!("publishing the config: {e}");
+                }
+                content.publish(agent);
             }
         }
         AgentEvent::SettingsChanged(settings) => {
