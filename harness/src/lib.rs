@@ -7,6 +7,7 @@
 //! way.
 
 mod build;
+pub mod content;
 pub mod cpu;
 mod image;
 pub mod layout;

@@ -16,8 +16,8 @@ use topics::content::{
 use crate::trees::TreeRun;
 use crate::{Host, HostError};
 
-/// Seconds between garbage collections.
-const GC_EVERY_SECS: u64 = 60;
+/// Seconds between garbage collections: `timer.gc.vdisk`, within these.
+const GC_EVERY_SECS: (u64, u64) = (10, 60);
 
 /// What the host has, read at the start of a reconciliation.
 pub(crate) struct View {
@@ -210,7 +210,11 @@ impl Manager {
         self.failed_at.retain(|k, _| keys.contains(k));
         self.requests = requests;
         busy |= self.reconcile_volumes(host, &mut view, now);
-        if self.last_gc.is_none_or(|t| now >= t + GC_EVERY_SECS) {
+        let every = self
+            .settings
+            .gc_vdisk_secs
+            .clamp(GC_EVERY_SECS.0, GC_EVERY_SECS.1);
+        if self.last_gc.is_none_or(|t| now >= t + every) {
             self.last_gc = Some(now);
             let gone = host.collect_garbage(self.settings.gc_vdisk_secs)?;
             if !gone.is_empty() {

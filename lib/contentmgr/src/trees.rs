@@ -315,6 +315,7 @@ impl Manager {
         let mut current = 0u64;
         let mut all_staged = true;
         let mut pending = false;
+        let mut retrying = None;
         for part in &run.parts {
             let info = view.blobs.get(&part.digest);
             let size = part
@@ -331,6 +332,11 @@ impl Manager {
             let failure = self.failure(&part.digest, info, now);
             if let Some(error) = failure {
                 errors.push(error);
+            } else if let Some(d) = self
+                .current(&part.digest)
+                .filter(|d| d.state() == DownloadState::RetryWait && !d.error.is_empty())
+            {
+                retrying.get_or_insert_with(|| format!("retrying: {}", d.error));
             }
             let attempt = self.attempt(&part.digest);
             requests
@@ -367,6 +373,12 @@ impl Manager {
         } else {
             ZSwState::DownloadStarted
         } as i32;
+        // A download that failed and will be tried again is not an error of
+        // the tree yet, but the operator sees why it is not moving.
+        if let Some(why) = retrying {
+            state.error = why;
+            state.error_unix = now;
+        }
         state.progress_percent = current
             .saturating_mul(100)
             .checked_div(total)

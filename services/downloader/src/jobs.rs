@@ -342,7 +342,7 @@ impl Downloader {
 
 /// The refusal the store gave, or the download error, in words.
 fn fetch_ended(e: FetchError, sink: &StoreSink<'_>) -> Ended {
-    let progressed = sink.moved.fetched > 0;
+    let progressed = sink.moved.progressed();
     match (e, &sink.refusal) {
         (FetchError::Sink(SinkError::Paused), _) => Ended {
             turn: Turn::Paused,
@@ -439,7 +439,7 @@ fn oci_ended(e: OciError, sink: &StoreSink<'_>) -> Ended {
         other => Ended::failed(
             other.to_string(),
             other.is_retryable(),
-            sink.moved.fetched > 0,
+            sink.moved.progressed(),
         ),
     }
 }

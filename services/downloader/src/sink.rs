@@ -18,10 +18,21 @@ use runtime::service::{self, CallError};
 pub struct Moved {
     /// Bytes received this turn.
     pub fetched: u64,
-    /// Where this turn started.
+    /// Where this turn's last try started (0 after a restart).
     pub started_at: u64,
+    /// Bytes staged when the turn began.
+    pub initial: Option<u64>,
     /// Bytes staged now.
     pub staged: u64,
+}
+
+impl Moved {
+    /// Whether the turn left more bytes staged than it found: bytes that
+    /// were fetched and thrown away again (a server that ignores Range and
+    /// cuts off) are no progress.
+    pub fn progressed(&self) -> bool {
+        self.staged > self.initial.unwrap_or(0)
+    }
 }
 
 /// The store's slot for one digest.
@@ -149,6 +160,7 @@ impl BlobSink for StoreSink<'_> {
         self.pending_at = staged.length;
         self.moved.staged = staged.length;
         self.moved.started_at = staged.length;
+        self.moved.initial.get_or_insert(staged.length);
         self.note = staged.note;
         Ok(staged.length)
     }
