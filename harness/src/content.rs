@@ -58,6 +58,10 @@ pub enum Misbehave {
     Endless,
     /// Redirects to itself, forever.
     RedirectLoop,
+    /// The first request gets this many body bytes, then nothing more
+    /// until [`FileServer::release`] (the connection then closes); later
+    /// requests are served normally. A transfer caught in the middle.
+    HoldAfter(u64),
 }
 
 /// One path's content.
@@ -94,7 +98,10 @@ pub struct Request {
     pub status: u16,
     /// Body bytes sent.
     pub bytes: u64,
+    /// When it arrived.
     pub at: Instant,
+    /// When the answer was sent (or broke off).
+    pub done: Instant,
 }
 
 #[derive(Default)]
@@ -104,6 +111,8 @@ struct Shared {
     cut_done: Mutex<BTreeMap<String, bool>>,
     /// `Authorization` every request must carry, when set.
     authorization: Mutex<Option<String>>,
+    /// Held transfers may end.
+    released: AtomicBool,
 }
 
 /// A file datastore on loopback; stopped when dropped.
@@ -181,6 +190,11 @@ impl FileServer {
         *self.shared.authorization.lock().unwrap() = Some(format!("Basic {token}"));
     }
 
+    /// Ends the transfers [`Misbehave::HoldAfter`] holds.
+    pub fn release(&self) {
+        self.shared.released.store(true, Ordering::SeqCst);
+    }
+
     /// Every request for `path` so far.
     pub fn requests(&self, path: &str) -> Vec<Request> {
         self.shared
@@ -240,6 +254,7 @@ fn answer<S: Read + Write>(conn: &mut S, shared: &Shared) -> io::Result<()> {
             status: 401,
             bytes: 0,
             at: Instant::now(),
+            done: Instant::now(),
         });
         return Ok(());
     }
@@ -250,6 +265,7 @@ fn answer<S: Read + Write>(conn: &mut S, shared: &Shared) -> io::Result<()> {
         status: 404,
         bytes: 0,
         at: Instant::now(),
+        done: Instant::now(),
     };
     let Some(served) = found else {
         conn.write_all(
@@ -322,7 +338,7 @@ fn answer<S: Read + Write>(conn: &mut S, shared: &Shared) -> io::Result<()> {
                 }
             };
             let send = match served.misbehave {
-                Misbehave::CutOnceAfter(n) => {
+                Misbehave::CutOnceAfter(n) | Misbehave::HoldAfter(n) => {
                     let mut done = shared.cut_done.lock().unwrap();
                     if done.get(&path).copied().unwrap_or(false) {
                         body.len()
@@ -349,12 +365,23 @@ fn answer<S: Read + Write>(conn: &mut S, shared: &Shared) -> io::Result<()> {
                     )
                     .as_bytes(),
                 )?;
-                send_body(conn, &body[..send], served.rate, &mut record.bytes)
+                let sent = send_body(conn, &body[..send], served.rate, &mut record.bytes);
+                if let Misbehave::HoldAfter(_) = served.misbehave
+                    && send < body.len()
+                {
+                    let _ = conn.flush();
+                    while !shared.released.load(Ordering::SeqCst) {
+                        thread::sleep(Duration::from_millis(50));
+                    }
+                }
+                sent
             }
         }
     };
+    let result = result.and_then(|()| conn.flush());
+    record.done = Instant::now();
     shared.log.lock().unwrap().push(record);
-    result.and_then(|()| conn.flush())
+    result
 }
 
 /// Sends `body`, at most `rate` bytes per second when set.
@@ -412,11 +439,16 @@ impl OciImage {
     /// An image for `arch` (OCI names: amd64, arm64) with layers of the
     /// given sizes.
     pub fn new(arch: &str, layer_sizes: &[usize], seed: u64) -> OciImage {
-        let layers: Vec<Vec<u8>> = layer_sizes
+        let layers = layer_sizes
             .iter()
             .enumerate()
             .map(|(i, &n)| noise(n, seed + i as u64))
             .collect();
+        OciImage::with_layers(arch, layers)
+    }
+
+    /// An image for `arch` with these layers, bottom first.
+    pub fn with_layers(arch: &str, layers: Vec<Vec<u8>>) -> OciImage {
         let config = format!(
             r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[{}]}},"config":{{"Cmd":["/bin/true"]}}}}"#,
             layers

@@ -4,6 +4,7 @@
 mod admin;
 mod apidiff;
 mod bench;
+mod contentbench;
 mod controller;
 mod deps;
 mod fuzz;
