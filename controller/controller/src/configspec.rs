@@ -124,21 +124,6 @@ pub fn build(
             }
             vol.uuid = derived_uuid("volume", &vol.display_name);
         }
-        let old = prev.volumes.iter().find(|v| v.uuid == vol.uuid);
-        vol.generation_count = match old {
-            Some(o) => {
-                let mut a = o.clone();
-                let mut b = vol.clone();
-                a.generation_count = 0;
-                b.generation_count = 0;
-                if a == b {
-                    o.generation_count
-                } else {
-                    o.generation_count + 1
-                }
-            }
-            None => vol.generation_count,
-        };
     }
     check_unique("volume", cfg.volumes.iter().map(|v| v.uuid.clone()))?;
 
@@ -156,6 +141,7 @@ pub fn build(
     )?;
 
     resolve_content_names(&mut cfg)?;
+    bump_volume_generations(&mut cfg, prev);
 
     cfg.id = Some(UuiDandVersion {
         uuid: device.to_owned(),
@@ -169,6 +155,28 @@ pub fn build(
         nanos: since.subsec_nanos() as i32,
     });
     Ok(cfg)
+}
+
+/// A volume's `generationCount` (EVE's purge counter): a volume that
+/// changed (its names resolved, so a name and its UUID are the same) goes
+/// to the next generation; a description that asks for a higher one (a
+/// purge) gets it; an unchanged volume keeps its generation.
+fn bump_volume_generations(cfg: &mut EdgeDevConfig, prev: &EdgeDevConfig) {
+    for vol in &mut cfg.volumes {
+        let Some(old) = prev.volumes.iter().find(|v| v.uuid == vol.uuid) else {
+            continue;
+        };
+        let mut a = old.clone();
+        let mut b = vol.clone();
+        a.generation_count = 0;
+        b.generation_count = 0;
+        let carried = if a == b {
+            old.generation_count
+        } else {
+            old.generation_count + 1
+        };
+        vol.generation_count = carried.max(vol.generation_count);
+    }
 }
 
 /// Whether `s` is a UUID in the hyphenated form.
@@ -532,6 +540,32 @@ volumes:
             again.volumes[0].generation_count,
             cfg.volumes[0].generation_count
         );
+        // The same description again, names and all: no new generation.
+        let same = build(CONTENT, "dev", 3, Some(&again), t).expect("the same again");
+        assert_eq!(
+            same.volumes[0].generation_count,
+            cfg.volumes[0].generation_count
+        );
+        // A changed volume goes to the next generation; a purge asks for
+        // one explicitly.
+        let grown = CONTENT.replace("maxsizebytes: 1048576", "maxsizebytes: 2097152");
+        let grown = build(&grown, "dev", 4, Some(&same), t).expect("a grown volume");
+        assert_eq!(
+            (
+                grown.volumes[0].generation_count,
+                grown.volumes[1].generation_count
+            ),
+            (
+                same.volumes[0].generation_count,
+                same.volumes[1].generation_count + 1
+            )
+        );
+        let purge = CONTENT.replace(
+            "downloadContentTreeID: disk }",
+            "downloadContentTreeID: disk }\n    generationCount: 7",
+        );
+        let purged = build(&purge, "dev", 5, Some(&grown), t).expect("a purge");
+        assert_eq!(purged.volumes[0].generation_count, 7);
 
         for (from, to, kind) in [
             ("dsId: files", "dsId: nowhere", "datastore"),
