@@ -256,7 +256,9 @@ pub struct Sealer<'a> {
     pub controller_key: &'a dyn KeyAgreement,
     /// The controller's ECDH certificate, PEM as `/certs` serves it.
     pub controller_cert_pem: &'a str,
-    /// The device's certificate, PEM as it registered.
+    /// The certificate secrets are sealed for, PEM: the device's ECDH
+    /// certificate when it gave one (its key is in a TPM), else its device
+    /// certificate as it registered.
     pub device_cert_pem: &'a str,
 }
 

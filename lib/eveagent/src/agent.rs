@@ -116,6 +116,11 @@ pub struct Agent {
     secret_keys: Vec<SecretKey>,
     /// The disk's use by content, as volumemgr last reported it.
     content_usage: Option<topics::content::Usage>,
+    /// The TPM ECDH key's certificate, and whether the controller still
+    /// has to be given it.
+    ecdh_cert: Option<(Vec<u8>, bool)>,
+    /// The attestation request in flight gives the ECDH certificate.
+    attest_gives_cert: bool,
     uuid: Option<String>,
     token: Option<Vec<u8>>,
     current: Option<Current>,
@@ -209,6 +214,8 @@ impl Agent {
             controller_ecdh: Vec::new(),
             secret_keys,
             content_usage: None,
+            ecdh_cert: None,
+            attest_gives_cert: false,
             uuid: None,
             token: None,
             current: None,

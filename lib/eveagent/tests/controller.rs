@@ -1348,3 +1348,62 @@ configItems:
             .any(|d| d.disk == "content" && d.total == 100)
     );
 }
+
+#[test]
+fn with_a_tpm_the_ecdh_key_gets_a_certificate_the_controller_seals_for() {
+    let ctl = start_controller("ecdh");
+    let onboard = onboarding_identity(11);
+    ctl.ctl
+        .onboard_add(&onboard.0, &["SN-ECDH".into()])
+        .expect("pre-register");
+    let mut node = Node::new(&ctl, "SN-ECDH", 17, onboard);
+    // The TPM's keys, played by software keys behind the same interfaces:
+    // the device key only signs, the ECDH key only agrees.
+    let device = SoftwareSigner::new(&eve_proto::p256::SecretKey::from_slice(&[0x21; 32]).unwrap());
+    let ecdh = eve_proto::p256::SecretKey::from_slice(&[0x37; 32]).unwrap();
+    let mut agent = node.boot_with(DeviceKeySource::External(Box::new(device)));
+    agent.use_ecdh_key(Box::new(ecdh.clone()), &ecdh.public_key());
+    let mut http = ctl.http();
+    let uuid = onboard_to_running(&node, &mut agent, &mut http);
+    let stored = ctl.ctl.store().device(&uuid).unwrap().unwrap();
+    let cert = stored
+        .attest
+        .ecdh_cert_pem
+        .expect("the controller took the ECDH certificate");
+    let parsed = eve_proto::x509::parse_pem(cert.as_bytes()).unwrap();
+    assert_eq!(
+        eve_proto::x509::p256_public_key(&parsed).unwrap(),
+        ecdh.public_key()
+    );
+    assert_eq!(
+        ctl.count("attest", 201),
+        2,
+        "the certificate, then the quote"
+    );
+    ctl.ctl
+        .set_config(
+            &uuid,
+            "datastores:\n  - { id: files, dType: DsHttps, fqdn: \"files.example\", apiKey: ops, password: s3cret }\n",
+        )
+        .expect("set config");
+    assert!(node.run(
+        &mut agent,
+        &mut http,
+        20,
+        |a| a.status().counters.configs_accepted == 2
+    ));
+    let tables = agent.content_tables().unwrap();
+    let ds = tables.datastores.values().next().unwrap();
+    assert_eq!(ds.credentials_error, "");
+    assert_eq!(ds.config.as_ref().unwrap().password, "s3cret");
+
+    // The next boot finds the certificate on the state volume, already
+    // taken: attestation is the quote alone.
+    let device = SoftwareSigner::new(&eve_proto::p256::SecretKey::from_slice(&[0x21; 32]).unwrap());
+    let mut agent = node.boot_with(DeviceKeySource::External(Box::new(device)));
+    agent.use_ecdh_key(Box::new(ecdh.clone()), &ecdh.public_key());
+    onboard_to_running(&node, &mut agent, &mut http);
+    assert_eq!(ctl.count("attest", 201), 3);
+    let again = ctl.ctl.store().device(&uuid).unwrap().unwrap();
+    assert_eq!(again.attest.ecdh_cert_pem.as_deref(), Some(cert.as_str()));
+}

@@ -65,7 +65,7 @@ use content::ContentPublisher;
 use link::ControllerLink;
 use persist::StateVolume;
 use platform::Machine;
-use tpm::TpmKey;
+use tpm::{TpmEcdh, TpmKey};
 
 runtime::entry!("zedagent", main);
 
@@ -173,7 +173,7 @@ fn setup(host_facts: &Rc<RefCell<Option<Facts>>>) -> Result<(Agent, ControllerLi
     let (used, capacity) = persist.usage();
     log::info!("state volume: {used} of {capacity} bytes in use");
     let restart_counter = count_boot(&mut persist)?;
-    let key_source = device_key_source();
+    let (key_source, ecdh) = device_key_source();
     let target = Target::parse_server(&factory.server).map_err(|e| format!("server file: {e}"))?;
     let roots = RootStore::from_pem(factory.root_certificate_pem.as_bytes())
         .map_err(|e| format!("root-certificate.pem: {e:?}"))?;
@@ -217,8 +217,11 @@ fn setup(host_facts: &Rc<RefCell<Option<Facts>>>) -> Result<(Agent, ControllerLi
         persist: Box::new(persist),
         platform: Box::new(machine),
     };
-    let agent =
+    let mut agent =
         Agent::new(bootstrap, key_source, deps).map_err(|e| format!("device identity: {e:?}"))?;
+    if let Some(public) = ecdh {
+        agent.use_ecdh_key(Box::new(TpmEcdh), &public);
+    }
     Ok((agent, ControllerLink::new(stack, target, tls)))
 }
 
@@ -241,20 +244,29 @@ fn count_boot(persist: &mut StateVolume<hal::block::VirtioBlock>) -> Result<u32,
     Ok(this)
 }
 
-/// The TPM through the host when the node grants one, else a software key.
-fn device_key_source() -> DeviceKeySource {
+/// The TPM through the host when the node grants one, else a software key;
+/// with the TPM, its ECDH key's public key for the secrets the controller
+/// seals (a software device key opens them itself).
+fn device_key_source() -> (DeviceKeySource, Option<eve_proto::p256::PublicKey>) {
     if !runtime::bus::present() {
         log::info!("no node bus: device key in software on the state volume");
-        return DeviceKeySource::Software;
+        return (DeviceKeySource::Software, None);
     }
     match TpmKey::create() {
         Ok(key) => {
             log::info!("device key held by the host's TPM");
-            DeviceKeySource::External(Box::new(key))
+            let ecdh = TpmEcdh::create()
+                .inspect_err(|e| {
+                    log::warn!(
+                        "no TPM ECDH key ({e}): sealed datastore credentials cannot be opened"
+                    )
+                })
+                .ok();
+            (DeviceKeySource::External(Box::new(key)), ecdh)
         }
         Err(e) => {
             log::warn!("no TPM device key ({e}): device key in software on the state volume");
-            DeviceKeySource::Software
+            (DeviceKeySource::Software, None)
         }
     }
 }

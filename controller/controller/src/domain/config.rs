@@ -163,10 +163,18 @@ impl Controller {
             .ok_or_else(|| ControllerError::NoDevice(uuid.into()))?;
         let key = eve_proto::p256::SecretKey::from_pkcs8_pem(&self.identity.ecdh_key_pem)
             .map_err(|e| configspec::SpecError::Seal(format!("controller ECDH key: {e}")))?;
+        // A device whose key is in a TPM opens secrets with its TPM's ECDH
+        // key, whose certificate it gave at attestation; one whose key is in
+        // software, with its device key.
+        let sealed_for = device
+            .attest
+            .ecdh_cert_pem
+            .as_deref()
+            .unwrap_or(&device.device_cert_pem);
         let sealer = configspec::Sealer {
             controller_key: &key,
             controller_cert_pem: &self.identity.ecdh_cert_pem,
-            device_cert_pem: &device.device_cert_pem,
+            device_cert_pem: sealed_for,
         };
         configspec::seal_datastore_credentials(cfg, &sealer, super::random::<16>)?;
         Ok(())

@@ -9,8 +9,12 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use alloc::boxed::Box;
+
 use eve_proto::Message;
-use eve_proto::cipher::decrypt_encryption_block;
+use eve_proto::attest::{ZAttestReq, ZAttestReqType};
+use eve_proto::certs::{ZCert, ZCertAttr, ZCertType};
+use eve_proto::cipher::{KeyAgreement, decrypt_encryption_block};
 use eve_proto::common::{CipherBlock, EncryptionBlock, HashAlgorithm};
 use eve_proto::config::{ConfigItem, ContentTree, EdgeDevConfig, Volume};
 use eve_proto::info::{
@@ -18,6 +22,9 @@ use eve_proto::info::{
     ZInfoContentTree, ZInfoMsg, ZInfoTypes, ZInfoVolume, z_info_msg::InfoContent,
 };
 use eve_proto::metrics::{DiskMetric, ZMetricVolume};
+use eve_proto::p256::PublicKey;
+use eve_proto::sha256;
+use eve_proto::x509::{self, DeviceCertParams};
 use topics::content::{
     BlobEntry, Blobs, ContentTreeState, Datastore, Settings, Usage, VolumeState,
 };
@@ -29,6 +36,13 @@ use super::{API, Agent, timestamp};
 
 /// `timer.gc.vdisk`
 pub const KEY_GC_VDISK: &str = "timer.gc.vdisk";
+/// State-volume record: the TPM ECDH key's certificate, PEM.
+pub const REC_ECDH_CERT: &str = "ecdh-cert.pem";
+/// State-volume record: the SHA-256 of the ECDH certificate the controller
+/// took.
+pub const REC_ECDH_SENT: &str = "ecdh-cert-sent";
+/// Validity of the ECDH key's certificate, as the device certificate's.
+const ECDH_CERT_LIFETIME_S: u64 = 20 * 365 * 24 * 3600;
 /// `timer.download.retry`
 pub const KEY_DOWNLOAD_RETRY: &str = "timer.download.retry";
 
@@ -123,10 +137,108 @@ pub fn blob_list(b: &Blobs) -> ZInfoBlobList {
 }
 
 impl Agent {
-    /// Adds a key that opens secrets sealed for the device (the TPM's ECDH
-    /// key with its certificate).
-    pub fn add_secret_key(&mut self, key: SecretKey) {
-        self.secret_keys.push(key);
+    /// Takes the TPM's ECDH key (`public`, used through `agreement`) as a
+    /// key that opens secrets sealed for this device: its certificate,
+    /// issued by the device certificate, is loaded from the state volume or
+    /// made, and given to the controller at attestation (once; again when
+    /// it changes), so the controller seals secrets for it.
+    pub fn use_ecdh_key(&mut self, agreement: Box<dyn KeyAgreement>, public: &PublicKey) {
+        let device_key = self.device.signer().public_key();
+        let kept = self.read(REC_ECDH_CERT).filter(|pem| {
+            x509::parse_pem(pem).is_ok_and(|cert| {
+                x509::p256_public_key(&cert).ok().as_ref() == Some(public)
+                    && x509::verify_signed_by(&cert, &device_key).unwrap_or(false)
+            })
+        });
+        let pem = match kept {
+            Some(pem) => pem,
+            None => match self.make_ecdh_cert(public) {
+                Some(pem) => {
+                    self.write(REC_ECDH_CERT, &pem);
+                    pem
+                }
+                None => {
+                    self.note(
+                        Level::Error,
+                        String::from("cannot make the ECDH key's certificate"),
+                    );
+                    return;
+                }
+            },
+        };
+        let sent = self.read(REC_ECDH_SENT).as_deref() == Some(&sha256(&pem)[..]);
+        self.secret_keys.push(SecretKey::new(agreement, &pem));
+        self.ecdh_cert = Some((pem, !sent));
+    }
+
+    fn make_ecdh_cert(&mut self, public: &PublicKey) -> Option<Vec<u8>> {
+        let device_cert = x509::parse_pem(self.device.cert_pem()).ok()?;
+        let mut serial = [0u8; 16];
+        self.deps.rng.fill(&mut serial);
+        serial[0] = (serial[0] & 0x7f) | 0x01;
+        let now = self.unix_ms() / 1000;
+        let name = format!(
+            "{}-ecdh",
+            if self.hw_serial.is_empty() {
+                &self.soft_serial
+            } else {
+                &self.hw_serial
+            }
+        );
+        let cert = x509::generate_ecdh_cert(
+            self.device.signer(),
+            &device_cert,
+            public,
+            &DeviceCertParams {
+                common_name: &name,
+                serial: &serial,
+                not_before_unix: now.saturating_sub(3600),
+                not_after_unix: now + ECDH_CERT_LIFETIME_S,
+            },
+        )
+        .ok()?;
+        x509::to_pem(&cert).ok().map(String::into_bytes)
+    }
+
+    /// The attestation request that gives the controller the ECDH key's
+    /// certificate, while it has not taken it.
+    pub(super) fn ecdh_cert_request(&self) -> Option<ZAttestReq> {
+        let (pem, pending) = self.ecdh_cert.as_ref()?;
+        pending.then(|| ZAttestReq {
+            req_type: ZAttestReqType::AttestReqCert as i32,
+            certs: alloc::vec![ZCert {
+                hash_algo: HashAlgorithm::Sha25632bytes as i32,
+                cert_hash: sha256(pem).to_vec(),
+                r#type: ZCertType::CertTypeDeviceEcdhExchange as i32,
+                cert: pem.clone(),
+                attributes: Some(ZCertAttr {
+                    is_mutable: false,
+                    is_tpm: true,
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    /// The controller answered the ECDH certificate's request: taken, or
+    /// refused (an older controller); either way attestation goes on.
+    pub(super) fn ecdh_cert_answered(&mut self, taken: bool) {
+        let Some((pem, pending)) = self.ecdh_cert.as_mut() else {
+            return;
+        };
+        *pending = false;
+        let hash = sha256(pem);
+        if taken {
+            self.write(REC_ECDH_SENT, &hash);
+        } else {
+            self.note(
+                Level::Warning,
+                String::from(
+                    "the controller refused the ECDH certificate: secrets it seals cannot be opened",
+                ),
+            );
+        }
     }
 
     /// Opens a sealed secret of `config`: its cipher context names the
