@@ -6,7 +6,8 @@
 //! image index of both arches, and a scripted hostile registry.
 //!
 //! One node per arch goes through every case in turn:
-//! - a multi-MiB disk image over HTTPS (credentials sealed for the device)
+//! - a multi-MiB disk image over HTTPS (credentials sealed for the ECDH key
+//!   in the node's software TPM, opened through the host's `tpm` target)
 //!   verified and made a volume; a qcow2 image; a blank volume;
 //! - a multi-layer OCI image by tag, resolved through the index for the
 //!   node's arch, laid out as a container volume;
@@ -181,7 +182,9 @@ impl RunningNode {
         lines: &Arc<Lines>,
     ) -> RunningNode {
         let dir = StateDir::create(state).expect("state directory");
-        let tpm = TpmChoice::None;
+        // A software TPM: the device key and the ECDH key that opens the
+        // datastore's credentials live in it.
+        let tpm = TpmChoice::Swtpm;
         let context = TargetContext {
             state_dir: state,
             tpm: &tpm,
