@@ -49,6 +49,15 @@ const BACKOFF: Backoff = Backoff {
     max_failures: 8,
 };
 
+/// What [`Downloader::turn`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turned {
+    /// A download had a turn.
+    Ran,
+    /// Nothing was due; the next retry is due in this long, if one waits.
+    Idle(Option<Duration>),
+}
+
 /// How a turn ended, with what to report.
 struct Ended {
     turn: Turn,
@@ -181,20 +190,20 @@ impl Downloader {
         self.random
     }
 
-    /// Runs the next turn, if one is due; returns how long until the loop
-    /// should look again.
-    pub fn turn(&mut self, stack: &mut Stack) -> Duration {
+    /// Runs the next turn, if one is due: [`Turned::Ran`], or when the
+    /// next one will be (a retry), or nothing to do until a request comes.
+    pub fn turn(&mut self, stack: &mut Stack) -> Turned {
         let now = Instant::now().as_nanos() / 1_000_000;
         let Some(key) = self.queue.next(now) else {
-            let idle = Duration::from_secs(1);
-            return match self.queue.next_retry() {
-                Some(at) => Duration::from_millis(at.saturating_sub(now)).min(idle),
-                None => idle,
-            };
+            return Turned::Idle(
+                self.queue
+                    .next_retry()
+                    .map(|at| Duration::from_millis(at.saturating_sub(now))),
+            );
         };
         let Some(request) = self.requests.get(&key).cloned() else {
             self.queue.remove(&key);
-            return Duration::ZERO;
+            return Turned::Ran;
         };
         let others = self.queue.others_waiting(&key, now);
         let deadline = Instant::now().saturating_add(if others { SHARED_TURN } else { LONE_TURN });
@@ -229,7 +238,7 @@ impl Downloader {
             }
         }
         self.publish(&key);
-        Duration::ZERO
+        Turned::Ran
     }
 
     /// One turn of `key`.

@@ -39,7 +39,8 @@ use net::Stack;
 use runtime::service::{Change, Service};
 use topics::{DatastoreConfig, DownloadRequests};
 
-use jobs::Downloader;
+use hal::clock::Instant;
+use jobs::{Downloader, Turned};
 use transport::TlsParts;
 
 runtime::entry!("downloader", main);
@@ -98,8 +99,18 @@ fn main() -> i32 {
     service.on_synchronized::<DownloadRequests>(|_| {
         downloader.borrow_mut().requests_synchronized();
     });
-    service.repeat(Duration::ZERO, |_| {
-        downloader.borrow_mut().turn(&mut stack.borrow_mut())
+    // The downloads as a poller: a turn whenever one is due, and when none
+    // is, the loop sleeps until the next retry or a request arrives.
+    service.poller(|ctl| {
+        match downloader.borrow_mut().turn(&mut stack.borrow_mut()) {
+            Turned::Ran => true,
+            Turned::Idle(retry) => {
+                if let Some(delay) = retry {
+                    ctl.wake_by(Instant::now().saturating_add(delay));
+                }
+                false
+            }
+        }
     });
     service.run()
 }
