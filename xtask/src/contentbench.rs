@@ -131,11 +131,11 @@ pub fn run(
     println!("|---|---|---|---|---|");
     for (case, m) in rows {
         println!(
-            "| {} | {:.1} | {:.1} | {:.2} | {:.1} s |",
+            "| {} | {:.1} | {:.1} | {:.2} % | {:.1} s |",
             case.name(),
             m.guest_mib_s,
             m.curl_mib_s,
-            m.guest_mib_s / m.curl_mib_s,
+            100.0 * m.guest_mib_s / m.curl_mib_s,
             m.accepted_to_ready.as_secs_f64()
         );
     }
