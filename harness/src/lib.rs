@@ -9,6 +9,7 @@
 
 pub mod appassets;
 mod build;
+pub mod content;
 pub mod cpu;
 mod image;
 pub mod layout;

@@ -23,7 +23,7 @@ use eve_host::{
     nodebus::{NodeBus, TpmChoice},
     qemu::QemuVmm,
     servicelog::ServiceLogs,
-    targets::{HOST_TARGETS, TargetContext, open_granted},
+    targets::{ContentOptions, HOST_TARGETS, TargetContext, open_granted},
     vfio::VfioRoots,
     volumes::StateDir,
 };
@@ -87,6 +87,7 @@ fn says_hello_and_heartbeats(manifest: &Manifest, service: &str, images: &Path, 
     let context = TargetContext {
         state_dir: dir.path(),
         tpm: &tpm,
+        content: ContentOptions::default(),
     };
     let bus = NodeBus::start_with(
         manifest,

@@ -49,6 +49,27 @@ impl AdminClient {
             .ok_or_else(|| format!("POST /api/v1/onboard answered {answer} without an id"))
     }
 
+    /// Sets a device's config from a YAML or JSON description.
+    pub fn put_config(&self, uuid: &str, description: &str) -> Result<(), String> {
+        let path = format!("/api/v1/devices/{uuid}/config");
+        let request = request_bytes(
+            "PUT",
+            &self.addr.to_string(),
+            &path,
+            &self.token,
+            Some(description.as_bytes()),
+        )?;
+        let response = self.exchange(&request)?;
+        if response.status != 200 {
+            return Err(format!(
+                "PUT {path}: {} {}",
+                response.status,
+                String::from_utf8_lossy(&response.body)
+            ));
+        }
+        Ok(())
+    }
+
     fn json(
         &self,
         method: &str,

@@ -67,6 +67,22 @@ pub enum Bench {
     Idle(crate::idlebench::IdleArgs),
     /// Each kind of app (unikernel, Linux VM, container): start to first answer, stop, VMM memory.
     Apps(crate::appsbench::AppsArgs),
+    /// Content: a blob over HTTP, HTTPS and from a registry into the blob
+    /// store, beside curl on the same server; config accepted to volume
+    /// ready.
+    Content {
+        /// The node's arch (the manifest's when omitted).
+        #[arg(long)]
+        arch: Option<harness::Arch>,
+        #[arg(long, default_value_os_t = crate::node::default_manifest())]
+        manifest: std::path::PathBuf,
+        /// The blob's size in MiB.
+        #[arg(long, default_value_t = 64)]
+        mib: usize,
+        /// Seconds the whole run may take.
+        #[arg(long, default_value_t = 1200)]
+        timeout_s: u64,
+    },
 }
 
 pub fn run(what: Bench) -> Result<(), String> {
@@ -84,6 +100,12 @@ pub fn run(what: Bench) -> Result<(), String> {
         } => crate::nodebench::node(runs.max(1), arch, &manifest, Duration::from_secs(timeout_s)),
         Bench::Idle(args) => crate::idlebench::run(args),
         Bench::Apps(args) => crate::appsbench::run(args),
+        Bench::Content {
+            arch,
+            manifest,
+            mib,
+            timeout_s,
+        } => crate::contentbench::run(arch, &manifest, mib.max(1), Duration::from_secs(timeout_s)),
         Bench::Onboard {
             runs,
             arch,

@@ -288,6 +288,61 @@ pub fn ensure_python_packages() {
     }
 }
 
+/// What content needs beside QEMU: Debian's `docker-registry` (the
+/// distribution server eden runs as registry:2), which the content tests
+/// and `bench content` start on loopback; `qemu-img` (the host checks
+/// qcow2 images with it) under `prlimit`; `curl` (`bench content`'s
+/// reference). From the main suite, so no backports.
+const CONTENT_TOOLS: &[Tool] = &[
+    Tool {
+        binary: "docker-registry",
+        probe: "--version",
+        package: "docker-registry",
+    },
+    Tool {
+        binary: "qemu-img",
+        probe: "--version",
+        package: "qemu-utils",
+    },
+    Tool {
+        binary: "prlimit",
+        probe: "--version",
+        package: "util-linux",
+    },
+    Tool {
+        binary: "curl",
+        probe: "--version",
+        package: "curl",
+    },
+];
+
+pub fn ensure_content_servers() -> Result<(), String> {
+    let missing: Vec<&str> = CONTENT_TOOLS
+        .iter()
+        .filter(|t| !works(t))
+        .map(|t| t.package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!(
+            "missing for content: {}. As root run:\n  apt-get update && apt-get install -y --no-install-recommends {}",
+            missing.join(" "),
+            missing.join(" ")
+        ));
+    }
+    println!("xtask: installing for content: {}", missing.join(" "));
+    run("apt-get", &["update", "-q"])?;
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(&missing);
+    run("apt-get", &args)?;
+    match CONTENT_TOOLS.iter().find(|t| !works(t)) {
+        None => Ok(()),
+        Some(t) => Err(format!("{} still missing after apt-get install", t.binary)),
+    }
+}
+
 /// The bare-metal targets and the components `rust-toolchain.toml` lists:
 /// with `RUSTUP_AUTO_INSTALL=0` rustup will not add them by itself.
 fn ensure_rust_toolchain() -> Result<(), String> {

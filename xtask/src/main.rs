@@ -6,6 +6,7 @@ mod admin;
 mod apidiff;
 mod appsbench;
 mod bench;
+mod contentbench;
 mod controller;
 mod deps;
 mod fleetbench;
@@ -146,7 +147,7 @@ fn main() -> ExitCode {
             }),
         },
         Command::Test => test::run(),
-        Command::Deps => deps::ensure(),
+        Command::Deps => deps::ensure().and_then(|()| deps::ensure_content_servers()),
         Command::Fuzz { seconds, targets } => fuzz::run(&targets, seconds),
         Command::NewService {
             name,

@@ -89,6 +89,7 @@ pub fn run() -> Result<(), String> {
     crate::deps::ensure()?;
     crate::deps::ensure_test_servers()?;
     crate::deps::ensure_python_packages();
+    crate::deps::ensure_content_servers()?;
     // Formatting first: it takes a second and a diff is cheaper to read
     // than a failed CI run. Lints next: they fail in a minute or two,
     // before the tests' QEMU runs.

@@ -74,6 +74,10 @@ pub struct AttestState {
     /// Escrowed volume keys: a serialized `AttestStorageKeys`.
     #[serde(skip)]
     pub storage_keys: Option<Vec<u8>>,
+    /// The device's ECDH certificate (`CERT_TYPE_DEVICE_ECDH_EXCHANGE`,
+    /// issued by its device certificate), PEM: secrets are sealed for it
+    /// when the device has one (the key is in its TPM).
+    pub ecdh_cert_pem: Option<String>,
 }
 
 /// An onboarded device.

@@ -302,11 +302,16 @@ impl Admin {
     }
 
     /// A GET with no body: most admin calls.
-    async fn get(&mut self, path: &str) -> Result<Value, CtlError> {
+    pub(crate) async fn get(&mut self, path: &str) -> Result<Value, CtlError> {
         self.call(Method::GET, path, String::new()).await
     }
 
-    async fn call(&mut self, method: Method, path: &str, body: String) -> Result<Value, CtlError> {
+    pub(crate) async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: String,
+    ) -> Result<Value, CtlError> {
         let (status, body) = self.client.request(method, path, Bytes::from(body)).await?;
         if !status.is_success() {
             let message = serde_json::from_slice::<Value>(&body)
@@ -321,7 +326,7 @@ impl Admin {
         Ok(serde_json::from_slice(&body)?)
     }
 
-    fn out(&self, value: &Value, human: impl FnOnce(&Value) -> String) -> String {
+    pub(crate) fn out(&self, value: &Value, human: impl FnOnce(&Value) -> String) -> String {
         if self.json {
             format!(
                 "{}\n",
@@ -409,6 +414,13 @@ impl Admin {
     /// `device show UUID`
     pub async fn device_show(&mut self, uuid: &str) -> Result<String, CtlError> {
         let v = self.get(&format!("/api/v1/devices/{uuid}")).await?;
+        if self.json {
+            return Ok(self.out(&v, |_| String::new()));
+        }
+        // The readable view adds the device's content, volumes and blobs
+        // from its latest info (`info show` has the JSON).
+        let infos = self.get(&format!("/api/v1/devices/{uuid}/info")).await?;
+        let content = crate::content::content_status(&infos);
         Ok(self.out(&v, |d| {
             let t = |k: &str| format_ms(d[k].as_i64().unwrap_or(0) * 1000);
             format!(
@@ -420,7 +432,7 @@ impl Admin {
                 d["attest"]["state"].as_str().unwrap_or(""),
                 d["device_cert_hash"].as_str().unwrap_or(""),
                 d["onboard_cert_hash"].as_str().unwrap_or(""),
-            )
+            ) + &content
         }))
     }
 

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use controller::pbuf;
 use evectl::admin::{Admin, CtlError, LogFilter};
 use evectl::bench;
+use evectl::content::DatastoreSpec;
 
 #[derive(Parser)]
 #[command(
@@ -94,6 +95,45 @@ enum ConfigCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum DatastoreCmd {
+    /// Add a datastore to a device's config (or replace the one of that
+    /// name); content trees name it in `dsId`.
+    Add {
+        /// Device UUID.
+        uuid: String,
+        /// Datastore name (a UUID is derived from it) or UUID.
+        name: String,
+        /// http, https or registry.
+        #[arg(long = "type")]
+        kind: String,
+        /// Server: host, host:port, or docker://host:port for a registry.
+        #[arg(long)]
+        fqdn: String,
+        /// Path prefix on the server.
+        #[arg(long, default_value = "")]
+        dpath: String,
+        /// User name (sent sealed to the device).
+        #[arg(long)]
+        user: Option<String>,
+        /// File holding the password (sent sealed to the device).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List a device's datastores and the content trees using each.
+    List {
+        /// Device UUID.
+        uuid: String,
+    },
+    /// Remove a datastore no content tree uses.
+    Remove {
+        /// Device UUID.
+        uuid: String,
+        /// Datastore name or UUID.
+        name: String,
+    },
+}
+
 #[derive(Args)]
 struct LogArgs {
     /// Device UUID.
@@ -137,6 +177,9 @@ enum Command {
     /// Device configs.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Datastores in a device's config.
+    #[command(subcommand)]
+    Datastore(DatastoreCmd),
     /// Latest info messages of a device.
     Info {
         #[command(subcommand)]
@@ -302,6 +345,41 @@ fn admin_command(cli: &Cli) -> Result<(), CliError> {
             Command::Device(DeviceCmd::Delete { uuid }) => admin.device_delete(uuid).await,
             Command::Config(ConfigCmd::Set { uuid, file }) => admin.config_set(uuid, file).await,
             Command::Config(ConfigCmd::Get { uuid }) => admin.config_get(uuid).await,
+            Command::Datastore(DatastoreCmd::Add {
+                uuid,
+                name,
+                kind,
+                fqdn,
+                dpath,
+                user,
+                password_file,
+            }) => {
+                let password = match password_file {
+                    Some(path) => Some(
+                        std::fs::read_to_string(path)
+                            .map_err(|source| CtlError::Io {
+                                path: path.clone(),
+                                source,
+                            })?
+                            .trim_end_matches(['\r', '\n'])
+                            .to_owned(),
+                    ),
+                    None => None,
+                };
+                let spec = DatastoreSpec {
+                    name: name.clone(),
+                    kind: kind.clone(),
+                    fqdn: fqdn.clone(),
+                    dpath: dpath.clone(),
+                    user: user.clone(),
+                    password,
+                };
+                admin.datastore_add(uuid, &spec).await
+            }
+            Command::Datastore(DatastoreCmd::List { uuid }) => admin.datastore_list(uuid).await,
+            Command::Datastore(DatastoreCmd::Remove { uuid, name }) => {
+                admin.datastore_remove(uuid, name).await
+            }
             Command::Info {
                 cmd: InfoCmd::Show { uuid },
             } => admin.info_show(uuid).await,
@@ -332,6 +410,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Onboard(_)
         | Command::Device(_)
         | Command::Config(_)
+        | Command::Datastore(_)
         | Command::Info { .. }
         | Command::Metrics { .. }
         | Command::Logs(_) => admin_command(&cli),

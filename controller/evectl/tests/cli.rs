@@ -291,3 +291,212 @@ async fn evectl_manages_onboarding_devices_configs_and_logs() {
     drop(ctl);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Datastores, content trees and volumes: named in the description,
+/// managed with `datastore add|list|remove`, credentials sealed before
+/// the config is stored, and the device's content, volume and blob info
+/// shown by `device show`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evectl_manages_datastores_and_shows_content() {
+    use eve_proto::info::{
+        ContentResources, ErrorInfo, UsageInfo, VolumeResources, ZInfoBlob, ZInfoBlobList,
+        ZInfoContentTree, ZInfoVolume, ZSwState,
+    };
+    let dir = temp_dir("datastores");
+    let ctl = start(&dir).await;
+    let onboard = onboarding();
+    let cert = dir.join("onboard.pem");
+    std::fs::write(&cert, &onboard.1).unwrap();
+    let (ok, _, err) = evectl(&ctl, &dir, &["onboard", "add", cert.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let mut c = ctl.device_client();
+    let mut d = SimDevice::new("S-9", onboard).unwrap();
+    let (_, certs) = c
+        .request(Method::GET, &format!("{API}/certs"), Bytes::new())
+        .await
+        .unwrap();
+    d.accept_certs(&certs, &ctl.root_pem).unwrap();
+    let (status, _) = post(&mut c, "/register", d.register_body().unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, out, _) = evectl(&ctl, &dir, &["--json", "device", "list"]);
+    let uuid = serde_json::from_str::<Value>(&out).unwrap()[0]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let spec = dir.join("content.yaml");
+    std::fs::write(
+        &spec,
+        r#"
+datastores:
+  - { id: files, dType: DsHttps, fqdn: "files.example", dpath: images, apiKey: ops, password: s3cret-pw }
+  - { id: hub, dType: DsContainerRegistry, fqdn: "docker://127.0.0.1:5000" }
+contentInfo:
+  - { displayName: disk, dsId: files, URL: vm.qcow2, iformat: QCOW2, sha256: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" }
+volumes:
+  - { displayName: root, origin: { type: VCOT_DOWNLOAD, downloadContentTreeID: disk } }
+"#,
+    )
+    .unwrap();
+    let (ok, _, err) = evectl(
+        &ctl,
+        &dir,
+        &["config", "set", &uuid, spec.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    let (_, out, _) = evectl(&ctl, &dir, &["config", "get", &uuid]);
+    assert!(
+        out.contains("cipherData") && out.contains("cipherContexts"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("s3cret-pw") && !out.contains("\"ops\""),
+        "credentials left in clear: {out}"
+    );
+
+    let (ok, out, _) = evectl(&ctl, &dir, &["datastore", "list", &uuid]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("DsHttps  files.example /images  credentials: sealed  used by: disk"),
+        "{out}"
+    );
+    assert!(
+        out.contains("DsContainerRegistry  docker://127.0.0.1:5000  credentials: none  used by: -"),
+        "{out}"
+    );
+    let (ok, _, err) = evectl(&ctl, &dir, &["datastore", "remove", &uuid, "files"]);
+    assert!(!ok && err.contains("used by content trees disk"), "{err}");
+    let (ok, out, err) = evectl(&ctl, &dir, &["datastore", "remove", &uuid, "hub"]);
+    assert!(
+        ok && out.contains("datastore hub removed; config version 3"),
+        "{out}{err}"
+    );
+
+    let pw = dir.join("cdn-password");
+    std::fs::write(&pw, "cdn-secret\n").unwrap();
+    let (ok, out, err) = evectl(
+        &ctl,
+        &dir,
+        &[
+            "datastore",
+            "add",
+            &uuid,
+            "cdn",
+            "--type",
+            "http",
+            "--fqdn",
+            "cdn.example:8080",
+            "--user",
+            "reader",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+    );
+    assert!(ok && out.contains("config version 4"), "{out}{err}");
+    let (ok, _, err) = evectl(
+        &ctl,
+        &dir,
+        &[
+            "datastore",
+            "add",
+            &uuid,
+            "x",
+            "--type",
+            "s3",
+            "--fqdn",
+            "h",
+        ],
+    );
+    assert!(
+        !ok && err.contains("expected http, https or registry"),
+        "{err}"
+    );
+    let (_, out, _) = evectl(&ctl, &dir, &["datastore", "list", &uuid]);
+    assert!(!out.contains("docker://"), "{out}");
+    assert!(
+        out.contains("DsHttp  cdn.example:8080  credentials: sealed  used by: -"),
+        "{out}"
+    );
+    assert!(
+        out.contains("credentials: sealed  used by: disk"),
+        "the rest is kept: {out}"
+    );
+    let (_, out, _) = evectl(&ctl, &dir, &["config", "get", &uuid]);
+    assert!(
+        !out.contains("cdn-secret") && out.contains("\"displayName\": \"root\""),
+        "{out}"
+    );
+
+    // The device reports its content: shown readably.
+    let infos = [
+        InfoContent::Cinfo(ZInfoContentTree {
+            uuid: "ct-uuid".into(),
+            display_name: "disk".into(),
+            state: ZSwState::DownloadStarted as i32,
+            progress_percentage: 37,
+            resources: Some(ContentResources {
+                cur_size_bytes: 3_700_000,
+            }),
+            ..Default::default()
+        }),
+        InfoContent::Vinfo(ZInfoVolume {
+            uuid: "vol-uuid".into(),
+            display_name: "root".into(),
+            state: ZSwState::Error as i32,
+            volume_err: Some(ErrorInfo {
+                description: "blob sha256:aa: staged bytes hash to sha256:bb".into(),
+                ..Default::default()
+            }),
+            resources: Some(VolumeResources {
+                max_size_bytes: 10_000_000,
+                cur_size_bytes: 0,
+            }),
+            ..Default::default()
+        }),
+        InfoContent::Binfo(ZInfoBlobList {
+            blob: vec![ZInfoBlob {
+                sha256: "ef".repeat(32),
+                state: ZSwState::Verified as i32,
+                progress_percentage: 100,
+                resources: Some(ContentResources {
+                    cur_size_bytes: 1234,
+                }),
+                usage: Some(UsageInfo {
+                    ref_count: 2,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+        }),
+    ];
+    for content in infos {
+        let msg = ZInfoMsg {
+            dev_id: uuid.clone(),
+            info_content: Some(content),
+            ..Default::default()
+        };
+        let path = format!("/id/{uuid}/info");
+        assert_eq!(
+            post(&mut c, &path, d.sign(msg.encode_to_vec()).unwrap())
+                .await
+                .0,
+            StatusCode::CREATED
+        );
+    }
+    let (ok, out, _) = evectl(&ctl, &dir, &["device", "show", &uuid]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("content trees:\n  disk  DOWNLOAD_STARTED  37%  3700000 bytes"),
+        "{out}"
+    );
+    assert!(out.contains("volumes:\n  root  ERROR  0%  0 of 10000000 bytes  generation 0  refs 0  uuid vol-uuid\n    error: blob sha256:aa: staged bytes hash to sha256:bb\n"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "blobs:\n  {}  VERIFIED  100%  1234 bytes  refs 2\n",
+            "ef".repeat(32)
+        )),
+        "{out}"
+    );
+    drop(ctl);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -20,6 +20,7 @@ use eve_host::{
     servicelog::ServiceLogs,
     status::StatusFile,
     stdio::{err_line, out_line},
+    targets::ContentOptions,
     vfio::VfioRoots,
     volumes::StateDir,
 };
@@ -67,6 +68,15 @@ enum Command {
         /// /dev/tpmrm0) or none (their TPM requests are answered Unavailable).
         #[arg(long, default_value_t = TpmChoice::Swtpm)]
         tpm: TpmChoice,
+        /// MiB that must stay free on the state directory's filesystem:
+        /// content downloads and volume builds that would leave less are
+        /// refused (a full disk would stop the node).
+        #[arg(long, default_value_t = ContentOptions::default().reserve_bytes >> 20)]
+        content_reserve_mib: u64,
+        /// The most MiB the blob store may hold; unbounded (but for the
+        /// reserve) when omitted.
+        #[arg(long)]
+        content_capacity_mib: Option<u64>,
         /// Seconds a VM gets to stop cleanly at shutdown before it is killed.
         #[arg(long, default_value_t = 10)]
         shutdown_grace_s: u64,
@@ -83,6 +93,7 @@ struct RunOptions {
     accel: Option<Accel>,
     arch: Option<Arch>,
     tpm: TpmChoice,
+    content: ContentOptions,
     grace: Duration,
 }
 
@@ -99,6 +110,8 @@ fn main() -> ExitCode {
             accel,
             arch,
             tpm,
+            content_reserve_mib,
+            content_capacity_mib,
             shutdown_grace_s,
         } => run(
             &manifest,
@@ -111,6 +124,10 @@ fn main() -> ExitCode {
                 accel,
                 arch,
                 tpm,
+                content: ContentOptions {
+                    reserve_bytes: content_reserve_mib << 20,
+                    capacity_bytes: content_capacity_mib.map(|m| m << 20),
+                },
                 grace: Duration::from_secs(shutdown_grace_s),
             },
         ),
@@ -171,6 +188,7 @@ fn run(
         &manifest,
         &paths.state_dir,
         &options.tpm,
+        options.content,
         ServiceLogs::new(&state.logs(), log.clone()),
     )
     .map_err(|e| e.to_string())?;

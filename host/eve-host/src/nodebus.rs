@@ -34,7 +34,7 @@ use crate::{
     heartbeat::Heartbeats,
     manifest::Manifest,
     status::BusView,
-    targets::{self, HOST_TARGETS, HostTarget, TargetContext},
+    targets::{self, ContentOptions, HOST_TARGETS, HostTarget, TargetContext},
 };
 
 /// The kernel's resource-managed TPM device.
@@ -147,17 +147,20 @@ impl fmt::Debug for NodeBus {
 impl NodeBus {
     /// What `eve-host run` starts: the broker with the manifest's grants
     /// and log records going to `logs`; the host targets some service is
-    /// granted, opened with `state_dir` and the TPM `choice`; this
-    /// machine's facts ([`facts::gather`]) in `@device-facts`.
+    /// granted, opened with `state_dir`, the TPM `choice` and the
+    /// `content` store's settings; this machine's facts
+    /// ([`facts::gather`]) in `@device-facts`.
     pub fn start(
         manifest: &Manifest,
         state_dir: &Path,
         choice: &TpmChoice,
+        content: ContentOptions,
         logs: impl LogSink + 'static,
     ) -> Result<NodeBus, NodeBusError> {
         let context = TargetContext {
             state_dir,
             tpm: choice,
+            content,
         };
         let targets = targets::open_granted(manifest, HOST_TARGETS, &context)?;
         NodeBus::start_with(manifest, logs, targets, &facts::gather(state_dir))
@@ -319,6 +322,7 @@ bus.publish = ["report"]
             &manifest,
             dir.path(),
             &missing,
+            ContentOptions::default(),
             |_: &eve_broker::LogEntry| {},
         )
         .unwrap();
@@ -329,6 +333,7 @@ bus.publish = ["report"]
             &manifest,
             dir.path(),
             &missing,
+            ContentOptions::default(),
             |_: &eve_broker::LogEntry| {},
         )
         .unwrap_err();

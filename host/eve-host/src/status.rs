@@ -32,7 +32,10 @@
 //!       "zedagent": { "phase": 5, "uuid": "...", "last_info_ms": 1200, ... }
 //!     },
 //!     "diag-report": { "controller": { "reachable": true, "steps": [...] } },
-//!     "@device-facts": { "device": { "cpu_count": 2, ... } }
+//!     "@device-facts": { "device": { "cpu_count": 2, ... } },
+//!     "content-tree-status": { "<uuid>": { "state": 19, "progress_percent": 100, ... } },
+//!     "volume-status": { "<uuid>": { "state": 15, "host_volume": "<uuid>.0", ... } },
+//!     "download-status": { "<digest>": { "state": 2, "staged": 1048576, ... } }
 //!   },
 //!   "undecodable_values": 0         // items of those topics that did not decode (left out)
 //! }
@@ -57,7 +60,9 @@ use std::{
 };
 
 use serde::Serialize;
-use topics::{DeviceFacts, DiagReport, OnboardStatus, Topic};
+use topics::{
+    ContentTreeStatus, DeviceFacts, DiagReport, DownloadStatus, OnboardStatus, Topic, VolumeStatus,
+};
 
 use crate::{
     Arch,
@@ -94,11 +99,14 @@ where
 }
 
 /// The topics the status file carries.
-pub fn status_tables() -> [StatusTable; 3] {
+pub fn status_tables() -> [StatusTable; 6] {
     [
         status_table::<OnboardStatus>(),
         status_table::<DiagReport>(),
         status_table::<DeviceFacts>(),
+        status_table::<ContentTreeStatus>(),
+        status_table::<VolumeStatus>(),
+        status_table::<DownloadStatus>(),
     ]
 }
 

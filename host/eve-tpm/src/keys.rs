@@ -1,5 +1,5 @@
-//! The two keys the host keeps in the TPM, where they live, and what they
-//! may do.
+//! The keys the host keeps in the TPM, where they live, and what they may
+//! do.
 //!
 //! Both are ECC P-256 primary keys of the owner hierarchy, made persistent
 //! at EVE's well-known handles so that a device moved between EVE and this
@@ -19,6 +19,9 @@ pub const DEVICE_KEY_HANDLE: u32 = 0x817f_ffff;
 /// EVE's persistent handle of the PCR-quote key (`TpmQuoteKeyHdl`), our
 /// attestation key.
 pub const ATTESTATION_KEY_HANDLE: u32 = 0x8100_0004;
+/// EVE's persistent handle of the ECDH key (`TpmEcdhKeyHdl`): the key the
+/// controller seals secrets for (datastore credentials).
+pub const ECDH_KEY_HANDLE: u32 = 0x8100_0005;
 
 /// The owner hierarchy (`TPM_RH_OWNER`).
 pub const TPM_RH_OWNER: u32 = 0x4000_0001;
@@ -29,6 +32,7 @@ pub const TPM_ALG_ECC: u16 = 0x0023;
 pub const TPM_ALG_SHA256: u16 = 0x000b;
 pub const TPM_ALG_NULL: u16 = 0x0010;
 pub const TPM_ALG_ECDSA: u16 = 0x0018;
+pub const TPM_ALG_ECDH: u16 = 0x0019;
 pub const TPM_ECC_NIST_P256: u16 = 0x0003;
 
 /// `TPMA_OBJECT` bits (part 2, 8.3).
@@ -59,6 +63,9 @@ pub enum KeyRole {
     /// Restricted signing key: it signs only TPM-made structures such as
     /// quotes, so a verifier knows a quote was not forged with it.
     Attestation,
+    /// Key agreement only (`decrypt`, scheme ECDH): the TPM computes the
+    /// shared point with a peer's public key; it cannot sign.
+    Ecdh,
 }
 
 impl KeyRole {
@@ -67,25 +74,35 @@ impl KeyRole {
         match self {
             KeyRole::Device => DEVICE_KEY_HANDLE,
             KeyRole::Attestation => ATTESTATION_KEY_HANDLE,
+            KeyRole::Ecdh => ECDH_KEY_HANDLE,
+        }
+    }
+
+    /// The key's scheme: ECDSA for the signing keys, ECDH for the
+    /// key-agreement key, each with SHA-256.
+    pub const fn scheme(self) -> u16 {
+        match self {
+            KeyRole::Device | KeyRole::Attestation => TPM_ALG_ECDSA,
+            KeyRole::Ecdh => TPM_ALG_ECDH,
         }
     }
 
     /// The key's `TPMA_OBJECT`.
     pub const fn attributes(self) -> u32 {
         use attributes::*;
-        let common =
-            FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN | USER_WITH_AUTH | NO_DA | SIGN;
+        let common = FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN | USER_WITH_AUTH | NO_DA;
         match self {
-            KeyRole::Device => common,
-            KeyRole::Attestation => common | RESTRICTED,
+            KeyRole::Device => common | SIGN,
+            KeyRole::Attestation => common | SIGN | RESTRICTED,
+            KeyRole::Ecdh => common | DECRYPT,
         }
     }
 
     /// The `TPMT_PUBLIC` template given to `TPM2_CreatePrimary`: ECC P-256,
-    /// name algorithm SHA-256, ECDSA with SHA-256, no symmetric part and no
-    /// KDF, empty policy and an empty unique field. A primary key is derived
-    /// from the hierarchy seed and this template, so the template is also
-    /// what makes the two keys distinct.
+    /// name algorithm SHA-256, the role's scheme with SHA-256, no symmetric
+    /// part and no KDF, empty policy and an empty unique field. A primary
+    /// key is derived from the hierarchy seed and this template, so the
+    /// template is also what makes the keys distinct.
     pub fn template(self) -> Vec<u8> {
         let mut t = Vec::with_capacity(32);
         t.extend_from_slice(&TPM_ALG_ECC.to_be_bytes());
@@ -93,7 +110,7 @@ impl KeyRole {
         t.extend_from_slice(&self.attributes().to_be_bytes());
         t.extend_from_slice(&0u16.to_be_bytes()); // authPolicy
         t.extend_from_slice(&TPM_ALG_NULL.to_be_bytes()); // symmetric
-        t.extend_from_slice(&TPM_ALG_ECDSA.to_be_bytes()); // scheme
+        t.extend_from_slice(&self.scheme().to_be_bytes()); // scheme
         t.extend_from_slice(&TPM_ALG_SHA256.to_be_bytes()); // scheme hash
         t.extend_from_slice(&TPM_ECC_NIST_P256.to_be_bytes());
         t.extend_from_slice(&TPM_ALG_NULL.to_be_bytes()); // kdf
@@ -109,7 +126,7 @@ impl KeyRole {
         public.name_alg == TPM_ALG_SHA256
             && public.attributes == self.attributes()
             && public.curve == TPM_ECC_NIST_P256
-            && public.scheme == Some((TPM_ALG_ECDSA, TPM_ALG_SHA256))
+            && public.scheme == Some((self.scheme(), TPM_ALG_SHA256))
     }
 }
 
@@ -206,6 +223,12 @@ mod tests {
         let public = EccPublic::read(&mut Reader::new(&bytes)).unwrap();
         assert!(KeyRole::Device.matches(&public));
         assert!(!KeyRole::Attestation.matches(&public));
+        assert!(!KeyRole::Ecdh.matches(&public));
+        let bytes = public_area(KeyRole::Ecdh, &[3; 32], &[4; 32]);
+        let ecdh = EccPublic::read(&mut Reader::new(&bytes)).unwrap();
+        assert!(KeyRole::Ecdh.matches(&ecdh) && !KeyRole::Device.matches(&ecdh));
+        assert_eq!(ecdh.scheme, Some((TPM_ALG_ECDH, TPM_ALG_SHA256)));
+        assert_eq!(ecdh.attributes & attributes::SIGN, 0, "it cannot sign");
         assert_eq!(public.point[0], 4);
         assert_eq!(&public.point[1..33], &[1; 32]);
         assert_eq!(public.point[33], 0, "short y is left-padded");

@@ -27,7 +27,9 @@ mod tpm;
 mod transport;
 
 pub use identity::{EK_CERT_INDICES, EkCertError, KeyError};
-pub use keys::{ATTESTATION_KEY_HANDLE, DEVICE_KEY_HANDLE, EccPublic, KeyRole, attributes};
+pub use keys::{
+    ATTESTATION_KEY_HANDLE, DEVICE_KEY_HANDLE, ECDH_KEY_HANDLE, EccPublic, KeyRole, attributes,
+};
 pub use marshal::{CommandCode, ParseError};
 pub use mediator::{Mediator, Refusal};
 pub use swtpm::{Swtpm, SwtpmError};

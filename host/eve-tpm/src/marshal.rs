@@ -20,6 +20,7 @@ pub enum CommandCode {
     CreatePrimary = 0x131,
     Startup = 0x144,
     NvRead = 0x14e,
+    EcdhZgen = 0x154,
     Quote = 0x158,
     Sign = 0x15d,
     FlushContext = 0x165,

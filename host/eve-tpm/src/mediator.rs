@@ -7,15 +7,16 @@
 //! commands and builds the answer.
 //!
 //! No operation returns private key material, because none exists outside
-//! the TPM: the device key and the attestation key are generated inside it
+//! the TPM: the device, attestation and ECDH keys are generated inside it
 //! with `fixedTPM | fixedParent`, so the TPM itself refuses to export them,
-//! and no `hostops::tpm` message has a field that could carry one.
+//! and no `hostops::tpm` message has a field that could carry one. (The
+//! ECDH operation returns a shared point, which is what it is for.)
 
 use std::sync::Mutex;
 
 use hostops::tpm::{
     EkCert, Invalid, PcrBank, PcrSelect, PcrSelection, Pcrs, PublicKey, QuoteRequest,
-    QuoteResponse, SignRequest, Signature, TpmError, TpmErrorCode,
+    QuoteResponse, SharedPoint, SignRequest, Signature, TpmError, TpmErrorCode,
 };
 
 use crate::identity::{EkCertError, KeyError};
@@ -123,6 +124,27 @@ impl Mediator {
             tpm.existing_key(KeyRole::Device)?;
             Ok(Signature {
                 signature: tpm.sign(KeyRole::Device.handle(), digest)?.to_vec(),
+            })
+        })
+    }
+
+    /// Creates the ECDH key unless it exists; its public key.
+    pub fn create_ecdh_key(&self) -> Result<PublicKey, Refusal> {
+        self.with(|tpm| {
+            Ok(PublicKey {
+                point: tpm.ensure_key(KeyRole::Ecdh)?.point.to_vec(),
+            })
+        })
+    }
+
+    /// The point the ECDH key shares with `peer`: what opens a secret the
+    /// controller sealed for the key. The private key stays in the TPM.
+    pub fn ecdh(&self, peer: &PublicKey) -> Result<SharedPoint, Refusal> {
+        let point = peer.point().map_err(Refusal::BadRequest)?;
+        self.with(|tpm| {
+            tpm.existing_key(KeyRole::Ecdh)?;
+            Ok(SharedPoint {
+                point: tpm.ecdh_zgen(KeyRole::Ecdh.handle(), point)?.to_vec(),
             })
         })
     }

@@ -256,6 +256,27 @@ impl<T: TpmTransport> Tpm<T> {
         })
     }
 
+    /// `TPM2_ECDH_ZGen`: the shared point `d * peer` with the private key
+    /// of `key` (a decrypt key with the ECDH scheme), as `x || y`. The TPM
+    /// refuses a point that is not on the curve.
+    pub fn ecdh_zgen(
+        &mut self,
+        key: u32,
+        peer: &[u8; hostops::tpm::PUBLIC_KEY_LEN],
+    ) -> Result<[u8; hostops::tpm::SHARED_POINT_LEN], TpmCommandError> {
+        let mut c = Command::new(CommandCode::EcdhZgen, &[key], &[b""]);
+        // inPoint: TPM2B_ECC_POINT { x: TPM2B, y: TPM2B }.
+        c.u16(2 + 32 + 2 + 32);
+        c.tpm2b(&peer[1..33]).tpm2b(&peer[33..]);
+        self.run(CommandCode::EcdhZgen, c, 0, |mut reply| {
+            let mut point = Reader::new(reply.params.tpm2b()?);
+            let mut out = [0u8; hostops::tpm::SHARED_POINT_LEN];
+            out[..32].copy_from_slice(&crate::keys::coordinate(point.tpm2b()?)?);
+            out[32..].copy_from_slice(&crate::keys::coordinate(point.tpm2b()?)?);
+            Ok(out)
+        })
+    }
+
     /// `TPM2_PCR_Read` of every selected PCR. A TPM returns at most eight
     /// digests per call, so this asks again for what is still missing.
     pub fn pcr_read(

@@ -514,3 +514,52 @@ fn swtpm_refuses_a_state_dir_too_deep_for_a_socket() {
         Err(eve_tpm::SwtpmError::SocketPathTooLong(_))
     ));
 }
+
+#[test]
+fn the_ecdh_key_agrees_with_a_peer_and_never_signs() {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    if !swtpm_installed() {
+        return;
+    }
+    let node = bare_node();
+    let swtpm = Swtpm::start(node.path()).unwrap();
+    let m = mediator(&swtpm);
+    let peer = hostops::tpm::PublicKey { point: vec![4; 65] };
+    // Before it exists.
+    assert_eq!(m.ecdh(&peer), Err(failed(TpmErrorCode::NotProvisioned)));
+    let ecdh_public = public_key(m.create_ecdh_key());
+    assert_eq!(public_key(m.create_ecdh_key()), ecdh_public);
+    let device = public_key(m.create_device_key());
+    assert_ne!(ecdh_public, device, "a key of its own");
+    // The TPM's shared point is the one the peer computes with its secret.
+    let mut rng = Rng::new(0x5eed);
+    let mut scalar = [0u8; 32];
+    for b in &mut scalar {
+        *b = rng.next_u64() as u8;
+    }
+    let secret = p256::SecretKey::from_slice(&scalar).unwrap();
+    let peer = hostops::tpm::PublicKey {
+        point: secret
+            .public_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec(),
+    };
+    let shared = m.ecdh(&peer).expect("a shared point");
+    let tpm_key = p256::PublicKey::from_sec1_bytes(&ecdh_public).unwrap();
+    let expected = (tpm_key.to_projective() * *secret.to_nonzero_scalar()).to_affine();
+    let expected = expected.to_encoded_point(false);
+    assert_eq!(&shared.point().unwrap()[..], &expected.as_bytes()[1..]);
+    // A point off the curve is the TPM's refusal, not a crash.
+    let off = hostops::tpm::PublicKey {
+        point: {
+            let mut p = peer.point.clone();
+            p[64] ^= 1;
+            p
+        },
+    };
+    assert!(matches!(m.ecdh(&off), Err(Refusal::Failed(_))));
+    // A malformed point never reaches the TPM.
+    let short = hostops::tpm::PublicKey { point: vec![4; 10] };
+    assert_eq!(m.ecdh(&short), Err(Refusal::BadRequest(Invalid::PublicKey)));
+}

@@ -14,10 +14,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use const_oid::AssociatedOid;
 use const_oid::db::rfc4519::CN;
 use const_oid::db::rfc5280::ID_KP_CLIENT_AUTH;
 use const_oid::db::rfc5912::{ECDSA_WITH_SHA_256, ID_EC_PUBLIC_KEY, SECP_256_R_1};
+use const_oid::{AssociatedOid, ObjectIdentifier};
 use der::asn1::{Any, BitString, GeneralizedTime, OctetString, SetOfVec, UtcTime, Utf8StringRef};
 use der::{Decode, DecodePem, Encode, EncodePem, pem::LineEnding};
 use p256::PublicKey;
@@ -364,8 +364,50 @@ pub fn generate_device_cert(
     params: &DeviceCertParams<'_>,
 ) -> Result<Certificate, CertError> {
     let name = common_name(params.common_name)?;
-    let spki_der = signer
-        .public_key()
+    issue(
+        signer,
+        name.clone(),
+        name,
+        &signer.public_key(),
+        KeyUsage(KeyUsages::DigitalSignature | KeyUsages::KeyAgreement),
+        Some(ID_KP_CLIENT_AUTH),
+        params,
+    )
+}
+
+/// Builds the certificate of the device's ECDH key (EVE's `ecdh.cert.pem`,
+/// `CERT_TYPE_DEVICE_ECDH_EXCHANGE`): the key `ecdh_key`, issued by the
+/// device certificate `device_cert` and signed with the device key
+/// `device`, for key agreement only. The controller checks it against the
+/// device certificate and seals secrets for it.
+pub fn generate_ecdh_cert(
+    device: &dyn Signer,
+    device_cert: &Certificate,
+    ecdh_key: &PublicKey,
+    params: &DeviceCertParams<'_>,
+) -> Result<Certificate, CertError> {
+    issue(
+        device,
+        device_cert.tbs_certificate.subject.clone(),
+        common_name(params.common_name)?,
+        ecdh_key,
+        KeyUsage(KeyUsages::KeyAgreement.into()),
+        None,
+        params,
+    )
+}
+
+/// A P-256 certificate for `subject_key`, signed through `signer`.
+fn issue(
+    signer: &dyn Signer,
+    issuer: Name,
+    subject: Name,
+    subject_key: &PublicKey,
+    key_usage: KeyUsage,
+    extended: Option<ObjectIdentifier>,
+    params: &DeviceCertParams<'_>,
+) -> Result<Certificate, CertError> {
+    let spki_der = subject_key
         .to_public_key_der()
         .map_err(|_| CertError::Encode)?;
     let spki =
@@ -374,8 +416,7 @@ pub fn generate_device_cert(
         oid: ECDSA_WITH_SHA_256,
         parameters: None,
     };
-    let key_usage = KeyUsage(KeyUsages::DigitalSignature | KeyUsages::KeyAgreement);
-    let extensions = vec![
+    let mut extensions = vec![
         extension(
             &BasicConstraints {
                 ca: false,
@@ -384,18 +425,20 @@ pub fn generate_device_cert(
             true,
         )?,
         extension(&key_usage, true)?,
-        extension(&ExtendedKeyUsage(vec![ID_KP_CLIENT_AUTH]), false)?,
     ];
+    if let Some(purpose) = extended {
+        extensions.push(extension(&ExtendedKeyUsage(vec![purpose]), false)?);
+    }
     let tbs = TbsCertificate {
         version: Version::V3,
         serial_number: serial_number(params.serial)?,
         signature: sig_alg.clone(),
-        issuer: name.clone(),
+        issuer,
         validity: Validity {
             not_before: time(params.not_before_unix)?,
             not_after: time(params.not_after_unix)?,
         },
-        subject: name,
+        subject,
         subject_public_key_info: spki,
         issuer_unique_id: None,
         subject_unique_id: None,

@@ -263,6 +263,25 @@ fn device_certificate_generation() {
         ..params
     };
     assert!(x509::generate_device_cert(&signer, &bad).is_err());
+
+    // The ECDH key's certificate: issued by the device certificate, signed
+    // by the device key, for another key.
+    let ecdh = eve_proto::p256::SecretKey::from_slice(&[0x42; 32]).unwrap();
+    let ecdh_cert = x509::generate_ecdh_cert(
+        &signer,
+        &cert,
+        &ecdh.public_key(),
+        &DeviceCertParams {
+            common_name: "device-0001-ecdh",
+            ..params
+        },
+    )
+    .unwrap();
+    let parsed = x509::parse_pem(x509::to_pem(&ecdh_cert).unwrap().as_bytes()).unwrap();
+    assert_eq!(x509::p256_public_key(&parsed).unwrap(), ecdh.public_key());
+    assert!(x509::verify_signed_by(&parsed, &signer.public_key()).unwrap());
+    assert_eq!(parsed.tbs_certificate.issuer, cert.tbs_certificate.subject);
+    assert!(!x509::verify_signed_by(&parsed, &ecdh.public_key()).unwrap());
 }
 
 #[test]

@@ -9,12 +9,14 @@
 //! `log_upload`.
 
 mod config;
+mod content;
 mod log_upload;
 mod onboarding;
 mod reports;
 mod schedule;
 mod status;
 
+pub use content::{ContentInfo, ContentTables};
 pub use status::{AttestStatus, Counters, Event, Phase, RegisterStatus, Rejections, Status};
 
 use alloc::boxed::Box;
@@ -26,11 +28,11 @@ use eve_proto::config::EdgeDevConfig;
 use eve_proto::info::HwSecurityModuleStatus;
 use eve_proto::prost_types::Timestamp;
 use eve_proto::sign::TrustedSigner;
-use eve_proto::x509::Certificate;
+use eve_proto::x509::{Certificate, ControllerCert};
 
 use crate::backoff::Backoff;
 use crate::identity::{
-    DeviceIdentity, DeviceKeySource, Onboarding, SetupError, canonical_uuid, open_certs,
+    DeviceIdentity, DeviceKeySource, Onboarding, SecretKey, SetupError, canonical_uuid, open_certs,
     parse_root, valid_uuid,
 };
 use crate::io::{Clock, DeviceFacts, Persist, Platform, Rng};
@@ -61,8 +63,9 @@ const MAX_CERTS_RESPONSE: usize = 64 << 10;
 const MAX_SMALL_RESPONSE: usize = 8 << 10;
 /// Bound on the sealed log batches kept for upload.
 const MAX_LOG_QUEUE_BYTES: usize = 1 << 20;
-/// Bound on queued info messages.
-const MAX_INFO_ITEMS: usize = 16;
+/// Bound on queued info messages (one per object: the device, each
+/// content tree and volume, the blob list).
+const MAX_INFO_ITEMS: usize = 64;
 /// Name this agent logs under.
 const SOURCE: &str = "zedagent";
 /// `HSMInfo` when the device key is held outside this VM.
@@ -106,6 +109,18 @@ pub struct Agent {
     hw_serial: String,
     device: DeviceIdentity,
     controller: Option<TrustedSigner>,
+    /// The controller's ECDH certificates, from `/certs`: the other half
+    /// of every sealed secret.
+    controller_ecdh: Vec<ControllerCert>,
+    /// The keys that open secrets sealed for this device.
+    secret_keys: Vec<SecretKey>,
+    /// The disk's use by content, as volumemgr last reported it.
+    content_usage: Option<topics::content::Usage>,
+    /// The TPM ECDH key's certificate, and whether the controller still
+    /// has to be given it.
+    ecdh_cert: Option<(Vec<u8>, bool)>,
+    /// The attestation request in flight gives the ECDH certificate.
+    attest_gives_cert: bool,
     uuid: Option<String>,
     token: Option<Vec<u8>>,
     current: Option<Current>,
@@ -190,6 +205,7 @@ impl Agent {
             now_unix,
         )?;
         let now = deps.clock.now_ms();
+        let secret_keys = device.secret_key().into_iter().collect();
         let mut agent = Self {
             deps,
             root,
@@ -198,6 +214,11 @@ impl Agent {
             hw_serial,
             device,
             controller: None,
+            controller_ecdh: Vec::new(),
+            secret_keys,
+            content_usage: None,
+            ecdh_cert: None,
+            attest_gives_cert: false,
             uuid: None,
             token: None,
             current: None,
@@ -324,7 +345,10 @@ impl Agent {
         let now_unix = self.deps.clock.unix_ms() / 1000;
         if let Some(body) = self.read(REC_CONTROLLER_CERTS) {
             match open_certs(&body, &self.root, now_unix) {
-                Ok(t) => self.controller = Some(t),
+                Ok((trusted, ecdh)) => {
+                    self.controller = Some(trusted);
+                    self.controller_ecdh = ecdh;
+                }
                 Err(r) => self.note(
                     Level::Warning,
                     format!("checkpointed controller certificates unusable: {r:?}"),

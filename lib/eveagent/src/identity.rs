@@ -10,9 +10,11 @@ use alloc::vec::Vec;
 
 use eve_proto::Message;
 use eve_proto::auth::AuthContainer;
+use eve_proto::cipher::KeyAgreement;
+use eve_proto::p256;
 use eve_proto::sha256;
 use eve_proto::sign::{self, Signer, SoftwareSigner, TrustedSigner, VerifyError};
-use eve_proto::x509::{self, Certificate, DeviceCertParams};
+use eve_proto::x509::{self, Certificate, ControllerCert, DeviceCertParams};
 
 use crate::io::{Persist, PersistError, Rng};
 
@@ -50,10 +52,41 @@ impl From<PersistError> for SetupError {
 
 /// Where the device key lives.
 pub enum DeviceKeySource {
-    /// A P-256 key generated on first boot and kept in [`REC_DEVICE_KEY`].
+    /// A P-256 key generated on first boot and kept in [`REC_DEVICE_KEY`];
+    /// it also opens the secrets the controller seals for the device
+    /// certificate.
     Software,
     /// A key held elsewhere (TPM through the host); never leaves it.
     External(Box<dyn Signer>),
+}
+
+/// A key the device opens sealed secrets with, and the certificate the
+/// controller sealed them for.
+pub struct SecretKey {
+    agreement: Box<dyn KeyAgreement>,
+    /// SHA-256 of the certificate's PEM, which cipher contexts name.
+    cert_hash: [u8; 32],
+}
+
+impl SecretKey {
+    /// `agreement` for the certificate `cert_pem`.
+    pub fn new(agreement: Box<dyn KeyAgreement>, cert_pem: &[u8]) -> Self {
+        Self {
+            agreement,
+            cert_hash: sha256(cert_pem),
+        }
+    }
+
+    /// Whether a cipher context's `device_cert_hash` (a prefix of the
+    /// SHA-256 of the certificate's PEM) names this key's certificate.
+    pub fn named_by(&self, hash: &[u8]) -> bool {
+        !hash.is_empty() && self.cert_hash.starts_with(hash)
+    }
+
+    /// The key agreement.
+    pub fn agreement(&self) -> &dyn KeyAgreement {
+        &*self.agreement
+    }
 }
 
 /// The onboarding identity from the CONFIG partition.
@@ -102,6 +135,9 @@ pub struct DeviceIdentity {
     signer: Box<dyn Signer>,
     cert_pem: Vec<u8>,
     cert_hash: [u8; 32],
+    /// The software key as a key agreement (none for a TPM key, which
+    /// only signs).
+    secret: Option<p256::SecretKey>,
 }
 
 impl DeviceIdentity {
@@ -121,6 +157,14 @@ impl DeviceIdentity {
         self.cert_hash
     }
 
+    /// The software device key as a key for sealed secrets, with its
+    /// certificate; none when the key is held elsewhere.
+    pub fn secret_key(&self) -> Option<SecretKey> {
+        self.secret
+            .clone()
+            .map(|k| SecretKey::new(Box::new(k), &self.cert_pem))
+    }
+
     /// Loads the device identity, creating what is missing: the software
     /// key first (so a power loss between the two writes keeps the key and
     /// only the certificate is made again), then the certificate. A stored
@@ -132,9 +176,12 @@ impl DeviceIdentity {
         common_name: &str,
         now_unix: u64,
     ) -> Result<(Self, bool), SetupError> {
-        let signer: Box<dyn Signer> = match source {
-            DeviceKeySource::External(s) => s,
-            DeviceKeySource::Software => Box::new(software_key(persist, rng)?),
+        let (signer, secret): (Box<dyn Signer>, _) = match source {
+            DeviceKeySource::External(s) => (s, None),
+            DeviceKeySource::Software => {
+                let secret = software_key(persist, rng)?;
+                (Box::new(SoftwareSigner::new(&secret)), Some(secret))
+            }
         };
         if let Some(pem) = persist.read(REC_DEVICE_CERT)? {
             let usable = x509::parse_pem(&pem).ok().and_then(|cert| {
@@ -148,6 +195,7 @@ impl DeviceIdentity {
                         signer,
                         cert_pem: pem,
                         cert_hash,
+                        secret,
                     },
                     false,
                 ));
@@ -175,6 +223,7 @@ impl DeviceIdentity {
                 signer,
                 cert_pem: pem.into_bytes(),
                 cert_hash: sha256(&der),
+                secret,
             },
             true,
         ))
@@ -184,21 +233,21 @@ impl DeviceIdentity {
 fn software_key(
     persist: &mut dyn Persist,
     rng: &mut dyn Rng,
-) -> Result<SoftwareSigner, SetupError> {
+) -> Result<p256::SecretKey, SetupError> {
     if let Some(bytes) = persist.read(REC_DEVICE_KEY)?
         && let Ok(scalar) = <[u8; 32]>::try_from(bytes.as_slice())
-        && let Ok(signer) = SoftwareSigner::from_bytes(&scalar)
+        && let Ok(secret) = p256::SecretKey::from_slice(&scalar)
     {
-        return Ok(signer);
+        return Ok(secret);
     }
     loop {
         let mut scalar = [0u8; 32];
         rng.fill(&mut scalar);
-        if let Ok(signer) = SoftwareSigner::from_bytes(&scalar) {
+        if let Ok(secret) = p256::SecretKey::from_slice(&scalar) {
             persist.write(REC_DEVICE_KEY, &scalar)?;
             // A certificate made for a lost key names the wrong key.
             persist.remove(REC_DEVICE_CERT)?;
-            return Ok(signer);
+            return Ok(secret);
         }
         // A zero or out-of-range scalar (probability ~2^-32): draw again.
     }
@@ -245,11 +294,13 @@ impl From<VerifyError> for Rejection {
 
 /// Verifies a `/certs` answer: the chain against `root` at `now_unix`, then
 /// the envelope with the signing certificate it names (EVE's order).
+/// Returns the signer and the controller's ECDH certificates (for sealed
+/// secrets).
 pub fn open_certs(
     body: &[u8],
     root: &Certificate,
     now_unix: u64,
-) -> Result<TrustedSigner, Rejection> {
+) -> Result<(TrustedSigner, Vec<ControllerCert>), Rejection> {
     let container = AuthContainer::decode(body).map_err(|_| Rejection::Malformed)?;
     let payload = container
         .protected_payload
@@ -259,7 +310,7 @@ pub fn open_certs(
         .map_err(|_| Rejection::BadChain)?;
     let trusted = TrustedSigner::from_controller(&certs.signing);
     sign::verify_auth_container(&container, &trusted)?;
-    Ok(trusted)
+    Ok((trusted, certs.ecdh))
 }
 
 /// Checks that `uuid` looks like a UUID (the controller's answer ends up

@@ -39,10 +39,10 @@ pub mod queue;
 pub mod settings;
 
 pub use agent::{
-    Agent, AttestStatus, Bootstrap, Counters, Deps, Event, Phase, RegisterStatus, Rejections,
-    Status,
+    Agent, AttestStatus, Bootstrap, ContentInfo, ContentTables, Counters, Deps, Event, Phase,
+    RegisterStatus, Rejections, Status,
 };
 pub use eve_proto::sign::Signer as DeviceKey;
-pub use identity::{DeviceKeySource, Onboarding, Rejection, SetupError};
+pub use identity::{DeviceKeySource, Onboarding, Rejection, SecretKey, SetupError};
 pub use logs::{Level, LogRecord};
 pub use settings::Settings;

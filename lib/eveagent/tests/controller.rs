@@ -794,3 +794,175 @@ fn fast_upload_seals_after_10_s_and_uploads_every_3_s() {
     node.run_until_time(&mut agent, &mut http, logged + 13_100);
     assert_eq!(stored_lines(&ctl, &uuid, "on the fast schedule").len(), 1);
 }
+
+#[test]
+fn content_becomes_tables_with_credentials_opened_and_its_reports_reach_the_controller() {
+    let ctl = start_controller("content");
+    let onboard = onboarding_identity(9);
+    ctl.ctl
+        .onboard_add(&onboard.0, &["SN-CONTENT".into()])
+        .expect("pre-register");
+    let mut node = Node::new(&ctl, "SN-CONTENT", 7, onboard);
+    let mut agent = node.boot();
+    let mut http = ctl.http();
+    let uuid = onboard_to_running(&node, &mut agent, &mut http);
+    ctl.ctl
+        .set_config(
+            &uuid,
+            r#"
+datastores:
+  - { id: files, dType: DsHttps, fqdn: "files.example:8443", dpath: images, apiKey: ops, password: s3cret }
+  - { id: registry, dType: DsContainerRegistry, fqdn: "docker://127.0.0.1:5000" }
+contentInfo:
+  - { displayName: disk, dsId: files, URL: vm.img, iformat: RAW, sha256: "ab" }
+volumes:
+  - displayName: root
+    origin: { type: VCOT_DOWNLOAD, downloadContentTreeID: disk }
+configItems:
+  - { key: timer.gc.vdisk, value: "120" }
+"#,
+        )
+        .expect("set config");
+    assert!(node.run(
+        &mut agent,
+        &mut http,
+        20,
+        |a| a.status().counters.configs_accepted == 2
+    ));
+    let tables = agent.content_tables().expect("tables");
+    let files = tables
+        .datastores
+        .values()
+        .find(|d| d.config.as_ref().unwrap().fqdn == "files.example:8443")
+        .expect("the https datastore");
+    let config = files.config.as_ref().unwrap();
+    assert_eq!(files.credentials_error, "");
+    assert_eq!(
+        (config.api_key.as_str(), config.password.as_str()),
+        ("ops", "s3cret")
+    );
+    assert!(config.cipher_data.is_none());
+    // The controller sealed them: the config itself carries no clear text.
+    let sealed = agent.config().unwrap();
+    assert!(sealed.datastores.iter().all(|d| d.password.is_empty()));
+    assert!(sealed.datastores.iter().any(|d| d.cipher_data.is_some()));
+    assert_eq!(tables.trees.len(), 1);
+    assert_eq!(tables.volumes.len(), 1);
+    assert_eq!(tables.settings.gc_vdisk_secs, 120);
+    assert_eq!(tables.settings.download_retry_secs, 600);
+
+    // volumemgr's reports go to the controller, one message per object.
+    let tree = topics::content::ContentTreeState {
+        uuid: tables.trees.keys().next().unwrap().clone(),
+        display_name: "disk".into(),
+        state: eve_proto::info::ZSwState::Error as i32,
+        error: "sha256 mismatch: expected ab.., the bytes received hash to cd..".into(),
+        error_unix: 1_700_000_000,
+        ..Default::default()
+    };
+    agent.report_content(eveagent::ContentInfo::Tree(tree.clone()));
+    agent.report_content(eveagent::ContentInfo::Blobs(topics::content::Blobs {
+        blobs: vec![topics::content::BlobEntry {
+            sha256: "cd".repeat(32),
+            state: eve_proto::info::ZSwState::Verified as i32,
+            size_bytes: 10,
+            ..Default::default()
+        }],
+    }));
+    agent.set_content_usage(topics::content::Usage {
+        total_bytes: 100 << 20,
+        free_bytes: 50 << 20,
+        volumes: vec![topics::content::VolumeUsage {
+            uuid: "v".into(),
+            display_name: "root".into(),
+            total_bytes: 8 << 20,
+            used_bytes: 1 << 20,
+        }],
+        ..Default::default()
+    });
+    let key = format!("content/{}", tree.uuid);
+    assert!(node.run(&mut agent, &mut http, 20, |_| {
+        let info = ctl.ctl.store().latest_info(&uuid).unwrap();
+        info.iter().any(|r| r.key == key) && info.iter().any(|r| r.key.starts_with("type/"))
+    }));
+    let info = ctl.ctl.store().latest_info(&uuid).unwrap();
+    let rec = info.iter().find(|r| r.key == key).unwrap();
+    let Some(InfoContent::Cinfo(c)) = ZInfoMsg::decode(rec.msg.as_slice()).unwrap().info_content
+    else {
+        panic!("not content tree info")
+    };
+    assert_eq!(c.state, eve_proto::info::ZSwState::Error as i32);
+    assert!(c.err.unwrap().description.contains("mismatch"));
+    node.run_until_time(&mut agent, &mut http, node.now() + 61_000);
+    let metrics = ctl.ctl.store().metrics(&uuid, 1).unwrap();
+    let m = ZMetricMsg::decode(metrics[0].msg.as_slice()).unwrap();
+    assert_eq!(m.vm.len(), 1);
+    assert_eq!(m.vm[0].used_bytes, 1 << 20);
+    let Some(MetricContent::Dm(dm)) = m.metric_content else {
+        panic!("no device metrics")
+    };
+    assert!(
+        dm.disk
+            .iter()
+            .any(|d| d.disk == "content" && d.total == 100)
+    );
+}
+
+#[test]
+fn with_a_tpm_the_ecdh_key_gets_a_certificate_the_controller_seals_for() {
+    let ctl = start_controller("ecdh");
+    let onboard = onboarding_identity(11);
+    ctl.ctl
+        .onboard_add(&onboard.0, &["SN-ECDH".into()])
+        .expect("pre-register");
+    let mut node = Node::new(&ctl, "SN-ECDH", 17, onboard);
+    // The TPM's keys, played by software keys behind the same interfaces:
+    // the device key only signs, the ECDH key only agrees.
+    let device = SoftwareSigner::new(&eve_proto::p256::SecretKey::from_slice(&[0x21; 32]).unwrap());
+    let ecdh = eve_proto::p256::SecretKey::from_slice(&[0x37; 32]).unwrap();
+    let mut agent = node.boot_with(DeviceKeySource::External(Box::new(device)));
+    agent.use_ecdh_key(Box::new(ecdh.clone()), &ecdh.public_key());
+    let mut http = ctl.http();
+    let uuid = onboard_to_running(&node, &mut agent, &mut http);
+    let stored = ctl.ctl.store().device(&uuid).unwrap().unwrap();
+    let cert = stored
+        .attest
+        .ecdh_cert_pem
+        .expect("the controller took the ECDH certificate");
+    let parsed = eve_proto::x509::parse_pem(cert.as_bytes()).unwrap();
+    assert_eq!(
+        eve_proto::x509::p256_public_key(&parsed).unwrap(),
+        ecdh.public_key()
+    );
+    assert_eq!(
+        ctl.count("attest", 201),
+        2,
+        "the certificate, then the quote"
+    );
+    ctl.ctl
+        .set_config(
+            &uuid,
+            "datastores:\n  - { id: files, dType: DsHttps, fqdn: \"files.example\", apiKey: ops, password: s3cret }\n",
+        )
+        .expect("set config");
+    assert!(node.run(
+        &mut agent,
+        &mut http,
+        20,
+        |a| a.status().counters.configs_accepted == 2
+    ));
+    let tables = agent.content_tables().unwrap();
+    let ds = tables.datastores.values().next().unwrap();
+    assert_eq!(ds.credentials_error, "");
+    assert_eq!(ds.config.as_ref().unwrap().password, "s3cret");
+
+    // The next boot finds the certificate on the state volume, already
+    // taken: attestation is the quote alone.
+    let device = SoftwareSigner::new(&eve_proto::p256::SecretKey::from_slice(&[0x21; 32]).unwrap());
+    let mut agent = node.boot_with(DeviceKeySource::External(Box::new(device)));
+    agent.use_ecdh_key(Box::new(ecdh.clone()), &ecdh.public_key());
+    onboard_to_running(&node, &mut agent, &mut http);
+    assert_eq!(ctl.count("attest", 201), 3);
+    let again = ctl.ctl.store().device(&uuid).unwrap().unwrap();
+    assert_eq!(again.attest.ecdh_cert_pem.as_deref(), Some(cert.as_str()));
+}

@@ -1,8 +1,8 @@
 //! What services ask the host to do for them, one typed definition per
 //! operation.
 //!
-//! Decisions live in services; privileged effects (the TPM today; blobs,
-//! volumes, domains, ports and partitions next) live in the host, behind
+//! Decisions live in services; privileged effects (the TPM, the blob
+//! store, volumes; domains, ports and partitions next) live in the host, behind
 //! operations the node manifest grants each service. An operation belongs
 //! to a *target*, the host module that performs it:
 //!
@@ -36,7 +36,9 @@
 
 extern crate alloc;
 
+pub mod blobs;
 pub mod tpm;
+pub mod volumes;
 
 use core::time::Duration;
 
@@ -79,7 +81,11 @@ pub trait Operation {
 
 /// Every target this build of the host serves: what the manifest may
 /// grant.
-pub const CATALOGUE: &[&TargetSpec] = &[&<tpm::Tpm as Target>::SPEC];
+pub const CATALOGUE: &[&TargetSpec] = &[
+    &<tpm::Tpm as Target>::SPEC,
+    &<blobs::Blobs as Target>::SPEC,
+    &<volumes::Volumes as Target>::SPEC,
+];
 
 /// Declares a target and its operations: a unit type implementing
 /// [`Target`] and one per operation implementing [`Operation`].

@@ -1,10 +1,10 @@
 //! The node's TPM, which the host owns: no service talks to it directly.
 //!
-//! No operation returns private key material: the device key and the
-//! attestation key are created inside the TPM as non-exportable keys and
-//! only their public points, signatures, quotes and the endorsement
-//! certificate ever leave it; no message here has a field that could
-//! carry a private key.
+//! No operation returns private key material: the device key, the
+//! attestation key and the ECDH key are created inside the TPM as
+//! non-exportable keys and only their public points, signatures, quotes,
+//! shared points and the endorsement certificate ever leave it; no message
+//! here has a field that could carry a private key.
 //!
 //! The messages carry raw bytes with fixed lengths (a 32-byte digest, a
 //! 65-byte point, a 64-byte signature); the accessors check them, so the
@@ -33,6 +33,13 @@ crate::target! {
     Quote = "quote": QuoteRequest => QuoteResponse, timeout Duration::from_secs(30);
     /// The endorsement key certificate, DER.
     ReadEkCert = "read-ek-cert": Empty => EkCert;
+    /// Creates the ECDH key (EVE's handle `0x81000005`: decrypt, scheme
+    /// ECDH) unless it exists, and answers its public key.
+    CreateEcdhKey = "create-ecdh-key": Empty => PublicKey, timeout Duration::from_secs(30);
+    /// The point the ECDH key shares with a peer's public key (EVE's
+    /// `TPM2_ECDH_ZGen`): how the device opens secrets the controller
+    /// sealed for it, without the private key leaving the TPM.
+    Ecdh = "ecdh": PublicKey => SharedPoint;
 }
 
 /// Length of a SHA-256 digest, the only digest signed.
@@ -42,6 +49,8 @@ pub const DIGEST_LEN: usize = 32;
 pub const SIGNATURE_LEN: usize = 64;
 /// Length of a SEC1 uncompressed P-256 point (`0x04 || x || y`).
 pub const PUBLIC_KEY_LEN: usize = 65;
+/// Length of a shared point as `x || y`.
+pub const SHARED_POINT_LEN: usize = 64;
 /// Longest quote nonce: the largest `TPM2B_DATA` a TPM with SHA-512
 /// takes; EVE's controller hands out 32 bytes.
 pub const MAX_NONCE_LEN: usize = 64;
@@ -67,6 +76,23 @@ impl PublicKey {
     /// The point, if it is one.
     pub fn point(&self) -> Result<&[u8; PUBLIC_KEY_LEN], Invalid> {
         point(&self.point)
+    }
+}
+
+/// A point shared by ECDH.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct SharedPoint {
+    /// `x || y`, [`SHARED_POINT_LEN`] bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub point: Vec<u8>,
+}
+
+impl SharedPoint {
+    pub fn point(&self) -> Result<&[u8; SHARED_POINT_LEN], Invalid> {
+        self.point
+            .as_slice()
+            .try_into()
+            .map_err(|_| Invalid::SharedPoint)
     }
 }
 
@@ -303,6 +329,8 @@ pub enum Invalid {
     Pcrs,
     /// A certificate that is empty or longer than [`MAX_EK_CERT_LEN`].
     Certificate,
+    /// A shared point that is not [`SHARED_POINT_LEN`] bytes.
+    SharedPoint,
 }
 
 impl fmt::Display for Invalid {
@@ -322,6 +350,7 @@ impl fmt::Display for Invalid {
                     "the certificate is empty or over {MAX_EK_CERT_LEN} bytes"
                 )
             }
+            Invalid::SharedPoint => write!(f, "the shared point is not {SHARED_POINT_LEN} bytes"),
         }
     }
 }
@@ -444,10 +473,12 @@ mod tests {
             ReadPcrs::NAME,
             Quote::NAME,
             ReadEkCert::NAME,
+            CreateEcdhKey::NAME,
+            Ecdh::NAME,
         ] {
             assert!(spec.serves(name), "{name}");
         }
-        assert_eq!(spec.operations.len(), 6);
+        assert_eq!(spec.operations.len(), 8);
         assert!(!spec.serves("export-key"));
         assert_eq!(CreateDeviceKey::TIMEOUT, Duration::from_secs(30));
         assert_eq!(Sign::TIMEOUT, Duration::from_secs(5));

@@ -27,12 +27,17 @@
 
 extern crate alloc;
 
+pub mod content;
 pub mod diag;
 pub mod facts;
 pub mod onboard;
 
 use alloc::vec::Vec;
 
+pub use content::{
+    BlobStatus, ContentSettings, ContentTreeConfig, ContentTreeStatus, ContentUsage,
+    DatastoreConfig, DownloadRequests, DownloadStatus, VolumeConfig, VolumeStatus,
+};
 pub use diag::DiagReport;
 pub use facts::DeviceFacts;
 pub use onboard::OnboardStatus;
@@ -75,7 +80,21 @@ impl EdgeConfig {
 pub const BROKER_TOPICS: &[&str] = &[DeviceFacts::NAME];
 
 /// Every topic services publish.
-pub const SERVICE_TOPICS: &[&str] = &[EdgeConfig::NAME, OnboardStatus::NAME, DiagReport::NAME];
+pub const SERVICE_TOPICS: &[&str] = &[
+    EdgeConfig::NAME,
+    OnboardStatus::NAME,
+    DiagReport::NAME,
+    DatastoreConfig::NAME,
+    ContentTreeConfig::NAME,
+    VolumeConfig::NAME,
+    ContentSettings::NAME,
+    DownloadRequests::NAME,
+    DownloadStatus::NAME,
+    ContentTreeStatus::NAME,
+    VolumeStatus::NAME,
+    BlobStatus::NAME,
+    ContentUsage::NAME,
+];
 
 #[cfg(test)]
 mod tests {

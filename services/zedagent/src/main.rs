@@ -9,10 +9,13 @@
 //! metrics and logs loops.
 //!
 //! On the bus it publishes the accepted config ([`topics::EdgeConfig`]:
-//! EVE's `EdgeDevConfig`) for the node's other services, and its own status
+//! EVE's `EdgeDevConfig`) for the node's other services, its content as
+//! tables (datastores with their credentials opened, content trees,
+//! volumes, content settings: see `content.rs`), and its own status
 //! ([`topics::OnboardStatus`]) for the host's status display and diag; it
 //! subscribes to the log stream (`@log`) and forwards every service's
-//! records to the controller.
+//! records to the controller, and to volumemgr's reports (content trees,
+//! volumes, blobs, disk use), which it sends as EVE does.
 //!
 //! Console stamps (`@@ boot-timer STAGE NS`, see `link.rs`) mark
 //! `registered`, `config` (first config received) and `info` (first device
@@ -23,6 +26,7 @@
 
 extern crate alloc;
 
+mod content;
 mod link;
 mod persist;
 mod platform;
@@ -37,6 +41,7 @@ use alloc::{
 use core::{cell::RefCell, time::Duration};
 
 use configpart::FactoryConfig;
+use eveagent::ContentInfo;
 use eveagent::io::{Clock, Persist, Rng};
 use eveagent::{
     Agent, AttestStatus, Bootstrap, Deps, DeviceKeySource, Event as AgentEvent, Level, LogRecord,
@@ -50,12 +55,17 @@ use net::Stack;
 use runtime::service::{self, Change, Service};
 use topics::facts::Facts;
 use topics::onboard::{self, Report};
-use topics::{DeviceFacts, EdgeConfig, OnboardStatus};
+use topics::{
+    BlobStatus, ContentTreeStatus, ContentUsage, DeviceFacts, EdgeConfig, OnboardStatus,
+    VolumeStatus,
+};
+
+use content::ContentPublisher;
 
 use link::ControllerLink;
 use persist::StateVolume;
 use platform::Machine;
-use tpm::TpmKey;
+use tpm::{TpmEcdh, TpmKey};
 
 runtime::entry!("zedagent", main);
 
@@ -84,6 +94,7 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
     let agent = RefCell::new(agent);
     let link = RefCell::new(link);
     let mut published = None;
+    let mut content = ContentPublisher::default();
     let mut service = Service::new();
     // The stack's own timers (retransmissions, DHCP renewals) bound the sleep.
     service.poller(|ctl| {
@@ -110,11 +121,32 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
             Change::Deleted(_) => None,
         }
     });
+    // volumemgr's reports go to the controller as they change.
+    service.on::<ContentTreeStatus>(|_, _, change| {
+        if let Change::Created(s) | Change::Modified(s) = change {
+            agent.borrow_mut().report_content(ContentInfo::Tree(s));
+        }
+    });
+    service.on::<VolumeStatus>(|_, _, change| {
+        if let Change::Created(s) | Change::Modified(s) = change {
+            agent.borrow_mut().report_content(ContentInfo::Volume(s));
+        }
+    });
+    service.on::<BlobStatus>(|_, _, change| {
+        if let Change::Created(b) | Change::Modified(b) = change {
+            agent.borrow_mut().report_content(ContentInfo::Blobs(b));
+        }
+    });
+    service.on::<ContentUsage>(|_, _, change| {
+        if let Change::Created(u) | Change::Modified(u) = change {
+            agent.borrow_mut().set_content_usage(u);
+        }
+    });
     service.repeat(Duration::ZERO, |_| {
         let mut agent = agent.borrow_mut();
         let wake = agent.poll(&mut *link.borrow_mut());
         for event in agent.take_events() {
-            handle_agent_event(&agent, event);
+            handle_agent_event(&agent, event, &mut content);
         }
         let report = onboard_report(&agent);
         if published.as_ref() != Some(&report) && runtime::bus::present() {
@@ -141,7 +173,7 @@ fn setup(host_facts: &Rc<RefCell<Option<Facts>>>) -> Result<(Agent, ControllerLi
     let (used, capacity) = persist.usage();
     log::info!("state volume: {used} of {capacity} bytes in use");
     let restart_counter = count_boot(&mut persist)?;
-    let key_source = device_key_source();
+    let (key_source, ecdh) = device_key_source();
     let target = Target::parse_server(&factory.server).map_err(|e| format!("server file: {e}"))?;
     let roots = RootStore::from_pem(factory.root_certificate_pem.as_bytes())
         .map_err(|e| format!("root-certificate.pem: {e:?}"))?;
@@ -185,8 +217,11 @@ fn setup(host_facts: &Rc<RefCell<Option<Facts>>>) -> Result<(Agent, ControllerLi
         persist: Box::new(persist),
         platform: Box::new(machine),
     };
-    let agent =
+    let mut agent =
         Agent::new(bootstrap, key_source, deps).map_err(|e| format!("device identity: {e:?}"))?;
+    if let Some(public) = ecdh {
+        agent.use_ecdh_key(Box::new(TpmEcdh), &public);
+    }
     Ok((agent, ControllerLink::new(stack, target, tls)))
 }
 
@@ -209,20 +244,29 @@ fn count_boot(persist: &mut StateVolume<hal::block::VirtioBlock>) -> Result<u32,
     Ok(this)
 }
 
-/// The TPM through the host when the node grants one, else a software key.
-fn device_key_source() -> DeviceKeySource {
+/// The TPM through the host when the node grants one, else a software key;
+/// with the TPM, its ECDH key's public key for the secrets the controller
+/// seals (a software device key opens them itself).
+fn device_key_source() -> (DeviceKeySource, Option<eve_proto::p256::PublicKey>) {
     if !runtime::bus::present() {
         log::info!("no node bus: device key in software on the state volume");
-        return DeviceKeySource::Software;
+        return (DeviceKeySource::Software, None);
     }
     match TpmKey::create() {
         Ok(key) => {
             log::info!("device key held by the host's TPM");
-            DeviceKeySource::External(Box::new(key))
+            let ecdh = TpmEcdh::create()
+                .inspect_err(|e| {
+                    log::warn!(
+                        "no TPM ECDH key ({e}): sealed datastore credentials cannot be opened"
+                    )
+                })
+                .ok();
+            (DeviceKeySource::External(Box::new(key)), ecdh)
         }
         Err(e) => {
             log::warn!("no TPM device key ({e}): device key in software on the state volume");
-            DeviceKeySource::Software
+            (DeviceKeySource::Software, None)
         }
     }
 }
@@ -253,7 +297,7 @@ impl Clock for MonotonicClock {
     }
 }
 
-fn handle_agent_event(agent: &Agent, event: AgentEvent) {
+fn handle_agent_event(agent: &Agent, event: AgentEvent, content: &mut ContentPublisher) {
     match event {
         AgentEvent::ConfigAccepted { from_checkpoint } => {
             let Some(config) = agent.config() else { return };
@@ -266,10 +310,11 @@ fn handle_agent_event(agent: &Agent, event: AgentEvent) {
                     ""
                 }
             );
-            if runtime::bus::present()
-                && let Err(e) = service::publish::<EdgeConfig>(EdgeConfig::KEY, config)
-            {
-                log::warn!("publishing the config: {e}");
+            if runtime::bus::present() {
+                if let Err(e) = service::publish::<EdgeConfig>(EdgeConfig::KEY, config) {
+                    log::warn!("publishing the config: {e}");
+                }
+                content.publish(agent);
             }
         }
         AgentEvent::SettingsChanged(settings) => {

@@ -1,8 +1,11 @@
-//! The device key held by the host's TPM: created and used through the
-//! host operations of `hostops::tpm`, so its private half never reaches
-//! this VM.
+//! The device's keys held by the host's TPM: the device key (signing) and
+//! the ECDH key (opening secrets the controller seals for the device),
+//! created and used through the host operations of `hostops::tpm`, so their
+//! private halves never reach this VM.
 
+use eve_proto::cipher::{CipherError, KeyAgreement};
 use eve_proto::p256::PublicKey;
+use eve_proto::p256::elliptic_curve::sec1::ToEncodedPoint;
 use eve_proto::sign::{SignError, Signer};
 use hostops::tpm::{self, Empty, SignRequest, TpmError};
 use runtime::service::{self, CallError};
@@ -52,5 +55,33 @@ impl Signer for TpmKey {
         })
         .map_err(|_| SignError::Backend)?;
         answer.raw().copied().map_err(|_| SignError::Backend)
+    }
+}
+
+/// The TPM's ECDH key: the shared point is computed in the TPM.
+pub struct TpmEcdh;
+
+impl TpmEcdh {
+    /// Creates the ECDH key in the TPM unless it exists; its public key.
+    pub fn create() -> Result<PublicKey, TpmKeyError> {
+        let answer = service::call::<tpm::CreateEcdhKey>(&Empty {}).map_err(TpmKeyError::Call)?;
+        let point = answer.point().map_err(|_| TpmKeyError::BadKey)?;
+        PublicKey::from_sec1_bytes(point).map_err(|_| TpmKeyError::BadKey)
+    }
+}
+
+impl KeyAgreement for TpmEcdh {
+    fn shared_point(&self, peer: &PublicKey) -> Result<[u8; 64], CipherError> {
+        let request = tpm::PublicKey {
+            point: peer.to_encoded_point(false).as_bytes().to_vec(),
+        };
+        let answer = service::call::<tpm::Ecdh>(&request).map_err(|e| {
+            log::warn!("the TPM's ECDH: {e}");
+            CipherError::KeyAgreement
+        })?;
+        answer
+            .point()
+            .copied()
+            .map_err(|_| CipherError::KeyAgreement)
     }
 }

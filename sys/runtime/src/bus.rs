@@ -180,6 +180,27 @@ pub(crate) fn publish(topic: &str, key: &str, value: &[u8]) -> Result<(), BusErr
     })
 }
 
+/// Removes `key` from `topic`, which this service publishes.
+pub(crate) fn delete(topic: &str, key: &str) -> Result<(), BusError> {
+    with(|link| {
+        link.client.delete(topic, key).map_err(BusError::Client)?;
+        link.pump();
+        Ok(())
+    })
+}
+
+/// Says this service has published all of `topic` it means to: items a
+/// previous boot published and this one did not go.
+pub(crate) fn signal_synchronized(topic: &str) -> Result<(), BusError> {
+    with(|link| {
+        link.client
+            .signal_synchronized(topic)
+            .map_err(BusError::Client)?;
+        link.pump();
+        Ok(())
+    })
+}
+
 /// Subscribes to `topic`; its items arrive as events.
 pub(crate) fn subscribe(topic: &str) -> Result<(), BusError> {
     with(|link| link.client.subscribe(topic).map_err(BusError::Client))

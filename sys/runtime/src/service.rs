@@ -65,6 +65,7 @@ pub struct LogRecord {
 }
 
 type TopicHandler<'a> = Box<dyn FnMut(&mut Control<'a>, &str, Change<&[u8]>) + 'a>;
+type SyncHandler<'a> = Box<dyn FnMut(&mut Control<'a>) + 'a>;
 type LogHandler<'a> = Box<dyn FnMut(&mut Control<'a>, LogRecord) + 'a>;
 
 /// A service's loop. Build it, say what it reacts to, then
@@ -72,6 +73,7 @@ type LogHandler<'a> = Box<dyn FnMut(&mut Control<'a>, LogRecord) + 'a>;
 pub struct Service<'a> {
     poll: PollLoop<'a>,
     topics: Vec<(&'static str, TopicHandler<'a>)>,
+    synced: Vec<(&'static str, SyncHandler<'a>)>,
     log: Option<LogHandler<'a>>,
 }
 
@@ -86,6 +88,7 @@ impl<'a> Service<'a> {
         Service {
             poll: PollLoop::new(),
             topics: Vec::new(),
+            synced: Vec::new(),
             log: None,
         }
     }
@@ -149,6 +152,14 @@ impl<'a> Service<'a> {
         ));
     }
 
+    /// Calls `f` each time the table of topic `T` (subscribed with
+    /// [`Service::on`]) is complete: after the items a subscription
+    /// delivers first, and again after every reconnection. Until then a
+    /// subscriber must not take a missing item for a deleted one.
+    pub fn on_synchronized<T: Topic>(&mut self, f: impl FnMut(&mut Control<'a>) + 'a) {
+        self.synced.push((T::NAME, Box::new(f)));
+    }
+
     /// Subscribes to the node's log stream (`@log`; the manifest must
     /// grant it) and calls `f` with each record of another service.
     pub fn on_log(&mut self, f: impl FnMut(&mut Control<'a>, LogRecord) + 'a) {
@@ -161,10 +172,12 @@ impl<'a> Service<'a> {
 
     /// Runs until a callback calls [`Control::stop`]; returns its status.
     pub fn run(mut self) -> i32 {
-        let mut topics = core::mem::take(&mut self.topics);
-        let mut log = self.log.take();
-        self.poll
-            .poller(move |ctl| dispatch(ctl, &mut topics, log.as_mut()));
+        let mut handlers = Handlers {
+            topics: core::mem::take(&mut self.topics),
+            synced: core::mem::take(&mut self.synced),
+            log: self.log.take(),
+        };
+        self.poll.poller(move |ctl| dispatch(ctl, &mut handlers));
         loop {
             let step = self.poll.step();
             if let Some(status) = step.stopped {
@@ -195,32 +208,48 @@ where
     });
 }
 
+/// What a running service reacts to.
+struct Handlers<'a> {
+    topics: Vec<(&'static str, TopicHandler<'a>)>,
+    synced: Vec<(&'static str, SyncHandler<'a>)>,
+    log: Option<LogHandler<'a>>,
+}
+
 /// Services the bus and hands its events to the handlers; whether there
 /// were any.
-fn dispatch<'a>(
-    ctl: &mut Control<'a>,
-    topics: &mut [(&'static str, TopicHandler<'a>)],
-    mut log: Option<&mut LogHandler<'a>>,
-) -> bool {
+fn dispatch<'a>(ctl: &mut Control<'a>, handlers: &mut Handlers<'a>) -> bool {
     bus::pump();
     let mut any = false;
+    let Handlers {
+        topics,
+        synced,
+        log,
+    } = handlers;
     while let Some(event) = bus::next_event() {
         any = true;
-        let mut to_topic = |topic: &str, key: &str, change: Change<&[u8]>| {
-            if let Some((_, handler)) = topics.iter_mut().find(|(name, _)| *name == topic) {
-                handler(ctl, key, change);
-            }
-        };
+        let mut to_topic =
+            |ctl: &mut Control<'a>, topic: &str, key: &str, change: Change<&[u8]>| {
+                if let Some((_, handler)) = topics.iter_mut().find(|(name, _)| *name == topic) {
+                    handler(ctl, key, change);
+                }
+            };
         match event {
-            Event::Created { topic, key, value } => to_topic(&topic, &key, Change::Created(&value)),
+            Event::Created { topic, key, value } => {
+                to_topic(ctl, &topic, &key, Change::Created(&value))
+            }
             Event::Modified { topic, key, value } => {
-                to_topic(&topic, &key, Change::Modified(&value))
+                to_topic(ctl, &topic, &key, Change::Modified(&value))
             }
             Event::Deleted {
                 topic,
                 key,
                 last_value,
-            } => to_topic(&topic, &key, Change::Deleted(&last_value)),
+            } => to_topic(ctl, &topic, &key, Change::Deleted(&last_value)),
+            Event::Synchronized { topic } => {
+                for (_, handler) in synced.iter_mut().filter(|(name, _)| *name == topic) {
+                    handler(ctl);
+                }
+            }
             Event::LogRecord {
                 source,
                 level,
@@ -247,10 +276,7 @@ fn dispatch<'a>(
                 reason,
             } => log::warn!("bus: {operation:?} of {topic} refused: {reason:?}"),
             Event::Refused(reason) => log::error!("bus: the host refused this service: {reason:?}"),
-            Event::Connected { .. }
-            | Event::Synchronized { .. }
-            | Event::Response { .. }
-            | Event::RequestFailed { .. } => {}
+            Event::Connected { .. } | Event::Response { .. } | Event::RequestFailed { .. } => {}
         }
     }
     any
@@ -268,6 +294,19 @@ static UNDECODABLE: AtomicU64 = AtomicU64::new(0);
 /// the manifest must make this service `T`'s publisher.
 pub fn publish<T: Topic>(key: &str, value: &T::Value) -> Result<(), BusError> {
     bus::publish(T::NAME, key, &topics::encode::<T>(value))
+}
+
+/// Removes item `key` of topic `T`, which this service publishes.
+pub fn unpublish<T: Topic>(key: &str) -> Result<(), BusError> {
+    bus::delete(T::NAME, key)
+}
+
+/// Says this service has published every item of topic `T` it means to:
+/// items an earlier boot of it published and this one did not are
+/// dropped from the table. Call it once the topic is complete after a
+/// start.
+pub fn synchronized<T: Topic>() -> Result<(), BusError> {
+    bus::signal_synchronized(T::NAME)
 }
 
 fn subscribe<T: Topic>() -> Result<(), BusError> {

@@ -1,5 +1,5 @@
-//! Attestation: nonces, the attestation certificate, quotes and the
-//! integrity token config requests must carry, and key escrow.
+//! Attestation: nonces, the attestation and ECDH certificates, quotes and
+//! the integrity token config requests must carry, and key escrow.
 
 use eve_proto::Message;
 use eve_proto::attest::{
@@ -26,11 +26,24 @@ impl Controller {
     pub fn attest(&self, dev: &Dev, payload: &[u8]) -> Reply {
         let req = ZAttestReq::decode(payload)
             .map_err(|_| Reject::new(StatusCode::BAD_REQUEST, "payload is not a ZAttestReq"))?;
+        // An ECDH certificate is checked against the device certificate.
+        let carries_ecdh = req
+            .certs
+            .iter()
+            .any(|c| c.r#type == ZCertType::CertTypeDeviceEcdhExchange as i32);
+        let device_cert_pem = if carries_ecdh {
+            self.store
+                .device(&dev.uuid)?
+                .map(|d| d.device_cert_pem)
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         // Read, decide and write in one step of the store, so that requests
         // racing on this replica or another cannot both spend one nonce.
         let mut outcome = None;
         let stored = self.store.update_attest(&dev.uuid, &mut |state| {
-            let decided = decide(&req, state);
+            let decided = decide(&req, state, &device_cert_pem);
             let write = decided.is_ok();
             outcome = Some(decided);
             write
@@ -53,7 +66,27 @@ impl Controller {
 }
 
 /// What `req` does to `state`, and the answer.
-fn decide(req: &ZAttestReq, state: &mut AttestState) -> Result<ZAttestResponse, Reject> {
+/// An ECDH certificate is taken only when the device's own key signed it:
+/// secrets sealed for it must be for this device.
+fn check_ecdh_cert(pem: &[u8], device_cert_pem: &str) -> Result<(), Reject> {
+    let bad =
+        |why: String| Reject::new(StatusCode::BAD_REQUEST, format!("ECDH certificate: {why}"));
+    let cert = eve_proto::x509::parse_pem(pem).map_err(|e| bad(format!("{e:?}")))?;
+    eve_proto::x509::p256_public_key(&cert).map_err(|e| bad(format!("{e:?}")))?;
+    let device = eve_proto::x509::parse_pem(device_cert_pem.as_bytes())
+        .and_then(|c| eve_proto::x509::p256_public_key(&c))
+        .map_err(|e| bad(format!("the device certificate: {e:?}")))?;
+    match eve_proto::x509::verify_signed_by(&cert, &device) {
+        Ok(true) => Ok(()),
+        _ => Err(bad(String::from("not signed by the device's key"))),
+    }
+}
+
+fn decide(
+    req: &ZAttestReq,
+    state: &mut AttestState,
+    device_cert_pem: &str,
+) -> Result<ZAttestResponse, Reject> {
     let mut resp = ZAttestResponse::default();
     match ZAttestReqType::try_from(req.req_type) {
         Ok(ZAttestReqType::AttestReqNonce) => {
@@ -64,25 +97,30 @@ fn decide(req: &ZAttestReq, state: &mut AttestState) -> Result<ZAttestResponse, 
             resp.nonce = Some(ZAttestNonceResp { nonce });
         }
         Ok(ZAttestReqType::AttestReqCert) => {
-            let cert = req
-                .certs
-                .iter()
-                .find(|c| c.r#type == ZCertType::CertTypeDeviceRestrictedSigning as i32)
-                .ok_or_else(|| {
-                    Reject::new(
-                        StatusCode::BAD_REQUEST,
-                        "no restricted signing (attestation) certificate",
-                    )
-                })?;
-            eve_proto::x509::parse_pem(&cert.cert)
-                .and_then(|c| eve_proto::x509::p256_public_key(&c))
-                .map_err(|e| {
-                    Reject::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("attestation certificate: {e:?}"),
-                    )
-                })?;
-            state.attest_cert_pem = Some(String::from_utf8_lossy(&cert.cert).into_owned());
+            let of_type = |t: ZCertType| req.certs.iter().find(|c| c.r#type == t as i32);
+            let attest = of_type(ZCertType::CertTypeDeviceRestrictedSigning);
+            let ecdh = of_type(ZCertType::CertTypeDeviceEcdhExchange);
+            if attest.is_none() && ecdh.is_none() {
+                return Err(Reject::new(
+                    StatusCode::BAD_REQUEST,
+                    "neither a restricted signing (attestation) nor an ECDH certificate",
+                ));
+            }
+            if let Some(cert) = attest {
+                eve_proto::x509::parse_pem(&cert.cert)
+                    .and_then(|c| eve_proto::x509::p256_public_key(&c))
+                    .map_err(|e| {
+                        Reject::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("attestation certificate: {e:?}"),
+                        )
+                    })?;
+                state.attest_cert_pem = Some(String::from_utf8_lossy(&cert.cert).into_owned());
+            }
+            if let Some(cert) = ecdh {
+                check_ecdh_cert(&cert.cert, device_cert_pem)?;
+                state.ecdh_cert_pem = Some(String::from_utf8_lossy(&cert.cert).into_owned());
+            }
             resp.resp_type = ZAttestRespType::AttestRespCert as i32;
         }
         Ok(ZAttestReqType::AttestReqQuote) => {
@@ -173,4 +211,64 @@ fn decide(req: &ZAttestReq, state: &mut AttestState) -> Result<ZAttestResponse, 
         }
     }
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use eve_proto::certs::ZCert;
+    use eve_proto::p256::SecretKey;
+    use eve_proto::sign::SoftwareSigner;
+    use eve_proto::x509::{self, DeviceCertParams};
+
+    use super::*;
+
+    fn params(cn: &str) -> DeviceCertParams<'_> {
+        DeviceCertParams {
+            common_name: cn,
+            serial: &[1, 2, 3],
+            not_before_unix: 1_700_000_000,
+            not_after_unix: 1_900_000_000,
+        }
+    }
+
+    fn cert_request(pem: &str) -> ZAttestReq {
+        ZAttestReq {
+            req_type: ZAttestReqType::AttestReqCert as i32,
+            certs: vec![ZCert {
+                r#type: ZCertType::CertTypeDeviceEcdhExchange as i32,
+                cert: pem.as_bytes().to_vec(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_ecdh_certificate_is_taken_only_from_the_device_key() {
+        let device = SoftwareSigner::new(&SecretKey::from_slice(&[5; 32]).unwrap());
+        let device_cert = x509::generate_device_cert(&device, &params("dev")).unwrap();
+        let device_pem = x509::to_pem(&device_cert).unwrap();
+        let ecdh = SecretKey::from_slice(&[6; 32]).unwrap().public_key();
+        let good = x509::generate_ecdh_cert(&device, &device_cert, &ecdh, &params("dev-ecdh"))
+            .and_then(|c| x509::to_pem(&c))
+            .unwrap();
+        let mut state = AttestState::default();
+        let answer = decide(&cert_request(&good), &mut state, &device_pem).unwrap();
+        assert_eq!(answer.resp_type, ZAttestRespType::AttestRespCert as i32);
+        assert_eq!(state.ecdh_cert_pem.as_deref(), Some(good.as_str()));
+        // Signed by another key: refused, and the state keeps what it had.
+        let stranger = SoftwareSigner::new(&SecretKey::from_slice(&[7; 32]).unwrap());
+        let forged = x509::generate_ecdh_cert(&stranger, &device_cert, &ecdh, &params("x"))
+            .and_then(|c| x509::to_pem(&c))
+            .unwrap();
+        let mut other = state.clone();
+        assert!(decide(&cert_request(&forged), &mut other, &device_pem).is_err());
+        assert!(decide(&cert_request("not a certificate"), &mut other, &device_pem).is_err());
+        let empty = ZAttestReq {
+            req_type: ZAttestReqType::AttestReqCert as i32,
+            ..Default::default()
+        };
+        assert!(decide(&empty, &mut other, &device_pem).is_err());
+        assert_eq!(other, state);
+    }
 }

@@ -145,10 +145,39 @@ impl Controller {
         let _cache = lock(&dev.cache);
         let previous = self.current_config(uuid)?;
         let next = self.store.latest_config(uuid)?.map_or(1, |c| c.version + 1);
-        let cfg = configspec::build(text, uuid, next, previous.as_ref(), now())?;
+        let mut cfg = configspec::build(text, uuid, next, previous.as_ref(), now())?;
+        if configspec::has_clear_credentials(&cfg) {
+            self.seal_credentials(uuid, &mut cfg)?;
+        }
         let version = self.store.put_config(uuid, &cfg.encode_to_vec())?;
         dev.invalidate(Cached::Config);
         Ok((version, cfg))
+    }
+
+    /// Seals the clear datastore credentials of `cfg` for device `uuid`.
+    fn seal_credentials(&self, uuid: &str, cfg: &mut EdgeDevConfig) -> Result<(), ControllerError> {
+        use eve_proto::p256::pkcs8::DecodePrivateKey;
+        let device = self
+            .store
+            .device(uuid)?
+            .ok_or_else(|| ControllerError::NoDevice(uuid.into()))?;
+        let key = eve_proto::p256::SecretKey::from_pkcs8_pem(&self.identity.ecdh_key_pem)
+            .map_err(|e| configspec::SpecError::Seal(format!("controller ECDH key: {e}")))?;
+        // A device whose key is in a TPM opens secrets with its TPM's ECDH
+        // key, whose certificate it gave at attestation; one whose key is in
+        // software, with its device key.
+        let sealed_for = device
+            .attest
+            .ecdh_cert_pem
+            .as_deref()
+            .unwrap_or(&device.device_cert_pem);
+        let sealer = configspec::Sealer {
+            controller_key: &key,
+            controller_cert_pem: &self.identity.ecdh_cert_pem,
+            device_cert_pem: sealed_for,
+        };
+        configspec::seal_datastore_credentials(cfg, &sealer, super::random::<16>)?;
+        Ok(())
     }
 
     /// The current config of a device.

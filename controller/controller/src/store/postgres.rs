@@ -56,7 +56,8 @@ impl PgStore {
 }
 
 const DEVICE_COLUMNS: &str = "uuid, device_cert_pem, device_cert_hash, onboard_cert_hash, serial, \
-     registered, last_seen, attest_state, nonce, integrity_token, attest_cert_pem, storage_keys";
+     registered, last_seen, attest_state, nonce, integrity_token, attest_cert_pem, storage_keys, \
+     ecdh_cert_pem";
 
 fn device_row(r: &Row) -> Device {
     Device {
@@ -73,6 +74,7 @@ fn device_row(r: &Row) -> Device {
             integrity_token: r.get(9),
             attest_cert_pem: r.get(10),
             storage_keys: r.get(11),
+            ecdh_cert_pem: r.get(12),
         },
     }
 }
@@ -133,7 +135,7 @@ async fn write_attest(
     let n = c
         .execute(
             "UPDATE devices SET attest_state = $2, nonce = $3, integrity_token = $4,
-             attest_cert_pem = $5, storage_keys = $6 WHERE uuid = $1",
+             attest_cert_pem = $5, storage_keys = $6, ecdh_cert_pem = $7 WHERE uuid = $1",
             &[
                 &uuid,
                 &s.state,
@@ -141,6 +143,7 @@ async fn write_attest(
                 &s.integrity_token,
                 &s.attest_cert_pem,
                 &s.storage_keys,
+                &s.ecdh_cert_pem,
             ],
         )
         .await?;
@@ -224,7 +227,7 @@ impl Store for PgStore {
                     .execute(
                         &format!(
                             "INSERT INTO devices ({DEVICE_COLUMNS})
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                              ON CONFLICT DO NOTHING"
                         ),
                         &[
@@ -240,6 +243,7 @@ impl Store for PgStore {
                             &d.attest.integrity_token,
                             &d.attest.attest_cert_pem,
                             &d.attest.storage_keys,
+                            &d.attest.ecdh_cert_pem,
                         ],
                     )
                     .await?;
@@ -355,13 +359,15 @@ impl Store for PgStore {
                     let tx = c.transaction().await?;
                     let n = tx
                         .execute(
-                            "UPDATE devices SET attest_state = $7, nonce = $8,
-                                 integrity_token = $9, attest_cert_pem = $10, storage_keys = $11
+                            "UPDATE devices SET attest_state = $8, nonce = $9,
+                                 integrity_token = $10, attest_cert_pem = $11, storage_keys = $12,
+                                 ecdh_cert_pem = $13
                              WHERE uuid = $1 AND attest_state = $2
                                AND nonce IS NOT DISTINCT FROM $3
                                AND integrity_token IS NOT DISTINCT FROM $4
                                AND attest_cert_pem IS NOT DISTINCT FROM $5
-                               AND storage_keys IS NOT DISTINCT FROM $6",
+                               AND storage_keys IS NOT DISTINCT FROM $6
+                               AND ecdh_cert_pem IS NOT DISTINCT FROM $7",
                             &[
                                 &id,
                                 &old.state,
@@ -369,11 +375,13 @@ impl Store for PgStore {
                                 &old.integrity_token,
                                 &old.attest_cert_pem,
                                 &old.storage_keys,
+                                &old.ecdh_cert_pem,
                                 &new.state,
                                 &new.nonce,
                                 &new.integrity_token,
                                 &new.attest_cert_pem,
                                 &new.storage_keys,
+                                &new.ecdh_cert_pem,
                             ],
                         )
                         .await?;

@@ -99,6 +99,9 @@ ALTER TABLE logs ADD COLUMN received_ms INTEGER NOT NULL DEFAULT 0;
 UPDATE logs SET received_ms = ts_ms;
 CREATE INDEX logs_received ON logs (received_ms);
 "#,
+    r#"
+ALTER TABLE devices ADD COLUMN ecdh_cert_pem TEXT;
+"#,
 ];
 
 /// SQLite-backed [`Store`].
@@ -163,7 +166,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 const DEVICE_COLUMNS: &str = "uuid, device_cert_pem, device_cert_hash, onboard_cert_hash, serial, \
-     registered, last_seen, attest_state, nonce, integrity_token, attest_cert_pem, storage_keys";
+     registered, last_seen, attest_state, nonce, integrity_token, attest_cert_pem, storage_keys, \
+     ecdh_cert_pem";
 
 fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -180,6 +184,7 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
             integrity_token: r.get(9)?,
             attest_cert_pem: r.get(10)?,
             storage_keys: r.get(11)?,
+            ecdh_cert_pem: r.get(12)?,
         },
     })
 }
@@ -285,7 +290,7 @@ impl Store for SqliteStore {
             return Ok(RegisterOutcome::Conflict);
         }
         tx.execute(
-            &format!("INSERT INTO devices ({DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            &format!("INSERT INTO devices ({DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
             params![
                 device.uuid,
                 device.device_cert_pem,
@@ -299,6 +304,7 @@ impl Store for SqliteStore {
                 device.attest.integrity_token,
                 device.attest.attest_cert_pem,
                 device.attest.storage_keys,
+                device.attest.ecdh_cert_pem,
             ],
         )?;
         tx.execute(
@@ -354,14 +360,15 @@ impl Store for SqliteStore {
     fn set_attest(&self, uuid: &str, s: &AttestState) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE devices SET attest_state = ?2, nonce = ?3, integrity_token = ?4,
-             attest_cert_pem = ?5, storage_keys = ?6 WHERE uuid = ?1",
+             attest_cert_pem = ?5, storage_keys = ?6, ecdh_cert_pem = ?7 WHERE uuid = ?1",
             params![
                 uuid,
                 s.state,
                 s.nonce,
                 s.integrity_token,
                 s.attest_cert_pem,
-                s.storage_keys
+                s.storage_keys,
+                s.ecdh_cert_pem
             ],
         )?;
         Ok(())
@@ -392,14 +399,15 @@ impl Store for SqliteStore {
         {
             tx.execute(
                 "UPDATE devices SET attest_state = ?2, nonce = ?3, integrity_token = ?4,
-                 attest_cert_pem = ?5, storage_keys = ?6 WHERE uuid = ?1",
+                 attest_cert_pem = ?5, storage_keys = ?6, ecdh_cert_pem = ?7 WHERE uuid = ?1",
                 params![
                     uuid,
                     state.state,
                     state.nonce,
                     state.integrity_token,
                     state.attest_cert_pem,
-                    state.storage_keys
+                    state.storage_keys,
+                    state.ecdh_cert_pem
                 ],
             )?;
         }

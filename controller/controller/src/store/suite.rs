@@ -243,6 +243,7 @@ fn attestation_and_lookup((s, _): Fresh) {
         integrity_token: Some(vec![2; 32]),
         attest_cert_pem: Some("attest pem".into()),
         storage_keys: Some(vec![3; 8]),
+        ecdh_cert_pem: Some("ecdh pem".into()),
     };
     s.set_attest("u1", &issued).unwrap();
     assert_eq!(s.device("u1").unwrap().unwrap().attest, issued);

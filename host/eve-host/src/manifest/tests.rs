@@ -270,8 +270,8 @@ fn host_operations_are_checked_against_the_catalogue() {
     let text = format!(
         r#"{ONE}[service.bus]
 call.tpm = ["sign", "sign", "export-key"]
-call.blobs = ["write"]
-call.volumes = []
+call.domains = ["start"]
+call.ports = []
 "#
     );
     assert_eq!(
@@ -279,8 +279,8 @@ call.volumes = []
         [
             "line 10: service `a`: operation `sign` of `tpm` listed twice",
             "line 10: service `a`: target `tpm` has no operation `export-key` (operations: create-device-key, device-public-key, sign, read-pcrs, quote, read-ek-cert)",
-            "line 11: service `a`: calls target `blobs` that this host does not have (targets: tpm)",
-            "line 12: service `a`: calls target `volumes` that this host does not have (targets: tpm)",
+            "line 11: service `a`: calls target `domains` that this host does not have (targets: tpm, blobs, volumes)",
+            "line 12: service `a`: calls target `ports` that this host does not have (targets: tpm, blobs, volumes)",
         ]
     );
     let inline = format!("{ONE}[service.bus]\ncall = {{ tpm = [\"quote\", \"sign\"] }}\n");

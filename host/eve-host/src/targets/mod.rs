@@ -1,6 +1,6 @@
 //! The host's operation targets: what performs each `hostops` target on
-//! this host (the TPM today; blobs, volumes, domains, ports and partitions
-//! next).
+//! this host (the TPM, the blob store, volumes; domains, ports and
+//! partitions next).
 //!
 //! A target is one module here implementing [`HostTarget`], registered in
 //! [`HOST_TARGETS`]. The broker, the manifest parser and xtask know
@@ -8,7 +8,10 @@
 //! operation names), so adding a target touches none of them: it takes its
 //! operation module in `hostops` and its module here.
 
+pub mod blobs;
+pub mod content;
 pub mod tpm;
+pub mod volumes;
 
 use std::{error::Error, path::Path, sync::Arc};
 
@@ -17,6 +20,7 @@ use hostops::{Operation, Target, TargetSpec};
 use prost::Message;
 
 use crate::{manifest::Manifest, nodebus::TpmChoice};
+pub use content::ContentOptions;
 
 /// What serves one `hostops` target. The broker calls it (through
 /// [`RpcHandler`]) only for operations of its spec, in its version, that
@@ -35,6 +39,8 @@ pub struct TargetContext<'a> {
     pub state_dir: &'a Path,
     /// The TPM the host was told to use.
     pub tpm: &'a TpmChoice,
+    /// The content store's reserve and capacity.
+    pub content: ContentOptions,
 }
 
 /// Why a target could not be opened.
@@ -59,10 +65,20 @@ pub struct TargetEntry {
 
 /// Every target this host serves: `hostops::CATALOGUE`, each with its
 /// module.
-pub const HOST_TARGETS: &[TargetEntry] = &[TargetEntry {
-    spec: &<hostops::tpm::Tpm as Target>::SPEC,
-    open: tpm::open,
-}];
+pub const HOST_TARGETS: &[TargetEntry] = &[
+    TargetEntry {
+        spec: &<hostops::tpm::Tpm as Target>::SPEC,
+        open: tpm::open,
+    },
+    TargetEntry {
+        spec: &<hostops::blobs::Blobs as Target>::SPEC,
+        open: blobs::open,
+    },
+    TargetEntry {
+        spec: &<hostops::volumes::Volumes as Target>::SPEC,
+        open: volumes::open,
+    },
+];
 
 /// Opens each target of `entries` that some service of `manifest` is
 /// granted an operation of; the others are not opened at all (a node

@@ -7,8 +7,8 @@ use std::{error::Error, path::PathBuf, sync::Arc};
 use eve_broker::{RpcError, RpcHandler};
 use eve_tpm::{DeviceTransport, Mediator, Refusal, Swtpm};
 use hostops::tpm::{
-    CreateDeviceKey, DevicePublicKey, Quote, ReadEkCert, ReadPcrs, Sign, Tpm, TpmError,
-    TpmErrorCode,
+    CreateDeviceKey, CreateEcdhKey, DevicePublicKey, Ecdh, Quote, ReadEkCert, ReadPcrs, Sign, Tpm,
+    TpmError, TpmErrorCode,
 };
 use hostops::{Operation, Target, TargetSpec};
 
@@ -103,6 +103,10 @@ impl RpcHandler for TpmTarget {
             ReadEkCert::NAME => serve::<ReadEkCert>(request, |_| {
                 self.mediator()?.read_ek_cert().map_err(refused)
             }),
+            CreateEcdhKey::NAME => serve::<CreateEcdhKey>(request, |_| {
+                self.mediator()?.create_ecdh_key().map_err(refused)
+            }),
+            Ecdh::NAME => serve::<Ecdh>(request, |r| self.mediator()?.ecdh(&r).map_err(refused)),
             other => Err(RpcError::BadRequest(format!(
                 "tpm has no operation {other}"
             ))),
@@ -126,7 +130,7 @@ impl HostTarget for TpmTarget {
 
 #[cfg(test)]
 mod tests {
-    use hostops::tpm::{PcrBank, PcrSelect, PcrSelection, QuoteRequest, SignRequest};
+    use hostops::tpm::{PcrBank, PcrSelect, PcrSelection, PublicKey, QuoteRequest, SignRequest};
     use prost::Message;
 
     use super::*;
@@ -154,6 +158,8 @@ mod tests {
                 .encode_to_vec(),
             ),
             (ReadEkCert::NAME, Vec::new()),
+            (CreateEcdhKey::NAME, Vec::new()),
+            (Ecdh::NAME, PublicKey { point: vec![4; 65] }.encode_to_vec()),
         ]
     }
 

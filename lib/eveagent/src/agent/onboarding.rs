@@ -15,7 +15,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use eve_proto::Message;
-use eve_proto::attest::{ZAttestResponse, ZAttestResponseCode};
+use eve_proto::attest::{ZAttestRespType, ZAttestResponse, ZAttestResponseCode};
 use eve_proto::info::{
     AttestationInfo, AttestationState, DeviceEntity, Entity, ErrorInfo, Severity,
 };
@@ -43,8 +43,9 @@ impl Agent {
         }
         let now_unix = self.unix_ms() / 1000;
         match open_certs(&resp.body, &self.root, now_unix) {
-            Ok(trusted) => {
+            Ok((trusted, ecdh)) => {
                 self.controller = Some(trusted);
+                self.controller_ecdh = ecdh;
                 self.write(REC_CONTROLLER_CERTS, &resp.body);
                 if self.phase == Phase::Running {
                     self.certs_stale = false;
@@ -207,6 +208,18 @@ impl Agent {
     }
 
     pub(super) fn on_attest(&mut self, resp: Response) {
+        if core::mem::take(&mut self.attest_gives_cert) {
+            let taken = (200..300).contains(&resp.status)
+                && self
+                    .open(&resp.body, MAX_CERTS_RESPONSE)
+                    .ok()
+                    .and_then(|p| ZAttestResponse::decode(p.as_slice()).ok())
+                    .is_some_and(|r| r.resp_type == ZAttestRespType::AttestRespCert as i32);
+            self.ecdh_cert_answered(taken);
+            // The quote goes next, at once.
+            self.retry_ms = self.now();
+            return;
+        }
         if !(200..300).contains(&resp.status) {
             self.attest = AttestStatus::Refused;
             self.unexpected("attest", resp.status);

@@ -156,6 +156,7 @@ impl Agent {
                     used: d.used_mb,
                     free: d.free_mb,
                 })
+                .chain(self.content_disk_metric())
                 .collect(),
             cpu_metric: Some(AppCpuMetric {
                 total: m.cpu_total_ns / 1_000_000_000,
@@ -179,6 +180,7 @@ impl Agent {
             dev_id: uuid.to_string(),
             at_time_stamp: Some(timestamp(self.unix_ms())),
             metric_content: Some(MetricContent::Dm(dm)),
+            vm: self.volume_metrics(),
             ..Default::default()
         }
     }

@@ -261,12 +261,15 @@ impl Agent {
                 self.post(format!("{API}/uuid"), body, MAX_SMALL_RESPONSE)
             }
             Job::Attest => {
-                // No TPM: a quote request without PCRs, which the
-                // controller answers with an integrity token.
-                let req = ZAttestReq {
+                // The ECDH key's certificate first, when the controller
+                // has not taken it; then a quote request without PCRs,
+                // which the controller answers with an integrity token.
+                let cert = self.ecdh_cert_request();
+                self.attest_gives_cert = cert.is_some();
+                let req = cert.unwrap_or(ZAttestReq {
                     req_type: ZAttestReqType::AttestReqQuote as i32,
                     ..Default::default()
-                };
+                });
                 let body = self.sign(req.encode_to_vec())?;
                 self.post(format!("{API}/id/{uuid}/attest"), body, MAX_CERTS_RESPONSE)
             }

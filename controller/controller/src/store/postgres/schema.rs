@@ -10,7 +10,8 @@ use crate::store::StoreError;
 const MIGRATE_LOCK: i64 = 0x4556_455f_4d49_4752;
 
 /// Schema migrations, applied in order; index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE onboard (
     id BIGSERIAL PRIMARY KEY,
     cert_pem TEXT NOT NULL,
@@ -88,7 +89,11 @@ CREATE TABLE flowlogs (
     msg BYTEA NOT NULL
 );
 CREATE INDEX flowlogs_device ON flowlogs (device, received_ms);
-"#];
+"#,
+    r#"
+ALTER TABLE devices ADD COLUMN ecdh_cert_pem TEXT;
+"#,
+];
 
 /// Brings the schema up to date, one replica at a time.
 pub async fn migrate(c: &mut Client) -> Result<(), StoreError> {

@@ -1,0 +1,121 @@
+//! volumemgr: content trees and volumes, as EVE's volumemgr.
+//!
+//! It follows zedagent's `content-tree-config`, `volume-config` and
+//! `content-settings` tables and the downloader's `download-status`, and
+//! runs `contentmgr::Manager` against the host's blob store and volumes
+//! (the `blobs` operations on volumemgr's side: expect, references, read,
+//! list, collect; and the `volumes` target). It publishes what to download
+//! (`download-request`) and what it sees: `content-tree-status`,
+//! `volume-status`, `blob-status` and `content-usage`, which zedagent
+//! reports to the controller.
+//!
+//! It reconciles after every change it hears of, every second while
+//! something moves (downloads, builds) and every ten seconds otherwise.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod host;
+mod publish;
+
+use core::cell::{Cell, RefCell};
+use core::time::Duration;
+
+use contentmgr::Manager;
+use hal::clock::Instant;
+use runtime::service::{Change, Service};
+use topics::{ContentSettings, ContentTreeConfig, DownloadStatus, VolumeConfig};
+
+use host::BusHost;
+use publish::Published;
+
+runtime::entry!("volumemgr", main);
+
+/// How often it reconciles while something moves.
+const BUSY: Duration = Duration::from_secs(1);
+/// How often it reconciles otherwise.
+const IDLE: Duration = Duration::from_secs(10);
+/// How soon after a change it reconciles (changes come in bursts).
+const SOON: Duration = Duration::from_millis(50);
+
+/// The node's guests' arch: an OCI index is resolved to its image.
+const ARCH: &str = if cfg!(target_arch = "aarch64") {
+    "aarch64"
+} else {
+    "x86_64"
+};
+
+fn value<V>(change: Change<V>) -> Option<V> {
+    match change {
+        Change::Created(v) | Change::Modified(v) => Some(v),
+        Change::Deleted(_) => None,
+    }
+}
+
+/// Unix seconds: the wall clock, or the time since boot without one.
+fn now() -> u64 {
+    hal::clock::unix_now().unwrap_or_else(|| Instant::now().as_nanos() / 1_000_000_000)
+}
+
+fn main() -> i32 {
+    let manager = RefCell::new(Manager::new(ARCH));
+    let changed = Cell::new(true);
+    let mut published = Published::default();
+    let mut service = Service::new();
+    service.on::<ContentTreeConfig>(|_, uuid, change| {
+        manager.borrow_mut().set_tree(uuid, value(change));
+        changed.set(true);
+    });
+    service.on_synchronized::<ContentTreeConfig>(|_| {
+        manager.borrow_mut().trees_synchronized();
+        changed.set(true);
+    });
+    service.on::<VolumeConfig>(|_, uuid, change| {
+        manager.borrow_mut().set_volume(uuid, value(change));
+        changed.set(true);
+    });
+    service.on_synchronized::<VolumeConfig>(|_| {
+        manager.borrow_mut().volumes_synchronized();
+        changed.set(true);
+    });
+    service.on::<ContentSettings>(|_, _, change| {
+        if let Some(settings) = value(change) {
+            manager.borrow_mut().set_settings(settings);
+            changed.set(true);
+        }
+    });
+    service.on::<DownloadStatus>(|_, key, change| {
+        manager.borrow_mut().set_download(key, value(change));
+        changed.set(true);
+    });
+    let mut busy = true;
+    let mut last = Instant::now();
+    service.repeat(Duration::ZERO, |_| {
+        let due = if busy { BUSY } else { IDLE };
+        if changed.get() || last.elapsed() >= due {
+            changed.set(false);
+            last = Instant::now();
+            let mut manager = manager.borrow_mut();
+            match manager.reconcile(&mut BusHost, now()) {
+                Ok(done) => {
+                    busy = done.busy;
+                    if manager.ready() {
+                        published.update(&manager);
+                    }
+                }
+                Err(e) => {
+                    log::warn!("the host did not answer: {e}; trying again");
+                    busy = true;
+                }
+            }
+        }
+        if changed.get() {
+            SOON
+        } else {
+            SOON.max(due.saturating_sub(last.elapsed()))
+        }
+    });
+    service.run()
+}

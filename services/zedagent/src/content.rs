@@ -1,0 +1,97 @@
+//! The config's content as bus tables (datastores with their credentials
+//! opened, content trees, volumes, content settings), and volumemgr's
+//! reports handed to the agent for the controller.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+
+use eveagent::{Agent, ContentTables};
+use runtime::service;
+use topics::{ContentSettings, ContentTreeConfig, DatastoreConfig, Topic, VolumeConfig};
+
+/// The tables as last published.
+#[derive(Default)]
+pub struct ContentPublisher {
+    datastores: BTreeMap<String, <DatastoreConfig as Topic>::Value>,
+    trees: BTreeMap<String, <ContentTreeConfig as Topic>::Value>,
+    volumes: BTreeMap<String, <VolumeConfig as Topic>::Value>,
+    settings: Option<<ContentSettings as Topic>::Value>,
+    synchronized: bool,
+}
+
+/// Brings `T`'s table from `old` to `new`.
+fn sync_table<T: Topic>(old: &mut BTreeMap<String, T::Value>, new: BTreeMap<String, T::Value>)
+where
+    T::Value: Clone + PartialEq,
+{
+    let gone: alloc::vec::Vec<String> = old
+        .keys()
+        .filter(|k| !new.contains_key(*k))
+        .cloned()
+        .collect();
+    for key in gone {
+        match service::unpublish::<T>(&key) {
+            Ok(()) => {
+                old.remove(&key);
+            }
+            Err(e) => log::warn!("withdrawing {} {key}: {e}", T::NAME),
+        }
+    }
+    for (key, value) in new {
+        if old.get(&key) != Some(&value) {
+            match service::publish::<T>(&key, &value) {
+                Ok(()) => {
+                    old.insert(key, value);
+                }
+                Err(e) => log::warn!("publishing {} {key}: {e}", T::NAME),
+            }
+        }
+    }
+}
+
+impl ContentPublisher {
+    /// Publishes the accepted config's content; the first time, declares
+    /// each table complete (items an earlier boot published and this
+    /// config lacks go).
+    pub fn publish(&mut self, agent: &Agent) {
+        let Some(tables) = agent.content_tables() else {
+            return;
+        };
+        let ContentTables {
+            datastores,
+            trees,
+            volumes,
+            settings,
+        } = tables;
+        for (id, ds) in &datastores {
+            if !ds.credentials_error.is_empty() {
+                log::warn!(
+                    "datastore {id}: credentials not opened: {}",
+                    ds.credentials_error
+                );
+            }
+        }
+        sync_table::<DatastoreConfig>(&mut self.datastores, datastores);
+        sync_table::<ContentTreeConfig>(&mut self.trees, trees);
+        sync_table::<VolumeConfig>(&mut self.volumes, volumes);
+        if self.settings != Some(settings) {
+            match service::publish::<ContentSettings>(ContentSettings::KEY, &settings) {
+                Ok(()) => self.settings = Some(settings),
+                Err(e) => log::warn!("publishing the content settings: {e}"),
+            }
+        }
+        if !self.synchronized {
+            self.synchronized = true;
+            for result in [
+                service::synchronized::<DatastoreConfig>(),
+                service::synchronized::<ContentTreeConfig>(),
+                service::synchronized::<VolumeConfig>(),
+                service::synchronized::<ContentSettings>(),
+            ] {
+                if let Err(e) = result {
+                    log::warn!("declaring a content table synchronized: {e}");
+                }
+            }
+        }
+    }
+}
