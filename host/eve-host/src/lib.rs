@@ -13,6 +13,7 @@ pub mod bus;
 pub mod console;
 pub mod end;
 pub mod heartbeat;
+pub mod init;
 pub mod lock;
 pub mod manifest;
 pub mod node;

@@ -86,6 +86,10 @@ struct RunOptions {
 }
 
 fn main() -> ExitCode {
+    // Started by the kernel as a node image's init: no arguments to parse.
+    if std::process::id() == 1 {
+        eve_host::init::main();
+    }
     let result = match Cli::parse().command {
         Command::Check { manifest } => Manifest::load(&manifest)
             .map(|m| out_line(format_args!("{}", m.to_string().trim_end())))
