@@ -7,6 +7,7 @@ mod bench;
 mod controller;
 mod deps;
 mod fuzz;
+mod image;
 mod node;
 mod nodebench;
 mod output;
@@ -88,6 +89,8 @@ enum Command {
     },
     /// List every difference between our .proto files and an eve-api checkout.
     ApiDiff(apidiff::Args),
+    /// A node's disk image (EFI loader, IMGA/IMGB, CONFIG, PERSIST) and its update artifact.
+    Image(image::Args),
 }
 
 fn main() -> ExitCode {
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
         Command::Fuzz { seconds, targets } => fuzz::run(&targets, seconds),
         Command::Bench { what } => bench::run(what),
         Command::ApiDiff(args) => apidiff::run(args),
+        Command::Image(args) => image::run(&args).map(|report| report.print()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -78,14 +78,23 @@ fn wait_for_disk(slot: &BootSlot) -> Option<disks::NodeDisk> {
     }
 }
 
-/// Copies CONFIG out to the file the host attaches to services.
+/// The largest CONFIG partition copied (EVE's is 5 MiB).
+const CONFIG_MAX: u64 = 64 << 20;
+
+/// Copies CONFIG out to the file the host attaches to services (the host
+/// attaches files; the partition is a block device).
 fn copy_config(device: Option<&Path>) -> Option<PathBuf> {
     let device = device?;
     let copy = PathBuf::from(layout::CONFIG_COPY);
     let copied = copy
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::copy(device, &copy));
+        .and_then(|()| {
+            let source = std::fs::File::open(device)?;
+            let mut target = std::fs::File::create(&copy)?;
+            std::io::copy(&mut std::io::Read::take(source, CONFIG_MAX), &mut target)?;
+            target.sync_all()
+        });
     match copied {
         Ok(_) => Some(copy),
         Err(e) => {
@@ -102,7 +111,13 @@ pub fn main() -> ! {
     }
     let version = std::fs::read_to_string(layout::RELEASE).unwrap_or_default();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let slot = BootSlot::parse(&cmdline);
+    let mut slot = BootSlot::parse(&cmdline);
+    if slot.name.is_none()
+        && let Some(pi) =
+            BootSlot::from_raspberry_pi(Path::new("/proc/device-tree/chosen/bootloader"))
+    {
+        slot = pi;
+    }
     say(format_args!(
         "EVE {} booted from {} ({})",
         version.trim(),

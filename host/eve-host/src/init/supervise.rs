@@ -94,8 +94,13 @@ pub fn run(host: &HostCommand) -> ! {
             if Some(pid) == running {
                 running = None;
                 if !stopping {
+                    let how = match (status.exit_status(), status.terminating_signal()) {
+                        (Some(code), _) => format!("exit status {code}"),
+                        (None, Some(signal)) => format!("signal {signal}"),
+                        (None, None) => String::from("no status"),
+                    };
                     say(format_args!(
-                        "eve-host ended ({status:?}) after {} s",
+                        "eve-host ended ({how}) after {} s",
                         started.elapsed().as_secs()
                     ));
                 }
