@@ -135,7 +135,10 @@ impl Header {
             entries_crc: field(88)?,
         };
         let entry_size = header.entry_size;
-        if entry_size < 128 || !entry_size.is_multiple_of(128) || !(entry_size / 128).is_power_of_two() {
+        if entry_size < 128
+            || !entry_size.is_multiple_of(128)
+            || !(entry_size / 128).is_power_of_two()
+        {
             return Err(Invalid::EntrySize);
         }
         let array = header.entry_array_bytes();

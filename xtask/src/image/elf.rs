@@ -175,7 +175,12 @@ mod tests {
         // The test runner itself is a dynamically linked ELF64.
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         let needs = needs(&me).unwrap();
-        assert!(needs.interpreter.as_ref().is_some_and(|i| i.contains("ld-linux")));
+        assert!(
+            needs
+                .interpreter
+                .as_ref()
+                .is_some_and(|i| i.contains("ld-linux"))
+        );
         assert!(
             needs.libraries.iter().any(|l| l.starts_with("libc.so")),
             "{needs:?}"
