@@ -150,7 +150,7 @@ impl Debian {
         if let Some(deb) = self.cached_deb(package, version) {
             return Ok(deb);
         }
-        let mut spec = format!("{package}:{}", deb_arch(self.arch));
+        let mut spec = self.qualified(package);
         if let Some(version) = version {
             spec.push('=');
             spec.push_str(version);
@@ -170,16 +170,29 @@ impl Debian {
         })
     }
 
-    /// Whether apt's lists (local, no download) have `package` at
-    /// `version` for this arch.
-    fn available(&self, package: &str, version: &str) -> bool {
+    /// Whether apt's lists (local, no download) have `spec`.
+    fn listed(spec: &str) -> bool {
         Command::new("apt-cache")
-            .args([
-                "show",
-                &format!("{package}:{}={version}", deb_arch(self.arch)),
-            ])
+            .args(["show", spec])
             .output()
             .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+    }
+
+    /// `package` as apt names it for this arch: `name:arch`, or the bare
+    /// name for an architecture-independent package (`all`), which apt
+    /// files under the host's arch.
+    fn qualified(&self, package: &str) -> String {
+        let with_arch = format!("{package}:{}", deb_arch(self.arch));
+        if Self::listed(&with_arch) {
+            with_arch
+        } else {
+            package.to_string()
+        }
+    }
+
+    /// Whether apt's lists have `package` at `version` for this arch.
+    fn available(&self, package: &str, version: &str) -> bool {
+        Self::listed(&format!("{}={version}", self.qualified(package)))
     }
 
     /// `package` unpacked (once) into a directory of its own. A version
