@@ -15,9 +15,12 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use blockdev::MemDisk;
+use configpart::FatVolume;
 use controller::identity::Identity;
 use controller::server::{self, Controller, Limits};
 use controller::store::sqlite::SqliteStore;
+use gptab::{Blocks, Gpt, types};
 use harness::nodeimage::{self, NodeMachine};
 use harness::provision::OnboardIdentity;
 use harness::{Arch, workspace_root};
@@ -75,13 +78,15 @@ impl LocalController {
     }
 }
 
-/// `cargo xtask image` for `arch` with `config` as its CONFIG files.
-fn build_image(arch: Arch, config: &Path, out: &Path) {
+/// `cargo xtask image` for `arch` with `config` as its CONFIG files and
+/// `extra` options.
+fn build_image(arch: Arch, config: &Path, out: &Path, extra: &[&str]) {
     let root = workspace_root();
     let started = Instant::now();
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
         .args(["image", "--arch", arch.name(), "--version", "image-test"])
+        .args(extra)
         .arg("--config")
         .arg(config)
         .arg("--out")
@@ -119,7 +124,7 @@ fn image_boots_and_onboards(arch: Arch) {
         std::fs::write(dir.join("config").join(name), data).expect("CONFIG file");
     }
     let image = dir.join("eve.img");
-    build_image(arch, &dir.join("config"), &image);
+    build_image(arch, &dir.join("config"), &image, &[]);
 
     let machine = NodeMachine::new(arch, &image, &dir.join("vars.fd")).expect("machine");
     let mut console = machine.power_on().expect("QEMU starts");
@@ -174,4 +179,85 @@ fn x86_64_image_boots_with_ovmf_and_onboards() {
 #[test]
 fn aarch64_image_boots_with_aavmf_and_onboards() {
     image_boots_and_onboards(Arch::Aarch64);
+}
+
+/// The Raspberry Pi 4 image cannot boot here (no Pi firmware in QEMU):
+/// its layout and files are checked instead. Untested on hardware.
+#[test]
+fn rpi4_image_has_the_pi_layout() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch(Arch::Aarch64).join("rpi4");
+    std::fs::create_dir_all(dir.join("config")).expect("scratch directory");
+    std::fs::write(dir.join("config/server"), "controller.example:443").expect("CONFIG file");
+    let image = dir.join("eve-rpi4.img");
+    build_image(
+        Arch::Aarch64,
+        &dir.join("config"),
+        &image,
+        &["--board", "rpi4"],
+    );
+    let bytes = std::fs::read(&image).expect("the image");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let gpt = Gpt::read(&mut Blocks(MemDisk::from_image(bytes.clone()))).expect("a GPT");
+    assert!(gpt.status().both_valid() && gpt.status().protective_mbr);
+    let names: Vec<(u32, String)> = gpt
+        .partitions()
+        .into_iter()
+        .map(|p| (p.number, p.name))
+        .collect();
+    let expect: Vec<(u32, String)> = [
+        (1, "RPIBOOT"),
+        (2, "IMGA"),
+        (3, "IMGB"),
+        (4, "CONFIG"),
+        (9, "P3"),
+    ]
+    .into_iter()
+    .map(|(n, s)| (n, s.to_string()))
+    .collect();
+    assert_eq!(names, expect);
+    let volume = |name: &str| {
+        let p = gpt.partition_named(name).expect(name);
+        assert!(p.last_lba >= p.first_lba);
+        bytes[p.first_lba as usize * 512..(p.last_lba as usize + 1) * 512].to_vec()
+    };
+    for name in ["RPIBOOT", "IMGA", "IMGB"] {
+        assert_eq!(
+            gpt.partition_named(name).unwrap().type_guid,
+            types::BASIC_DATA,
+            "the Pi boots from basic data partitions"
+        );
+    }
+    let read = |fat: &mut FatVolume<MemDisk>, name: &str| {
+        let entry = fat
+            .find(name)
+            .expect("a readable directory")
+            .unwrap_or_else(|| panic!("no {name}"));
+        fat.read_file(&entry, 64 << 20).expect(name)
+    };
+    let mut boot = FatVolume::open(MemDisk::from_image(volume("RPIBOOT"))).expect("FAT");
+    let autoboot = String::from_utf8(read(&mut boot, "autoboot.txt")).unwrap();
+    assert_eq!(
+        autoboot,
+        "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"
+    );
+    let mut imga = FatVolume::open(MemDisk::from_image(volume("IMGA"))).expect("FAT");
+    assert_eq!(imga.fat_type(), configpart::FatType::Fat32);
+    for firmware in ["start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb"] {
+        assert!(!read(&mut imga, firmware).is_empty(), "{firmware}");
+    }
+    let config = String::from_utf8(read(&mut imga, "config.txt")).unwrap();
+    assert!(config.contains("arm_64bit=1") && config.contains("initramfs initrd followkernel"));
+    let kernel = read(&mut imga, "kernel8.img");
+    assert_eq!(&kernel[56..60], b"ARM\x64", "an arm64 Image");
+    assert_eq!(&read(&mut imga, "initrd")[..6], b"\xfd7zXZ\x00");
+    assert_eq!(read(&mut imga, "eve-release"), b"image-test\n");
+    assert!(
+        volume("IMGB")[..512].iter().all(|&b| b == 0),
+        "IMGB starts empty"
+    );
+    let mut config = FatVolume::open(MemDisk::from_image(volume("CONFIG"))).expect("FAT");
+    assert_eq!(read(&mut config, "server"), b"controller.example:443");
+    assert_eq!(&volume("P3")[1080..1082], &[0x53, 0xEF], "ext4 on PERSIST");
 }

@@ -31,8 +31,7 @@ const COMMON: &[&str] = &[
     // PERSIST: ext4 asks the crypto API for crc32c, not a module.
     "ext4",
     "crc32c_generic",
-    // Hardware TPMs behind the host.
-    "tpm_tis",
+    // Hardware TPMs behind the host (firmware-described ones).
     "tpm_crb",
 ];
 
@@ -40,9 +39,15 @@ const COMMON: &[&str] = &[
 fn for_arch(arch: Arch) -> &'static [&'static str] {
     match arch {
         // KVM, crc32c in SSE 4.2, and QEMU's i6300esb watchdog.
-        Arch::X86_64 => &["kvm_intel", "kvm_amd", "crc32c_intel", "i6300esb"],
+        Arch::X86_64 => &[
+            "kvm_intel",
+            "kvm_amd",
+            "crc32c_intel",
+            "i6300esb",
+            "tpm_tis",
+        ],
         // virtio-mmio (QEMU virt), generic host controllers, and the
-        // Raspberry Pi 4's SD card, PCIe (USB 3) and Ethernet.
+        // Raspberry Pi 4's SD card, PCIe (USB 3), Ethernet and SPI TPMs.
         Arch::Aarch64 => &[
             "virtio_mmio",
             "xhci_plat_hcd",
@@ -50,6 +55,7 @@ fn for_arch(arch: Arch) -> &'static [&'static str] {
             "pcie_brcmstb",
             "genet",
             "broadcom",
+            "tpm_tis_spi",
         ],
     }
 }
