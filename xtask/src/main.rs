@@ -8,6 +8,7 @@ mod controller;
 mod deps;
 mod fuzz;
 mod image;
+mod imagebench;
 mod node;
 mod nodebench;
 mod output;

@@ -20,7 +20,10 @@ use uefi::{Guid, Status, cstr16, guid};
 use uefi_raw::protocol::device_path::DevicePathProtocol;
 use uefi_raw::protocol::media::LoadFile2Protocol;
 
-use crate::Never;
+use crate::{Never, gzip};
+
+/// The largest kernel inflated (Debian's arm64 Image is about 32 MiB).
+const MAX_KERNEL: usize = 256 << 20;
 
 /// The vendor GUID of the initrd media device path (Linux's
 /// `LINUX_EFI_INITRD_MEDIA_GUID`).
@@ -34,11 +37,15 @@ pub struct BootFiles {
 }
 
 impl BootFiles {
-    /// Reads `kernel`, `initrd` and `cmdline` from the partition's root.
+    /// Reads `kernel` (inflated if gzipped), `initrd` and `cmdline` from
+    /// the partition's root.
     pub fn read(fs: ScopedProtocol<SimpleFileSystem>) -> Result<BootFiles, String> {
         let mut fs = FileSystem::new(fs);
         let mut read = |name| fs.read(name).map_err(|e| format!("reading {name}: {e:?}"));
-        let kernel = read(cstr16!("\\kernel"))?;
+        let mut kernel = read(cstr16!("\\kernel"))?;
+        if gzip::is_gzip(&kernel) {
+            kernel = gzip::gunzip(&kernel, MAX_KERNEL).map_err(String::from)?;
+        }
         let initrd = read(cstr16!("\\initrd"))?;
         let cmdline = String::from_utf8(read(cstr16!("\\cmdline"))?)
             .map_err(|_| String::from("cmdline is not UTF-8"))?;

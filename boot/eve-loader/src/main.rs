@@ -16,6 +16,7 @@
 extern crate alloc;
 
 mod disk;
+mod gzip;
 mod linux;
 
 use alloc::format;

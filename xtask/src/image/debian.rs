@@ -170,12 +170,19 @@ impl Debian {
         })
     }
 
-    /// Whether apt's lists (local, no download) have `spec`.
+    /// Whether apt's lists (local, no download) have `spec` in an
+    /// archive: a version known only because it is installed has no
+    /// `Filename:` to download from.
     fn listed(spec: &str) -> bool {
         Command::new("apt-cache")
             .args(["show", spec])
             .output()
-            .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+            .is_ok_and(|o| {
+                o.status.success()
+                    && String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .any(|l| l.starts_with("Filename:"))
+            })
     }
 
     /// `package` as apt names it for this arch: `name:arch`, or the bare

@@ -4,7 +4,7 @@
 //! | # | name | what |
 //! |---|---|---|
 //! | 1 | EFI System | FAT: our UEFI loader as `EFI/BOOT/BOOTX64.EFI` / `BOOTAA64.EFI` |
-//! | 2 | IMGA | FAT: the base OS (`kernel`, `initrd`, `cmdline`, `eve-release`), active |
+//! | 2 | IMGA | FAT: the base OS (`kernel`, gzipped on arm64; `initrd`, `cmdline`, `eve-release`), active |
 //! | 3 | IMGB | the same size, empty and unused until an update writes it |
 //! | 4 | CONFIG | EVE's CONFIG FAT volume (`--config DIR` fills it) |
 //! | 9 | P3 | PERSIST: ext4, the node's state |
@@ -111,6 +111,7 @@ pub struct Report {
     pub artifact: PathBuf,
     pub artifact_bytes: u64,
     pub artifact_sha256: String,
+    /// The kernel as stored (gzipped on arm64 UEFI images).
     pub kernel_bytes: u64,
     pub initrd_bytes: u64,
     pub initrd_raw_bytes: u64,
@@ -149,7 +150,7 @@ impl Report {
             ));
         }
         say(format_args!(
-            "  base OS: kernel {}, initrd {} (xz of {}), loader {}",
+            "  base OS: kernel {} (as stored), initrd {} (xz of {}), loader {}",
             mib(self.kernel_bytes),
             mib(self.initrd_bytes),
             mib(self.initrd_raw_bytes),
@@ -363,6 +364,18 @@ fn initrd(
     })
 }
 
+/// The kernel as the IMG partition stores it: x86_64's bzImage
+/// decompresses itself; an arm64 Image does not, so it is gzipped and
+/// the loader inflates it.
+fn stored_kernel(arch: Arch, vmlinuz: Vec<u8>) -> Result<Vec<u8>, String> {
+    if arch == Arch::X86_64 {
+        return Ok(vmlinuz);
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &vmlinuz).map_err(|e| format!("gzip: {e}"))?;
+    gz.finish().map_err(|e| format!("gzip: {e}"))
+}
+
 fn round_up(bytes: u64, to: u64) -> u64 {
     bytes.div_ceil(to) * to
 }
@@ -402,12 +415,13 @@ pub fn run(args: &Args) -> Result<Report, String> {
         std::fs::read(&kernel.vmlinuz).map_err(|e| format!("{}: {e}", kernel.vmlinuz.display()))?;
     let release = format!("{version}\n");
 
-    let (base_os, layout_parts, loader_bytes) = match args.board {
+    let (base_os, layout_parts, loader_bytes, kernel_bytes) = match args.board {
         Board::Pc => {
             let loader = std::fs::read(&parts.loader)
                 .map_err(|e| format!("{}: {e}", parts.loader.display()))?;
+            let kernel = stored_kernel(args.arch, vmlinuz)?;
             let files: [(&str, &[u8]); 4] = [
-                ("kernel", &vmlinuz),
+                ("kernel", &kernel),
                 ("initrd", &initrd.xz),
                 ("cmdline", cmdline(args.arch).as_bytes()),
                 ("eve-release", release.as_bytes()),
@@ -448,7 +462,7 @@ pub fn run(args: &Args) -> Result<Report, String> {
                     Vec::new(),
                 )?,
             ];
-            (base_os, parts, loader.len() as u64)
+            (base_os, parts, loader.len() as u64, kernel.len() as u64)
         }
         Board::Rpi4 => {
             let firmware = deb.raspi_firmware()?;
@@ -457,7 +471,13 @@ pub fn run(args: &Args) -> Result<Report, String> {
                 Some(slot) => slot * MIB,
                 None => round_up(base_os.len() as u64 + SLOT_HEADROOM, MIB),
             };
-            (base_os.clone(), rpi::boot_partitions(base_os, slot)?, 0)
+            let kernel_bytes = vmlinuz.len() as u64;
+            (
+                base_os.clone(),
+                rpi::boot_partitions(base_os, slot)?,
+                0,
+                kernel_bytes,
+            )
         }
     };
     let persist_bytes = args.persist_mib.max(8) * MIB;
@@ -493,7 +513,7 @@ pub fn run(args: &Args) -> Result<Report, String> {
         artifact_bytes: base_os.len() as u64,
         artifact_sha256: hex(&Sha256::digest(&base_os)),
         artifact,
-        kernel_bytes: vmlinuz.len() as u64,
+        kernel_bytes,
         initrd_bytes: initrd.xz.len() as u64,
         initrd_raw_bytes: initrd.raw_bytes,
         initrd_parts: initrd.parts,
