@@ -2,8 +2,10 @@
 //! partition for our controller, booted under QEMU with UEFI firmware
 //! (OVMF on x86_64, AAVMF on aarch64) through our loader into eve-host as
 //! the node's init, which must onboard to the controller on this host's
-//! loopback. The node's services run in QEMU inside the emulated machine
+//! loopback; then an untested base OS in IMGB is tried once and falls back
+//! to IMGA. The node's services run in QEMU inside the emulated machine
 //! (TCG inside TCG), so each arch gets one scenario and a generous time.
+//! The Raspberry Pi 4 image is checked for its layout.
 //!
 //! The controller runs in this process; its TLS certificate also names
 //! the node's way to this host ([`harness::nodeimage::UPLINK_HOST`]).
@@ -20,7 +22,8 @@ use configpart::FatVolume;
 use controller::identity::Identity;
 use controller::server::{self, Controller, Limits};
 use controller::store::sqlite::SqliteStore;
-use gptab::{Blocks, Gpt, types};
+use gptab::ab::{self, SlotState};
+use gptab::{Blocks, Disk, DiskError, Gpt, types};
 use harness::nodeimage::{self, NodeMachine};
 use harness::provision::OnboardIdentity;
 use harness::{Arch, workspace_root};
@@ -168,7 +171,94 @@ fn image_boots_and_onboards(arch: Arch) {
         console.elapsed().as_secs_f64()
     );
     drop(console);
+    update_is_tried_once_then_falls_back(arch, &machine);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The image file as a disk, for the table edits an update makes.
+struct ImageFile(std::fs::File);
+
+impl Disk for ImageFile {
+    fn block_size(&self) -> usize {
+        512
+    }
+    fn block_count(&self) -> u64 {
+        self.0.metadata().map_or(0, |m| m.len() / 512)
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        use std::os::unix::fs::FileExt;
+        self.0
+            .read_exact_at(buf, lba * 512)
+            .map_err(|_| DiskError::Io)
+    }
+    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DiskError> {
+        use std::os::unix::fs::FileExt;
+        self.0
+            .write_all_at(buf, lba * 512)
+            .map_err(|_| DiskError::Io)
+    }
+    fn flush(&mut self) -> Result<(), DiskError> {
+        self.0.sync_data().map_err(|_| DiskError::Io)
+    }
+}
+
+fn open_image(path: &Path) -> ImageFile {
+    ImageFile(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("the image"),
+    )
+}
+
+fn state(disk: &mut ImageFile, name: &str) -> SlotState {
+    let gpt = Gpt::read(disk).expect("a GPT");
+    SlotState::of(gpt.partition_named(name).expect(name).attributes)
+}
+
+/// The loader's side of an update, on the real firmware: IMGB gets the
+/// same base OS and is marked `updating` (what baseosmgr will do); the
+/// loader boots it once, writing `inprogress` before the kernel starts;
+/// with nothing to commit it, the next boot goes back to IMGA by itself.
+fn update_is_tried_once_then_falls_back(arch: Arch, machine: &NodeMachine) {
+    let mut disk = open_image(&machine.image);
+    let mut gpt = Gpt::read(&mut disk).expect("a GPT");
+    let (imga, imgb) = (
+        gpt.partition_named("IMGA").expect("IMGA"),
+        gpt.partition_named("IMGB").expect("IMGB"),
+    );
+    let mut base_os = vec![0u8; (imga.blocks().min(imgb.blocks()) * 512) as usize];
+    disk.read(imga.first_lba, &mut base_os).expect("IMGA");
+    disk.write(imgb.first_lba, &base_os).expect("IMGB");
+    ab::set_state(&mut gpt, "IMGB", types::EVE_IMAGE, SlotState::Updating).expect("updating");
+    gpt.write(&mut disk).expect("the table");
+    drop(disk);
+
+    let mut console = machine.power_on().expect("QEMU starts");
+    console
+        .wait_for("eve-loader: booting IMGB", Duration::from_secs(600))
+        .unwrap_or_else(|| panic!("the loader did not try IMGB:\n{}", console.transcript()));
+    console
+        .wait_for("booted from IMGB (inprogress)", Duration::from_secs(900))
+        .unwrap_or_else(|| panic!("IMGB did not start on trial:\n{}", console.transcript()));
+    drop(console);
+    let mut disk = open_image(&machine.image);
+    assert_eq!(state(&mut disk, "IMGB"), SlotState::InProgress);
+    assert_eq!(state(&mut disk, "IMGA"), SlotState::Active);
+    drop(disk);
+
+    let mut console = machine.power_on().expect("QEMU starts");
+    let (_, fallback) = console
+        .wait_for("eve-loader: booting IMGA", Duration::from_secs(600))
+        .unwrap_or_else(|| panic!("no fallback to IMGA:\n{}", console.transcript()));
+    console
+        .wait_for("an update that did not commit", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the loader did not say why:\n{}", console.transcript()));
+    console
+        .wait_for("booted from IMGA (active)", Duration::from_secs(900))
+        .unwrap_or_else(|| panic!("IMGA did not start:\n{}", console.transcript()));
+    println!("{arch}: the untested IMGB was tried once, then {fallback}");
 }
 
 #[test]
