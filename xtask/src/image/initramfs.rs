@@ -137,8 +137,7 @@ pub fn compress(cpio: &[u8], arch: Arch) -> Result<Vec<u8>, String> {
     writer.finish().map_err(fail)
 }
 
-/// The manifest's path and the service image paths, as the host reads
-/// them.
+/// Where the host looks for service image `image` in a node image.
 pub fn service_image_path(image: &str, arch: Arch) -> String {
     eve_host::node::image_path(Path::new(layout::IMAGES), image, arch)
         .display()

@@ -14,7 +14,9 @@
 //! the image as the update artifact a datastore serves. `--board rpi4`
 //! lays out a Raspberry Pi 4 disk instead ([`rpi`]).
 
+mod baseos;
 mod build;
+mod config;
 mod cpio;
 mod debian;
 mod disk;
@@ -23,17 +25,18 @@ mod fat;
 mod initramfs;
 mod modules;
 mod persist;
+mod report;
 mod rpi;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use eve_host::init::layout;
 use gptab::ab::SlotState;
 use gptab::types;
 use harness::{Arch, workspace_root};
 use sha2::{Digest, Sha256};
 
 pub use initramfs::Category;
+pub use report::Report;
 
 const MIB: u64 = 1 << 20;
 /// The EFI system partition: the loader is a few hundred KiB.
@@ -96,88 +99,6 @@ pub struct Args {
     pub qemu: QemuBuild,
 }
 
-/// What was built, and where the bytes went.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub arch: Arch,
-    pub board: Board,
-    pub qemu: QemuBuild,
-    pub version: String,
-    pub image: PathBuf,
-    pub image_bytes: u64,
-    /// Bytes the sparse file takes on disk.
-    pub allocated_bytes: u64,
-    pub partitions: Vec<disk::Placed>,
-    pub artifact: PathBuf,
-    pub artifact_bytes: u64,
-    pub artifact_sha256: String,
-    /// The kernel as stored (gzipped on arm64 UEFI images).
-    pub kernel_bytes: u64,
-    pub initrd_bytes: u64,
-    pub initrd_raw_bytes: u64,
-    pub initrd_parts: Vec<(Category, u64)>,
-    pub loader_bytes: u64,
-    /// Kernel modules asked for that this kernel does not have.
-    pub modules_missing: Vec<String>,
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / MIB as f64)
-}
-
-impl Report {
-    /// Prints the report.
-    pub fn print(&self) {
-        let say = |line: std::fmt::Arguments<'_>| crate::output::say(line);
-        say(format_args!(
-            "{} ({} {:?}, QEMU {:?}, EVE {}): {} ({} allocated, sparse)",
-            self.image.display(),
-            self.arch,
-            self.board,
-            self.qemu,
-            self.version,
-            mib(self.image_bytes),
-            mib(self.allocated_bytes)
-        ));
-        for p in &self.partitions {
-            say(format_args!(
-                "  {:>2} {:<10} {:>9} at {:>9}, {} used",
-                p.number,
-                p.name,
-                mib(p.bytes),
-                mib(p.offset),
-                mib(p.used)
-            ));
-        }
-        say(format_args!(
-            "  base OS: kernel {} (as stored), initrd {} (xz of {}), loader {}",
-            mib(self.kernel_bytes),
-            mib(self.initrd_bytes),
-            mib(self.initrd_raw_bytes),
-            mib(self.loader_bytes)
-        ));
-        for (category, bytes) in &self.initrd_parts {
-            say(format_args!(
-                "    {:<28} {:>9}",
-                category.name(),
-                mib(*bytes)
-            ));
-        }
-        if !self.modules_missing.is_empty() {
-            say(format_args!(
-                "  kernel modules not in this kernel: {}",
-                self.modules_missing.join(", ")
-            ));
-        }
-        say(format_args!(
-            "update artifact {}: {}, sha256 {}",
-            self.artifact.display(),
-            mib(self.artifact_bytes),
-            self.artifact_sha256
-        ));
-    }
-}
-
 /// The default version: the workspace's, the commit, `-dirty` if the
 /// tree has changes.
 fn default_version() -> String {
@@ -217,165 +138,6 @@ fn check_version(version: &str) -> Result<(), String> {
     }
 }
 
-/// The files of `--config DIR` (regular files at its top).
-fn config_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
-        if !entry.file_type().is_ok_and(|t| t.is_file()) {
-            continue;
-        }
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|n| format!("{}: not UTF-8", n.to_string_lossy()))?;
-        let data = std::fs::read(entry.path()).map_err(|e| format!("{name}: {e}"))?;
-        files.push((name, data));
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// The CONFIG partition from `--config DIR`, or an empty one.
-fn config_volume(dir: Option<&Path>) -> Result<Vec<u8>, String> {
-    let files = match dir {
-        Some(dir) => config_files(dir)?,
-        None => {
-            crate::output::warn(format_args!(
-                "xtask: no --config: the CONFIG partition is empty and the node has no controller"
-            ));
-            Vec::new()
-        }
-    };
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    configpart::build_config_image(
-        &refs,
-        configpart::ImageLayout::Bare {
-            volume_bytes: harness::provision::CONFIG_VOLUME_BYTES,
-        },
-    )
-    .map_err(|e| format!("CONFIG partition: {e}"))
-}
-
-/// The kernel command line of a base OS on a UEFI machine.
-fn cmdline(arch: Arch) -> &'static str {
-    match arch {
-        // No ACPI table names a serial console on a PC: say it, the last
-        // `console=` being /dev/console. `quiet`: printing to an emulated
-        // UART is slow, and only warnings matter.
-        Arch::X86_64 => "console=tty0 console=ttyS0,115200 panic=10 quiet",
-        // The device tree's stdout-path (or ACPI SPCR) names it on arm64.
-        Arch::Aarch64 => "panic=10 quiet",
-    }
-}
-
-/// The initramfs of a base OS.
-struct Initrd {
-    xz: Vec<u8>,
-    raw_bytes: u64,
-    parts: Vec<(Category, u64)>,
-    modules_missing: Vec<String>,
-}
-
-fn initrd(
-    arch: Arch,
-    parts: &build::Parts,
-    kernel: &debian::Kernel,
-    qemu: &debian::Qemu,
-    version: &str,
-) -> Result<Initrd, String> {
-    let mut tree = initramfs::Tree::new();
-    tree.copy("/init", &parts.host, 0o755, Category::Host)?;
-    tree.file(
-        layout::MANIFEST,
-        0o644,
-        parts.manifest_text.clone().into_bytes(),
-        Category::Services,
-    );
-    for (image, file) in &parts.services {
-        tree.copy(
-            &initramfs::service_image_path(image, arch),
-            file,
-            0o644,
-            Category::Services,
-        )?;
-    }
-    tree.file(
-        layout::RELEASE,
-        0o644,
-        format!("{version}\n").into_bytes(),
-        Category::Other,
-    );
-    tree.copy(
-        &format!("/usr/bin/{}", arch.qemu()),
-        &qemu.binary,
-        0o755,
-        Category::Qemu,
-    )?;
-    for (path, file) in &qemu.libraries {
-        tree.copy(
-            &path.display().to_string(),
-            file,
-            0o755,
-            Category::QemuLibraries,
-        )?;
-    }
-    if arch == Arch::X86_64 {
-        // eve-host boots microvm guests with qboot.
-        tree.copy(
-            "/usr/share/qemu/qboot.rom",
-            &qemu.data.join("qboot.rom"),
-            0o644,
-            Category::QemuFirmware,
-        )?;
-    }
-    let (modules, missing) = modules::select(&kernel.modules, arch)?;
-    let mut list = String::new();
-    for module in &modules {
-        let in_image = Path::new("/lib/modules").join(&kernel.release).join(module);
-        tree.copy(
-            &in_image.display().to_string(),
-            &kernel.modules.join(module),
-            0o644,
-            Category::Modules,
-        )?;
-        list.push_str(&in_image.display().to_string());
-        list.push('\n');
-    }
-    tree.file(
-        layout::MODULE_LIST,
-        0o644,
-        list.into_bytes(),
-        Category::Modules,
-    );
-    let cpio = tree.cpio()?;
-    crate::output::say(format_args!(
-        "xtask: compressing the initramfs ({})",
-        mib(cpio.len() as u64)
-    ));
-    Ok(Initrd {
-        xz: initramfs::compress(&cpio, arch)?,
-        raw_bytes: cpio.len() as u64,
-        parts: tree.sizes(),
-        modules_missing: missing,
-    })
-}
-
-/// The kernel as the IMG partition stores it: x86_64's bzImage
-/// decompresses itself; an arm64 Image does not, so it is gzipped and
-/// the loader inflates it.
-fn stored_kernel(arch: Arch, vmlinuz: Vec<u8>) -> Result<Vec<u8>, String> {
-    if arch == Arch::X86_64 {
-        return Ok(vmlinuz);
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    std::io::Write::write_all(&mut gz, &vmlinuz).map_err(|e| format!("gzip: {e}"))?;
-    gz.finish().map_err(|e| format!("gzip: {e}"))
-}
-
 fn round_up(bytes: u64, to: u64) -> u64 {
     bytes.div_ceil(to) * to
 }
@@ -384,6 +146,12 @@ fn round_up(bytes: u64, to: u64) -> u64 {
 pub fn run(args: &Args) -> Result<Report, String> {
     if args.board == Board::Rpi4 && args.arch != Arch::Aarch64 {
         return Err("--board rpi4 is an aarch64 board: add --arch aarch64".into());
+    }
+    if args.persist_mib < 8 {
+        return Err(format!(
+            "--persist-mib {}: PERSIST needs at least 8 MiB (an ext4 journal and the node's state)",
+            args.persist_mib
+        ));
     }
     crate::deps::ensure_image_tools(args.arch, args.board == Board::Rpi4)?;
     let version = args.version.clone().unwrap_or_else(default_version);
@@ -410,7 +178,7 @@ pub fn run(args: &Args) -> Result<Report, String> {
     let deb = debian::Debian::new(&out_dir.join("debian"), args.arch)?;
     let kernel = deb.kernel()?;
     let qemu = deb.qemu(args.qemu == QemuBuild::KvmOnly)?;
-    let initrd = initrd(args.arch, &parts, &kernel, &qemu, &version)?;
+    let initrd = baseos::initrd(args.arch, &parts, &kernel, &qemu, &version)?;
     let vmlinuz =
         std::fs::read(&kernel.vmlinuz).map_err(|e| format!("{}: {e}", kernel.vmlinuz.display()))?;
     let release = format!("{version}\n");
@@ -419,11 +187,11 @@ pub fn run(args: &Args) -> Result<Report, String> {
         Board::Pc => {
             let loader = std::fs::read(&parts.loader)
                 .map_err(|e| format!("{}: {e}", parts.loader.display()))?;
-            let kernel = stored_kernel(args.arch, vmlinuz)?;
+            let kernel = baseos::stored_kernel(args.arch, vmlinuz)?;
             let files: [(&str, &[u8]); 4] = [
                 ("kernel", &kernel),
                 ("initrd", &initrd.xz),
-                ("cmdline", cmdline(args.arch).as_bytes()),
+                ("cmdline", baseos::cmdline(args.arch).as_bytes()),
                 ("eve-release", release.as_bytes()),
             ];
             let base_os = fat::volume(
@@ -480,7 +248,7 @@ pub fn run(args: &Args) -> Result<Report, String> {
             )
         }
     };
-    let persist_bytes = args.persist_mib.max(8) * MIB;
+    let persist_bytes = args.persist_mib * MIB;
     let mut all = layout_parts;
     all.push(part(
         4,
@@ -488,7 +256,7 @@ pub fn run(args: &Args) -> Result<Report, String> {
         types::EVE_CONFIG,
         0,
         MIB,
-        config_volume(args.config.as_deref())?,
+        config::volume(args.config.as_deref())?,
     )?);
     all.push(part(
         9,
