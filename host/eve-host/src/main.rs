@@ -86,8 +86,10 @@ struct RunOptions {
 }
 
 fn main() -> ExitCode {
-    // Started by the kernel as a node image's init: no arguments to parse.
-    if std::process::id() == 1 {
+    // Started by the kernel as a node image's init (PID 1, no subcommand;
+    // a container that runs `eve-host run ...` as PID 1 is not an init).
+    let subcommand = std::env::args().nth(1);
+    if std::process::id() == 1 && !matches!(subcommand.as_deref(), Some("run" | "check")) {
         eve_host::init::main();
     }
     let result = match Cli::parse().command {

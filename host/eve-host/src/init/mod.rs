@@ -126,8 +126,9 @@ pub fn main() -> ! {
     ));
     let modules = modules::load_all(Path::new(layout::MODULE_LIST), Path::new("/"));
     say(format_args!(
-        "modules: {} loaded, {} failed",
+        "modules: {} loaded, {} not for this machine, {} failed",
         modules.loaded + modules.already,
+        modules.not_here,
         modules.failed
     ));
     if let Err(e) = uplink::loopback_up() {

@@ -16,6 +16,9 @@ use super::say;
 pub struct Loaded {
     pub loaded: usize,
     pub already: usize,
+    /// Refused as not for this machine (KVM for the other CPU vendor, or
+    /// no virtualisation): `ENODEV` or `EOPNOTSUPP`.
+    pub not_here: usize,
     pub failed: usize,
 }
 
@@ -50,6 +53,13 @@ pub fn load_all(list_path: &Path, root: &Path) -> Loaded {
             Ok(()) => result.loaded += 1,
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {
                 result.already += 1;
+            }
+            Err(e)
+                if [rustix::io::Errno::NODEV, rustix::io::Errno::OPNOTSUPP]
+                    .iter()
+                    .any(|n| e.raw_os_error() == Some(n.raw_os_error())) =>
+            {
+                result.not_here += 1;
             }
             Err(e) => {
                 result.failed += 1;
