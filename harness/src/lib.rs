@@ -16,6 +16,7 @@ pub mod layout;
 mod machine;
 mod run;
 
+pub mod nodeimage;
 pub mod pki;
 pub mod provision;
 pub mod servers;

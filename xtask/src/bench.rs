@@ -49,6 +49,18 @@ pub enum Bench {
         #[arg(long, default_value_t = 300)]
         timeout_s: u64,
     },
+    /// Node images: sizes beside EVE's, and power-on to onboarded under
+    /// QEMU TCG with UEFI firmware against our controller.
+    Image {
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// One arch (both when omitted).
+        #[arg(long)]
+        arch: Option<harness::Arch>,
+        /// Seconds a boot may take to onboard.
+        #[arg(long, default_value_t = 1800)]
+        timeout_s: u64,
+    },
     /// zedagent under TCG: QEMU exec to registered, to first config applied,
     /// to first info accepted; its heap high-water mark and image size.
     Onboard {
@@ -106,6 +118,11 @@ pub fn run(what: Bench) -> Result<(), String> {
             mib,
             timeout_s,
         } => crate::contentbench::run(arch, &manifest, mib.max(1), Duration::from_secs(timeout_s)),
+        Bench::Image {
+            runs,
+            arch,
+            timeout_s,
+        } => crate::imagebench::image(runs.max(1), arch, Duration::from_secs(timeout_s)),
         Bench::Onboard {
             runs,
             arch,

@@ -371,9 +371,167 @@ fn ensure_rust_toolchain() -> Result<(), String> {
     Ok(())
 }
 
+/// Adds `component` to the first `Components:` line that lacks it.
+/// Returns the new text, or `None` if some line has it already.
+fn add_component(text: &str, component: &str) -> Option<String> {
+    let has = |line: &str| line.split_whitespace().any(|w| w == component);
+    if text.lines().any(|l| l.starts_with("Components:") && has(l)) {
+        return None;
+    }
+    let mut changed = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.starts_with("Components:") && !changed {
+                changed = true;
+                format!("{line} {component}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    changed.then(|| lines.join("\n") + "\n")
+}
+
+/// Whether apt knows a candidate version of `package` (`name:arch`).
+fn apt_has(package: &str) -> bool {
+    Command::new("apt-cache")
+        .args(["policy", package])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim().starts_with("Candidate:") && !l.contains("(none)"))
+        })
+}
+
+/// Runs `fix` as root (then `apt-get update`) when `ready` is false, or
+/// says what to run.
+fn ensure_apt_state(
+    ready: impl Fn() -> bool,
+    what: &str,
+    fix: impl FnOnce() -> Result<(), String>,
+    by_hand: &str,
+) -> Result<(), String> {
+    if ready() {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!("{what}. As root run:\n  {by_hand}"));
+    }
+    println!("xtask: {what}; fixing");
+    fix()?;
+    run("apt-get", &["update", "-q"])?;
+    if ready() {
+        Ok(())
+    } else {
+        Err(format!("{what}, still after {by_hand}"))
+    }
+}
+
+/// What `cargo xtask image` needs besides QEMU: the UEFI and musl Rust
+/// targets, Debian's tools to fetch and unpack packages (never to install
+/// them), the foreign arch for an arm64 image, `mke2fs`, the UEFI
+/// firmware that boots the image in QEMU, and, for a Raspberry Pi image,
+/// the `non-free-firmware` component holding its boot firmware.
+pub fn ensure_image_tools(arch: Arch, raspberry_pi: bool) -> Result<(), String> {
+    ensure()?;
+    let targets = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup: {e}"))?;
+    let targets = String::from_utf8_lossy(&targets.stdout).into_owned();
+    let (uefi, musl) = match arch {
+        Arch::X86_64 => ("x86_64-unknown-uefi", "x86_64-unknown-linux-musl"),
+        Arch::Aarch64 => ("aarch64-unknown-uefi", "aarch64-unknown-linux-musl"),
+    };
+    for target in [uefi, musl] {
+        if !targets.lines().any(|l| l.trim() == target) {
+            run("rustup", &["target", "add", target])?;
+        }
+    }
+    for (tool, package) in [
+        ("apt-get", "apt"),
+        ("dpkg-deb", "dpkg"),
+        ("mke2fs", "e2fsprogs"),
+    ] {
+        if !Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty())
+        {
+            return Err(format!("{tool} missing: install {package}"));
+        }
+    }
+    if arch == Arch::Aarch64 {
+        ensure_apt_state(
+            || apt_has("linux-image-arm64:arm64"),
+            "apt has no arm64 packages",
+            || run("dpkg", &["--add-architecture", "arm64"]),
+            "dpkg --add-architecture arm64 && apt-get update",
+        )?;
+    }
+    if raspberry_pi {
+        ensure_apt_state(
+            || apt_has("raspi-firmware"),
+            "apt has no raspi-firmware (Debian's non-free-firmware component)",
+            || {
+                let text =
+                    std::fs::read_to_string(SOURCES).map_err(|e| format!("{SOURCES}: {e}"))?;
+                match add_component(&text, "non-free-firmware") {
+                    Some(new) => {
+                        std::fs::write(SOURCES, new).map_err(|e| format!("{SOURCES}: {e}"))
+                    }
+                    None => Ok(()),
+                }
+            },
+            &format!(
+                "sed -i '0,/^Components:/s/^Components:.*/& non-free-firmware/' {SOURCES} && apt-get update"
+            ),
+        )?;
+    }
+    ensure_uefi_firmware()
+}
+
+/// OVMF and AAVMF, which boot node images in QEMU (x86_64 and aarch64).
+pub fn ensure_uefi_firmware() -> Result<(), String> {
+    let missing: Vec<&str> = [
+        ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
+        ("/usr/share/AAVMF/AAVMF_CODE.fd", "qemu-efi-aarch64"),
+    ]
+    .into_iter()
+    .filter(|(file, _)| !Path::new(file).exists())
+    .map(|(_, package)| package)
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!(
+            "UEFI firmware missing. As root run:\n  apt-get install {}",
+            missing.join(" ")
+        ));
+    }
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(&missing);
+    run("apt-get", &["update", "-q"])?;
+    run("apt-get", &args)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::add_backports;
+    use super::{add_backports, add_component};
+
+    #[test]
+    fn a_component_joins_the_first_components_line_once() {
+        let text = "Types: deb\nComponents: main\n\nTypes: deb\nComponents: main\n";
+        let new = add_component(text, "non-free-firmware").expect("changed");
+        assert_eq!(
+            new,
+            "Types: deb\nComponents: main non-free-firmware\n\nTypes: deb\nComponents: main\n"
+        );
+        assert_eq!(add_component(&new, "non-free-firmware"), None);
+    }
 
     #[test]
     fn backports_join_the_main_suites_line_once() {

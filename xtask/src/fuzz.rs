@@ -67,6 +67,13 @@ const TARGETS: &[Target] = &[
         max_len: Some(1500),
     },
     Target {
+        // A 1 MiB disk: the mask reaches the start and the backup at the end.
+        name: "gpt_read",
+        crate_dir: "lib/gptab",
+        seeds: &[],
+        max_len: Some(67 * 512),
+    },
+    Target {
         name: "http_response",
         crate_dir: "lib/evehttp",
         seeds: &[],

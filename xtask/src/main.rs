@@ -12,6 +12,8 @@ mod deps;
 mod fleetbench;
 mod fuzz;
 mod idlebench;
+mod image;
+mod imagebench;
 mod newservice;
 mod node;
 mod nodebench;
@@ -107,6 +109,8 @@ enum Command {
     },
     /// List every difference between our .proto files and an eve-api checkout.
     ApiDiff(apidiff::Args),
+    /// A node's disk image (EFI loader, IMGA/IMGB, CONFIG, PERSIST) and its update artifact.
+    Image(image::Args),
 }
 
 fn main() -> ExitCode {
@@ -165,6 +169,7 @@ smoke test: cargo test -p harness --test services",
         }),
         Command::Bench { what } => bench::run(what),
         Command::ApiDiff(args) => apidiff::run(args),
+        Command::Image(args) => image::run(&args).map(|report| report.print()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

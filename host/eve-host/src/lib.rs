@@ -15,6 +15,7 @@ pub mod console;
 pub mod end;
 pub mod facts;
 pub mod heartbeat;
+pub mod init;
 pub mod lock;
 pub mod manifest;
 pub mod node;

@@ -98,6 +98,12 @@ struct RunOptions {
 }
 
 fn main() -> ExitCode {
+    // Started by the kernel as a node image's init (PID 1, no subcommand;
+    // a container that runs `eve-host run ...` as PID 1 is not an init).
+    let subcommand = std::env::args().nth(1);
+    if std::process::id() == 1 && !matches!(subcommand.as_deref(), Some("run" | "check")) {
+        eve_host::init::main();
+    }
     let result = match Cli::parse().command {
         Command::Check { manifest } => Manifest::load(&manifest)
             .map(|m| out_line(format_args!("{}", m.to_string().trim_end())))

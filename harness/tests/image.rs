@@ -1,0 +1,353 @@
+//! The node image, as a user gets it: `cargo xtask image` with a CONFIG
+//! partition for our controller, booted under QEMU with UEFI firmware
+//! (OVMF on x86_64, AAVMF on aarch64) through our loader into eve-host as
+//! the node's init, which must onboard to the controller on this host's
+//! loopback; then an untested base OS in IMGB is tried once and falls back
+//! to IMGA. The node's services run in QEMU inside the emulated machine
+//! (TCG inside TCG), so each arch gets one scenario and a generous time.
+//! The Raspberry Pi 4 image is checked for its layout.
+//!
+//! The controller runs in this process; its TLS certificate also names
+//! the node's way to this host ([`harness::nodeimage::UPLINK_HOST`]).
+//! xtask builds into `target/guest`: the outer `cargo test` holds the lock
+//! on `target/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use blockdev::MemDisk;
+use configpart::FatVolume;
+use controller::identity::Identity;
+use controller::server::{self, Controller, Limits};
+use controller::store::sqlite::SqliteStore;
+use gptab::ab::{self, SlotState};
+use gptab::{Blocks, Disk, DiskError, Gpt, types};
+use harness::nodeimage::{self, NodeMachine};
+use harness::provision::OnboardIdentity;
+use harness::{Arch, workspace_root};
+
+/// Building the image from scratch, then the boot and onboarding with
+/// the services' VMs emulated inside an emulated machine.
+const BUILD: Duration = Duration::from_secs(3600);
+const ONBOARD: Duration = Duration::from_secs(2400);
+
+/// One emulated node at a time: each keeps the machine's cores busy.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Our controller in this process, its device API on a loopback port.
+struct LocalController {
+    /// Runs the device API; dropped with the controller.
+    _rt: tokio::runtime::Runtime,
+    ctl: Arc<Controller>,
+    port: u16,
+}
+
+impl LocalController {
+    fn start(dir: &Path) -> LocalController {
+        Identity::load_or_create(dir).expect("controller identity");
+        nodeimage::reissue_controller_tls(dir).expect("TLS certificate for the node's uplink");
+        let identity = Identity::load_or_create(dir).expect("controller identity");
+        let tls = server::tls_config(&identity).expect("TLS config");
+        let store = Arc::new(SqliteStore::open(&dir.join("controller.db")).expect("store"));
+        let ctl =
+            Arc::new(Controller::new(store, identity, Limits::default()).expect("controller"));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("device API listener");
+        let port = listener.local_addr().expect("device API address").port();
+        rt.spawn(server::serve_devices(ctl.clone(), listener, tls));
+        rt.spawn(server::housekeeping(ctl.clone()));
+        LocalController { _rt: rt, ctl, port }
+    }
+
+    /// The UUID of the device that registered with `serial`, once it has
+    /// also sent its device info.
+    fn onboarded(&self, serial: &str) -> Option<String> {
+        let store = self.ctl.store();
+        let device = store
+            .devices()
+            .ok()?
+            .into_iter()
+            .find(|d| d.serial == serial)?;
+        let info = store.latest_info(&device.uuid).ok()?;
+        (!info.is_empty()).then_some(device.uuid)
+    }
+}
+
+/// `cargo xtask image` for `arch` with `config` as its CONFIG files and
+/// `extra` options.
+fn build_image(arch: Arch, config: &Path, out: &Path, extra: &[&str]) {
+    let root = workspace_root();
+    let started = Instant::now();
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
+        .args(["image", "--arch", arch.name(), "--version", "image-test"])
+        .args(extra)
+        .arg("--config")
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .env("CARGO_TARGET_DIR", root.join("target/guest"))
+        .current_dir(&root)
+        .status()
+        .expect("cargo xtask image runs");
+    assert!(status.success(), "cargo xtask image failed ({status})");
+    assert!(
+        started.elapsed() < BUILD,
+        "the image took {:?}",
+        started.elapsed()
+    );
+}
+
+fn scratch(arch: Arch) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("image-test-{arch}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("config")).expect("scratch directory");
+    dir
+}
+
+fn image_boots_and_onboards(arch: Arch) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch(arch);
+    let controller = LocalController::start(&dir.join("controller"));
+    let identity = OnboardIdentity::generate("image-test-").expect("onboarding identity");
+    controller
+        .ctl
+        .onboard_add(&identity.cert_pem, std::slice::from_ref(&identity.serial))
+        .expect("onboarding certificate registered");
+    let root_pem = controller.ctl.identity().root_pem.clone();
+    for (name, data) in nodeimage::config_files(controller.port, &root_pem, &identity) {
+        std::fs::write(dir.join("config").join(name), data).expect("CONFIG file");
+    }
+    let image = dir.join("eve.img");
+    build_image(arch, &dir.join("config"), &image, &[]);
+
+    let machine = NodeMachine::new(arch, &image, &dir.join("vars.fd")).expect("machine");
+    let mut console = machine.power_on().expect("QEMU starts");
+    let loader = console
+        .wait_for("eve-loader: booting IMGA", Duration::from_secs(600))
+        .unwrap_or_else(|| panic!("the loader did not boot IMGA:\n{}", console.transcript()));
+    let init = console
+        .wait_for(
+            "eve-init: EVE image-test booted from IMGA",
+            Duration::from_secs(900),
+        )
+        .unwrap_or_else(|| {
+            panic!(
+                "the kernel did not start eve-host:\n{}",
+                console.transcript()
+            )
+        });
+    console
+        .wait_for(
+            "eve-init: PERSIST mounted on /persist",
+            Duration::from_secs(300),
+        )
+        .unwrap_or_else(|| panic!("no PERSIST:\n{}", console.transcript()));
+
+    let until = Instant::now() + ONBOARD;
+    let uuid = loop {
+        if let Some(uuid) = controller.onboarded(&identity.serial) {
+            break uuid;
+        }
+        assert!(
+            Instant::now() < until && !console.exited(),
+            "the node did not onboard within {ONBOARD:?}:\n{}",
+            console.transcript()
+        );
+        console.pump(Duration::from_secs(2));
+    };
+    println!(
+        "{arch}: loader at {:.1} s, init at {:.1} s, onboarded as {uuid} at {:.1} s",
+        loader.0.as_secs_f64(),
+        init.0.as_secs_f64(),
+        console.elapsed().as_secs_f64()
+    );
+    drop(console);
+    update_is_tried_once_then_falls_back(arch, &machine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The image file as a disk, for the table edits an update makes.
+struct ImageFile(std::fs::File);
+
+impl Disk for ImageFile {
+    fn block_size(&self) -> usize {
+        512
+    }
+    fn block_count(&self) -> u64 {
+        self.0.metadata().map_or(0, |m| m.len() / 512)
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        use std::os::unix::fs::FileExt;
+        self.0
+            .read_exact_at(buf, lba * 512)
+            .map_err(|_| DiskError::Io)
+    }
+    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DiskError> {
+        use std::os::unix::fs::FileExt;
+        self.0
+            .write_all_at(buf, lba * 512)
+            .map_err(|_| DiskError::Io)
+    }
+    fn flush(&mut self) -> Result<(), DiskError> {
+        self.0.sync_data().map_err(|_| DiskError::Io)
+    }
+}
+
+fn open_image(path: &Path) -> ImageFile {
+    ImageFile(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("the image"),
+    )
+}
+
+fn state(disk: &mut ImageFile, name: &str) -> SlotState {
+    let gpt = Gpt::read(disk).expect("a GPT");
+    SlotState::of(gpt.partition_named(name).expect(name).attributes)
+}
+
+/// The loader's side of an update, on the real firmware: IMGB gets the
+/// same base OS and is marked `updating` (what baseosmgr will do); the
+/// loader boots it once, writing `inprogress` before the kernel starts;
+/// with nothing to commit it, the next boot goes back to IMGA by itself.
+fn update_is_tried_once_then_falls_back(arch: Arch, machine: &NodeMachine) {
+    let mut disk = open_image(&machine.image);
+    let mut gpt = Gpt::read(&mut disk).expect("a GPT");
+    let (imga, imgb) = (
+        gpt.partition_named("IMGA").expect("IMGA"),
+        gpt.partition_named("IMGB").expect("IMGB"),
+    );
+    let mut base_os = vec![0u8; (imga.blocks().min(imgb.blocks()) * 512) as usize];
+    disk.read(imga.first_lba, &mut base_os).expect("IMGA");
+    disk.write(imgb.first_lba, &base_os).expect("IMGB");
+    ab::set_state(&mut gpt, "IMGB", types::EVE_IMAGE, SlotState::Updating).expect("updating");
+    gpt.write(&mut disk).expect("the table");
+    drop(disk);
+
+    let mut console = machine.power_on().expect("QEMU starts");
+    console
+        .wait_for("eve-loader: booting IMGB", Duration::from_secs(600))
+        .unwrap_or_else(|| panic!("the loader did not try IMGB:\n{}", console.transcript()));
+    console
+        .wait_for("booted from IMGB (inprogress)", Duration::from_secs(900))
+        .unwrap_or_else(|| panic!("IMGB did not start on trial:\n{}", console.transcript()));
+    drop(console);
+    let mut disk = open_image(&machine.image);
+    assert_eq!(state(&mut disk, "IMGB"), SlotState::InProgress);
+    assert_eq!(state(&mut disk, "IMGA"), SlotState::Active);
+    drop(disk);
+
+    let mut console = machine.power_on().expect("QEMU starts");
+    let (_, fallback) = console
+        .wait_for("eve-loader: booting IMGA", Duration::from_secs(600))
+        .unwrap_or_else(|| panic!("no fallback to IMGA:\n{}", console.transcript()));
+    console
+        .wait_for("an update that did not commit", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the loader did not say why:\n{}", console.transcript()));
+    console
+        .wait_for("booted from IMGA (active)", Duration::from_secs(900))
+        .unwrap_or_else(|| panic!("IMGA did not start:\n{}", console.transcript()));
+    println!("{arch}: the untested IMGB was tried once, then {fallback}");
+}
+
+#[test]
+fn x86_64_image_boots_with_ovmf_and_onboards() {
+    image_boots_and_onboards(Arch::X86_64);
+}
+
+#[test]
+fn aarch64_image_boots_with_aavmf_and_onboards() {
+    image_boots_and_onboards(Arch::Aarch64);
+}
+
+/// The Raspberry Pi 4 image cannot boot here (no Pi firmware in QEMU):
+/// its layout and files are checked instead. Untested on hardware.
+#[test]
+fn rpi4_image_has_the_pi_layout() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch(Arch::Aarch64).join("rpi4");
+    std::fs::create_dir_all(dir.join("config")).expect("scratch directory");
+    std::fs::write(dir.join("config/server"), "controller.example:443").expect("CONFIG file");
+    let image = dir.join("eve-rpi4.img");
+    build_image(
+        Arch::Aarch64,
+        &dir.join("config"),
+        &image,
+        &["--board", "rpi4"],
+    );
+    let bytes = std::fs::read(&image).expect("the image");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let gpt = Gpt::read(&mut Blocks(MemDisk::from_image(bytes.clone()))).expect("a GPT");
+    assert!(gpt.status().both_valid() && gpt.status().protective_mbr);
+    let names: Vec<(u32, String)> = gpt
+        .partitions()
+        .into_iter()
+        .map(|p| (p.number, p.name))
+        .collect();
+    let expect: Vec<(u32, String)> = [
+        (1, "RPIBOOT"),
+        (2, "IMGA"),
+        (3, "IMGB"),
+        (4, "CONFIG"),
+        (9, "P3"),
+    ]
+    .into_iter()
+    .map(|(n, s)| (n, s.to_string()))
+    .collect();
+    assert_eq!(names, expect);
+    let volume = |name: &str| {
+        let p = gpt.partition_named(name).expect(name);
+        assert!(p.last_lba >= p.first_lba);
+        bytes[p.first_lba as usize * 512..(p.last_lba as usize + 1) * 512].to_vec()
+    };
+    for name in ["RPIBOOT", "IMGA", "IMGB"] {
+        assert_eq!(
+            gpt.partition_named(name).unwrap().type_guid,
+            types::BASIC_DATA,
+            "the Pi boots from basic data partitions"
+        );
+    }
+    let read = |fat: &mut FatVolume<MemDisk>, name: &str| {
+        let entry = fat
+            .find(name)
+            .expect("a readable directory")
+            .unwrap_or_else(|| panic!("no {name}"));
+        fat.read_file(&entry, 64 << 20).expect(name)
+    };
+    let mut boot = FatVolume::open(MemDisk::from_image(volume("RPIBOOT"))).expect("FAT");
+    let autoboot = String::from_utf8(read(&mut boot, "autoboot.txt")).unwrap();
+    assert_eq!(
+        autoboot,
+        "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"
+    );
+    let mut imga = FatVolume::open(MemDisk::from_image(volume("IMGA"))).expect("FAT");
+    assert_eq!(imga.fat_type(), configpart::FatType::Fat32);
+    for firmware in ["start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb"] {
+        assert!(!read(&mut imga, firmware).is_empty(), "{firmware}");
+    }
+    let config = String::from_utf8(read(&mut imga, "config.txt")).unwrap();
+    assert!(config.contains("arm_64bit=1") && config.contains("initramfs initrd followkernel"));
+    let kernel = read(&mut imga, "kernel8.img");
+    assert_eq!(&kernel[56..60], b"ARM\x64", "an arm64 Image");
+    assert_eq!(&read(&mut imga, "initrd")[..6], b"\xfd7zXZ\x00");
+    assert_eq!(read(&mut imga, "eve-release"), b"image-test\n");
+    assert!(
+        volume("IMGB")[..512].iter().all(|&b| b == 0),
+        "IMGB starts empty"
+    );
+    let mut config = FatVolume::open(MemDisk::from_image(volume("CONFIG"))).expect("FAT");
+    assert_eq!(read(&mut config, "server"), b"controller.example:443");
+    assert_eq!(&volume("P3")[1080..1082], &[0x53, 0xEF], "ext4 on PERSIST");
+}

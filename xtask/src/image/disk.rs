@@ -1,0 +1,249 @@
+//! The disk image file: partitions at 1 MiB boundaries, their contents
+//! written sparsely (runs of zeros are holes), a protective MBR and both
+//! GPT copies from `gptab`. Written beside the target and renamed over it,
+//! so the file named is always a whole image.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use gptab::{Disk, DiskError, Gpt, Guid, NewPartition};
+
+const MIB: u64 = 1 << 20;
+const SECTOR: u64 = 512;
+/// Zero runs at least this long are left as holes.
+const HOLE: usize = 64 << 10;
+
+/// One partition to lay out.
+pub struct Part {
+    pub number: u32,
+    pub name: &'static str,
+    pub type_guid: Guid,
+    pub unique_guid: Guid,
+    pub attributes: u64,
+    /// A whole number of MiB.
+    pub bytes: u64,
+    /// The start of the partition's contents (at most `bytes`); the rest
+    /// is zero. An empty vector still zeroes the first sector, as EVE's
+    /// `make-raw` does for an empty IMGB.
+    pub content: Vec<u8>,
+}
+
+/// Where a partition went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub number: u32,
+    pub name: &'static str,
+    pub offset: u64,
+    pub bytes: u64,
+    pub used: u64,
+}
+
+/// The image file as a `gptab` disk.
+struct FileDisk<'a>(&'a File, u64);
+
+impl Disk for FileDisk<'_> {
+    fn block_size(&self) -> usize {
+        SECTOR as usize
+    }
+    fn block_count(&self) -> u64 {
+        self.1
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        self.0
+            .read_exact_at(buf, lba * SECTOR)
+            .map_err(|_| DiskError::Io)
+    }
+    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DiskError> {
+        self.0
+            .write_all_at(buf, lba * SECTOR)
+            .map_err(|_| DiskError::Io)
+    }
+    fn flush(&mut self) -> Result<(), DiskError> {
+        self.0.sync_data().map_err(|_| DiskError::Io)
+    }
+}
+
+/// Writes `data` at `offset`, skipping runs of zeros (the file is sparse
+/// there already).
+fn write_sparse(file: &File, offset: u64, data: &[u8]) -> io::Result<()> {
+    for (i, chunk) in data.chunks(HOLE).enumerate() {
+        if chunk.iter().all(|&b| b == 0) {
+            continue;
+        }
+        file.write_all_at(chunk, offset + (i * HOLE) as u64)?;
+    }
+    Ok(())
+}
+
+/// Lays `parts` out from 1 MiB, in order, and writes the image to `path`.
+pub fn write(path: &Path, disk_guid: Guid, parts: &[Part]) -> Result<Vec<Placed>, String> {
+    let mut placed = Vec::new();
+    let mut next = MIB;
+    for part in parts {
+        if part.bytes % MIB != 0 || part.bytes == 0 {
+            return Err(format!(
+                "{}: size {} is not whole MiB",
+                part.name, part.bytes
+            ));
+        }
+        if part.content.len() as u64 > part.bytes {
+            return Err(format!(
+                "{}: {} bytes do not fit in {} MiB",
+                part.name,
+                part.content.len(),
+                part.bytes / MIB
+            ));
+        }
+        placed.push(Placed {
+            number: part.number,
+            name: part.name,
+            offset: next,
+            bytes: part.bytes,
+            used: part.content.len() as u64,
+        });
+        next += part.bytes;
+    }
+    // 1 MiB after the last partition holds the backup table.
+    let total = next + MIB;
+    let blocks = total / SECTOR;
+    let new: Vec<NewPartition<'_>> = parts
+        .iter()
+        .zip(&placed)
+        .map(|(part, at)| NewPartition {
+            number: part.number,
+            type_guid: part.type_guid,
+            unique_guid: part.unique_guid,
+            first_lba: at.offset / SECTOR,
+            last_lba: (at.offset + at.bytes) / SECTOR - 1,
+            attributes: part.attributes,
+            name: part.name,
+        })
+        .collect();
+    let gpt = Gpt::create(SECTOR as usize, blocks, disk_guid, &new).map_err(|e| e.to_string())?;
+
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let fail = |e: io::Error| format!("{}: {e}", tmp.display());
+    let file = File::create(&tmp).map_err(fail)?;
+    file.set_len(total).map_err(fail)?;
+    for (part, at) in parts.iter().zip(&placed) {
+        if part.content.is_empty() {
+            file.write_all_at(&[0u8; SECTOR as usize], at.offset)
+                .map_err(fail)?;
+        }
+        write_sparse(&file, at.offset, &part.content).map_err(fail)?;
+    }
+    let mut disk = FileDisk(&file, blocks);
+    disk.write(0, &gptab::protective_mbr(SECTOR as usize, blocks))
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    gpt.write(&mut disk)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    file.sync_all().map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(placed)
+}
+
+/// Bytes the file takes on disk (holes excluded).
+pub fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
+}
+
+/// A random version-4 GUID.
+pub fn random_guid() -> Result<Guid, String> {
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    // Version 4 and the RFC 4122 variant, in GPT's byte order (the third
+    // field is little-endian: its high byte is byte 7).
+    bytes[7] = bytes[7] & 0x0F | 0x40;
+    bytes[8] = bytes[8] & 0x3F | 0x80;
+    Ok(Guid(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gptab::ab::SlotState;
+    use gptab::{Blocks, types};
+
+    #[test]
+    fn the_image_reads_back_with_its_partitions_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        let mut content = vec![0u8; 3 * HOLE];
+        content[HOLE + 7] = 1;
+        let parts = [
+            Part {
+                number: 1,
+                name: "EFI System",
+                type_guid: types::EFI_SYSTEM,
+                unique_guid: random_guid().unwrap(),
+                attributes: 0,
+                bytes: MIB,
+                content: b"ESP".to_vec(),
+            },
+            Part {
+                number: 2,
+                name: "IMGA",
+                type_guid: types::EVE_IMAGE,
+                unique_guid: random_guid().unwrap(),
+                attributes: SlotState::Active.apply(0),
+                bytes: 2 * MIB,
+                content,
+            },
+            Part {
+                number: 9,
+                name: "P3",
+                type_guid: types::EVE_PERSIST,
+                unique_guid: random_guid().unwrap(),
+                attributes: 0,
+                bytes: MIB,
+                content: Vec::new(),
+            },
+        ];
+        let placed = write(&path, random_guid().unwrap(), &parts).unwrap();
+        assert_eq!(
+            placed.iter().map(|p| p.offset).collect::<Vec<_>>(),
+            [MIB, 2 * MIB, 4 * MIB]
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, 6 * MIB);
+        assert_eq!(&bytes[MIB as usize..MIB as usize + 3], b"ESP");
+        assert_eq!(bytes[(2 * MIB) as usize + HOLE + 7], 1);
+        let gpt = Gpt::read(&mut Blocks(blockdev::MemDisk::from_image(bytes))).unwrap();
+        assert!(gpt.status().both_valid() && gpt.status().protective_mbr);
+        let imga = gpt.partition_named("IMGA").unwrap();
+        assert_eq!((imga.first_lba, imga.last_lba), (4096, 8191));
+        assert_eq!(SlotState::of(imga.attributes), SlotState::Active);
+        assert_eq!(gpt.partition(9).unwrap().name, "P3");
+        // Zero runs stayed holes.
+        assert!(allocated(&path) < 6 * MIB);
+        assert!(!dir.path().join("disk.img.tmp").exists());
+    }
+
+    #[test]
+    fn contents_larger_than_their_partition_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = Part {
+            number: 2,
+            name: "IMGA",
+            type_guid: types::EVE_IMAGE,
+            unique_guid: Guid::ZERO,
+            attributes: 0,
+            bytes: MIB,
+            content: vec![1; MIB as usize + 1],
+        };
+        let e = write(&dir.path().join("x.img"), Guid::ZERO, &[part]).unwrap_err();
+        assert!(e.contains("do not fit"), "{e}");
+    }
+
+    #[test]
+    fn guids_are_version_4() {
+        let g = random_guid().unwrap().to_string();
+        assert_eq!(&g[14..15], "4");
+        assert!(matches!(&g[19..20], "8" | "9" | "a" | "b"), "{g}");
+    }
+}
