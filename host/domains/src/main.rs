@@ -3,6 +3,8 @@
 //! to each on stdout. For trying apps by hand before a node's domainmgr
 //! drives them, and for tests that need a host to kill.
 
+#![forbid(unsafe_code)]
+
 use std::{
     path::PathBuf,
     process::ExitCode,

@@ -336,7 +336,8 @@ fn onboard_report(agent: &Agent) -> Report {
     };
     let register = match s.register {
         RegisterStatus::NotTried => onboard::Registration::NotTried,
-        RegisterStatus::Onboarded => onboard::Registration::Onboarded,
+        // Recognized by /uuid after a refused register: onboarded all the same.
+        RegisterStatus::Onboarded | RegisterStatus::Recognized => onboard::Registration::Onboarded,
         RegisterStatus::Conflict => onboard::Registration::Conflict,
         RegisterStatus::NotPreRegistered => onboard::Registration::NotPreRegistered,
         RegisterStatus::Failed => onboard::Registration::Failed,
