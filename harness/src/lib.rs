@@ -26,3 +26,8 @@ pub use guest_arch::{Accel, AccelChoice, AccelProbe, Arch};
 pub use image::{ImageError, elf_to_arm64_image};
 pub use machine::{Device, Guest, HOST_SERVICES_ADDR, Machine, UserNet};
 pub use run::{End, Outcome, RunError, Running, Stamp};
+
+/// The environment variable by which `cargo xtask test` names its own
+/// binary to the tests it runs, so a scenario that needs xtask (the node
+/// image's) runs that one instead of building xtask again.
+pub const XTASK_EXE_ENV: &str = "EVE_XTASK_EXE";

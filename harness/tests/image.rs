@@ -9,8 +9,9 @@
 //!
 //! The controller runs in this process; its TLS certificate also names
 //! the node's way to this host ([`harness::nodeimage::UPLINK_HOST`]).
-//! xtask builds into `target/guest`: the outer `cargo test` holds the lock
-//! on `target/`.
+//! Under `cargo xtask test` the scenario runs that xtask binary; under a
+//! plain `cargo test` it builds xtask. Either way xtask builds into
+//! `target/guest`: the outer `cargo test` holds the lock on `target/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -86,8 +87,16 @@ impl LocalController {
 fn build_image(arch: Arch, config: &Path, out: &Path, extra: &[&str]) {
     let root = workspace_root();
     let started = Instant::now();
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
+    let mut xtask = match std::env::var_os(harness::XTASK_EXE_ENV) {
+        Some(exe) => Command::new(exe),
+        None => {
+            let mut cargo =
+                Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            cargo.args(["run", "--quiet", "--release", "--package", "xtask", "--"]);
+            cargo
+        }
+    };
+    let status = xtask
         .args(["image", "--arch", arch.name(), "--version", "image-test"])
         .args(extra)
         .arg("--config")

@@ -148,9 +148,15 @@ pub struct Kernel {
     pub image: PathBuf,
     /// `lib/modules/<version>`.
     pub modules: PathBuf,
+    /// The kernel's release (`6.1.0-57-amd64`).
+    pub release: String,
+    /// The unpacked package (device trees live under `usr/lib`).
+    pub root: PathBuf,
 }
 
-/// `linux-image-<arch>`'s kernel.
+/// `linux-image-<arch>`'s kernel: one unpacked copy per arch, shared by
+/// the test apps' Linux VMs and `cargo xtask image` (an unpacked kernel
+/// is 400 MB, most of it modules).
 pub fn kernel(arch: Arch) -> Result<Kernel, DebianError> {
     let meta = format!("linux-image-{}", debian_arch(arch));
     let package = resolve(&meta, "linux-image-6", arch)?;
@@ -158,7 +164,9 @@ pub fn kernel(arch: Arch) -> Result<Kernel, DebianError> {
     let version = package.trim_start_matches("linux-image-").to_string();
     Ok(Kernel {
         image: dir.join("boot").join(format!("vmlinuz-{version}")),
-        modules: dir.join("lib/modules").join(version),
+        modules: dir.join("lib/modules").join(&version),
+        release: version,
+        root: dir,
     })
 }
 

@@ -3,7 +3,9 @@
 //! (`linux-image-amd64` / `linux-image-arm64`), QEMU for the node's arch
 //! with every shared library it loads, QEMU's firmware blobs, and the
 //! Raspberry Pi boot firmware. Everything is cached under
-//! `target/image/debian/`, so a second image build downloads nothing.
+//! `target/image/debian/`, so a second image build downloads nothing; the
+//! kernel alone is the one unpacked copy in `target/app-assets/` that the
+//! test apps' Linux VMs use too.
 //!
 //! QEMU's libraries are found from the binary itself: its `DT_NEEDED`
 //! closure is walked, and each soname missing from what is unpacked so far
@@ -230,39 +232,17 @@ impl Debian {
         Ok(dir)
     }
 
-    /// The field `field` of a downloaded package (`dpkg-deb -f`).
-    fn field(&self, package: &str, field: &str) -> Result<String, String> {
-        let deb = self.deb(package, None)?;
-        run(
-            Command::new("dpkg-deb").arg("-f").arg(&deb).arg(field),
-            &format!("dpkg-deb -f {}", deb.display()),
-        )
-        .map(|s| s.trim().to_string())
-    }
-
-    /// The kernel: Debian's `linux-image-<arch>` names the versioned
-    /// package that holds it. Returns its unpacked tree.
+    /// The kernel: Debian's `linux-image-<arch>`, unpacked once per arch in
+    /// the cache the test apps' Linux VMs use too.
     pub fn kernel(&self) -> Result<Kernel, String> {
-        let meta = format!("linux-image-{}", deb_arch(self.arch));
-        let depends = self.field(&meta, "Depends")?;
-        let package = depends
-            .split(',')
-            .map(|d| d.split_whitespace().next().unwrap_or(""))
-            .find(|d| d.starts_with("linux-image-") && d.len() > meta.len())
-            .ok_or_else(|| format!("{meta} depends on no kernel package ({depends})"))?
-            .to_string();
-        let root = self.unpack(&package, None)?;
-        let release = package.trim_start_matches("linux-image-").to_string();
-        let vmlinuz = root.join("boot").join(format!("vmlinuz-{release}"));
-        if !vmlinuz.is_file() {
-            return Err(format!("{package} has no {}", vmlinuz.display()));
+        let kernel = harness::appassets::debian::kernel(self.arch).map_err(|e| e.to_string())?;
+        if !kernel.image.is_file() {
+            return Err(format!(
+                "the kernel package has no {}",
+                kernel.image.display()
+            ));
         }
-        Ok(Kernel {
-            modules: root.join("lib/modules").join(&release),
-            release,
-            vmlinuz,
-            root,
-        })
+        Ok(kernel)
     }
 
     /// QEMU for the arch, with its libraries and the data package. With
@@ -361,16 +341,7 @@ impl Debian {
     }
 }
 
-/// A kernel package, unpacked.
-pub struct Kernel {
-    /// `6.1.0-57-amd64`.
-    pub release: String,
-    pub vmlinuz: PathBuf,
-    /// `lib/modules/<release>` in the unpacked package.
-    pub modules: PathBuf,
-    /// The unpacked package (device trees live under `usr/lib`).
-    pub root: PathBuf,
-}
+pub use harness::appassets::debian::Kernel;
 
 /// QEMU, unpacked.
 pub struct Qemu {

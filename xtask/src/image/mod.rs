@@ -180,7 +180,7 @@ pub fn run(args: &Args) -> Result<Report, String> {
     let qemu = deb.qemu(args.qemu == QemuBuild::KvmOnly)?;
     let initrd = baseos::initrd(args.arch, &parts, &kernel, &qemu, &version)?;
     let vmlinuz =
-        std::fs::read(&kernel.vmlinuz).map_err(|e| format!("{}: {e}", kernel.vmlinuz.display()))?;
+        std::fs::read(&kernel.image).map_err(|e| format!("{}: {e}", kernel.image.display()))?;
     let release = format!("{version}\n");
 
     let (base_os, layout_parts, loader_bytes, kernel_bytes) = match args.board {
