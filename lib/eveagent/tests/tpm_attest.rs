@@ -1,0 +1,231 @@
+//! Attestation with a TPM against our real controller: the attestation
+//! certificate, a nonce and a quote, in EVE's order. The TPM is played by
+//! software keys behind the agent's interfaces: the device key signs, and
+//! a quoter builds the `TPMS_ATTEST` a TPM would and signs it with the
+//! attestation key, over PCR values the test controls.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use eve_proto::Message;
+use eve_proto::attest::{ZAttestReq, ZAttestReqType};
+use eve_proto::auth::AuthContainer;
+use eve_proto::info::AttestationState;
+use eve_proto::p256::SecretKey;
+use eve_proto::sha256;
+use eve_proto::sign::{Signer, SoftwareSigner};
+use eveagent::io::{Request, Response};
+use eveagent::{AttestStatus, DeviceKeySource, Phase, QUOTED_PCRS, Quoter, TpmQuote};
+
+mod common;
+
+use common::*;
+
+/// A TPM's quoting, in software: the attestation key and the PCR bank.
+#[derive(Clone)]
+struct SoftTpm {
+    key: Rc<SoftwareSigner>,
+    pcrs: Rc<RefCell<Vec<[u8; 32]>>>,
+    /// When set, the TPM fails to quote.
+    broken: Rc<RefCell<bool>>,
+    /// Signs with this key instead (a forged quote).
+    forger: Option<Rc<SoftwareSigner>>,
+}
+
+impl SoftTpm {
+    fn new(seed: u8) -> Self {
+        SoftTpm {
+            key: Rc::new(SoftwareSigner::new(
+                &SecretKey::from_slice(&[seed; 32]).unwrap(),
+            )),
+            pcrs: Rc::new(RefCell::new(
+                QUOTED_PCRS.map(|i| sha256(&[i as u8])).collect(),
+            )),
+            broken: Rc::new(RefCell::new(false)),
+            forger: None,
+        }
+    }
+
+    /// `TPMS_ATTEST` of a quote over PCRs 0-15 of the SHA-256 bank (TPM 2.0
+    /// part 2, 10.12).
+    fn attest(&self, nonce: &[u8]) -> Vec<u8> {
+        let mut a = Vec::new();
+        a.extend_from_slice(&0xff54_4347u32.to_be_bytes()); // TPM_GENERATED
+        a.extend_from_slice(&0x8018u16.to_be_bytes()); // TPM_ST_ATTEST_QUOTE
+        a.extend_from_slice(&2u16.to_be_bytes());
+        a.extend_from_slice(&[0, 0x0b]); // qualifiedSigner
+        a.extend_from_slice(&(nonce.len() as u16).to_be_bytes());
+        a.extend_from_slice(nonce);
+        a.extend_from_slice(&[0; 17 + 8]); // clockInfo, firmwareVersion
+        a.extend_from_slice(&1u32.to_be_bytes());
+        a.extend_from_slice(&0x000bu16.to_be_bytes());
+        a.extend_from_slice(&[3, 0xff, 0xff, 0x00]);
+        let concat: Vec<u8> = self.pcrs.borrow().concat();
+        a.extend_from_slice(&32u16.to_be_bytes());
+        a.extend_from_slice(&sha256(&concat));
+        a
+    }
+}
+
+impl Quoter for SoftTpm {
+    fn quote(&self, nonce: &[u8]) -> Result<TpmQuote, String> {
+        if *self.broken.borrow() {
+            return Err("TPM error 0x101".into());
+        }
+        let attest = self.attest(nonce);
+        let signer = self.forger.as_deref().unwrap_or(&self.key);
+        let signature = signer.sign_digest(&sha256(&attest)).unwrap().to_vec();
+        Ok(TpmQuote {
+            attest,
+            signature,
+            pcrs: QUOTED_PCRS
+                .zip(self.pcrs.borrow().iter())
+                .map(|(i, v)| (i, v.to_vec()))
+                .collect(),
+            event_log: Vec::new(),
+        })
+    }
+}
+
+fn device_key() -> DeviceKeySource {
+    DeviceKeySource::External(Box::new(SoftwareSigner::new(
+        &SecretKey::from_slice(&[0x21; 32]).unwrap(),
+    )))
+}
+
+/// The attestation requests' types, in the order the agent sent them.
+fn recording(log: Rc<RefCell<Vec<ZAttestReqType>>>) -> Rewrite {
+    Box::new(move |req: &Request, resp: Response| {
+        if req.path.ends_with("/attest") {
+            let env = AuthContainer::decode(req.body.as_slice()).unwrap();
+            let payload = env.protected_payload.unwrap().payload;
+            let attest = ZAttestReq::decode(payload.as_slice()).unwrap();
+            log.borrow_mut().push(attest.req_type());
+            if attest.req_type() == ZAttestReqType::AttestReqQuote {
+                let quote = attest.quote.expect("a TPM quote");
+                assert_eq!(quote.pcr_values.len(), 16, "PCRs 0-15");
+            }
+        }
+        resp
+    })
+}
+
+#[test]
+fn with_a_tpm_the_device_attests_with_a_quote_in_eves_order() {
+    let ctl = start_controller("tpm-quote");
+    let onboard = onboarding_identity(21);
+    ctl.ctl
+        .onboard_add(&onboard.0, &["SN-TPMQ".into()])
+        .expect("pre-register");
+    let mut node = Node::new(&ctl, "SN-TPMQ", 31, onboard);
+    let tpm = SoftTpm::new(0x44);
+    let mut agent = node.boot_with(device_key());
+    agent.use_attestation_key(Box::new(tpm.clone()), &tpm.key.public_key());
+    let mut http = ctl.http();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let mut tamper = Tamper {
+        inner: &mut http,
+        rewrite: recording(log.clone()),
+    };
+    let uuid = onboard_to_running(&node, &mut agent, &mut tamper);
+    assert_eq!(
+        *log.borrow(),
+        [
+            ZAttestReqType::AttestReqCert,
+            ZAttestReqType::AttestReqNonce,
+            ZAttestReqType::AttestReqQuote
+        ]
+    );
+    assert_eq!(agent.status().attest, AttestStatus::Attested);
+    let stored = ctl.ctl.store().device(&uuid).unwrap().unwrap();
+    assert_eq!(stored.attest.state, "attested-tpm");
+    assert_eq!(stored.attest.nonce, None, "the nonce is spent");
+    let cert_pem = stored.attest.attest_cert_pem.expect("attestation cert");
+    let cert = eve_proto::x509::parse_pem(cert_pem.as_bytes()).unwrap();
+    assert_eq!(
+        eve_proto::x509::p256_public_key(&cert).unwrap(),
+        tpm.key.public_key()
+    );
+    let device = SoftwareSigner::new(&SecretKey::from_slice(&[0x21; 32]).unwrap());
+    assert!(eve_proto::x509::verify_signed_by(&cert, &device.public_key()).unwrap());
+    // The config poll carries the token the quote earned.
+    assert!(agent.status().counters.configs_accepted >= 1);
+    node.run_until_time(&mut agent, &mut tamper, node.now() + 1_000);
+    let d = stored_device_info(&ctl, &uuid);
+    let attestation = d.attestation_info.expect("attestation info");
+    assert_eq!(attestation.state(), AttestationState::Complete);
+    assert!(attestation.error.is_none());
+
+    // The next boot keeps the certificate and attests the same way.
+    let mut agent = node.boot_with(device_key());
+    agent.use_attestation_key(Box::new(tpm.clone()), &tpm.key.public_key());
+    log.borrow_mut().clear();
+    onboard_to_running(&node, &mut agent, &mut tamper);
+    assert_eq!(log.borrow().len(), 3, "{:?}", log.borrow());
+    let again = ctl.ctl.store().device(&uuid).unwrap().unwrap();
+    assert_eq!(again.attest.attest_cert_pem, Some(cert_pem));
+}
+
+#[test]
+fn a_failed_or_refused_quote_is_reported_and_retried() {
+    let ctl = start_controller("tpm-refused");
+    let onboard = onboarding_identity(22);
+    ctl.ctl
+        .onboard_add(&onboard.0, &["SN-TPMR".into()])
+        .expect("pre-register");
+    let mut node = Node::new(&ctl, "SN-TPMR", 41, onboard);
+    let mut tpm = SoftTpm::new(0x45);
+    *tpm.broken.borrow_mut() = true;
+    let mut agent = node.boot_with(device_key());
+    agent.use_attestation_key(Box::new(tpm.clone()), &tpm.key.public_key());
+    let mut http = ctl.http();
+    // The TPM cannot quote: reported with the TPM's reason.
+    assert!(node.run(&mut agent, &mut http, 40, |a| a.status().phase
+        == Phase::Attest
+        && a.status().counters.info_sent >= 1));
+    let uuid = agent.status().uuid.unwrap().to_owned();
+    node.run_until_time(&mut agent, &mut http, node.now() + 2_000);
+    let d = stored_device_info(&ctl, &uuid);
+    let attestation = d.attestation_info.expect("attestation info");
+    assert_eq!(attestation.state(), AttestationState::RestartWait);
+    let error = attestation.error.expect("error");
+    assert!(
+        error
+            .description
+            .contains("the TPM did not quote: TPM error 0x101"),
+        "{}",
+        error.description
+    );
+    assert_ne!(agent.status().attest, AttestStatus::Attested);
+
+    // A quote signed by another key: the controller refuses it, the agent
+    // says why and keeps trying; no token, no config.
+    let forged = Rc::new(SoftwareSigner::new(
+        &SecretKey::from_slice(&[0x46; 32]).unwrap(),
+    ));
+    tpm.forger = Some(forged);
+    *tpm.broken.borrow_mut() = false;
+    let mut agent = node.boot_with(device_key());
+    agent.use_attestation_key(Box::new(tpm.clone()), &tpm.key.public_key());
+    assert!(node.run(&mut agent, &mut http, 60, |a| a.status().attest
+        == AttestStatus::Refused
+        && a.status().counters.info_sent >= 1));
+    node.run_until_time(&mut agent, &mut http, node.now() + 2_000);
+    assert_ne!(agent.status().phase, Phase::Running);
+    let d = stored_device_info(&ctl, &uuid);
+    let error = d.attestation_info.unwrap().error.expect("error");
+    assert!(
+        error
+            .description
+            .contains("the controller refused the quote (Z_ATTEST_RESPONSE_CODE_INVALID)"),
+        "{}",
+        error.description
+    );
+
+    // With the TPM's own key again, the device attests.
+    tpm.forger = None;
+    let mut agent2 = node.boot_with(device_key());
+    agent2.use_attestation_key(Box::new(tpm.clone()), &tpm.key.public_key());
+    onboard_to_running(&node, &mut agent2, &mut http);
+    assert_eq!(agent2.status().attest, AttestStatus::Attested);
+}
