@@ -641,7 +641,26 @@ async fn tpm_quote_nonce_replay_key_escrow_and_tls_versions() {
         .uuid;
 
     let aik = random_signer();
-    let (aik_pem, _) = self_signed(&aik, "attestation").unwrap();
+    // Self-issued, the attestation certificate is refused: the device key
+    // must vouch for it.
+    let (self_issued, _) = self_signed(&aik, "attestation").unwrap();
+    let refused = ZAttestReq {
+        req_type: ZAttestReqType::AttestReqCert as i32,
+        certs: vec![ZCert {
+            r#type: ZCertType::CertTypeDeviceRestrictedSigning as i32,
+            cert: self_issued.into_bytes(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let (status, _) = post(
+        &mut c,
+        &format!("/id/{uuid}/attest"),
+        d.sign(refused.encode_to_vec()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let aik_pem = d.attestation_cert(&aik).unwrap();
     let cert_req = ZAttestReq {
         req_type: ZAttestReqType::AttestReqCert as i32,
         certs: vec![ZCert {

@@ -229,3 +229,65 @@ fn a_failed_or_refused_quote_is_reported_and_retried() {
     onboard_to_running(&node, &mut agent2, &mut http);
     assert_eq!(agent2.status().attest, AttestStatus::Attested);
 }
+
+#[test]
+fn changed_pcrs_are_refused_until_the_operator_vouches_for_them() {
+    let ctl = start_controller("tpm-pcrs");
+    let onboard = onboarding_identity(23);
+    ctl.ctl
+        .onboard_add(&onboard.0, &["SN-TPMP".into()])
+        .expect("pre-register");
+    let mut node = Node::new(&ctl, "SN-TPMP", 51, onboard);
+    let tpm = SoftTpm::new(0x47);
+    let mut agent = node.boot_with(device_key());
+    agent.use_attestation_key(Box::new(tpm.clone()), &tpm.key.public_key());
+    let mut http = ctl.http();
+    let uuid = onboard_to_running(&node, &mut agent, &mut http);
+    let first = ctl.ctl.store().device(&uuid).unwrap().unwrap().attest;
+    assert!(
+        first.pcr_policy.is_some(),
+        "the first quote's values are kept"
+    );
+
+    // A new bootloader: PCR 4 moves, and after a reboot the quote is
+    // refused with the reason, and the device gets no config.
+    tpm.pcrs.borrow_mut()[4] = sha256(b"another bootloader");
+    let mut agent = node.boot_with(device_key());
+    agent.use_attestation_key(Box::new(tpm.clone()), &tpm.key.public_key());
+    assert!(node.run(&mut agent, &mut http, 60, |a| a.status().attest
+        == AttestStatus::Refused));
+    let refused = ctl.ctl.store().device(&uuid).unwrap().unwrap().attest;
+    assert_eq!(refused.state, "failed: PCR 4 differs from the policy");
+    assert_eq!(refused.pcr_policy, first.pcr_policy);
+    node.run_until_time(&mut agent, &mut http, node.now() + 2_000);
+    let d = stored_device_info(&ctl, &uuid);
+    let error = d.attestation_info.unwrap().error.expect("error");
+    assert!(
+        error
+            .description
+            .contains("Z_ATTEST_RESPONSE_CODE_QUOTE_FAILED"),
+        "{}",
+        error.description
+    );
+
+    // The operator vouches for the new value: the next round attests.
+    let mut policy = controller::domain::attest::PcrPolicy::new();
+    policy.insert(4, tpm.pcrs.borrow()[4].to_vec());
+    assert!(ctl.ctl.set_pcr_policy(&uuid, Some(&policy)).unwrap());
+    onboard_to_running(&node, &mut agent, &mut http);
+    assert_eq!(
+        ctl.ctl.store().device(&uuid).unwrap().unwrap().attest.state,
+        "attested-tpm"
+    );
+
+    // Cleared, the next quote's values become the policy.
+    assert!(ctl.ctl.set_pcr_policy(&uuid, None).unwrap());
+    let mut agent = node.boot_with(device_key());
+    agent.use_attestation_key(Box::new(tpm.clone()), &tpm.key.public_key());
+    onboard_to_running(&node, &mut agent, &mut http);
+    let taken = ctl.ctl.store().device(&uuid).unwrap().unwrap().attest;
+    let policy = controller::domain::attest::parse_pcr_policy(&taken.pcr_policy.unwrap()).unwrap();
+    assert_eq!(policy.len(), 16);
+    assert_eq!(policy[&4], tpm.pcrs.borrow()[4].to_vec());
+    assert!(!ctl.ctl.set_pcr_policy("no-such-device", None).unwrap());
+}

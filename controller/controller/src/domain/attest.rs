@@ -218,6 +218,15 @@ fn decide(
             resp.resp_type = ZAttestRespType::AttestRespQuoteResp as i32;
             let tpm = req.quote.as_ref().filter(|q| !q.pcr_values.is_empty());
             let code = match tpm {
+                // A device that attested with its TPM has a PCR policy: it
+                // must quote, or changed PCRs would pass as "no TPM". The
+                // operator's `--clear` lifts this.
+                None if state.pcr_policy.is_some() => {
+                    state.state =
+                        "failed: a request without a quote from a device that attested with its TPM"
+                            .into();
+                    ZAttestResponseCode::QuoteFailed
+                }
                 None => {
                     state.state = "attested-notpm".into();
                     ZAttestResponseCode::Success
@@ -245,8 +254,14 @@ fn decide(
                             String::from("no attestation certificate"),
                         )),
                         (Some(n), Some(k)) => match quote::verify_quote(q, &k, &n) {
-                            Ok(()) => check_pcr_policy(q, state)
-                                .map_err(|why| (ZAttestResponseCode::QuoteFailed, why)),
+                            Ok(()) => check_pcr_policy(q, state).map_err(|why| {
+                                // A genuine, fresh quote shows the device
+                                // is no longer in the attested state: the
+                                // token an earlier quote earned is revoked.
+                                // (A replay or a forgery revokes nothing.)
+                                state.integrity_token = None;
+                                (ZAttestResponseCode::QuoteFailed, why)
+                            }),
                             Err(e) => Err((
                                 match e {
                                     quote::QuoteError::NonceMismatch => {
@@ -596,6 +611,7 @@ mod tests {
         tpm.pcrs[0] = eve_proto::sha256(b"new firmware");
         assert_eq!(tpm.attest(&mut state, 20), ZAttestResponseCode::QuoteFailed);
         assert_eq!(state.state, "failed: PCR 0 differs from the policy");
+        assert_eq!(state.integrity_token, None, "the earlier token is revoked");
         assert_eq!(state.pcr_policy, first, "a refused quote changes no policy");
         // The operator vouches for the new value of PCR 0 (and only it).
         let mut policy = PcrPolicy::new();
@@ -604,6 +620,16 @@ mod tests {
         assert_eq!(tpm.attest(&mut state, 30), ZAttestResponseCode::Success);
         tpm.pcrs[0] = eve_proto::sha256(b"newer firmware");
         assert_eq!(tpm.attest(&mut state, 40), ZAttestResponseCode::QuoteFailed);
+        // Nor can the device fall back to the no-TPM request.
+        let no_tpm = ZAttestReq {
+            req_type: ZAttestReqType::AttestReqQuote as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            tpm.answer(&no_tpm, &mut state, 45),
+            ZAttestResponseCode::QuoteFailed
+        );
+        assert!(state.state.contains("without a quote"), "{}", state.state);
         // Cleared: the next quote's values are taken.
         state.pcr_policy = None;
         assert_eq!(tpm.attest(&mut state, 50), ZAttestResponseCode::Success);
