@@ -291,3 +291,91 @@ fn changed_pcrs_are_refused_until_the_operator_vouches_for_them() {
     assert_eq!(policy[&4], tpm.pcrs.borrow()[4].to_vec());
     assert!(!ctl.ctl.set_pcr_policy("no-such-device", None).unwrap());
 }
+
+/// The host's TPM (swtpm through `eve_tpm::Mediator`, as the `tpm` target
+/// runs it) behind the agent's interfaces: device key, attestation key
+/// and quotes are the TPM's own.
+struct Swtpm(std::sync::Arc<eve_tpm::Mediator>);
+
+impl Signer for Swtpm {
+    fn public_key(&self) -> eve_proto::p256::PublicKey {
+        let point = self.0.create_device_key().expect("device key").point;
+        eve_proto::p256::PublicKey::from_sec1_bytes(&point).expect("P-256")
+    }
+
+    fn sign_digest(&self, digest: &[u8; 32]) -> Result<[u8; 64], eve_proto::sign::SignError> {
+        let request = hostops::tpm::SignRequest {
+            digest: digest.to_vec(),
+        };
+        let signature = self
+            .0
+            .sign(&request)
+            .map_err(|_| eve_proto::sign::SignError::Backend)?;
+        signature
+            .raw()
+            .copied()
+            .map_err(|_| eve_proto::sign::SignError::Backend)
+    }
+}
+
+impl Quoter for Swtpm {
+    fn quote(&self, nonce: &[u8]) -> Result<TpmQuote, String> {
+        use hostops::tpm::{PcrBank, PcrSelect, PcrSelection, QuoteRequest};
+        let bits = QUOTED_PCRS.fold(0u32, |b, i| b | (1 << i));
+        let request = QuoteRequest {
+            nonce: nonce.to_vec(),
+            select: Some(PcrSelect::new(
+                PcrBank::Sha256,
+                PcrSelection::from_bits(bits).unwrap(),
+            )),
+        };
+        let answer = self.0.quote(&request).map_err(|e| e.to_string())?;
+        let pcrs = answer
+            .pcrs
+            .as_ref()
+            .unwrap()
+            .values()
+            .map_err(|e| e.to_string())?
+            .map(|(i, v)| (u32::from(i), v.to_vec()))
+            .collect();
+        Ok(TpmQuote {
+            attest: answer.attest,
+            signature: answer.signature,
+            pcrs,
+            event_log: Vec::new(),
+        })
+    }
+}
+
+#[test]
+fn a_software_tpm_attests_to_our_controller() {
+    let found = std::process::Command::new("swtpm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("SKIPPED: the swtpm binary is not installed (apt-get install swtpm)");
+        return;
+    }
+    // A bare TPM: its state directory exists, so no swtpm_setup.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tpm")).unwrap();
+    let swtpm = eve_tpm::Swtpm::start(dir.path()).unwrap();
+    let mediator = std::sync::Arc::new(eve_tpm::Mediator::new(swtpm.transport().unwrap()).unwrap());
+    let ctl = start_controller("swtpm");
+    let onboard = onboarding_identity(24);
+    ctl.ctl
+        .onboard_add(&onboard.0, &["SN-SWTPM".into()])
+        .expect("pre-register");
+    let mut node = Node::new(&ctl, "SN-SWTPM", 61, onboard);
+    let mut agent = node.boot_with(DeviceKeySource::External(Box::new(Swtpm(mediator.clone()))));
+    let point = mediator.create_attestation_key().unwrap().point;
+    let aik = eve_proto::p256::PublicKey::from_sec1_bytes(&point).unwrap();
+    agent.use_attestation_key(Box::new(Swtpm(mediator.clone())), &aik);
+    let mut http = ctl.http();
+    let uuid = onboard_to_running(&node, &mut agent, &mut http);
+    let stored = ctl.ctl.store().device(&uuid).unwrap().unwrap().attest;
+    assert_eq!(stored.state, "attested-tpm");
+    let policy = controller::domain::attest::parse_pcr_policy(&stored.pcr_policy.unwrap()).unwrap();
+    assert_eq!(policy.len(), 16, "PCRs 0-15 of the TPM's SHA-256 bank");
+}
