@@ -1,6 +1,7 @@
 //! Onboarding: the controller's certificates, registration with the
-//! onboarding certificate, the UUID and the (no-TPM) attestation, each
-//! retried with backoff until it succeeds.
+//! onboarding certificate, the UUID and the attestation (the no-TPM
+//! request here; with a TPM the quote of `attest`), each retried with
+//! backoff until it succeeds.
 //!
 //! A refused registration is not the end of a round: as EVE's client does
 //! (`pkg/pillar/cmd/client`: after `selfRegister` fails it tries `getUuid`
