@@ -5,6 +5,9 @@
 //! one that misbehaves on purpose, Debian's `docker-registry` holding an
 //! image index of both arches, and a scripted hostile registry.
 //!
+//! The node attests with its software TPM: the attestation key's
+//! certificate, a nonce and a quote, checked by the controller.
+//!
 //! One node per arch goes through every case in turn:
 //! - a multi-MiB disk image over HTTPS (credentials sealed for the ECDH key
 //!   in the node's software TPM, opened through the host's `tpm` target)
@@ -473,6 +476,13 @@ fn content_on_a_node(arch: Arch) {
         Arch::Aarch64 => "arm64",
     };
     first_content(&mut world, oci_arch);
+    // The config came with a token the node's TPM earned with a quote of
+    // PCRs 0-15, whose values became the device's PCR policy.
+    let shown = world.ctl.device_show(&world.uuid);
+    assert!(
+        shown.contains("attestation:  attested-tpm") && shown.contains("pcr policy:   0="),
+        "{arch}: evectl shows\n{shown}"
+    );
     purge(&mut world);
     node_restart_mid_blob(&mut world);
     reserve(&mut world);

@@ -78,6 +78,15 @@ pub struct AttestState {
     /// issued by its device certificate), PEM: secrets are sealed for it
     /// when the device has one (the key is in its TPM).
     pub ecdh_cert_pem: Option<String>,
+    /// When the outstanding nonce was issued (Unix seconds): a quote over
+    /// an older nonce is refused, so a captured nonce cannot be quoted
+    /// later.
+    #[serde(skip)]
+    pub nonce_issued: Option<i64>,
+    /// The PCR values quotes must show, as `index=hex` pairs joined by
+    /// `,` (see `domain::attest::PcrPolicy`): the first attested values,
+    /// or those an operator set; none until the first TPM attestation.
+    pub pcr_policy: Option<String>,
 }
 
 /// An onboarded device.

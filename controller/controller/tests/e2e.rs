@@ -641,7 +641,26 @@ async fn tpm_quote_nonce_replay_key_escrow_and_tls_versions() {
         .uuid;
 
     let aik = random_signer();
-    let (aik_pem, _) = self_signed(&aik, "attestation").unwrap();
+    // Self-issued, the attestation certificate is refused: the device key
+    // must vouch for it.
+    let (self_issued, _) = self_signed(&aik, "attestation").unwrap();
+    let refused = ZAttestReq {
+        req_type: ZAttestReqType::AttestReqCert as i32,
+        certs: vec![ZCert {
+            r#type: ZCertType::CertTypeDeviceRestrictedSigning as i32,
+            cert: self_issued.into_bytes(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let (status, _) = post(
+        &mut c,
+        &format!("/id/{uuid}/attest"),
+        d.sign(refused.encode_to_vec()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let aik_pem = d.attestation_cert(&aik).unwrap();
     let cert_req = ZAttestReq {
         req_type: ZAttestReqType::AttestReqCert as i32,
         certs: vec![ZCert {
@@ -739,7 +758,7 @@ async fn tpm_quote_nonce_replay_key_escrow_and_tls_versions() {
     assert_eq!(r.storage_keys_resp.unwrap().response, 2);
     let r = attest(&mut c, &d, &uuid, store(keys)).await;
     assert_eq!(r.storage_keys_resp.unwrap().response, 1);
-    let nonce = attest(&mut c, &d, &uuid, nonce_req)
+    let nonce = attest(&mut c, &d, &uuid, nonce_req.clone())
         .await
         .nonce
         .unwrap()
@@ -749,6 +768,57 @@ async fn tpm_quote_nonce_replay_key_escrow_and_tls_versions() {
     assert_eq!(qr.keys[0].key, b"sealed-vsk");
     assert_eq!(qr.integrity_token, token);
     assert_eq!(poll(&mut c, &d, &uuid, "", &token).await.0, StatusCode::OK);
+
+    // The first good quote's PCRs became the policy; the operator sets
+    // and clears it through the admin API.
+    let path = format!("/api/v1/devices/{uuid}");
+    let (_, dev) = ctl.admin(Method::GET, &path, "").await;
+    let first = format!("0={},7={}", "01".repeat(32), "07".repeat(32));
+    assert_eq!(dev["attest"]["pcr_policy"], first.as_str());
+    assert_eq!(dev["attest"]["state"], "attested-tpm");
+    let policy = format!("{path}/pcr-policy");
+    let seven = json!({ "pcrs": { "7": "aa".repeat(32) } }).to_string();
+    let (s, v) = ctl.admin(Method::PUT, &policy, &seven).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["pcr_policy"], format!("7={}", "aa".repeat(32)).as_str());
+    // PCR 7 now differs from the policy: refused, with the reason.
+    let nonce = attest(&mut c, &d, &uuid, nonce_req.clone())
+        .await
+        .nonce
+        .unwrap()
+        .nonce;
+    let r = attest(&mut c, &d, &uuid, quote_req(&nonce, &aik)).await;
+    assert_eq!(code(&r), ZAttestResponseCode::QuoteFailed as i32);
+    let (_, dev) = ctl.admin(Method::GET, &path, "").await;
+    assert_eq!(
+        dev["attest"]["state"],
+        "failed: PCR 7 differs from the policy"
+    );
+    for bad in [
+        json!({ "pcrs": { "24": "aa".repeat(32) } }),
+        json!({ "pcrs": { "7": "aa" } }),
+        json!({ "pcrs": {} }),
+        json!({ "nope": 1 }),
+    ] {
+        let (s, _) = ctl.admin(Method::PUT, &policy, &bad.to_string()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let (s, _) = ctl
+        .admin(Method::PUT, "/api/v1/devices/nosuch/pcr-policy", &seven)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Cleared: the next quote's values are taken again.
+    let (s, _) = ctl.admin(Method::DELETE, &policy, "").await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let nonce = attest(&mut c, &d, &uuid, nonce_req.clone())
+        .await
+        .nonce
+        .unwrap()
+        .nonce;
+    let r = attest(&mut c, &d, &uuid, quote_req(&nonce, &aik)).await;
+    assert_eq!(code(&r), ZAttestResponseCode::Success as i32);
+    let (_, dev) = ctl.admin(Method::GET, &path, "").await;
+    assert_eq!(dev["attest"]["pcr_policy"], first.as_str());
     drop(ctl);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use controller::pgserver;
-use devicesim::device::{SimDevice, random_signer, self_signed};
+use devicesim::device::{SimDevice, random_signer};
 use eve_proto::Message;
 use eve_proto::attest::{
     TpmHashAlgo, TpmPcrValue, ZAttestQuote, ZAttestReq, ZAttestReqType, ZAttestResponseCode,
@@ -172,7 +172,7 @@ async fn two_replicas_share_one_postgresql() {
     let d = &devices[1];
     let (mut on_a, mut on_b) = (a.device_client(), b.device_client());
     let aik = random_signer();
-    let (aik_pem, _) = self_signed(&aik, "attestation").unwrap();
+    let aik_pem = d.sim.attestation_cert(&aik).unwrap();
     let cert_req = ZAttestReq {
         req_type: ZAttestReqType::AttestReqCert as i32,
         certs: vec![ZCert {

@@ -93,6 +93,30 @@ impl SimDevice {
         })
     }
 
+    /// The certificate of an attestation key `aik`, issued by this device's
+    /// certificate and signed with its key, as EVE's `attest.cert.pem`: the
+    /// controller takes no other.
+    pub fn attestation_cert(&self, aik: &SoftwareSigner) -> Result<String, DeviceError> {
+        use eve_proto::sign::Signer;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let device_cert = x509::parse_pem(self.cert_pem.as_bytes()).map_err(DeviceError::Cert)?;
+        let cert = x509::generate_attestation_cert(
+            &self.key,
+            &device_cert,
+            &aik.public_key(),
+            &DeviceCertParams {
+                common_name: &format!("{}-attest", self.serial),
+                serial: &[0x01, 0x02],
+                not_before_unix: now - 3600,
+                not_after_unix: now + 20 * 365 * 24 * 3600,
+            },
+        )
+        .map_err(DeviceError::Cert)?;
+        x509::to_pem(&cert).map_err(DeviceError::Cert)
+    }
+
     /// Verifies a `/certs` envelope's chain against `root_pem` and keeps the
     /// signing certificate (EVE checks the envelope after the chain).
     pub fn accept_certs(&mut self, body: &[u8], root_pem: &str) -> Result<(), DeviceError> {

@@ -42,6 +42,9 @@ pub enum CtlError {
     /// The controller's answer was not JSON.
     #[error("controller answer is not JSON: {0}")]
     NotJson(#[from] serde_json::Error),
+    /// An argument is malformed.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// A connection to the admin API.
@@ -424,15 +427,47 @@ impl Admin {
         Ok(self.out(&v, |d| {
             let t = |k: &str| format_ms(d[k].as_i64().unwrap_or(0) * 1000);
             format!(
-                "uuid:         {}\nserial:       {}\nregistered:   {}\nlast seen:    {}\nattestation:  {}\ndevice cert:  sha256 {}\nonboarding:   sha256 {}\n",
+                "uuid:         {}\nserial:       {}\nregistered:   {}\nlast seen:    {}\nattestation:  {}\npcr policy:   {}\ndevice cert:  sha256 {}\nonboarding:   sha256 {}\n",
                 d["uuid"].as_str().unwrap_or(""),
                 d["serial"].as_str().unwrap_or(""),
                 t("registered"),
                 t("last_seen"),
                 d["attest"]["state"].as_str().unwrap_or(""),
+                d["attest"]["pcr_policy"].as_str().unwrap_or("none"),
                 d["device_cert_hash"].as_str().unwrap_or(""),
                 d["onboard_cert_hash"].as_str().unwrap_or(""),
             ) + &content
+        }))
+    }
+
+    /// `device pcr-policy UUID --pcr N=HEX ... | --clear`
+    pub async fn device_pcr_policy(
+        &mut self,
+        uuid: &str,
+        pcrs: &[String],
+        clear: bool,
+    ) -> Result<String, CtlError> {
+        let path = format!("/api/v1/devices/{uuid}/pcr-policy");
+        if clear {
+            let v = self.call(Method::DELETE, &path, String::new()).await?;
+            return Ok(self.out(&v, |_| {
+                format!("PCR policy of {uuid} cleared: its next quote's values are taken\n")
+            }));
+        }
+        let mut map = serde_json::Map::new();
+        for pcr in pcrs {
+            let (index, value) = pcr
+                .split_once('=')
+                .ok_or_else(|| CtlError::Usage(format!("--pcr {pcr}: expected INDEX=HEX")))?;
+            map.insert(index.trim().to_owned(), Value::from(value.trim()));
+        }
+        let body = serde_json::json!({ "pcrs": map }).to_string();
+        let v = self.call(Method::PUT, &path, body).await?;
+        Ok(self.out(&v, |v| {
+            format!(
+                "PCR policy of {uuid}: {}\n",
+                v["pcr_policy"].as_str().unwrap_or("")
+            )
         }))
     }
 

@@ -77,6 +77,18 @@ enum DeviceCmd {
         /// Device UUID.
         uuid: String,
     },
+    /// Set the PCR values the device's TPM quotes must show, or clear them
+    /// so that its next quote's values are taken.
+    PcrPolicy {
+        /// Device UUID.
+        uuid: String,
+        /// A PCR and its SHA-256 value, `INDEX=HEX` (repeatable).
+        #[arg(long = "pcr", value_name = "N=HEX", required_unless_present = "clear")]
+        pcrs: Vec<String>,
+        /// Clear the policy.
+        #[arg(long, conflicts_with = "pcrs")]
+        clear: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -342,6 +354,9 @@ fn admin_command(cli: &Cli) -> Result<(), CliError> {
             Command::Onboard(OnboardCmd::Remove { id }) => admin.onboard_remove(*id).await,
             Command::Device(DeviceCmd::List) => admin.device_list().await,
             Command::Device(DeviceCmd::Show { uuid }) => admin.device_show(uuid).await,
+            Command::Device(DeviceCmd::PcrPolicy { uuid, pcrs, clear }) => {
+                admin.device_pcr_policy(uuid, pcrs, *clear).await
+            }
             Command::Device(DeviceCmd::Delete { uuid }) => admin.device_delete(uuid).await,
             Command::Config(ConfigCmd::Set { uuid, file }) => admin.config_set(uuid, file).await,
             Command::Config(ConfigCmd::Get { uuid }) => admin.config_get(uuid).await,

@@ -151,6 +151,32 @@ async fn evectl_manages_onboarding_devices_configs_and_logs() {
         .to_owned();
     let (_, out, _) = evectl(&ctl, &dir, &["device", "show", &uuid]);
     assert!(out.contains("serial:       S-1"), "{out}");
+    assert!(out.contains("pcr policy:   none"), "{out}");
+    // The operator sets the PCR values the device's quotes must show, and
+    // clears them.
+    let seven = format!("7={}", "ab".repeat(32));
+    let (ok, out, err) = evectl(
+        &ctl,
+        &dir,
+        &["device", "pcr-policy", &uuid, "--pcr", &seven],
+    );
+    assert!(ok && out.contains(&seven), "{out}{err}");
+    let (_, out, _) = evectl(&ctl, &dir, &["device", "show", &uuid]);
+    assert!(out.contains(&format!("pcr policy:   {seven}")), "{out}");
+    let (ok, _, err) = evectl(
+        &ctl,
+        &dir,
+        &["device", "pcr-policy", &uuid, "--pcr", "7=ab"],
+    );
+    assert!(!ok && err.contains("400"), "{err}");
+    let (ok, _, err) = evectl(&ctl, &dir, &["device", "pcr-policy", &uuid, "--pcr", "7"]);
+    assert!(!ok && err.contains("INDEX=HEX"), "{err}");
+    let (ok, _, _) = evectl(&ctl, &dir, &["device", "pcr-policy", &uuid]);
+    assert!(!ok, "--pcr or --clear is required");
+    let (ok, out, _) = evectl(&ctl, &dir, &["device", "pcr-policy", &uuid, "--clear"]);
+    assert!(ok && out.contains("cleared"), "{out}");
+    let (_, out, _) = evectl(&ctl, &dir, &["device", "show", &uuid]);
+    assert!(out.contains("pcr policy:   none"), "{out}");
 
     let spec = dir.join("config.yaml");
     std::fs::write(

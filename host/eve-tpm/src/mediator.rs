@@ -137,6 +137,16 @@ impl Mediator {
         })
     }
 
+    /// Creates the attestation key unless it exists; its public key, for
+    /// the device to certify before the controller takes its quotes.
+    pub fn create_attestation_key(&self) -> Result<PublicKey, Refusal> {
+        self.with(|tpm| {
+            Ok(PublicKey {
+                point: tpm.ensure_key(KeyRole::Attestation)?.point.to_vec(),
+            })
+        })
+    }
+
     /// The point the ECDH key shares with `peer`: what opens a secret the
     /// controller sealed for the key. The private key stays in the TPM.
     pub fn ecdh(&self, peer: &PublicKey) -> Result<SharedPoint, Refusal> {

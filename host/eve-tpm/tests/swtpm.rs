@@ -276,6 +276,31 @@ fn quotes_verify_and_carry_the_nonce() {
 }
 
 #[test]
+fn the_attestation_key_is_created_once_and_is_the_quoting_key() {
+    if !swtpm_installed() {
+        return;
+    }
+    let node = bare_node();
+    let swtpm = Swtpm::start(node.path()).unwrap();
+    let m = mediator(&swtpm);
+    let created = public_key(m.create_attestation_key());
+    assert_eq!(public_key(m.create_attestation_key()), created, "kept");
+    let device = public_key(m.create_device_key());
+    assert_ne!(created, device, "a key of its own");
+    // The key certified before the first quote is the one that signs it.
+    let quote = m
+        .quote(&QuoteRequest {
+            nonce: vec![7; 32],
+            select: Some(select(0xffff)),
+        })
+        .unwrap();
+    assert_eq!(quote.attestation_key, created);
+    let digest: [u8; 32] = Sha256::digest(&quote.attest).into();
+    let signature: [u8; 64] = quote.signature.as_slice().try_into().unwrap();
+    assert!(verify(&created, &digest, &signature));
+}
+
+#[test]
 fn malformed_requests_are_refused_without_using_the_tpm() {
     // A TPM that answers its startup and nothing else: any command would
     // fail as Unavailable, so a BadRequest means none was sent.

@@ -397,6 +397,29 @@ pub fn generate_ecdh_cert(
     )
 }
 
+/// Builds the certificate of the device's attestation key (EVE's
+/// `attest.cert.pem`, `CERT_TYPE_DEVICE_RESTRICTED_SIGNING`): the TPM's
+/// restricted quoting key `attestation_key`, issued by the device
+/// certificate and signed with the device key, for signatures only. The
+/// controller takes quotes signed by it only once the device key vouched
+/// for it this way.
+pub fn generate_attestation_cert(
+    device: &dyn Signer,
+    device_cert: &Certificate,
+    attestation_key: &PublicKey,
+    params: &DeviceCertParams<'_>,
+) -> Result<Certificate, CertError> {
+    issue(
+        device,
+        device_cert.tbs_certificate.subject.clone(),
+        common_name(params.common_name)?,
+        attestation_key,
+        KeyUsage(KeyUsages::DigitalSignature.into()),
+        None,
+        params,
+    )
+}
+
 /// A P-256 certificate for `subject_key`, signed through `signer`.
 fn issue(
     signer: &dyn Signer,

@@ -8,6 +8,7 @@
 //! device info and metrics in `reports`, and the log queue's upload in
 //! `log_upload`.
 
+mod attest;
 mod config;
 mod content;
 mod log_upload;
@@ -16,6 +17,7 @@ mod reports;
 mod schedule;
 mod status;
 
+pub use attest::{QUOTED_PCRS, Quoter, REC_ATTEST_CERT, TpmQuote};
 pub use content::{ContentInfo, ContentTables};
 pub use status::{AttestStatus, Counters, Event, Phase, RegisterStatus, Rejections, Status};
 
@@ -119,8 +121,10 @@ pub struct Agent {
     /// The TPM ECDH key's certificate, and whether the controller still
     /// has to be given it.
     ecdh_cert: Option<(Vec<u8>, bool)>,
-    /// The attestation request in flight gives the ECDH certificate.
-    attest_gives_cert: bool,
+    /// What the attestation request in flight is.
+    attest_sent: attest::AttestSent,
+    /// The TPM path of attestation, when the node has a TPM.
+    tpm_attest: Option<attest::TpmAttest>,
     uuid: Option<String>,
     token: Option<Vec<u8>>,
     current: Option<Current>,
@@ -218,7 +222,8 @@ impl Agent {
             secret_keys,
             content_usage: None,
             ecdh_cert: None,
-            attest_gives_cert: false,
+            attest_sent: attest::AttestSent::Nothing,
+            tpm_attest: None,
             uuid: None,
             token: None,
             current: None,

@@ -40,7 +40,7 @@ pub mod settings;
 
 pub use agent::{
     Agent, AttestStatus, Bootstrap, ContentInfo, ContentTables, Counters, Deps, Event, Phase,
-    RegisterStatus, Rejections, Status,
+    QUOTED_PCRS, Quoter, RegisterStatus, Rejections, Status, TpmQuote,
 };
 pub use eve_proto::sign::Signer as DeviceKey;
 pub use identity::{DeviceKeySource, Onboarding, Rejection, SecretKey, SetupError};

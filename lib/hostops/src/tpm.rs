@@ -40,6 +40,11 @@ crate::target! {
     /// `TPM2_ECDH_ZGen`): how the device opens secrets the controller
     /// sealed for it, without the private key leaving the TPM.
     Ecdh = "ecdh": PublicKey => SharedPoint;
+    /// Creates the attestation key (the restricted signing key `quote`
+    /// uses, EVE's `0x81000004`) unless it exists, and answers its public
+    /// key: the device certifies it with the device key before its first
+    /// quote, so the controller can trust quotes from it.
+    CreateAttestationKey = "create-attestation-key": Empty => PublicKey, timeout Duration::from_secs(30);
 }
 
 /// Length of a SHA-256 digest, the only digest signed.
@@ -475,10 +480,11 @@ mod tests {
             ReadEkCert::NAME,
             CreateEcdhKey::NAME,
             Ecdh::NAME,
+            CreateAttestationKey::NAME,
         ] {
             assert!(spec.serves(name), "{name}");
         }
-        assert_eq!(spec.operations.len(), 8);
+        assert_eq!(spec.operations.len(), 9);
         assert!(!spec.serves("export-key"));
         assert_eq!(CreateDeviceKey::TIMEOUT, Duration::from_secs(30));
         assert_eq!(Sign::TIMEOUT, Duration::from_secs(5));

@@ -65,7 +65,7 @@ use content::ContentPublisher;
 use link::ControllerLink;
 use persist::StateVolume;
 use platform::Machine;
-use tpm::{TpmEcdh, TpmKey};
+use tpm::{TpmEcdh, TpmKey, TpmQuoter};
 
 runtime::entry!("zedagent", main);
 
@@ -173,7 +173,7 @@ fn setup(host_facts: &Rc<RefCell<Option<Facts>>>) -> Result<(Agent, ControllerLi
     let (used, capacity) = persist.usage();
     log::info!("state volume: {used} of {capacity} bytes in use");
     let restart_counter = count_boot(&mut persist)?;
-    let (key_source, ecdh) = device_key_source();
+    let (key_source, TpmKeys { ecdh, attestation }) = device_key_source();
     let target = Target::parse_server(&factory.server).map_err(|e| format!("server file: {e}"))?;
     let roots = RootStore::from_pem(factory.root_certificate_pem.as_bytes())
         .map_err(|e| format!("root-certificate.pem: {e:?}"))?;
@@ -222,6 +222,9 @@ fn setup(host_facts: &Rc<RefCell<Option<Facts>>>) -> Result<(Agent, ControllerLi
     if let Some(public) = ecdh {
         agent.use_ecdh_key(Box::new(TpmEcdh), &public);
     }
+    if let Some(public) = attestation {
+        agent.use_attestation_key(Box::new(TpmQuoter), &public);
+    }
     Ok((agent, ControllerLink::new(stack, target, tls)))
 }
 
@@ -244,13 +247,23 @@ fn count_boot(persist: &mut StateVolume<hal::block::VirtioBlock>) -> Result<u32,
     Ok(this)
 }
 
+/// The TPM's other keys' public halves, when the TPM has them.
+#[derive(Default)]
+struct TpmKeys {
+    /// The ECDH key, for the secrets the controller seals (a software
+    /// device key opens them itself).
+    ecdh: Option<eve_proto::p256::PublicKey>,
+    /// The attestation key: with it the device attests with quotes;
+    /// without it, with the no-TPM request.
+    attestation: Option<eve_proto::p256::PublicKey>,
+}
+
 /// The TPM through the host when the node grants one, else a software key;
-/// with the TPM, its ECDH key's public key for the secrets the controller
-/// seals (a software device key opens them itself).
-fn device_key_source() -> (DeviceKeySource, Option<eve_proto::p256::PublicKey>) {
+/// with the TPM, its ECDH and attestation keys.
+fn device_key_source() -> (DeviceKeySource, TpmKeys) {
     if !runtime::bus::present() {
         log::info!("no node bus: device key in software on the state volume");
-        return (DeviceKeySource::Software, None);
+        return (DeviceKeySource::Software, TpmKeys::default());
     }
     match TpmKey::create() {
         Ok(key) => {
@@ -262,11 +275,19 @@ fn device_key_source() -> (DeviceKeySource, Option<eve_proto::p256::PublicKey>) 
                     )
                 })
                 .ok();
-            (DeviceKeySource::External(Box::new(key)), ecdh)
+            let attestation = TpmQuoter::create_key()
+                .inspect_err(|e| {
+                    log::warn!("no TPM attestation key ({e}): attesting without a quote")
+                })
+                .ok();
+            (
+                DeviceKeySource::External(Box::new(key)),
+                TpmKeys { ecdh, attestation },
+            )
         }
         Err(e) => {
             log::warn!("no TPM device key ({e}): device key in software on the state volume");
-            (DeviceKeySource::Software, None)
+            (DeviceKeySource::Software, TpmKeys::default())
         }
     }
 }

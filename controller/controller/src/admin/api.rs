@@ -13,6 +13,7 @@
 //! | GET | `/api/v1/devices/{uuid}/info` | latest info per object |
 //! | GET | `/api/v1/devices/{uuid}/metrics?limit=` | newest metrics |
 //! | GET | `/api/v1/devices/{uuid}/logs?app=&since=&until=&severity=&contains=&after=&limit=` | logs |
+//! | PUT, DELETE | `/api/v1/devices/{uuid}/pcr-policy` | PUT `{"pcrs": {"7": "<64 hex>"}}` sets the PCR values quotes must show; DELETE clears it (the next quote's values become it) |
 //! | POST | `/api/v1/devices/{uuid}/apps` | deploy `{name, memory_mib, vcpus}` (replaces one of that name) |
 //! | POST | `/api/v1/devices/{uuid}/apps/{name}/stop`, `.../start` | deactivate, activate |
 
@@ -234,6 +235,44 @@ fn api(
                     "config": message_json("org.lfedge.eve.config.EdgeDevConfig", &bytes),
                 }),
             ))
+        }
+        (&Method::PUT, ["api", "v1", "devices", uuid, "pcr-policy"]) => {
+            #[derive(serde::Deserialize)]
+            struct Policy {
+                pcrs: std::collections::BTreeMap<String, String>,
+            }
+            let given: Policy = serde_json::from_slice(body).map_err(|e| {
+                bad(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{\"pcrs\": {{\"INDEX\": \"HEX\"}}}}: {e}"),
+                )
+            })?;
+            let text = given
+                .pcrs
+                .iter()
+                .map(|(i, v)| format!("{i}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let policy = crate::domain::attest::parse_pcr_policy(&text).ok_or_else(|| {
+                bad(
+                    StatusCode::BAD_REQUEST,
+                    "each PCR needs an index 0-23 and a 32-byte SHA-256 value in hex",
+                )
+            })?;
+            if !ctl.set_pcr_policy(uuid, Some(&policy)).map_err(store_err)? {
+                return Err(bad(StatusCode::NOT_FOUND, format!("no device {uuid}")));
+            }
+            Ok((
+                StatusCode::OK,
+                json!({ "pcr_policy": crate::domain::attest::format_pcr_policy(&policy) }),
+            ))
+        }
+        (&Method::DELETE, ["api", "v1", "devices", uuid, "pcr-policy"]) => {
+            if ctl.set_pcr_policy(uuid, None).map_err(store_err)? {
+                Ok((StatusCode::NO_CONTENT, Value::Null))
+            } else {
+                Err(bad(StatusCode::NOT_FOUND, format!("no device {uuid}")))
+            }
         }
         (&Method::GET, ["api", "v1", "devices", uuid, "config", "history"]) => Ok((
             StatusCode::OK,

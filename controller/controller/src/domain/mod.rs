@@ -12,7 +12,7 @@
 //! store in batches once a second.
 
 mod apps;
-mod attest;
+pub mod attest;
 mod cache;
 mod config;
 mod envelope;

@@ -57,7 +57,7 @@ impl PgStore {
 
 const DEVICE_COLUMNS: &str = "uuid, device_cert_pem, device_cert_hash, onboard_cert_hash, serial, \
      registered, last_seen, attest_state, nonce, integrity_token, attest_cert_pem, storage_keys, \
-     ecdh_cert_pem";
+     ecdh_cert_pem, nonce_issued, pcr_policy";
 
 fn device_row(r: &Row) -> Device {
     Device {
@@ -75,6 +75,8 @@ fn device_row(r: &Row) -> Device {
             attest_cert_pem: r.get(10),
             storage_keys: r.get(11),
             ecdh_cert_pem: r.get(12),
+            nonce_issued: r.get(13),
+            pcr_policy: r.get(14),
         },
     }
 }
@@ -135,7 +137,8 @@ async fn write_attest(
     let n = c
         .execute(
             "UPDATE devices SET attest_state = $2, nonce = $3, integrity_token = $4,
-             attest_cert_pem = $5, storage_keys = $6, ecdh_cert_pem = $7 WHERE uuid = $1",
+             attest_cert_pem = $5, storage_keys = $6, ecdh_cert_pem = $7, nonce_issued = $8,
+             pcr_policy = $9 WHERE uuid = $1",
             &[
                 &uuid,
                 &s.state,
@@ -144,6 +147,8 @@ async fn write_attest(
                 &s.attest_cert_pem,
                 &s.storage_keys,
                 &s.ecdh_cert_pem,
+                &s.nonce_issued,
+                &s.pcr_policy,
             ],
         )
         .await?;
@@ -227,7 +232,7 @@ impl Store for PgStore {
                     .execute(
                         &format!(
                             "INSERT INTO devices ({DEVICE_COLUMNS})
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                              ON CONFLICT DO NOTHING"
                         ),
                         &[
@@ -244,6 +249,8 @@ impl Store for PgStore {
                             &d.attest.attest_cert_pem,
                             &d.attest.storage_keys,
                             &d.attest.ecdh_cert_pem,
+                            &d.attest.nonce_issued,
+                            &d.attest.pcr_policy,
                         ],
                     )
                     .await?;
@@ -359,15 +366,17 @@ impl Store for PgStore {
                     let tx = c.transaction().await?;
                     let n = tx
                         .execute(
-                            "UPDATE devices SET attest_state = $8, nonce = $9,
-                                 integrity_token = $10, attest_cert_pem = $11, storage_keys = $12,
-                                 ecdh_cert_pem = $13
+                            "UPDATE devices SET attest_state = $10, nonce = $11,
+                                 integrity_token = $12, attest_cert_pem = $13, storage_keys = $14,
+                                 ecdh_cert_pem = $15, nonce_issued = $16, pcr_policy = $17
                              WHERE uuid = $1 AND attest_state = $2
                                AND nonce IS NOT DISTINCT FROM $3
                                AND integrity_token IS NOT DISTINCT FROM $4
                                AND attest_cert_pem IS NOT DISTINCT FROM $5
                                AND storage_keys IS NOT DISTINCT FROM $6
-                               AND ecdh_cert_pem IS NOT DISTINCT FROM $7",
+                               AND ecdh_cert_pem IS NOT DISTINCT FROM $7
+                               AND nonce_issued IS NOT DISTINCT FROM $8
+                               AND pcr_policy IS NOT DISTINCT FROM $9",
                             &[
                                 &id,
                                 &old.state,
@@ -376,12 +385,16 @@ impl Store for PgStore {
                                 &old.attest_cert_pem,
                                 &old.storage_keys,
                                 &old.ecdh_cert_pem,
+                                &old.nonce_issued,
+                                &old.pcr_policy,
                                 &new.state,
                                 &new.nonce,
                                 &new.integrity_token,
                                 &new.attest_cert_pem,
                                 &new.storage_keys,
                                 &new.ecdh_cert_pem,
+                                &new.nonce_issued,
+                                &new.pcr_policy,
                             ],
                         )
                         .await?;

@@ -102,6 +102,10 @@ CREATE INDEX logs_received ON logs (received_ms);
     r#"
 ALTER TABLE devices ADD COLUMN ecdh_cert_pem TEXT;
 "#,
+    r#"
+ALTER TABLE devices ADD COLUMN nonce_issued INTEGER;
+ALTER TABLE devices ADD COLUMN pcr_policy TEXT;
+"#,
 ];
 
 /// SQLite-backed [`Store`].
@@ -167,7 +171,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 const DEVICE_COLUMNS: &str = "uuid, device_cert_pem, device_cert_hash, onboard_cert_hash, serial, \
      registered, last_seen, attest_state, nonce, integrity_token, attest_cert_pem, storage_keys, \
-     ecdh_cert_pem";
+     ecdh_cert_pem, nonce_issued, pcr_policy";
 
 fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -185,6 +189,8 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
             attest_cert_pem: r.get(10)?,
             storage_keys: r.get(11)?,
             ecdh_cert_pem: r.get(12)?,
+            nonce_issued: r.get(13)?,
+            pcr_policy: r.get(14)?,
         },
     })
 }
@@ -290,7 +296,7 @@ impl Store for SqliteStore {
             return Ok(RegisterOutcome::Conflict);
         }
         tx.execute(
-            &format!("INSERT INTO devices ({DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+            &format!("INSERT INTO devices ({DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
             params![
                 device.uuid,
                 device.device_cert_pem,
@@ -305,6 +311,8 @@ impl Store for SqliteStore {
                 device.attest.attest_cert_pem,
                 device.attest.storage_keys,
                 device.attest.ecdh_cert_pem,
+                device.attest.nonce_issued,
+                device.attest.pcr_policy,
             ],
         )?;
         tx.execute(
@@ -360,7 +368,8 @@ impl Store for SqliteStore {
     fn set_attest(&self, uuid: &str, s: &AttestState) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE devices SET attest_state = ?2, nonce = ?3, integrity_token = ?4,
-             attest_cert_pem = ?5, storage_keys = ?6, ecdh_cert_pem = ?7 WHERE uuid = ?1",
+             attest_cert_pem = ?5, storage_keys = ?6, ecdh_cert_pem = ?7, nonce_issued = ?8,
+             pcr_policy = ?9 WHERE uuid = ?1",
             params![
                 uuid,
                 s.state,
@@ -368,7 +377,9 @@ impl Store for SqliteStore {
                 s.integrity_token,
                 s.attest_cert_pem,
                 s.storage_keys,
-                s.ecdh_cert_pem
+                s.ecdh_cert_pem,
+                s.nonce_issued,
+                s.pcr_policy
             ],
         )?;
         Ok(())
@@ -399,7 +410,8 @@ impl Store for SqliteStore {
         {
             tx.execute(
                 "UPDATE devices SET attest_state = ?2, nonce = ?3, integrity_token = ?4,
-                 attest_cert_pem = ?5, storage_keys = ?6, ecdh_cert_pem = ?7 WHERE uuid = ?1",
+                 attest_cert_pem = ?5, storage_keys = ?6, ecdh_cert_pem = ?7, nonce_issued = ?8,
+                 pcr_policy = ?9 WHERE uuid = ?1",
                 params![
                     uuid,
                     state.state,
@@ -407,7 +419,9 @@ impl Store for SqliteStore {
                     state.integrity_token,
                     state.attest_cert_pem,
                     state.storage_keys,
-                    state.ecdh_cert_pem
+                    state.ecdh_cert_pem,
+                    state.nonce_issued,
+                    state.pcr_policy
                 ],
             )?;
         }

@@ -244,6 +244,8 @@ fn attestation_and_lookup((s, _): Fresh) {
         attest_cert_pem: Some("attest pem".into()),
         storage_keys: Some(vec![3; 8]),
         ecdh_cert_pem: Some("ecdh pem".into()),
+        nonce_issued: Some(1_700_000_000),
+        pcr_policy: Some("0=00".into()),
     };
     s.set_attest("u1", &issued).unwrap();
     assert_eq!(s.device("u1").unwrap().unwrap().attest, issued);
@@ -252,12 +254,15 @@ fn attestation_and_lookup((s, _): Fresh) {
     let spent = s
         .update_attest("u1", &mut |a| {
             a.nonce = None;
+            a.nonce_issued = None;
+            a.pcr_policy = Some("0=00,7=ff".into());
             a.state = "attested-tpm".into();
             true
         })
         .unwrap()
         .unwrap();
     assert_eq!(spent.nonce, None);
+    assert_eq!(spent.pcr_policy.as_deref(), Some("0=00,7=ff"));
     assert_eq!(s.device("u1").unwrap().unwrap().attest, spent);
     assert!(s.update_attest("nosuch", &mut |_| true).unwrap().is_none());
 }

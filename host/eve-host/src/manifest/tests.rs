@@ -34,7 +34,7 @@ fn the_default_node_is_valid() {
     let zedagent = m.service("zedagent").expect("zedagent");
     assert_eq!(zedagent.devices.state_mib, Some(8));
     assert!(zedagent.devices.config && zedagent.devices.net.is_some());
-    assert_eq!(zedagent.bus.call["tpm"].len(), 7);
+    assert_eq!(zedagent.bus.call["tpm"].len(), 8);
     assert_eq!(zedagent.bus.publish[..2], ["edge-config", "onboard-status"]);
     assert_eq!(
         zedagent.bus.subscribe[..3],
@@ -46,7 +46,7 @@ fn the_default_node_is_valid() {
     assert!(m.to_string().contains("zedagent: image zedagent, 64 MiB"));
     assert!(
         m.to_string()
-            .contains("calls: tpm [create-device-key, sign, read-pcrs, quote, read-ek-cert, create-ecdh-key, ecdh]")
+            .contains("calls: tpm [create-device-key, sign, read-pcrs, quote, read-ek-cert, create-ecdh-key, ecdh, create-attestation-key]")
     );
 }
 
@@ -278,7 +278,7 @@ call.ports = []
         problems(&text),
         [
             "line 10: service `a`: operation `sign` of `tpm` listed twice",
-            "line 10: service `a`: target `tpm` has no operation `export-key` (operations: create-device-key, device-public-key, sign, read-pcrs, quote, read-ek-cert, create-ecdh-key, ecdh)",
+            "line 10: service `a`: target `tpm` has no operation `export-key` (operations: create-device-key, device-public-key, sign, read-pcrs, quote, read-ek-cert, create-ecdh-key, ecdh, create-attestation-key)",
             "line 11: service `a`: calls target `domains` that this host does not have (targets: tpm, blobs, volumes)",
             "line 12: service `a`: calls target `ports` that this host does not have (targets: tpm, blobs, volumes)",
         ]

@@ -7,8 +7,8 @@ use std::{error::Error, path::PathBuf, sync::Arc};
 use eve_broker::{RpcError, RpcHandler};
 use eve_tpm::{DeviceTransport, Mediator, Refusal, Swtpm};
 use hostops::tpm::{
-    CreateDeviceKey, CreateEcdhKey, DevicePublicKey, Ecdh, Quote, ReadEkCert, ReadPcrs, Sign, Tpm,
-    TpmError, TpmErrorCode,
+    CreateAttestationKey, CreateDeviceKey, CreateEcdhKey, DevicePublicKey, Ecdh, Quote, ReadEkCert,
+    ReadPcrs, Sign, Tpm, TpmError, TpmErrorCode,
 };
 use hostops::{Operation, Target, TargetSpec};
 
@@ -107,6 +107,9 @@ impl RpcHandler for TpmTarget {
                 self.mediator()?.create_ecdh_key().map_err(refused)
             }),
             Ecdh::NAME => serve::<Ecdh>(request, |r| self.mediator()?.ecdh(&r).map_err(refused)),
+            CreateAttestationKey::NAME => serve::<CreateAttestationKey>(request, |_| {
+                self.mediator()?.create_attestation_key().map_err(refused)
+            }),
             other => Err(RpcError::BadRequest(format!(
                 "tpm has no operation {other}"
             ))),
@@ -160,6 +163,7 @@ mod tests {
             (ReadEkCert::NAME, Vec::new()),
             (CreateEcdhKey::NAME, Vec::new()),
             (Ecdh::NAME, PublicKey { point: vec![4; 65] }.encode_to_vec()),
+            (CreateAttestationKey::NAME, Vec::new()),
         ]
     }
 

@@ -1,6 +1,7 @@
 //! Onboarding: the controller's certificates, registration with the
-//! onboarding certificate, the UUID and the (no-TPM) attestation, each
-//! retried with backoff until it succeeds.
+//! onboarding certificate, the UUID and the attestation (the no-TPM
+//! request here; with a TPM the quote of `attest`), each retried with
+//! backoff until it succeeds.
 //!
 //! A refused registration is not the end of a round: as EVE's client does
 //! (`pkg/pillar/cmd/client`: after `selfRegister` fails it tries `getUuid`
@@ -26,6 +27,7 @@ use crate::identity::{Rejection, canonical_uuid, open_certs, valid_uuid};
 use crate::io::Response;
 use crate::logs::Level;
 
+use super::attest::AttestSent;
 use super::{
     Agent, AttestStatus, Event, MAX_CERTS_RESPONSE, MAX_SMALL_RESPONSE, Phase,
     REC_CONTROLLER_CERTS, REC_UUID, RegisterStatus, timestamp,
@@ -178,7 +180,10 @@ impl Agent {
     /// Where attestation stands, in EVE's terms. The no-TPM request asks
     /// for no nonce and needs no quote, so of EVE's waits only ATTEST_WAIT
     /// (the request is due or in flight) and RESTART_WAIT (backing off
-    /// after a failure) apply.
+    /// after a failure) apply. With a TPM: NONCE_WAIT until the nonce is
+    /// in (the attestation certificate goes first, within it),
+    /// INTERNAL_QUOTE_WAIT (`TPM_QUOTE_WAIT`) while the TPM quotes, and
+    /// ATTEST_WAIT until the controller judged the quote.
     fn attestation_state(&self, now: u64) -> AttestationState {
         if self.token.is_some() {
             AttestationState::Complete
@@ -186,6 +191,14 @@ impl Agent {
             AttestationState::Unspecified
         } else if now < self.retry_ms {
             AttestationState::RestartWait
+        } else if let Some(tpm) = &self.tpm_attest {
+            if tpm.nonce.is_some() {
+                AttestationState::TpmQuoteWait
+            } else if tpm.quote.is_some() || self.attest_sent == AttestSent::Quote {
+                AttestationState::AttestWait
+            } else {
+                AttestationState::NonceWait
+            }
         } else {
             AttestationState::AttestWait
         }
@@ -208,13 +221,17 @@ impl Agent {
     }
 
     pub(super) fn on_attest(&mut self, resp: Response) {
-        if core::mem::take(&mut self.attest_gives_cert) {
+        let sent = core::mem::take(&mut self.attest_sent);
+        if matches!(sent, AttestSent::EcdhCert | AttestSent::AttestCert) {
             let taken = (200..300).contains(&resp.status)
                 && self
                     .open(&resp.body, MAX_CERTS_RESPONSE)
                     .ok()
                     .and_then(|p| ZAttestResponse::decode(p.as_slice()).ok())
                     .is_some_and(|r| r.resp_type == ZAttestRespType::AttestRespCert as i32);
+            if sent == AttestSent::AttestCert {
+                return self.on_attest_cert(taken);
+            }
             self.ecdh_cert_answered(taken);
             // The quote goes next, at once.
             self.retry_ms = self.now();
@@ -237,6 +254,14 @@ impl Agent {
                 return self.retry_later();
             }
         };
+        if sent == AttestSent::Nonce {
+            let nonce = (resp.resp_type == ZAttestRespType::AttestRespNonce as i32).then_some(resp);
+            return self.on_attest_nonce(nonce);
+        }
+        let code = resp
+            .quote_resp
+            .as_ref()
+            .and_then(|q| ZAttestResponseCode::try_from(q.response).ok());
         let token = resp
             .quote_resp
             .filter(|q| q.response == ZAttestResponseCode::Success as i32)
@@ -256,7 +281,11 @@ impl Agent {
             }
             None => {
                 self.attest = AttestStatus::Refused;
-                let why = String::from("attest: the controller issued no integrity token");
+                let why = if self.tpm_attest.is_some() {
+                    self.tpm_quote_refused(code)
+                } else {
+                    String::from("attest: the controller issued no integrity token")
+                };
                 self.note(Level::Warning, why.clone());
                 self.attest_failed(why);
                 self.retry_later();

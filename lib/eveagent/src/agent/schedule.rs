@@ -19,6 +19,7 @@ use crate::identity::Rejection;
 use crate::io::{Http, MIME_PROTO, Method, Request, Response, TransportError};
 use crate::logs::Level;
 
+use super::attest::AttestSent;
 use super::{
     API, Agent, MAX_CERTS_RESPONSE, MAX_CONFIG_RESPONSE, MAX_SMALL_RESPONSE, Phase, RegisterStatus,
     SOURCE,
@@ -262,14 +263,21 @@ impl Agent {
             }
             Job::Attest => {
                 // The ECDH key's certificate first, when the controller
-                // has not taken it; then a quote request without PCRs,
-                // which the controller answers with an integrity token.
-                let cert = self.ecdh_cert_request();
-                self.attest_gives_cert = cert.is_some();
-                let req = cert.unwrap_or(ZAttestReq {
-                    req_type: ZAttestReqType::AttestReqQuote as i32,
-                    ..Default::default()
-                });
+                // has not taken it; then, with a TPM, the attestation
+                // certificate, a nonce and the quote; without one a quote
+                // request without PCRs. Either way the controller answers
+                // the quote with an integrity token.
+                let (req, sent) = match self.ecdh_cert_request() {
+                    Some(cert) => (cert, AttestSent::EcdhCert),
+                    None => self.tpm_attest_request().unwrap_or((
+                        ZAttestReq {
+                            req_type: ZAttestReqType::AttestReqQuote as i32,
+                            ..Default::default()
+                        },
+                        AttestSent::Quote,
+                    )),
+                };
+                self.attest_sent = sent;
                 let body = self.sign(req.encode_to_vec())?;
                 self.post(format!("{API}/id/{uuid}/attest"), body, MAX_CERTS_RESPONSE)
             }

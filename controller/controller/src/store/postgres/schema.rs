@@ -93,6 +93,10 @@ CREATE INDEX flowlogs_device ON flowlogs (device, received_ms);
     r#"
 ALTER TABLE devices ADD COLUMN ecdh_cert_pem TEXT;
 "#,
+    r#"
+ALTER TABLE devices ADD COLUMN nonce_issued BIGINT;
+ALTER TABLE devices ADD COLUMN pcr_policy TEXT;
+"#,
 ];
 
 /// Brings the schema up to date, one replica at a time.
