@@ -356,6 +356,13 @@ mod tests {
                 .as_array()
                 .unwrap()
                 .iter()
+                // A fuzz crate may have a library of shared helpers
+                // (appnet's); only its binaries are targets.
+                .filter(|t| {
+                    t["kind"]
+                        .as_array()
+                        .is_some_and(|k| k.iter().any(|k| k == "bin"))
+                })
                 .filter_map(|t| t["name"].as_str())
                 .collect();
             for bin in &bins {
