@@ -1,6 +1,6 @@
 //! What to boot and on which QEMU machine: turned into a QEMU command line.
 
-use std::{fmt, path::PathBuf, process::Command, str::FromStr, time::Duration};
+use std::{fmt, path::Path, path::PathBuf, process::Command, str::FromStr, time::Duration};
 
 use crate::{Accel, Arch};
 
@@ -79,6 +79,18 @@ pub enum Device {
         serial: String,
         read_only: bool,
     },
+}
+
+impl Device {
+    /// A [`Device::Disk`] from borrowed parts, as scenarios name their
+    /// CONFIG and state images.
+    pub fn disk(path: &Path, serial: &str, read_only: bool) -> Device {
+        Device::Disk {
+            path: path.to_owned(),
+            serial: serial.into(),
+            read_only,
+        }
+    }
 }
 
 /// Forwards of a [`Device::UserNet`].

@@ -6,8 +6,11 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use configpart::{ConfigFile, ImageLayout, build_config_image};
+
+use crate::Running;
 
 use crate::servers::GUEST_HOST_ADDR;
 
@@ -110,6 +113,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     file.write_all(bytes).map_err(fail)?;
     file.sync_all().map_err(fail)?;
     std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// The UUID zedagent prints once onboarded (its "onboarded as U" line);
+/// panics if the line does not come within `timeout`. The scenarios that
+/// onboard a device compare it across reboots and look it up at the
+/// controller.
+pub fn onboarded_uuid(guest: &mut Running, timeout: Duration) -> String {
+    let line = guest.expect_line("onboarded as ", timeout);
+    line.rsplit(' ').next().expect("a UUID").trim().to_owned()
 }
 
 #[cfg(test)]

@@ -241,6 +241,16 @@ impl Running {
         }
     }
 
+    /// Like [`Running::wait_for_line`], for tests and tools that cannot go
+    /// on without the line: panics naming `needle` and `timeout` if it
+    /// does not come.
+    pub fn expect_line(&mut self, needle: &str, timeout: Duration) -> String {
+        match self.wait_for_line(needle, timeout) {
+            Some(line) => line,
+            None => panic!("no console line with {needle:?} within {timeout:?}"),
+        }
+    }
+
     /// Waits until the guest prints a line containing `needle`, returning
     /// the line; `None` if the guest ends or `timeout` passes first.
     pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Option<String> {

@@ -15,15 +15,11 @@ use std::{
 };
 
 use domains::{
-    AdmissionError, DomainSpec, Domains, End, Kind, NodeResources, StartError,
-    spec::{
-        Blob, CloudInit, ContainerImage, ContainerOverrides, DiskFormat, DiskSpec, NetBackend, Nic,
-        PortForward, ShimKernel, VmBoot,
-    },
+    AdmissionError, DomainSpec, Domains, End, Kind, NodeResources, StartError, spec::CloudInit,
 };
 use harness::{
     Arch,
-    appassets::{self, oci},
+    appassets::{self, apps},
     workspace_root,
 };
 
@@ -61,15 +57,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn user_net(host: u16, guest: u16) -> Vec<Nic> {
-    vec![Nic {
-        mac: None,
-        backend: NetBackend::User {
-            forwards: vec![PortForward { host, guest }],
-        },
-    }]
 }
 
 /// One GET; the body if the answer was 200.
@@ -119,62 +106,17 @@ fn wait_for_end(domains: &mut Domains, name: &str) -> End {
 }
 
 fn unikernel(arch: Arch, name: &str, port: u16, cmdline: &str) -> DomainSpec {
-    let image = appassets::app_unikernel(arch).expect("building hello-http");
-    let mut spec = DomainSpec::new(
-        name,
-        arch,
-        32,
-        Kind::Unikernel {
-            image,
-            cmdline: format!("port=80 {cmdline}"),
-        },
-    );
-    spec.nics = user_net(port, 80);
-    spec
+    apps::unikernel_app(arch, name, port, cmdline).expect("building hello-http")
 }
 
 fn linux_vm(arch: Arch, dir: &Path, name: &str, port: u16) -> DomainSpec {
-    let disk = appassets::linux_vm_disk(arch).expect("building the Linux VM disk");
-    let overlay = disk
-        .overlay(&dir.join(format!("{name}.qcow2")))
-        .expect("qcow2 overlay");
-    let mut spec = DomainSpec::new(name, arch, 256, Kind::LinuxVm { boot: VmBoot::Uefi });
-    spec.disks = vec![DiskSpec {
-        path: overlay,
-        format: DiskFormat::Qcow2,
-        read_only: false,
-    }];
-    spec.nics = user_net(port, 80);
-    spec
+    let overlay = dir.join(format!("{name}.qcow2"));
+    apps::linux_vm_app(arch, name, &overlay, port).expect("building the Linux VM")
 }
 
 fn container(arch: Arch, dir: &Path, name: &str, port: u16) -> DomainSpec {
-    let shim = appassets::shim(arch).expect("building the shim");
-    let image = oci::busybox_httpd_image(arch, &dir.join(format!("{name}-image")))
-        .expect("building the OCI image");
-    let mut spec = DomainSpec::new(
-        name,
-        arch,
-        128,
-        Kind::Container {
-            shim: ShimKernel {
-                kernel: shim.kernel,
-                initrd: shim.initrd,
-                cmdline: String::new(),
-            },
-            image: ContainerImage {
-                manifest: image.manifest,
-                blobs: image
-                    .blobs
-                    .into_iter()
-                    .map(|(digest, path)| Blob { digest, path })
-                    .collect(),
-            },
-            overrides: ContainerOverrides::default(),
-        },
-    );
-    spec.nics = user_net(port, oci::HTTPD_PORT);
-    spec
+    let image_dir = dir.join(format!("{name}-image"));
+    apps::container_app(arch, name, &image_dir, port).expect("building the container")
 }
 
 fn stop_gracefully(domains: &mut Domains, name: &str) {

@@ -26,6 +26,8 @@
 //! - a download the disk reserve refuses is reported, nothing else
 //!   breaks, and removing it makes room for the next.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,9 +37,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::InProcessController;
 use controller::identity::Identity;
-use controller::server::{self, Controller, Limits};
-use controller::store::sqlite::SqliteStore;
+use controller::server::{self, Controller};
 use eve_host::console::HostLog;
 use eve_host::facts;
 use eve_host::manifest::Manifest;
@@ -84,20 +86,14 @@ impl LocalController {
     fn start() -> LocalController {
         let dir = tempfile::tempdir().expect("controller directory");
         let identity = Identity::load_or_create(dir.path()).expect("controller identity");
-        let tls = server::tls_config(&identity).expect("TLS config");
-        let store = Arc::new(SqliteStore::open(&dir.path().join("c.db")).expect("store"));
-        let ctl =
-            Arc::new(Controller::new(store, identity, Limits::default()).expect("controller"));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let devices = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("device API listener");
-        let port = devices.local_addr().unwrap().port();
-        rt.spawn(server::serve_devices(ctl.clone(), devices, tls));
+        let InProcessController {
+            rt,
+            ctl,
+            tls,
+            device_listener,
+            port,
+        } = InProcessController::new(identity, &dir.path().join("c.db"));
+        rt.spawn(server::serve_devices(ctl.clone(), device_listener, tls));
         let admin_listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("admin listener");

@@ -13,16 +13,18 @@
 //! plain `cargo test` it builds xtask. Either way xtask builds into
 //! `target/guest`: the outer `cargo test` holds the lock on `target/`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use blockdev::MemDisk;
+use common::InProcessController;
 use configpart::FatVolume;
 use controller::identity::Identity;
-use controller::server::{self, Controller, Limits};
-use controller::store::sqlite::SqliteStore;
+use controller::server::{self, Controller};
 use gptab::ab::{self, SlotState};
 use gptab::{Blocks, Disk, DiskError, Gpt, types};
 use harness::nodeimage::{self, NodeMachine};
@@ -50,20 +52,14 @@ impl LocalController {
         Identity::load_or_create(dir).expect("controller identity");
         nodeimage::reissue_controller_tls(dir).expect("TLS certificate for the node's uplink");
         let identity = Identity::load_or_create(dir).expect("controller identity");
-        let tls = server::tls_config(&identity).expect("TLS config");
-        let store = Arc::new(SqliteStore::open(&dir.join("controller.db")).expect("store"));
-        let ctl =
-            Arc::new(Controller::new(store, identity, Limits::default()).expect("controller"));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("device API listener");
-        let port = listener.local_addr().expect("device API address").port();
-        rt.spawn(server::serve_devices(ctl.clone(), listener, tls));
+        let InProcessController {
+            rt,
+            ctl,
+            tls,
+            device_listener,
+            port,
+        } = InProcessController::new(identity, &dir.join("controller.db"));
+        rt.spawn(server::serve_devices(ctl.clone(), device_listener, tls));
         rt.spawn(server::housekeeping(ctl.clone()));
         LocalController { _rt: rt, ctl, port }
     }

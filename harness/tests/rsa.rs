@@ -9,23 +9,25 @@
 //! off and on, register again, be answered 409, fall back to `/uuid` with
 //! its device certificate as EVE does, and come back under the same UUID.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::InProcessController;
 use controller::domain::Reject;
 use controller::identity::Identity;
 use controller::pki::Pki;
-use controller::server::{self, Controller, Limits};
-use controller::store::sqlite::SqliteStore;
+use controller::server::{self, Controller};
 use eve_proto::Message;
 use eve_proto::auth::AuthContainer;
 use eve_proto::register::ZRegisterMsg;
-use harness::provision::{OnboardIdentity, config_files, write_config_partition};
-use harness::{Device, Guest, Machine, Profile, Running, UserNet, build_service};
+use harness::provision::{OnboardIdentity, config_files, onboarded_uuid, write_config_partition};
+use harness::{Device, Guest, Machine, Profile, UserNet, build_service};
 use http_body_util::{BodyExt, Full};
 
 /// Onboarding and the first config, under TCG with other guests running.
@@ -68,21 +70,20 @@ impl RsaController {
         let _ = std::fs::remove_dir_all(&dir);
         let identity = Identity::load_or_create_with(&dir, Some(PKI)).expect("RSA identity");
         assert_eq!(identity.pki, PKI);
-        let tls = server::tls_config(&identity).expect("TLS config");
-        let store = Arc::new(SqliteStore::open(&dir.join("controller.db")).expect("store"));
-        let ctl =
-            Arc::new(Controller::new(store, identity, Limits::default()).expect("controller"));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("device API listener");
-        let port = listener.local_addr().expect("address").port();
+        let InProcessController {
+            rt,
+            ctl,
+            tls,
+            device_listener,
+            port,
+        } = InProcessController::new(identity, &dir.join("controller.db"));
         let adam = Arc::new(AdamRegister::default());
-        let device_api = rt.spawn(serve_devices(ctl.clone(), listener, tls, adam.clone()));
+        let device_api = rt.spawn(serve_devices(
+            ctl.clone(),
+            device_listener,
+            tls,
+            adam.clone(),
+        ));
         RsaController {
             _rt: rt,
             ctl,
@@ -190,28 +191,6 @@ fn respond(status: u16, body: Bytes) -> hyper::Response<Full<Bytes>> {
         .expect("a valid status")
 }
 
-fn disk(path: &Path, serial: &str, read_only: bool) -> Device {
-    Device::Disk {
-        path: path.to_owned(),
-        serial: serial.into(),
-        read_only,
-    }
-}
-
-/// Waits for a console line holding `needle`; fails with the console.
-fn expect_line(guest: &mut Running, needle: &str, timeout: Duration) -> String {
-    match guest.wait_for_line(needle, timeout) {
-        Some(line) => line,
-        None => panic!("no console line with {needle:?} within {timeout:?}"),
-    }
-}
-
-/// The UUID from the "onboarded as U" line.
-fn onboarded(guest: &mut Running) -> String {
-    let line = expect_line(guest, "onboarded as ", ONBOARD);
-    line.rsplit(' ').next().expect("a UUID").trim().to_owned()
-}
-
 fn onboards_to_rsa_controller_and_comes_back_after_409(machine: Machine) {
     let ctl = RsaController::start(machine.name());
     let image =
@@ -235,8 +214,8 @@ fn onboards_to_rsa_controller_and_comes_back_after_409(machine: Machine) {
                 open: true,
                 ..UserNet::default()
             }))
-            .device(disk(&config_part, "config", true))
-            .device(disk(&state, "state", false))
+            .device(Device::disk(&config_part, "config", true))
+            .device(Device::disk(&state, "state", false))
             .cmdline(format!("serial={}", identity.serial))
             .timeout(Duration::from_secs(600))
             .spawn()
@@ -245,21 +224,24 @@ fn onboards_to_rsa_controller_and_comes_back_after_409(machine: Machine) {
 
     // First boot: RSA chain, RSA-PSS handshakes, RSA envelopes.
     let mut first = power_on();
-    let uuid = onboarded(&mut first);
+    let uuid = onboarded_uuid(&mut first, ONBOARD);
     let config = ctl.config_hash(&uuid);
-    expect_line(&mut first, &format!("config {config} accepted"), ONBOARD);
+    first.expect_line(&format!("config {config} accepted"), ONBOARD);
     assert_eq!(ctl.count("register", 201), 1);
     first.kill();
 
     // Second boot: registration answered 409, the UUID from /uuid.
     let uuids = ctl.count("uuid", 200);
     let mut second = power_on();
-    expect_line(
-        &mut second,
+    second.expect_line(
         &format!("the controller knows this device as {uuid}"),
         ONBOARD,
     );
-    assert_eq!(onboarded(&mut second), uuid, "the UUID changed on reboot");
+    assert_eq!(
+        onboarded_uuid(&mut second, ONBOARD),
+        uuid,
+        "the UUID changed on reboot"
+    );
     ctl.ctl
         .set_config(
             &uuid,
@@ -267,7 +249,7 @@ fn onboards_to_rsa_controller_and_comes_back_after_409(machine: Machine) {
         )
         .expect("config set");
     let next = ctl.config_hash(&uuid);
-    expect_line(&mut second, &format!("config {next} accepted"), ONBOARD);
+    second.expect_line(&format!("config {next} accepted"), ONBOARD);
     let outcome = second.kill();
     assert!(ctl.adam.conflicts.load(Ordering::SeqCst) >= 1, "{outcome}");
     assert!(ctl.count("uuid", 200) > uuids);

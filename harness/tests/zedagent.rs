@@ -10,7 +10,7 @@
 //! behind `evectl`, as an operator would see it.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use eve_proto::common::HashAlgorithm;
 use eve_proto::config::ConfigResponse;
 use eve_proto::sign::{self, SenderIdentity};
 use evectl::admin::{Admin, LogFilter, proto_json_u64};
-use harness::provision::{OnboardIdentity, config_files, write_config_partition};
+use harness::provision::{OnboardIdentity, config_files, onboarded_uuid, write_config_partition};
 use harness::{Device, Guest, Machine, Profile, Running, UserNet, build_service};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
@@ -396,35 +396,13 @@ impl Shipped {
                 open: true,
                 ..UserNet::default()
             }))
-            .device(disk(&self.config_part, "config", true))
-            .device(disk(&self.state, "state", false))
+            .device(Device::disk(&self.config_part, "config", true))
+            .device(Device::disk(&self.state, "state", false))
             .cmdline(format!("serial={}", self.serial))
             .timeout(Duration::from_secs(600))
             .spawn()
             .expect("QEMU starts")
     }
-}
-
-fn disk(path: &Path, serial: &str, read_only: bool) -> Device {
-    Device::Disk {
-        path: path.to_owned(),
-        serial: serial.into(),
-        read_only,
-    }
-}
-
-/// Waits for a console line holding `needle`; fails with the console.
-fn expect_line(guest: &mut Running, needle: &str, timeout: Duration) -> String {
-    match guest.wait_for_line(needle, timeout) {
-        Some(line) => line,
-        None => panic!("no console line with {needle:?} within {timeout:?}"),
-    }
-}
-
-/// The UUID from the "onboarded as U" line.
-fn onboarded(guest: &mut Running) -> String {
-    let line = expect_line(guest, "onboarded as ", ONBOARD);
-    line.rsplit(' ').next().expect("a UUID").trim().to_owned()
 }
 
 /// Polls `probe` until it yields something or `timeout` passes.
@@ -458,21 +436,25 @@ fn fast_config(metric_interval_s: u64) -> String {
 fn fast_device(machine: Machine, ctl: &LocalController, name: &str) -> (Shipped, Running, String) {
     let device = Shipped::ship(machine, ctl, name);
     let mut first = device.power_on();
-    let uuid = onboarded(&mut first);
+    let uuid = onboarded_uuid(&mut first, ONBOARD);
     let initial = ctl.config_hash(&uuid);
-    expect_line(&mut first, &format!("config {initial} accepted"), ONBOARD);
+    first.expect_line(&format!("config {initial} accepted"), ONBOARD);
     let fast = ctl.set_config(&uuid, &fast_config(CONFIG_INTERVAL_S));
     let registered = ctl.count("register", 201) + ctl.count("register", 200);
     first.kill();
     let mut second = device.power_on();
-    assert_eq!(onboarded(&mut second), uuid, "the UUID changed on reboot");
+    assert_eq!(
+        onboarded_uuid(&mut second, ONBOARD),
+        uuid,
+        "the UUID changed on reboot"
+    );
     let registered_again = ctl.count("register", 201) + ctl.count("register", 200);
     assert_eq!(
         registered_again,
         registered + 1,
         "the device did not register again on boot"
     );
-    expect_line(&mut second, &format!("config {fast} accepted"), ONBOARD);
+    second.expect_line(&format!("config {fast} accepted"), ONBOARD);
     (device, second, uuid)
 }
 
@@ -510,11 +492,7 @@ fn onboards_reports_and_follows_its_config(machine: Machine) {
     // its acceptance but the one that may have been in flight.
     let before = ctl.count("config", 304);
     let changed = ctl.set_config(&uuid, &fast_config(CONFIG_INTERVAL_S + 1));
-    expect_line(
-        &mut guest,
-        &format!("config {changed} accepted"),
-        A_FEW_INTERVALS,
-    );
+    guest.expect_line(&format!("config {changed} accepted"), A_FEW_INTERVALS);
     let between = ctl.count("config", 304) - before;
     assert!(
         between <= 1,
@@ -580,11 +558,7 @@ fn refuses_forged_configs(machine: Machine) {
         assert!(proto_json_u64(&item["uint64Value"]) >= 1, "{item}");
     }
     ctl.forge(Forgery::None);
-    expect_line(
-        &mut guest,
-        &format!("config {next} accepted"),
-        A_FEW_INTERVALS,
-    );
+    guest.expect_line(&format!("config {next} accepted"), A_FEW_INTERVALS);
     let outcome = guest.kill();
     let accepted = outcome
         .console
@@ -600,16 +574,15 @@ fn uses_its_checkpoint_when_the_controller_is_down(machine: Machine) {
     let mut ctl = LocalController::start(&format!("down-{}", machine.name()));
     let device = Shipped::ship(machine, &ctl, "device");
     let mut first = device.power_on();
-    let uuid = onboarded(&mut first);
+    let uuid = onboarded_uuid(&mut first, ONBOARD);
     let config = ctl.config_hash(&uuid);
-    expect_line(&mut first, &format!("config {config} accepted"), ONBOARD);
+    first.expect_line(&format!("config {config} accepted"), ONBOARD);
     first.kill();
 
     ctl.close_device_api();
     let registered = ctl.count("register", 200) + ctl.count("register", 201);
     let mut second = device.power_on();
-    expect_line(
-        &mut second,
+    second.expect_line(
         &format!("config {config} accepted from the checkpoint"),
         ONBOARD,
     );
@@ -619,7 +592,7 @@ fn uses_its_checkpoint_when_the_controller_is_down(machine: Machine) {
         A_FEW_INTERVALS,
         || (ctl.count("register", 200) + ctl.count("register", 201) > registered).then_some(()),
     );
-    assert_eq!(onboarded(&mut second), uuid);
+    assert_eq!(onboarded_uuid(&mut second, ONBOARD), uuid);
     assert_eq!(ctl.devices(), 1);
     second.kill();
 }
@@ -628,7 +601,7 @@ fn a_second_device_with_the_same_serial_gets_409(machine: Machine) {
     let ctl = LocalController::start(&format!("conflict-{}", machine.name()));
     let original = Shipped::ship(machine, &ctl, "original");
     let mut first = original.power_on();
-    let uuid = onboarded(&mut first);
+    let uuid = onboarded_uuid(&mut first, ONBOARD);
     let twin = original.twin(&ctl, "twin");
     let second = twin.power_on();
     eventually("two 409 answers to the twin", A_FEW_INTERVALS, || {

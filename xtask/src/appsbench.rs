@@ -14,18 +14,8 @@ use std::{
 };
 
 use clap::Args;
-use domains::{
-    DomainSpec, Domains, Kind, KindClass, NodeResources, VmmOverhead,
-    spec::{
-        Blob, ContainerImage, ContainerOverrides, DiskFormat, DiskSpec, NetBackend, Nic,
-        PortForward, ShimKernel, VmBoot,
-    },
-};
-use harness::{
-    Arch,
-    appassets::{self, oci},
-    workspace_root,
-};
+use domains::{DomainSpec, Domains, KindClass, NodeResources, VmmOverhead};
+use harness::{Arch, appassets::apps, workspace_root};
 
 use crate::bench::{cell, summarize};
 
@@ -117,76 +107,15 @@ fn answers(port: u16) -> bool {
     answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200")
 }
 
-fn nic(host: u16, guest: u16) -> Vec<Nic> {
-    vec![Nic {
-        mac: None,
-        backend: NetBackend::User {
-            forwards: vec![PortForward { host, guest }],
-        },
-    }]
-}
-
 /// The spec of `kind` answering on host port `port`.
 fn spec(kind: KindClass, arch: Arch, dir: &Path, port: u16) -> Result<DomainSpec, String> {
     let name = kind.name();
-    Ok(match kind {
-        KindClass::Unikernel => {
-            let image = appassets::app_unikernel(arch).map_err(|e| e.to_string())?;
-            let mut s = DomainSpec::new(
-                name,
-                arch,
-                32,
-                Kind::Unikernel {
-                    image,
-                    cmdline: "port=80".into(),
-                },
-            );
-            s.nics = nic(port, 80);
-            s
-        }
-        KindClass::LinuxVm => {
-            let disk = appassets::linux_vm_disk(arch).map_err(|e| e.to_string())?;
-            let overlay = disk
-                .overlay(&dir.join("vm.qcow2"))
-                .map_err(|e| e.to_string())?;
-            let mut s = DomainSpec::new(name, arch, 256, Kind::LinuxVm { boot: VmBoot::Uefi });
-            s.disks = vec![DiskSpec {
-                path: overlay,
-                format: DiskFormat::Qcow2,
-                read_only: false,
-            }];
-            s.nics = nic(port, 80);
-            s
-        }
-        KindClass::Container => {
-            let shim = appassets::shim(arch).map_err(|e| e.to_string())?;
-            let image =
-                oci::busybox_httpd_image(arch, &dir.join("image")).map_err(|e| e.to_string())?;
-            let mut s = DomainSpec::new(
-                name,
-                arch,
-                128,
-                Kind::Container {
-                    shim: ShimKernel {
-                        kernel: shim.kernel,
-                        initrd: shim.initrd,
-                        cmdline: String::new(),
-                    },
-                    image: ContainerImage {
-                        manifest: image.manifest,
-                        blobs: image
-                            .blobs
-                            .into_iter()
-                            .map(|(digest, path)| Blob { digest, path })
-                            .collect(),
-                    },
-                    overrides: ContainerOverrides::default(),
-                },
-            );
-            s.nics = nic(port, oci::HTTPD_PORT);
-            s
-        }
-    })
+    match kind {
+        KindClass::Unikernel => apps::unikernel_app(arch, name, port, ""),
+        KindClass::LinuxVm => apps::linux_vm_app(arch, name, &dir.join("vm.qcow2"), port),
+        KindClass::Container => apps::container_app(arch, name, &dir.join("image"), port),
+    }
+    .map_err(|e| e.to_string())
 }
 
 fn one_run(kind: KindClass, arch: Arch, timeout: Duration) -> Result<Run, String> {

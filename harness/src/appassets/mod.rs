@@ -15,6 +15,7 @@
 //! `apt-get download` and `dpkg-deb -x` (never installed), so tests fetch
 //! nothing from the internet at run time.
 
+pub mod apps;
 mod cpio;
 pub mod debian;
 mod gpt;

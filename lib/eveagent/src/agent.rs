@@ -11,6 +11,7 @@
 mod attest;
 mod config;
 mod content;
+mod keycert;
 mod log_upload;
 mod onboarding;
 mod reports;

@@ -24,17 +24,27 @@ use eve_proto::certs::{ZCert, ZCertAttr, ZCertType};
 use eve_proto::common::HashAlgorithm;
 use eve_proto::p256::PublicKey;
 use eve_proto::sha256;
-use eve_proto::x509::{self, DeviceCertParams};
+use eve_proto::x509;
 
 use crate::logs::Level;
 
 use super::Agent;
+use super::keycert::KeyCertKind;
 
 /// The attestation key's certificate on the state volume, kept across
 /// boots so the controller sees the same certificate every time.
 pub const REC_ATTEST_CERT: &str = "attest-cert.pem";
 /// The attestation certificate's lifetime: the key's, as the ECDH one.
 const ATTEST_CERT_LIFETIME_S: u64 = 20 * 365 * 24 * 3600;
+
+/// The attestation key's certificate.
+const ATTEST_CERT: KeyCertKind = KeyCertKind {
+    record: REC_ATTEST_CERT,
+    name_suffix: "attest",
+    lifetime_s: ATTEST_CERT_LIFETIME_S,
+    issue: x509::generate_attestation_cert,
+};
+
 /// EVE's PCR selection for quotes: PCRs 0 to 15.
 pub const QUOTED_PCRS: core::ops::Range<u32> = 0..16;
 
@@ -96,27 +106,11 @@ impl Agent {
     /// `public` under the device key, or made; it is given to the
     /// controller before the first nonce of each run.
     pub fn use_attestation_key(&mut self, quoter: Box<dyn Quoter>, public: &PublicKey) {
-        let device_key = self.device.signer().public_key();
-        let kept = self.read(REC_ATTEST_CERT).filter(|pem| {
-            x509::parse_pem(pem).is_ok_and(|cert| {
-                x509::p256_public_key(&cert).ok().as_ref() == Some(public)
-                    && x509::verify_signed_by(&cert, &device_key).unwrap_or(false)
-            })
-        });
-        let cert = match kept {
-            Some(pem) => pem,
-            None => match self.make_attest_cert(public) {
-                Some(pem) => {
-                    self.write(REC_ATTEST_CERT, &pem);
-                    pem
-                }
-                None => {
-                    let why = String::from("cannot make the attestation key's certificate");
-                    self.note(Level::Error, why.clone());
-                    self.attest_failed(why);
-                    return;
-                }
-            },
+        let Some(cert) = self.kept_or_new_key_cert(&ATTEST_CERT, public) else {
+            let why = String::from("cannot make the attestation key's certificate");
+            self.note(Level::Error, why.clone());
+            self.attest_failed(why);
+            return;
         };
         self.tpm_attest = Some(TpmAttest {
             quoter,
@@ -125,35 +119,6 @@ impl Agent {
             nonce: None,
             quote: None,
         });
-    }
-
-    fn make_attest_cert(&mut self, public: &PublicKey) -> Option<Vec<u8>> {
-        let device_cert = x509::parse_pem(self.device.cert_pem()).ok()?;
-        let mut serial = [0u8; 16];
-        self.deps.rng.fill(&mut serial);
-        serial[0] = (serial[0] & 0x7f) | 0x01;
-        let now = self.unix_ms() / 1000;
-        let name = format!(
-            "{}-attest",
-            if self.hw_serial.is_empty() {
-                &self.soft_serial
-            } else {
-                &self.hw_serial
-            }
-        );
-        let cert = x509::generate_attestation_cert(
-            self.device.signer(),
-            &device_cert,
-            public,
-            &DeviceCertParams {
-                common_name: &name,
-                serial: &serial,
-                not_before_unix: now.saturating_sub(3600),
-                not_after_unix: now + ATTEST_CERT_LIFETIME_S,
-            },
-        )
-        .ok()?;
-        x509::to_pem(&cert).ok().map(String::into_bytes)
     }
 
     /// The next attestation request of the TPM path, in EVE's order, and

@@ -24,7 +24,7 @@ use eve_proto::info::{
 use eve_proto::metrics::{DiskMetric, ZMetricVolume};
 use eve_proto::p256::PublicKey;
 use eve_proto::sha256;
-use eve_proto::x509::{self, DeviceCertParams};
+use eve_proto::x509;
 use topics::content::{
     BlobEntry, Blobs, ContentTreeState, Datastore, Settings, Usage, VolumeState,
 };
@@ -32,6 +32,7 @@ use topics::content::{
 use crate::identity::SecretKey;
 use crate::logs::Level;
 
+use super::keycert::KeyCertKind;
 use super::{API, Agent, timestamp};
 
 /// `timer.gc.vdisk`
@@ -43,6 +44,15 @@ pub const REC_ECDH_CERT: &str = "ecdh-cert.pem";
 pub const REC_ECDH_SENT: &str = "ecdh-cert-sent";
 /// Validity of the ECDH key's certificate, as the device certificate's.
 const ECDH_CERT_LIFETIME_S: u64 = 20 * 365 * 24 * 3600;
+
+/// The ECDH key's certificate.
+const ECDH_CERT: KeyCertKind = KeyCertKind {
+    record: REC_ECDH_CERT,
+    name_suffix: "ecdh",
+    lifetime_s: ECDH_CERT_LIFETIME_S,
+    issue: x509::generate_ecdh_cert,
+};
+
 /// `timer.download.retry`
 pub const KEY_DOWNLOAD_RETRY: &str = "timer.download.retry";
 
@@ -143,61 +153,16 @@ impl Agent {
     /// made, and given to the controller at attestation (once; again when
     /// it changes), so the controller seals secrets for it.
     pub fn use_ecdh_key(&mut self, agreement: Box<dyn KeyAgreement>, public: &PublicKey) {
-        let device_key = self.device.signer().public_key();
-        let kept = self.read(REC_ECDH_CERT).filter(|pem| {
-            x509::parse_pem(pem).is_ok_and(|cert| {
-                x509::p256_public_key(&cert).ok().as_ref() == Some(public)
-                    && x509::verify_signed_by(&cert, &device_key).unwrap_or(false)
-            })
-        });
-        let pem = match kept {
-            Some(pem) => pem,
-            None => match self.make_ecdh_cert(public) {
-                Some(pem) => {
-                    self.write(REC_ECDH_CERT, &pem);
-                    pem
-                }
-                None => {
-                    self.note(
-                        Level::Error,
-                        String::from("cannot make the ECDH key's certificate"),
-                    );
-                    return;
-                }
-            },
+        let Some(pem) = self.kept_or_new_key_cert(&ECDH_CERT, public) else {
+            self.note(
+                Level::Error,
+                String::from("cannot make the ECDH key's certificate"),
+            );
+            return;
         };
         let sent = self.read(REC_ECDH_SENT).as_deref() == Some(&sha256(&pem)[..]);
         self.secret_keys.push(SecretKey::new(agreement, &pem));
         self.ecdh_cert = Some((pem, !sent));
-    }
-
-    fn make_ecdh_cert(&mut self, public: &PublicKey) -> Option<Vec<u8>> {
-        let device_cert = x509::parse_pem(self.device.cert_pem()).ok()?;
-        let mut serial = [0u8; 16];
-        self.deps.rng.fill(&mut serial);
-        serial[0] = (serial[0] & 0x7f) | 0x01;
-        let now = self.unix_ms() / 1000;
-        let name = format!(
-            "{}-ecdh",
-            if self.hw_serial.is_empty() {
-                &self.soft_serial
-            } else {
-                &self.hw_serial
-            }
-        );
-        let cert = x509::generate_ecdh_cert(
-            self.device.signer(),
-            &device_cert,
-            public,
-            &DeviceCertParams {
-                common_name: &name,
-                serial: &serial,
-                not_before_unix: now.saturating_sub(3600),
-                not_after_unix: now + ECDH_CERT_LIFETIME_S,
-            },
-        )
-        .ok()?;
-        x509::to_pem(&cert).ok().map(String::into_bytes)
     }
 
     /// The attestation request that gives the controller the ECDH key's
