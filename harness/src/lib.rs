@@ -29,5 +29,28 @@ pub use run::{End, Outcome, RunError, Running, Stamp};
 
 /// The environment variable by which `cargo xtask test` names its own
 /// binary to the tests it runs, so a scenario that needs xtask (the node
-/// image's) runs that one instead of building xtask again.
+/// image's, the whole node's) runs that one instead of building xtask
+/// again.
 pub const XTASK_EXE_ENV: &str = "EVE_XTASK_EXE";
+
+/// A command that runs xtask: the binary [`XTASK_EXE_ENV`] names under
+/// `cargo xtask test`, else `cargo run --release -p xtask --` (a plain
+/// `cargo test`). Whatever xtask builds goes to `target/guest`, since the
+/// outer `cargo test` holds the lock on `target/`.
+pub fn xtask_command() -> std::process::Command {
+    let mut command = match std::env::var_os(XTASK_EXE_ENV) {
+        Some(exe) => std::process::Command::new(exe),
+        None => {
+            let mut cargo = std::process::Command::new(
+                std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+            );
+            cargo.args(["run", "--quiet", "--release", "--package", "xtask", "--"]);
+            cargo
+        }
+    };
+    let root = workspace_root();
+    command
+        .env("CARGO_TARGET_DIR", root.join("target/guest"))
+        .current_dir(root);
+    command
+}

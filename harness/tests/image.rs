@@ -16,7 +16,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,9 +26,9 @@ use controller::identity::Identity;
 use controller::server::{self, Controller};
 use gptab::ab::{self, SlotState};
 use gptab::{Blocks, Disk, DiskError, Gpt, types};
+use harness::Arch;
 use harness::nodeimage::{self, NodeMachine};
 use harness::provision::OnboardIdentity;
-use harness::{Arch, workspace_root};
 
 /// Building the image from scratch, then the boot and onboarding with
 /// the services' VMs emulated inside an emulated machine.
@@ -81,26 +80,14 @@ impl LocalController {
 /// `cargo xtask image` for `arch` with `config` as its CONFIG files and
 /// `extra` options.
 fn build_image(arch: Arch, config: &Path, out: &Path, extra: &[&str]) {
-    let root = workspace_root();
     let started = Instant::now();
-    let mut xtask = match std::env::var_os(harness::XTASK_EXE_ENV) {
-        Some(exe) => Command::new(exe),
-        None => {
-            let mut cargo =
-                Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-            cargo.args(["run", "--quiet", "--release", "--package", "xtask", "--"]);
-            cargo
-        }
-    };
-    let status = xtask
+    let status = harness::xtask_command()
         .args(["image", "--arch", arch.name(), "--version", "image-test"])
         .args(extra)
         .arg("--config")
         .arg(config)
         .arg("--out")
         .arg(out)
-        .env("CARGO_TARGET_DIR", root.join("target/guest"))
-        .current_dir(&root)
         .status()
         .expect("cargo xtask image runs");
     assert!(status.success(), "cargo xtask image failed ({status})");

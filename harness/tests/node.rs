@@ -4,8 +4,8 @@
 //! onboard; then zedagent's VM is killed, and the host must restart it and
 //! the device come back under the same UUID; Ctrl-C must stop it all.
 //!
-//! xtask builds into `target/guest` here: the outer `cargo test` holds the
-//! lock on `target/`.
+//! xtask runs through [`harness::xtask_command`]: the xtask that runs the
+//! tests, building into `target/guest`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use harness::{Arch, workspace_root};
+use harness::Arch;
 use serde_json::Value;
 use topics::onboard::{Phase, Report};
 use topics::{OnboardStatus, Topic};
@@ -51,20 +51,9 @@ fn signal(pid: u32, name: &str) {
 
 impl Node {
     fn start(arch: Arch) -> Node {
-        let root = workspace_root();
-        let mut child = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args([
-                "run",
-                "--quiet",
-                "--release",
-                "--package",
-                "xtask",
-                "--",
-                "qemu",
-            ])
+        let mut child = harness::xtask_command()
+            .arg("qemu")
             .args(["--arch", arch.name()])
-            .env("CARGO_TARGET_DIR", root.join("target/guest"))
-            .current_dir(&root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()

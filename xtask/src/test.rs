@@ -31,11 +31,25 @@ fn summary_counts(line: &str) -> Option<(u64, u64)> {
 fn cargo_test() -> Result<(u64, u64), String> {
     println!("xtask: cargo test --no-fail-fast");
     let xtask = std::env::current_exe().map_err(|e| format!("this program's path: {e}"))?;
+    // The host programs tests run as processes, built here beside the
+    // tests so they share the tests' dependencies (inside `cargo test`
+    // they would need a target directory of their own).
+    let mut build = vec!["build", "--quiet"];
+    for (package, bin) in harness::appassets::HOST_PROGRAMS {
+        build.extend(["--package", package, "--bin", bin]);
+    }
+    cargo(&build)?;
+    let host_bin_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| harness::workspace_root().join("target"))
+        .join("debug");
     let mut child = cargo_command()
         .args(["test", "--no-fail-fast"])
-        // The image scenario runs `xtask image`: this very binary, rather
-        // than a second, release build of xtask and all its dependencies.
+        // The image and whole-node scenarios run xtask: this very binary,
+        // rather than a second, release build of xtask and its
+        // dependencies.
         .env(harness::XTASK_EXE_ENV, xtask)
+        .env(harness::appassets::HOST_BIN_DIR_ENV, host_bin_dir)
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cargo: {e}"))?;
@@ -120,10 +134,12 @@ pub fn run() -> Result<(), String> {
     clippy()?;
     // Portable and guest libraries must keep building for bare metal:
     // clippy only checks, and some failures (LLVM's on soft-float x86_64)
-    // appear only in code generation.
+    // appear only in code generation. In release, the profile the tests
+    // build their service images in, so those builds reuse these
+    // libraries instead of keeping a second, debug copy on disk.
     for arch in Arch::ALL {
         let libs = harness::layout::bare_metal_crates();
-        let mut args = vec!["build", "--quiet", "--target", arch.target()];
+        let mut args = vec!["build", "--quiet", "--release", "--target", arch.target()];
         for lib in &libs {
             args.extend(["--package", lib.as_str()]);
         }

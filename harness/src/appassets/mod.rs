@@ -64,14 +64,32 @@ pub fn cache_dir() -> PathBuf {
     workspace_root().join("target/app-assets")
 }
 
-/// Builds a host program of the workspace (`package`'s binary `bin`) into
-/// `target/guest`, apart from the outer cargo's target directory, whose
-/// lock a running `cargo test` holds; once per process.
+/// The environment variable by which `cargo xtask test` names the
+/// directory where it built the host programs the tests run ([`HOST_PROGRAMS`]),
+/// beside the tests themselves and sharing their dependencies.
+pub const HOST_BIN_DIR_ENV: &str = "EVE_HOST_BIN_DIR";
+
+/// The host programs (package, binary) that tests run as separate
+/// processes.
+pub const HOST_PROGRAMS: &[(&str, &str)] = &[("domains", "domains")];
+
+/// A host program of the workspace (`package`'s binary `bin`): the one in
+/// [`HOST_BIN_DIR_ENV`]'s directory when `cargo xtask test` built it there,
+/// else built into `target/guest`, apart from the outer cargo's target
+/// directory, whose lock a running `cargo test` holds (a second debug
+/// build of its dependencies, 330 MB); once per process.
 pub fn host_program(package: &str, bin: &str) -> Result<PathBuf, BuildError> {
     static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, path)) = built.iter().find(|(b, _)| b == bin) {
         return Ok(path.clone());
+    }
+    if let Some(dir) = std::env::var_os(HOST_BIN_DIR_ENV) {
+        let path = PathBuf::from(dir).join(bin);
+        if path.is_file() {
+            built.push((bin.to_string(), path.clone()));
+            return Ok(path);
+        }
     }
     let root = workspace_root();
     let what = format!("cargo build -p {package} --bin {bin}");
