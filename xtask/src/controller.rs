@@ -82,6 +82,31 @@ pub fn release_binary(name: &str) -> PathBuf {
     target.join("release").join(name)
 }
 
+/// A host program of the workspace that xtask runs as a process
+/// (`package`'s binary `bin`): the one `cargo xtask test` built beside the
+/// tests when it names their directory in
+/// [`harness::appassets::HOST_BIN_DIR_ENV`] (a scenario then needs no
+/// second, release build of the host's dependencies), else built here in
+/// release.
+pub fn host_binary(package: &str, bin: &str) -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os(harness::appassets::HOST_BIN_DIR_ENV) {
+        let path = PathBuf::from(dir).join(bin);
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    crate::cargo(&[
+        "build",
+        "--quiet",
+        "--release",
+        "--package",
+        package,
+        "--bin",
+        bin,
+    ])?;
+    Ok(release_binary(bin))
+}
+
 /// How the controller process relates to our terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Group {
@@ -104,16 +129,7 @@ pub fn start_with(
     group: Group,
     extra: &[&str],
 ) -> Result<LocalController, String> {
-    crate::cargo(&[
-        "build",
-        "--quiet",
-        "--release",
-        "--package",
-        "controller",
-        "--bin",
-        "controller",
-    ])?;
-    let binary = release_binary("controller");
+    let binary = host_binary("controller", "controller")?;
     let mut command = Command::new(&binary);
     if group == Group::Own {
         command.process_group(0);

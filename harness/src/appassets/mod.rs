@@ -70,8 +70,13 @@ pub fn cache_dir() -> PathBuf {
 pub const HOST_BIN_DIR_ENV: &str = "EVE_HOST_BIN_DIR";
 
 /// The host programs (package, binary) that tests run as separate
-/// processes.
-pub const HOST_PROGRAMS: &[(&str, &str)] = &[("domains", "domains")];
+/// processes, themselves or through xtask (the whole-node scenario's
+/// `xtask qemu` runs eve-host and the controller).
+pub const HOST_PROGRAMS: &[(&str, &str)] = &[
+    ("domains", "domains"),
+    ("eve-host", "eve-host"),
+    ("controller", "controller"),
+];
 
 /// A host program of the workspace (`package`'s binary `bin`): the one in
 /// [`HOST_BIN_DIR_ENV`]'s directory when `cargo xtask test` built it there,

@@ -36,7 +36,8 @@ fn load(manifest_path: &Path) -> Result<Manifest, String> {
 }
 
 /// Builds (release) every image `manifest_path` names for `arch` (the
-/// manifest's own when `None`) and `eve-host`.
+/// manifest's own when `None`), and `eve-host` unless the test run built it
+/// ([`controller::host_binary`]).
 pub fn build(manifest_path: &Path, arch: Option<Arch>) -> Result<BuiltNode, String> {
     let manifest = load(manifest_path)?;
     let arch = arch.unwrap_or(manifest.node.arch);
@@ -59,21 +60,13 @@ pub fn build(manifest_path: &Path, arch: Option<Arch>) -> Result<BuiltNode, Stri
         images.get_or_insert(dir);
         image_files.push((service.name.clone(), file));
     }
-    crate::cargo(&[
-        "build",
-        "--quiet",
-        "--release",
-        "--package",
-        "eve-host",
-        "--bin",
-        "eve-host",
-    ])?;
+    let host_binary = controller::host_binary("eve-host", "eve-host")?;
     Ok(BuiltNode {
         arch,
         manifest_path: manifest_path.to_path_buf(),
         images: images.ok_or("the manifest has no services")?,
         image_files,
         manifest,
-        host_binary: controller::release_binary("eve-host"),
+        host_binary,
     })
 }
