@@ -72,14 +72,16 @@ pub fn stop_child(child: &mut Child, grace: Duration) -> bool {
     false
 }
 
-/// Where cargo puts release binaries of the workspace: `$CARGO_TARGET_DIR`
-/// (relative to the workspace root) when set, else `target/`.
-pub fn release_binary(name: &str) -> PathBuf {
+/// Where cargo puts the workspace's builds: `$CARGO_TARGET_DIR` (relative
+/// to the workspace root) when set, else `target/`.
+pub fn target_dir() -> PathBuf {
     let root = harness::workspace_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map_or_else(|| root.join("target"), |dir| root.join(dir));
-    target.join("release").join(name)
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
+}
+
+/// Where cargo puts release binaries of the workspace.
+pub fn release_binary(name: &str) -> PathBuf {
+    target_dir().join("release").join(name)
 }
 
 /// A host program of the workspace that xtask runs as a process
@@ -89,11 +91,8 @@ pub fn release_binary(name: &str) -> PathBuf {
 /// second, release build of the host's dependencies), else built here in
 /// release.
 pub fn host_binary(package: &str, bin: &str) -> Result<PathBuf, String> {
-    if let Some(dir) = std::env::var_os(harness::appassets::HOST_BIN_DIR_ENV) {
-        let path = PathBuf::from(dir).join(bin);
-        if path.is_file() {
-            return Ok(path);
-        }
+    if let Some(path) = harness::appassets::prebuilt_host_program(bin) {
+        return Ok(path);
     }
     crate::cargo(&[
         "build",

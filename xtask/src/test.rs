@@ -39,10 +39,7 @@ fn cargo_test() -> Result<(u64, u64), String> {
         build.extend(["--package", package, "--bin", bin]);
     }
     cargo(&build)?;
-    let host_bin_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| harness::workspace_root().join("target"))
-        .join("debug");
+    let host_bin_dir = crate::controller::target_dir().join("debug");
     let mut child = cargo_command()
         .args(["test", "--no-fail-fast"])
         // The image and whole-node scenarios run xtask: this very binary,

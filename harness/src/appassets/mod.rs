@@ -78,6 +78,13 @@ pub const HOST_PROGRAMS: &[(&str, &str)] = &[
     ("controller", "controller"),
 ];
 
+/// The host program `bin` that `cargo xtask test` built in the directory
+/// [`HOST_BIN_DIR_ENV`] names, if it did.
+pub fn prebuilt_host_program(bin: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os(HOST_BIN_DIR_ENV)?).join(bin);
+    path.is_file().then_some(path)
+}
+
 /// A host program of the workspace (`package`'s binary `bin`): the one in
 /// [`HOST_BIN_DIR_ENV`]'s directory when `cargo xtask test` built it there,
 /// else built into `target/guest`, apart from the outer cargo's target
@@ -89,12 +96,9 @@ pub fn host_program(package: &str, bin: &str) -> Result<PathBuf, BuildError> {
     if let Some((_, path)) = built.iter().find(|(b, _)| b == bin) {
         return Ok(path.clone());
     }
-    if let Some(dir) = std::env::var_os(HOST_BIN_DIR_ENV) {
-        let path = PathBuf::from(dir).join(bin);
-        if path.is_file() {
-            built.push((bin.to_string(), path.clone()));
-            return Ok(path);
-        }
+    if let Some(path) = prebuilt_host_program(bin) {
+        built.push((bin.to_string(), path.clone()));
+        return Ok(path);
     }
     let root = workspace_root();
     let what = format!("cargo build -p {package} --bin {bin}");
