@@ -4,7 +4,38 @@
 
 use std::io::{Cursor, Write};
 
-use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
+use fatfs::{Date, DateTime, FatType, FileSystem, FormatVolumeOptions, FsOptions, TimeProvider};
+
+/// Stamps every entry with the DOS epoch. `fatfs` reads the wall clock
+/// whenever any crate in the build turns on its `chrono` feature (the
+/// harness does), so the time is fixed here rather than left to
+/// feature unification.
+#[derive(Debug)]
+struct DosEpoch;
+
+impl TimeProvider for DosEpoch {
+    fn get_current_date(&self) -> Date {
+        self.get_current_date_time().date
+    }
+
+    fn get_current_date_time(&self) -> DateTime {
+        DateTime {
+            date: Date {
+                year: 1980,
+                month: 1,
+                day: 1,
+            },
+            time: fatfs::Time {
+                hour: 0,
+                min: 0,
+                sec: 0,
+                millis: 0,
+            },
+        }
+    }
+}
+
+static DOS_EPOCH: DosEpoch = DosEpoch;
 
 /// Which FAT a volume gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +72,7 @@ pub fn volume(
     let mut disk = Cursor::new(vec![0u8; size]);
     fatfs::format_volume(&mut disk, options).map_err(|e| format!("formatting {label}: {e}"))?;
     {
-        let fs = FileSystem::new(&mut disk, FsOptions::new())
+        let fs = FileSystem::new(&mut disk, FsOptions::new().time_provider(&DOS_EPOCH))
             .map_err(|e| format!("opening {label}: {e}"))?;
         for (path, data) in files {
             let mut dir = fs.root_dir();
@@ -120,6 +151,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(fat.into_device().into_bytes(), same, "deterministic");
+    }
+
+    #[test]
+    fn entries_carry_the_dos_epoch_not_the_clock() {
+        let mut image = volume(4 << 20, "eve", Kind::Auto, &[("EFI/BOOT/x", b"x")]).unwrap();
+        let fs = FileSystem::new(Cursor::new(&mut image[..]), FsOptions::new()).unwrap();
+        let epoch = DOS_EPOCH.get_current_date_time();
+        let dir = fs.root_dir().open_dir("EFI/BOOT").unwrap();
+        for entry in fs.root_dir().iter().chain(dir.iter()) {
+            let entry = entry.unwrap();
+            assert_eq!(entry.modified(), epoch, "{}", entry.file_name());
+            assert_eq!(entry.created(), epoch, "{}", entry.file_name());
+        }
     }
 
     #[test]
