@@ -27,6 +27,7 @@
 
 extern crate alloc;
 
+pub mod apps;
 pub mod content;
 pub mod diag;
 pub mod facts;
@@ -34,6 +35,10 @@ pub mod onboard;
 
 use alloc::vec::Vec;
 
+pub use apps::{
+    AppInstanceConfig, AppMetrics, AppStatus, Domain, DomainConfig, DomainDisk, DomainKind,
+    DomainState, DomainStatus,
+};
 pub use content::{
     BlobStatus, ContentSettings, ContentTreeConfig, ContentTreeStatus, ContentUsage,
     DatastoreConfig, DownloadRequests, DownloadStatus, VolumeConfig, VolumeStatus,
@@ -94,6 +99,11 @@ pub const SERVICE_TOPICS: &[&str] = &[
     VolumeStatus::NAME,
     BlobStatus::NAME,
     ContentUsage::NAME,
+    AppInstanceConfig::NAME,
+    AppStatus::NAME,
+    AppMetrics::NAME,
+    DomainConfig::NAME,
+    DomainStatus::NAME,
 ];
 
 #[cfg(test)]
