@@ -132,6 +132,27 @@ pub struct Domain {
     /// swaps them in while the domain is halted).
     #[prost(uint32, tag = "11")]
     pub purge_counter: u32,
+    /// Until zedrouter carries app traffic, a domain gets one user-mode
+    /// NIC whose loopback forwards are these: the `portmap` ACEs of the
+    /// app's network adapters.
+    #[prost(message, repeated, tag = "12")]
+    pub port_maps: Vec<PortMap>,
+}
+
+/// A host port forwarded to an app port.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
+pub struct PortMap {
+    /// The port on the host's loopback.
+    #[prost(uint32, tag = "1")]
+    pub host_port: u32,
+    /// The app's TCP port.
+    #[prost(uint32, tag = "2")]
+    pub app_port: u32,
 }
 
 /// A domain as domainmgr has it.

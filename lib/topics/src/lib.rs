@@ -37,7 +37,7 @@ use alloc::vec::Vec;
 
 pub use apps::{
     AppInstanceConfig, AppMetrics, AppStatus, Domain, DomainConfig, DomainDisk, DomainKind,
-    DomainState, DomainStatus,
+    DomainState, DomainStatus, PortMap,
 };
 pub use content::{
     BlobStatus, ContentSettings, ContentTreeConfig, ContentTreeStatus, ContentUsage,
