@@ -30,9 +30,8 @@ use harness::Arch;
 use harness::nodeimage::{self, NodeMachine};
 use harness::provision::OnboardIdentity;
 
-/// Building the image from scratch, then the boot and onboarding with
-/// the services' VMs emulated inside an emulated machine.
-const BUILD: Duration = Duration::from_secs(3600);
+/// The boot and onboarding with the services' VMs emulated inside an
+/// emulated machine.
 const ONBOARD: Duration = Duration::from_secs(2400);
 
 /// One emulated node at a time: each keeps the machine's cores busy.
@@ -91,10 +90,10 @@ fn build_image(arch: Arch, config: &Path, out: &Path, extra: &[&str]) {
         .status()
         .expect("cargo xtask image runs");
     assert!(status.success(), "cargo xtask image failed ({status})");
-    assert!(
-        started.elapsed() < BUILD,
-        "the image took {:?}",
-        started.elapsed()
+    println!(
+        "cargo xtask image --arch {}: {:.1} s",
+        arch.name(),
+        started.elapsed().as_secs_f64()
     );
 }
 
