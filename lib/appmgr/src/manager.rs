@@ -157,6 +157,7 @@ impl Manager {
         let mut errors = BTreeMap::new();
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
         let mut ports: BTreeMap<u32, String> = BTreeMap::new();
+        let mut planned = BTreeSet::new();
         // Apps keyed by their canonical UUID come first, so an app spelling
         // the same UUID otherwise is the one refused.
         let mut keys: Vec<String> = self.configs.keys().cloned().collect();
@@ -171,6 +172,7 @@ impl Manager {
                 plan(&key, config, &catalog).and_then(|p| claim(&key, p, &mut owners, &mut ports));
             let (report_key, seen, name, version, volumes) = match checked {
                 Ok(plan) => {
+                    planned.insert(plan.uuid.clone());
                     let (domain, seen) = self.step(&plan);
                     if let Some(domain) = domain {
                         domains.insert(plan.uuid.clone(), domain);
@@ -199,7 +201,8 @@ impl Manager {
                 app_info(&report_key, &name, &version, &volumes, &seen),
             );
         }
-        self.runs.retain(|uuid, _| domains.contains_key(uuid));
+        // An app whose config is refused starts afresh once it is fixed.
+        self.runs.retain(|uuid, _| planned.contains(uuid));
         self.domains = domains;
         self.statuses = statuses;
         self.errors = errors;

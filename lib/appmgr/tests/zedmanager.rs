@@ -602,6 +602,65 @@ fn a_purge_of_a_halted_app_swaps_without_starting_it() {
 }
 
 #[test]
+fn a_purge_before_the_first_boot_starts_on_the_new_generation() {
+    let mut config = app(APP, VmMode::Pv, &[ROOT]);
+    let mut m = manager(&[config.clone()]);
+    let building = |generation: i64| VolumeState {
+        state: ZSwState::CreatingVolume as i32,
+        generation_count: generation,
+        host_volume: String::new(),
+        ..ready_volume(ROOT, generation)
+    };
+    m.set_volume_state(ROOT, Some(building(0)));
+    m.reconcile(NOW);
+    assert_eq!(state(&m, APP), ZSwState::CreatingVolume);
+    config.purge = counter(1);
+    m.set_app(APP, Some(config));
+    m.set_volume_config(ROOT, Some(volume(ROOT, Some(IMAGE), 1)));
+    m.set_volume_state(ROOT, Some(building(1)));
+    m.reconcile(NOW);
+    assert_eq!(state(&m, APP), ZSwState::Purging);
+    assert!(m.domains().is_empty());
+    m.set_volume_state(ROOT, Some(ready_volume(ROOT, 1)));
+    m.reconcile(NOW);
+    let d = domain(&m, APP);
+    assert!(d.activate);
+    assert_eq!(
+        (d.purge_counter, d.disks[0].host_volume.clone()),
+        (1, format!("{ROOT}.1"))
+    );
+    assert_eq!(state(&m, APP), ZSwState::Purging);
+    domainmgr_reports(&mut m, APP, ZSwState::Running, NOW);
+    assert_eq!(state(&m, APP), ZSwState::Running);
+}
+
+#[test]
+fn a_fixed_config_starts_afresh() {
+    let mut config = app(APP, VmMode::Pv, &[ROOT]);
+    config.restart = counter(2);
+    let mut m = manager(&[config.clone()]);
+    m.set_volume_state(ROOT, Some(ready_volume(ROOT, 0)));
+    m.reconcile(NOW);
+    domainmgr_reports(&mut m, APP, ZSwState::Running, NOW);
+    let mut broken = config.clone();
+    broken.fixedresources.as_mut().unwrap().vcpus = 0;
+    m.set_app(APP, Some(broken));
+    m.reconcile(NOW);
+    assert!(m.domains().is_empty());
+    m.set_domain_state(APP, None);
+    config.restart = counter(3);
+    m.set_app(APP, Some(config));
+    m.reconcile(NOW);
+    let d = domain(&m, APP);
+    assert_eq!(d.restart_counter, 3);
+    assert_eq!(
+        state(&m, APP),
+        ZSwState::Booting,
+        "a new domain, not a restart"
+    );
+}
+
+#[test]
 fn a_failed_new_generation_is_an_error_while_the_app_runs_on() {
     let mut config = app(APP, VmMode::Pv, &[ROOT]);
     let mut m = manager(&[config.clone()]);
