@@ -8,6 +8,7 @@
 //! device info and metrics in `reports`, and the log queue's upload in
 //! `log_upload`.
 
+mod app_config;
 mod attest;
 mod config;
 mod content;
@@ -18,6 +19,7 @@ mod reports;
 mod schedule;
 mod status;
 
+pub use app_config::{AppTable, app_table};
 pub use attest::{QUOTED_PCRS, Quoter, REC_ATTEST_CERT, TpmQuote};
 pub use content::{ContentInfo, ContentTables};
 pub use status::{AttestStatus, Counters, Event, Phase, RegisterStatus, Rejections, Status};

@@ -1,13 +1,16 @@
 //! The config's content as bus tables (datastores with their credentials
-//! opened, content trees, volumes, content settings), and volumemgr's
-//! reports handed to the agent for the controller.
+//! opened, content trees, volumes, content settings) and then its app
+//! instances (`app-instance-config`, after the volumes they name), and
+//! volumemgr's reports handed to the agent for the controller.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 
 use eveagent::{Agent, ContentTables};
 use runtime::service;
-use topics::{ContentSettings, ContentTreeConfig, DatastoreConfig, Topic, VolumeConfig};
+use topics::{
+    AppInstanceConfig, ContentSettings, ContentTreeConfig, DatastoreConfig, Topic, VolumeConfig,
+};
 
 /// The tables as last published.
 #[derive(Default)]
@@ -16,6 +19,7 @@ pub struct ContentPublisher {
     trees: BTreeMap<String, <ContentTreeConfig as Topic>::Value>,
     volumes: BTreeMap<String, <VolumeConfig as Topic>::Value>,
     settings: Option<<ContentSettings as Topic>::Value>,
+    apps: BTreeMap<String, <AppInstanceConfig as Topic>::Value>,
     synchronized: bool,
 }
 
@@ -80,6 +84,12 @@ impl ContentPublisher {
                 Err(e) => log::warn!("publishing the content settings: {e}"),
             }
         }
+        if let Some(table) = agent.app_table() {
+            for key in &table.duplicates {
+                log::warn!("app {key}: another app of the config has its UUID; left out");
+            }
+            sync_table::<AppInstanceConfig>(&mut self.apps, table.apps);
+        }
         if !self.synchronized {
             self.synchronized = true;
             for result in [
@@ -87,6 +97,7 @@ impl ContentPublisher {
                 service::synchronized::<ContentTreeConfig>(),
                 service::synchronized::<VolumeConfig>(),
                 service::synchronized::<ContentSettings>(),
+                service::synchronized::<AppInstanceConfig>(),
             ] {
                 if let Err(e) = result {
                     log::warn!("declaring a content table synchronized: {e}");

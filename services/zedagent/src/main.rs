@@ -11,7 +11,8 @@
 //! On the bus it publishes the accepted config ([`topics::EdgeConfig`]:
 //! EVE's `EdgeDevConfig`) for the node's other services, its content as
 //! tables (datastores with their credentials opened, content trees,
-//! volumes, content settings: see `content.rs`), and its own status
+//! volumes, content settings, then the app instances: see `content.rs`),
+//! and its own status
 //! ([`topics::OnboardStatus`]) for the host's status display and diag; it
 //! subscribes to the log stream (`@log`) and forwards every service's
 //! records to the controller, and to volumemgr's reports (content trees,
