@@ -518,3 +518,80 @@ pub fn delete(mut config: Value, name: &str) -> Result<Value, AppError> {
     });
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_references_are_read_as_docker_pull_reads_them() {
+        let src = |r: &str| docker_source(r);
+        assert_eq!(
+            src("httpd"),
+            Some(("docker.io".into(), "library/httpd:latest".into()))
+        );
+        assert_eq!(
+            src("bitnami/redis:7"),
+            Some(("docker.io".into(), "bitnami/redis:7".into()))
+        );
+        assert_eq!(
+            src("127.0.0.1:5000/busybox"),
+            Some(("127.0.0.1:5000".into(), "busybox:latest".into()))
+        );
+        assert_eq!(
+            src("localhost/a/b@sha256:ab"),
+            Some(("localhost".into(), "a/b@sha256:ab".into()))
+        );
+        for bad in ["", "a//b", "reg.io/", "x y", "http://a/b"] {
+            assert_eq!(src(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn http_images_name_server_path_and_format() {
+        let s = image_source("http://10.0.2.2:8000/img/os.vmdk", None).unwrap();
+        assert_eq!(
+            (
+                s.datastore.fqdn.as_str(),
+                s.datastore.dpath.as_str(),
+                s.url.as_str()
+            ),
+            ("10.0.2.2:8000", "img", "os.vmdk")
+        );
+        assert_eq!((s.format, s.kind), ("VMDK", AppKind::Vm));
+        let s = image_source("https://h/k.elf", Some(AppKind::Unikernel)).unwrap();
+        assert_eq!((s.datastore.dpath.as_str(), s.format), ("", "RAW"));
+        for bad in [
+            "https://h",
+            "https://h/",
+            "https:///x",
+            "https://u@h/x",
+            "file:///x",
+            "h/x",
+        ] {
+            assert!(
+                matches!(image_source(bad, None), Err(AppError::BadImage(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn user_data_is_base64_as_eve_expects() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn ports_are_two_nonzero_tcp_ports() {
+        assert_eq!(parse_port("8080:80"), Ok((8080, 80)));
+        for bad in [
+            "80", ":80", "80:", "0:80", "80:0", "65536:1", "a:b", "1:2:3",
+        ] {
+            assert_eq!(parse_port(bad), Err(AppError::BadPort(bad.into())), "{bad}");
+        }
+    }
+}
