@@ -69,6 +69,9 @@ pub struct AppSpec {
     pub ports: Vec<(u16, u16)>,
     /// Cloud-init user data.
     pub user_data: Option<Vec<u8>>,
+    /// The network instance (display name or UUID) the app's interface
+    /// joins; by default the config's first, if any.
+    pub network: Option<String>,
 }
 
 /// Why an app command was refused before reaching the controller.
@@ -100,6 +103,9 @@ pub enum AppError {
     /// No app by that name or UUID.
     #[error("no app {0:?} in the device's config")]
     NotFound(String),
+    /// No network instance by that name or UUID.
+    #[error("no network instance {0:?} in the device's config")]
+    NoNetwork(String),
     /// The datastore could not be added.
     #[error(transparent)]
     Datastore(#[from] DatastoreError),
@@ -297,6 +303,25 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
+/// The network instance the app's interface joins: the one `named` (its
+/// display name or UUID), else the config's first, else none.
+fn network_uuid(config: &Value, named: Option<&str>) -> Result<Option<String>, AppError> {
+    let uuid = |n: &Value| {
+        n["uuidandversion"]["uuid"].as_str().map_or_else(
+            || derived_uuid("network instance", n["displayname"].as_str().unwrap_or("")),
+            str::to_owned,
+        )
+    };
+    let mut all = list(config, "networkInstances");
+    match named {
+        None => Ok(all.next().map(uuid)),
+        Some(name) => all
+            .find(|n| n["displayname"] == name || uuid(n) == name)
+            .map(|n| Some(uuid(n)))
+            .ok_or_else(|| AppError::NoNetwork(name.to_owned())),
+    }
+}
+
 /// `config` with app `spec` added (or replacing the app of that name),
 /// with its datastore, content tree and volume.
 pub fn deploy(mut config: Value, spec: &AppSpec) -> Result<Value, AppError> {
@@ -412,10 +437,7 @@ pub fn deploy(mut config: Value, spec: &AppSpec) -> Result<Value, AppError> {
         }));
     }
     let mut interface = json!({"name": "eth0", "acls": acls});
-    if let Some(ni) = list(&config, "networkInstances")
-        .next()
-        .and_then(|n| n["uuidandversion"]["uuid"].as_str())
-    {
+    if let Some(ni) = network_uuid(&config, spec.network.as_deref())? {
         interface["networkId"] = json!(ni);
     }
     let mut app = json!({

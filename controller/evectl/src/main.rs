@@ -186,6 +186,10 @@ enum AppCmd {
         /// Cloud-init user data file.
         #[arg(long)]
         user_data: Option<PathBuf>,
+        /// The network instance (name or UUID) the app joins (default:
+        /// the config's first, if any).
+        #[arg(long)]
+        network: Option<String>,
     },
     /// List a device's apps: wanted state, reported state, first error.
     List {
@@ -510,6 +514,7 @@ async fn app_command(admin: &mut Admin, cmd: &AppCmd) -> Result<String, CtlError
             vcpus,
             ports,
             user_data,
+            network,
         } => {
             let spec = AppSpec {
                 name: app.name.clone(),
@@ -533,6 +538,7 @@ async fn app_command(admin: &mut Admin, cmd: &AppCmd) -> Result<String, CtlError
                     })?),
                     None => None,
                 },
+                network: network.clone(),
             };
             let device = admin.pick_device(app.device.as_deref()).await?;
             return admin.app_deploy(&device, &spec).await;

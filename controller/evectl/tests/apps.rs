@@ -139,6 +139,11 @@ async fn post(c: &mut Client, path: &str, body: Bytes) -> StatusCode {
 async fn deploy_puts_datastore_content_tree_volume_and_app_in_the_served_config() {
     let ctl = start("deploy").await;
     let (uuid, _, _) = ctl.device(&ctl.dir.clone(), "SN-DEPLOY").await;
+    // A network instance the app's interface joins by default.
+    ctl.ctl
+        .set_config(&uuid, "networkInstances: [{displayname: local}]")
+        .unwrap();
+    let local = derived_uuid("network instance", "local");
     let user_data = ctl.dir.join("user-data");
     std::fs::write(&user_data, "#cloud-config\nhostname: web\n").unwrap();
     // The only device is the default.
@@ -161,7 +166,7 @@ async fn deploy_puts_datastore_content_tree_volume_and_app_in_the_served_config(
     ]);
     let app_uuid = derived_uuid("app", "web");
     assert!(
-        out.contains(&format!("app web ({app_uuid}) deployed; config version 2")),
+        out.contains(&format!("app web ({app_uuid}) deployed; config version 3")),
         "{out}"
     );
     let cfg = ctl.served(&uuid);
@@ -200,6 +205,8 @@ async fn deploy_puts_datastore_content_tree_volume_and_app_in_the_served_config(
     assert_eq!(app.volume_ref_list.len(), 1);
     assert_eq!(app.volume_ref_list[0].uuid, vol.uuid);
     assert_eq!(app.user_data, "I2Nsb3VkLWNvbmZpZwpob3N0bmFtZTogd2ViCg==");
+    assert_eq!(app.interfaces[0].name, "eth0");
+    assert_eq!(app.interfaces[0].network_id, local);
     let acls = &app.interfaces[0].acls;
     assert_eq!(acls.len(), 3);
     let forward = &acls[1];
@@ -233,6 +240,8 @@ async fn deploy_puts_datastore_content_tree_volume_and_app_in_the_served_config(
         "unikernel",
         "--memory",
         "64",
+        "--network",
+        "local",
     ]);
     let cfg = ctl.served(&uuid);
     assert_eq!(cfg.datastores.len(), 2, "the https datastore is shared");
@@ -262,6 +271,7 @@ async fn deploy_puts_datastore_content_tree_volume_and_app_in_the_served_config(
         .unwrap();
     assert_eq!(https.dpath, "images");
     assert_eq!(tree("vm").ds_id, https.id);
+    assert_eq!(find("uk").interfaces[0].network_id, local);
 
     // Malformed arguments are refused and change nothing.
     let version = |ctl: &Running| {
@@ -310,6 +320,10 @@ async fn deploy_puts_datastore_content_tree_volume_and_app_in_the_served_config(
         (
             vec!["--image", "http://h/x.img", "--memory", "0"],
             "at least 1 MiB",
+        ),
+        (
+            vec!["--image", "http://h/x.img", "--network", "nope"],
+            "no network instance \"nope\"",
         ),
         (
             vec!["--image", "http://h/x.img", "--memory", "-5"],
