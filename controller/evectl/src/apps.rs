@@ -9,7 +9,7 @@
 //! | kind | content tree `iformat` | `fixedresources.virtualizationMode` |
 //! |---|---|---|
 //! | container (`docker://REF`) | `CONTAINER`, from a `DsContainerRegistry` datastore | `PV` (eden's docker apps leave the mode at its default) |
-//! | vm (`http(s)://` disk image) | `QCOW2`, `QCOW`, `VMDK`, `VHDX`, `ISO` by extension, else `RAW` | `HVM` |
+//! | vm (`http(s)://` disk image) | `QCOW2`, `QCOW` by extension, else `RAW` (VMDK, VHD(X), OVA, ISO refused) | `HVM` |
 //! | unikernel (`http(s)://` ELF or Image) | `RAW` | `PV`: a kernel booted directly, as EVE's PV mode boots one |
 //!
 //! Objects are named after the app: the content tree and the volume take
@@ -94,6 +94,9 @@ pub enum AppError {
     /// Not `HOST:APP` with two ports in 1..=65535.
     #[error("port {0:?}: expected HOST:APP, two TCP ports 1-65535")]
     BadPort(String),
+    /// A disk image format the node does not boot.
+    #[error("a .{0} image: a VM boots RAW, QCOW or QCOW2 disk images")]
+    UnsupportedFormat(String),
     /// Two forwards from one host port.
     #[error("host port {0} forwarded twice")]
     DuplicatePort(u16),
@@ -160,15 +163,18 @@ fn docker_source(reference: &str) -> Option<(String, String)> {
     Some((first, path))
 }
 
-fn disk_format(file: &str) -> &'static str {
+/// A VM disk image's `iformat` by its extension: the formats a node boots
+/// (zedmanager takes `RAW`, `QCOW`, `QCOW2` for a VM); other image formats
+/// EVE names are refused here rather than on the device.
+fn disk_format(file: &str) -> Result<&'static str, AppError> {
     let lower = file.to_ascii_lowercase();
     match lower.rsplit_once('.').map(|(_, ext)| ext) {
-        Some("qcow2") => "QCOW2",
-        Some("qcow") => "QCOW",
-        Some("vmdk") => "VMDK",
-        Some("vhdx") => "VHDX",
-        Some("iso") => "ISO",
-        _ => "RAW",
+        Some("qcow2") => Ok("QCOW2"),
+        Some("qcow") => Ok("QCOW"),
+        Some(ext @ ("vmdk" | "vhdx" | "vhd" | "ova" | "iso")) => {
+            Err(AppError::UnsupportedFormat(ext.to_owned()))
+        }
+        _ => Ok("RAW"),
     }
 }
 
@@ -229,7 +235,7 @@ pub fn image_source(image: &str, kind: Option<AppKind>) -> Result<ImageSource, A
         },
         url: file.to_owned(),
         format: match kind {
-            AppKind::Vm => disk_format(file),
+            AppKind::Vm => disk_format(file)?,
             _ => "RAW",
         },
         kind,
@@ -571,16 +577,24 @@ mod tests {
 
     #[test]
     fn http_images_name_server_path_and_format() {
-        let s = image_source("http://10.0.2.2:8000/img/os.vmdk", None).unwrap();
+        let s = image_source("http://10.0.2.2:8000/img/os.QCOW", None).unwrap();
         assert_eq!(
             (
                 s.datastore.fqdn.as_str(),
                 s.datastore.dpath.as_str(),
                 s.url.as_str()
             ),
-            ("10.0.2.2:8000", "img", "os.vmdk")
+            ("10.0.2.2:8000", "img", "os.QCOW")
         );
-        assert_eq!((s.format, s.kind), ("VMDK", AppKind::Vm));
+        assert_eq!((s.format, s.kind), ("QCOW", AppKind::Vm));
+        assert_eq!(
+            image_source("http://h/disk.raw", None).unwrap().format,
+            "RAW"
+        );
+        assert_eq!(
+            image_source("http://h/w.vmdk", None),
+            Err(AppError::UnsupportedFormat("vmdk".into()))
+        );
         let s = image_source("https://h/k.elf", Some(AppKind::Unikernel)).unwrap();
         assert_eq!((s.datastore.dpath.as_str(), s.format), ("", "RAW"));
         for bad in [
