@@ -287,7 +287,7 @@ pub fn content_status(infos: &Value) -> String {
 }
 
 impl Admin {
-    async fn current_config(&mut self, uuid: &str) -> Result<Value, CtlError> {
+    pub(crate) async fn current_config(&mut self, uuid: &str) -> Result<Value, CtlError> {
         let v = self.get(&format!("/api/v1/devices/{uuid}/config")).await?;
         Ok(match &v["config"] {
             Value::Null => json!({}),
@@ -295,7 +295,11 @@ impl Admin {
         })
     }
 
-    async fn store_config(&mut self, uuid: &str, config: &Value) -> Result<Value, CtlError> {
+    pub(crate) async fn store_config(
+        &mut self,
+        uuid: &str,
+        config: &Value,
+    ) -> Result<Value, CtlError> {
         self.call(
             Method::PUT,
             &format!("/api/v1/devices/{uuid}/config"),

@@ -11,6 +11,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use controller::pbuf;
 use evectl::admin::{Admin, CtlError, LogFilter};
+use evectl::apps::{AppKind, AppSpec, parse_port};
+use evectl::appview::AppChange;
 use evectl::bench;
 use evectl::content::DatastoreSpec;
 
@@ -146,6 +148,78 @@ enum DatastoreCmd {
     },
 }
 
+/// Names an app of a device.
+#[derive(Args)]
+struct AppRef {
+    /// The app's name or UUID.
+    name: String,
+    /// Device UUID (default: the only onboarded device).
+    #[arg(long, env = "EVECTL_DEVICE")]
+    device: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AppCmd {
+    /// Deploy an app (or replace the app of that name): its datastore,
+    /// content tree, volume and app instance go into the device's config,
+    /// activated.
+    Deploy {
+        #[command(flatten)]
+        app: AppRef,
+        /// http(s)://HOST/PATH/FILE (a disk image or a unikernel) or
+        /// docker://REF (an OCI image).
+        #[arg(long)]
+        image: String,
+        /// vm, container or unikernel (default: container for docker://,
+        /// else vm).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Guest RAM, MiB.
+        #[arg(long, default_value_t = 512)]
+        memory: u32,
+        /// Virtual CPUs.
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
+        /// Forward a host TCP port to an app port, HOST:APP (repeatable).
+        #[arg(long = "port", value_name = "HOST:APP")]
+        ports: Vec<String>,
+        /// Cloud-init user data file.
+        #[arg(long)]
+        user_data: Option<PathBuf>,
+        /// The network instance (name or UUID) the app joins (default:
+        /// the config's first, if any).
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// List a device's apps: wanted state, reported state, first error.
+    List {
+        /// Device UUID (default: the only onboarded device).
+        #[arg(long, env = "EVECTL_DEVICE")]
+        device: Option<String>,
+    },
+    /// Show one app: config, reported state, errors, metrics.
+    Show(AppRef),
+    /// Stop an app (activate: false).
+    Stop(AppRef),
+    /// Start a stopped app (activate: true).
+    Start(AppRef),
+    /// Restart an app once (bumps its restart counter).
+    Restart(AppRef),
+    /// Rebuild an app's volumes from their content and restart it (bumps
+    /// its purge counter and its volumes' generations).
+    Purge(AppRef),
+    /// Delete an app, with the volumes and content trees only it used.
+    Delete(AppRef),
+    /// The app's console lines.
+    Logs {
+        #[command(flatten)]
+        app: AppRef,
+        /// Keep printing new lines as they arrive (Ctrl-C stops).
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
 #[derive(Args)]
 struct LogArgs {
     /// Device UUID.
@@ -192,6 +266,10 @@ enum Command {
     /// Datastores in a device's config.
     #[command(subcommand)]
     Datastore(DatastoreCmd),
+    /// Apps of a device: deploy, list, show, stop, start, restart, purge,
+    /// delete, logs.
+    #[command(subcommand)]
+    App(AppCmd),
     /// Latest info messages of a device.
     Info {
         #[command(subcommand)]
@@ -414,10 +492,78 @@ fn admin_command(cli: &Cli) -> Result<(), CliError> {
                     .await
                     .map(|()| String::new())
             }
+            Command::App(cmd) => app_command(&mut admin, cmd).await,
             _ => unreachable!("only controller commands reach admin_command"),
         }
     })?;
     write_stdout(out.as_bytes())
+}
+
+fn usage(e: impl std::fmt::Display) -> CtlError {
+    CtlError::Usage(e.to_string())
+}
+
+/// `evectl app ...`
+async fn app_command(admin: &mut Admin, cmd: &AppCmd) -> Result<String, CtlError> {
+    let (app, change) = match cmd {
+        AppCmd::Deploy {
+            app,
+            image,
+            kind,
+            memory,
+            vcpus,
+            ports,
+            user_data,
+            network,
+        } => {
+            let spec = AppSpec {
+                name: app.name.clone(),
+                image: image.clone(),
+                kind: kind
+                    .as_deref()
+                    .map(AppKind::parse)
+                    .transpose()
+                    .map_err(usage)?,
+                memory_mib: *memory,
+                vcpus: *vcpus,
+                ports: ports
+                    .iter()
+                    .map(|p| parse_port(p))
+                    .collect::<Result<_, _>>()
+                    .map_err(usage)?,
+                user_data: match user_data {
+                    Some(path) => Some(std::fs::read(path).map_err(|source| CtlError::Io {
+                        path: path.clone(),
+                        source,
+                    })?),
+                    None => None,
+                },
+                network: network.clone(),
+            };
+            let device = admin.pick_device(app.device.as_deref()).await?;
+            return admin.app_deploy(&device, &spec).await;
+        }
+        AppCmd::List { device } => {
+            let device = admin.pick_device(device.as_deref()).await?;
+            return admin.app_list(&device).await;
+        }
+        AppCmd::Show(app) => {
+            let device = admin.pick_device(app.device.as_deref()).await?;
+            return admin.app_show(&device, &app.name).await;
+        }
+        AppCmd::Logs { app, follow } => {
+            let device = admin.pick_device(app.device.as_deref()).await?;
+            let sink = |text: &str| write_stdout(text.as_bytes()).is_ok();
+            return admin.app_logs(&device, &app.name, *follow, sink).await;
+        }
+        AppCmd::Stop(app) => (app, AppChange::Stop),
+        AppCmd::Start(app) => (app, AppChange::Start),
+        AppCmd::Restart(app) => (app, AppChange::Restart),
+        AppCmd::Purge(app) => (app, AppChange::Purge),
+        AppCmd::Delete(app) => (app, AppChange::Delete),
+    };
+    let device = admin.pick_device(app.device.as_deref()).await?;
+    admin.app_change(&device, &app.name, change).await
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -426,6 +572,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         | Command::Device(_)
         | Command::Config(_)
         | Command::Datastore(_)
+        | Command::App(_)
         | Command::Info { .. }
         | Command::Metrics { .. }
         | Command::Logs(_) => admin_command(&cli),

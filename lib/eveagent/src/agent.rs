@@ -9,6 +9,7 @@
 //! `log_upload`.
 
 mod app_config;
+mod apps;
 mod attest;
 mod config;
 mod content;
@@ -20,11 +21,13 @@ mod schedule;
 mod status;
 
 pub use app_config::{AppTable, app_table};
+pub use apps::deleted_app_info;
 pub use attest::{QUOTED_PCRS, Quoter, REC_ATTEST_CERT, TpmQuote};
 pub use content::{ContentInfo, ContentTables};
 pub use status::{AttestStatus, Counters, Event, Phase, RegisterStatus, Rejections, Status};
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -69,8 +72,8 @@ const MAX_SMALL_RESPONSE: usize = 8 << 10;
 /// Bound on the sealed log batches kept for upload.
 const MAX_LOG_QUEUE_BYTES: usize = 1 << 20;
 /// Bound on queued info messages (one per object: the device, each
-/// content tree and volume, the blob list).
-const MAX_INFO_ITEMS: usize = 64;
+/// content tree, volume and app, the blob list).
+const MAX_INFO_ITEMS: usize = 128;
 /// Name this agent logs under.
 const SOURCE: &str = "zedagent";
 /// `HSMInfo` when the device key is held outside this VM.
@@ -121,6 +124,10 @@ pub struct Agent {
     secret_keys: Vec<SecretKey>,
     /// The disk's use by content, as volumemgr last reported it.
     content_usage: Option<topics::content::Usage>,
+    /// Each app's latest status from zedmanager, by app UUID.
+    apps: BTreeMap<String, eve_proto::info::ZInfoApp>,
+    /// Each running app's metrics from domainmgr, by app UUID.
+    app_metrics: BTreeMap<String, eve_proto::metrics::AppMetric>,
     /// The TPM ECDH key's certificate, and whether the controller still
     /// has to be given it.
     ecdh_cert: Option<(Vec<u8>, bool)>,
@@ -224,6 +231,8 @@ impl Agent {
             controller_ecdh: Vec::new(),
             secret_keys,
             content_usage: None,
+            apps: BTreeMap::new(),
+            app_metrics: BTreeMap::new(),
             ecdh_cert: None,
             attest_sent: attest::AttestSent::Nothing,
             tpm_attest: None,

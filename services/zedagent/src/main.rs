@@ -57,8 +57,8 @@ use runtime::service::{self, Change, Service};
 use topics::facts::Facts;
 use topics::onboard::{self, Report};
 use topics::{
-    BlobStatus, ContentTreeStatus, ContentUsage, DeviceFacts, EdgeConfig, OnboardStatus,
-    VolumeStatus,
+    AppMetrics, AppStatus, BlobStatus, ContentTreeStatus, ContentUsage, DeviceFacts, EdgeConfig,
+    OnboardStatus, VolumeStatus,
 };
 
 use content::ContentPublisher;
@@ -142,6 +142,19 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
         if let Change::Created(u) | Change::Modified(u) = change {
             agent.borrow_mut().set_content_usage(u);
         }
+    });
+    // zedmanager's app reports go to the controller as they change; a
+    // deleted one tells the controller the app is gone.
+    service.on::<AppStatus>(|_, app, change| match change {
+        Change::Created(s) | Change::Modified(s) => agent.borrow_mut().report_app(app, Some(s)),
+        Change::Deleted(_) => agent.borrow_mut().report_app(app, None),
+    });
+    // domainmgr's per-app metrics ride in the next device metrics.
+    service.on::<AppMetrics>(|_, app, change| match change {
+        Change::Created(m) | Change::Modified(m) => {
+            agent.borrow_mut().set_app_metrics(app, Some(m))
+        }
+        Change::Deleted(_) => agent.borrow_mut().set_app_metrics(app, None),
     });
     service.repeat(Duration::ZERO, |_| {
         let mut agent = agent.borrow_mut();

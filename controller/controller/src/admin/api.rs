@@ -14,6 +14,7 @@
 //! | GET | `/api/v1/devices/{uuid}/metrics?limit=` | newest metrics |
 //! | GET | `/api/v1/devices/{uuid}/logs?app=&since=&until=&severity=&contains=&after=&limit=` | logs |
 //! | PUT, DELETE | `/api/v1/devices/{uuid}/pcr-policy` | PUT `{"pcrs": {"7": "<64 hex>"}}` sets the PCR values quotes must show; DELETE clears it (the next quote's values become it) |
+//! | GET | `/api/v1/devices/{uuid}/apps` | each app: its config, latest `ZInfoApp` and newest `AppMetric` |
 //! | POST | `/api/v1/devices/{uuid}/apps` | deploy `{name, memory_mib, vcpus}` (replaces one of that name) |
 //! | POST | `/api/v1/devices/{uuid}/apps/{name}/stop`, `.../start` | deactivate, activate |
 
@@ -323,6 +324,12 @@ fn api(
                 StatusCode::OK,
                 json!(store.query_logs(&lq).map_err(store_err)?),
             ))
+        }
+        (&Method::GET, ["api", "v1", "devices", uuid, "apps"]) => {
+            let config = ctl.current_config(uuid)?;
+            let apps = super::apps::device_apps(store.as_ref(), uuid, config.as_ref())
+                .map_err(store_err)?;
+            Ok((StatusCode::OK, Value::Array(apps)))
         }
         (&Method::POST, ["api", "v1", "devices", uuid, "apps"]) => {
             let app: NewApp = serde_json::from_slice(body).map_err(|e| {

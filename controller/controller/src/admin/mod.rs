@@ -7,6 +7,7 @@
 //! forms carry the session's CSRF token.
 
 pub mod api;
+pub(crate) mod apps;
 mod console;
 mod session;
 

@@ -22,6 +22,7 @@ pub fn run(fresh: &mut dyn FnMut() -> Fresh) {
     delete_cascades_and_reopen(fresh());
     registration_races(fresh());
     nonce_and_config_races(fresh());
+    apps_view(fresh());
 }
 
 /// A device row for the tests.
@@ -395,4 +396,90 @@ fn nonce_and_config_races((s, other): Fresh) {
     });
     versions.sort_unstable();
     assert_eq!(versions, (2..10).collect::<Vec<i64>>());
+}
+
+/// The admin API's app view over this store: the config's apps joined
+/// with the latest `ZInfoApp` per app and the newest `AppMetric` of each.
+fn apps_view((s, _): Fresh) {
+    use eve_proto::Message;
+    use eve_proto::config::{AppInstanceConfig, EdgeDevConfig, UuiDandVersion};
+    use eve_proto::info::{ZInfoApp, ZInfoMsg, ZSwState, z_info_msg::InfoContent};
+    use eve_proto::metrics::{AppCpuMetric, AppMetric, ZMetricMsg};
+
+    s.register_device(&device("u1", "c1", "s1"), b"").unwrap();
+    let info = |app: &str, name: &str, state: ZSwState| {
+        ZInfoMsg {
+            info_content: Some(InfoContent::Ainfo(ZInfoApp {
+                app_id: app.into(),
+                app_name: name.into(),
+                state: state as i32,
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    s.put_info("u1", "app/a", &info("a", "web", ZSwState::Booting), 10)
+        .unwrap();
+    s.put_info("u1", "app/a", &info("a", "web", ZSwState::Running), 20)
+        .unwrap();
+    // Gone from the config, still reported.
+    s.put_info("u1", "app/old", &info("old", "", ZSwState::Invalid), 30)
+        .unwrap();
+    let metrics = |app: &str, total: u64| {
+        ZMetricMsg {
+            am: vec![AppMetric {
+                app_id: app.into(),
+                cpu: Some(AppCpuMetric {
+                    total,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    s.put_metrics("u1", &metrics("a", 1), 100).unwrap();
+    s.put_metrics("u1", &metrics("a", 7), 200).unwrap();
+    s.put_metrics("u1", &metrics("b", 3), 300).unwrap();
+    let app = |uuid: &str, name: &str| AppInstanceConfig {
+        uuidandversion: Some(UuiDandVersion {
+            uuid: uuid.into(),
+            version: "1".into(),
+        }),
+        displayname: name.into(),
+        activate: true,
+        ..Default::default()
+    };
+    let config = EdgeDevConfig {
+        apps: vec![app("a", "web"), app("b", "db")],
+        ..Default::default()
+    };
+    let view = crate::admin::apps::device_apps(&*s, "u1", Some(&config)).unwrap();
+    let rows: Vec<(&str, &str, bool, &str, i64, u64)> = view
+        .iter()
+        .map(|v| {
+            (
+                v["uuid"].as_str().unwrap(),
+                v["name"].as_str().unwrap(),
+                v["config"]["activate"] == true,
+                v["info"]["state"].as_str().unwrap_or("-"),
+                v["metric_received_ms"].as_i64().unwrap_or(-1),
+                // uint64 is a string in protobuf JSON.
+                v["metric"]["cpu"]["total"]
+                    .as_str()
+                    .map_or(0, |t| t.parse().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("a", "web", true, "RUNNING", 200, 7),
+            ("b", "db", true, "-", 300, 3),
+            ("old", "", false, "-", -1, 0),
+        ]
+    );
+    assert!(view[2]["info"]["AppID"] == "old" && view[2]["config"].is_null());
 }

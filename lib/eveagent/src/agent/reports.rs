@@ -41,7 +41,8 @@ pub(super) struct UrlStats {
 
 impl Agent {
     /// Queues a device info report when due, asked for, or when the facts
-    /// changed.
+    /// changed, and every app's latest status with it (EVE republishes
+    /// all info together).
     pub(super) fn refresh_info(&mut self, now: u64) {
         let facts = self.deps.platform.device_facts();
         let changed = self.last_facts.as_ref() != Some(&facts);
@@ -54,6 +55,7 @@ impl Agent {
         let msg = self.info_msg(&uuid, &facts);
         self.last_facts = Some(facts);
         self.info_due = false;
+        self.requeue_apps();
         self.timers.info_ms = now + self.settings.info_interval_s * 1000;
         match self.sign(msg.encode_to_vec()) {
             Some(body) => {
@@ -181,6 +183,7 @@ impl Agent {
             at_time_stamp: Some(timestamp(self.unix_ms())),
             metric_content: Some(MetricContent::Dm(dm)),
             vm: self.volume_metrics(),
+            am: self.app_metric_list(),
             ..Default::default()
         }
     }
