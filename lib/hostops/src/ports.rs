@@ -220,7 +220,11 @@ mod tests {
             ..good.clone()
         };
         assert_eq!(far.host_name(), None);
-        for uuid in ["../../run/zedagent.bus-aaaaaaaaaaaaaaaaaaa", "", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8"] {
+        for uuid in [
+            "../../run/zedagent.bus-aaaaaaaaaaaaaaaaaaa",
+            "",
+            "6BA7B810-9DAD-11D1-80B4-00C04FD430C8",
+        ] {
             let bad = PortName {
                 app_uuid: uuid.into(),
                 nic: 0,

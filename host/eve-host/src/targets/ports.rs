@@ -68,7 +68,9 @@ pub enum PortsOpenError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("trunk socket {path} is longer than {MAX_SOCKET_PATH} bytes: use a shorter --state-dir")]
+    #[error(
+        "trunk socket {path} is longer than {MAX_SOCKET_PATH} bytes: use a shorter --state-dir"
+    )]
     PathTooLong { path: PathBuf },
     #[error(transparent)]
     Switch(#[from] portswitch::StartError),
@@ -83,10 +85,7 @@ fn counters(stats: Option<&PortStats>) -> PortCounters {
         connections: s.connections,
         to_trunk: s.to_trunk,
         from_trunk: s.from_trunk,
-        dropped: s.dropped_no_trunk
-            + s.dropped_queue_full
-            + s.dropped_not_connected
-            + s.bad_frames,
+        dropped: s.dropped_no_trunk + s.dropped_queue_full + s.dropped_not_connected + s.bad_frames,
     }
 }
 

@@ -3,13 +3,13 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use eve_broker::{RpcError, RpcHandler};
+use hostops::Operation;
 use hostops::ports::{
     Attach, AttachRequest, Detach, Empty, List, PortError, PortErrorCode, PortInfo, PortList,
     PortName, PortRef,
 };
-use hostops::Operation;
-use portswitch::frame::{framed, tagged};
 use portswitch::Tag;
+use portswitch::frame::{framed, tagged};
 use prost::Message;
 
 use super::*;
@@ -101,7 +101,9 @@ fn an_attached_port_carries_frames_both_ways_under_its_tag_until_detached() {
     assert_eq!(got, expected[4..], "the trunk sees the frame under tag 7");
 
     let back = frame(9);
-    trunk.write_all(&tagged(&back, Tag::new(7).unwrap())).unwrap();
+    trunk
+        .write_all(&tagged(&back, Tag::new(7).unwrap()))
+        .unwrap();
     assert_eq!(read_framed(&mut app), back, "the app sees it untagged");
 
     let list = call::<List>(&target, &Empty {}).unwrap();
@@ -111,7 +113,10 @@ fn an_attached_port_carries_frames_both_ways_under_its_tag_until_detached() {
     assert!(counters.connected && counters.to_trunk == 1 && counters.from_trunk == 1);
     let trunk_counters = list.trunk.unwrap();
     assert!(trunk_counters.connected);
-    assert_eq!((trunk_counters.frames_in, trunk_counters.frames_out), (1, 1));
+    assert_eq!(
+        (trunk_counters.frames_in, trunk_counters.frames_out),
+        (1, 1)
+    );
 
     call::<Detach>(&target, &PortRef { tag: 7 }).unwrap();
     assert!(!socket.exists(), "the port's socket goes with it");
@@ -130,7 +135,10 @@ fn tags_and_names_are_each_attached_once_and_bad_requests_are_refused() {
     // The same again is harmless: a restarted zedrouter attaches again.
     attach(&target, 3, APP, 0).unwrap();
     assert_eq!(code_of(attach(&target, 3, APP, 1)), PortErrorCode::TagInUse);
-    assert_eq!(code_of(attach(&target, 4, APP, 0)), PortErrorCode::NameInUse);
+    assert_eq!(
+        code_of(attach(&target, 4, APP, 0)),
+        PortErrorCode::NameInUse
+    );
     for (tag, app, nic) in [
         (0, APP, 0),
         (4095, APP, 0),
@@ -149,7 +157,10 @@ fn tags_and_names_are_each_attached_once_and_bad_requests_are_refused() {
     ));
     let list: PortList = call::<List>(&target, &Empty {}).unwrap();
     assert_eq!(list.ports.len(), 1);
-    assert_eq!(code_of(call::<Detach>(&target, &PortRef { tag: 9 })), PortErrorCode::NotFound);
+    assert_eq!(
+        code_of(call::<Detach>(&target, &PortRef { tag: 9 })),
+        PortErrorCode::NotFound
+    );
 }
 
 #[test]
