@@ -1,0 +1,173 @@
+//! zedrouter: the only path between app interfaces and the world, as EVE's
+//! zedrouter.
+//!
+//! It runs the `appnet` engine (DHCP, DNS, NAT, EVE's ACLs, the metadata
+//! server, flow records) between two NICs: the uplink, the node's
+//! user-mode network, with the address the command line gives
+//! (`ip=A.B.C.D/N gw=A.B.C.D dns=A.B.C.D`), and the trunk to the host's
+//! port switch (MAC `guest_abi::TRUNK_MAC`), where every app interface's
+//! frames arrive under the tag zedrouter gave its port. It follows
+//! `network-instance-config` (zedagent) and `app-network-config`
+//! (zedmanager), attaches and detaches app ports through the host's
+//! `ports` target, and publishes each instance's `ZInfoNetworkInstance` in
+//! `network-instance-status`.
+//!
+//! Frames move on every turn of the service loop; the loop sleeps until a
+//! NIC interrupts, the engine's next timer, or the bus.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod nics;
+mod router;
+mod status;
+
+use core::cell::{Cell, RefCell};
+use core::time::Duration;
+
+use appnet::{Engine, EngineConfig, EthernetAddress, UplinkConfig};
+use hostops::ports::{Detach, Empty, List, PortRef};
+use net::Addressing;
+use runtime::service::{Change, Service, call};
+use topics::{AppNetworkConfig, NetworkInstanceConfig};
+
+use nics::{Nics, UPLINK};
+use router::Router;
+use status::Published;
+
+runtime::entry!("zedrouter", main);
+
+/// How often the instances' status is published when it changed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+fn value<V>(change: Change<V>) -> Option<V> {
+    match change {
+        Change::Created(v) | Change::Modified(v) => Some(v),
+        Change::Deleted(_) => None,
+    }
+}
+
+/// The engine's clock: time since boot.
+fn engine_now() -> appnet::Instant {
+    let micros = hal::clock::Instant::now().as_nanos() / 1000;
+    appnet::Instant::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))
+}
+
+/// The uplink's settings from the command line.
+fn uplink(mac: [u8; 6]) -> Result<UplinkConfig, &'static str> {
+    let params = runtime::cmdline();
+    let config = match Addressing::from_cmdline(&params) {
+        Ok(Addressing::Static(config)) => config,
+        Ok(Addressing::Dhcp) => return Err("the uplink needs ip= (and gw=, dns=)"),
+        Err(_) => return Err("ip=, gw= or dns= is not an address"),
+    };
+    Ok(UplinkConfig {
+        port: UPLINK,
+        label: "uplink".into(),
+        mac: EthernetAddress(mac),
+        address: config.address,
+        gateway: config.gateway,
+        dns_servers: config.dns.into_iter().collect(),
+        mtu: 1500,
+    })
+}
+
+/// Ports a previous run left attached at the host: this run starts with
+/// none (the engine starts without interfaces), so each is attached again
+/// under the tag this run picks.
+fn detach_leftovers() {
+    match call::<List>(&Empty {}) {
+        Ok(list) => {
+            for port in list.ports {
+                if let Err(e) = call::<Detach>(&PortRef { tag: port.tag }) {
+                    log::warn!("detaching tag {} a previous run left: {e}", port.tag);
+                }
+            }
+        }
+        Err(e) => log::warn!("listing the host's ports: {e}"),
+    }
+}
+
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if hal::entropy::fill(&mut bytes, false).is_err() {
+        log::warn!("no entropy source: NAT ports and DNS IDs are predictable");
+    }
+    u64::from_le_bytes(bytes)
+}
+
+fn main() -> i32 {
+    hal::virtio::discover(runtime::boot_info());
+    if hal::entropy::ensure_source().is_err() {
+        log::warn!("no entropy source");
+    }
+    let mut nics = match Nics::take() {
+        Ok(nics) => nics,
+        Err(e) => {
+            log::error!("{e}");
+            return guest_abi::EXIT_FAILURE;
+        }
+    };
+    let engine = RefCell::new(Engine::new(EngineConfig {
+        seed: seed(),
+        ..Default::default()
+    }));
+    let mut router = Router::default();
+    match uplink(nics.uplink_mac()) {
+        Ok(config) => {
+            log::info!("uplink {} via {:?}", config.address, config.gateway);
+            match engine.borrow_mut().set_uplink(config) {
+                Ok(()) => router.uplink = true,
+                Err(e) => log::error!("uplink: {e}; local instances are air-gapped"),
+            }
+        }
+        Err(e) => log::error!("{e}; local instances are air-gapped"),
+    }
+    if let Some(ms) = hal::clock::unix_nanos().map(|ns| ns / 1_000_000) {
+        engine.borrow_mut().set_clock(engine_now(), ms);
+    }
+    detach_leftovers();
+
+    let router = RefCell::new(router);
+    let changed = Cell::new(false);
+    let published = RefCell::new(Published::default());
+    let mut service = Service::new();
+    service.on::<NetworkInstanceConfig>(|_, uuid, change| {
+        router.borrow_mut().set_instance(uuid, value(change));
+        changed.set(true);
+    });
+    service.on::<AppNetworkConfig>(|_, uuid, change| {
+        router.borrow_mut().set_app(uuid, value(change));
+        changed.set(true);
+    });
+    service.poller(|ctl| {
+        let now = engine_now();
+        let mut engine = engine.borrow_mut();
+        let moved = nics.pump(&mut engine, now);
+        if let Some(at) = engine.poll_at(now) {
+            let wait = (at - now).total_micros();
+            ctl.wake_by(ctl.now().saturating_add(Duration::from_micros(wait)));
+        }
+        moved
+    });
+    // Pollers run after every bus message: a change is applied on the
+    // turn it arrives.
+    service.poller(|_| {
+        if !changed.replace(false) {
+            return false;
+        }
+        let mut engine = engine.borrow_mut();
+        let mut router = router.borrow_mut();
+        router.reconcile(&mut engine, engine_now());
+        published.borrow_mut().publish(&engine, &router);
+        true
+    });
+    service.every(STATUS_EVERY, |_| {
+        published
+            .borrow_mut()
+            .publish(&engine.borrow(), &router.borrow());
+    });
+    service.run()
+}
