@@ -52,7 +52,7 @@ pub struct Router {
 /// administered, naming the bridge.
 fn bridge_mac(num: u32) -> EthernetAddress {
     let [_, a, b, c] = num.to_be_bytes();
-    EthernetAddress([0x02, 0x16, 0x3e, a, b, c])
+    EthernetAddress([0x02, 0xeb, 0x00, a, b, c])
 }
 
 impl Router {
@@ -84,17 +84,15 @@ impl Router {
                 .get(uuid)
                 .map(|a| a.bridge_num)
                 .unwrap_or_else(|| self.free_bridge_num(&wanted));
-            let local = ni.inst_type
-                == eve_proto::config::ZNetworkInstType::ZnetInstLocal as i32;
+            let local = ni.inst_type == eve_proto::config::ZNetworkInstType::ZnetInstLocal as i32;
             let device = (local && self.uplink).then_some(UPLINK);
             match appnet::instance_from_eve(ni, device, bridge_mac(bridge_num), bridge_num) {
                 Ok(config) if config.uuid == *uuid => {
                     wanted.insert(uuid.clone(), config);
                 }
-                Ok(config) => log::warn!(
-                    "network instance {uuid}: its config names {}",
-                    config.uuid
-                ),
+                Ok(config) => {
+                    log::warn!("network instance {uuid}: its config names {}", config.uuid)
+                }
                 Err(e) => log::warn!("network instance {uuid}: {e:?}"),
             }
         }
@@ -136,7 +134,11 @@ impl Router {
                     continue;
                 }
                 let Some(mac) = appnet::parse_mac(&adapter.mac) else {
-                    log::warn!("app {uuid} NIC {}: MAC {:?} is not one", adapter.nic, adapter.mac);
+                    log::warn!(
+                        "app {uuid} NIC {}: MAC {:?} is not one",
+                        adapter.nic,
+                        adapter.mac
+                    );
                     continue;
                 };
                 // The port and the VIF name follow from the tag, picked
@@ -205,8 +207,7 @@ impl Router {
             match engine.set_instance(now, config.clone()) {
                 Ok(()) => {
                     log::info!("network instance {uuid} ({}) set", config.name);
-                    self.applied
-                        .insert(uuid, Applied { config, bridge_num });
+                    self.applied.insert(uuid, Applied { config, bridge_num });
                 }
                 Err(e) => log::warn!("network instance {uuid}: {e}"),
             }
@@ -284,8 +285,7 @@ fn host_detach(tag: u16) {
         tag: u32::from(tag),
     }) {
         Ok(_) => {}
-        Err(CallError::Failed(e))
-            if e.code() == hostops::ports::PortErrorCode::NotFound => {}
+        Err(CallError::Failed(e)) if e.code() == hostops::ports::PortErrorCode::NotFound => {}
         Err(e) => log::warn!("tag {tag}: the host's port: {e}"),
     }
 }
