@@ -11,7 +11,8 @@
 //! On the bus it publishes the accepted config ([`topics::EdgeConfig`]:
 //! EVE's `EdgeDevConfig`) for the node's other services, its content as
 //! tables (datastores with their credentials opened, content trees,
-//! volumes, content settings: see `content.rs`), and its own status
+//! volumes, content settings: see `content.rs`), the network instances
+//! for zedrouter (`network.rs`), and its own status
 //! ([`topics::OnboardStatus`]) for the host's status display and diag; it
 //! subscribes to the log stream (`@log`) and forwards every service's
 //! records to the controller, and to volumemgr's reports (content trees,
@@ -28,6 +29,7 @@ extern crate alloc;
 
 mod content;
 mod link;
+mod network;
 mod persist;
 mod platform;
 mod tpm;
@@ -61,6 +63,7 @@ use topics::{
 };
 
 use content::ContentPublisher;
+use network::NetworkPublisher;
 
 use link::ControllerLink;
 use persist::StateVolume;
@@ -95,6 +98,7 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
     let link = RefCell::new(link);
     let mut published = None;
     let mut content = ContentPublisher::default();
+    let mut network = NetworkPublisher::default();
     let mut service = Service::new();
     // The stack's own timers (retransmissions, DHCP renewals) bound the sleep.
     service.poller(|ctl| {
@@ -146,7 +150,7 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
         let mut agent = agent.borrow_mut();
         let wake = agent.poll(&mut *link.borrow_mut());
         for event in agent.take_events() {
-            handle_agent_event(&agent, event, &mut content);
+            handle_agent_event(&agent, event, &mut content, &mut network);
         }
         let report = onboard_report(&agent);
         if published.as_ref() != Some(&report) && runtime::bus::present() {
@@ -318,7 +322,12 @@ impl Clock for MonotonicClock {
     }
 }
 
-fn handle_agent_event(agent: &Agent, event: AgentEvent, content: &mut ContentPublisher) {
+fn handle_agent_event(
+    agent: &Agent,
+    event: AgentEvent,
+    content: &mut ContentPublisher,
+    network: &mut NetworkPublisher,
+) {
     match event {
         AgentEvent::ConfigAccepted { from_checkpoint } => {
             let Some(config) = agent.config() else { return };
@@ -336,6 +345,7 @@ fn handle_agent_event(agent: &Agent, event: AgentEvent, content: &mut ContentPub
                     log::warn!("publishing the config: {e}");
                 }
                 content.publish(agent);
+                network.publish(config);
             }
         }
         AgentEvent::SettingsChanged(settings) => {

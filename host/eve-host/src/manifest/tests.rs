@@ -42,6 +42,7 @@ fn the_default_node_is_valid() {
     );
     let diag = m.service("diag").expect("diag");
     assert_eq!(diag.devices.state_mib, None);
+    assert!(m.service("zedrouter").expect("zedrouter").devices.trunk);
     assert!(diag.bus.call.is_empty());
     assert!(m.to_string().contains("zedagent: image zedagent, 64 MiB"));
     assert!(
