@@ -227,8 +227,8 @@ impl Vm {
     }
 
     /// A nettest app whose NIC is the port socket of app `n`.
-    fn app(image: &Path, run: &Path, n: usize, cmdline: &str) -> Vm {
-        let guest = Guest::new(Machine::Microvm, image.to_path_buf())
+    fn app(machine: Machine, image: &Path, run: &Path, n: usize, cmdline: &str) -> Vm {
+        let guest = Guest::new(machine, image.to_path_buf())
             .device(Device::VirtioRng)
             .cmdline(cmdline);
         let socket = app_socket(run, &format!("{}.0", APPS[n - 1]));
@@ -237,7 +237,7 @@ impl Vm {
             socket.display()
         );
         let nic = format!("virtio-net-device,netdev=app0,mac={}", mac(n));
-        let mut command = Command::new(Machine::Microvm.arch().qemu());
+        let mut command = Command::new(machine.arch().qemu());
         command
             .args(guest.args())
             .args(["-netdev", &netdev, "-device", &nic]);
@@ -300,8 +300,17 @@ fn until(what: &str, router: &Vm, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
-fn apps_get_leases_from_zedrouter_and_reach_each_other_only_as_their_acls_allow() {
-    let arch = Machine::Microvm.arch();
+fn on_x86_64_apps_get_leases_from_zedrouter_and_reach_each_other_only_as_their_acls_allow() {
+    apps_through_zedrouter(Machine::Microvm);
+}
+
+#[test]
+fn on_aarch64_apps_get_leases_from_zedrouter_and_reach_each_other_only_as_their_acls_allow() {
+    apps_through_zedrouter(Machine::Virt);
+}
+
+fn apps_through_zedrouter(machine: Machine) {
+    let arch = machine.arch();
     let router_image = build_service("zedrouter", arch, Profile::Release)
         .unwrap_or_else(|e| panic!("building zedrouter: {e}"));
     let app_image = build_service("nettest", arch, Profile::Release)
@@ -349,7 +358,7 @@ fn apps_get_leases_from_zedrouter_and_reach_each_other_only_as_their_acls_allow(
     until("zedrouter attached three ports", &router, || {
         list(&ports).ports.len() == 3
     });
-    let a = Vm::app(&app_image, &state.run(), 1, "echo-on=7");
+    let a = Vm::app(machine, &app_image, &state.run(), 1, "echo-on=7");
     assert!(
         a.wait_for("nettest: listening on 7", PATIENCE),
         "A never listened:\n{}\nzedrouter:\n{}",
@@ -357,12 +366,14 @@ fn apps_get_leases_from_zedrouter_and_reach_each_other_only_as_their_acls_allow(
         router.console()
     );
     let c = Vm::app(
+        machine,
         &app_image,
         &state.run(),
         3,
         "echo-to=10.1.0.2:7 echo-bytes=1024",
     );
     let b = Vm::app(
+        machine,
         &app_image,
         &state.run(),
         2,
