@@ -78,9 +78,7 @@ pub(super) fn check(
     }
 
     let mut names: HashMap<String, usize> = HashMap::new();
-    let mut host_ports: HashMap<u16, String> = HashMap::new();
-    let mut pci_owners: HashMap<Bdf, String> = HashMap::new();
-    let mut trunk_owner: Option<String> = None;
+    let mut owners = Owners::default();
     let mut publishers = Publishers::new();
     let mut subscriptions: Vec<(String, Spanned<String>)> = Vec::new();
     let mut services = Vec::new();
@@ -105,9 +103,7 @@ pub(super) fn check(
             &mut c,
             line,
             raw_service,
-            &mut host_ports,
-            &mut pci_owners,
-            &mut trunk_owner,
+            &mut owners,
             &mut publishers,
             &mut subscriptions,
         );
@@ -142,13 +138,19 @@ pub(super) fn check(
     }
 }
 
+/// What one service of the node may have alone, and which service has it.
+#[derive(Default)]
+struct Owners {
+    host_ports: HashMap<u16, String>,
+    pci: HashMap<Bdf, String>,
+    trunk: Option<String>,
+}
+
 fn check_service(
     c: &mut Checker<'_>,
     line: usize,
     raw: RawService,
-    host_ports: &mut HashMap<u16, String>,
-    pci_owners: &mut HashMap<Bdf, String>,
-    trunk_owner: &mut Option<String>,
+    owners: &mut Owners,
     publishers: &mut Publishers,
     subscriptions: &mut Vec<(String, Spanned<String>)>,
 ) -> Service {
@@ -219,10 +221,16 @@ fn check_service(
     };
 
     let trunk = raw.devices.trunk.clone();
-    let devices = check_devices(c, &name, raw.devices, host_ports, pci_owners);
+    let devices = check_devices(
+        c,
+        &name,
+        raw.devices,
+        &mut owners.host_ports,
+        &mut owners.pci,
+    );
     let bus = check_bus(c, &name, raw.bus, publishers, subscriptions);
     if let Some(trunk) = trunk.filter(|t| *t.get_ref()) {
-        check_trunk(c, &name, trunk.span(), &bus, trunk_owner);
+        check_trunk(c, &name, trunk.span(), &bus, &mut owners.trunk);
     }
     let restart = check_backoff(c, &name, raw.restart.unwrap_or_default(), raw.backoff);
 
