@@ -6,7 +6,9 @@
 //! instance and the apps' interfaces. zedrouter attaches the apps' ports
 //! at the host, the apps get their leases from it, A serves TCP 7, B (its
 //! ACL allows it) echoes 64 KiB through A, C (no rule) is refused, and
-//! zedrouter publishes the instance's status with the three leases.
+//! zedrouter publishes the instance's status with the three leases. Then A
+//! and B go, zedrouter is restarted, and C keeps its address: the
+//! engine's state came back from zedrouter's state volume.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -27,7 +29,7 @@ use eve_host::servicelog::ServiceLogs;
 use eve_host::targets::HostTarget;
 use eve_host::targets::ports::{PortsTarget, app_socket, trunk_socket};
 use eve_host::vmm::{NetSpec, VmSpec};
-use eve_host::volumes::StateDir;
+use eve_host::volumes::{StateDir, prepare_state_volume, service_disks};
 use eve_proto::common::Ipspec;
 use eve_proto::config::{
     Ace, AceMatch, NetworkAdapter, NetworkInstanceConfig, UuiDandVersion, ZNetworkInstType,
@@ -61,6 +63,7 @@ cmdline = "ip=10.0.2.15/24 gw=10.0.2.2 dns=10.0.2.3"
 [service.devices]
 net = true
 trunk = true
+state_mib = 1
 [service.bus]
 publish = ["network-instance-status"]
 subscribe = ["network-instance-config", "app-network-config"]
@@ -130,8 +133,12 @@ fn app(n: usize, acls: Vec<Ace>) -> AppNetwork {
 }
 
 /// The fake publisher: its bus client, turned by a thread of its own
-/// until the test ends.
-fn feeder(broker: &Broker, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+/// until the test ends, withdrawing the apps' interfaces it is sent.
+fn feeder(
+    broker: &Broker,
+    stop: Arc<AtomicBool>,
+    withdraw: mpsc::Receiver<&'static str>,
+) -> thread::JoinHandle<()> {
     let (mut ours, host_end) = UnixStream::pair().unwrap();
     BusAttach::attach(broker, "feeder", host_end);
     ours.set_read_timeout(Some(Duration::from_millis(20)))
@@ -174,7 +181,14 @@ fn feeder(broker: &Broker, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
                             .publish(AppNetworkConfig::NAME, &a.app_uuid, &a.encode_to_vec())
                             .unwrap();
                     }
+                    client
+                        .signal_synchronized(topics::NetworkInstanceConfig::NAME)
+                        .unwrap();
+                    client.signal_synchronized(AppNetworkConfig::NAME).unwrap();
                 }
+            }
+            while let Ok(app) = withdraw.try_recv() {
+                client.delete(AppNetworkConfig::NAME, app).unwrap();
             }
             let bytes = client.transmit().to_vec();
             ours.write_all(&bytes).unwrap();
@@ -348,12 +362,19 @@ fn apps_through_zedrouter(machine: Machine) {
     });
     spec.trunk = service.devices.trunk.then(|| trunk_socket(&state.run()));
     spec.bus_socket = Some(bus_socket);
-    let mut command = Command::new(arch.qemu());
-    command.args(qemu_args(&spec));
-    let router = Vm::spawn(command);
+    let volume = state.state_volume("zedrouter");
+    prepare_state_volume(&volume, service.devices.state_mib.unwrap()).unwrap();
+    spec.disks = service_disks(None, Some(&volume));
+    let start_router = || {
+        let mut command = Command::new(arch.qemu());
+        command.args(qemu_args(&spec));
+        Vm::spawn(command)
+    };
+    let router = start_router();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let feeder = feeder(&broker, stop.clone());
+    let (withdraw, withdrawn) = mpsc::channel();
+    let feeder = feeder(&broker, stop.clone(), withdrawn);
 
     until("zedrouter attached three ports", &router, || {
         list(&ports).ports.len() == 3
@@ -393,10 +414,43 @@ fn apps_through_zedrouter(machine: Machine) {
         status().is_some_and(|s| s.ip_assignments.len() == 3)
     });
     let info = status().unwrap();
-    let list = list(&ports);
+    let ports_then = list(&ports);
+
+    // A restarted zedrouter gives C its old address from its saved state,
+    // though C is then the only app: a fresh one would give it the first.
+    withdraw.send(APPS[0]).unwrap();
+    withdraw.send(APPS[1]).unwrap();
+    until("zedrouter detached A and B", &router, || {
+        list(&ports).ports.len() == 1
+    });
+    let router_console = router.finish(Duration::ZERO);
+    let router = start_router();
+    // The new run attaches C under the first tag, so its VIF is
+    // `nbu1x1` (it was `nbu3x1`): the status is the new run's.
+    until(
+        "the restarted zedrouter restored C's address",
+        &router,
+        || {
+            status().is_some_and(|s| {
+                s.vifs.len() == 1
+                    && s.vifs[0].vif_name == "nbu1x1"
+                    && s.vifs[0].mac_address == mac(3)
+                    && s.ip_assignments.len() == 1
+                    && s.ip_assignments[0].mac_address == mac(3)
+                    && s.ip_assignments[0].ip_address == ["10.1.0.4"]
+            })
+        },
+    );
+    assert!(
+        router.console().contains("saved state restored"),
+        "{}",
+        router.console()
+    );
+    assert_eq!(list(&ports).ports.len(), 1);
     stop.store(true, Ordering::Relaxed);
     feeder.join().unwrap();
-    let router_console = router.finish(Duration::ZERO);
+    drop(router);
+    let list = ports_then;
 
     assert!(
         b_console.contains("PASS tcp-client"),

@@ -10,7 +10,10 @@
 //! `network-instance-config` (zedagent) and `app-network-config`
 //! (zedmanager), attaches and detaches app ports through the host's
 //! `ports` target, and publishes each instance's `ZInfoNetworkInstance` in
-//! `network-instance-status`.
+//! `network-instance-status`. The engine's state is saved on its state
+//! volume when it changed (checked after every change and every 5 s) and
+//! restored at start, once the instances are known and before any
+//! interface attaches (`saved.rs`).
 //!
 //! Frames move on every turn of the service loop; the loop sleeps until a
 //! NIC interrupts, the engine's next timer, or the bus.
@@ -22,6 +25,7 @@ extern crate alloc;
 
 mod nics;
 mod router;
+mod saved;
 mod status;
 
 use core::cell::{Cell, RefCell};
@@ -35,11 +39,13 @@ use topics::{AppNetworkConfig, NetworkInstanceConfig};
 
 use nics::{Nics, UPLINK};
 use router::Router;
+use saved::Saved;
 use status::Published;
 
 runtime::entry!("zedrouter", main);
 
-/// How often the instances' status is published when it changed.
+/// How often the instances' status is published and the engine's state
+/// saved, when they changed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 fn value<V>(change: Change<V>) -> Option<V> {
@@ -129,6 +135,11 @@ fn main() -> i32 {
         engine.borrow_mut().set_clock(engine_now(), ms);
     }
     detach_leftovers();
+    let (saved, previous) = Saved::open();
+    if let Some(state) = previous {
+        router.restore_later(state);
+    }
+    let saved = RefCell::new(saved);
 
     let router = RefCell::new(router);
     let changed = Cell::new(false);
@@ -136,6 +147,10 @@ fn main() -> i32 {
     let mut service = Service::new();
     service.on::<NetworkInstanceConfig>(|_, uuid, change| {
         router.borrow_mut().set_instance(uuid, value(change));
+        changed.set(true);
+    });
+    service.on_synchronized::<NetworkInstanceConfig>(|_| {
+        router.borrow_mut().instances_complete();
         changed.set(true);
     });
     service.on::<AppNetworkConfig>(|_, uuid, change| {
@@ -160,14 +175,16 @@ fn main() -> i32 {
         }
         let mut engine = engine.borrow_mut();
         let mut router = router.borrow_mut();
-        router.reconcile(&mut engine, engine_now());
+        let now = engine_now();
+        router.reconcile(&mut engine, now);
         published.borrow_mut().publish(&engine, &router);
+        saved.borrow_mut().save(engine.export_state(now));
         true
     });
     service.every(STATUS_EVERY, |_| {
-        published
-            .borrow_mut()
-            .publish(&engine.borrow(), &router.borrow());
+        let engine = engine.borrow();
+        published.borrow_mut().publish(&engine, &router.borrow());
+        saved.borrow_mut().save(engine.export_state(engine_now()));
     });
     service.run()
 }

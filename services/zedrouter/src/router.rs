@@ -46,6 +46,11 @@ pub struct Router {
     attached: BTreeMap<PortKey, Attached>,
     /// Whether the uplink is configured: local instances are NATed to it.
     pub uplink: bool,
+    /// Whether the instances' table is complete: interfaces attach only
+    /// then, after the saved state went back into the instances.
+    instances_complete: bool,
+    /// What the previous run saved, until the instances are complete.
+    saved_state: Option<Vec<u8>>,
 }
 
 /// The MAC address an instance answers its apps with: locally
@@ -68,6 +73,16 @@ impl Router {
             Some(a) => self.apps.insert(uuid.into(), a),
             None => self.apps.remove(uuid),
         };
+    }
+
+    /// Holds the previous run's state until the instances are complete.
+    pub fn restore_later(&mut self, state: Vec<u8>) {
+        self.saved_state = Some(state);
+    }
+
+    /// The instances' table is complete (again, after a reconnection).
+    pub fn instances_complete(&mut self) {
+        self.instances_complete = true;
     }
 
     /// The instances the engine runs.
@@ -161,7 +176,8 @@ impl Router {
         wanted
     }
 
-    /// Brings the engine and the switch to the config.
+    /// Brings the engine and the switch to the config; interfaces attach once
+    /// the instances' table is complete.
     pub fn reconcile(&mut self, engine: &mut Engine, now: Instant) {
         let instances = self.wanted_instances();
         let ports = self.wanted_ports(&instances);
@@ -210,6 +226,19 @@ impl Router {
                     self.applied.insert(uuid, Applied { config, bridge_num });
                 }
                 Err(e) => log::warn!("network instance {uuid}: {e}"),
+            }
+        }
+        if !self.instances_complete {
+            return;
+        }
+        if let Some(state) = self.saved_state.take() {
+            match engine.restore_state(now, &state) {
+                Ok(summary) => log::info!(
+                    "saved state restored: {} address reservations, {} flows and addresses waiting for their interfaces",
+                    summary.reservations,
+                    summary.waiting
+                ),
+                Err(e) => log::warn!("the saved state does not read: {e}"),
             }
         }
         // An instance set again may have dropped an interface that no
