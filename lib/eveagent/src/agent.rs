@@ -13,6 +13,7 @@ mod config;
 mod content;
 mod keycert;
 mod log_upload;
+mod network;
 mod onboarding;
 mod reports;
 mod schedule;

@@ -16,7 +16,8 @@
 //! ([`topics::OnboardStatus`]) for the host's status display and diag; it
 //! subscribes to the log stream (`@log`) and forwards every service's
 //! records to the controller, and to volumemgr's reports (content trees,
-//! volumes, blobs, disk use), which it sends as EVE does.
+//! volumes, blobs, disk use) and zedrouter's (network instances), which it
+//! sends as EVE does.
 //!
 //! Console stamps (`@@ boot-timer STAGE NS`, see `link.rs`) mark
 //! `registered`, `config` (first config received) and `info` (first device
@@ -58,8 +59,8 @@ use runtime::service::{self, Change, Service};
 use topics::facts::Facts;
 use topics::onboard::{self, Report};
 use topics::{
-    BlobStatus, ContentTreeStatus, ContentUsage, DeviceFacts, EdgeConfig, OnboardStatus,
-    VolumeStatus,
+    BlobStatus, ContentTreeStatus, ContentUsage, DeviceFacts, EdgeConfig, NetworkInstanceStatus,
+    OnboardStatus, VolumeStatus,
 };
 
 use content::ContentPublisher;
@@ -139,6 +140,12 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
     service.on::<BlobStatus>(|_, _, change| {
         if let Change::Created(b) | Change::Modified(b) = change {
             agent.borrow_mut().report_content(ContentInfo::Blobs(b));
+        }
+    });
+    // zedrouter's reports go to the controller as they change.
+    service.on::<NetworkInstanceStatus>(|_, _, change| {
+        if let Change::Created(info) | Change::Modified(info) = change {
+            agent.borrow_mut().report_network_instance(info);
         }
     });
     service.on::<ContentUsage>(|_, _, change| {
