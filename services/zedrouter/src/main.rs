@@ -37,7 +37,7 @@ use net::Addressing;
 use runtime::service::{Change, Service, call};
 use topics::{AppNetworkConfig, NetworkInstanceConfig};
 
-use nics::{Nics, UPLINK};
+use nics::{NicCounters, Nics, UPLINK};
 use router::Router;
 use saved::Saved;
 use status::Published;
@@ -109,7 +109,7 @@ fn main() -> i32 {
     if hal::entropy::ensure_source().is_err() {
         log::warn!("no entropy source");
     }
-    let mut nics = match Nics::take() {
+    let nics = match Nics::take() {
         Ok(nics) => nics,
         Err(e) => {
             log::error!("{e}");
@@ -144,6 +144,8 @@ fn main() -> i32 {
     let router = RefCell::new(router);
     let changed = Cell::new(false);
     let published = RefCell::new(Published::default());
+    let nics = RefCell::new(nics);
+    let reported = Cell::new(NicCounters::default());
     let mut service = Service::new();
     service.on::<NetworkInstanceConfig>(|_, uuid, change| {
         router.borrow_mut().set_instance(uuid, value(change));
@@ -160,10 +162,14 @@ fn main() -> i32 {
     service.poller(|ctl| {
         let now = engine_now();
         let mut engine = engine.borrow_mut();
-        let moved = nics.pump(&mut engine, now);
+        let moved = nics.borrow_mut().pump(&mut engine, now);
         if let Some(at) = engine.poll_at(now) {
-            let wait = (at - now).total_micros();
-            ctl.wake_by(ctl.now().saturating_add(Duration::from_micros(wait)));
+            let wait = if at > now {
+                Duration::from_micros((at - now).total_micros())
+            } else {
+                Duration::ZERO
+            };
+            ctl.wake_by(ctl.now().saturating_add(wait));
         }
         moved
     });
@@ -185,6 +191,10 @@ fn main() -> i32 {
         let engine = engine.borrow();
         published.borrow_mut().publish(&engine, &router.borrow());
         saved.borrow_mut().save(engine.export_state(engine_now()));
+        let counters = nics.borrow().counters;
+        if counters != reported.replace(counters) {
+            log::warn!("frames dropped at the NICs: {counters:?}");
+        }
     });
     service.run()
 }
