@@ -31,18 +31,13 @@ struct Attached {
     config: AppPortConfig,
 }
 
-/// One instance as applied.
-struct Applied {
-    config: InstanceConfig,
-    bridge_num: u32,
-}
-
 /// The config as zedrouter has it and what it applied of it.
 #[derive(Default)]
 pub struct Router {
     instances: BTreeMap<String, NetworkInstanceConfig>,
     apps: BTreeMap<String, AppNetwork>,
-    applied: BTreeMap<String, Applied>,
+    /// The instances the engine runs, as set.
+    applied: BTreeMap<String, InstanceConfig>,
     attached: BTreeMap<PortKey, Attached>,
     /// Whether the uplink is configured: local instances are NATed to it.
     pub uplink: bool,
@@ -216,14 +211,13 @@ impl Router {
             log::info!("network instance {uuid} removed");
         }
         for (uuid, config) in instances {
-            if self.applied.get(&uuid).is_some_and(|a| a.config == config) {
+            if self.applied.get(&uuid) == Some(&config) {
                 continue;
             }
-            let bridge_num = config.bridge_num;
             match engine.set_instance(now, config.clone()) {
                 Ok(()) => {
                     log::info!("network instance {uuid} ({}) set", config.name);
-                    self.applied.insert(uuid, Applied { config, bridge_num });
+                    self.applied.insert(uuid, config);
                 }
                 Err(e) => log::warn!("network instance {uuid}: {e}"),
             }
