@@ -66,7 +66,7 @@ trunk = true
 state_mib = 1
 [service.bus]
 publish = ["network-instance-status"]
-subscribe = ["network-instance-config", "app-network-config"]
+subscribe = ["network-instance-config", "app-network-config", "edge-config"]
 call.ports = ["attach", "detach", "list"]
 
 [[service]]
@@ -74,7 +74,7 @@ name = "feeder"
 image = "selftest"
 ram_mib = 32
 [service.bus]
-publish = ["network-instance-config", "app-network-config"]
+publish = ["network-instance-config", "app-network-config", "edge-config"]
 "#;
 
 fn mac(n: usize) -> String {

@@ -8,7 +8,8 @@
 //! port switch (MAC `guest_abi::TRUNK_MAC`), where every app interface's
 //! frames arrive under the tag zedrouter gave its port. It follows
 //! `network-instance-config` (zedagent) and `app-network-config`
-//! (zedmanager), attaches and detaches app ports through the host's
+//! (zedmanager), and the device's names in `edge-config` for the metadata
+//! server, attaches and detaches app ports through the host's
 //! `ports` target, and publishes each instance's `ZInfoNetworkInstance` in
 //! `network-instance-status`. The engine's state is saved on its state
 //! volume when it changed (checked after every change and every 5 s) and
@@ -31,11 +32,12 @@ mod status;
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
-use appnet::{Engine, EngineConfig, EthernetAddress, UplinkConfig};
+use appnet::{Engine, EngineConfig, EthernetAddress, NodeInfo, UplinkConfig};
+use eve_proto::config::EdgeDevConfig;
 use hostops::ports::{Detach, Empty, List, PortRef};
 use net::Addressing;
 use runtime::service::{Change, Service, call};
-use topics::{AppNetworkConfig, NetworkInstanceConfig};
+use topics::{AppNetworkConfig, EdgeConfig, NetworkInstanceConfig};
 
 use nics::{NicCounters, Nics, UPLINK};
 use router::Router;
@@ -93,6 +95,23 @@ fn detach_leftovers() {
             }
         }
         Err(e) => log::warn!("listing the host's ports: {e}"),
+    }
+}
+
+/// The device as the metadata server describes it to apps, from the
+/// accepted config.
+fn node_info(config: &EdgeDevConfig) -> NodeInfo {
+    NodeInfo {
+        device_uuid: config
+            .id
+            .as_ref()
+            .map(|id| id.uuid.clone())
+            .unwrap_or_default(),
+        device_name: config.device_name.clone(),
+        project_name: config.project_name.clone(),
+        project_uuid: config.project_id.clone(),
+        enterprise_name: config.enterprise_name.clone(),
+        enterprise_id: config.enterprise_id.clone(),
     }
 }
 
@@ -154,6 +173,11 @@ fn main() -> i32 {
     service.on_synchronized::<NetworkInstanceConfig>(|_| {
         router.borrow_mut().instances_complete();
         changed.set(true);
+    });
+    service.on::<EdgeConfig>(|_, _, change| {
+        if let Some(config) = value(change) {
+            engine.borrow_mut().set_node(node_info(&config));
+        }
     });
     service.on::<AppNetworkConfig>(|_, uuid, change| {
         router.borrow_mut().set_app(uuid, value(change));
