@@ -314,12 +314,12 @@ fn until(what: &str, router: &Vm, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
-fn on_x86_64_apps_get_leases_from_zedrouter_and_reach_each_other_only_as_their_acls_allow() {
+fn on_x86_64_apps_get_leases_reach_each_other_as_acls_allow_and_keep_addresses_across_a_restart() {
     apps_through_zedrouter(Machine::Microvm);
 }
 
 #[test]
-fn on_aarch64_apps_get_leases_from_zedrouter_and_reach_each_other_only_as_their_acls_allow() {
+fn on_aarch64_apps_get_leases_reach_each_other_as_acls_allow_and_keep_addresses_across_a_restart() {
     apps_through_zedrouter(Machine::Virt);
 }
 
