@@ -6,9 +6,11 @@
 //! instance and the apps' interfaces. zedrouter attaches the apps' ports
 //! at the host, the apps get their leases from it, A serves TCP 7, B (its
 //! ACL allows it) echoes 64 KiB through A, C (no rule) is refused, and
-//! zedrouter publishes the instance's status with the three leases. Then A
-//! and B go, zedrouter is restarted, and C keeps its address: the
-//! engine's state came back from zedrouter's state volume.
+//! zedrouter publishes the instance's status with the three leases. Then
+//! the apps go, and their flows are in the flow log (B's allowed by its
+//! rule, C's dropped by the implicit one); zedrouter is restarted with C
+//! alone, and C keeps its address: the engine's state came back from
+//! zedrouter's state volume.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -34,12 +36,13 @@ use eve_proto::common::Ipspec;
 use eve_proto::config::{
     Ace, AceMatch, NetworkAdapter, NetworkInstanceConfig, UuiDandVersion, ZNetworkInstType,
 };
+use eve_proto::flowlog::AclAction;
 use evebus::{Client, ClientConfig, Event};
 use harness::{Device, Guest, Machine, Profile, build_service};
 use hostops::Operation;
 use hostops::ports::{Empty, List, PortList};
 use prost::Message;
-use topics::{AppAdapter, AppNetwork, AppNetworkConfig, NetworkInstanceStatus, Topic};
+use topics::{AppAdapter, AppNetwork, AppNetworkConfig, FlowLog, NetworkInstanceStatus, Topic};
 
 const NI: &str = "0b4c7e1a-3f7e-4d1c-8a2b-9c8d7e6f5a4b";
 /// Apps A, B and C.
@@ -65,7 +68,7 @@ net = true
 trunk = true
 state_mib = 1
 [service.bus]
-publish = ["network-instance-status"]
+publish = ["network-instance-status", "flow-log"]
 subscribe = ["network-instance-config", "app-network-config", "edge-config"]
 call.ports = ["attach", "detach", "list"]
 
@@ -133,11 +136,12 @@ fn app(n: usize, acls: Vec<Ace>) -> AppNetwork {
 }
 
 /// The fake publisher: its bus client, turned by a thread of its own
-/// until the test ends, withdrawing the apps' interfaces it is sent.
+/// until the test ends, publishing (`Some`) or withdrawing (`None`) the
+/// apps' interfaces it is sent.
 fn feeder(
     broker: &Broker,
     stop: Arc<AtomicBool>,
-    withdraw: mpsc::Receiver<&'static str>,
+    changes: mpsc::Receiver<(&'static str, Option<AppNetwork>)>,
 ) -> thread::JoinHandle<()> {
     let (mut ours, host_end) = UnixStream::pair().unwrap();
     BusAttach::attach(broker, "feeder", host_end);
@@ -187,8 +191,13 @@ fn feeder(
                     client.signal_synchronized(AppNetworkConfig::NAME).unwrap();
                 }
             }
-            while let Ok(app) = withdraw.try_recv() {
-                client.delete(AppNetworkConfig::NAME, app).unwrap();
+            while let Ok((key, app)) = changes.try_recv() {
+                match app {
+                    Some(app) => client
+                        .publish(AppNetworkConfig::NAME, key, &app.encode_to_vec())
+                        .unwrap(),
+                    None => client.delete(AppNetworkConfig::NAME, key).unwrap(),
+                }
             }
             let bytes = client.transmit().to_vec();
             ours.write_all(&bytes).unwrap();
@@ -373,8 +382,8 @@ fn apps_through_zedrouter(machine: Machine) {
     let router = start_router();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (withdraw, withdrawn) = mpsc::channel();
-    let feeder = feeder(&broker, stop.clone(), withdrawn);
+    let (change, changes) = mpsc::channel();
+    let feeder = feeder(&broker, stop.clone(), changes);
 
     until("zedrouter attached three ports", &router, || {
         list(&ports).ports.len() == 3
@@ -416,14 +425,39 @@ fn apps_through_zedrouter(machine: Machine) {
     let info = status().unwrap();
     let ports_then = list(&ports);
 
+    // The apps go: their flows end and are logged, B's allowed by its
+    // rule, C's dropped by the implicit rule (ACE 0).
+    for app in APPS {
+        change.send((app, None)).unwrap();
+    }
+    until("zedrouter detached every port", &router, || {
+        list(&ports).ports.is_empty()
+    });
+    let logged = |app: &str| -> Vec<(i32, i32)> {
+        broker
+            .table(FlowLog::NAME)
+            .values()
+            .filter_map(|v| topics::decode::<FlowLog>(v).ok())
+            .filter(|m| m.scope.as_ref().is_some_and(|s| s.uuid == app))
+            .flat_map(|m| m.flows)
+            .filter(|f| {
+                f.flow
+                    .as_ref()
+                    .is_some_and(|f| f.dest_port == 7 || f.src_port == 7)
+            })
+            .map(|f| (f.acl_id, f.action))
+            .collect()
+    };
+    let accept = AclAction::ActionAccept as i32;
+    let dropped = AclAction::ActionDrop as i32;
+    until("the flows are in the flow log", &router, || {
+        logged(APPS[1]).contains(&(2, accept)) && logged(APPS[2]).contains(&(0, dropped))
+    });
+
     // A restarted zedrouter gives C its old address from its saved state,
     // though C is then the only app: a fresh one would give it the first.
-    withdraw.send(APPS[0]).unwrap();
-    withdraw.send(APPS[1]).unwrap();
-    until("zedrouter detached A and B", &router, || {
-        list(&ports).ports.len() == 1
-    });
     let router_console = router.finish(Duration::ZERO);
+    change.send((APPS[2], Some(app(3, vec![])))).unwrap();
     let router = start_router();
     // The new run attaches C under the first tag, so its VIF is
     // `nbu1x1` (it was `nbu3x1`): the status is the new run's.

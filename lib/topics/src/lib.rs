@@ -47,7 +47,7 @@ pub use content::{
 pub use diag::DiagReport;
 pub use facts::DeviceFacts;
 pub use network::{
-    AppAdapter, AppNetwork, AppNetworkConfig, NetworkInstanceConfig, NetworkInstanceStatus,
+    AppAdapter, AppNetwork, AppNetworkConfig, FlowLog, NetworkInstanceConfig, NetworkInstanceStatus,
 };
 pub use onboard::OnboardStatus;
 
@@ -111,6 +111,7 @@ pub const SERVICE_TOPICS: &[&str] = &[
     NetworkInstanceConfig::NAME,
     NetworkInstanceStatus::NAME,
     AppNetworkConfig::NAME,
+    FlowLog::NAME,
 ];
 
 #[cfg(test)]

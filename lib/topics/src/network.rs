@@ -29,6 +29,25 @@ impl Topic for NetworkInstanceStatus {
     type Value = eve_proto::info::ZInfoNetworkInstance;
 }
 
+/// `flow-log`: zedrouter's flow records, eve-api `FlowMessage`s (each up to
+/// 125 records of one app interface, with its DNS answers), for zedagent
+/// to send to the controller's flowlog path. The table is a sliding
+/// window: keys are `<run>-<sequence>` (the run a random 32-bit hex, the
+/// sequence 8 decimal digits), and zedrouter withdraws the oldest items
+/// beyond [`FlowLog::WINDOW`], so a subscriber takes each message as it
+/// is created.
+pub struct FlowLog;
+
+impl Topic for FlowLog {
+    const NAME: &'static str = "flow-log";
+    type Value = eve_proto::flowlog::FlowMessage;
+}
+
+impl FlowLog {
+    /// Messages kept on the bus.
+    pub const WINDOW: usize = 256;
+}
+
 /// `app-network-config`: the interfaces of each app that zedrouter attaches
 /// to their network instances, published by zedmanager. zedrouter carries
 /// an interface's frames over the host's `ports` target, whose port is

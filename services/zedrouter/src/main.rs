@@ -11,7 +11,8 @@
 //! (zedmanager), and the device's names in `edge-config` for the metadata
 //! server, attaches and detaches app ports through the host's
 //! `ports` target, and publishes each instance's `ZInfoNetworkInstance` in
-//! `network-instance-status`. The engine's state is saved on its state
+//! `network-instance-status`, and its flow records in `flow-log`
+//! (`flowlog.rs`). The engine's state is saved on its state
 //! volume when it changed (checked after every change and every 5 s) and
 //! restored at start, once the instances are known and before any
 //! interface attaches (`saved.rs`).
@@ -24,6 +25,7 @@
 
 extern crate alloc;
 
+mod flowlog;
 mod nics;
 mod router;
 mod saved;
@@ -39,6 +41,7 @@ use net::Addressing;
 use runtime::service::{Change, Service, call};
 use topics::{AppNetworkConfig, EdgeConfig, NetworkInstanceConfig};
 
+use flowlog::FlowPublisher;
 use nics::{NicCounters, Nics, UPLINK};
 use router::Router;
 use saved::Saved;
@@ -46,8 +49,8 @@ use status::Published;
 
 runtime::entry!("zedrouter", main);
 
-/// How often the instances' status is published and the engine's state
-/// saved, when they changed.
+/// How often the instances' status and flow records are published and the
+/// engine's state saved, when they changed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 fn value<V>(change: Change<V>) -> Option<V> {
@@ -165,6 +168,7 @@ fn main() -> i32 {
     let published = RefCell::new(Published::default());
     let nics = RefCell::new(nics);
     let reported = Cell::new(NicCounters::default());
+    let flows = RefCell::new(FlowPublisher::new(seed() as u32));
     let mut service = Service::new();
     service.on::<NetworkInstanceConfig>(|_, uuid, change| {
         router.borrow_mut().set_instance(uuid, value(change));
@@ -208,12 +212,14 @@ fn main() -> i32 {
         let now = engine_now();
         router.reconcile(&mut engine, now);
         published.borrow_mut().publish(&engine, &router);
+        flows.borrow_mut().publish(&mut engine);
         saved.borrow_mut().save(engine.export_state(now));
         true
     });
     service.every(STATUS_EVERY, |_| {
-        let engine = engine.borrow();
+        let mut engine = engine.borrow_mut();
         published.borrow_mut().publish(&engine, &router.borrow());
+        flows.borrow_mut().publish(&mut engine);
         saved.borrow_mut().save(engine.export_state(engine_now()));
         let counters = nics.borrow().counters;
         if counters != reported.replace(counters) {
