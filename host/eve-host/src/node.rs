@@ -151,6 +151,10 @@ impl Node {
             let mut spec = vm_spec(service, arch, accel.accel, &paths.images);
             spec.disks = service_disks(config, state.as_deref());
             spec.bus_socket = sockets.path(&service.name).map(Path::to_path_buf);
+            spec.trunk = service
+                .devices
+                .trunk
+                .then(|| crate::targets::ports::trunk_socket(&state_dir.run()));
             spec.passthrough = passthrough.get(&service.name).cloned().unwrap_or_default();
             spec.pid_file = Some(state_dir.pid_file(&service.name));
             setups.push(ServiceSetup {
@@ -326,6 +330,9 @@ image = "diag"
 ram_mib = 32
 [service.devices]
 config = true
+trunk = true
+[service.bus]
+call.ports = ["attach"]
 "#;
 
     fn tcg() -> AccelChoice {
@@ -371,6 +378,11 @@ config = true
         let diag = &node.setups()[1];
         assert_eq!(diag.spec.disks.len(), 1);
         assert!(diag.spec.net.is_none());
+        assert_eq!(
+            diag.spec.trunk.as_deref(),
+            Some(paths.state_dir.join("run/ports/trunk.sock").as_path())
+        );
+        assert_eq!(agent.spec.trunk, None);
         assert_eq!(diag.console_log, paths.state_dir.join("logs/diag.console"));
         drop(node);
         assert!(!socket.exists(), "sockets go with the node");

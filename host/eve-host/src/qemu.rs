@@ -35,6 +35,19 @@ fn path_option(path: &Path) -> String {
     escape_option(&path.display().to_string())
 }
 
+/// How soon QEMU tries the trunk socket again after losing it (the host's
+/// switch not yet listening, or restarted).
+const TRUNK_RECONNECT_MS: u32 = 100;
+
+/// The `-netdev stream` value connecting to the port switch's trunk
+/// socket: QEMU's length-prefixed frames, reconnecting.
+pub fn trunk_netdev(socket: &Path) -> String {
+    format!(
+        "stream,id=trunk,server=off,addr.type=unix,addr.path={},reconnect-ms={TRUNK_RECONNECT_MS}",
+        path_option(socket)
+    )
+}
+
 /// The `-netdev user` value for `net`.
 pub fn user_netdev(net: &NetSpec) -> String {
     let mut netdev = String::from("user,id=net0");
@@ -95,6 +108,16 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
     if let Some(net) = &spec.net {
         push(&["-netdev", &user_netdev(net)]);
         push(&["-device", "virtio-net-device,netdev=net0"]);
+    }
+    if let Some(trunk) = &spec.trunk {
+        push(&["-netdev", &trunk_netdev(trunk)]);
+        let [a, b, c, d, e, f] = guest_abi::TRUNK_MAC;
+        push(&[
+            "-device",
+            &format!(
+                "virtio-net-device,netdev=trunk,mac={a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}"
+            ),
+        ]);
     }
     for disk in &spec.disks {
         let id = format!("disk-{}", disk.role.serial());
@@ -380,6 +403,32 @@ mod tests {
             "-pidfile",
             "/run/node/zedagent.pid"
         ));
+    }
+
+    #[test]
+    fn the_trunk_is_a_second_nic_with_its_mac_on_the_switch_socket() {
+        let mut s = spec(Arch::X86_64, Accel::Tcg);
+        s.net = Some(NetSpec::default());
+        assert!(!qemu_args(&s).iter().any(|a| a.contains("trunk")));
+        s.trunk = Some(PathBuf::from("/run/node/ports/trunk,1.sock"));
+        let args = qemu_args(&s);
+        assert!(has_pair(
+            &args,
+            "-netdev",
+            "stream,id=trunk,server=off,addr.type=unix,addr.path=/run/node/ports/trunk,,1.sock,reconnect-ms=100"
+        ));
+        assert!(has_pair(
+            &args,
+            "-device",
+            "virtio-net-device,netdev=trunk,mac=02:00:7e:00:00:01"
+        ));
+        let uplink = args
+            .iter()
+            .position(|a| a == "virtio-net-device,netdev=net0");
+        let trunk = args
+            .iter()
+            .position(|a| a.starts_with("virtio-net-device,netdev=trunk"));
+        assert!(uplink < trunk, "the uplink stays the first NIC");
     }
 
     #[test]

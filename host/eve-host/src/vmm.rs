@@ -23,6 +23,10 @@ pub struct VmSpec {
     pub ram_mib: u32,
     pub vcpus: u32,
     pub net: Option<NetSpec>,
+    /// The port switch's trunk socket: a second NIC (MAC
+    /// `guest_abi::TRUNK_MAC`) that connects to it and reconnects when
+    /// either end restarts.
+    pub trunk: Option<PathBuf>,
     pub disks: Vec<Disk>,
     /// A unix socket the host listens on; the VMM connects the guest's bus
     /// port (a virtio console) to it.
@@ -46,6 +50,7 @@ impl VmSpec {
             ram_mib: 64,
             vcpus: 1,
             net: None,
+            trunk: None,
             disks: Vec::new(),
             bus_socket: None,
             passthrough: Vec::new(),

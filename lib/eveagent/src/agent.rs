@@ -15,6 +15,7 @@ mod config;
 mod content;
 mod keycert;
 mod log_upload;
+mod network;
 mod onboarding;
 mod reports;
 mod schedule;

@@ -880,11 +880,31 @@ configItems:
         }],
         ..Default::default()
     });
+    // zedrouter's reports too, one message per network instance.
+    agent.report_network_instance(eve_proto::info::ZInfoNetworkInstance {
+        network_id: "0b4c7e1a-3f7e-4d1c-8a2b-9c8d7e6f5a4b".into(),
+        activated: true,
+        ip_assignments: vec![eve_proto::info::ZmetIpAssignmentEntry {
+            mac_address: "02:16:3e:00:00:01".into(),
+            ip_address: vec!["10.1.0.2".into()],
+        }],
+        ..Default::default()
+    });
     let key = format!("content/{}", tree.uuid);
+    let network_key = "network/0b4c7e1a-3f7e-4d1c-8a2b-9c8d7e6f5a4b";
     assert!(node.run(&mut agent, &mut http, 20, |_| {
         let info = ctl.ctl.store().latest_info(&uuid).unwrap();
-        info.iter().any(|r| r.key == key) && info.iter().any(|r| r.key.starts_with("type/"))
+        info.iter().any(|r| r.key == key)
+            && info.iter().any(|r| r.key.starts_with("type/"))
+            && info.iter().any(|r| r.key == network_key)
     }));
+    let info = ctl.ctl.store().latest_info(&uuid).unwrap();
+    let rec = info.iter().find(|r| r.key == network_key).unwrap();
+    let Some(InfoContent::Niinfo(ni)) = ZInfoMsg::decode(rec.msg.as_slice()).unwrap().info_content
+    else {
+        panic!("not network instance info")
+    };
+    assert_eq!(ni.ip_assignments[0].ip_address, ["10.1.0.2"]);
     let info = ctl.ctl.store().latest_info(&uuid).unwrap();
     let rec = info.iter().find(|r| r.key == key).unwrap();
     let Some(InfoContent::Cinfo(c)) = ZInfoMsg::decode(rec.msg.as_slice()).unwrap().info_content

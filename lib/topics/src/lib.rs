@@ -31,6 +31,7 @@ pub mod apps;
 pub mod content;
 pub mod diag;
 pub mod facts;
+pub mod network;
 pub mod onboard;
 
 use alloc::vec::Vec;
@@ -45,6 +46,9 @@ pub use content::{
 };
 pub use diag::DiagReport;
 pub use facts::DeviceFacts;
+pub use network::{
+    AppAdapter, AppNetwork, AppNetworkConfig, FlowLog, NetworkInstanceConfig, NetworkInstanceStatus,
+};
 pub use onboard::OnboardStatus;
 
 /// A bus topic: its name and the type of its values.
@@ -104,6 +108,10 @@ pub const SERVICE_TOPICS: &[&str] = &[
     AppMetrics::NAME,
     DomainConfig::NAME,
     DomainStatus::NAME,
+    NetworkInstanceConfig::NAME,
+    NetworkInstanceStatus::NAME,
+    AppNetworkConfig::NAME,
+    FlowLog::NAME,
 ];
 
 #[cfg(test)]

@@ -24,8 +24,10 @@ pub struct ContentPublisher {
 }
 
 /// Brings `T`'s table from `old` to `new`.
-fn sync_table<T: Topic>(old: &mut BTreeMap<String, T::Value>, new: BTreeMap<String, T::Value>)
-where
+pub(crate) fn sync_table<T: Topic>(
+    old: &mut BTreeMap<String, T::Value>,
+    new: BTreeMap<String, T::Value>,
+) where
     T::Value: Clone + PartialEq,
 {
     let gone: alloc::vec::Vec<String> = old

@@ -12,11 +12,12 @@
 //! EVE's `EdgeDevConfig`) for the node's other services, its content as
 //! tables (datastores with their credentials opened, content trees,
 //! volumes, content settings, then the app instances: see `content.rs`),
-//! and its own status
+//! the network instances for zedrouter (`network.rs`), and its own status
 //! ([`topics::OnboardStatus`]) for the host's status display and diag; it
 //! subscribes to the log stream (`@log`) and forwards every service's
 //! records to the controller, and to volumemgr's reports (content trees,
-//! volumes, blobs, disk use), which it sends as EVE does.
+//! volumes, blobs, disk use) and zedrouter's (network instances), which it
+//! sends as EVE does.
 //!
 //! Console stamps (`@@ boot-timer STAGE NS`, see `link.rs`) mark
 //! `registered`, `config` (first config received) and `info` (first device
@@ -29,6 +30,7 @@ extern crate alloc;
 
 mod content;
 mod link;
+mod network;
 mod persist;
 mod platform;
 mod tpm;
@@ -58,10 +60,12 @@ use topics::facts::Facts;
 use topics::onboard::{self, Report};
 use topics::{
     AppMetrics, AppStatus, BlobStatus, ContentTreeStatus, ContentUsage, DeviceFacts, EdgeConfig,
+    NetworkInstanceStatus,
     OnboardStatus, VolumeStatus,
 };
 
 use content::ContentPublisher;
+use network::NetworkPublisher;
 
 use link::ControllerLink;
 use persist::StateVolume;
@@ -96,6 +100,7 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
     let link = RefCell::new(link);
     let mut published = None;
     let mut content = ContentPublisher::default();
+    let mut network = NetworkPublisher::default();
     let mut service = Service::new();
     // The stack's own timers (retransmissions, DHCP renewals) bound the sleep.
     service.poller(|ctl| {
@@ -138,6 +143,12 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
             agent.borrow_mut().report_content(ContentInfo::Blobs(b));
         }
     });
+    // zedrouter's reports go to the controller as they change.
+    service.on::<NetworkInstanceStatus>(|_, _, change| {
+        if let Change::Created(info) | Change::Modified(info) = change {
+            agent.borrow_mut().report_network_instance(info);
+        }
+    });
     service.on::<ContentUsage>(|_, _, change| {
         if let Change::Created(u) | Change::Modified(u) = change {
             agent.borrow_mut().set_content_usage(u);
@@ -160,7 +171,7 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
         let mut agent = agent.borrow_mut();
         let wake = agent.poll(&mut *link.borrow_mut());
         for event in agent.take_events() {
-            handle_agent_event(&agent, event, &mut content);
+            handle_agent_event(&agent, event, &mut content, &mut network);
         }
         let report = onboard_report(&agent);
         if published.as_ref() != Some(&report) && runtime::bus::present() {
@@ -332,7 +343,12 @@ impl Clock for MonotonicClock {
     }
 }
 
-fn handle_agent_event(agent: &Agent, event: AgentEvent, content: &mut ContentPublisher) {
+fn handle_agent_event(
+    agent: &Agent,
+    event: AgentEvent,
+    content: &mut ContentPublisher,
+    network: &mut NetworkPublisher,
+) {
     match event {
         AgentEvent::ConfigAccepted { from_checkpoint } => {
             let Some(config) = agent.config() else { return };
@@ -350,6 +366,7 @@ fn handle_agent_event(agent: &Agent, event: AgentEvent, content: &mut ContentPub
                     log::warn!("publishing the config: {e}");
                 }
                 content.publish(agent);
+                network.publish(config);
             }
         }
         AgentEvent::SettingsChanged(settings) => {

@@ -29,6 +29,11 @@ pub const EXIT_PANIC: i32 = 101;
 /// The CPU took an exception the guest cannot handle.
 pub const EXIT_EXCEPTION: i32 = 102;
 
+/// The MAC address the host gives a service's trunk NIC (zedrouter's link
+/// to the host's port switch), so the service tells it from its uplink
+/// whatever order the machine lists the two NICs in.
+pub const TRUNK_MAC: [u8; 6] = [0x02, 0x00, 0x7e, 0x00, 0x00, 0x01];
+
 /// I/O port of QEMU's `isa-debug-exit` device as our runners configure it.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 

@@ -78,8 +78,7 @@ pub(super) fn check(
     }
 
     let mut names: HashMap<String, usize> = HashMap::new();
-    let mut host_ports: HashMap<u16, String> = HashMap::new();
-    let mut pci_owners: HashMap<Bdf, String> = HashMap::new();
+    let mut owners = Owners::default();
     let mut publishers = Publishers::new();
     let mut subscriptions: Vec<(String, Spanned<String>)> = Vec::new();
     let mut services = Vec::new();
@@ -104,8 +103,7 @@ pub(super) fn check(
             &mut c,
             line,
             raw_service,
-            &mut host_ports,
-            &mut pci_owners,
+            &mut owners,
             &mut publishers,
             &mut subscriptions,
         );
@@ -140,12 +138,19 @@ pub(super) fn check(
     }
 }
 
+/// What one service of the node may have alone, and which service has it.
+#[derive(Default)]
+struct Owners {
+    host_ports: HashMap<u16, String>,
+    pci: HashMap<Bdf, String>,
+    trunk: Option<String>,
+}
+
 fn check_service(
     c: &mut Checker<'_>,
     line: usize,
     raw: RawService,
-    host_ports: &mut HashMap<u16, String>,
-    pci_owners: &mut HashMap<Bdf, String>,
+    owners: &mut Owners,
     publishers: &mut Publishers,
     subscriptions: &mut Vec<(String, Spanned<String>)>,
 ) -> Service {
@@ -215,8 +220,18 @@ fn check_service(
         None => String::new(),
     };
 
-    let devices = check_devices(c, &name, raw.devices, host_ports, pci_owners);
+    let trunk = raw.devices.trunk.clone();
+    let devices = check_devices(
+        c,
+        &name,
+        raw.devices,
+        &mut owners.host_ports,
+        &mut owners.pci,
+    );
     let bus = check_bus(c, &name, raw.bus, publishers, subscriptions);
+    if let Some(trunk) = trunk.filter(|t| *t.get_ref()) {
+        check_trunk(c, &name, trunk.span(), &bus, &mut owners.trunk);
+    }
     let restart = check_backoff(c, &name, raw.restart.unwrap_or_default(), raw.backoff);
 
     Service {
@@ -320,6 +335,36 @@ fn check_devices(
         state_mib: raw.state_mib.map(Spanned::into_inner),
         config: raw.config,
         pci,
+        trunk: raw.trunk.is_some_and(|t| *t.get_ref()),
+    }
+}
+
+/// The trunk is the switch of the `ports` target, which the host opens
+/// only for a node that grants it: one service has it, and that service
+/// is granted the target (it attaches the ports it carries).
+fn check_trunk(
+    c: &mut Checker<'_>,
+    name: &str,
+    span: Range<usize>,
+    bus: &Bus,
+    owner: &mut Option<String>,
+) {
+    let ports = <hostops::ports::Ports as hostops::Target>::SPEC.name;
+    if let Some(first) = owner {
+        c.fail(
+            span.clone(),
+            format!("service `{name}`: the trunk is already given to service `{first}`"),
+        );
+    } else {
+        *owner = Some(name.to_string());
+    }
+    if !bus.call.contains_key(ports) {
+        c.fail(
+            span,
+            format!(
+                "service `{name}`: `trunk = true` needs operations of target `{ports}` in `call`"
+            ),
+        );
     }
 }
 

@@ -65,6 +65,9 @@ pub struct Devices {
     pub config: bool,
     /// Host PCI devices passed through with VFIO.
     pub pci: Vec<Bdf>,
+    /// A second NIC on the host's port switch trunk (zedrouter's link to
+    /// the app ports of the `ports` target).
+    pub trunk: bool,
 }
 
 /// A user-mode network uplink and its port forwards.
@@ -228,6 +231,9 @@ impl fmt::Display for Manifest {
             }
             if d.config {
                 write!(f, ", config (read-only)")?;
+            }
+            if d.trunk {
+                write!(f, ", trunk")?;
             }
             if !d.pci.is_empty() {
                 let pci: Vec<_> = d.pci.iter().map(Bdf::to_string).collect();

@@ -59,6 +59,8 @@ pub(super) struct RawDevices {
     pub config: bool,
     #[serde(default)]
     pub pci: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub trunk: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

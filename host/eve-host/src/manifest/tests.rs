@@ -42,6 +42,7 @@ fn the_default_node_is_valid() {
     );
     let diag = m.service("diag").expect("diag");
     assert_eq!(diag.devices.state_mib, None);
+    assert!(m.service("zedrouter").expect("zedrouter").devices.trunk);
     assert!(diag.bus.call.is_empty());
     assert!(m.to_string().contains("zedagent: image zedagent, 64 MiB"));
     assert!(
@@ -271,7 +272,7 @@ fn host_operations_are_checked_against_the_catalogue() {
         r#"{ONE}[service.bus]
 call.tpm = ["sign", "sign", "export-key"]
 call.domains = ["start"]
-call.ports = []
+call.partitions = []
 "#
     );
     assert_eq!(
@@ -279,8 +280,8 @@ call.ports = []
         [
             "line 10: service `a`: operation `sign` of `tpm` listed twice",
             "line 10: service `a`: target `tpm` has no operation `export-key` (operations: create-device-key, device-public-key, sign, read-pcrs, quote, read-ek-cert, create-ecdh-key, ecdh, create-attestation-key)",
-            "line 11: service `a`: calls target `domains` that this host does not have (targets: tpm, blobs, volumes)",
-            "line 12: service `a`: calls target `ports` that this host does not have (targets: tpm, blobs, volumes)",
+            "line 11: service `a`: calls target `domains` that this host does not have (targets: tpm, blobs, volumes, ports)",
+            "line 12: service `a`: calls target `partitions` that this host does not have (targets: tpm, blobs, volumes, ports)",
         ]
     );
     let inline = format!("{ONE}[service.bus]\ncall = {{ tpm = [\"quote\", \"sign\"] }}\n");
@@ -334,6 +335,46 @@ fn devices_parse_into_their_representation() {
     );
     assert!(a.devices.config);
     assert_eq!(a.devices.pci[0].to_string(), "0000:3a:00.1");
+}
+
+#[test]
+fn the_trunk_goes_to_one_service_granted_the_ports_target() {
+    let text = r#"[node]
+name = "n"
+arch = "x86_64"
+
+[[service]]
+name = "a"
+image = "selftest"
+ram_mib = 32
+[service.devices]
+trunk = true
+
+[[service]]
+name = "b"
+image = "selftest"
+ram_mib = 32
+[service.devices]
+trunk = true
+[service.bus]
+call.ports = ["attach"]
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "line 10: service `a`: `trunk = true` needs operations of target `ports` in `call`",
+            "line 17: service `b`: the trunk is already given to service `a`",
+        ]
+    );
+    let good = format!(
+        "{ONE}[service.devices]\ntrunk = true\n[service.bus]\ncall.ports = [\"attach\", \"list\"]\n"
+    );
+    let m = Manifest::parse(&good).expect("valid");
+    assert!(m.services[0].devices.trunk);
+    assert!(m.to_string().contains(", trunk"), "{m}");
+    let off = format!("{ONE}[service.devices]\ntrunk = false\n");
+    assert!(!Manifest::parse(&off).unwrap().services[0].devices.trunk);
+    assert!(syntax(&format!("{ONE}[service.devices]\ntrunk = 1\n")).contains("line 10"));
 }
 
 #[test]

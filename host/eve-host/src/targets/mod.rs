@@ -1,6 +1,6 @@
 //! The host's operation targets: what performs each `hostops` target on
-//! this host (the TPM, the blob store, volumes; domains, ports and
-//! partitions next).
+//! this host (the TPM, the blob store, volumes, app ports; domains
+//! and partitions next).
 //!
 //! A target is one module here implementing [`HostTarget`], registered in
 //! [`HOST_TARGETS`]. The broker, the manifest parser and xtask know
@@ -10,6 +10,7 @@
 
 pub mod blobs;
 pub mod content;
+pub mod ports;
 pub mod tpm;
 pub mod volumes;
 
@@ -77,6 +78,10 @@ pub const HOST_TARGETS: &[TargetEntry] = &[
     TargetEntry {
         spec: &<hostops::volumes::Volumes as Target>::SPEC,
         open: volumes::open,
+    },
+    TargetEntry {
+        spec: &<hostops::ports::Ports as Target>::SPEC,
+        open: ports::open,
     },
 ];
 

@@ -1,0 +1,172 @@
+//! zedrouter's two NICs: the uplink (the node's user-mode network) and the
+//! trunk to the host's port switch, where every app port's frames arrive
+//! under the port's 802.1ad service tag. Frames move between them and the
+//! engine here, and nothing else is done with them.
+
+use alloc::vec::Vec;
+
+use appnet::{Engine, PortId};
+use net::VirtioNetDevice;
+use smoltcp::phy::{Device, RxToken, TxToken};
+use virtio_drivers::transport::DeviceType;
+
+/// The engine's number for the uplink: 0 is never a tag.
+pub const UPLINK: PortId = PortId(0);
+
+/// The service tag's EtherType (TPID).
+const TPID: [u8; 2] = [0x88, 0xa8];
+/// The longest Ethernet frame (1500 bytes of payload), header included.
+const MAX_FRAME: usize = 1514;
+/// The longest frame on the trunk: the longest Ethernet frame and the tag.
+pub const MAX_TRUNK_FRAME: usize = MAX_FRAME + 4;
+/// Frames taken from one NIC before the other's turn, so neither starves
+/// the other or the bus.
+const BUDGET: usize = 64;
+
+/// Why the NICs could not be set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NicError {
+    /// Fewer than two virtio-net devices.
+    Missing,
+    /// Neither NIC has the trunk's MAC (`guest_abi::TRUNK_MAC`).
+    NoTrunk,
+    /// A device did not initialise.
+    Device,
+}
+
+impl core::fmt::Display for NicError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            NicError::Missing => "zedrouter needs two NICs: the uplink and the trunk",
+            NicError::NoTrunk => "no NIC has the trunk's MAC address",
+            NicError::Device => "a virtio-net device did not initialise",
+        })
+    }
+}
+
+/// What the NICs counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NicCounters {
+    /// Trunk frames without a valid tag, or too short to hold one.
+    pub untagged: u64,
+    /// Frames the engine gave for a port no NIC has, or too long to send.
+    pub unsendable: u64,
+    /// Frames the device had no room for.
+    pub tx_full: u64,
+}
+
+/// The uplink and the trunk.
+pub struct Nics {
+    uplink: VirtioNetDevice,
+    trunk: VirtioNetDevice,
+    pub counters: NicCounters,
+}
+
+/// The tag and the untagged frame of a trunk frame.
+pub fn untag(frame: &[u8], out: &mut Vec<u8>) -> Option<u16> {
+    if frame.len() < 18 || frame[12..14] != TPID {
+        return None;
+    }
+    let vid = u16::from_be_bytes([frame[14], frame[15]]) & 0x0fff;
+    if vid == 0 || vid == 0x0fff {
+        return None;
+    }
+    out.clear();
+    out.extend_from_slice(&frame[..12]);
+    out.extend_from_slice(&frame[16..]);
+    Some(vid)
+}
+
+/// Writes `frame` with the tag `vid` pushed into `out`, which is
+/// `frame.len() + 4` bytes.
+pub fn tag_into(frame: &[u8], vid: u16, out: &mut [u8]) {
+    out[..12].copy_from_slice(&frame[..12]);
+    out[12..14].copy_from_slice(&TPID);
+    out[14..16].copy_from_slice(&vid.to_be_bytes());
+    out[16..].copy_from_slice(&frame[12..]);
+}
+
+impl Nics {
+    /// Takes the machine's two virtio-net devices; the one with
+    /// `guest_abi::TRUNK_MAC` is the trunk.
+    pub fn take() -> Result<Nics, NicError> {
+        let mut devices = Vec::new();
+        while let Some(transport) = hal::virtio::take(DeviceType::Network) {
+            devices.push(VirtioNetDevice::new(transport).map_err(|_| NicError::Device)?);
+        }
+        if devices.len() < 2 {
+            return Err(NicError::Missing);
+        }
+        let trunk = devices
+            .iter()
+            .position(|d| d.mac() == guest_abi::TRUNK_MAC)
+            .ok_or(NicError::NoTrunk)?;
+        let trunk = devices.remove(trunk);
+        let uplink = devices.remove(0);
+        Ok(Nics {
+            uplink,
+            trunk,
+            counters: NicCounters::default(),
+        })
+    }
+
+    pub fn uplink_mac(&self) -> [u8; 6] {
+        self.uplink.mac()
+    }
+
+    /// Feeds the engine what both NICs received (a budget each) and sends
+    /// what it has to send; returns whether any frame moved.
+    pub fn pump(&mut self, engine: &mut Engine, now: appnet::Instant) -> bool {
+        let mut moved = false;
+        let mut inner = Vec::with_capacity(MAX_TRUNK_FRAME);
+        for _ in 0..BUDGET {
+            let Some((rx, _)) = self.trunk.receive(smoltcp::time::Instant::ZERO) else {
+                break;
+            };
+            moved = true;
+            let counters = &mut self.counters;
+            rx.consume(|frame| match untag(frame, &mut inner) {
+                Some(vid) => engine.receive(now, PortId(vid), &inner),
+                None => counters.untagged += 1,
+            });
+        }
+        for _ in 0..BUDGET {
+            let Some((rx, _)) = self.uplink.receive(smoltcp::time::Instant::ZERO) else {
+                break;
+            };
+            moved = true;
+            rx.consume(|frame| engine.receive(now, UPLINK, frame));
+        }
+        if engine.poll_at(now).is_some_and(|at| at <= now) {
+            engine.poll(now);
+        }
+        while let Some(out) = engine.pop_transmit() {
+            moved = true;
+            self.send(out.port, &out.frame);
+        }
+        moved
+    }
+
+    fn send(&mut self, port: PortId, frame: &[u8]) {
+        let (device, len, max) = if port == UPLINK {
+            (&mut self.uplink, frame.len(), MAX_FRAME)
+        } else {
+            (&mut self.trunk, frame.len() + 4, MAX_TRUNK_FRAME)
+        };
+        if frame.len() < 14 || len > max || (port != UPLINK && port.0 > 4094) {
+            self.counters.unsendable += 1;
+            return;
+        }
+        let Some(tx) = device.transmit(smoltcp::time::Instant::ZERO) else {
+            self.counters.tx_full += 1;
+            return;
+        };
+        tx.consume(len, |buf| {
+            if port == UPLINK {
+                buf.copy_from_slice(frame);
+            } else {
+                tag_into(frame, port.0, buf);
+            }
+        });
+    }
+}
