@@ -2,7 +2,7 @@
 //! operation.
 //!
 //! Decisions live in services; privileged effects (the TPM, the blob
-//! store, volumes; domains, ports and partitions next) live in the host, behind
+//! store, volumes, app domains; ports and partitions next) live in the host, behind
 //! operations the node manifest grants each service. An operation belongs
 //! to a *target*, the host module that performs it:
 //!
@@ -37,6 +37,7 @@
 extern crate alloc;
 
 pub mod blobs;
+pub mod domains;
 pub mod tpm;
 pub mod volumes;
 
@@ -85,6 +86,7 @@ pub const CATALOGUE: &[&TargetSpec] = &[
     &<tpm::Tpm as Target>::SPEC,
     &<blobs::Blobs as Target>::SPEC,
     &<volumes::Volumes as Target>::SPEC,
+    &<domains::Domains as Target>::SPEC,
 ];
 
 /// Declares a target and its operations: a unit type implementing
