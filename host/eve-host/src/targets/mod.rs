@@ -1,5 +1,5 @@
 //! The host's operation targets: what performs each `hostops` target on
-//! this host (the TPM, the blob store, volumes; domains, ports and
+//! this host (the TPM, the blob store, volumes, app domains; ports and
 //! partitions next).
 //!
 //! A target is one module here implementing [`HostTarget`], registered in
@@ -10,6 +10,7 @@
 
 pub mod blobs;
 pub mod content;
+pub mod domains;
 pub mod tpm;
 pub mod volumes;
 
@@ -21,6 +22,7 @@ use prost::Message;
 
 use crate::{manifest::Manifest, nodebus::TpmChoice};
 pub use content::ContentOptions;
+pub use domains::DomainsOptions;
 
 /// What serves one `hostops` target. The broker calls it (through
 /// [`RpcHandler`]) only for operations of its spec, in its version, that
@@ -41,6 +43,8 @@ pub struct TargetContext<'a> {
     pub tpm: &'a TpmChoice,
     /// The content store's reserve and capacity.
     pub content: ContentOptions,
+    /// What app domains may use, and the shim VM for containers.
+    pub domains: &'a DomainsOptions,
 }
 
 /// Why a target could not be opened.
@@ -77,6 +81,10 @@ pub const HOST_TARGETS: &[TargetEntry] = &[
     TargetEntry {
         spec: &<hostops::volumes::Volumes as Target>::SPEC,
         open: volumes::open,
+    },
+    TargetEntry {
+        spec: &<hostops::domains::Domains as Target>::SPEC,
+        open: domains::open,
     },
 ];
 
