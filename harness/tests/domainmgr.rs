@@ -288,7 +288,7 @@ fn domainmgr_runs_and_halts_a_unikernel_from_domain_config() {
             running.boot_unix > 0 && running.error.is_empty(),
             "{running:?}"
         );
-        assert_eq!(running.disks, [volume.clone()]);
+        assert_eq!(running.disks, std::slice::from_ref(&volume));
         until("an HTTP answer", &mut zedmanager, &|| get(port).is_some());
         until("app metrics", &mut zedmanager, &|| {
             table::<AppMetrics>(bus)

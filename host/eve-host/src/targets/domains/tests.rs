@@ -122,7 +122,7 @@ fn a_unikernel_runs_is_measured_restarted_after_a_crash_and_stopped() {
     };
     let info: DomainInfo = call::<ops::Start>(&target, &start).unwrap();
     assert_eq!((info.state(), info.boot_count), (RunState::Running, 1));
-    assert_eq!(info.disks, [volume.clone()]);
+    assert_eq!(info.disks, std::slice::from_ref(&volume));
     until("an answer", || get(port, "/"));
 
     // Twice is refused; so is one that does not fit beside it.
