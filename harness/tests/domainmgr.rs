@@ -3,8 +3,9 @@
 //! real state directory; the test plays zedmanager on the bus, publishing
 //! `domain-config`. The `hello-http` unikernel, from a raw volume as the
 //! volumes target leaves one, reaches RUNNING in `domain-status` and
-//! answers HTTP on its loopback port map; its CPU and memory show in
-//! `app-metrics`; `activate = false` halts it and its port goes quiet.
+//! answers HTTP on its loopback port map; its console lines reach
+//! domainmgr's log; its CPU and memory show in `app-metrics`;
+//! `activate = false` halts it and its port goes quiet.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -63,7 +64,7 @@ ram_mib = 32
 [service.bus]
 publish = ["domain-status", "app-metrics"]
 subscribe = ["domain-config"]
-call = { domains = ["start", "stop", "list", "usage"] }
+call = { domains = ["start", "stop", "list", "usage", "console"] }
 "#;
 
 #[derive(Default)]
@@ -290,6 +291,15 @@ fn domainmgr_runs_and_halts_a_unikernel_from_domain_config() {
         );
         assert_eq!(running.disks, std::slice::from_ref(&volume));
         until("an HTTP answer", &mut zedmanager, &|| get(port).is_some());
+        until(
+            "the app's console in domainmgr's log",
+            &mut zedmanager,
+            &|| {
+                lines.0.lock().unwrap().iter().any(|l| {
+                    l.contains("[domainmgr bus]") && l.contains("hello-http: listening on port 80")
+                })
+            },
+        );
         until("app metrics", &mut zedmanager, &|| {
             table::<AppMetrics>(bus)
                 .iter()

@@ -22,12 +22,14 @@
 //!   config does not (yet) hold are left alone: a restarted domainmgr
 //!   adopts the running domains instead of stopping them.
 //!
-//! [`Manager::metrics`] measures the running domains for `app-metrics`.
+//! [`Manager::metrics`] measures the running domains for `app-metrics`;
+//! [`Manager::console_lines`] reads their consoles as log lines.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod console;
 mod manager;
 mod metrics;
 
@@ -35,8 +37,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use hostops::domains::{DomainError, DomainInfo, DomainUsage, StartRequest, StopAnswer};
+use hostops::domains::{
+    ConsoleChunk, DomainError, DomainInfo, DomainUsage, StartRequest, StopAnswer,
+};
 
+pub use console::{CONSOLE_CHUNK, ConsoleLine, MAX_LINE};
 pub use manager::{Manager, Reconciled, START_RETRY_SECS, STOP_TIMEOUT_SECS};
 
 /// The host's `domains` operations domainmgr uses.
@@ -45,6 +50,13 @@ pub trait Host {
     fn stop(&mut self, uuid: &str, timeout_secs: u32) -> Result<StopAnswer, HostError>;
     fn list(&mut self) -> Result<Vec<DomainInfo>, HostError>;
     fn usage(&mut self, uuid: &str) -> Result<DomainUsage, HostError>;
+    /// At most `max_bytes` of the domain's console from `offset`.
+    fn console(
+        &mut self,
+        uuid: &str,
+        offset: u64,
+        max_bytes: u32,
+    ) -> Result<ConsoleChunk, HostError>;
 }
 
 /// Why a host operation did not answer.

@@ -12,6 +12,7 @@ use hostops::domains::{
 };
 use topics::{Domain, DomainState};
 
+use crate::console::{Tail, Tails};
 use crate::{Host, HostError};
 
 /// How long a guest gets to power down before the host powers it off.
@@ -40,7 +41,8 @@ struct Known {
 /// domainmgr's state.
 #[derive(Debug, Default)]
 pub struct Manager {
-    configs: BTreeMap<String, Domain>,
+    pub(crate) configs: BTreeMap<String, Domain>,
+    pub(crate) tails: Tails,
     synchronized: bool,
     known: BTreeMap<String, Known>,
     states: BTreeMap<String, DomainState>,
@@ -226,6 +228,9 @@ impl Manager {
                 progress(uuid, &known.state);
                 match host.start(&start_request(config)) {
                     Ok(held) => {
+                        self.tails
+                            .entry(String::from(uuid))
+                            .or_insert_with(Tail::from_start);
                         known.retry_at = 0;
                         known.boots_before = known.state.boot_count;
                         known.state.error.clear();

@@ -6,7 +6,8 @@ use alloc::vec::Vec;
 
 use domainctl::{Host, HostError};
 use hostops::domains::{
-    self, DomainError, DomainInfo, DomainRef, DomainUsage, StartRequest, StopAnswer, StopRequest,
+    self, ConsoleChunk, ConsoleRequest, DomainError, DomainInfo, DomainRef, DomainUsage,
+    StartRequest, StopAnswer, StopRequest,
 };
 use runtime::service::{self, CallError};
 
@@ -42,6 +43,20 @@ impl Host for BusHost {
     fn usage(&mut self, uuid: &str) -> Result<DomainUsage, HostError> {
         service::call::<domains::Usage>(&DomainRef {
             uuid: String::from(uuid),
+        })
+        .map_err(domain)
+    }
+
+    fn console(
+        &mut self,
+        uuid: &str,
+        offset: u64,
+        max_bytes: u32,
+    ) -> Result<ConsoleChunk, HostError> {
+        service::call::<domains::Console>(&ConsoleRequest {
+            uuid: String::from(uuid),
+            offset,
+            max_bytes,
         })
         .map_err(domain)
     }

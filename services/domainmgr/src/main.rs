@@ -6,8 +6,9 @@
 //! bumped restart counter restarts it once, a removed one is stopped and
 //! forgotten. It publishes `domain-status` (for zedmanager) and every ten
 //! seconds `app-metrics` (the running domains' CPU and memory, for
-//! zedagent). The host restarts a crashed domain itself; domainmgr
-//! reports it `BOOTING` with the crash until it runs again.
+//! zedagent), and logs the running apps' console lines (so they reach the
+//! controller with its logs). The host restarts a crashed domain itself;
+//! domainmgr reports it `BOOTING` with the crash until it runs again.
 //!
 //! It reconciles after every change it hears of, every second while
 //! something moves (a retry pending) and every ten seconds otherwise;
@@ -86,6 +87,14 @@ fn main() -> i32 {
                     log::warn!("the host did not answer: {e}; trying again");
                     busy = true;
                 }
+            }
+            match manager.console_lines(&mut BusHost) {
+                Ok(lines) => {
+                    for l in lines {
+                        log::info!("app {} ({}): {}", l.display_name, l.uuid, l.line);
+                    }
+                }
+                Err(e) => log::warn!("reading the apps' consoles: {e}"),
             }
             if measured.elapsed() >= IDLE {
                 measured = Instant::now();

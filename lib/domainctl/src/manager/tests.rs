@@ -1,10 +1,11 @@
 use alloc::format;
 use alloc::vec;
 
-use hostops::domains::{DomainError, DomainUsage, StopAnswer};
+use hostops::domains::{ConsoleChunk, DomainError, DomainUsage, StopAnswer};
 use topics::{DomainDisk, DomainKind};
 
 use super::*;
+use crate::{CONSOLE_CHUNK, MAX_LINE};
 
 const APP: &str = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
 const OTHER: &str = "7ba7b810-9dad-11d1-80b4-00c04fd430c8";
@@ -18,6 +19,7 @@ struct FakeHost {
     free_mib: u64,
     volumes: Vec<String>,
     down: bool,
+    consoles: BTreeMap<String, Vec<u8>>,
 }
 
 impl FakeHost {
@@ -120,6 +122,18 @@ impl Host for FakeHost {
             .ok_or_else(|| {
                 HostError::Domain(DomainError::new(DomainErrorCode::NotRunning, uuid, ""))
             })
+    }
+
+    fn console(&mut self, uuid: &str, offset: u64, max: u32) -> Result<ConsoleChunk, HostError> {
+        self.answer()?;
+        let file = self.consoles.get(uuid).cloned().unwrap_or_default();
+        let from = (offset.min(file.len() as u64)) as usize;
+        let to = (from + max as usize).min(file.len());
+        Ok(ConsoleChunk {
+            data: file[from..to].to_vec(),
+            next_offset: to as u64,
+            size: file.len() as u64,
+        })
     }
 }
 
@@ -334,4 +348,44 @@ fn a_host_that_does_not_answer_is_an_error_and_metrics_measure_running_domains()
     host.down = true;
     assert!(m.reconcile(&mut host, 2, &mut |_, _| {}).is_err());
     assert!(m.metrics(&mut host).is_err());
+}
+
+#[test]
+fn console_lines_are_forwarded_whole_once_and_an_adopted_domain_from_its_end() {
+    let (mut m, mut host) = (Manager::new(), FakeHost::new());
+    m.set_config(APP, Some(config(APP)));
+    m.synchronized();
+    host.consoles
+        .insert(APP.into(), b"booting\r\nlisten".to_vec());
+    reconcile(&mut m, &mut host, 1);
+    let lines = m.console_lines(&mut host).unwrap();
+    let texts: Vec<&str> = lines.iter().map(|l| l.line.as_str()).collect();
+    assert_eq!(texts, ["booting"]);
+    assert_eq!(lines[0].display_name, "hello");
+    // The rest of the line, a long one (cut), and more than a pass reads.
+    let mut more = b"ing on 80\n".to_vec();
+    more.extend(core::iter::repeat_n(b'x', 3 * MAX_LINE));
+    more.push(b'\n');
+    more.extend(core::iter::repeat_n(b'y', 5 * CONSOLE_CHUNK as usize));
+    more.extend(b"\nlast\n");
+    host.consoles.get_mut(APP).unwrap().extend(&more);
+    let lines = m.console_lines(&mut host).unwrap();
+    assert_eq!(lines[0].line, "listening on 80");
+    assert_eq!(lines[1].line.len(), MAX_LINE);
+    assert_eq!(lines.len(), 2, "a pass reads a bounded amount");
+    let lines = m.console_lines(&mut host).unwrap();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1].line, "last");
+    assert!(m.console_lines(&mut host).unwrap().is_empty());
+
+    // A new domainmgr adopts the domain: only what comes after.
+    let mut adopted = Manager::new();
+    adopted.set_config(APP, Some(config(APP)));
+    adopted.synchronized();
+    reconcile(&mut adopted, &mut host, 2);
+    assert!(adopted.console_lines(&mut host).unwrap().is_empty());
+    host.consoles.get_mut(APP).unwrap().extend(b"new\n");
+    let lines = adopted.console_lines(&mut host).unwrap();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].line, "new");
 }
