@@ -212,8 +212,9 @@ impl State {
         Ok(answer)
     }
 
-    fn ended_answer(&mut self, uuid: &str) -> StopAnswer {
-        self.tick();
+    /// How a domain that is not running ended (no retry is started: it
+    /// is being stopped).
+    fn ended_answer(&self, uuid: &str) -> StopAnswer {
         self.entries
             .get(uuid)
             .map(|e| StopAnswer {

@@ -82,12 +82,16 @@ fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 fn target(state_dir: &Path, memory_mib: u64) -> DomainsTarget {
+    target_retrying_after(state_dir, memory_mib, Duration::from_millis(200))
+}
+
+fn target_retrying_after(state_dir: &Path, memory_mib: u64, first: Duration) -> DomainsTarget {
     let options = DomainsOptions {
         arch: Arch::X86_64,
         memory_mib: Some(memory_mib),
         cpus: Some(2),
         retry: RetryPolicy {
-            first_delay: Duration::from_millis(200),
+            first_delay: first,
             ..RetryPolicy::default()
         },
         ..DomainsOptions::default()
@@ -97,20 +101,15 @@ fn target(state_dir: &Path, memory_mib: u64) -> DomainsTarget {
     DomainsTarget::start(State::new(domains, volumes_dir_in(state_dir), options)).unwrap()
 }
 
-#[test]
-fn a_unikernel_runs_is_measured_restarted_after_a_crash_and_stopped() {
-    let dir = tempfile::tempdir().unwrap();
-    let volume = hello_volume(dir.path());
-    let target = target(dir.path(), 200);
-    let port = free_port();
-    let start = StartRequest {
+fn hello(volume: &str, port: u16) -> StartRequest {
+    StartRequest {
         uuid: APP.into(),
         display_name: "hello".into(),
         kind: ops::DomainKind::Unikernel as i32,
         memory_kib: 32 * 1024,
         vcpus: 1,
         disks: vec![Disk {
-            host_volume: volume.clone(),
+            host_volume: volume.into(),
             readonly: false,
         }],
         extra_args: "port=80 crash-path=/crash".into(),
@@ -119,7 +118,16 @@ fn a_unikernel_runs_is_measured_restarted_after_a_crash_and_stopped() {
             app_port: 80,
         }],
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn a_unikernel_runs_is_measured_restarted_after_a_crash_and_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let volume = hello_volume(dir.path());
+    let target = target(dir.path(), 200);
+    let port = free_port();
+    let start = hello(&volume, port);
     let info: DomainInfo = call::<ops::Start>(&target, &start).unwrap();
     assert_eq!((info.state(), info.boot_count), (RunState::Running, 1));
     assert_eq!(info.disks, std::slice::from_ref(&volume));
@@ -224,4 +232,31 @@ fn garbage_and_unknown_domains_are_refused() {
         call::<ops::Console>(&target, &hostile),
         Err(RpcError::BadRequest(_))
     ));
+}
+
+#[test]
+fn a_crashed_domain_waiting_for_its_retry_is_stopped_without_starting_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let volume = hello_volume(dir.path());
+    let target = target_retrying_after(dir.path(), 200, Duration::from_secs(3));
+    let port = free_port();
+    call::<ops::Start>(&target, &hello(&volume, port)).unwrap();
+    until("an answer", || get(port, "/"));
+    assert_eq!(get(port, "/crash"), None);
+    let retrying = until("the crash", || {
+        let info: DomainInfo =
+            call::<ops::Status>(&target, &DomainRef { uuid: APP.into() }).unwrap();
+        (info.state() == RunState::Retrying).then_some(info)
+    });
+    assert!(retrying.retry_unix >= retrying.end_unix, "{retrying:?}");
+    let stop = StopRequest {
+        uuid: APP.into(),
+        timeout_secs: 5,
+    };
+    let stopped: StopAnswer = call::<ops::Stop>(&target, &stop).unwrap();
+    assert_eq!(stopped.end(), EndReason::Crashed);
+    thread::sleep(Duration::from_secs(4));
+    let list: DomainList = call::<ops::List>(&target, &ops::Empty {}).unwrap();
+    assert!(list.domains.is_empty());
+    assert_eq!(get(port, "/"), None, "started again after the stop");
 }
