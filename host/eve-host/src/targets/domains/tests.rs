@@ -191,6 +191,12 @@ fn a_unikernel_runs_is_measured_restarted_after_a_crash_and_stopped() {
     let gone = error(call::<ops::Status>(&target, &DomainRef { uuid: APP.into() }).unwrap_err());
     assert_eq!(gone.code(), DomainErrorCode::NotFound);
     assert_eq!(get(port, "/"), None);
+
+    // The host's stop (dropping the target) stops what runs.
+    call::<ops::Start>(&target, &start).unwrap();
+    until("an answer after a new start", || get(port, "/"));
+    drop(target);
+    assert_eq!(get(port, "/"), None, "a domain outlived its host");
 }
 
 #[test]
