@@ -47,7 +47,9 @@ use eve_host::node::{Node, NodePaths, Seams};
 use eve_host::nodebus::{NodeBus, TpmChoice};
 use eve_host::qemu::QemuVmm;
 use eve_host::servicelog::ServiceLogs;
-use eve_host::targets::{ContentOptions, HOST_TARGETS, TargetContext, open_granted};
+use eve_host::targets::{
+    ContentOptions, DomainsOptions, HOST_TARGETS, TargetContext, open_granted,
+};
 use eve_host::vfio::VfioRoots;
 use eve_host::volumes::StateDir;
 use eve_proto::info::ZSwState;
@@ -191,6 +193,7 @@ impl RunningNode {
                 reserve_bytes: RESERVE,
                 capacity_bytes: Some(CAPACITY),
             },
+            domains: &DomainsOptions::default(),
         };
         let bus = NodeBus::start_with(
             manifest,

@@ -23,7 +23,7 @@ use eve_host::{
     nodebus::{NodeBus, TpmChoice},
     qemu::QemuVmm,
     servicelog::ServiceLogs,
-    targets::{ContentOptions, HOST_TARGETS, TargetContext, open_granted},
+    targets::{ContentOptions, DomainsOptions, HOST_TARGETS, TargetContext, open_granted},
     vfio::VfioRoots,
     volumes::StateDir,
 };
@@ -88,6 +88,7 @@ fn says_hello_and_heartbeats(manifest: &Manifest, service: &str, images: &Path, 
         state_dir: dir.path(),
         tpm: &tpm,
         content: ContentOptions::default(),
+        domains: &DomainsOptions::default(),
     };
     let bus = NodeBus::start_with(
         manifest,

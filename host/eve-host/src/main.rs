@@ -20,7 +20,7 @@ use eve_host::{
     servicelog::ServiceLogs,
     status::StatusFile,
     stdio::{err_line, out_line},
-    targets::ContentOptions,
+    targets::{ContentOptions, DomainsOptions},
     vfio::VfioRoots,
     volumes::StateDir,
 };
@@ -39,6 +39,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing clap's flags buys nothing"
+)]
 enum Command {
     /// Run a node until SIGTERM, Ctrl-C or SIGHUP; one status line per
     /// state change.
@@ -77,6 +81,20 @@ enum Command {
         /// reserve) when omitted.
         #[arg(long)]
         content_capacity_mib: Option<u64>,
+        /// MiB app domains may use (guest RAM and their VMMs); this
+        /// machine's RAM less 1 GiB when omitted.
+        #[arg(long)]
+        apps_memory_mib: Option<u64>,
+        /// CPUs app domains share; this machine's when omitted.
+        #[arg(long)]
+        apps_cpus: Option<u32>,
+        /// The shim VM's Linux kernel, for container apps (with
+        /// --shim-initrd); without both, container apps are refused.
+        #[arg(long, requires = "shim_initrd")]
+        shim_kernel: Option<PathBuf>,
+        /// The shim VM's initramfs (with its init).
+        #[arg(long, requires = "shim_kernel")]
+        shim_initrd: Option<PathBuf>,
         /// Seconds a VM gets to stop cleanly at shutdown before it is killed.
         #[arg(long, default_value_t = 10)]
         shutdown_grace_s: u64,
@@ -94,6 +112,7 @@ struct RunOptions {
     arch: Option<Arch>,
     tpm: TpmChoice,
     content: ContentOptions,
+    domains: DomainsOptions,
     grace: Duration,
 }
 
@@ -118,6 +137,10 @@ fn main() -> ExitCode {
             tpm,
             content_reserve_mib,
             content_capacity_mib,
+            apps_memory_mib,
+            apps_cpus,
+            shim_kernel,
+            shim_initrd,
             shutdown_grace_s,
         } => run(
             &manifest,
@@ -133,6 +156,13 @@ fn main() -> ExitCode {
                 content: ContentOptions {
                     reserve_bytes: content_reserve_mib << 20,
                     capacity_bytes: content_capacity_mib.map(|m| m << 20),
+                },
+                domains: DomainsOptions {
+                    memory_mib: apps_memory_mib,
+                    cpus: apps_cpus,
+                    shim: shim_kernel.zip(shim_initrd),
+                    grace: Duration::from_secs(shutdown_grace_s),
+                    ..DomainsOptions::default()
                 },
                 grace: Duration::from_secs(shutdown_grace_s),
             },
@@ -195,6 +225,10 @@ fn run(
         &paths.state_dir,
         &options.tpm,
         options.content,
+        &DomainsOptions {
+            arch: manifest.node.arch,
+            ..options.domains
+        },
         ServiceLogs::new(&state.logs(), log.clone()),
     )
     .map_err(|e| e.to_string())?;

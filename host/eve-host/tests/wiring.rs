@@ -23,7 +23,7 @@ use eve_host::{
     servicelog::ServiceLogs,
     status::StatusFile,
     supervisor::{State, Status},
-    targets::{ContentOptions, HostTarget, Refused, serve, tpm::TpmTarget},
+    targets::{ContentOptions, DomainsOptions, HostTarget, Refused, serve, tpm::TpmTarget},
     volumes::StateDir,
 };
 use evebus::{Call, Client, ClientConfig, DenyReason, Event, Level, Operation};
@@ -71,8 +71,15 @@ fn start(state: &Path, tpm: TpmChoice) -> NodeBus {
     let manifest = Manifest::parse(NODE).expect("the test manifest");
     let dir = StateDir::create(state).unwrap();
     let logs = ServiceLogs::new(&dir.logs(), Arc::new(StderrLog));
-    NodeBus::start(&manifest, state, &tpm, ContentOptions::default(), logs)
-        .expect("starting the node's bus")
+    NodeBus::start(
+        &manifest,
+        state,
+        &tpm,
+        ContentOptions::default(),
+        &DomainsOptions::default(),
+        logs,
+    )
+    .expect("starting the node's bus")
 }
 
 /// A fake service: its end of the socket pair and its bus client.

@@ -2,7 +2,7 @@
 //! operation.
 //!
 //! Decisions live in services; privileged effects (the TPM, the blob
-//! store, volumes, app ports; domains and partitions next) live in the host, behind
+//! store, volumes, app ports, app domains; partitions next) live in the host, behind
 //! operations the node manifest grants each service. An operation belongs
 //! to a *target*, the host module that performs it:
 //!
@@ -38,6 +38,7 @@ extern crate alloc;
 
 pub mod blobs;
 pub mod ports;
+pub mod domains;
 pub mod tpm;
 pub mod volumes;
 
@@ -87,6 +88,7 @@ pub const CATALOGUE: &[&TargetSpec] = &[
     &<blobs::Blobs as Target>::SPEC,
     &<volumes::Volumes as Target>::SPEC,
     &<ports::Ports as Target>::SPEC,
+    &<domains::Domains as Target>::SPEC,
 ];
 
 /// Declares a target and its operations: a unit type implementing

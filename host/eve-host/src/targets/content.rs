@@ -34,6 +34,11 @@ impl Default for ContentOptions {
     }
 }
 
+/// Where the volumes of the node whose state is in `state_dir` are.
+pub fn volumes_dir_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("content").join("volumes")
+}
+
 /// The node's content: the blob store and where volumes go.
 pub struct Content {
     store: Mutex<BlobStore<OsStorage>>,
@@ -84,7 +89,7 @@ impl Content {
         }
         let content = Arc::new(Content {
             store: Mutex::new(store),
-            volumes_dir: root.join("volumes"),
+            volumes_dir: volumes_dir_in(state_dir),
             options,
         });
         open.push((root, Arc::downgrade(&content)));

@@ -1,6 +1,6 @@
 //! The host's operation targets: what performs each `hostops` target on
-//! this host (the TPM, the blob store, volumes, app ports; domains
-//! and partitions next).
+//! this host (the TPM, the blob store, volumes, app ports, app domains;
+//! partitions next).
 //!
 //! A target is one module here implementing [`HostTarget`], registered in
 //! [`HOST_TARGETS`]. The broker, the manifest parser and xtask know
@@ -11,6 +11,7 @@
 pub mod blobs;
 pub mod content;
 pub mod ports;
+pub mod domains;
 pub mod tpm;
 pub mod volumes;
 
@@ -22,6 +23,7 @@ use prost::Message;
 
 use crate::{manifest::Manifest, nodebus::TpmChoice};
 pub use content::ContentOptions;
+pub use domains::DomainsOptions;
 
 /// What serves one `hostops` target. The broker calls it (through
 /// [`RpcHandler`]) only for operations of its spec, in its version, that
@@ -42,6 +44,8 @@ pub struct TargetContext<'a> {
     pub tpm: &'a TpmChoice,
     /// The content store's reserve and capacity.
     pub content: ContentOptions,
+    /// What app domains may use, and the shim VM for containers.
+    pub domains: &'a DomainsOptions,
 }
 
 /// Why a target could not be opened.
@@ -82,6 +86,8 @@ pub const HOST_TARGETS: &[TargetEntry] = &[
     TargetEntry {
         spec: &<hostops::ports::Ports as Target>::SPEC,
         open: ports::open,
+        spec: &<hostops::domains::Domains as Target>::SPEC,
+        open: domains::open,
     },
 ];
 

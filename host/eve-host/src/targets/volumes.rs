@@ -54,6 +54,35 @@ pub fn open(
     Ok(Arc::new(VolumesTarget::new(content, QemuImg::default())?))
 }
 
+/// A built volume generation, as another host target (app domains) sees
+/// it: its form, its directory and the blobs it was built from (digest,
+/// media type; a container's manifest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltVolume {
+    pub format: VolumeFormat,
+    pub dir: PathBuf,
+    pub components: Vec<(String, String)>,
+}
+
+/// The generation `name` under `volumes_dir` if it is built: only a
+/// finished build is moved under its name with its record, so a volume
+/// being built or deleted is not found. `name` must be a valid
+/// `<uuid>.<generation>` (the caller checks it; it names a directory).
+pub fn built_volume(volumes_dir: &Path, name: &str) -> Option<BuiltVolume> {
+    let dir = volumes_dir.join(name);
+    let record = build::read_record(&dir)?;
+    let named = VolumeRef {
+        uuid: record.uuid.clone(),
+        generation: record.generation,
+    }
+    .name();
+    (named.as_deref() == Some(name)).then(|| BuiltVolume {
+        format: record.format(),
+        dir,
+        components: record.components,
+    })
+}
+
 type Answer<T> = Result<T, Refused<VolumeError>>;
 
 fn now_unix() -> u64 {

@@ -1,0 +1,114 @@
+//! domainmgr: app domains, as EVE's domainmgr.
+//!
+//! It follows zedmanager's `domain-config` table and runs
+//! `domainctl::Manager` against the host's `domains` target (start, stop,
+//! list, usage): an activated domain runs, a deactivated one is halted, a
+//! bumped restart counter restarts it once, a removed one is stopped and
+//! forgotten. It publishes `domain-status` (for zedmanager) and every ten
+//! seconds `app-metrics` (the running domains' CPU and memory, for
+//! zedagent), and logs the running apps' console lines (so they reach the
+//! controller with its logs). The host restarts a crashed domain itself;
+//! domainmgr reports it `BOOTING` with the crash until it runs again.
+//!
+//! It reconciles after every change it hears of, every second while
+//! something moves (a retry pending) and every ten seconds otherwise;
+//! between those it sleeps.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod host;
+mod publish;
+
+use core::cell::{Cell, RefCell};
+use core::time::Duration;
+
+use domainctl::Manager;
+use hal::clock::Instant;
+use runtime::service::{Change, Service};
+use topics::DomainConfig;
+
+use host::BusHost;
+use publish::Published;
+
+runtime::entry!("domainmgr", main);
+
+/// How often it reconciles while something moves.
+const BUSY: Duration = Duration::from_secs(1);
+/// How often it reconciles otherwise, and measures the running domains.
+const IDLE: Duration = Duration::from_secs(10);
+/// How soon after a change it reconciles (changes come in bursts).
+const SOON: Duration = Duration::from_millis(50);
+
+/// Unix seconds: the wall clock, or the time since boot without one.
+fn now() -> u64 {
+    hal::clock::unix_now().unwrap_or_else(|| Instant::now().as_nanos() / 1_000_000_000)
+}
+
+fn main() -> i32 {
+    let manager = RefCell::new(Manager::new());
+    let changed = Cell::new(true);
+    let published = RefCell::new(Published::default());
+    let mut service = Service::new();
+    service.on::<DomainConfig>(|_, uuid, change| {
+        let config = match change {
+            Change::Created(v) | Change::Modified(v) => Some(v),
+            Change::Deleted(_) => None,
+        };
+        manager.borrow_mut().set_config(uuid, config);
+        changed.set(true);
+    });
+    service.on_synchronized::<DomainConfig>(|_| {
+        manager.borrow_mut().synchronized();
+        changed.set(true);
+    });
+    let mut busy = true;
+    let mut last = Instant::now();
+    let mut measured = Instant::now();
+    service.repeat(Duration::ZERO, |_| {
+        let due = if busy { BUSY } else { IDLE };
+        if changed.get() || last.elapsed() >= due {
+            changed.set(false);
+            last = Instant::now();
+            let mut manager = manager.borrow_mut();
+            let mut progress = |uuid: &str, state: &topics::DomainState| {
+                published.borrow_mut().progress(uuid, state);
+            };
+            match manager.reconcile(&mut BusHost, now(), &mut progress) {
+                Ok(done) => {
+                    busy = done.busy;
+                    if manager.ready() {
+                        published.borrow_mut().states(manager.states());
+                    }
+                }
+                Err(e) => {
+                    log::warn!("the host did not answer: {e}; trying again");
+                    busy = true;
+                }
+            }
+            match manager.console_lines(&mut BusHost) {
+                Ok(lines) => {
+                    for l in lines {
+                        log::info!("app {} ({}): {}", l.display_name, l.uuid, l.line);
+                    }
+                }
+                Err(e) => log::warn!("reading the apps' consoles: {e}"),
+            }
+            if measured.elapsed() >= IDLE {
+                measured = Instant::now();
+                match manager.metrics(&mut BusHost) {
+                    Ok(metrics) => published.borrow_mut().metrics(metrics),
+                    Err(e) => log::warn!("measuring the domains: {e}"),
+                }
+            }
+        }
+        if changed.get() {
+            SOON
+        } else {
+            SOON.max(due.saturating_sub(last.elapsed()))
+        }
+    });
+    service.run()
+}
