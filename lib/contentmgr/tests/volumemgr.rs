@@ -775,8 +775,8 @@ fn a_purge_keeps_the_generation_a_domain_runs_on_until_the_domain_lists_the_new_
     let vol = node.volume(V1);
     assert_eq!(vol.state, ZSwState::CreatedVolume as i32, "{vol:?}");
     assert_eq!(vol.host_volume, new);
-    assert_eq!(vol.host_generations, [old.clone(), new.clone()]);
-    assert_eq!(host_volumes(&mut node), [old.clone(), new.clone()]);
+    assert_eq!(vol.host_generations, [old.as_str(), new.as_str()]);
+    assert_eq!(host_volumes(&mut node), [old.as_str(), new.as_str()]);
     assert_eq!(&disk_of(&node, &old)[..disk.len()], &disk[..]);
 
     // Halted for the swap, the domain still lists its old disks: kept.
@@ -784,18 +784,18 @@ fn a_purge_keeps_the_generation_a_domain_runs_on_until_the_domain_lists_the_new_
         APP,
         Some(DomainState {
             state: ZSwState::Halted as i32,
-            ..running_on(&[old.clone()])
+            ..running_on(std::slice::from_ref(&old))
         }),
     );
     node.settle();
-    assert_eq!(host_volumes(&mut node), [old.clone(), new.clone()]);
+    assert_eq!(host_volumes(&mut node), [old.as_str(), new.as_str()]);
 
     // Started on the new generation: the old one goes.
     node.manager
         .set_domain(APP, Some(running_on(std::slice::from_ref(&new))));
     node.settle();
-    assert_eq!(host_volumes(&mut node), [new.clone()]);
-    assert_eq!(node.volume(V1).host_generations, [new.clone()]);
+    assert_eq!(host_volumes(&mut node), [new.as_str()]);
+    assert_eq!(node.volume(V1).host_generations, [new.as_str()]);
     assert_eq!(&disk_of(&node, &new)[..disk.len()], &disk[..]);
 }
 
@@ -818,20 +818,20 @@ fn a_restarted_volumemgr_deletes_no_volume_before_it_has_seen_the_domain_table()
     node.manager = again;
     node.settle();
     assert_eq!(node.volume(V1).host_volume, new);
-    assert_eq!(host_volumes(&mut node), [old.clone(), new.clone()]);
+    assert_eq!(host_volumes(&mut node), [old.as_str(), new.as_str()]);
 
     // The table arrives: the domain still runs on the old generation.
     node.manager
         .set_domain(APP, Some(running_on(std::slice::from_ref(&old))));
     node.manager.domains_synchronized();
     node.settle();
-    assert_eq!(host_volumes(&mut node), [old.clone(), new.clone()]);
+    assert_eq!(host_volumes(&mut node), [old.as_str(), new.as_str()]);
 
     // Released: deleted.
     node.manager
         .set_domain(APP, Some(running_on(std::slice::from_ref(&new))));
     node.settle();
-    assert_eq!(host_volumes(&mut node), [new.clone()]);
+    assert_eq!(host_volumes(&mut node), [new.as_str()]);
 }
 
 #[test]
@@ -841,14 +841,14 @@ fn a_volume_removed_from_the_config_stays_while_a_domain_runs_on_it_and_gc_leave
     node.manager
         .set_domain(APP, Some(running_on(std::slice::from_ref(&new))));
     node.settle();
-    assert_eq!(host_volumes(&mut node), [new.clone()]);
+    assert_eq!(host_volumes(&mut node), [new.as_str()]);
 
     // The app, its volume and its tree leave the config before domainmgr
     // stopped the domain.
     node.manager.set_volume(V1, None);
     node.manager.set_tree(T1, None);
     node.settle();
-    assert_eq!(host_volumes(&mut node), [new.clone()]);
+    assert_eq!(host_volumes(&mut node), [new.as_str()]);
     assert!(!node.manager.volume_states().contains_key(V1));
 
     // The tree's blobs are collected; the volume the domain runs on keeps
@@ -860,7 +860,7 @@ fn a_volume_removed_from_the_config_stays_while_a_domain_runs_on_it_and_gc_leave
     node.now += 120;
     node.settle();
     assert!(node.host.blobs().unwrap().blobs.is_empty());
-    assert_eq!(host_volumes(&mut node), [new.clone()]);
+    assert_eq!(host_volumes(&mut node), [new.as_str()]);
     assert_eq!(&disk_of(&node, &new)[..disk.len()], &disk[..]);
 
     // The domain is gone: so is the volume.
