@@ -29,12 +29,15 @@
 //! - Volumes are built by the host from verified blobs, one generation
 //!   per `generationCount`: a purge builds the next generation while the
 //!   current one stays, and the old one is deleted once the new one is
-//!   ready (make-before-break).
+//!   ready and no domain runs with it (make-before-break: domainmgr's
+//!   `domain-status` lists each domain's host volumes; until that table
+//!   is complete no host volume is deleted).
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod domains;
 mod manager;
 mod report;
 mod trees;

@@ -9,10 +9,12 @@ use eve_proto::config::{ContentTree, Volume};
 use hostops::blobs::BlobInfo;
 use hostops::volumes::VolumeInfo;
 use ocidist::Platform;
+use topics::DomainState;
 use topics::content::{
     Blobs, ContentTreeState, DownloadProgress, DownloadRequest, Settings, Usage, VolumeState,
 };
 
+use crate::domains::DomainDisks;
 use crate::trees::TreeRun;
 use crate::{Host, HostError};
 
@@ -53,6 +55,8 @@ pub struct Manager {
     pub(crate) failed_at: BTreeMap<String, u64>,
     /// When a volume generation's build was seen failed.
     pub(crate) build_failed_at: BTreeMap<String, u64>,
+    /// The host volumes domains run with: never deleted.
+    pub(crate) domains: DomainDisks,
     last_gc: Option<u64>,
     pub(crate) requests: BTreeMap<String, DownloadRequest>,
     pub(crate) tree_states: BTreeMap<String, ContentTreeState>,
@@ -78,6 +82,7 @@ impl Manager {
             attempts: BTreeMap::new(),
             failed_at: BTreeMap::new(),
             build_failed_at: BTreeMap::new(),
+            domains: DomainDisks::default(),
             last_gc: None,
             requests: BTreeMap::new(),
             tree_states: BTreeMap::new(),
@@ -119,6 +124,20 @@ impl Manager {
     /// The volume table is complete.
     pub fn volumes_synchronized(&mut self) {
         self.volumes_synced = true;
+    }
+
+    /// domainmgr's state of a domain changed (`None`: gone): the host
+    /// volumes it lists (`disks`) are kept while it lists them.
+    pub fn set_domain(&mut self, key: &str, state: Option<DomainState>) {
+        self.domains.set(key, state);
+    }
+
+    /// The `domain-status` table is complete: a host volume no domain
+    /// lists may go. Until then no host volume is deleted (a volumemgr
+    /// that started again does not know which ones domains run with);
+    /// volumes are still built and reported.
+    pub fn domains_synchronized(&mut self) {
+        self.domains.synchronized();
     }
 
     /// Whether the config is known: both tables complete and the content

@@ -1,6 +1,7 @@
 //! Volumes: each configured volume's generation built by the host from
 //! its content tree's verified blobs (or blank), the old generation kept
-//! until the new one is ready, host volumes nobody configures removed.
+//! until the new one is ready and no domain runs with it, host volumes
+//! nobody configures removed once no domain runs with them.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -65,14 +66,10 @@ impl Manager {
             .cloned()
             .collect();
         for orphan in orphans {
-            match host.delete_volume(&host_ref(&orphan)) {
-                Ok(()) => {
-                    log::info!("deleted volume {}: no longer configured", orphan.name);
-                    view.volumes.remove(&orphan.name);
-                }
-                Err(e) => log::warn!("deleting volume {}: {e}", orphan.name),
-            }
+            self.retire(host, view, &orphan, "no longer configured");
         }
+        self.domains
+            .forget_missing(|name| view.volumes.contains_key(name));
         self.build_failed_at.retain(|name, _| {
             view.volumes
                 .get(name)
@@ -129,14 +126,9 @@ impl Manager {
                     .filter(|v| uuid_of(&v.name) == uuid && v.name != name)
                     .cloned()
                     .collect();
+                let why = format!("{name} replaced it");
                 for old in older {
-                    match host.delete_volume(&host_ref(&old)) {
-                        Ok(()) => {
-                            log::info!("deleted volume {}: {name} replaced it", old.name);
-                            view.volumes.remove(&old.name);
-                        }
-                        Err(e) => log::warn!("deleting volume {}: {e}", old.name),
-                    }
+                    self.retire(host, view, &old, &why);
                 }
                 state.host_generations = view
                     .volumes
@@ -179,6 +171,23 @@ impl Manager {
                     Err(e) => Err(e.to_string()),
                 }
             }
+        }
+    }
+
+    /// Deletes host volume `old` (`why`: what made it unneeded) unless a
+    /// domain may run with it; then it stays, and goes on a later
+    /// reconciliation once no domain lists it.
+    fn retire(&mut self, host: &mut dyn Host, view: &mut View, old: &VolumeInfo, why: &str) {
+        if let Some(held) = self.domains.holds(&old.name) {
+            self.domains.note_kept(&old.name, held, why);
+            return;
+        }
+        match host.delete_volume(&host_ref(old)) {
+            Ok(()) => {
+                log::info!("deleted volume {}: {why}", old.name);
+                view.volumes.remove(&old.name);
+            }
+            Err(e) => log::warn!("deleting volume {}: {e}", old.name),
         }
     }
 

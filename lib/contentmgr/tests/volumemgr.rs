@@ -22,6 +22,7 @@ use hostops::blobs::{self, BlobError, BlobList, Expected};
 use hostops::volumes::{self, CreateRequest, VolumeError, VolumeInfo, VolumeRef};
 use prost::Message;
 use sha2::{Digest as _, Sha256};
+use topics::DomainState;
 use topics::content::{DownloadKind, DownloadProgress, DownloadRequest, DownloadState, Settings};
 
 /// The host's targets as volumemgr calls them over the bus.
@@ -298,6 +299,8 @@ impl Node {
         let mut manager = Manager::new("x86_64");
         manager.trees_synchronized();
         manager.volumes_synchronized();
+        // No domains: every generation is free to go once replaced.
+        manager.domains_synchronized();
         manager.set_settings(Settings {
             gc_vdisk_secs: 3600,
             download_retry_secs: 600,
@@ -707,4 +710,161 @@ fn nothing_is_dropped_before_the_config_is_complete_and_the_reserve_is_reported(
     // Only now, with a config that has no trees, are references dropped.
     let list = node.host.blobs().unwrap();
     assert!(list.blobs.iter().all(|b| b.holders.is_empty()), "{list:?}");
+}
+
+fn running_on(disks: &[String]) -> DomainState {
+    DomainState {
+        uuid: APP.into(),
+        state: ZSwState::Running as i32,
+        disks: disks.to_vec(),
+        ..Default::default()
+    }
+}
+
+const APP: &str = "cccccccc-cccc-4ccc-8ccc-cccccccccccc";
+
+/// A node whose volume V1 (tree T1, a raw disk) is built at generation 0
+/// and purged to generation 1 while a domain runs on generation 0.
+fn purged_under_a_running_domain() -> (Node, Vec<u8>) {
+    let mut node = Node::new(ContentOptions::default());
+    let disk = pattern(300_000, 9);
+    let digest = hex(&disk);
+    node.downloader
+        .origin
+        .blobs
+        .insert(digest.clone(), disk.clone());
+    node.manager
+        .set_tree(T1, Some(file_tree(&digest, Format::Raw)));
+    node.manager.set_volume(V1, Some(volume(T1, 0, 1 << 20)));
+    node.settle();
+    assert_eq!(node.volume(V1).host_volume, format!("{V1}.0"));
+    node.manager
+        .set_domain(APP, Some(running_on(&[format!("{V1}.0")])));
+    node.manager.set_volume(V1, Some(volume(T1, 1, 1 << 20)));
+    node.settle();
+    (node, disk)
+}
+
+fn host_volumes(node: &mut Node) -> Vec<String> {
+    let mut names: Vec<String> = node
+        .host
+        .volumes()
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    names.sort();
+    names
+}
+
+fn disk_of(node: &Node, host_volume: &str) -> Vec<u8> {
+    std::fs::read(
+        node.content
+            .volumes_dir()
+            .join(host_volume)
+            .join("disk.raw"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_purge_keeps_the_generation_a_domain_runs_on_until_the_domain_lists_the_new_one() {
+    let (mut node, disk) = purged_under_a_running_domain();
+    let (old, new) = (format!("{V1}.0"), format!("{V1}.1"));
+    // The new generation is ready and reported; the old one stays whole.
+    let vol = node.volume(V1);
+    assert_eq!(vol.state, ZSwState::CreatedVolume as i32, "{vol:?}");
+    assert_eq!(vol.host_volume, new);
+    assert_eq!(vol.host_generations, [old.as_str(), new.as_str()]);
+    assert_eq!(host_volumes(&mut node), [old.as_str(), new.as_str()]);
+    assert_eq!(&disk_of(&node, &old)[..disk.len()], &disk[..]);
+
+    // Halted for the swap, the domain still lists its old disks: kept.
+    node.manager.set_domain(
+        APP,
+        Some(DomainState {
+            state: ZSwState::Halted as i32,
+            ..running_on(std::slice::from_ref(&old))
+        }),
+    );
+    node.settle();
+    assert_eq!(host_volumes(&mut node), [old.as_str(), new.as_str()]);
+
+    // Started on the new generation: the old one goes.
+    node.manager
+        .set_domain(APP, Some(running_on(std::slice::from_ref(&new))));
+    node.settle();
+    assert_eq!(host_volumes(&mut node), [new.as_str()]);
+    assert_eq!(node.volume(V1).host_generations, [new.as_str()]);
+    assert_eq!(&disk_of(&node, &new)[..disk.len()], &disk[..]);
+}
+
+#[test]
+fn a_restarted_volumemgr_deletes_no_volume_before_it_has_seen_the_domain_table() {
+    let (mut node, disk) = purged_under_a_running_domain();
+    let (old, new) = (format!("{V1}.0"), format!("{V1}.1"));
+    let tree = file_tree(&hex(&disk), Format::Raw);
+
+    // volumemgr starts again: the config is whole, the domains are not.
+    let mut again = Manager::new("x86_64");
+    again.set_tree(T1, Some(tree));
+    again.set_volume(V1, Some(volume(T1, 1, 1 << 20)));
+    again.trees_synchronized();
+    again.volumes_synchronized();
+    again.set_settings(Settings {
+        gc_vdisk_secs: 3600,
+        download_retry_secs: 600,
+    });
+    node.manager = again;
+    node.settle();
+    assert_eq!(node.volume(V1).host_volume, new);
+    assert_eq!(host_volumes(&mut node), [old.as_str(), new.as_str()]);
+
+    // The table arrives: the domain still runs on the old generation.
+    node.manager
+        .set_domain(APP, Some(running_on(std::slice::from_ref(&old))));
+    node.manager.domains_synchronized();
+    node.settle();
+    assert_eq!(host_volumes(&mut node), [old.as_str(), new.as_str()]);
+
+    // Released: deleted.
+    node.manager
+        .set_domain(APP, Some(running_on(std::slice::from_ref(&new))));
+    node.settle();
+    assert_eq!(host_volumes(&mut node), [new.as_str()]);
+}
+
+#[test]
+fn a_volume_removed_from_the_config_stays_while_a_domain_runs_on_it_and_gc_leaves_it_whole() {
+    let (mut node, disk) = purged_under_a_running_domain();
+    let new = format!("{V1}.1");
+    node.manager
+        .set_domain(APP, Some(running_on(std::slice::from_ref(&new))));
+    node.settle();
+    assert_eq!(host_volumes(&mut node), [new.as_str()]);
+
+    // The app, its volume and its tree leave the config before domainmgr
+    // stopped the domain.
+    node.manager.set_volume(V1, None);
+    node.manager.set_tree(T1, None);
+    node.settle();
+    assert_eq!(host_volumes(&mut node), [new.as_str()]);
+    assert!(!node.manager.volume_states().contains_key(V1));
+
+    // The tree's blobs are collected; the volume the domain runs on keeps
+    // its own copy.
+    node.manager.set_settings(Settings {
+        gc_vdisk_secs: 0,
+        download_retry_secs: 600,
+    });
+    node.now += 120;
+    node.settle();
+    assert!(node.host.blobs().unwrap().blobs.is_empty());
+    assert_eq!(host_volumes(&mut node), [new.as_str()]);
+    assert_eq!(&disk_of(&node, &new)[..disk.len()], &disk[..]);
+
+    // The domain is gone: so is the volume.
+    node.manager.set_domain(APP, None);
+    node.settle();
+    assert!(host_volumes(&mut node).is_empty());
 }

@@ -9,6 +9,14 @@
 //! `volume-status`, `blob-status` and `content-usage`, which zedagent
 //! reports to the controller.
 //!
+//! It follows domainmgr's `domain-status` too: a host volume a domain
+//! lists among its disks is never deleted (a purge's old generation stays
+//! until the domain runs on the new one), and none is deleted before that
+//! table is synchronized. A manifest that does not grant the subscription
+//! leaves the table never synchronized: volumes are still built and
+//! reported, but replaced and unconfigured ones are kept (each logged once)
+//! rather than deleted under a domain volumemgr cannot see.
+//!
 //! It reconciles after every change it hears of, every second while
 //! something moves (downloads, builds) and every ten seconds otherwise.
 #![no_std]
@@ -26,7 +34,7 @@ use core::time::Duration;
 use contentmgr::Manager;
 use hal::clock::Instant;
 use runtime::service::{Change, Service};
-use topics::{ContentSettings, ContentTreeConfig, DownloadStatus, VolumeConfig};
+use topics::{ContentSettings, ContentTreeConfig, DomainStatus, DownloadStatus, VolumeConfig};
 
 use host::BusHost;
 use publish::Published;
@@ -88,6 +96,14 @@ fn main() -> i32 {
     });
     service.on::<DownloadStatus>(|_, key, change| {
         manager.borrow_mut().set_download(key, value(change));
+        changed.set(true);
+    });
+    service.on::<DomainStatus>(|_, key, change| {
+        manager.borrow_mut().set_domain(key, value(change));
+        changed.set(true);
+    });
+    service.on_synchronized::<DomainStatus>(|_| {
+        manager.borrow_mut().domains_synchronized();
         changed.set(true);
     });
     let mut busy = true;
