@@ -86,6 +86,8 @@ pub const HOST_TARGETS: &[TargetEntry] = &[
     TargetEntry {
         spec: &<hostops::ports::Ports as Target>::SPEC,
         open: ports::open,
+    },
+    TargetEntry {
         spec: &<hostops::domains::Domains as Target>::SPEC,
         open: domains::open,
     },
