@@ -25,7 +25,9 @@ use eve_host::node::{Node, NodePaths, Seams};
 use eve_host::nodebus::{NodeBus, TpmChoice};
 use eve_host::qemu::QemuVmm;
 use eve_host::servicelog::ServiceLogs;
-use eve_host::targets::{ContentOptions, HOST_TARGETS, TargetContext, open_granted};
+use eve_host::targets::{
+    ContentOptions, DomainsOptions, HOST_TARGETS, TargetContext, open_granted,
+};
 use eve_host::vfio::VfioRoots;
 use eve_host::volumes::StateDir;
 use eve_proto::config::{
@@ -266,6 +268,7 @@ fn zedmanager_runs_apps(arch: Arch) {
         state_dir: dir.path(),
         tpm: &tpm,
         content: ContentOptions::default(),
+        domains: &DomainsOptions::default(),
     };
     let bus = NodeBus::start_with(
         &manifest,

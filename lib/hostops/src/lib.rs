@@ -37,8 +37,8 @@
 extern crate alloc;
 
 pub mod blobs;
-pub mod ports;
 pub mod domains;
+pub mod ports;
 pub mod tpm;
 pub mod volumes;
 

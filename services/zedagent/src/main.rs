@@ -60,8 +60,7 @@ use topics::facts::Facts;
 use topics::onboard::{self, Report};
 use topics::{
     AppMetrics, AppStatus, BlobStatus, ContentTreeStatus, ContentUsage, DeviceFacts, EdgeConfig,
-    NetworkInstanceStatus,
-    OnboardStatus, VolumeStatus,
+    NetworkInstanceStatus, OnboardStatus, VolumeStatus,
 };
 
 use content::ContentPublisher;

@@ -10,8 +10,8 @@
 
 pub mod blobs;
 pub mod content;
-pub mod ports;
 pub mod domains;
+pub mod ports;
 pub mod tpm;
 pub mod volumes;
 
