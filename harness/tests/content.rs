@@ -29,7 +29,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,8 +53,11 @@ use eve_host::targets::{
 };
 use eve_host::vfio::VfioRoots;
 use eve_host::volumes::StateDir;
-use eve_proto::info::ZSwState;
+use eve_proto::Message;
+use eve_proto::info::z_info_msg::InfoContent;
+use eve_proto::info::{ZInfoMsg, ZSwState};
 use evectl::admin::Admin;
+use evectl::apps::{self, AppKind, AppSpec};
 use harness::content::{
     FileServer, Misbehave, OCI_INDEX, OCI_MANIFEST, OciImage, Registry, Served, noise, oci_index,
     sha256_hex,
@@ -61,9 +65,9 @@ use harness::content::{
 use harness::pki::{leaf, root};
 use harness::provision::{OnboardIdentity, config_files, write_config_partition};
 use harness::servers::tls_config;
-use harness::{Arch, Profile, build_service, workspace_root};
+use harness::{Arch, Profile, appassets, build_service, workspace_root};
 use topics::content::{ContentTreeState, VolumeState};
-use topics::{ContentTreeStatus, Topic, VolumeStatus};
+use topics::{AppStatus, ContentTreeStatus, DomainStatus, Topic, VolumeStatus};
 
 /// A guard against a node that never gets there, not a timing target:
 /// under TCG on a shared 2-core machine.
@@ -73,6 +77,8 @@ const PATIENCE: Duration = Duration::from_secs(600);
 const CAPACITY: u64 = 64 << 20;
 const RESERVE: u64 = 40 << 20;
 const MIB: usize = 1 << 20;
+/// The memory the node's host admits apps into.
+const APPS_MEMORY_MIB: u64 = 512;
 
 /// Our controller on loopback: device API and admin API.
 struct LocalController {
@@ -193,7 +199,11 @@ impl RunningNode {
                 reserve_bytes: RESERVE,
                 capacity_bytes: Some(CAPACITY),
             },
-            domains: &DomainsOptions::default(),
+            domains: &DomainsOptions {
+                arch: manifest.node.arch,
+                memory_mib: Some(APPS_MEMORY_MIB),
+                ..DomainsOptions::default()
+            },
         };
         let bus = NodeBus::start_with(
             manifest,
@@ -288,6 +298,9 @@ struct World {
     /// The config description's sections, edited between steps.
     trees: BTreeMap<String, String>,
     volumes: BTreeMap<String, String>,
+    /// What `evectl app deploy` adds to a config (datastores, content
+    /// trees, volumes, apps), merged into the description.
+    deployed: serde_json::Value,
 }
 
 fn b64(data: &[u8]) -> String {
@@ -309,12 +322,32 @@ impl World {
             self.registry.port(),
             self.hostile.port()
         );
+        // JSON is YAML: what evectl deployed goes in as it wrote it.
+        let deployed = |section: &str| {
+            self.deployed[section]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|item| format!("  - {item}\n"))
+                .collect::<String>()
+        };
+        text = text.replace(
+            "contentInfo:\n",
+            &format!("{}contentInfo:\n", deployed("datastores")),
+        );
         for line in self.trees.values() {
             text.push_str(&format!("  - {line}\n"));
         }
+        text.push_str(&deployed("contentInfo"));
         text.push_str("volumes:\n");
         for line in self.volumes.values() {
             text.push_str(&format!("  - {line}\n"));
+        }
+        text.push_str(&deployed("volumes"));
+        let apps = deployed("apps");
+        if !apps.is_empty() {
+            text.push_str("apps:\n");
+            text.push_str(&apps);
         }
         text.push_str(
             "configItems:\n  - { key: timer.config.interval, value: \"5\" }\n  - { key: timer.gc.vdisk, value: \"0\" }\n  - { key: timer.download.retry, value: \"300\" }\n",
@@ -382,6 +415,45 @@ impl World {
         }
     }
 
+    /// Waits until `done` holds; fails with the apps' states and the
+    /// host's log.
+    fn until_answer(&self, what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "{}: {what} never happened\napps: {:#?}\ndomains: {:#?}\n{}",
+                self.arch.name(),
+                self.node().table::<AppStatus>(),
+                self.node().table::<DomainStatus>(),
+                self.lines.tail()
+            );
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits until zedmanager reports app `uuid` in `state`.
+    fn until_app(&self, uuid: &str, what: &str, state: ZSwState) {
+        self.until_answer(what, || {
+            self.node()
+                .table::<AppStatus>()
+                .get(uuid)
+                .is_some_and(|a| a.state == state as i32)
+        });
+    }
+
+    /// The state of app `uuid` in the newest `ZInfoApp` the controller
+    /// holds from the device.
+    fn reported_app_state(&self, uuid: &str) -> Option<i32> {
+        let key = format!("app/{uuid}");
+        let records = self.ctl.ctl.store().latest_info(&self.uuid).ok()?;
+        let record = records.into_iter().find(|r| r.key == key)?;
+        match ZInfoMsg::decode(record.msg.as_slice()).ok()?.info_content? {
+            InfoContent::Ainfo(app) => Some(app.state),
+            _ => None,
+        }
+    }
+
     fn volume_dir(&self, state: &VolumeState) -> PathBuf {
         self.state
             .path()
@@ -402,22 +474,23 @@ fn final_state(s: &ContentTreeState) -> bool {
     s.state == ZSwState::Loaded as i32 || s.state == ZSwState::Error as i32
 }
 
-/// Builds the node's images for `arch`; the directory they are in.
-fn images(arch: Arch) -> PathBuf {
+/// Builds the image of every service of `manifest`; the directory they
+/// are in.
+fn images(manifest: &Manifest) -> PathBuf {
     let mut dir = None;
-    for service in ["zedagent", "diag", "downloader", "volumemgr"] {
-        let image = build_service(service, arch, Profile::Release)
-            .unwrap_or_else(|e| panic!("building {service}: {e}"));
+    for service in &manifest.services {
+        let image = build_service(&service.image, manifest.node.arch, Profile::Release)
+            .unwrap_or_else(|e| panic!("building {}: {e}", service.image));
         dir = image.parent().map(Path::to_path_buf);
     }
     dir.expect("an image directory")
 }
 
 fn content_on_a_node(arch: Arch) {
-    let images = images(arch);
     let mut manifest =
         Manifest::load(&workspace_root().join("nodes/default.toml")).expect("the manifest");
     manifest.node.arch = arch;
+    let images = images(&manifest);
     let ctl = LocalController::start();
     let identity = OnboardIdentity::generate("content-").expect("an onboarding identity");
     ctl.ctl
@@ -449,6 +522,7 @@ fn content_on_a_node(arch: Arch) {
         uuid: String::new(),
         trees: BTreeMap::new(),
         volumes: BTreeMap::new(),
+        deployed: serde_json::json!({}),
     };
     world.node = Some(RunningNode::start(
         &world.manifest,
@@ -475,6 +549,7 @@ fn content_on_a_node(arch: Arch) {
         Arch::Aarch64 => "arm64",
     };
     first_content(&mut world, oci_arch);
+    app(&mut world);
     // The config came with a token the node's TPM earned with a quote of
     // PCRs 0-15, whose values became the device's PCR policy.
     let shown = world.ctl.device_show(&world.uuid);
@@ -487,6 +562,70 @@ fn content_on_a_node(arch: Arch) {
     reserve(&mut world);
     let troubles = world.node().troubles();
     assert!(troubles.is_empty(), "{troubles:?}\n{}", world.lines.tail());
+}
+
+/// What answers on loopback `port`: an HTTP 200's text.
+fn http_get(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET / HTTP/1.0\r\nHost: app\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    (answer.starts_with("HTTP/1.") && answer.split(' ').nth(1) == Some("200")).then_some(answer)
+}
+
+/// An app through the whole node, as a user deploys one: `evectl app
+/// deploy` of the hello-http unikernel from the plain HTTP datastore with
+/// its port 80 on a loopback port; the config goes through zedagent,
+/// volumemgr builds its volume, zedmanager its domain, domainmgr has the
+/// host start it. It answers, the controller sees it RUNNING, a stop halts
+/// it and a delete removes it and its volume.
+fn app(world: &mut World) {
+    let image = appassets::app_unikernel(world.arch).expect("building hello-http");
+    let bytes = std::fs::read(&image).expect("the hello-http image");
+    let sha256 = sha256_hex(&bytes);
+    world
+        .http
+        .put("/images/hello-http.img", Served::file(bytes));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let spec = AppSpec {
+        name: "hello".into(),
+        image: format!(
+            "http://10.0.2.2:{}/images/hello-http.img",
+            world.http.port()
+        ),
+        kind: Some(AppKind::Unikernel),
+        memory_mib: 32,
+        vcpus: 1,
+        ports: vec![(port, 80)],
+        user_data: None,
+        network: None,
+        sha256: Some(sha256),
+    };
+    world.deployed = apps::deploy(serde_json::json!({}), &spec).expect("evectl app deploy");
+    world.apply();
+    let app_uuid = apps::app_uuid(&world.deployed, "hello").expect("the app's UUID");
+    world.until_app(&app_uuid, "RUNNING", ZSwState::Running);
+    world.until_answer("an HTTP answer from the app", || http_get(port).is_some());
+    world.until_answer("RUNNING in the controller's view", || {
+        world.reported_app_state(&app_uuid) == Some(ZSwState::Running as i32)
+    });
+
+    world.deployed = apps::set_active(world.deployed.clone(), "hello", false).expect("app stop");
+    world.apply();
+    world.until_app(&app_uuid, "HALTED", ZSwState::Halted);
+    assert_eq!(http_get(port), None, "{}: a halted app answers", world.arch);
+
+    world.deployed = apps::delete(world.deployed.clone(), "hello").expect("app delete");
+    world.apply();
+    world.until_answer("the app and its volume gone", || {
+        world.node().table::<AppStatus>().is_empty()
+            && world.node().table::<DomainStatus>().is_empty()
+            && !world.volumes_now().contains_key("hello")
+    });
 }
 
 /// Disk images, an OCI image, a wrong sha256, a cut connection, hostile

@@ -69,6 +69,11 @@ pub struct AppSpec {
     pub ports: Vec<(u16, u16)>,
     /// Cloud-init user data.
     pub user_data: Option<Vec<u8>>,
+    /// The sha256 of an HTTP(S) image (64 hex digits), which the node
+    /// verifies the download against; required there, since nothing else
+    /// vouches for a file. A `docker://` image is pinned by its reference
+    /// (`@sha256:...`) or resolved by tag on the node instead.
+    pub sha256: Option<String>,
     /// The network instance (display name or UUID) the app's interface
     /// joins; by default the config's first, if any.
     pub network: Option<String>,
@@ -100,6 +105,16 @@ pub enum AppError {
     /// Two forwards from one host port.
     #[error("host port {0} forwarded twice")]
     DuplicatePort(u16),
+    /// An HTTP(S) image without its sha256.
+    #[error(
+        "image {0:?}: an HTTP(S) image needs --sha256 (the node verifies every download against it)"
+    )]
+    MissingSha256(String),
+    /// Not 64 hex digits, or given for a `docker://` image.
+    #[error(
+        "--sha256 {0:?}: expected the 64 hex digits of an HTTP(S) image's sha256 (a docker:// image is pinned with @sha256:)"
+    )]
+    BadSha256(String),
     /// Zero memory, zero CPUs or an empty name.
     #[error("{0}")]
     Invalid(String),
@@ -242,6 +257,22 @@ pub fn image_source(image: &str, kind: Option<AppKind>) -> Result<ImageSource, A
     })
 }
 
+/// The content tree's `sha256` for `spec`'s image, lowercase: required
+/// for an HTTP(S) image, refused for a `docker://` one (empty).
+fn image_sha256(source: &ImageSource, spec: &AppSpec) -> Result<String, AppError> {
+    let container = source.kind == AppKind::Container;
+    match &spec.sha256 {
+        None if container => Ok(String::new()),
+        None => Err(AppError::MissingSha256(spec.image.clone())),
+        Some(hex)
+            if !container && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(hex.to_ascii_lowercase())
+        }
+        Some(hex) => Err(AppError::BadSha256(hex.clone())),
+    }
+}
+
 fn list<'a>(config: &'a Value, field: &str) -> impl Iterator<Item = &'a Value> {
     config[field].as_array().into_iter().flatten()
 }
@@ -355,6 +386,7 @@ pub fn deploy(mut config: Value, spec: &AppSpec) -> Result<Value, AppError> {
         }
     }
     let source = image_source(&spec.image, spec.kind)?;
+    let sha256 = image_sha256(&source, spec)?;
 
     // The datastore: one with the same type, server and path, or a new one.
     let ds_type = match source.datastore.kind.as_str() {
@@ -390,6 +422,7 @@ pub fn deploy(mut config: Value, spec: &AppSpec) -> Result<Value, AppError> {
             (t["dsId"] == ds_id.as_str() || t["dsId"] == ds_uuid.as_str())
                 && t["URL"] == source.url.as_str()
                 && t["iformat"] == source.format
+                && t["sha256"].as_str().unwrap_or("") == sha256
         })
         .and_then(|t| t["uuid"].as_str().or(t["displayName"].as_str()))
         .map(str::to_owned);
@@ -409,12 +442,16 @@ pub fn deploy(mut config: Value, spec: &AppSpec) -> Result<Value, AppError> {
                 })
                 .find(|n| !taken(n))
                 .unwrap_or_else(|| name.to_owned());
-            list_mut(&mut config, "contentInfo").push(json!({
+            let mut tree = json!({
                 "displayName": tree_name,
                 "dsId": ds_id,
                 "URL": source.url,
                 "iformat": source.format,
-            }));
+            });
+            if !sha256.is_empty() {
+                tree["sha256"] = json!(sha256);
+            }
+            list_mut(&mut config, "contentInfo").push(tree);
             derived_uuid("content", &tree_name)
         }
     };

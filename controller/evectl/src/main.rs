@@ -186,6 +186,10 @@ enum AppCmd {
         /// Cloud-init user data file.
         #[arg(long)]
         user_data: Option<PathBuf>,
+        /// The sha256 of an http(s) image (64 hex digits), which the node
+        /// verifies the download against (`sha256sum FILE`).
+        #[arg(long)]
+        sha256: Option<String>,
         /// The network instance (name or UUID) the app joins (default:
         /// the config's first, if any).
         #[arg(long)]
@@ -514,6 +518,7 @@ async fn app_command(admin: &mut Admin, cmd: &AppCmd) -> Result<String, CtlError
             vcpus,
             ports,
             user_data,
+            sha256,
             network,
         } => {
             let spec = AppSpec {
@@ -539,6 +544,7 @@ async fn app_command(admin: &mut Admin, cmd: &AppCmd) -> Result<String, CtlError
                     None => None,
                 },
                 network: network.clone(),
+                sha256: sha256.clone(),
             };
             let device = admin.pick_device(app.device.as_deref()).await?;
             return admin.app_deploy(&device, &spec).await;

@@ -26,6 +26,10 @@ use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 const API: &str = "/api/v2/edgedevice";
+/// The sha256 the test gives for its disk image (in capitals, which
+/// evectl writes in lowercase) and its unikernel.
+const VM_SHA: &str = "0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F0";
+const UK_SHA: &str = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
 
 struct Running {
     ctl: Arc<Controller>,
@@ -229,6 +233,8 @@ async fn deploy_puts_datastore_content_tree_volume_and_app_in_the_served_config(
         "vm",
         "--image",
         "https://files.example:8443/images/debian.qcow2",
+        "--sha256",
+        VM_SHA,
     ]);
     ctl.ok(&[
         "app",
@@ -236,6 +242,8 @@ async fn deploy_puts_datastore_content_tree_volume_and_app_in_the_served_config(
         "uk",
         "--image",
         "https://files.example:8443/images/hello.elf",
+        "--sha256",
+        UK_SHA,
         "--kind",
         "unikernel",
         "--memory",
@@ -264,6 +272,8 @@ async fn deploy_puts_datastore_content_tree_volume_and_app_in_the_served_config(
     assert_eq!(tree("vm").iformat, Format::Qcow2 as i32);
     assert_eq!(tree("vm").url, "debian.qcow2");
     assert_eq!(tree("uk").iformat, Format::Raw as i32);
+    assert_eq!(tree("vm").sha256, VM_SHA.to_ascii_lowercase());
+    assert_eq!(tree("uk").sha256, UK_SHA);
     let https = cfg
         .datastores
         .iter()
@@ -333,12 +343,25 @@ async fn deploy_puts_datastore_content_tree_volume_and_app_in_the_served_config(
             vec!["--image", "http://h/x.img", "--memory", "5000000"],
             "more memory than",
         ),
+        (
+            vec!["--image", "http://h/x.img", "--sha256", "abc"],
+            "expected the 64 hex digits",
+        ),
+        (
+            vec!["--image", "docker://a/b", "--sha256", UK_SHA],
+            "pinned with @sha256:",
+        ),
     ] {
         let mut all = vec!["app", "deploy", "bad"];
         all.extend(args);
+        if !all.contains(&"--sha256") && all.iter().any(|a| a.starts_with("http")) {
+            all.extend(["--sha256", VM_SHA]);
+        }
         let (ok, _, err) = ctl.evectl(&all);
         assert!(!ok && err.contains(why), "{all:?}: {err}");
     }
+    let (ok, _, err) = ctl.evectl(&["app", "deploy", "bad", "--image", "http://h/x.img"]);
+    assert!(!ok && err.contains("needs --sha256"), "{err}");
     assert_eq!(version(&ctl), before);
     drop(ctl);
 }
