@@ -191,6 +191,7 @@ impl RunningNode {
                 reserve_bytes: RESERVE,
                 capacity_bytes: Some(CAPACITY),
             },
+            disk: None,
         };
         let bus = NodeBus::start_with(
             manifest,

@@ -88,6 +88,7 @@ fn says_hello_and_heartbeats(manifest: &Manifest, service: &str, images: &Path, 
         state_dir: dir.path(),
         tpm: &tpm,
         content: ContentOptions::default(),
+        disk: None,
     };
     let bus = NodeBus::start_with(
         manifest,

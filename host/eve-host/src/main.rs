@@ -20,7 +20,7 @@ use eve_host::{
     servicelog::ServiceLogs,
     status::StatusFile,
     stdio::{err_line, out_line},
-    targets::ContentOptions,
+    targets::{BootDisk, ContentOptions},
     vfio::VfioRoots,
     volumes::StateDir,
 };
@@ -80,6 +80,15 @@ enum Command {
         /// Seconds a VM gets to stop cleanly at shutdown before it is killed.
         #[arg(long, default_value_t = 10)]
         shutdown_grace_s: u64,
+        /// The GPT disk (image file or block device) holding the base OS
+        /// partitions IMGA and IMGB, for the partitions target; without
+        /// it that target answers that the host has no A/B disk.
+        #[arg(long)]
+        disk: Option<PathBuf>,
+        /// IMGA or IMGB: the partition the node booted from (the loader's
+        /// `eve.slot=`; the init passes it on).
+        #[arg(long, requires = "disk")]
+        booted_slot: Option<String>,
     },
     /// Validate a manifest and print the node it describes.
     Check {
@@ -95,6 +104,7 @@ struct RunOptions {
     tpm: TpmChoice,
     content: ContentOptions,
     grace: Duration,
+    disk: Option<BootDisk>,
 }
 
 fn main() -> ExitCode {
@@ -119,6 +129,8 @@ fn main() -> ExitCode {
             content_reserve_mib,
             content_capacity_mib,
             shutdown_grace_s,
+            disk,
+            booted_slot,
         } => run(
             &manifest,
             NodePaths {
@@ -135,6 +147,10 @@ fn main() -> ExitCode {
                     capacity_bytes: content_capacity_mib.map(|m| m << 20),
                 },
                 grace: Duration::from_secs(shutdown_grace_s),
+                disk: disk.map(|path| BootDisk {
+                    path,
+                    booted: booted_slot,
+                }),
             },
         ),
     };
@@ -195,6 +211,7 @@ fn run(
         &paths.state_dir,
         &options.tpm,
         options.content,
+        options.disk.as_ref(),
         ServiceLogs::new(&state.logs(), log.clone()),
     )
     .map_err(|e| e.to_string())?;

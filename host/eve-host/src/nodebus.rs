@@ -34,7 +34,7 @@ use crate::{
     heartbeat::Heartbeats,
     manifest::Manifest,
     status::BusView,
-    targets::{self, ContentOptions, HOST_TARGETS, HostTarget, TargetContext},
+    targets::{self, BootDisk, ContentOptions, HOST_TARGETS, HostTarget, TargetContext},
 };
 
 /// The kernel's resource-managed TPM device.
@@ -147,20 +147,22 @@ impl fmt::Debug for NodeBus {
 impl NodeBus {
     /// What `eve-host run` starts: the broker with the manifest's grants
     /// and log records going to `logs`; the host targets some service is
-    /// granted, opened with `state_dir`, the TPM `choice` and the
-    /// `content` store's settings; this machine's facts
+    /// granted, opened with `state_dir`, the TPM `choice`, the
+    /// `content` store's settings and the A/B `disk`; this machine's facts
     /// ([`facts::gather`]) in `@device-facts`.
     pub fn start(
         manifest: &Manifest,
         state_dir: &Path,
         choice: &TpmChoice,
         content: ContentOptions,
+        disk: Option<&BootDisk>,
         logs: impl LogSink + 'static,
     ) -> Result<NodeBus, NodeBusError> {
         let context = TargetContext {
             state_dir,
             tpm: choice,
             content,
+            disk,
         };
         let targets = targets::open_granted(manifest, HOST_TARGETS, &context)?;
         NodeBus::start_with(manifest, logs, targets, &facts::gather(state_dir))
@@ -323,6 +325,7 @@ bus.publish = ["report"]
             dir.path(),
             &missing,
             ContentOptions::default(),
+            None,
             |_: &eve_broker::LogEntry| {},
         )
         .unwrap();
@@ -334,6 +337,7 @@ bus.publish = ["report"]
             dir.path(),
             &missing,
             ContentOptions::default(),
+            None,
             |_: &eve_broker::LogEntry| {},
         )
         .unwrap_err();

@@ -71,8 +71,15 @@ fn start(state: &Path, tpm: TpmChoice) -> NodeBus {
     let manifest = Manifest::parse(NODE).expect("the test manifest");
     let dir = StateDir::create(state).unwrap();
     let logs = ServiceLogs::new(&dir.logs(), Arc::new(StderrLog));
-    NodeBus::start(&manifest, state, &tpm, ContentOptions::default(), logs)
-        .expect("starting the node's bus")
+    NodeBus::start(
+        &manifest,
+        state,
+        &tpm,
+        ContentOptions::default(),
+        None,
+        logs,
+    )
+    .expect("starting the node's bus")
 }
 
 /// A fake service: its end of the socket pair and its bus client.

@@ -37,6 +37,7 @@
 extern crate alloc;
 
 pub mod blobs;
+pub mod partitions;
 pub mod tpm;
 pub mod volumes;
 
@@ -85,6 +86,7 @@ pub const CATALOGUE: &[&TargetSpec] = &[
     &<tpm::Tpm as Target>::SPEC,
     &<blobs::Blobs as Target>::SPEC,
     &<volumes::Volumes as Target>::SPEC,
+    &<partitions::Partitions as Target>::SPEC,
 ];
 
 /// Declares a target and its operations: a unit type implementing

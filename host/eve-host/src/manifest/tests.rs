@@ -279,8 +279,8 @@ call.ports = []
         [
             "line 10: service `a`: operation `sign` of `tpm` listed twice",
             "line 10: service `a`: target `tpm` has no operation `export-key` (operations: create-device-key, device-public-key, sign, read-pcrs, quote, read-ek-cert, create-ecdh-key, ecdh, create-attestation-key)",
-            "line 11: service `a`: calls target `domains` that this host does not have (targets: tpm, blobs, volumes)",
-            "line 12: service `a`: calls target `ports` that this host does not have (targets: tpm, blobs, volumes)",
+            "line 11: service `a`: calls target `domains` that this host does not have (targets: tpm, blobs, volumes, partitions)",
+            "line 12: service `a`: calls target `ports` that this host does not have (targets: tpm, blobs, volumes, partitions)",
         ]
     );
     let inline = format!("{ONE}[service.bus]\ncall = {{ tpm = [\"quote\", \"sign\"] }}\n");

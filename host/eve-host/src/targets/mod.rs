@@ -1,6 +1,6 @@
 //! The host's operation targets: what performs each `hostops` target on
-//! this host (the TPM, the blob store, volumes; domains, ports and
-//! partitions next).
+//! this host (the TPM, the blob store, volumes, the base OS partitions;
+//! domains and ports next).
 //!
 //! A target is one module here implementing [`HostTarget`], registered in
 //! [`HOST_TARGETS`]. The broker, the manifest parser and xtask know
@@ -10,6 +10,7 @@
 
 pub mod blobs;
 pub mod content;
+pub mod partitions;
 pub mod tpm;
 pub mod volumes;
 
@@ -21,6 +22,7 @@ use prost::Message;
 
 use crate::{manifest::Manifest, nodebus::TpmChoice};
 pub use content::ContentOptions;
+pub use partitions::BootDisk;
 
 /// What serves one `hostops` target. The broker calls it (through
 /// [`RpcHandler`]) only for operations of its spec, in its version, that
@@ -41,6 +43,8 @@ pub struct TargetContext<'a> {
     pub tpm: &'a TpmChoice,
     /// The content store's reserve and capacity.
     pub content: ContentOptions,
+    /// The A/B disk the node booted from (`--disk`), if any.
+    pub disk: Option<&'a BootDisk>,
 }
 
 /// Why a target could not be opened.
@@ -77,6 +81,10 @@ pub const HOST_TARGETS: &[TargetEntry] = &[
     TargetEntry {
         spec: &<hostops::volumes::Volumes as Target>::SPEC,
         open: volumes::open,
+    },
+    TargetEntry {
+        spec: &<hostops::partitions::Partitions as Target>::SPEC,
+        open: partitions::open,
     },
 ];
 
