@@ -4,8 +4,9 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use eve_proto::org::lfedge::eve::config::BaseOs;
-use eve_proto::org::lfedge::eve::info::{BaseOsStatus, BaseOsSubStatus};
+use eve_proto::org::lfedge::eve::info::{BaseOsStatus, BaseOsSubStatus, ZSwState};
 use hostops::partitions::{PartitionInfo, PartitionsStatus};
+use topics::content::ContentTreeState;
 
 /// The partition states as `hostops::partitions` names them.
 const ACTIVE: &str = "active";
@@ -44,7 +45,7 @@ impl Desired {
 /// Where the desired content tree stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
-    /// Not asked for yet.
+    /// volumemgr has not reported it yet.
     Unknown,
     Downloading {
         percent: u32,
@@ -59,14 +60,40 @@ pub enum Content {
     },
 }
 
+impl Content {
+    /// The tree as volumemgr reports it in `content-tree-status`: a
+    /// loaded tree is verified, and a base OS tree is one blob, the image.
+    pub fn of_tree(tree: Option<&ContentTreeState>) -> Content {
+        let Some(tree) = tree else {
+            return Content::Unknown;
+        };
+        match ZSwState::try_from(tree.state) {
+            Ok(ZSwState::Loaded) => match tree.components.as_slice() {
+                [digest] => Content::Verified {
+                    digest: digest.clone(),
+                },
+                parts => Content::Failed {
+                    error: alloc::format!(
+                        "a base OS is one image, the content tree has {} blobs",
+                        parts.len()
+                    ),
+                },
+            },
+            Ok(ZSwState::Error) => Content::Failed {
+                error: tree.error.clone(),
+            },
+            Ok(ZSwState::Downloaded | ZSwState::Verifying) => Content::Verifying,
+            _ => Content::Downloading {
+                percent: tree.progress_percent,
+            },
+        }
+    }
+}
+
 /// The one next step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Nothing,
-    /// Ask for the content tree.
-    Fetch {
-        content_tree: String,
-    },
     /// `partitions.write`.
     Write {
         digest: String,
@@ -286,9 +313,7 @@ impl Manager {
             Content::Unknown => {
                 oth.status = BaseOsStatus::Downloading;
                 oth.sub_status = BaseOsSubStatus::DownloadInprogress;
-                Action::Fetch {
-                    content_tree: d.content_tree.clone(),
-                }
+                Action::Nothing
             }
             Content::Downloading { percent } => {
                 oth.status = BaseOsStatus::Downloading;

@@ -10,7 +10,12 @@
 //! partition looks like to the controller ([`SlotReport`], turned into
 //! eve-api `ZInfoDevSw` by [`report::dev_sw`]).
 //!
-//! The update goes as EVE's: fetch the content, write it into the
+//! The content tree is fetched as every content tree of the config is
+//! (zedagent's `content-tree-config`, volumemgr, the downloader); its
+//! state comes from volumemgr's `content-tree-status`
+//! ([`Content::of_tree`]).
+//!
+//! The update goes as EVE's: wait for the content, write it into the
 //! partition that did not boot, mark that one to be tried once, reboot;
 //! on the trial boot, commit once the controller is reached, or give up
 //! after the test window and reboot back into the old partition. A

@@ -28,6 +28,7 @@
 extern crate alloc;
 
 pub mod apps;
+pub mod baseos;
 pub mod content;
 pub mod diag;
 pub mod facts;
@@ -39,6 +40,7 @@ pub use apps::{
     AppInstanceConfig, AppMetrics, AppStatus, Domain, DomainConfig, DomainDisk, DomainKind,
     DomainState, DomainStatus, PortMap,
 };
+pub use baseos::{BaseOsConfig, BaseOsStatus};
 pub use content::{
     BlobStatus, ContentSettings, ContentTreeConfig, ContentTreeStatus, ContentUsage,
     DatastoreConfig, DownloadRequests, DownloadStatus, VolumeConfig, VolumeStatus,
@@ -104,6 +106,8 @@ pub const SERVICE_TOPICS: &[&str] = &[
     AppMetrics::NAME,
     DomainConfig::NAME,
     DomainStatus::NAME,
+    BaseOsConfig::NAME,
+    BaseOsStatus::NAME,
 ];
 
 #[cfg(test)]

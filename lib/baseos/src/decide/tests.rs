@@ -7,6 +7,7 @@ use alloc::vec;
 use eve_proto::org::lfedge::eve::config::{BaseOs, DeviceOpsCmd};
 use eve_proto::org::lfedge::eve::info::{BaseOsStatus, BaseOsSubStatus, ZSwState};
 use hostops::partitions::{PartitionInfo, PartitionsStatus};
+use topics::content::ContentTreeState;
 
 use super::*;
 use crate::report::dev_sw;
@@ -54,12 +55,8 @@ fn an_update_goes_from_download_to_commit() {
     let want = desired("2.0", true, 0);
     let before = disk(("active", "1.0", true), ("unused", "", false));
     let d = m.decide(0, Some(&want), &Content::Unknown, &before, true);
-    assert_eq!(
-        d.action,
-        Action::Fetch {
-            content_tree: want.content_tree.clone()
-        }
-    );
+    assert_eq!(d.action, Action::Nothing);
+    assert_eq!(d.slots[1].status, BaseOsStatus::Downloading);
     let d = m.decide(
         1,
         Some(&want),
@@ -161,14 +158,8 @@ fn a_newer_version_is_not_blocked_by_an_old_failure() {
     let mut m = Manager::new(WINDOW);
     let back = disk(("active", "1.0", true), ("inprogress", "2.0", false));
     m.decide(0, Some(&desired("2.0", true, 0)), &verified(), &back, true);
-    let d = m.decide(
-        1,
-        Some(&desired("3.0", true, 0)),
-        &Content::Unknown,
-        &back,
-        true,
-    );
-    assert!(matches!(d.action, Action::Fetch { .. }));
+    let d = m.decide(1, Some(&desired("3.0", true, 0)), &verified(), &back, true);
+    assert!(matches!(d.action, Action::Write { .. }));
 }
 
 #[test]
@@ -234,4 +225,38 @@ fn nothing_happens_without_config_or_a_known_boot() {
     );
     assert_eq!((d.action, d.slots.len()), (Action::Nothing, 2));
     assert_eq!(Desired::from_config(&BaseOs::default()), None);
+}
+
+#[test]
+fn content_comes_from_volumemgrs_tree_status() {
+    let tree = |state: ZSwState, components: &[&str]| ContentTreeState {
+        state: state as i32,
+        progress_percent: 30,
+        error: "fetch failed".into(),
+        components: components.iter().map(|c| String::from(*c)).collect(),
+        ..Default::default()
+    };
+    assert_eq!(Content::of_tree(None), Content::Unknown);
+    assert_eq!(
+        Content::of_tree(Some(&tree(ZSwState::DownloadStarted, &[]))),
+        Content::Downloading { percent: 30 }
+    );
+    assert_eq!(
+        Content::of_tree(Some(&tree(ZSwState::Downloaded, &["a"]))),
+        Content::Verifying
+    );
+    assert_eq!(
+        Content::of_tree(Some(&tree(ZSwState::Loaded, &["a"]))),
+        Content::Verified { digest: "a".into() }
+    );
+    assert!(matches!(
+        Content::of_tree(Some(&tree(ZSwState::Loaded, &["a", "b"]))),
+        Content::Failed { .. }
+    ));
+    assert_eq!(
+        Content::of_tree(Some(&tree(ZSwState::Error, &[]))),
+        Content::Failed {
+            error: "fetch failed".into()
+        }
+    );
 }
