@@ -403,7 +403,7 @@ fn final_state(s: &ContentTreeState) -> bool {
 /// Builds the node's images for `arch`; the directory they are in.
 fn images(arch: Arch) -> PathBuf {
     let mut dir = None;
-    for service in ["zedagent", "diag", "downloader", "volumemgr"] {
+    for service in ["zedagent", "diag", "downloader", "volumemgr", "baseosmgr"] {
         let image = build_service(service, arch, Profile::Release)
             .unwrap_or_else(|e| panic!("building {service}: {e}"));
         dir = image.parent().map(Path::to_path_buf);

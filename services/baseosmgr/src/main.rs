@@ -98,6 +98,7 @@ fn main() -> i32 {
     let mut manager = Manager::new(TEST_WINDOW);
     let mut published: Option<SwList> = None;
     let mut last = Instant::now();
+    let mut unavailable: Option<String> = None;
     let mut service = Service::new();
     service.on::<BaseOsConfig>(|_, _, change| {
         heard.borrow_mut().desired = value(change).and_then(|c| Desired::from_config(&c));
@@ -122,8 +123,18 @@ fn main() -> i32 {
             changed.set(false);
             last = Instant::now();
             match service::call::<partitions::Status>(&Empty {}) {
-                Ok(disk) => step(&mut manager, &heard.borrow(), &disk, &mut published),
-                Err(e) => log::warn!("base OS: no partitions: {e}"),
+                Ok(disk) => {
+                    unavailable = None;
+                    step(&mut manager, &heard.borrow(), &disk, &mut published);
+                }
+                Err(e) => {
+                    // A node without an A/B disk says so once, not every period.
+                    let why = e.to_string();
+                    if unavailable.as_ref() != Some(&why) {
+                        log::warn!("base OS: no partitions: {why}");
+                        unavailable = Some(why);
+                    }
+                }
             }
         }
         SOON.min(PERIOD.saturating_sub(last.elapsed()))

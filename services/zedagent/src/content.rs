@@ -6,6 +6,8 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 
 use eveagent::{Agent, ContentTables};
+
+use crate::baseos::BaseOsPublisher;
 use runtime::service;
 use topics::{ContentSettings, ContentTreeConfig, DatastoreConfig, Topic, VolumeConfig};
 
@@ -17,6 +19,8 @@ pub struct ContentPublisher {
     volumes: BTreeMap<String, <VolumeConfig as Topic>::Value>,
     settings: Option<<ContentSettings as Topic>::Value>,
     synchronized: bool,
+    /// The base OS, whose image is one of the content trees.
+    baseos: BaseOsPublisher,
 }
 
 /// Brings `T`'s table from `old` to `new`.
@@ -57,6 +61,8 @@ impl ContentPublisher {
         let Some(tables) = agent.content_tables() else {
             return;
         };
+        self.baseos
+            .publish(agent.config().and_then(|c| c.baseos.as_ref()));
         let ContentTables {
             datastores,
             trees,

@@ -26,6 +26,7 @@
 
 extern crate alloc;
 
+mod baseos;
 mod content;
 mod link;
 mod persist;
