@@ -9,6 +9,7 @@
 //! `log_upload`.
 
 mod attest;
+mod baseos;
 mod config;
 mod content;
 mod keycert;
@@ -28,7 +29,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use eve_proto::config::EdgeDevConfig;
-use eve_proto::info::HwSecurityModuleStatus;
+use eve_proto::info::{HwSecurityModuleStatus, ZInfoDevSw};
 use eve_proto::prost_types::Timestamp;
 use eve_proto::sign::TrustedSigner;
 use eve_proto::x509::{Certificate, ControllerCert};
@@ -143,6 +144,8 @@ pub struct Agent {
     info: DeferredQueue,
     info_due: bool,
     last_facts: Option<DeviceFacts>,
+    /// baseosmgr's partitions for `swList`; empty until it reports.
+    base_os: Vec<ZInfoDevSw>,
     logs: LogQueue,
     log_backoff: Backoff,
     /// Failures of the config poll that send us back to attestation or
@@ -245,6 +248,7 @@ impl Agent {
             info: DeferredQueue::new(MAX_INFO_ITEMS),
             info_due: true,
             last_facts: None,
+            base_os: Vec::new(),
             logs: LogQueue::new(MAX_LOG_QUEUE_BYTES),
             log_backoff: Backoff::default(),
             config_backoff: Backoff::default(),
