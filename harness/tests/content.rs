@@ -204,6 +204,7 @@ impl RunningNode {
                 memory_mib: Some(APPS_MEMORY_MIB),
                 ..DomainsOptions::default()
             },
+            disk: None,
         };
         let bus = NodeBus::start_with(
             manifest,

@@ -206,6 +206,7 @@ fn domainmgr_runs_and_halts_a_unikernel_from_domain_config() {
         tpm: &tpm,
         content: ContentOptions::default(),
         domains: &domains,
+        disk: None,
     };
     let logs = StateDir::create(state).unwrap().logs();
     let bus = NodeBus::start_with(

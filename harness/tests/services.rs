@@ -89,6 +89,7 @@ fn says_hello_and_heartbeats(manifest: &Manifest, service: &str, images: &Path, 
         tpm: &tpm,
         content: ContentOptions::default(),
         domains: &DomainsOptions::default(),
+        disk: None,
     };
     let bus = NodeBus::start_with(
         manifest,

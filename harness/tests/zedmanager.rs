@@ -269,6 +269,7 @@ fn zedmanager_runs_apps(arch: Arch) {
         tpm: &tpm,
         content: ContentOptions::default(),
         domains: &DomainsOptions::default(),
+        disk: None,
     };
     let bus = NodeBus::start_with(
         &manifest,

@@ -20,7 +20,7 @@ use eve_host::{
     servicelog::ServiceLogs,
     status::StatusFile,
     stdio::{err_line, out_line},
-    targets::{ContentOptions, DomainsOptions},
+    targets::{BootDisk, ContentOptions, DomainsOptions},
     vfio::VfioRoots,
     volumes::StateDir,
 };
@@ -98,6 +98,15 @@ enum Command {
         /// Seconds a VM gets to stop cleanly at shutdown before it is killed.
         #[arg(long, default_value_t = 10)]
         shutdown_grace_s: u64,
+        /// The GPT disk (image file or block device) holding the base OS
+        /// partitions IMGA and IMGB, for the partitions target; without
+        /// it that target answers that the host has no A/B disk.
+        #[arg(long)]
+        disk: Option<PathBuf>,
+        /// IMGA or IMGB: the partition the node booted from (the loader's
+        /// `eve.slot=`; the init passes it on).
+        #[arg(long, requires = "disk")]
+        booted_slot: Option<String>,
     },
     /// Validate a manifest and print the node it describes.
     Check {
@@ -114,6 +123,7 @@ struct RunOptions {
     content: ContentOptions,
     domains: DomainsOptions,
     grace: Duration,
+    disk: Option<BootDisk>,
 }
 
 fn main() -> ExitCode {
@@ -142,6 +152,8 @@ fn main() -> ExitCode {
             shim_kernel,
             shim_initrd,
             shutdown_grace_s,
+            disk,
+            booted_slot,
         } => run(
             &manifest,
             NodePaths {
@@ -165,6 +177,10 @@ fn main() -> ExitCode {
                     ..DomainsOptions::default()
                 },
                 grace: Duration::from_secs(shutdown_grace_s),
+                disk: disk.map(|path| BootDisk {
+                    path,
+                    booted: booted_slot,
+                }),
             },
         ),
     };
@@ -229,6 +245,7 @@ fn run(
             arch: manifest.node.arch,
             ..options.domains
         },
+        options.disk.as_ref(),
         ServiceLogs::new(&state.logs(), log.clone()),
     )
     .map_err(|e| e.to_string())?;

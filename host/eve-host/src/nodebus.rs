@@ -34,7 +34,9 @@ use crate::{
     heartbeat::Heartbeats,
     manifest::Manifest,
     status::BusView,
-    targets::{self, ContentOptions, DomainsOptions, HOST_TARGETS, HostTarget, TargetContext},
+    targets::{
+        self, BootDisk, ContentOptions, DomainsOptions, HOST_TARGETS, HostTarget, TargetContext,
+    },
 };
 
 /// The kernel's resource-managed TPM device.
@@ -148,8 +150,8 @@ impl NodeBus {
     /// What `eve-host run` starts: the broker with the manifest's grants
     /// and log records going to `logs`; the host targets some service is
     /// granted, opened with `state_dir`, the TPM `choice`, the
-    /// `content` store's settings and the app `domains`' settings; this
-    /// machine's facts
+    /// `content` store's settings, the app `domains`' settings and the A/B
+    /// `disk`; this machine's facts
     /// ([`facts::gather`]) in `@device-facts`.
     pub fn start(
         manifest: &Manifest,
@@ -157,6 +159,7 @@ impl NodeBus {
         choice: &TpmChoice,
         content: ContentOptions,
         domains: &DomainsOptions,
+        disk: Option<&BootDisk>,
         logs: impl LogSink + 'static,
     ) -> Result<NodeBus, NodeBusError> {
         let context = TargetContext {
@@ -164,6 +167,7 @@ impl NodeBus {
             tpm: choice,
             content,
             domains,
+            disk,
         };
         let targets = targets::open_granted(manifest, HOST_TARGETS, &context)?;
         NodeBus::start_with(manifest, logs, targets, &facts::gather(state_dir))
@@ -327,6 +331,7 @@ bus.publish = ["report"]
             &missing,
             ContentOptions::default(),
             &DomainsOptions::default(),
+            None,
             |_: &eve_broker::LogEntry| {},
         )
         .unwrap();
@@ -339,6 +344,7 @@ bus.publish = ["report"]
             &missing,
             ContentOptions::default(),
             &DomainsOptions::default(),
+            None,
             |_: &eve_broker::LogEntry| {},
         )
         .unwrap_err();

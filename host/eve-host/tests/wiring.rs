@@ -77,6 +77,7 @@ fn start(state: &Path, tpm: TpmChoice) -> NodeBus {
         &tpm,
         ContentOptions::default(),
         &DomainsOptions::default(),
+        None,
         logs,
     )
     .expect("starting the node's bus")

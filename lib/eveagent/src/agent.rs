@@ -11,6 +11,7 @@
 mod app_config;
 mod apps;
 mod attest;
+mod baseos;
 mod config;
 mod content;
 mod keycert;
@@ -34,7 +35,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use eve_proto::config::EdgeDevConfig;
-use eve_proto::info::HwSecurityModuleStatus;
+use eve_proto::info::{HwSecurityModuleStatus, ZInfoDevSw};
 use eve_proto::prost_types::Timestamp;
 use eve_proto::sign::TrustedSigner;
 use eve_proto::x509::{Certificate, ControllerCert};
@@ -153,6 +154,8 @@ pub struct Agent {
     info: DeferredQueue,
     info_due: bool,
     last_facts: Option<DeviceFacts>,
+    /// baseosmgr's partitions for `swList`; empty until it reports.
+    base_os: Vec<ZInfoDevSw>,
     logs: LogQueue,
     log_backoff: Backoff,
     /// Failures of the config poll that send us back to attestation or
@@ -257,6 +260,7 @@ impl Agent {
             info: DeferredQueue::new(MAX_INFO_ITEMS),
             info_due: true,
             last_facts: None,
+            base_os: Vec::new(),
             logs: LogQueue::new(MAX_LOG_QUEUE_BYTES),
             log_backoff: Backoff::default(),
             config_backoff: Backoff::default(),

@@ -138,6 +138,29 @@ fn fresh_device_onboards_polls_and_reports() {
     assert_eq!(d.ncpu, 4);
     assert!(agent.status().counters.info_sent >= 2);
 
+    // baseosmgr's partitions replace the facts' in swList, at once.
+    agent.set_base_os(vec![eve_proto::info::ZInfoDevSw {
+        partition_label: "IMGB".into(),
+        short_version: "2.0".into(),
+        user_status: eve_proto::info::BaseOsStatus::Updating as i32,
+        ..Default::default()
+    }]);
+    node.run_until_time(&mut agent, &mut http, node.now() + 1_000);
+    let info = ctl.ctl.store().latest_info(&uuid).unwrap();
+    let rec = info.iter().find(|r| r.key == "device").unwrap();
+    let Some(InfoContent::Dinfo(d)) = ZInfoMsg::decode(rec.msg.as_slice()).unwrap().info_content
+    else {
+        panic!("not device info")
+    };
+    assert_eq!(
+        (d.sw_list.len(), d.sw_list[0].partition_label.as_str()),
+        (1, "IMGB")
+    );
+    assert_eq!(
+        d.sw_list[0].user_status(),
+        eve_proto::info::BaseOsStatus::Updating
+    );
+
     // Metrics: cumulative counters from the platform.
     node.platform.rx_bytes.set(123_456);
     node.run_until_time(&mut agent, &mut http, node.now() + 25_000);

@@ -2,7 +2,7 @@
 //! operation.
 //!
 //! Decisions live in services; privileged effects (the TPM, the blob
-//! store, volumes, app ports, app domains; partitions next) live in the host, behind
+//! store, volumes, app ports, app domains, base OS partitions) live in the host, behind
 //! operations the node manifest grants each service. An operation belongs
 //! to a *target*, the host module that performs it:
 //!
@@ -38,6 +38,7 @@ extern crate alloc;
 
 pub mod blobs;
 pub mod domains;
+pub mod partitions;
 pub mod ports;
 pub mod tpm;
 pub mod volumes;
@@ -89,6 +90,7 @@ pub const CATALOGUE: &[&TargetSpec] = &[
     &<volumes::Volumes as Target>::SPEC,
     &<ports::Ports as Target>::SPEC,
     &<domains::Domains as Target>::SPEC,
+    &<partitions::Partitions as Target>::SPEC,
 ];
 
 /// Declares a target and its operations: a unit type implementing

@@ -28,6 +28,7 @@
 extern crate alloc;
 
 pub mod apps;
+pub mod baseos;
 pub mod content;
 pub mod diag;
 pub mod facts;
@@ -40,6 +41,7 @@ pub use apps::{
     AppInstanceConfig, AppMetrics, AppStatus, Domain, DomainConfig, DomainDisk, DomainKind,
     DomainState, DomainStatus, PortMap,
 };
+pub use baseos::{BaseOsConfig, BaseOsStatus};
 pub use content::{
     BlobStatus, ContentSettings, ContentTreeConfig, ContentTreeStatus, ContentUsage,
     DatastoreConfig, DownloadRequests, DownloadStatus, VolumeConfig, VolumeStatus,
@@ -112,6 +114,8 @@ pub const SERVICE_TOPICS: &[&str] = &[
     NetworkInstanceStatus::NAME,
     AppNetworkConfig::NAME,
     FlowLog::NAME,
+    BaseOsConfig::NAME,
+    BaseOsStatus::NAME,
 ];
 
 #[cfg(test)]

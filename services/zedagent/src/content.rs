@@ -7,6 +7,8 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 
 use eveagent::{Agent, ContentTables};
+
+use crate::baseos::BaseOsPublisher;
 use runtime::service;
 use topics::{
     AppInstanceConfig, ContentSettings, ContentTreeConfig, DatastoreConfig, Topic, VolumeConfig,
@@ -21,6 +23,8 @@ pub struct ContentPublisher {
     settings: Option<<ContentSettings as Topic>::Value>,
     apps: BTreeMap<String, <AppInstanceConfig as Topic>::Value>,
     synchronized: bool,
+    /// The base OS, whose image is one of the content trees.
+    baseos: BaseOsPublisher,
 }
 
 /// Brings `T`'s table from `old` to `new`.
@@ -63,6 +67,8 @@ impl ContentPublisher {
         let Some(tables) = agent.content_tables() else {
             return;
         };
+        self.baseos
+            .publish(agent.config().and_then(|c| c.baseos.as_ref()));
         let ContentTables {
             datastores,
             trees,

@@ -28,6 +28,7 @@
 
 extern crate alloc;
 
+mod baseos;
 mod content;
 mod link;
 mod network;
@@ -59,8 +60,8 @@ use runtime::service::{self, Change, Service};
 use topics::facts::Facts;
 use topics::onboard::{self, Report};
 use topics::{
-    AppMetrics, AppStatus, BlobStatus, ContentTreeStatus, ContentUsage, DeviceFacts, EdgeConfig,
-    NetworkInstanceStatus, OnboardStatus, VolumeStatus,
+    AppMetrics, AppStatus, BaseOsStatus, BlobStatus, ContentTreeStatus, ContentUsage, DeviceFacts,
+    EdgeConfig, NetworkInstanceStatus, OnboardStatus, VolumeStatus,
 };
 
 use content::ContentPublisher;
@@ -124,6 +125,12 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
         *host_facts.borrow_mut() = match change {
             Change::Created(facts) | Change::Modified(facts) => Some(facts),
             Change::Deleted(_) => None,
+        }
+    });
+    // baseosmgr's partitions replace the host's in the device info.
+    service.on::<BaseOsStatus>(|_, _, change| {
+        if let Change::Created(list) | Change::Modified(list) = change {
+            agent.borrow_mut().set_base_os(list.partitions);
         }
     });
     // volumemgr's reports go to the controller as they change.

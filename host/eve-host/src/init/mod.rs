@@ -170,6 +170,16 @@ pub fn main() -> ! {
     if let Some(config) = config {
         args.extend(["--config-part".into(), config.into_os_string()]);
     }
+    // The partitions target writes base OS updates on the disk the loader
+    // booted from, and needs to know which of its partitions that was.
+    if let (Some(d), Some(name)) = (&disk, &slot.name) {
+        args.extend([
+            "--disk".into(),
+            format!("/dev/{}", d.disk).into(),
+            "--booted-slot".into(),
+            name.into(),
+        ]);
+    }
     let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/init"));
     supervise::run(&supervise::HostCommand { program, args })
 }

@@ -271,8 +271,8 @@ fn host_operations_are_checked_against_the_catalogue() {
     let text = format!(
         r#"{ONE}[service.bus]
 call.tpm = ["sign", "sign", "export-key"]
-call.partitions = ["start"]
-call.reboot = []
+call.reboot = ["start"]
+call.watchdog = []
 "#
     );
     assert_eq!(
@@ -280,8 +280,8 @@ call.reboot = []
         [
             "line 10: service `a`: operation `sign` of `tpm` listed twice",
             "line 10: service `a`: target `tpm` has no operation `export-key` (operations: create-device-key, device-public-key, sign, read-pcrs, quote, read-ek-cert, create-ecdh-key, ecdh, create-attestation-key)",
-            "line 11: service `a`: calls target `partitions` that this host does not have (targets: tpm, blobs, volumes, ports, domains)",
-            "line 12: service `a`: calls target `reboot` that this host does not have (targets: tpm, blobs, volumes, ports, domains)",
+            "line 11: service `a`: calls target `reboot` that this host does not have (targets: tpm, blobs, volumes, ports, domains, partitions)",
+            "line 12: service `a`: calls target `watchdog` that this host does not have (targets: tpm, blobs, volumes, ports, domains, partitions)",
         ]
     );
     let inline = format!("{ONE}[service.bus]\ncall = {{ tpm = [\"quote\", \"sign\"] }}\n");

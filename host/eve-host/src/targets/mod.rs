@@ -1,6 +1,6 @@
 //! The host's operation targets: what performs each `hostops` target on
-//! this host (the TPM, the blob store, volumes, app ports, app domains;
-//! partitions next).
+//! this host (the TPM, the blob store, volumes, app ports, app domains,
+//! the base OS partitions).
 //!
 //! A target is one module here implementing [`HostTarget`], registered in
 //! [`HOST_TARGETS`]. The broker, the manifest parser and xtask know
@@ -11,6 +11,7 @@
 pub mod blobs;
 pub mod content;
 pub mod domains;
+pub mod partitions;
 pub mod ports;
 pub mod tpm;
 pub mod volumes;
@@ -24,6 +25,7 @@ use prost::Message;
 use crate::{manifest::Manifest, nodebus::TpmChoice};
 pub use content::ContentOptions;
 pub use domains::DomainsOptions;
+pub use partitions::BootDisk;
 
 /// What serves one `hostops` target. The broker calls it (through
 /// [`RpcHandler`]) only for operations of its spec, in its version, that
@@ -46,6 +48,8 @@ pub struct TargetContext<'a> {
     pub content: ContentOptions,
     /// What app domains may use, and the shim VM for containers.
     pub domains: &'a DomainsOptions,
+    /// The A/B disk the node booted from (`--disk`), if any.
+    pub disk: Option<&'a BootDisk>,
 }
 
 /// Why a target could not be opened.
@@ -90,6 +94,10 @@ pub const HOST_TARGETS: &[TargetEntry] = &[
     TargetEntry {
         spec: &<hostops::domains::Domains as Target>::SPEC,
         open: domains::open,
+    },
+    TargetEntry {
+        spec: &<hostops::partitions::Partitions as Target>::SPEC,
+        open: partitions::open,
     },
 ];
 

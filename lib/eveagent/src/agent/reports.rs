@@ -7,9 +7,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use eve_proto::Message;
-use eve_proto::info::{
-    ZDeviceState, ZInfoDevSw, ZInfoDevice, ZInfoMsg, ZInfoTypes, ZSwState, z_info_msg::InfoContent,
-};
+use eve_proto::info::{ZDeviceState, ZInfoDevice, ZInfoMsg, ZInfoTypes, z_info_msg::InfoContent};
 use eve_proto::metrics::{
     AppCpuMetric, DeviceMemoryMetric, DeviceMetric, DiskMetric, LogMetric, MetricItem,
     MetricItemType, NetworkMetric, UrlcloudMetric, ZMetricMsg, ZedcloudMetric,
@@ -76,23 +74,11 @@ impl Agent {
         } else {
             ZDeviceState::ZdeviceStateBooting
         };
-        let sw_list = f
-            .partitions
-            .iter()
-            .map(|p| ZInfoDevSw {
-                activated: p.activated,
-                partition_label: p.label.clone(),
-                partition_state: p.state.clone(),
-                status: if p.activated {
-                    ZSwState::Running
-                } else {
-                    ZSwState::Initial
-                } as i32,
-                short_version: p.short_version.clone(),
-                long_version: p.long_version.clone(),
-                ..Default::default()
-            })
-            .collect();
+        let sw_list = if !self.base_os.is_empty() {
+            self.base_os.clone()
+        } else {
+            self.facts_sw_list(f)
+        };
         let device = ZInfoDevice {
             machine_arch: f.machine_arch.clone(),
             cpu_arch: f.cpu_arch.clone(),

@@ -1,0 +1,170 @@
+//! baseosmgr: base OS updates, as EVE's baseosmgr.
+//!
+//! It follows zedagent's `base-os-config` (the config's `BaseOS`),
+//! volumemgr's `content-tree-status` (the base OS image is a content tree
+//! of the config, fetched and verified as every other) and zedagent's
+//! `onboard-status` (a trial boot is confirmed once the controller
+//! answers a config request), asks the host's `partitions` target where
+//! the partitions stand, lets `baseos::Manager` decide, runs the one step
+//! it says on the host, and publishes both partitions as `ZInfoDevSw` in
+//! `base-os-status` for zedagent's `swList`.
+//!
+//! Rebooting is not the host's yet (no `reboot` target): when the next
+//! step is a reboot, baseosmgr says so in its log and its status
+//! (`UpdateRebooting`) and waits.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use core::cell::{Cell, RefCell};
+use core::time::Duration;
+
+use baseos::{Action, Content, Desired, Manager, report};
+use hal::clock::Instant;
+use hostops::partitions::{self, Empty, PartitionRef, PartitionsStatus, WriteRequest};
+use runtime::service::{self, Change, Service};
+use topics::baseos::SwList;
+use topics::content::ContentTreeState;
+use topics::{BaseOsConfig, BaseOsStatus, ContentTreeStatus, OnboardStatus};
+
+runtime::entry!("baseosmgr", main);
+
+/// How often it looks at the partitions.
+const PERIOD: Duration = Duration::from_secs(5);
+/// How soon a change is acted on.
+const SOON: Duration = Duration::from_millis(500);
+/// Seconds a trial boot gets to reach the controller (EVE's default
+/// `timer.test.baseimage.update`).
+const TEST_WINDOW: u64 = 600;
+
+fn value<V>(change: Change<V>) -> Option<V> {
+    match change {
+        Change::Created(v) | Change::Modified(v) => Some(v),
+        Change::Deleted(_) => None,
+    }
+}
+
+/// Seconds since this boot.
+fn now() -> u64 {
+    Instant::now().as_nanos() / 1_000_000_000
+}
+
+/// What it has heard on the bus.
+#[derive(Default)]
+struct Heard {
+    desired: Option<Desired>,
+    trees: BTreeMap<String, ContentTreeState>,
+    controller_reached: bool,
+}
+
+/// Runs `action` on the host; a failure of the version's own (too large,
+/// another version inside) stops that version until a retry.
+fn run(manager: &mut Manager, action: &Action, version: &str) {
+    let result = match action {
+        Action::Nothing => Ok(()),
+        Action::Write { digest, version } => service::call::<partitions::Write>(&WriteRequest {
+            digest: digest.clone(),
+            version: version.clone(),
+        })
+        .map(|p| log::info!("base OS {version} written into {}", p.label)),
+        Action::TryOnce { label } => service::call::<partitions::TryOnce>(&PartitionRef {
+            label: label.clone(),
+        })
+        .map(|_| log::info!("{label} will be tried on the next boot")),
+        Action::Commit => service::call::<partitions::Commit>(&Empty {})
+            .map(|_| log::info!("the controller answered: the booted base OS is committed")),
+        Action::Reboot => {
+            log::warn!("base OS: a reboot is needed; the host has no reboot operation yet");
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => {}
+        Err(service::CallError::Failed(error)) => {
+            log::warn!("base OS {version}: {error}");
+            manager.fail(version, &error.to_string());
+        }
+        Err(e) => log::warn!("base OS: the host did not answer: {e}"),
+    }
+}
+
+fn main() -> i32 {
+    let heard = RefCell::new(Heard::default());
+    let changed = Cell::new(true);
+    let mut manager = Manager::new(TEST_WINDOW);
+    let mut published: Option<SwList> = None;
+    let mut last = Instant::now();
+    let mut unavailable: Option<String> = None;
+    let mut service = Service::new();
+    service.on::<BaseOsConfig>(|_, _, change| {
+        heard.borrow_mut().desired = value(change).and_then(|c| Desired::from_config(&c));
+        changed.set(true);
+    });
+    service.on::<ContentTreeStatus>(|_, uuid, change| {
+        let mut heard = heard.borrow_mut();
+        match value(change) {
+            Some(tree) => heard.trees.insert(String::from(uuid), tree),
+            None => heard.trees.remove(uuid),
+        };
+        changed.set(true);
+    });
+    service.on::<OnboardStatus>(|_, _, change| {
+        if value(change).is_some_and(|r| r.last_config_ms.is_some()) {
+            heard.borrow_mut().controller_reached = true;
+            changed.set(true);
+        }
+    });
+    service.repeat(Duration::ZERO, |_| {
+        if changed.get() || last.elapsed() >= PERIOD {
+            changed.set(false);
+            last = Instant::now();
+            match service::call::<partitions::Status>(&Empty {}) {
+                Ok(disk) => {
+                    unavailable = None;
+                    step(&mut manager, &heard.borrow(), &disk, &mut published);
+                }
+                Err(e) => {
+                    // A node without an A/B disk says so once, not every period.
+                    let why = e.to_string();
+                    if unavailable.as_ref() != Some(&why) {
+                        log::warn!("base OS: no partitions: {why}");
+                        unavailable = Some(why);
+                    }
+                }
+            }
+        }
+        SOON.min(PERIOD.saturating_sub(last.elapsed()))
+    });
+    service.run()
+}
+
+/// One decision, its step and the status it leaves.
+fn step(
+    manager: &mut Manager,
+    heard: &Heard,
+    disk: &PartitionsStatus,
+    published: &mut Option<SwList>,
+) {
+    let desired = heard.desired.as_ref();
+    let tree = desired.and_then(|d| heard.trees.get(&d.content_tree));
+    let content = Content::of_tree(tree);
+    let decision = manager.decide(now(), desired, &content, disk, heard.controller_reached);
+    if let Some(d) = desired {
+        run(manager, &decision.action, &d.version);
+    } else if decision.action == Action::Commit {
+        run(manager, &decision.action, "");
+    }
+    let list = SwList {
+        partitions: decision.slots.iter().map(report::dev_sw).collect(),
+    };
+    if published.as_ref() != Some(&list) {
+        match service::publish::<BaseOsStatus>(BaseOsStatus::KEY, &list) {
+            Ok(()) => *published = Some(list),
+            Err(e) => log::warn!("publishing the base OS status: {e}"),
+        }
+    }
+}
