@@ -27,7 +27,10 @@
 //!   breaks, and removing it makes room for the next.
 
 mod common;
+#[path = "common/hostlog.rs"]
+mod hostlog;
 
+use hostlog::Lines;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -41,7 +44,6 @@ use base64::Engine as _;
 use common::InProcessController;
 use controller::identity::Identity;
 use controller::server::{self, Controller};
-use eve_host::console::HostLog;
 use eve_host::facts;
 use eve_host::manifest::Manifest;
 use eve_host::node::{Node, NodePaths, Seams};
@@ -137,37 +139,14 @@ impl LocalController {
     }
 }
 
-/// The host's log and the services' states, kept for failure reports.
-#[derive(Default)]
-struct Lines(Mutex<Vec<String>>);
-
-impl HostLog for Lines {
-    fn console_line(&self, service: &str, line: &str) {
-        self.0.lock().unwrap().push(format!("[{service}] {line}"));
-    }
-    fn vmm_line(&self, service: &str, line: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("[{service} vmm] {line}"));
-    }
-    fn note(&self, service: &str, message: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("[{service} host] {message}"));
-    }
-    fn bus_record(&self, service: &str, record: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("[{service} bus] {record}"));
-    }
+/// The host's last 200 lines, for a failure's report.
+trait Tail {
+    fn tail(&self) -> String;
 }
 
-impl Lines {
+impl Tail for Lines {
     fn tail(&self) -> String {
-        let lines = self.0.lock().unwrap();
+        let lines = self.snapshot();
         lines[lines.len().saturating_sub(200)..].join("\n")
     }
 }

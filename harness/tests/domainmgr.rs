@@ -7,16 +7,19 @@
 //! domainmgr's log; its CPU and memory show in `app-metrics`;
 //! `activate = false` halts it and its port goes quiet.
 
+#[path = "common/hostlog.rs"]
+mod hostlog;
+
+use hostlog::Lines;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use eve_host::console::HostLog;
 use eve_host::facts;
 use eve_host::manifest::Manifest;
 use eve_host::node::{Node, NodePaths, Seams};
@@ -66,33 +69,6 @@ publish = ["domain-status", "app-metrics"]
 subscribe = ["domain-config"]
 call = { domains = ["start", "stop", "list", "usage", "console"] }
 "#;
-
-#[derive(Default)]
-struct Lines(Mutex<Vec<String>>);
-
-impl HostLog for Lines {
-    fn console_line(&self, service: &str, line: &str) {
-        self.0.lock().unwrap().push(format!("[{service}] {line}"));
-    }
-    fn vmm_line(&self, service: &str, line: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("[{service} vmm] {line}"));
-    }
-    fn note(&self, service: &str, message: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("[{service} host] {message}"));
-    }
-    fn bus_record(&self, service: &str, record: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("[{service} bus] {record}"));
-    }
-}
 
 /// zedmanager's side of the bus: an `evebus::Client` on a socket pair.
 struct Zedmanager {
@@ -260,7 +236,7 @@ fn domainmgr_runs_and_halts_a_unikernel_from_domain_config() {
         }],
         ..Domain::default()
     };
-    let report = || lines.0.lock().unwrap().join("\n");
+    let report = || lines.snapshot().join("\n");
     thread::scope(|scope| {
         scope.spawn(|| node.run(QemuVmm, seams, &stop, Duration::from_secs(5), |_| {}));
         let until = |what: &str, z: &mut Zedmanager, f: &dyn Fn() -> bool| {
@@ -296,7 +272,7 @@ fn domainmgr_runs_and_halts_a_unikernel_from_domain_config() {
             "the app's console in domainmgr's log",
             &mut zedmanager,
             &|| {
-                lines.0.lock().unwrap().iter().any(|l| {
+                lines.snapshot().iter().any(|l| {
                     l.contains("[domainmgr bus]") && l.contains("hello-http: listening on port 80")
                 })
             },

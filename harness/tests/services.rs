@@ -8,6 +8,10 @@
 //! A service made with `cargo xtask new-service` is in the manifest, so it
 //! is smoke-tested here without a test of its own.
 
+#[path = "common/hostlog.rs"]
+mod hostlog;
+
+use hostlog::Lines;
 use std::{
     path::Path,
     sync::{Arc, Mutex, atomic::AtomicBool, atomic::Ordering},
@@ -16,7 +20,6 @@ use std::{
 };
 
 use eve_host::{
-    console::HostLog,
     facts,
     manifest::Manifest,
     node::{Node, NodePaths, Seams},
@@ -36,31 +39,6 @@ const PATIENCE: Duration = Duration::from_secs(180);
 /// Heartbeats after the Hello: more than one shows the service beats
 /// on its own.
 const BEATS: u64 = 3;
-
-/// The host's log, kept to show when a service does not come up.
-#[derive(Default)]
-struct Lines(Mutex<Vec<String>>);
-
-impl Lines {
-    fn push(&self, line: String) {
-        self.0.lock().unwrap().push(line);
-    }
-}
-
-impl HostLog for Lines {
-    fn console_line(&self, service: &str, line: &str) {
-        self.push(format!("[{service}] {line}"));
-    }
-    fn vmm_line(&self, service: &str, line: &str) {
-        self.push(format!("[{service} vmm] {line}"));
-    }
-    fn note(&self, service: &str, message: &str) {
-        self.push(format!("[{service} host] {message}"));
-    }
-    fn bus_record(&self, service: &str, record: &str) {
-        self.push(format!("[{service} bus] {record}"));
-    }
-}
 
 /// A CONFIG partition naming a controller on a loopback port nobody
 /// listens on: services that need one start and keep trying.
@@ -145,7 +123,7 @@ fn says_hello_and_heartbeats(manifest: &Manifest, service: &str, images: &Path, 
         format!(
             "states: {:?}\nhost log:\n{}",
             states.lock().unwrap(),
-            lines.0.lock().unwrap().join("\n")
+            lines.snapshot().join("\n")
         )
     };
     let status = heard.unwrap_or_else(|| panic!("{service} never said Hello\n{}", report()));

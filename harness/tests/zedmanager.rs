@@ -10,6 +10,10 @@
 //! other runs; a bumped restart counter is passed on and shown as
 //! RESTARTING; removing the app withdraws its domain and its report.
 
+#[path = "common/hostlog.rs"]
+mod hostlog;
+
+use hostlog::Lines;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +22,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use eve_broker::Broker;
-use eve_host::console::HostLog;
 use eve_host::facts;
 use eve_host::manifest::{Bus, Manifest, Service};
 use eve_host::node::{Node, NodePaths, Seams};
@@ -52,33 +55,6 @@ const APP: &str = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
 const HOSTILE: &str = "6ba7b811-9dad-11d1-80b4-00c04fd430c8";
 const ROOT: &str = "a0000000-0000-4000-8000-000000000001";
 const IMAGE: &str = "c0000000-0000-4000-8000-000000000001";
-
-#[derive(Default)]
-struct Lines(Mutex<Vec<String>>);
-
-impl HostLog for Lines {
-    fn console_line(&self, service: &str, line: &str) {
-        self.0.lock().unwrap().push(format!("[{service}] {line}"));
-    }
-    fn vmm_line(&self, service: &str, line: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("[{service} vmm] {line}"));
-    }
-    fn note(&self, service: &str, message: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("[{service} host] {message}"));
-    }
-    fn bus_record(&self, service: &str, record: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("[{service} bus] {record}"));
-    }
-}
 
 /// A service played by this test on the broker.
 struct Peer {
@@ -236,7 +212,7 @@ impl Peers {
             assert!(
                 Instant::now() < deadline,
                 "never: {what}\nhost log:\n{}",
-                lines.0.lock().unwrap().join("\n")
+                lines.snapshot().join("\n")
             );
             self.zedagent.pump();
             self.volumemgr.pump();
