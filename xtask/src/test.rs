@@ -26,8 +26,59 @@ fn summary_counts(line: &str) -> Option<(u64, u64)> {
     Some((count("passed")?, count("failed")?))
 }
 
+/// The seconds of a libtest summary line's `finished in N.NNs`.
+fn summary_seconds(line: &str) -> Option<f64> {
+    let (_, after) = line.rsplit_once("finished in ")?;
+    after.trim().strip_suffix('s')?.parse().ok()
+}
+
+/// The name of the test a libtest result line reports
+/// (`test NAME ... ok`).
+fn result_test_name(line: &str) -> Option<&str> {
+    let (name, _) = line.strip_prefix("test ")?.split_once(" ... ")?;
+    Some(name)
+}
+
+/// The test binaries' run times, read from cargo test's standard output
+/// alone (cargo names each binary on standard error): each summary's time
+/// goes to the tests reported since the previous summary.
+#[derive(Default)]
+struct Timings {
+    tests: Vec<String>,
+    binaries: Vec<(f64, Vec<String>)>,
+}
+
+impl Timings {
+    fn line(&mut self, line: &str) {
+        if let Some(name) = result_test_name(line) {
+            self.tests.push(name.to_owned());
+        } else if summary_counts(line).is_some() {
+            let tests = std::mem::take(&mut self.tests);
+            if let Some(seconds) = summary_seconds(line) {
+                self.binaries.push((seconds, tests));
+            }
+        }
+    }
+
+    /// The `n` slowest binaries, slowest first: seconds and their tests.
+    fn slowest(mut self, n: usize) -> Vec<(f64, Vec<String>)> {
+        self.binaries.sort_by(|a, b| b.0.total_cmp(&a.0));
+        self.binaries.truncate(n);
+        self.binaries
+    }
+}
+
+/// Prints the slowest test binaries, where a test run's time goes.
+fn print_slowest(timings: Timings) {
+    println!("xtask: the slowest test binaries (seconds, then their tests):");
+    for (seconds, tests) in timings.slowest(10) {
+        println!("{seconds:>9.1}  {}", tests.join(", "));
+    }
+}
+
 /// Runs `cargo test`, passing its output through, and adds up its
-/// summaries, so the run ends with one line that counts every test.
+/// summaries, so the run ends with the slowest test binaries and one line
+/// that counts every test.
 fn cargo_test() -> Result<(u64, u64), String> {
     println!("xtask: cargo test --no-fail-fast");
     let xtask = std::env::current_exe().map_err(|e| format!("this program's path: {e}"))?;
@@ -52,15 +103,18 @@ fn cargo_test() -> Result<(u64, u64), String> {
         .map_err(|e| format!("cargo: {e}"))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let (mut passed, mut failed) = (0, 0);
+    let mut timings = Timings::default();
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| format!("reading cargo test output: {e}"))?;
         println!("{line}");
+        timings.line(&line);
         if let Some((p, f)) = summary_counts(&line) {
             passed += p;
             failed += f;
         }
     }
     let status = child.wait().map_err(|e| format!("cargo test: {e}"))?;
+    print_slowest(timings);
     if status.success() {
         Ok((passed, failed))
     } else {
@@ -153,7 +207,35 @@ pub fn run() -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::summary_counts;
+    use super::{Timings, summary_counts};
+
+    #[test]
+    fn times_go_to_the_tests_of_their_binary_slowest_first() {
+        let mut timings = Timings::default();
+        for line in [
+            "running 2 tests",
+            "test a ... ok",
+            "test b ... FAILED",
+            "test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.50s",
+            "running 0 tests",
+            "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s",
+            "test content_on_a_node has been running for over 60 seconds",
+            "test content_on_a_node ... ok",
+            "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 304.26s",
+            "test doc_line ... ok",
+            "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; all doctests ran in 0.26s",
+        ] {
+            timings.line(line);
+        }
+        let slowest = timings.slowest(2);
+        assert_eq!(
+            slowest,
+            [
+                (304.26, vec![String::from("content_on_a_node")]),
+                (0.5, vec![String::from("a"), String::from("b")]),
+            ]
+        );
+    }
 
     #[test]
     fn reads_libtest_summaries() {
