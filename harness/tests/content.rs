@@ -44,15 +44,12 @@ use base64::Engine as _;
 use common::InProcessController;
 use controller::identity::Identity;
 use controller::server::{self, Controller};
-use eve_host::facts;
 use eve_host::manifest::Manifest;
 use eve_host::node::{Node, NodePaths, Seams};
 use eve_host::nodebus::{NodeBus, TpmChoice};
 use eve_host::qemu::QemuVmm;
 use eve_host::servicelog::ServiceLogs;
-use eve_host::targets::{
-    ContentOptions, DomainsOptions, HOST_TARGETS, TargetContext, open_granted,
-};
+use eve_host::targets::{ContentOptions, DomainsOptions};
 use eve_host::vfio::VfioRoots;
 use eve_host::volumes::StateDir;
 use eve_proto::Message;
@@ -171,25 +168,21 @@ impl RunningNode {
         // A software TPM: the device key and the ECDH key that opens the
         // datastore's credentials live in it.
         let tpm = TpmChoice::Swtpm;
-        let context = TargetContext {
-            state_dir: state,
-            tpm: &tpm,
-            content: ContentOptions {
+        let bus = NodeBus::start(
+            manifest,
+            state,
+            &tpm,
+            ContentOptions {
                 reserve_bytes: RESERVE,
                 capacity_bytes: Some(CAPACITY),
             },
-            domains: &DomainsOptions {
+            &DomainsOptions {
                 arch: manifest.node.arch,
                 memory_mib: Some(APPS_MEMORY_MIB),
                 ..DomainsOptions::default()
             },
-            disk: None,
-        };
-        let bus = NodeBus::start_with(
-            manifest,
+            None,
             ServiceLogs::new(&dir.logs(), lines.clone()),
-            open_granted(manifest, HOST_TARGETS, &context).expect("the host targets"),
-            &facts::gather(state),
         )
         .expect("the node's bus");
         let accel = guest_arch::choose_accel(manifest.node.arch, None).expect("an accelerator");

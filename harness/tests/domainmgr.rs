@@ -20,15 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use eve_host::facts;
 use eve_host::manifest::Manifest;
 use eve_host::node::{Node, NodePaths, Seams};
 use eve_host::nodebus::{NodeBus, TpmChoice};
 use eve_host::qemu::QemuVmm;
 use eve_host::servicelog::ServiceLogs;
-use eve_host::targets::{
-    ContentOptions, DomainsOptions, HOST_TARGETS, TargetContext, open_granted,
-};
+use eve_host::targets::{ContentOptions, DomainsOptions};
 use eve_host::vfio::VfioRoots;
 use eve_host::volumes::StateDir;
 use eve_proto::Message;
@@ -177,19 +174,15 @@ fn domainmgr_runs_and_halts_a_unikernel_from_domain_config() {
         cpus: Some(2),
         ..DomainsOptions::default()
     };
-    let context = TargetContext {
-        state_dir: state,
-        tpm: &tpm,
-        content: ContentOptions::default(),
-        domains: &domains,
-        disk: None,
-    };
     let logs = StateDir::create(state).unwrap().logs();
-    let bus = NodeBus::start_with(
+    let bus = NodeBus::start(
         &manifest,
+        state,
+        &tpm,
+        ContentOptions::default(),
+        &domains,
+        None,
         ServiceLogs::new(&logs, lines.clone()),
-        open_granted(&manifest, HOST_TARGETS, &context).expect("the host targets"),
-        &facts::gather(state),
     )
     .expect("the node's bus");
     let alone = Manifest {

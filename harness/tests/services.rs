@@ -20,13 +20,12 @@ use std::{
 };
 
 use eve_host::{
-    facts,
     manifest::Manifest,
     node::{Node, NodePaths, Seams},
     nodebus::{NodeBus, TpmChoice},
     qemu::QemuVmm,
     servicelog::ServiceLogs,
-    targets::{ContentOptions, DomainsOptions, HOST_TARGETS, TargetContext, open_granted},
+    targets::{ContentOptions, DomainsOptions},
     vfio::VfioRoots,
     volumes::StateDir,
 };
@@ -62,18 +61,14 @@ fn says_hello_and_heartbeats(manifest: &Manifest, service: &str, images: &Path, 
     let state = StateDir::create(dir.path()).unwrap();
     let lines = Arc::new(Lines::default());
     let tpm = TpmChoice::None;
-    let context = TargetContext {
-        state_dir: dir.path(),
-        tpm: &tpm,
-        content: ContentOptions::default(),
-        domains: &DomainsOptions::default(),
-        disk: None,
-    };
-    let bus = NodeBus::start_with(
+    let bus = NodeBus::start(
         manifest,
+        dir.path(),
+        &tpm,
+        ContentOptions::default(),
+        &DomainsOptions::default(),
+        None,
         ServiceLogs::new(&state.logs(), lines.clone()),
-        open_granted(manifest, HOST_TARGETS, &context).expect("the host targets"),
-        &facts::gather(dir.path()),
     )
     .expect("the node's bus");
     let alone = Manifest {

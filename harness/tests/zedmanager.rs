@@ -22,15 +22,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use eve_broker::Broker;
-use eve_host::facts;
 use eve_host::manifest::{Bus, Manifest, Service};
 use eve_host::node::{Node, NodePaths, Seams};
 use eve_host::nodebus::{NodeBus, TpmChoice};
 use eve_host::qemu::QemuVmm;
 use eve_host::servicelog::ServiceLogs;
-use eve_host::targets::{
-    ContentOptions, DomainsOptions, HOST_TARGETS, TargetContext, open_granted,
-};
+use eve_host::targets::{ContentOptions, DomainsOptions};
 use eve_host::vfio::VfioRoots;
 use eve_host::volumes::StateDir;
 use eve_proto::config::{
@@ -240,18 +237,14 @@ fn zedmanager_runs_apps(arch: Arch) {
     let state = StateDir::create(dir.path()).unwrap();
     let lines = Arc::new(Lines::default());
     let tpm = TpmChoice::None;
-    let context = TargetContext {
-        state_dir: dir.path(),
-        tpm: &tpm,
-        content: ContentOptions::default(),
-        domains: &DomainsOptions::default(),
-        disk: None,
-    };
-    let bus = NodeBus::start_with(
+    let bus = NodeBus::start(
         &manifest,
+        dir.path(),
+        &tpm,
+        ContentOptions::default(),
+        &DomainsOptions::default(),
+        None,
         ServiceLogs::new(&state.logs(), lines.clone()),
-        open_granted(&manifest, HOST_TARGETS, &context).expect("the host targets"),
-        &facts::gather(dir.path()),
     )
     .expect("the node's bus");
     let alone = Manifest {
