@@ -109,9 +109,16 @@ fn main() -> i32 {
         }
         progress
     });
-    service.on::<OnboardStatus>(|_, _, change| {
+    // zedagent republishes its status as its other fields change (times,
+    // counters): only a new phase or UUID is news worth a log line.
+    let mut onboarding = None;
+    service.on::<OnboardStatus>(move |_, _, change| {
         if let Change::Created(report) | Change::Modified(report) = change {
-            log::info!("onboarding: {:?} uuid {}", report.phase(), report.uuid);
+            let now = (report.phase(), report.uuid.clone());
+            if onboarding.as_ref() != Some(&now) {
+                log::info!("onboarding: {:?} uuid {}", now.0, now.1);
+                onboarding = Some(now);
+            }
         }
     });
     service.repeat(Duration::ZERO, |ctl| {
