@@ -703,4 +703,21 @@ impl Store for PgStore {
             })
         })
     }
+
+    fn flowlogs(&self, uuid: &str, limit: u32) -> Result<Vec<Record>, StoreError> {
+        let uuid = uuid.to_owned();
+        self.db.run(move |c| {
+            Box::pin(async move {
+                Ok(c.query(
+                    "SELECT id, 'flowlog', received_ms, msg FROM flowlogs WHERE device = $1
+                     ORDER BY received_ms DESC, id DESC LIMIT $2",
+                    &[&uuid, &i64::from(limit)],
+                )
+                .await?
+                .iter()
+                .map(record_row)
+                .collect())
+            })
+        })
+    }
 }

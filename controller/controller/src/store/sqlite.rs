@@ -627,6 +627,16 @@ impl Store for SqliteStore {
         )?;
         Ok(())
     }
+
+    fn flowlogs(&self, uuid: &str, limit: u32) -> Result<Vec<Record>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, 'flowlog', received_ms, msg FROM flowlogs WHERE device = ?1
+             ORDER BY received_ms DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![uuid, limit], record_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
 #[cfg(test)]
