@@ -295,8 +295,8 @@ pub trait Store: Send + Sync {
     fn put_metrics(&self, uuid: &str, msg: &[u8], received_ms: i64) -> Result<(), StoreError>;
     /// The newest `limit` metrics messages, newest first.
     fn metrics(&self, uuid: &str, limit: u32) -> Result<Vec<Record>, StoreError>;
-    /// Drops metrics received before `metrics_before_ms` and log lines
-    /// received before `logs_before_ms`.
+    /// Drops metrics received before `metrics_before_ms`, and log lines
+    /// and flow logs received before `logs_before_ms`.
     fn prune(&self, metrics_before_ms: i64, logs_before_ms: i64) -> Result<Pruned, StoreError>;
     /// Stores log lines received at `received_ms` in one transaction.
     fn put_logs(&self, logs: &[LogRecord], received_ms: i64) -> Result<(), StoreError>;

@@ -591,6 +591,14 @@ impl Store for PgStore {
                     pruned.rows += rows;
                     pruned.partitions += parts;
                 }
+                // Flow logs are few (one message per app interface and
+                // interval) and not partitioned: kept as long as logs.
+                pruned.rows += c
+                    .execute(
+                        "DELETE FROM flowlogs WHERE received_ms < $1",
+                        &[&logs_before_ms],
+                    )
+                    .await?;
                 Ok(pruned)
             })
         })

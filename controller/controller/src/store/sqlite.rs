@@ -549,9 +549,13 @@ impl Store for SqliteStore {
             [metrics_before_ms],
         )?;
         let logs = tx.execute("DELETE FROM logs WHERE received_ms < ?1", [logs_before_ms])?;
+        let flows = tx.execute(
+            "DELETE FROM flowlogs WHERE received_ms < ?1",
+            [logs_before_ms],
+        )?;
         tx.commit()?;
         Ok(Pruned {
-            rows: (metrics + logs) as u64,
+            rows: (metrics + logs + flows) as u64,
             partitions: 0,
         })
     }

@@ -219,6 +219,7 @@ fn retention((s, _): Fresh) {
             now - age_days * DAY_MS,
         )
         .unwrap();
+        s.put_flowlog("u1", b"f", now - age_days * DAY_MS).unwrap();
     }
     s.put_metrics("u1", b"m", now).unwrap();
     // Metrics kept 7 days, logs 30 (to the millisecond: the boundary day
@@ -242,6 +243,13 @@ fn retention((s, _): Fresh) {
         .map(|r| r.content)
         .collect();
     assert_eq!(logs, ["10 days", "2 days"]);
+    let flow_days: Vec<i64> = s
+        .flowlogs("u1", 10)
+        .unwrap()
+        .iter()
+        .map(|r| (now - r.received_ms) / DAY_MS)
+        .collect();
+    assert_eq!(flow_days, [2, 10], "flow logs are kept as long as logs");
     s.prune(now - 2 * DAY_MS + 1, now).unwrap();
     assert_eq!(s.metrics("u1", 10).unwrap().len(), 1);
 }
