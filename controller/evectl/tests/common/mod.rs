@@ -2,7 +2,6 @@
 //! this process on loopback (device API and admin API over TLS, SQLite
 //! store in a fresh directory), `evectl` is run against it as a user runs
 //! it, and simulated devices register and post reports.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
