@@ -382,7 +382,8 @@ enum Command {
     /// Onboarding allow-list.
     #[command(subcommand)]
     Onboard(OnboardCmd),
-    /// Onboarded devices.
+    /// Onboarded devices: list, show (with base OS partitions), delete,
+    /// PCR policy, base OS update, reboot, shutdown.
     #[command(subcommand)]
     Device(DeviceCmd),
     /// Device configs.
