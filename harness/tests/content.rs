@@ -577,6 +577,7 @@ fn app(world: &mut World) {
         user_data: None,
         network: None,
         sha256: Some(sha256),
+        acls: Vec::new(),
     };
     world.deployed = apps::deploy(serde_json::json!({}), &spec).expect("evectl app deploy");
     world.apply();

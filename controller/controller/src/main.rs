@@ -55,7 +55,7 @@ struct Args {
     /// Days of metrics to keep.
     #[arg(long, default_value_t = 7)]
     metrics_retention_days: u64,
-    /// Days of device logs to keep.
+    /// Days of device logs and flow logs to keep.
     #[arg(long, default_value_t = 30)]
     log_retention_days: u64,
     /// Largest accepted device request body, bytes.

@@ -138,11 +138,12 @@ pub struct StoredConfig {
 pub struct Record {
     /// Row id.
     pub id: i64,
-    /// For info: the object it describes (`device`, `app/<uuid>`, ...).
+    /// For info: the object it describes (`device`, `app/<uuid>`, ...);
+    /// `metrics` or `flowlog` for those.
     pub key: String,
     /// Receive time (Unix milliseconds).
     pub received_ms: i64,
-    /// The serialized message (`ZInfoMsg` or `ZMetricMsg`).
+    /// The serialized message (`ZInfoMsg`, `ZMetricMsg` or `FlowMessage`).
     #[serde(skip)]
     pub msg: Vec<u8>,
 }
@@ -294,8 +295,8 @@ pub trait Store: Send + Sync {
     fn put_metrics(&self, uuid: &str, msg: &[u8], received_ms: i64) -> Result<(), StoreError>;
     /// The newest `limit` metrics messages, newest first.
     fn metrics(&self, uuid: &str, limit: u32) -> Result<Vec<Record>, StoreError>;
-    /// Drops metrics received before `metrics_before_ms` and log lines
-    /// received before `logs_before_ms`.
+    /// Drops metrics received before `metrics_before_ms`, and log lines
+    /// and flow logs received before `logs_before_ms`.
     fn prune(&self, metrics_before_ms: i64, logs_before_ms: i64) -> Result<Pruned, StoreError>;
     /// Stores log lines received at `received_ms` in one transaction.
     fn put_logs(&self, logs: &[LogRecord], received_ms: i64) -> Result<(), StoreError>;
@@ -306,4 +307,7 @@ pub trait Store: Send + Sync {
     fn size_bytes(&self) -> Result<u64, StoreError>;
     /// Stores a flow-log message.
     fn put_flowlog(&self, uuid: &str, msg: &[u8], received_ms: i64) -> Result<(), StoreError>;
+    /// The newest `limit` flow-log messages (`FlowMessage`), newest
+    /// first, for `evectl flowlog show`.
+    fn flowlogs(&self, uuid: &str, limit: u32) -> Result<Vec<Record>, StoreError>;
 }

@@ -424,6 +424,13 @@ impl Admin {
         // from its latest info (`info show` has the JSON).
         let infos = self.get(&format!("/api/v1/devices/{uuid}/info")).await?;
         let content = crate::content::content_status(&infos);
+        let partitions = infos
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["info"]["dinfo"].is_object())
+            .map(|r| crate::devops::partitions_summary(&r["info"]["dinfo"]))
+            .unwrap_or_default();
         Ok(self.out(&v, |d| {
             let t = |k: &str| format_ms(d[k].as_i64().unwrap_or(0) * 1000);
             format!(
@@ -436,7 +443,8 @@ impl Admin {
                 d["attest"]["pcr_policy"].as_str().unwrap_or("none"),
                 d["device_cert_hash"].as_str().unwrap_or(""),
                 d["onboard_cert_hash"].as_str().unwrap_or(""),
-            ) + &content
+            ) + &partitions
+                + &content
         }))
     }
 

@@ -20,6 +20,7 @@
 use controller::configspec::derived_uuid;
 use serde_json::{Value, json};
 
+use crate::acl::AclRule;
 use crate::content::{DatastoreError, DatastoreSpec, add_datastore};
 
 /// What runs in the app.
@@ -77,6 +78,9 @@ pub struct AppSpec {
     /// The network instance (display name or UUID) the app's interface
     /// joins; by default the config's first, if any.
     pub network: Option<String>,
+    /// The interface's ACL rules in order (first match wins); none means
+    /// one rule allowing everything.
+    pub acls: Vec<AclRule>,
 }
 
 /// Why an app command was refused before reaching the controller.
@@ -464,13 +468,23 @@ pub fn deploy(mut config: Value, spec: &AppSpec) -> Result<Value, AppError> {
         "origin": {"type": "VCOT_DOWNLOAD", "downloadContentTreeID": tree},
     }));
 
-    let mut acls = vec![json!({
-        "id": 1,
-        "matches": [{"type": "ip", "value": "0.0.0.0/0"}],
-    })];
-    for (i, (host, app)) in spec.ports.iter().enumerate() {
+    // The rules take ids 1, 2, ... (flow logs name them), the port maps
+    // the ids after them.
+    let mut acls: Vec<Value> = if spec.acls.is_empty() {
+        vec![json!({
+            "id": 1,
+            "matches": [{"type": "ip", "value": "0.0.0.0/0"}],
+        })]
+    } else {
+        spec.acls
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| rule.ace(i + 1))
+            .collect()
+    };
+    for (host, app) in &spec.ports {
         acls.push(json!({
-            "id": i + 2,
+            "id": acls.len() + 1,
             "matches": [
                 {"type": "protocol", "value": "tcp"},
                 {"type": "lport", "value": host.to_string()},

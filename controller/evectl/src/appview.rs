@@ -174,6 +174,19 @@ pub fn app_detail(app: &Value) -> String {
         if !forwards.is_empty() {
             let _ = writeln!(s, "  ports: {}", forwards.join(", "));
         }
+        for iface in config["interfaces"].as_array().into_iter().flatten() {
+            for ace in iface["acls"].as_array().into_iter().flatten() {
+                if let Some(rule) = crate::acl::rule_of_ace(ace) {
+                    let _ = writeln!(
+                        s,
+                        "  acl {} {}: {}",
+                        iface["name"].as_str().unwrap_or("?"),
+                        proto_json_u64(&ace["id"]),
+                        rule.flag()
+                    );
+                }
+            }
+        }
         for r in config["volumeRefList"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 s,

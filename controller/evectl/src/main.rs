@@ -8,13 +8,16 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use controller::pbuf;
+use evectl::acl::{AclRule, RuleKind};
 use evectl::admin::{Admin, CtlError, LogFilter};
 use evectl::apps::{AppKind, AppSpec, parse_port};
 use evectl::appview::AppChange;
 use evectl::bench;
 use evectl::content::DatastoreSpec;
+use evectl::devops::{DeviceOp, UpdateSpec};
+use evectl::networks::{LocalSpec, NetworkKind, NetworkSpec};
 
 #[derive(Parser)]
 #[command(
@@ -69,10 +72,41 @@ enum OnboardCmd {
 enum DeviceCmd {
     /// List onboarded devices.
     List,
-    /// Show one device.
+    /// Show one device, with both base OS partitions and the last reboot.
     Show {
-        /// Device UUID.
+        /// Device UUID or serial.
         uuid: String,
+    },
+    /// Update the base OS: a content tree for the image and
+    /// `EdgeDevConfig.baseos` naming it.
+    Update {
+        /// Device UUID or serial.
+        device: String,
+        /// http(s)://HOST/PATH/FILE of the base OS image.
+        #[arg(long)]
+        image: String,
+        /// The version string inside the image.
+        #[arg(long)]
+        version: String,
+        /// The image's sha256 (64 hex digits), which the node verifies.
+        #[arg(long)]
+        sha256: String,
+        /// Boot the new version once written (else only download it).
+        #[arg(long)]
+        activate: bool,
+        /// Retry a version that failed (bumps `retry_update`).
+        #[arg(long)]
+        retry: bool,
+    },
+    /// Reboot the device (bumps the reboot counter).
+    Reboot {
+        /// Device UUID or serial.
+        device: String,
+    },
+    /// Shut the device down (bumps the shutdown counter).
+    Shutdown {
+        /// Device UUID or serial.
+        device: String,
     },
     /// Delete a device and all its data.
     Delete {
@@ -158,6 +192,8 @@ struct AppRef {
     device: Option<String>,
 }
 
+// Parsed once per run: boxing the large deploy variant would save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum AppCmd {
     /// Deploy an app (or replace the app of that name): its datastore,
@@ -194,6 +230,19 @@ enum AppCmd {
         /// the config's first, if any).
         #[arg(long)]
         network: Option<String>,
+        /// Allow matching traffic: PROTO[:host=NAME|ip=CIDR][:PORT]...
+        /// (e.g. tcp:host=example.org:443, all). Rules keep their order
+        /// across --allow, --drop and --limit; first match wins; without
+        /// rules everything is allowed.
+        #[arg(long, value_name = "RULE")]
+        allow: Vec<String>,
+        /// Drop matching traffic (same syntax as --allow).
+        #[arg(long, value_name = "RULE")]
+        drop: Vec<String>,
+        /// Rate-limit matching traffic: a rule ending in :RATE/UNIT[/BURST]
+        /// (UNIT s, m, h or d), e.g. tcp:ip=10.0.0.0/8:100/s.
+        #[arg(long, value_name = "RULE")]
+        limit: Vec<String>,
     },
     /// List a device's apps: wanted state, reported state, first error.
     List {
@@ -221,6 +270,78 @@ enum AppCmd {
         /// Keep printing new lines as they arrive (Ctrl-C stops).
         #[arg(long)]
         follow: bool,
+    },
+}
+
+/// The device a network or flow-log command is about.
+#[derive(Args)]
+struct DeviceArg {
+    /// Device UUID (default: the only onboarded device).
+    #[arg(long, env = "EVECTL_DEVICE")]
+    device: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum NetworkCmd {
+    /// Add a network instance (or replace the one of that name).
+    Add {
+        /// Its name (its UUID is derived from it).
+        name: String,
+        #[command(flatten)]
+        device: DeviceArg,
+        /// A local instance: a subnet of its own, DHCP, DNS, NAT.
+        #[arg(long, conflicts_with = "switch", required_unless_present = "switch")]
+        local: bool,
+        /// A switch instance: an L2 segment between apps and a port.
+        #[arg(long)]
+        switch: bool,
+        /// The local instance's subnet, A.B.C.D/N.
+        #[arg(long, required_if_eq("local", "true"), conflicts_with = "switch")]
+        subnet: Option<String>,
+        /// The gateway (default: the subnet's first host).
+        #[arg(long, requires = "subnet")]
+        gateway: Option<String>,
+        /// Addresses DHCP hands out, FIRST-LAST.
+        #[arg(long, requires = "subnet")]
+        dhcp_range: Option<String>,
+        /// A DNS server handed out (repeatable; default: the gateway).
+        #[arg(long, requires = "subnet")]
+        dns: Vec<String>,
+        /// The device port (logical label; a local instance's default is
+        /// uplink, every management port).
+        #[arg(long)]
+        port: Option<String>,
+        /// No flow logs for this instance.
+        #[arg(long)]
+        no_flowlog: bool,
+    },
+    /// List network instances: kind, subnet or port, apps, state.
+    List(DeviceArg),
+    /// Show one instance: config, state, leases, interfaces, errors, counters.
+    Show {
+        /// Its name or UUID.
+        name: String,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+    /// Remove an instance no app uses.
+    Remove {
+        /// Its name or UUID.
+        name: String,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlowlogCmd {
+    /// Print the flows and DNS requests the device reported.
+    Show {
+        /// Only this app's (name or UUID).
+        #[arg(long)]
+        app: Option<String>,
+        #[command(flatten)]
+        device: DeviceArg,
     },
 }
 
@@ -261,7 +382,8 @@ enum Command {
     /// Onboarding allow-list.
     #[command(subcommand)]
     Onboard(OnboardCmd),
-    /// Onboarded devices.
+    /// Onboarded devices: list, show (with base OS partitions), delete,
+    /// PCR policy, base OS update, reboot, shutdown.
     #[command(subcommand)]
     Device(DeviceCmd),
     /// Device configs.
@@ -274,6 +396,12 @@ enum Command {
     /// delete, logs.
     #[command(subcommand)]
     App(AppCmd),
+    /// Network instances of a device: add, list, show, remove.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Flow logs of a device's apps.
+    #[command(subcommand)]
+    Flowlog(FlowlogCmd),
     /// Latest info messages of a device.
     Info {
         #[command(subcommand)]
@@ -416,8 +544,39 @@ fn token_file(cli: &Cli) -> PathBuf {
     })
 }
 
+/// The ACL rules of `app deploy` in command-line order, which is EVE's
+/// evaluation order: clap keeps each flag's values apart, their indices
+/// put them back in order.
+fn ordered_rules(matches: &ArgMatches) -> Result<Vec<AclRule>, CtlError> {
+    let Some(deploy) = matches
+        .subcommand_matches("app")
+        .and_then(|m| m.subcommand_matches("deploy"))
+    else {
+        return Ok(Vec::new());
+    };
+    let mut rules = Vec::new();
+    for (id, kind) in [
+        ("allow", RuleKind::Allow),
+        ("drop", RuleKind::Drop),
+        ("limit", RuleKind::Limit),
+    ] {
+        if let (Some(values), Some(indices)) =
+            (deploy.get_many::<String>(id), deploy.indices_of(id))
+        {
+            for (value, index) in values.zip(indices) {
+                rules.push((index, kind, value.clone()));
+            }
+        }
+    }
+    rules.sort_by_key(|(index, _, _)| *index);
+    rules
+        .into_iter()
+        .map(|(_, kind, text)| AclRule::parse(kind, &text).map_err(usage))
+        .collect()
+}
+
 /// Runs a controller command on a small single-threaded runtime.
-fn admin_command(cli: &Cli) -> Result<(), CliError> {
+fn admin_command(cli: &Cli, rules: Vec<AclRule>) -> Result<(), CliError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -435,7 +594,36 @@ fn admin_command(cli: &Cli) -> Result<(), CliError> {
             Command::Onboard(OnboardCmd::List) => admin.onboard_list().await,
             Command::Onboard(OnboardCmd::Remove { id }) => admin.onboard_remove(*id).await,
             Command::Device(DeviceCmd::List) => admin.device_list().await,
-            Command::Device(DeviceCmd::Show { uuid }) => admin.device_show(uuid).await,
+            Command::Device(DeviceCmd::Show { uuid }) => {
+                let uuid = admin.resolve_device(uuid).await?;
+                admin.device_show(&uuid).await
+            }
+            Command::Device(DeviceCmd::Update {
+                device,
+                image,
+                version,
+                sha256,
+                activate,
+                retry,
+            }) => {
+                let uuid = admin.resolve_device(device).await?;
+                let spec = UpdateSpec {
+                    image: image.clone(),
+                    version: version.clone(),
+                    sha256: sha256.clone(),
+                    activate: *activate,
+                    retry: *retry,
+                };
+                admin.device_update(&uuid, &spec).await
+            }
+            Command::Device(DeviceCmd::Reboot { device }) => {
+                let uuid = admin.resolve_device(device).await?;
+                admin.device_op(&uuid, DeviceOp::Reboot).await
+            }
+            Command::Device(DeviceCmd::Shutdown { device }) => {
+                let uuid = admin.resolve_device(device).await?;
+                admin.device_op(&uuid, DeviceOp::Shutdown).await
+            }
             Command::Device(DeviceCmd::PcrPolicy { uuid, pcrs, clear }) => {
                 admin.device_pcr_policy(uuid, pcrs, *clear).await
             }
@@ -496,7 +684,12 @@ fn admin_command(cli: &Cli) -> Result<(), CliError> {
                     .await
                     .map(|()| String::new())
             }
-            Command::App(cmd) => app_command(&mut admin, cmd).await,
+            Command::App(cmd) => app_command(&mut admin, cmd, rules).await,
+            Command::Network(cmd) => network_command(&mut admin, cmd).await,
+            Command::Flowlog(FlowlogCmd::Show { app, device }) => {
+                let device = admin.pick_device(device.device.as_deref()).await?;
+                admin.flowlog_show(&device, app.as_deref()).await
+            }
             _ => unreachable!("only controller commands reach admin_command"),
         }
     })?;
@@ -507,8 +700,61 @@ fn usage(e: impl std::fmt::Display) -> CtlError {
     CtlError::Usage(e.to_string())
 }
 
-/// `evectl app ...`
-async fn app_command(admin: &mut Admin, cmd: &AppCmd) -> Result<String, CtlError> {
+/// `evectl network ...`
+async fn network_command(admin: &mut Admin, cmd: &NetworkCmd) -> Result<String, CtlError> {
+    match cmd {
+        NetworkCmd::Add {
+            name,
+            device,
+            local,
+            switch: _,
+            subnet,
+            gateway,
+            dhcp_range,
+            dns,
+            port,
+            no_flowlog,
+        } => {
+            let kind = match (local, subnet) {
+                (true, Some(subnet)) => NetworkKind::Local(LocalSpec {
+                    subnet: subnet.clone(),
+                    gateway: gateway.clone(),
+                    dhcp_range: dhcp_range.clone(),
+                    dns: dns.clone(),
+                }),
+                (true, None) => return Err(usage("a local instance needs --subnet")),
+                (false, _) => NetworkKind::Switch,
+            };
+            let spec = NetworkSpec {
+                name: name.clone(),
+                kind,
+                port: port.clone(),
+                flowlog: !no_flowlog,
+            };
+            let device = admin.pick_device(device.device.as_deref()).await?;
+            admin.network_add(&device, &spec).await
+        }
+        NetworkCmd::List(device) => {
+            let device = admin.pick_device(device.device.as_deref()).await?;
+            admin.network_list(&device).await
+        }
+        NetworkCmd::Show { name, device } => {
+            let device = admin.pick_device(device.device.as_deref()).await?;
+            admin.network_show(&device, name).await
+        }
+        NetworkCmd::Remove { name, device } => {
+            let device = admin.pick_device(device.device.as_deref()).await?;
+            admin.network_remove(&device, name).await
+        }
+    }
+}
+
+/// `evectl app ...`; `rules` are deploy's ACL rules in order.
+async fn app_command(
+    admin: &mut Admin,
+    cmd: &AppCmd,
+    rules: Vec<AclRule>,
+) -> Result<String, CtlError> {
     let (app, change) = match cmd {
         AppCmd::Deploy {
             app,
@@ -520,6 +766,7 @@ async fn app_command(admin: &mut Admin, cmd: &AppCmd) -> Result<String, CtlError
             user_data,
             sha256,
             network,
+            ..
         } => {
             let spec = AppSpec {
                 name: app.name.clone(),
@@ -545,6 +792,7 @@ async fn app_command(admin: &mut Admin, cmd: &AppCmd) -> Result<String, CtlError
                 },
                 network: network.clone(),
                 sha256: sha256.clone(),
+                acls: rules,
             };
             let device = admin.pick_device(app.device.as_deref()).await?;
             return admin.app_deploy(&device, &spec).await;
@@ -572,16 +820,19 @@ async fn app_command(admin: &mut Admin, cmd: &AppCmd) -> Result<String, CtlError
     admin.app_change(&device, &app.name, change).await
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
+fn run(matches: &ArgMatches) -> Result<(), CliError> {
+    let cli = Cli::from_arg_matches(matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Onboard(_)
         | Command::Device(_)
         | Command::Config(_)
         | Command::Datastore(_)
         | Command::App(_)
+        | Command::Network(_)
+        | Command::Flowlog(_)
         | Command::Info { .. }
         | Command::Metrics { .. }
-        | Command::Logs(_) => admin_command(&cli),
+        | Command::Logs(_) => admin_command(&cli, ordered_rules(matches)?),
         Command::Decode { type_name, input } => {
             let json = pbuf::decode_to_json(&type_name, &read_input(&input)?)?;
             write_stdout(json.as_bytes())
@@ -631,7 +882,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    match run(&Cli::command().get_matches()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("evectl: {e}");

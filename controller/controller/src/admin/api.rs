@@ -15,6 +15,8 @@
 //! | GET | `/api/v1/devices/{uuid}/logs?app=&since=&until=&severity=&contains=&after=&limit=` | logs |
 //! | PUT, DELETE | `/api/v1/devices/{uuid}/pcr-policy` | PUT `{"pcrs": {"7": "<64 hex>"}}` sets the PCR values quotes must show; DELETE clears it (the next quote's values become it) |
 //! | GET | `/api/v1/devices/{uuid}/apps` | each app: its config, latest `ZInfoApp` and newest `AppMetric` |
+//! | GET | `/api/v1/devices/{uuid}/networks` | each network instance: its config, the apps on it, latest `ZInfoNetworkInstance` and newest `ZMetricNetworkInstance` |
+//! | GET | `/api/v1/devices/{uuid}/flowlogs?limit=&app=` | newest `FlowMessage`s (default 100), only app `app`'s (UUID) when given |
 //! | POST | `/api/v1/devices/{uuid}/apps` | deploy `{name, memory_mib, vcpus}` (replaces one of that name) |
 //! | POST | `/api/v1/devices/{uuid}/apps/{name}/stop`, `.../start` | deactivate, activate |
 
@@ -330,6 +332,20 @@ fn api(
             let apps = super::apps::device_apps(store.as_ref(), uuid, config.as_ref())
                 .map_err(store_err)?;
             Ok((StatusCode::OK, Value::Array(apps)))
+        }
+        (&Method::GET, ["api", "v1", "devices", uuid, "networks"]) => {
+            let config = ctl.current_config(uuid)?;
+            let nets = super::networks::device_networks(store.as_ref(), uuid, config.as_ref())
+                .map_err(store_err)?;
+            Ok((StatusCode::OK, Value::Array(nets)))
+        }
+        (&Method::GET, ["api", "v1", "devices", uuid, "flowlogs"]) => {
+            let limit = param(q, "limit")?.unwrap_or(100u32);
+            let app: Option<String> = param(q, "app")?;
+            let flows =
+                super::flowlogs::device_flowlogs(store.as_ref(), uuid, limit, app.as_deref())
+                    .map_err(store_err)?;
+            Ok((StatusCode::OK, Value::Array(flows)))
         }
         (&Method::POST, ["api", "v1", "devices", uuid, "apps"]) => {
             let app: NewApp = serde_json::from_slice(body).map_err(|e| {

@@ -9,6 +9,8 @@
 pub mod api;
 pub(crate) mod apps;
 mod console;
+pub(crate) mod flowlogs;
+pub(crate) mod networks;
 mod session;
 
 use std::convert::Infallible;

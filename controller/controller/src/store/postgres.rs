@@ -591,6 +591,14 @@ impl Store for PgStore {
                     pruned.rows += rows;
                     pruned.partitions += parts;
                 }
+                // Flow logs are few (one message per app interface and
+                // interval) and not partitioned: kept as long as logs.
+                pruned.rows += c
+                    .execute(
+                        "DELETE FROM flowlogs WHERE received_ms < $1",
+                        &[&logs_before_ms],
+                    )
+                    .await?;
                 Ok(pruned)
             })
         })
@@ -700,6 +708,23 @@ impl Store for PgStore {
                 )
                 .await?;
                 Ok(())
+            })
+        })
+    }
+
+    fn flowlogs(&self, uuid: &str, limit: u32) -> Result<Vec<Record>, StoreError> {
+        let uuid = uuid.to_owned();
+        self.db.run(move |c| {
+            Box::pin(async move {
+                Ok(c.query(
+                    "SELECT id, 'flowlog', received_ms, msg FROM flowlogs WHERE device = $1
+                     ORDER BY received_ms DESC, id DESC LIMIT $2",
+                    &[&uuid, &i64::from(limit)],
+                )
+                .await?
+                .iter()
+                .map(record_row)
+                .collect())
             })
         })
     }

@@ -549,9 +549,13 @@ impl Store for SqliteStore {
             [metrics_before_ms],
         )?;
         let logs = tx.execute("DELETE FROM logs WHERE received_ms < ?1", [logs_before_ms])?;
+        let flows = tx.execute(
+            "DELETE FROM flowlogs WHERE received_ms < ?1",
+            [logs_before_ms],
+        )?;
         tx.commit()?;
         Ok(Pruned {
-            rows: (metrics + logs) as u64,
+            rows: (metrics + logs + flows) as u64,
             partitions: 0,
         })
     }
@@ -626,6 +630,16 @@ impl Store for SqliteStore {
             params![uuid, received_ms, msg],
         )?;
         Ok(())
+    }
+
+    fn flowlogs(&self, uuid: &str, limit: u32) -> Result<Vec<Record>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, 'flowlog', received_ms, msg FROM flowlogs WHERE device = ?1
+             ORDER BY received_ms DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![uuid, limit], record_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

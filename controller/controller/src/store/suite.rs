@@ -130,6 +130,22 @@ fn configs_info_and_metrics((s, _): Fresh) {
         .collect();
     assert_eq!(newest, [50, 30]);
     s.put_flowlog("u1", b"flow", 5).unwrap();
+    s.put_flowlog("u1", b"later", 9).unwrap();
+    s.put_flowlog("u1", b"early", 1).unwrap();
+    let flows: Vec<(String, i64, Vec<u8>)> = s
+        .flowlogs("u1", 2)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.received_ms, r.msg))
+        .collect();
+    assert_eq!(
+        flows,
+        [
+            ("flowlog".to_owned(), 9, b"later".to_vec()),
+            ("flowlog".to_owned(), 5, b"flow".to_vec())
+        ]
+    );
+    assert!(s.flowlogs("u2", 10).unwrap().is_empty());
     assert!(s.size_bytes().unwrap() > 0);
 }
 
@@ -203,6 +219,7 @@ fn retention((s, _): Fresh) {
             now - age_days * DAY_MS,
         )
         .unwrap();
+        s.put_flowlog("u1", b"f", now - age_days * DAY_MS).unwrap();
     }
     s.put_metrics("u1", b"m", now).unwrap();
     // Metrics kept 7 days, logs 30 (to the millisecond: the boundary day
@@ -226,6 +243,13 @@ fn retention((s, _): Fresh) {
         .map(|r| r.content)
         .collect();
     assert_eq!(logs, ["10 days", "2 days"]);
+    let flow_days: Vec<i64> = s
+        .flowlogs("u1", 10)
+        .unwrap()
+        .iter()
+        .map(|r| (now - r.received_ms) / DAY_MS)
+        .collect();
+    assert_eq!(flow_days, [2, 10], "flow logs are kept as long as logs");
     s.prune(now - 2 * DAY_MS + 1, now).unwrap();
     assert_eq!(s.metrics("u1", 10).unwrap().len(), 1);
 }
@@ -283,6 +307,7 @@ fn delete_cascades_and_reopen((s, reopen): Fresh) {
     assert!(s.latest_config("u1").unwrap().is_none());
     assert!(s.latest_info("u1").unwrap().is_empty());
     assert!(s.metrics("u1", 10).unwrap().is_empty());
+    assert!(s.flowlogs("u1", 10).unwrap().is_empty());
     let q = LogQuery {
         device: "u1".into(),
         limit: 10,
