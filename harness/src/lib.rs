@@ -11,6 +11,7 @@ pub mod appassets;
 mod build;
 pub mod content;
 pub mod cpu;
+pub mod devdisk;
 mod image;
 pub mod layout;
 mod machine;

@@ -20,7 +20,10 @@ use eve_host::{
     servicelog::ServiceLogs,
     status::StatusFile,
     stdio::{err_line, out_line},
-    targets::{BootDisk, ContentOptions, DomainsOptions},
+    targets::{
+        BootDisk, ContentOptions, DomainsOptions, PowerSwitch, TargetContext,
+        power::{EXIT_REBOOT, EXIT_SHUTDOWN, Ending},
+    },
     vfio::VfioRoots,
     volumes::StateDir,
 };
@@ -44,8 +47,9 @@ struct Cli {
     reason = "parsed once at start; boxing clap's flags buys nothing"
 )]
 enum Command {
-    /// Run a node until SIGTERM, Ctrl-C or SIGHUP; one status line per
-    /// state change.
+    /// Run a node until SIGTERM, Ctrl-C or SIGHUP, or until a service
+    /// asks the `power` target for a reboot (exit status 3) or a shutdown
+    /// (exit status 4); one status line per state change.
     Run {
         /// The node manifest (format: nodes/default.toml).
         #[arg(long)]
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Check { manifest } => Manifest::load(&manifest)
             .map(|m| out_line(format_args!("{}", m.to_string().trim_end())))
+            .map(|()| Ending::Stopped)
             .map_err(|e| format!("{}:\n{e}", manifest.display())),
         Command::Run {
             manifest,
@@ -185,7 +190,8 @@ fn main() -> ExitCode {
         ),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Ending::Stopped) => ExitCode::SUCCESS,
+        Ok(ending) => ExitCode::from(ending.exit_status()),
         Err(message) => {
             err_line(format_args!("eve-host: {message}"));
             ExitCode::FAILURE
@@ -197,7 +203,7 @@ fn run(
     manifest_path: &std::path::Path,
     paths: NodePaths,
     options: RunOptions,
-) -> Result<(), String> {
+) -> Result<Ending, String> {
     LOGGER
         .install()
         .map_err(|e| format!("installing the logger: {e}"))?;
@@ -235,17 +241,27 @@ fn run(
         ));
     }
     let state = StateDir::create(&paths.state_dir).map_err(|e| e.to_string())?;
+    let power = PowerSwitch::begin(&paths.state_dir, stop.clone()).map_err(|e| e.to_string())?;
+    let boot = power.record();
+    err_line(format_args!(
+        "eve-host: boot {} of this node, reason {:?} (previous boot began at {} s since the epoch)",
+        boot.boots, boot.reason, boot.previous_boot_time
+    ));
     let log: Arc<dyn HostLog> = Arc::new(StderrLog);
-    let bus = NodeBus::start(
+    let domains = DomainsOptions {
+        arch: manifest.node.arch,
+        ..options.domains
+    };
+    let bus = NodeBus::start_in(
         &manifest,
-        &paths.state_dir,
-        &options.tpm,
-        options.content,
-        &DomainsOptions {
-            arch: manifest.node.arch,
-            ..options.domains
+        &TargetContext {
+            state_dir: &paths.state_dir,
+            tpm: &options.tpm,
+            content: options.content,
+            domains: &domains,
+            disk: options.disk.as_ref(),
+            power: &power,
         },
-        options.disk.as_ref(),
         ServiceLogs::new(&state.logs(), log.clone()),
     )
     .map_err(|e| e.to_string())?;
@@ -269,8 +285,18 @@ fn run(
     });
     // Stops the software TPM, if the host started one.
     drop(bus);
+    let ending = power.finish().map_err(|e| e.to_string())?;
     // Only now may another host have the state directory.
     drop(lock);
     err_line(format_args!("eve-host: every service stopped"));
-    Ok(())
+    match ending {
+        Ending::Stopped => {}
+        Ending::Reboot(reason) => err_line(format_args!(
+            "eve-host: reboot requested ({reason:?}): exit status {EXIT_REBOOT}"
+        )),
+        Ending::Shutdown(reason) => err_line(format_args!(
+            "eve-host: shutdown requested ({reason:?}): exit status {EXIT_SHUTDOWN}"
+        )),
+    }
+    Ok(ending)
 }

@@ -21,7 +21,7 @@ use std::{
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     str::FromStr,
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     time::Instant,
 };
 
@@ -35,7 +35,8 @@ use crate::{
     manifest::Manifest,
     status::BusView,
     targets::{
-        self, BootDisk, ContentOptions, DomainsOptions, HOST_TARGETS, HostTarget, TargetContext,
+        self, BootDisk, ContentOptions, DomainsOptions, HOST_TARGETS, HostTarget, PowerSwitch,
+        TargetContext,
     },
 };
 
@@ -97,6 +98,8 @@ pub enum NodeBusError {
     Target(#[from] targets::OpenError),
     #[error("service `{service}` is granted operations of `{target}`, which no host target serves")]
     TargetMissing { service: String, target: String },
+    #[error(transparent)]
+    BootRecord(#[from] targets::power::RecordError),
     #[error("publishing the device's facts: {0}")]
     Facts(#[from] OwnPublishError),
 }
@@ -147,12 +150,14 @@ impl fmt::Debug for NodeBus {
 }
 
 impl NodeBus {
-    /// What `eve-host run` starts: the broker with the manifest's grants
-    /// and log records going to `logs`; the host targets some service is
-    /// granted, opened with `state_dir`, the TPM `choice`, the
-    /// `content` store's settings, the app `domains`' settings and the A/B
-    /// `disk`; this machine's facts
-    /// ([`facts::gather`]) in `@device-facts`.
+    /// The broker with the manifest's grants and log records going to
+    /// `logs`; the host targets some service is granted, opened with
+    /// `state_dir`, the TPM `choice`, the `content` store's settings, the
+    /// app `domains`' settings and the A/B `disk`; this machine's facts
+    /// ([`facts::gather`]) in `@device-facts`. The boot record is begun
+    /// in `state_dir` with a stop flag of its own, which nothing watches:
+    /// a reboot a service asks for is recorded and left to whoever runs
+    /// the bus (`eve-host run` uses [`NodeBus::start_in`] with its own).
     pub fn start(
         manifest: &Manifest,
         state_dir: &Path,
@@ -162,15 +167,27 @@ impl NodeBus {
         disk: Option<&BootDisk>,
         logs: impl LogSink + 'static,
     ) -> Result<NodeBus, NodeBusError> {
+        let power = PowerSwitch::begin(state_dir, Arc::new(AtomicBool::new(false)))?;
         let context = TargetContext {
             state_dir,
             tpm: choice,
             content,
             domains,
             disk,
+            power: &power,
         };
-        let targets = targets::open_granted(manifest, HOST_TARGETS, &context)?;
-        NodeBus::start_with(manifest, logs, targets, &facts::gather(state_dir))
+        NodeBus::start_in(manifest, &context, logs)
+    }
+
+    /// What `eve-host run` starts: as [`NodeBus::start`], with the
+    /// targets opened in `context`.
+    pub fn start_in(
+        manifest: &Manifest,
+        context: &TargetContext<'_>,
+        logs: impl LogSink + 'static,
+    ) -> Result<NodeBus, NodeBusError> {
+        let targets = targets::open_granted(manifest, HOST_TARGETS, context)?;
+        NodeBus::start_with(manifest, logs, targets, &facts::gather(context.state_dir))
     }
 
     /// The broker with the manifest's grants, serving `targets` (which

@@ -6,6 +6,9 @@ use alloc::vec::Vec;
 use eve_proto::org::lfedge::eve::config::BaseOs;
 use eve_proto::org::lfedge::eve::info::{BaseOsStatus, BaseOsSubStatus, ZSwState};
 use hostops::partitions::{PartitionInfo, PartitionsStatus};
+use hostops::power::BootReason;
+
+use crate::memory::Memory;
 use topics::content::ContentTreeState;
 
 /// The partition states as `hostops::partitions` names them.
@@ -103,8 +106,12 @@ pub enum Action {
     TryOnce {
         label: String,
     },
-    /// Restart the node: into the update, or back out of a failed trial.
-    Reboot,
+    /// `power.reboot`: into the update (`BootReason::Update`), or back
+    /// out of a failed trial (`BootReason::Fallback`), the reason the
+    /// next boot reports.
+    Reboot {
+        reason: BootReason,
+    },
     /// `partitions.commit`.
     Commit,
 }
@@ -179,6 +186,34 @@ impl Manager {
             failed: None,
             fallback_noted: None,
             trial_since: None,
+        }
+    }
+
+    /// A manager whose trial boots get `test_window` seconds, remembering
+    /// what a previous run saved ([`Manager::memory`]).
+    pub fn restore(test_window: u64, memory: Memory) -> Manager {
+        Manager {
+            retry_seen: memory.retry_seen,
+            failed: memory.failed_version.map(|version| Failure {
+                version,
+                error: memory.failed_error,
+            }),
+            fallback_noted: memory.fallback_noted,
+            ..Manager::new(test_window)
+        }
+    }
+
+    /// What a later run must remember, to be saved whenever it changes.
+    pub fn memory(&self) -> Memory {
+        Memory {
+            retry_seen: self.retry_seen,
+            failed_version: self.failed.as_ref().map(|f| f.version.clone()),
+            failed_error: self
+                .failed
+                .as_ref()
+                .map(|f| f.error.clone())
+                .unwrap_or_default(),
+            fallback_noted: self.fallback_noted.clone(),
         }
     }
 
@@ -260,7 +295,9 @@ impl Manager {
                     .as_ref()
                     .map(|f| f.error.clone())
                     .unwrap_or_default();
-                return Action::Reboot;
+                return Action::Reboot {
+                    reason: BootReason::Fallback,
+                };
             }
             cur.status = BaseOsStatus::Updating;
             cur.sub_status = BaseOsSubStatus::UpdateTesting;
@@ -294,7 +331,9 @@ impl Manager {
             if oth.partition_state == UPDATING {
                 oth.status = BaseOsStatus::Updating;
                 oth.sub_status = BaseOsSubStatus::UpdateRebooting;
-                return Action::Reboot;
+                return Action::Reboot {
+                    reason: BootReason::Update,
+                };
             }
             if oth.partition_state == UNUSED {
                 if !d.activate {

@@ -27,6 +27,9 @@
 extern crate alloc;
 
 mod decide;
+pub mod memory;
 pub mod report;
 
 pub use decide::{Action, Content, Decision, Desired, Manager, SlotReport};
+pub use hostops::power::BootReason;
+pub use memory::Memory;

@@ -2,7 +2,7 @@
 //! operation.
 //!
 //! Decisions live in services; privileged effects (the TPM, the blob
-//! store, volumes, app ports, app domains, base OS partitions) live in the host, behind
+//! store, volumes, app ports, app domains, base OS partitions, the node's power) live in the host, behind
 //! operations the node manifest grants each service. An operation belongs
 //! to a *target*, the host module that performs it:
 //!
@@ -40,6 +40,7 @@ pub mod blobs;
 pub mod domains;
 pub mod partitions;
 pub mod ports;
+pub mod power;
 pub mod tpm;
 pub mod volumes;
 
@@ -91,6 +92,7 @@ pub const CATALOGUE: &[&TargetSpec] = &[
     &<ports::Ports as Target>::SPEC,
     &<domains::Domains as Target>::SPEC,
     &<partitions::Partitions as Target>::SPEC,
+    &<power::Power as Target>::SPEC,
 ];
 
 /// Declares a target and its operations: a unit type implementing

@@ -9,14 +9,19 @@
 //! it says on the host, and publishes both partitions as `ZInfoDevSw` in
 //! `base-os-status` for zedagent's `swList`.
 //!
-//! Rebooting is not the host's yet (no `reboot` target): when the next
-//! step is a reboot, baseosmgr says so in its log and its status
-//! (`UpdateRebooting`) and waits.
+//! A reboot (into the update, or back out of a trial that never reached
+//! the controller) is the host's `power.reboot`, with the reason the next
+//! boot reports (`update` or `fallback`); it is asked for once per run.
+//! Failed versions and the `retry_update` counter seen are kept on the
+//! state volume ([`saved`]), so neither a restart nor a reboot forgets
+//! them.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+mod saved;
 
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -26,6 +31,7 @@ use core::time::Duration;
 use baseos::{Action, Content, Desired, Manager, report};
 use hal::clock::Instant;
 use hostops::partitions::{self, Empty, PartitionRef, PartitionsStatus, WriteRequest};
+use hostops::power::{self, PowerRequest};
 use runtime::service::{self, Change, Service};
 use topics::baseos::SwList;
 use topics::content::ContentTreeState;
@@ -61,9 +67,26 @@ struct Heard {
     controller_reached: bool,
 }
 
+/// Asks the host to reboot the node, once per run: the host stops every
+/// service (this one too) after recording `reason`.
+fn reboot(reason: baseos::BootReason, requested: &mut bool) {
+    if *requested {
+        return;
+    }
+    match service::call::<power::Reboot>(&PowerRequest {
+        reason: reason as i32,
+    }) {
+        Ok(_) => {
+            log::info!("base OS: rebooting ({reason:?})");
+            *requested = true;
+        }
+        Err(e) => log::warn!("base OS: the host did not reboot: {e}"),
+    }
+}
+
 /// Runs `action` on the host; a failure of the version's own (too large,
 /// another version inside) stops that version until a retry.
-fn run(manager: &mut Manager, action: &Action, version: &str) {
+fn run(manager: &mut Manager, action: &Action, version: &str, rebooting: &mut bool) {
     let result = match action {
         Action::Nothing => Ok(()),
         Action::Write { digest, version } => service::call::<partitions::Write>(&WriteRequest {
@@ -77,8 +100,8 @@ fn run(manager: &mut Manager, action: &Action, version: &str) {
         .map(|_| log::info!("{label} will be tried on the next boot")),
         Action::Commit => service::call::<partitions::Commit>(&Empty {})
             .map(|_| log::info!("the controller answered: the booted base OS is committed")),
-        Action::Reboot => {
-            log::warn!("base OS: a reboot is needed; the host has no reboot operation yet");
+        Action::Reboot { reason } => {
+            reboot(*reason, rebooting);
             Ok(())
         }
     };
@@ -95,7 +118,10 @@ fn run(manager: &mut Manager, action: &Action, version: &str) {
 fn main() -> i32 {
     let heard = RefCell::new(Heard::default());
     let changed = Cell::new(true);
-    let mut manager = Manager::new(TEST_WINDOW);
+    hal::virtio::discover(runtime::boot_info());
+    let (mut saved, memory) = saved::Saved::open();
+    let mut manager = Manager::restore(TEST_WINDOW, memory);
+    let mut rebooting = false;
     let mut published: Option<SwList> = None;
     let mut last = Instant::now();
     let mut unavailable: Option<String> = None;
@@ -125,7 +151,14 @@ fn main() -> i32 {
             match service::call::<partitions::Status>(&Empty {}) {
                 Ok(disk) => {
                     unavailable = None;
-                    step(&mut manager, &heard.borrow(), &disk, &mut published);
+                    step(
+                        &mut manager,
+                        &heard.borrow(),
+                        &disk,
+                        &mut published,
+                        &mut rebooting,
+                    );
+                    saved.save(&manager.memory());
                 }
                 Err(e) => {
                     // A node without an A/B disk says so once, not every period.
@@ -148,15 +181,16 @@ fn step(
     heard: &Heard,
     disk: &PartitionsStatus,
     published: &mut Option<SwList>,
+    rebooting: &mut bool,
 ) {
     let desired = heard.desired.as_ref();
     let tree = desired.and_then(|d| heard.trees.get(&d.content_tree));
     let content = Content::of_tree(tree);
     let decision = manager.decide(now(), desired, &content, disk, heard.controller_reached);
     if let Some(d) = desired {
-        run(manager, &decision.action, &d.version);
+        run(manager, &decision.action, &d.version, rebooting);
     } else if decision.action == Action::Commit {
-        run(manager, &decision.action, "");
+        run(manager, &decision.action, "", rebooting);
     }
     let list = SwList {
         partitions: decision.slots.iter().map(report::dev_sw).collect(),

@@ -2,6 +2,9 @@
 //! child, restart it if it ends, reap every process that ends up as ours
 //! (QEMUs and swtpm left by a host that died are reparented to PID 1), and
 //! on SIGTERM or SIGINT (Ctrl-Alt-Del) stop the host, sync and power off.
+//! A host that ends with the `power` target's exit statuses stopped the
+//! node because a service asked: the machine reboots
+//! ([`EXIT_REBOOT`]) or powers off ([`EXIT_SHUTDOWN`]) instead.
 //! It sleeps on signals in between: nothing polls.
 
 use std::ffi::OsString;
@@ -15,6 +18,7 @@ use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use super::say;
+use crate::targets::power::{EXIT_REBOOT, EXIT_SHUTDOWN};
 
 /// The first pause before restarting a host that ended.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -93,6 +97,15 @@ pub fn run(host: &HostCommand) -> ! {
         while let Ok(Some((pid, status))) = waitpid(None, WaitOptions::NOHANG) {
             if Some(pid) == running {
                 running = None;
+                let code = status.exit_status();
+                if code == Some(i32::from(EXIT_REBOOT)) {
+                    say(format_args!("eve-host asked for a reboot"));
+                    finish(rustix::system::RebootCommand::Restart, "rebooting");
+                }
+                if code == Some(i32::from(EXIT_SHUTDOWN)) {
+                    say(format_args!("eve-host asked for a shutdown"));
+                    power_off();
+                }
                 if !stopping {
                     let how = match (status.exit_status(), status.terminating_signal()) {
                         (Some(code), _) => format!("exit status {code}"),
@@ -111,9 +124,15 @@ pub fn run(host: &HostCommand) -> ! {
 
 /// Writes everything out and powers off: PID 1 may not exit.
 fn power_off() -> ! {
+    finish(rustix::system::RebootCommand::PowerOff, "powering off")
+}
+
+/// Writes everything out and powers off or restarts the machine
+/// (`what` says which, on the console).
+fn finish(command: rustix::system::RebootCommand, what: &str) -> ! {
     rustix::fs::sync();
-    say(format_args!("powering off"));
-    let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
+    say(format_args!("{what}"));
+    let _ = rustix::system::reboot(command);
     // Only reached if the kernel refused; there is nothing left to do.
     loop {
         thread::park();

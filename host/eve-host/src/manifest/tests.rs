@@ -280,8 +280,8 @@ call.watchdog = []
         [
             "line 10: service `a`: operation `sign` of `tpm` listed twice",
             "line 10: service `a`: target `tpm` has no operation `export-key` (operations: create-device-key, device-public-key, sign, read-pcrs, quote, read-ek-cert, create-ecdh-key, ecdh, create-attestation-key)",
-            "line 11: service `a`: calls target `reboot` that this host does not have (targets: tpm, blobs, volumes, ports, domains, partitions)",
-            "line 12: service `a`: calls target `watchdog` that this host does not have (targets: tpm, blobs, volumes, ports, domains, partitions)",
+            "line 11: service `a`: calls target `reboot` that this host does not have (targets: tpm, blobs, volumes, ports, domains, partitions, power)",
+            "line 12: service `a`: calls target `watchdog` that this host does not have (targets: tpm, blobs, volumes, ports, domains, partitions, power)",
         ]
     );
     let inline = format!("{ONE}[service.bus]\ncall = {{ tpm = [\"quote\", \"sign\"] }}\n");

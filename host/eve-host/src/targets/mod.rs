@@ -1,6 +1,6 @@
 //! The host's operation targets: what performs each `hostops` target on
 //! this host (the TPM, the blob store, volumes, app ports, app domains,
-//! the base OS partitions).
+//! the base OS partitions, the node's power).
 //!
 //! A target is one module here implementing [`HostTarget`], registered in
 //! [`HOST_TARGETS`]. The broker, the manifest parser and xtask know
@@ -13,6 +13,7 @@ pub mod content;
 pub mod domains;
 pub mod partitions;
 pub mod ports;
+pub mod power;
 pub mod tpm;
 pub mod volumes;
 
@@ -26,6 +27,7 @@ use crate::{manifest::Manifest, nodebus::TpmChoice};
 pub use content::ContentOptions;
 pub use domains::DomainsOptions;
 pub use partitions::BootDisk;
+pub use power::PowerSwitch;
 
 /// What serves one `hostops` target. The broker calls it (through
 /// [`RpcHandler`]) only for operations of its spec, in its version, that
@@ -50,6 +52,8 @@ pub struct TargetContext<'a> {
     pub domains: &'a DomainsOptions,
     /// The A/B disk the node booted from (`--disk`), if any.
     pub disk: Option<&'a BootDisk>,
+    /// This boot's record and the host's stop flag, for the `power` target.
+    pub power: &'a PowerSwitch,
 }
 
 /// Why a target could not be opened.
@@ -98,6 +102,10 @@ pub const HOST_TARGETS: &[TargetEntry] = &[
     TargetEntry {
         spec: &<hostops::partitions::Partitions as Target>::SPEC,
         open: partitions::open,
+    },
+    TargetEntry {
+        spec: &<hostops::power::Power as Target>::SPEC,
+        open: power::open,
     },
 ];
 

@@ -88,7 +88,12 @@ fn an_update_goes_from_download_to_commit() {
     );
     let marked = disk(("active", "1.0", true), ("updating", "2.0", false));
     let d = m.decide(4, Some(&want), &verified(), &marked, true);
-    assert_eq!(d.action, Action::Reboot);
+    assert_eq!(
+        d.action,
+        Action::Reboot {
+            reason: BootReason::Update
+        }
+    );
     assert_eq!(d.slots[1].sub_status, BaseOsSubStatus::UpdateRebooting);
     // The trial boot: committed once the controller answers.
     let trial = disk(("active", "1.0", false), ("inprogress", "2.0", true));
@@ -125,7 +130,12 @@ fn an_unconfirmed_trial_reboots_back_and_is_not_retried_until_asked() {
         Action::Nothing
     );
     let d = m.decide(1000 + WINDOW, Some(&want), &verified(), &trial, false);
-    assert_eq!(d.action, Action::Reboot);
+    assert_eq!(
+        d.action,
+        Action::Reboot {
+            reason: BootReason::Fallback
+        }
+    );
     assert_eq!(d.slots[0].status, BaseOsStatus::Failed);
     // Back on the old partition, after a restart of baseosmgr too.
     let mut m = Manager::new(WINDOW);
@@ -259,4 +269,46 @@ fn content_comes_from_volumemgrs_tree_status() {
             error: "fetch failed".into()
         }
     );
+}
+
+#[test]
+fn failures_and_the_retry_counter_survive_a_restart_through_memory() {
+    use prost::Message;
+
+    let mut m = Manager::new(WINDOW);
+    let want = desired("2.0", true, 5);
+    let before = disk(("active", "1.0", true), ("unused", "", false));
+    m.decide(0, Some(&want), &verified(), &before, true);
+    m.fail("2.0", "the image's eve-release is \"2.1\"");
+    let saved = m.memory().encode_to_vec();
+    // A restarted baseosmgr that remembers does not write 2.0 again.
+    let mut again = Manager::restore(WINDOW, Memory::decode(saved.as_slice()).unwrap());
+    let d = again.decide(0, Some(&want), &verified(), &before, true);
+    assert_eq!(d.action, Action::Nothing);
+    assert_eq!(d.slots[1].error, "the image's eve-release is \"2.1\"");
+    // One that forgot would.
+    let mut forgot = Manager::new(WINDOW);
+    assert!(matches!(
+        forgot
+            .decide(0, Some(&want), &verified(), &before, true)
+            .action,
+        Action::Write { .. }
+    ));
+    // A counter raised while it was down is a retry.
+    let mut raised = Manager::restore(WINDOW, Memory::decode(saved.as_slice()).unwrap());
+    assert!(matches!(
+        raised
+            .decide(
+                0,
+                Some(&desired("2.0", true, 6)),
+                &verified(),
+                &before,
+                true
+            )
+            .action,
+        Action::Write { .. }
+    ));
+    assert_eq!(raised.memory().retry_seen, Some(6));
+    assert_eq!(raised.memory().failed_version, None);
+    assert!(Memory::decode(&[0x12, 0x05, b'a'][..]).is_err());
 }
