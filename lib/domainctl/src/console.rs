@@ -93,16 +93,14 @@ impl Manager {
                     Err(call) => return Err(call),
                 };
                 tail.offset = chunk.next_offset;
-                out.extend(
-                    tail.take(&chunk.data)
-                        .into_iter()
-                        .map(|(line, truncated)| ConsoleLine {
-                            uuid: uuid.clone(),
-                            display_name: name.clone(),
-                            line,
-                            truncated,
-                        }),
-                );
+                out.extend(tail.take(&chunk.data).into_iter().map(|(line, truncated)| {
+                    ConsoleLine {
+                        uuid: uuid.clone(),
+                        display_name: name.clone(),
+                        line,
+                        truncated,
+                    }
+                }));
                 if chunk.next_offset >= chunk.size || chunk.data.is_empty() {
                     break;
                 }

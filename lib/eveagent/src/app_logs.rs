@@ -238,9 +238,9 @@ impl AppLogQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::format;
     use std::io::Read;
     use std::prelude::rust_2024::*;
-    use std::format;
 
     use topics::AppLogLine;
 

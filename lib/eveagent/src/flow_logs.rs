@@ -169,7 +169,9 @@ mod tests {
         let delays: Vec<u64> = (0..10).map(|_| q.failed(false)).collect();
         assert_eq!(
             delays,
-            [1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 128000, 128000]
+            [
+                1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 128000, 128000
+            ]
         );
         assert_eq!(q.len(), 1);
         assert_eq!(q.counters().failed_attempts.messages, 10);

@@ -95,7 +95,11 @@ fn app_console_lines_reach_the_apps_newlogs() {
     assert!((web[0].ts_ms - wall_now_ms() as i64).abs() < 600_000);
     assert_eq!(app_lines(&ctl, &uuid, DB)[0].content, "db up");
     // Not among the device's own logs.
-    assert!(stored_lines(&ctl, &uuid, "db up").iter().all(|l| l.app.is_some()));
+    assert!(
+        stored_lines(&ctl, &uuid, "db up")
+            .iter()
+            .all(|l| l.app.is_some())
+    );
     assert_eq!(ctl.count("appnewlogs", 201), 2);
     assert_eq!(agent.status().counters.app_log_lines_sent, 3);
     let c = agent.app_log_counters();

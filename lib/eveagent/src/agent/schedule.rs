@@ -173,8 +173,8 @@ impl Agent {
             self.log_seal_due(),
             self.app_log_seal_due(),
         ]
-            .into_iter()
-            .flatten()
+        .into_iter()
+        .flatten()
         {
             wake = wake.min(due);
         }
