@@ -104,6 +104,15 @@ fn app_console_lines_reach_the_apps_newlogs() {
     assert_eq!(agent.status().counters.app_log_lines_sent, 3);
     let c = agent.app_log_counters();
     assert_eq!((c.input_lines, c.bound_dropped, c.refused), (3, 0, 0));
+    // The device's metrics count them as EVE's logMetric does.
+    assert!(node.run(&mut agent, &mut http, 50, |_| {
+        stored_device_metrics(&ctl, &uuid)
+            .log
+            .is_some_and(|l| l.num_app_events_sent == 3)
+    }));
+    let log = stored_device_metrics(&ctl, &uuid).log.unwrap();
+    assert_eq!((log.num_app_bundles_sent, log.total_app_log_input), (2, 3));
+    assert!(log.num_app_bundle_proto_bytes_sent > 0);
 }
 
 #[test]
@@ -144,4 +153,16 @@ fn flow_messages_reach_flowlog_one_by_one_after_failures() {
     let c = agent.flow_counters();
     assert_eq!((c.success.flows, c.drops.messages), (6, 0));
     assert_eq!(c.failed_attempts.messages, 3);
+    assert!(node.run(&mut agent, &mut http, 50, |_| {
+        stored_device_metrics(&ctl, &uuid)
+            .flowlog
+            .and_then(|f| f.messages)
+            .is_some_and(|m| m.success == 3)
+    }));
+    let flowlog = stored_device_metrics(&ctl, &uuid).flowlog.unwrap();
+    let flows = flowlog.flows.unwrap();
+    assert_eq!(
+        (flows.success, flows.drops, flows.failed_attempts),
+        (6, 0, 3)
+    );
 }

@@ -93,6 +93,7 @@ impl Agent {
             Some(status) if (200..300).contains(&status) => {
                 if let Some(b) = self.app_logs.pop_front() {
                     self.counters.app_log_lines_sent += u64::from(b.lines);
+                    self.counters.app_log_bytes_sent += b.gzip.len() as u64;
                     self.counters.app_log_batches_sent += 1;
                 }
                 self.app_log_backoff.reset();

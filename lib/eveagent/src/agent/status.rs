@@ -170,6 +170,8 @@ pub struct Counters {
     pub app_log_batches_sent: u64,
     /// Apps' log lines in the batches accepted.
     pub app_log_lines_sent: u64,
+    /// gzip bytes of the apps' batches accepted.
+    pub app_log_bytes_sent: u64,
     /// State-volume writes that failed.
     pub persist_errors: u64,
 }
