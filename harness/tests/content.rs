@@ -134,6 +134,15 @@ impl LocalController {
             .block_on(admin.device_show(uuid))
             .expect("device show")
     }
+
+    /// What `evectl app logs NAME` prints.
+    fn app_logs(&self, uuid: &str, name: &str) -> String {
+        let mut admin =
+            Admin::new(&format!("http://{}", self.admin), &self.token, false).expect("admin");
+        self.rt
+            .block_on(admin.app_logs(uuid, name, false, |_| true))
+            .expect("app logs")
+    }
 }
 
 /// The host's last 200 lines, for a failure's report.
@@ -551,8 +560,10 @@ fn http_get(port: u16) -> Option<String> {
 /// deploy` of the hello-http unikernel from the plain HTTP datastore with
 /// its port 80 on a loopback port; the config goes through zedagent,
 /// volumemgr builds its volume, zedmanager its domain, domainmgr has the
-/// host start it. It answers, the controller sees it RUNNING, a stop halts
-/// it and a delete removes it and its volume.
+/// host start it. It answers, the controller sees it RUNNING and its
+/// console lines in its app logs (domainmgr's `app-logs`, uploaded by
+/// zedagent to the app's `newlogs`), a stop halts it and a delete removes
+/// it and its volume.
 fn app(world: &mut World) {
     let image = appassets::app_unikernel(world.arch).expect("building hello-http");
     let bytes = std::fs::read(&image).expect("the hello-http image");
@@ -586,6 +597,10 @@ fn app(world: &mut World) {
     world.until_answer("an HTTP answer from the app", || http_get(port).is_some());
     world.until_answer("RUNNING in the controller's view", || {
         world.reported_app_state(&app_uuid) == Some(ZSwState::Running as i32)
+    });
+    world.until_answer("the app's console lines in its controller logs", || {
+        let logs = world.ctl.app_logs(&world.uuid, "hello");
+        logs.contains("hello-http: listening on port 80") && logs.contains(&app_uuid)
     });
 
     world.deployed = apps::set_active(world.deployed.clone(), "hello", false).expect("app stop");

@@ -62,7 +62,7 @@ image = "domainmgr"
 ram_mib = 32
 
 [service.bus]
-publish = ["domain-status", "app-metrics"]
+publish = ["domain-status", "app-metrics", "app-logs"]
 subscribe = ["domain-config"]
 call = { domains = ["start", "stop", "list", "usage", "console"] }
 "#;

@@ -25,6 +25,9 @@ pub const MAX_LINE: usize = 1024;
 pub(crate) struct Tail {
     offset: u64,
     partial: Vec<u8>,
+    /// Bytes of the partial line were left out (it is longer than
+    /// [`MAX_LINE`]).
+    cut: bool,
 }
 
 impl Tail {
@@ -33,24 +36,27 @@ impl Tail {
         Tail::default()
     }
 
-    /// Takes `data`; the complete lines in it.
-    fn take(&mut self, data: &[u8]) -> Vec<String> {
+    /// Takes `data`; the complete lines in it, each with whether it was
+    /// cut.
+    fn take(&mut self, data: &[u8]) -> Vec<(String, bool)> {
         let mut lines = Vec::new();
         for &b in data {
             if b == b'\n' {
                 lines.push(self.line());
             } else if self.partial.len() < MAX_LINE {
                 self.partial.push(b);
+            } else if b != b'\r' {
+                self.cut = true;
             }
         }
         lines
     }
 
-    fn line(&mut self) -> String {
+    fn line(&mut self) -> (String, bool) {
         let text = String::from_utf8_lossy(&self.partial);
         let line = String::from(text.trim_end_matches('\r'));
         self.partial.clear();
-        line
+        (line, core::mem::take(&mut self.cut))
     }
 }
 
@@ -60,6 +66,9 @@ pub struct ConsoleLine {
     pub uuid: String,
     pub display_name: String,
     pub line: String,
+    /// The guest printed more than [`MAX_LINE`] bytes on it: the rest is
+    /// left out (and counted by who forwards it).
+    pub truncated: bool,
 }
 
 impl Manager {
@@ -75,6 +84,7 @@ impl Manager {
                 // Adopted: its earlier lines were forwarded already.
                 offset: u64::MAX,
                 partial: Vec::new(),
+                cut: false,
             });
             for _ in 0..CHUNKS_PER_PASS {
                 let chunk = match host.console(&uuid, tail.offset, CONSOLE_CHUNK) {
@@ -83,10 +93,13 @@ impl Manager {
                     Err(call) => return Err(call),
                 };
                 tail.offset = chunk.next_offset;
-                out.extend(tail.take(&chunk.data).into_iter().map(|line| ConsoleLine {
-                    uuid: uuid.clone(),
-                    display_name: name.clone(),
-                    line,
+                out.extend(tail.take(&chunk.data).into_iter().map(|(line, truncated)| {
+                    ConsoleLine {
+                        uuid: uuid.clone(),
+                        display_name: name.clone(),
+                        line,
+                        truncated,
+                    }
                 }));
                 if chunk.next_offset >= chunk.size || chunk.data.is_empty() {
                     break;

@@ -23,12 +23,14 @@
 //!   adopts the running domains instead of stopping them.
 //!
 //! [`Manager::metrics`] measures the running domains for `app-metrics`;
-//! [`Manager::console_lines`] reads their consoles as log lines.
+//! [`Manager::console_lines`] reads their consoles as log lines, which
+//! [`AppLogBatcher`] turns into `app-logs` items.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod applog;
 mod console;
 mod manager;
 mod metrics;
@@ -41,6 +43,7 @@ use hostops::domains::{
     ConsoleChunk, DomainError, DomainInfo, DomainUsage, StartRequest, StopAnswer,
 };
 
+pub use applog::AppLogBatcher;
 pub use console::{CONSOLE_CHUNK, ConsoleLine, MAX_LINE};
 pub use manager::{Manager, Reconciled, START_RETRY_SECS, STOP_TIMEOUT_SECS};
 

@@ -9,6 +9,7 @@
 //! `log_upload`.
 
 mod app_config;
+mod app_log_upload;
 mod apps;
 mod attest;
 mod baseos;
@@ -40,7 +41,9 @@ use eve_proto::prost_types::Timestamp;
 use eve_proto::sign::TrustedSigner;
 use eve_proto::x509::{Certificate, ControllerCert};
 
+use crate::app_logs::AppLogQueue;
 use crate::backoff::Backoff;
+use crate::flow_logs::FlowQueue;
 use crate::identity::{
     DeviceIdentity, DeviceKeySource, Onboarding, SecretKey, SetupError, canonical_uuid, open_certs,
     parse_root, valid_uuid,
@@ -73,6 +76,8 @@ const MAX_CERTS_RESPONSE: usize = 64 << 10;
 const MAX_SMALL_RESPONSE: usize = 8 << 10;
 /// Bound on the sealed log batches kept for upload.
 const MAX_LOG_QUEUE_BYTES: usize = 1 << 20;
+/// Bound on the sealed batches of apps' logs kept for upload.
+const MAX_APP_LOG_QUEUE_BYTES: usize = 512 << 10;
 /// Bound on queued info messages (one per object: the device, each
 /// content tree, volume and app, the blob list).
 const MAX_INFO_ITEMS: usize = 128;
@@ -158,6 +163,11 @@ pub struct Agent {
     base_os: Vec<ZInfoDevSw>,
     logs: LogQueue,
     log_backoff: Backoff,
+    /// Apps' console lines waiting for their `newlogs` (memory only).
+    app_logs: AppLogQueue,
+    app_log_backoff: Backoff,
+    /// zedrouter's flow messages waiting for `flowlog`.
+    flows: FlowQueue,
     /// Failures of the config poll that send us back to attestation or
     /// UUID (403/404): a controller that keeps refusing must not be
     /// hammered with attest and config requests.
@@ -256,6 +266,8 @@ impl Agent {
                 info_ms: now,
                 metrics_ms: now,
                 logs_ms: now,
+                app_logs_ms: now,
+                flows_ms: now,
             },
             info: DeferredQueue::new(MAX_INFO_ITEMS),
             info_due: true,
@@ -263,6 +275,9 @@ impl Agent {
             base_os: Vec::new(),
             logs: LogQueue::new(MAX_LOG_QUEUE_BYTES),
             log_backoff: Backoff::default(),
+            app_logs: AppLogQueue::new(MAX_APP_LOG_QUEUE_BYTES),
+            app_log_backoff: Backoff::default(),
+            flows: FlowQueue::new(),
             config_backoff: Backoff::default(),
             events: Vec::new(),
             counters: Counters::default(),

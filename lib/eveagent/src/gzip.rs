@@ -1,12 +1,15 @@
 //! gzip (RFC 1952) members for `newlogs` uploads: miniz_oxide deflates,
 //! this module adds the header, the CRC-32 and the length trailer. EVE puts
 //! the log metadata (a JSON `LogBundle` without entries) in the header's
-//! comment field, so we do too.
+//! comment field, so we do too; for an app's logs it puts the app's name in
+//! the header's name field instead ([`compress_named`]).
 
 use alloc::vec::Vec;
 
 /// FCOMMENT flag: a zero-terminated comment follows the fixed header.
 const FLAG_COMMENT: u8 = 0x10;
+/// FNAME flag: a zero-terminated name follows the fixed header.
+const FLAG_NAME: u8 = 0x08;
 /// "Unknown" operating system, as Go's writer uses for non-Unix builds.
 const OS_UNKNOWN: u8 = 255;
 /// Best compression, as EVE's newlogd uses.
@@ -48,13 +51,24 @@ pub fn crc32(data: &[u8]) -> u32 {
 /// allow (NUL, anything outside Latin-1's printable ASCII subset we emit)
 /// are replaced by `?`.
 pub fn compress(data: &[u8], comment: &[u8], mtime_unix: u32) -> Vec<u8> {
+    member(data, FLAG_COMMENT, comment, mtime_unix)
+}
+
+/// One gzip member holding `data` with `name` in the header's name field,
+/// as newlogd writes an app's logs (the app's name there), its bytes
+/// replaced as [`compress`] replaces the comment's.
+pub fn compress_named(data: &[u8], name: &[u8], mtime_unix: u32) -> Vec<u8> {
+    member(data, FLAG_NAME, name, mtime_unix)
+}
+
+fn member(data: &[u8], flag: u8, field: &[u8], mtime_unix: u32) -> Vec<u8> {
     let deflated = miniz_oxide::deflate::compress_to_vec(data, LEVEL);
-    let mut out = Vec::with_capacity(deflated.len() + comment.len() + 19);
-    out.extend_from_slice(&[0x1f, 0x8b, 8, FLAG_COMMENT]);
+    let mut out = Vec::with_capacity(deflated.len() + field.len() + 19);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, flag]);
     out.extend_from_slice(&mtime_unix.to_le_bytes());
     out.extend_from_slice(&[2, OS_UNKNOWN]);
     out.extend(
-        comment
+        field
             .iter()
             .map(|&b| if (0x20..0x7f).contains(&b) { b } else { b'?' }),
     );
@@ -89,5 +103,18 @@ mod tests {
         assert_eq!(header.comment(), Some(&b"{\"devID\":\"x\"}??"[..]));
         assert_eq!(header.mtime(), 1_700_000_000);
         assert!(gz.len() < text.len() / 4);
+    }
+
+    #[test]
+    fn an_app_batch_carries_the_name_and_no_comment() {
+        use std::io::Read;
+        let gz = compress_named(b"{}\n", "web\u{e9}".as_bytes(), 7);
+        let mut dec = flate2::read::GzDecoder::new(gz.as_slice());
+        let mut out = Vec::new();
+        dec.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"{}\n");
+        let header = dec.header().unwrap();
+        assert_eq!(header.filename(), Some(&b"web??"[..]));
+        assert_eq!(header.comment(), None);
     }
 }

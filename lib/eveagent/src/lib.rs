@@ -30,7 +30,9 @@ extern crate alloc;
 extern crate std;
 
 pub mod agent;
+pub mod app_logs;
 pub mod backoff;
+pub mod flow_logs;
 pub mod gzip;
 pub mod identity;
 pub mod io;

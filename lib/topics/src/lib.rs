@@ -27,6 +27,7 @@
 
 extern crate alloc;
 
+pub mod applogs;
 pub mod apps;
 pub mod baseos;
 pub mod content;
@@ -37,6 +38,7 @@ pub mod onboard;
 
 use alloc::vec::Vec;
 
+pub use applogs::{AppLogBatch, AppLogLine, AppLogs};
 pub use apps::{
     AppInstanceConfig, AppMetrics, AppStatus, Domain, DomainConfig, DomainDisk, DomainKind,
     DomainState, DomainStatus, PortMap,
@@ -108,6 +110,7 @@ pub const SERVICE_TOPICS: &[&str] = &[
     AppInstanceConfig::NAME,
     AppStatus::NAME,
     AppMetrics::NAME,
+    AppLogs::NAME,
     DomainConfig::NAME,
     DomainStatus::NAME,
     NetworkInstanceConfig::NAME,

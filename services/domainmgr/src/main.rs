@@ -6,8 +6,8 @@
 //! bumped restart counter restarts it once, a removed one is stopped and
 //! forgotten. It publishes `domain-status` (for zedmanager) and every ten
 //! seconds `app-metrics` (the running domains' CPU and memory, for
-//! zedagent), and logs the running apps' console lines (so they reach the
-//! controller with its logs). The host restarts a crashed domain itself;
+//! zedagent), and the running apps' console lines in `app-logs` (which
+//! zedagent uploads as each app's logs; they are also in its own log). The host restarts a crashed domain itself;
 //! domainmgr reports it `BOOTING` with the crash until it runs again.
 //!
 //! It reconciles after every change it hears of, every second while
@@ -19,6 +19,7 @@
 
 extern crate alloc;
 
+mod applogs;
 mod host;
 mod publish;
 
@@ -30,6 +31,7 @@ use hal::clock::Instant;
 use runtime::service::{Change, Service};
 use topics::DomainConfig;
 
+use applogs::AppLogPublisher;
 use host::BusHost;
 use publish::Published;
 
@@ -47,10 +49,28 @@ fn now() -> u64 {
     hal::clock::unix_now().unwrap_or_else(|| Instant::now().as_nanos() / 1_000_000_000)
 }
 
+/// Unix milliseconds, as [`now`].
+fn now_ms() -> u64 {
+    hal::clock::unix_nanos().unwrap_or_else(|| Instant::now().as_nanos()) / 1_000_000
+}
+
+/// This run's `app-logs` key prefix: random, or the boot time's low bits
+/// without an entropy source (keys then differ from a previous run's as
+/// long as the runs start at different times).
+fn run_id() -> u32 {
+    let mut bytes = [0u8; 4];
+    if hal::entropy::fill(&mut bytes, false).is_ok() {
+        u32::from_le_bytes(bytes)
+    } else {
+        now_ms() as u32
+    }
+}
+
 fn main() -> i32 {
     let manager = RefCell::new(Manager::new());
     let changed = Cell::new(true);
     let published = RefCell::new(Published::default());
+    let mut app_logs = AppLogPublisher::new(run_id());
     let mut service = Service::new();
     service.on::<DomainConfig>(|_, uuid, change| {
         let config = match change {
@@ -90,9 +110,10 @@ fn main() -> i32 {
             }
             match manager.console_lines(&mut BusHost) {
                 Ok(lines) => {
-                    for l in lines {
+                    for l in &lines {
                         log::info!("app {} ({}): {}", l.display_name, l.uuid, l.line);
                     }
+                    app_logs.publish(lines, now_ms());
                 }
                 Err(e) => log::warn!("reading the apps' consoles: {e}"),
             }

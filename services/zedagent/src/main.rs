@@ -60,8 +60,8 @@ use runtime::service::{self, Change, Service};
 use topics::facts::Facts;
 use topics::onboard::{self, Report};
 use topics::{
-    AppMetrics, AppStatus, BaseOsStatus, BlobStatus, ContentTreeStatus, ContentUsage, DeviceFacts,
-    EdgeConfig, NetworkInstanceStatus, OnboardStatus, VolumeStatus,
+    AppLogs, AppMetrics, AppStatus, BaseOsStatus, BlobStatus, ContentTreeStatus, ContentUsage,
+    DeviceFacts, EdgeConfig, FlowLog, NetworkInstanceStatus, OnboardStatus, VolumeStatus,
 };
 
 use content::ContentPublisher;
@@ -172,6 +172,19 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
             agent.borrow_mut().set_app_metrics(app, Some(m))
         }
         Change::Deleted(_) => agent.borrow_mut().set_app_metrics(app, None),
+    });
+    // domainmgr's app console lines go to each app's newlogs, zedrouter's
+    // flow messages to flowlog; both tables are windows whose new items
+    // are taken as they come.
+    service.on::<AppLogs>(|_, _, change| {
+        if let Change::Created(item) = change {
+            agent.borrow_mut().app_logs(&item);
+        }
+    });
+    service.on::<FlowLog>(|_, _, change| {
+        if let Change::Created(msg) = change {
+            agent.borrow_mut().flow_message(&msg);
+        }
     });
     service.repeat(Duration::ZERO, |_| {
         let mut agent = agent.borrow_mut();

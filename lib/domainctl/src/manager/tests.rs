@@ -372,10 +372,12 @@ fn console_lines_are_forwarded_whole_once_and_an_adopted_domain_from_its_end() {
     let lines = m.console_lines(&mut host).unwrap();
     assert_eq!(lines[0].line, "listening on 80");
     assert_eq!(lines[1].line.len(), MAX_LINE);
+    assert!(lines[1].truncated && !lines[0].truncated);
     assert_eq!(lines.len(), 2, "a pass reads a bounded amount");
     let lines = m.console_lines(&mut host).unwrap();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1].line, "last");
+    assert!(lines[0].truncated, "the long line of y");
     assert!(m.console_lines(&mut host).unwrap().is_empty());
 
     // A new domainmgr adopts the domain: only what comes after.

@@ -22,7 +22,7 @@ const LOG_PERSIST_MIN_MS: u64 = 5_000;
 const LOG_PERSIST_BYTES_PER_S: u64 = 8 << 10;
 /// EVE's fast upload schedule (`newlog.allow.fastupload`): a batch is
 /// sealed when its oldest line is this old...
-const FAST_SEAL_AGE_MS: u64 = 10_000;
+pub(super) const FAST_SEAL_AGE_MS: u64 = 10_000;
 /// ...and uploads are tried this often.
 pub(super) const FAST_UPLOAD_INTERVAL_MS: u64 = 3_000;
 

@@ -9,9 +9,9 @@ use alloc::vec::Vec;
 use eve_proto::Message;
 use eve_proto::info::{ZDeviceState, ZInfoDevice, ZInfoMsg, ZInfoTypes, z_info_msg::InfoContent};
 use eve_proto::metrics::{
-    AppCpuMetric, DeviceMemoryMetric, DeviceMetric, DiskMetric, LogMetric, MetricItem,
-    MetricItemType, NetworkMetric, UrlcloudMetric, ZMetricMsg, ZedcloudMetric,
-    metric_item::MetricItemValue, z_metric_msg::MetricContent,
+    AppCpuMetric, DeviceMemoryMetric, DeviceMetric, DiskMetric, FlowlogCounters, FlowlogMetric,
+    LogMetric, MetricItem, MetricItemType, NetworkMetric, UrlcloudMetric, ZMetricMsg,
+    ZedcloudMetric, metric_item::MetricItemValue, z_metric_msg::MetricContent,
 };
 
 use crate::io::{DeviceFacts, Request, Response, TransportError};
@@ -162,6 +162,7 @@ impl Agent {
             zedcloud: alloc::vec![self.zedcloud_metric(m.management_interface)],
             metric_items: self.metric_items(),
             log: Some(self.log_metric()),
+            flowlog: Some(self.flowlog_metric()),
             ..Default::default()
         };
         ZMetricMsg {
@@ -224,14 +225,37 @@ impl Agent {
         items
     }
 
-    /// The log queue in `logMetric` terms: lines in are those queued for
-    /// upload, errors those the queue bound dropped, 4xx those in batches
-    /// the controller refused.
+    /// Flow messages, flows and DNS requests sent, dropped and failed, as
+    /// EVE's zedagent counts them.
+    fn flowlog_metric(&self) -> FlowlogMetric {
+        let c = self.flows.counters();
+        let of = |f: fn(&crate::flow_logs::FlowCount) -> u64| FlowlogCounters {
+            success: f(&c.success),
+            drops: f(&c.drops),
+            failed_attempts: f(&c.failed_attempts),
+        };
+        FlowlogMetric {
+            messages: Some(of(|n| n.messages)),
+            flows: Some(of(|n| n.flows)),
+            dns_requests: Some(of(|n| n.dns_requests)),
+        }
+    }
+
+    /// The log queues in `logMetric` terms: lines in are those queued for
+    /// upload, errors those the queue bound dropped (for apps also those
+    /// lost before zedagent took them), 4xx those in batches the
+    /// controller refused.
     fn log_metric(&self) -> LogMetric {
+        let apps = self.app_logs.counters();
         LogMetric {
+            num_app_events_sent: self.counters.app_log_lines_sent,
+            num_app_bundles_sent: self.counters.app_log_batches_sent,
+            total_app_log_input: apps.input_lines,
+            num_app_event_errors: apps.bound_dropped + apps.lost_before + apps.bad_app,
+            num_app_bundle_proto_bytes_sent: self.counters.app_log_bytes_sent,
             num_device_events_sent: self.counters.log_lines_sent,
             num_device_bundles_sent: self.counters.log_batches_sent,
-            num4xx_responses: self.logs.refused_lines(),
+            num4xx_responses: self.logs.refused_lines() + apps.refused,
             last_device_bundle_send_time: self.last_log_sent_unix_ms.map(timestamp),
             total_device_log_input: self.logs.input_lines(),
             num_device_event_errors: self.logs.bound_dropped_lines(),

@@ -38,10 +38,12 @@ pub(super) enum Job {
     Info,
     Metrics,
     Logs,
+    AppLogs,
+    FlowLog,
 }
 
 /// Number of [`Job`] kinds, each with its own request counters.
-pub(super) const JOB_KINDS: usize = Job::Logs as usize + 1;
+pub(super) const JOB_KINDS: usize = Job::FlowLog as usize + 1;
 
 /// When each loop is next due (monotonic ms).
 pub(super) struct Timers {
@@ -49,6 +51,8 @@ pub(super) struct Timers {
     pub(super) info_ms: u64,
     pub(super) metrics_ms: u64,
     pub(super) logs_ms: u64,
+    pub(super) app_logs_ms: u64,
+    pub(super) flows_ms: u64,
 }
 
 impl Agent {
@@ -58,6 +62,7 @@ impl Agent {
         for _ in 0..MAX_EXCHANGES_PER_POLL {
             let now = self.now();
             self.maintain_logs(now);
+            self.maintain_app_logs(now);
             if self.reports_allowed() {
                 self.refresh_info(now);
             }
@@ -134,6 +139,12 @@ impl Agent {
             }
             self.timers.logs_ms = now + self.log_interval_ms();
         }
+        if self.app_logs_due(now) {
+            return Some(Job::AppLogs);
+        }
+        if self.flows_due(now) {
+            return Some(Job::FlowLog);
+        }
         None
     }
 
@@ -153,10 +164,17 @@ impl Agent {
             if let Some(due) = self.info.next_due() {
                 wake = wake.min(due);
             }
+            if let Some(due) = self.app_uploads_wake() {
+                wake = wake.min(due);
+            }
         }
-        for due in [self.log_persist_due(), self.log_seal_due()]
-            .into_iter()
-            .flatten()
+        for due in [
+            self.log_persist_due(),
+            self.log_seal_due(),
+            self.app_log_seal_due(),
+        ]
+        .into_iter()
+        .flatten()
         {
             wake = wake.min(due);
         }
@@ -186,6 +204,8 @@ impl Agent {
             Job::Info => self.on_info(resp),
             Job::Metrics => self.on_metrics(resp),
             Job::Logs => self.on_logs(resp),
+            Job::AppLogs => self.on_app_logs(Some(resp)),
+            Job::FlowLog => self.on_flowlog(Some(resp)),
         }
     }
 
@@ -225,6 +245,8 @@ impl Agent {
             Job::Logs => {
                 self.timers.logs_ms = now + self.log_backoff.fail(&mut *self.deps.rng);
             }
+            Job::AppLogs => self.on_app_logs(None),
+            Job::FlowLog => self.on_flowlog(None),
         }
     }
 
@@ -305,6 +327,16 @@ impl Agent {
                 let gzip = self.logs.front()?.gzip.clone();
                 let body = self.sign(gzip)?;
                 self.post(format!("{API}/id/{uuid}/newlogs"), body, MAX_SMALL_RESPONSE)
+            }
+            Job::AppLogs => {
+                let batch = self.app_logs.front()?;
+                let path = format!("{API}/id/{uuid}/apps/instanceid/{}/newlogs", batch.app);
+                let body = self.sign(batch.gzip.clone())?;
+                self.post(path, body, MAX_SMALL_RESPONSE)
+            }
+            Job::FlowLog => {
+                let body = self.sign(self.flows.front()?.to_vec())?;
+                self.post(format!("{API}/id/{uuid}/flowlog"), body, MAX_SMALL_RESPONSE)
             }
         })
     }

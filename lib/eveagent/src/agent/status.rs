@@ -166,6 +166,12 @@ pub struct Counters {
     pub log_bytes_sent: u64,
     /// Log batches refused for good.
     pub log_batches_dropped: u64,
+    /// Apps' log batches accepted.
+    pub app_log_batches_sent: u64,
+    /// Apps' log lines in the batches accepted.
+    pub app_log_lines_sent: u64,
+    /// gzip bytes of the apps' batches accepted.
+    pub app_log_bytes_sent: u64,
     /// State-volume writes that failed.
     pub persist_errors: u64,
 }
