@@ -30,6 +30,9 @@ pub struct AppsArgs {
     /// Seconds an app may take to answer.
     #[arg(long, default_value_t = 300)]
     timeout_s: u64,
+    /// Deployments of each kind through a whole node (0: none).
+    #[arg(long, default_value_t = 1)]
+    node_runs: usize,
 }
 
 /// How long one probe waits for its answer.
@@ -87,14 +90,14 @@ struct Run {
     guest_kib: u64,
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("finding a free port: {e}"))
 }
 
-fn answers(port: u16) -> bool {
+pub(crate) fn answers(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
@@ -154,6 +157,43 @@ fn mib(kib: u64) -> f64 {
 
 pub fn run(args: AppsArgs) -> Result<(), String> {
     let arches = args.arch.map_or(Arch::ALL.to_vec(), |a| vec![a]);
+    direct(&args, &arches)?;
+    if args.node_runs > 0 {
+        through_the_node(&args, &arches)?;
+    }
+    Ok(())
+}
+
+/// Each kind deployed through a whole node: config accepted to RUNNING
+/// in the controller's view and to the first answer.
+fn through_the_node(args: &AppsArgs, arches: &[Arch]) -> Result<(), String> {
+    println!(
+        "apps through the whole node (evectl deploy, controller, zedagent, volumemgr, zedmanager, domainmgr), TCG, {} run(s) per kind; times in s from the config accepted: median (min-max)",
+        args.node_runs
+    );
+    println!("| arch | kind | to RUNNING (controller's view) | to first answer |");
+    println!("|---|---|---|---|");
+    let timeout = Duration::from_secs(args.timeout_s.max(600));
+    for &arch in arches {
+        for (kind, runs) in crate::appsnodebench::run(arch, args.node_runs, timeout)? {
+            let seconds = |d: Vec<Duration>| {
+                let mut s: Vec<f64> = d.iter().map(Duration::as_secs_f64).collect();
+                s.sort_by(f64::total_cmp);
+                format!("{:.1} ({:.1}-{:.1})", s[s.len() / 2], s[0], s[s.len() - 1])
+            };
+            println!(
+                "| {arch} | {} | {} | {} |",
+                crate::appsnodebench::kind_name(kind),
+                seconds(runs.iter().map(|r| r.running).collect()),
+                seconds(runs.iter().map(|r| r.answer).collect()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Each kind under `host/domains` directly.
+fn direct(args: &AppsArgs, arches: &[Arch]) -> Result<(), String> {
     let timeout = Duration::from_secs(args.timeout_s);
     let measured = VmmOverhead::measured();
     println!(
@@ -164,7 +204,7 @@ pub fn run(args: AppsArgs) -> Result<(), String> {
         "| arch | kind | guest RAM MiB | start to first answer | graceful stop | VMM RSS MiB | VMM PSS MiB | guest RAM held MiB | VMM overhead MiB (max) | admission charges MiB | EVE's estimate MB |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for arch in arches {
+    for &arch in arches {
         let mut answers_by_kind = Vec::new();
         for kind in KindClass::ALL {
             let mut runs = Vec::new();

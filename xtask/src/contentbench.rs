@@ -58,12 +58,12 @@ struct Measured {
 }
 
 /// The status file's JSON.
-fn status(state_dir: &Path) -> Option<Value> {
+pub(crate) fn status(state_dir: &Path) -> Option<Value> {
     let text = std::fs::read_to_string(state_dir.join("run/status.json")).ok()?;
     serde_json::from_str(&text).ok()
 }
 
-fn onboard(status: &Value) -> Option<(String, String)> {
+pub(crate) fn onboard(status: &Value) -> Option<(String, String)> {
     let report = status
         .get("tables")?
         .get("onboard-status")?

@@ -5,6 +5,7 @@
 mod admin;
 mod apidiff;
 mod appsbench;
+mod appsnodebench;
 mod bench;
 mod contentbench;
 mod controller;

@@ -363,6 +363,26 @@ fn network_uuid(config: &Value, named: Option<&str>) -> Result<Option<String>, A
     }
 }
 
+/// Whether a datastore's `fqdn` names the server `wanted` names. A
+/// registry is the same whatever its scheme: an operator declares a
+/// plain-HTTP registry on a local network as `http://host:port` (the node
+/// then speaks HTTP to it), and a `docker://host:port/...` image from it
+/// goes through that datastore rather than a new HTTPS one.
+fn same_server(ds_type: &str, fqdn: &str, wanted: &str) -> bool {
+    if ds_type != "DsContainerRegistry" {
+        return fqdn == wanted;
+    }
+    let host = |f: &str| {
+        let f = f.trim().trim_end_matches('/');
+        ["docker://", "oci://", "http://", "https://"]
+            .iter()
+            .find_map(|scheme| f.strip_prefix(scheme))
+            .unwrap_or(f)
+            .to_owned()
+    };
+    host(fqdn) == host(wanted)
+}
+
 /// `config` with app `spec` added (or replacing the app of that name),
 /// with its datastore, content tree and volume.
 pub fn deploy(mut config: Value, spec: &AppSpec) -> Result<Value, AppError> {
@@ -401,7 +421,11 @@ pub fn deploy(mut config: Value, spec: &AppSpec) -> Result<Value, AppError> {
     let existing_ds = list(&config, "datastores")
         .find(|d| {
             d["dType"] == ds_type
-                && d["fqdn"] == source.datastore.fqdn.as_str()
+                && same_server(
+                    ds_type,
+                    d["fqdn"].as_str().unwrap_or(""),
+                    &source.datastore.fqdn,
+                )
                 && d["dpath"].as_str().unwrap_or("") == source.datastore.dpath
         })
         .and_then(|d| d["id"].as_str())
@@ -661,6 +685,35 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_docker_image_goes_through_the_registry_datastore_of_its_server_whatever_its_scheme() {
+        let spec = |name: &str, image: &str| AppSpec {
+            name: name.into(),
+            image: image.into(),
+            kind: None,
+            memory_mib: 64,
+            vcpus: 1,
+            ports: Vec::new(),
+            user_data: None,
+            sha256: None,
+            network: None,
+        };
+        let config = json!({"datastores": [
+            {"id": "local", "dType": "DsContainerRegistry", "fqdn": "http://10.0.2.2:5000/"},
+        ]});
+        let config = deploy(config, &spec("web", "docker://10.0.2.2:5000/httpd:1")).unwrap();
+        assert_eq!(config["datastores"].as_array().unwrap().len(), 1);
+        assert_eq!(config["contentInfo"][0]["dsId"], "local");
+        // Another port is another server: a new (HTTPS) datastore.
+        let config = deploy(config, &spec("db", "docker://10.0.2.2:5001/db")).unwrap();
+        let stores = config["datastores"].as_array().unwrap();
+        assert_eq!(stores.len(), 2);
+        assert_eq!(stores[1]["fqdn"], "docker://10.0.2.2:5001");
+        // HTTP datastores still match by exact server.
+        assert!(same_server("DsHttp", "h:80", "h:80"));
+        assert!(!same_server("DsHttp", "http://h:80", "h:80"));
     }
 
     #[test]

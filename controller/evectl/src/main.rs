@@ -155,7 +155,9 @@ enum DatastoreCmd {
         /// http, https or registry.
         #[arg(long = "type")]
         kind: String,
-        /// Server: host, host:port, or docker://host:port for a registry.
+        /// Server: host, host:port, or docker://host:port for a registry
+        /// (http://host:port for a plain-HTTP one; `app deploy` sends
+        /// docker://host:port/... images from that server through it).
         #[arg(long)]
         fqdn: String,
         /// Path prefix on the server.

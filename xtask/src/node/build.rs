@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use eve_host::manifest::Manifest;
+use harness::appassets::{self, ShimAssets};
 use harness::{Arch, Profile, build_service};
 
 use crate::controller;
@@ -18,11 +19,24 @@ pub struct BuiltNode {
     /// Each service's name and image file.
     pub image_files: Vec<(String, PathBuf)>,
     pub host_binary: PathBuf,
+    /// The container shim VM's kernel and initrd given to the host
+    /// (`--shim-kernel`, `--shim-initrd`); `None`: the node runs no
+    /// container apps.
+    pub shim: Option<ShimAssets>,
 }
 
 impl BuiltNode {
     pub fn service_names(&self) -> impl Iterator<Item = &str> {
         self.manifest.services.iter().map(|s| s.name.as_str())
+    }
+
+    /// Gives the host the shim VM for container apps, built (or taken
+    /// from `target/app-assets`) as the app tests build it.
+    pub fn add_shim(&mut self) -> Result<(), String> {
+        let shim = appassets::shim(self.arch)
+            .map_err(|e| format!("building the container shim VM: {e}"))?;
+        self.shim = Some(shim);
+        Ok(())
     }
 }
 
@@ -68,5 +82,6 @@ pub fn build(manifest_path: &Path, arch: Option<Arch>) -> Result<BuiltNode, Stri
         image_files,
         manifest,
         host_binary,
+        shim: None,
     })
 }

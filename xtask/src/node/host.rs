@@ -110,6 +110,13 @@ impl HostProcess {
         if let Some(accel) = accel {
             command.args(["--accel", accel.name()]);
         }
+        if let Some(shim) = &built.shim {
+            command
+                .arg("--shim-kernel")
+                .arg(&shim.kernel)
+                .arg("--shim-initrd")
+                .arg(&shim.initrd);
+        }
         // Its own process group: a Ctrl-C reaches only xtask, which stops
         // the host and then the controller, in that order.
         command

@@ -50,7 +50,12 @@ pub fn run(options: NodeOptions) -> Result<(), String> {
     let dirs = NodeDirs::new("node", arch);
     // Before anything is built or wiped: another session may run this node.
     let lock = dirs.lock()?;
-    let built = build(&options.manifest, Some(arch))?;
+    // Container apps need the shim VM; without it (its Debian kernel
+    // could not be had) the node still runs VMs and unikernels.
+    let mut built = build(&options.manifest, Some(arch))?;
+    if let Err(e) = built.add_shim() {
+        eprintln!("xtask: this node runs no container apps: {e}");
+    }
     let stop = stop::on_signals()?;
     let controller_dir = options
         .controller

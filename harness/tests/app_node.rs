@@ -1,0 +1,314 @@
+//! A Linux VM app and a container app through the whole node, on both
+//! arches, as a user deploys them: `evectl app deploy` (its library) puts
+//! them in the device's config at our controller; zedagent, volumemgr,
+//! zedmanager and domainmgr in QEMU under the host's own node code bring
+//! them up in the host's `domains` target.
+//!
+//! - The Linux VM: a qcow2 disk image (UEFI, Debian's kernel, a busybox
+//!   init) from a plain HTTP datastore with its sha256, and cloud-init
+//!   user data delivered as a NoCloud seed.
+//! - The container: busybox httpd, an OCI image in Debian's
+//!   `docker-registry` on loopback, deployed as `docker://` through the
+//!   operator's plain-HTTP registry datastore, run in the shim VM whose
+//!   kernel and initrd the host is given.
+//!
+//! Both are deployed at once; each reaches RUNNING in the controller's
+//! view and answers on its loopback port map; a stop halts both (HALTED,
+//! no answer) and a delete removes them from the node and the
+//! controller's view.
+
+mod common;
+#[path = "common/hostlog.rs"]
+mod hostlog;
+#[path = "common/wholenode.rs"]
+mod wholenode;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use eve_host::targets::DomainsOptions;
+use eve_proto::info::ZSwState;
+use evectl::apps::{self, AppKind, AppSpec};
+use harness::Arch;
+use harness::appassets::{self, oci};
+use harness::content::{FileServer, Registry, Served, sha256_hex};
+use serde_json::{Value, json};
+use topics::{AppStatus, DomainStatus};
+use wholenode::{LocalController, RunningNode, tail};
+
+/// A guard against a node or an app that never gets there, not a timing
+/// target: TCG on a shared 2-core machine, two nodes, firmware and a
+/// whole Linux boot on aarch64 included.
+const PATIENCE: Duration = Duration::from_secs(900);
+/// The memory the node's host admits apps into: both apps and their
+/// VMMs' measured overhead.
+const APPS_MEMORY_MIB: u64 = 2048;
+/// The repository the container image is pushed to.
+const REPOSITORY: &str = "apps/busybox-httpd";
+/// The Linux VM's user data: a NoCloud script its init runs.
+const USER_DATA: &str = "#!/bin/sh\necho \"written by user-data\" > /www/cloud-init.txt\n";
+
+/// One GET on loopback `port`: the body of a 200.
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: app\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    (head.starts_with("HTTP/1.") && head.split(' ').nth(1) == Some("200")).then(|| body.to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// The scenario's node, controller and the device's config as evectl
+/// leaves it.
+struct World {
+    arch: Arch,
+    ctl: LocalController,
+    node: RunningNode,
+    config: Value,
+}
+
+impl World {
+    /// The config to the controller, as `evectl` stores it (JSON is the
+    /// description format's YAML), with a short config interval.
+    fn apply(&self) {
+        let mut config = self.config.clone();
+        config["configItems"] = json!([{"key": "timer.config.interval", "value": "5"}]);
+        self.ctl
+            .ctl
+            .set_config(&self.node.uuid, &config.to_string())
+            .expect("the config is accepted");
+    }
+
+    /// Waits until `done` holds; fails with the apps' and domains' states
+    /// and the host's log.
+    fn until(&self, what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "{}: {what} never happened\napps: {:#?}\ndomains: {:#?}\n{}",
+                self.arch,
+                self.node.table::<AppStatus>(),
+                self.node.table::<DomainStatus>(),
+                tail(&self.node.lines)
+            );
+            thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The app's state in the controller's view.
+    fn reported_state(&self, app: &str) -> Option<i32> {
+        self.ctl.reported_app(&self.node.uuid, app).map(|a| a.state)
+    }
+
+    /// Whether the controller's newest report of `app` is EVE's report of
+    /// a deleted app: its UUID alone.
+    fn reported_gone(&self, app: &str) -> bool {
+        self.ctl
+            .reported_app(&self.node.uuid, app)
+            .is_some_and(|a| a.state == 0 && a.app_name.is_empty())
+    }
+}
+
+/// One app under test: its UUID, host port and what `/` answers.
+struct Deployed {
+    name: &'static str,
+    uuid: String,
+    port: u16,
+    greeting: String,
+}
+
+fn apps_on_a_node(arch: Arch) {
+    let vm_disk = appassets::linux_vm_disk(arch).expect("the Linux VM disk");
+    let shim = appassets::shim(arch).expect("the shim VM");
+    let image_dir = tempfile::tempdir().expect("image directory");
+    let image = oci::busybox_httpd_image(arch, image_dir.path()).expect("the busybox image");
+
+    // The VM's disk on a plain HTTP datastore.
+    let http = FileServer::start(None).expect("HTTP datastore");
+    let disk = std::fs::read(&vm_disk.qcow2).expect("the VM's disk");
+    let disk_sha256 = sha256_hex(&disk);
+    http.put("/images/linux-vm.qcow2", Served::file(disk));
+    // The container's image in a registry, by tag.
+    let registry = Registry::start().expect("docker-registry");
+    let mut manifest = None;
+    for (digest, path) in &image.blobs {
+        let bytes = std::fs::read(path).expect("an image blob");
+        if *digest == image.manifest {
+            manifest = Some(bytes);
+        } else {
+            registry
+                .push_blob(REPOSITORY, &bytes)
+                .expect("pushing a blob");
+        }
+    }
+    registry
+        .push_manifest(
+            REPOSITORY,
+            "latest",
+            oci::MANIFEST_TYPE,
+            &manifest.expect("the image's manifest"),
+        )
+        .expect("pushing the manifest");
+
+    let ctl = LocalController::start();
+    let domains = DomainsOptions {
+        arch,
+        memory_mib: Some(APPS_MEMORY_MIB),
+        shim: Some((shim.kernel, shim.initrd)),
+        ..DomainsOptions::default()
+    };
+    let node = RunningNode::onboard(arch, &ctl, domains, PATIENCE);
+    // The operator's plain-HTTP registry on the node's network (the host
+    // is 10.0.2.2 to a user-mode guest): `docker://` images from that
+    // server go through it.
+    let registry_server = format!("10.0.2.2:{}", registry.port());
+    let mut world = World {
+        arch,
+        ctl,
+        node,
+        config: json!({"datastores": [{
+            "id": "local-registry",
+            "dType": "DsContainerRegistry",
+            "fqdn": format!("http://{registry_server}"),
+        }]}),
+    };
+
+    let uname = match arch {
+        Arch::X86_64 => "x86_64",
+        Arch::Aarch64 => "aarch64",
+    };
+    let vm = Deployed {
+        name: "vm",
+        uuid: String::new(),
+        port: free_port(),
+        greeting: format!("hello from the Linux VM ({uname})\n"),
+    };
+    let container = Deployed {
+        name: "box",
+        uuid: String::new(),
+        port: free_port(),
+        greeting: "hello from the container\n".into(),
+    };
+    let specs = [
+        AppSpec {
+            name: vm.name.into(),
+            image: format!("http://10.0.2.2:{}/images/linux-vm.qcow2", http.port()),
+            kind: Some(AppKind::Vm),
+            memory_mib: 256,
+            vcpus: 1,
+            ports: vec![(vm.port, 80)],
+            user_data: Some(USER_DATA.as_bytes().to_vec()),
+            network: None,
+            sha256: Some(disk_sha256),
+        },
+        AppSpec {
+            name: container.name.into(),
+            image: format!("docker://{registry_server}/{REPOSITORY}:latest"),
+            kind: None,
+            memory_mib: 128,
+            vcpus: 1,
+            ports: vec![(container.port, oci::HTTPD_PORT)],
+            user_data: None,
+            network: None,
+            sha256: None,
+        },
+    ];
+    for spec in &specs {
+        world.config = apps::deploy(world.config.clone(), spec).expect("evectl app deploy");
+    }
+    assert_eq!(
+        world.config["datastores"].as_array().map(Vec::len),
+        Some(2),
+        "the container came through the registry datastore: {}",
+        world.config
+    );
+    let mut deployed = [vm, container];
+    for app in &mut deployed {
+        app.uuid = apps::app_uuid(&world.config, app.name).expect("the app's UUID");
+    }
+    world.apply();
+
+    for app in &deployed {
+        world.until(&format!("{} answering", app.name), || {
+            get(app.port, "/").is_some()
+        });
+        assert_eq!(
+            get(app.port, "/").as_deref(),
+            Some(app.greeting.as_str()),
+            "{arch}: {}",
+            app.name
+        );
+        world.until(
+            &format!("{} RUNNING in the controller's view", app.name),
+            || world.reported_state(&app.uuid) == Some(ZSwState::Running as i32),
+        );
+    }
+    let [vm, container] = &deployed;
+    assert_eq!(
+        get(vm.port, "/cloud-init.txt").as_deref(),
+        Some("written by user-data\n"),
+        "{arch}: the VM ran its user data"
+    );
+    // The second layer's whiteout removed the first layer's file.
+    assert_eq!(get(container.port, "/old.html"), None);
+
+    for app in &deployed {
+        world.config = apps::set_active(world.config.clone(), app.name, false).expect("app stop");
+    }
+    world.apply();
+    for app in &deployed {
+        world.until(
+            &format!("{} HALTED in the controller's view", app.name),
+            || world.reported_state(&app.uuid) == Some(ZSwState::Halted as i32),
+        );
+        assert_eq!(
+            get(app.port, "/"),
+            None,
+            "{arch}: halted {} answers",
+            app.name
+        );
+    }
+
+    for app in &deployed {
+        world.config = apps::delete(world.config.clone(), app.name).expect("app delete");
+    }
+    world.apply();
+    world.until("the apps, their domains and volumes gone", || {
+        world.node.table::<AppStatus>().is_empty()
+            && world.node.table::<DomainStatus>().is_empty()
+            && world.node.table::<topics::VolumeStatus>().is_empty()
+    });
+    for app in &deployed {
+        world.until(
+            &format!("{} gone from the controller's view", app.name),
+            || world.reported_gone(&app.uuid),
+        );
+    }
+    let troubles = world.node.troubles();
+    assert!(
+        troubles.is_empty(),
+        "{troubles:?}\n{}",
+        tail(&world.node.lines)
+    );
+}
+
+#[test]
+fn a_linux_vm_and_a_container_through_an_x86_64_node() {
+    apps_on_a_node(Arch::X86_64);
+}
+
+#[test]
+fn a_linux_vm_and_a_container_through_an_aarch64_node() {
+    apps_on_a_node(Arch::Aarch64);
+}
