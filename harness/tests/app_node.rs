@@ -211,6 +211,7 @@ fn apps_on_a_node(arch: Arch) {
             user_data: Some(USER_DATA.as_bytes().to_vec()),
             network: None,
             sha256: Some(disk_sha256),
+            acls: Vec::new(),
         },
         AppSpec {
             name: container.name.into(),
@@ -222,6 +223,7 @@ fn apps_on_a_node(arch: Arch) {
             user_data: None,
             network: None,
             sha256: None,
+            acls: Vec::new(),
         },
     ];
     for spec in &specs {

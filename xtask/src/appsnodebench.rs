@@ -137,6 +137,7 @@ impl Servers {
             user_data: None,
             sha256,
             network: None,
+            acls: Vec::new(),
         }
     }
 }
