@@ -39,7 +39,7 @@ use alloc::vec::Vec;
 
 pub use apps::{
     AppInstanceConfig, AppMetrics, AppStatus, Domain, DomainConfig, DomainDisk, DomainKind,
-    DomainState, DomainStatus, PortMap,
+    DomainNic, DomainState, DomainStatus, PortMap,
 };
 pub use baseos::{BaseOsConfig, BaseOsStatus};
 pub use content::{
@@ -49,7 +49,8 @@ pub use content::{
 pub use diag::DiagReport;
 pub use facts::DeviceFacts;
 pub use network::{
-    AppAdapter, AppNetwork, AppNetworkConfig, FlowLog, NetworkInstanceConfig, NetworkInstanceStatus,
+    AppAdapter, AppNetwork, AppNetworkConfig, AppNetworkState, AppNetworkStatus, FlowLog,
+    NetworkInstanceConfig, NetworkInstanceStatus,
 };
 pub use onboard::OnboardStatus;
 
@@ -113,6 +114,7 @@ pub const SERVICE_TOPICS: &[&str] = &[
     NetworkInstanceConfig::NAME,
     NetworkInstanceStatus::NAME,
     AppNetworkConfig::NAME,
+    AppNetworkStatus::NAME,
     FlowLog::NAME,
     BaseOsConfig::NAME,
     BaseOsStatus::NAME,
