@@ -31,6 +31,7 @@ use hostops::domains::{Console, Domains, List, Start, Status, Stop, Usage};
 use hostops::{Operation, Target, TargetSpec};
 
 use super::content::volumes_dir_in;
+use crate::volumes::StateDir;
 use super::{HostTarget, TargetContext, serve};
 use state::State;
 
@@ -98,7 +99,8 @@ pub fn open(
     for r in reaped {
         log::warn!("domains: stopped {r:?}, left by a previous host");
     }
-    let state = State::new(domains, volumes_dir_in(context.state_dir), options);
+    let run_dir = StateDir::create(context.state_dir)?.run();
+    let state = State::new(domains, volumes_dir_in(context.state_dir), run_dir, options);
     Ok(Arc::new(DomainsTarget::start(state)?))
 }
 
