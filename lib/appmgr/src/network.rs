@@ -190,7 +190,10 @@ mod tests {
         let nics = nics(
             APP,
             "web",
-            &[adapter(NI, ""), adapter(&NI.to_uppercase(), "02:AA:bb:cc:dd:EE")],
+            &[
+                adapter(NI, ""),
+                adapter(&NI.to_uppercase(), "02:AA:bb:cc:dd:EE"),
+            ],
             &instances(),
         )
         .unwrap();
@@ -223,7 +226,15 @@ mod tests {
             ))
         );
         // One adapter on an instance makes an empty one an unknown instance.
-        assert!(nics(APP, "web", &[adapter(NI, ""), adapter("", "")], &instances()).is_err());
+        assert!(
+            nics(
+                APP,
+                "web",
+                &[adapter(NI, ""), adapter("", "")],
+                &instances()
+            )
+            .is_err()
+        );
         for bad in [
             "01:00:5e:00:00:01",
             "00:00:00:00:00:00",

@@ -249,13 +249,19 @@ fn hostile_adapters_are_errors_not_panics() {
     let many = (0..100).map(|_| adapter(LOCAL, "")).collect::<Vec<_>>();
     for interfaces in [
         vec![adapter(LOCAL, "ff:ff:ff:ff:ff:ff")],
-        vec![adapter(LOCAL, "02:00:00:00:00:01"), adapter(LOCAL, "02:00:00:00:00:01")],
+        vec![
+            adapter(LOCAL, "02:00:00:00:00:01"),
+            adapter(LOCAL, "02:00:00:00:00:01"),
+        ],
         vec![adapter("not-a-uuid", "")],
         vec![adapter(LOCAL, "é2:00:00:00:00:01")],
         vec![adapter(LOCAL, ""), adapter("", "")],
         many,
     ] {
-        let m = manager(&[app(APP, ROOT, interfaces.clone()), app(OTHER, ROOT2, vec![])]);
+        let m = manager(&[
+            app(APP, ROOT, interfaces.clone()),
+            app(OTHER, ROOT2, vec![]),
+        ]);
         assert_eq!(
             status(&m, APP).state,
             ZSwState::Error as i32,

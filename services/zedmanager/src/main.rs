@@ -81,7 +81,9 @@ fn main() -> i32 {
         changed.set(true);
     });
     service.on::<NetworkInstanceConfig>(|_, key, change| {
-        manager.borrow_mut().set_network_instance(key, value(change));
+        manager
+            .borrow_mut()
+            .set_network_instance(key, value(change));
         changed.set(true);
     });
     service.on_synchronized::<NetworkInstanceConfig>(|_| {
@@ -89,7 +91,9 @@ fn main() -> i32 {
         changed.set(true);
     });
     service.on::<AppNetworkStatus>(|_, key, change| {
-        manager.borrow_mut().set_app_network_state(key, value(change));
+        manager
+            .borrow_mut()
+            .set_app_network_state(key, value(change));
         changed.set(true);
     });
     service.on::<VolumeStatus>(|_, key, change| {

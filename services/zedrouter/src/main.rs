@@ -224,7 +224,9 @@ fn main() -> i32 {
     service.every(STATUS_EVERY, |_| {
         let mut engine = engine.borrow_mut();
         published.borrow_mut().publish(&engine, &router.borrow());
-        app_published.borrow_mut().publish(&engine, &router.borrow());
+        app_published
+            .borrow_mut()
+            .publish(&engine, &router.borrow());
         flows.borrow_mut().publish(&mut engine);
         saved.borrow_mut().save(engine.export_state(engine_now()));
         let counters = nics.borrow().counters;

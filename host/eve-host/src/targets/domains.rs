@@ -31,8 +31,8 @@ use hostops::domains::{Console, Domains, List, Start, Status, Stop, Usage};
 use hostops::{Operation, Target, TargetSpec};
 
 use super::content::volumes_dir_in;
-use crate::volumes::StateDir;
 use super::{HostTarget, TargetContext, serve};
+use crate::volumes::StateDir;
 use state::State;
 
 /// How often the watcher looks for ended domains and due retries.

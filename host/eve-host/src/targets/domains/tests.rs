@@ -103,7 +103,8 @@ fn target_retrying_after(state_dir: &Path, memory_mib: u64, first: Duration) -> 
         volumes_dir_in(state_dir),
         state_dir.join("run"),
         options,
-    )).unwrap()
+    ))
+    .unwrap()
 }
 
 fn hello(volume: &str, port: u16) -> StartRequest {
