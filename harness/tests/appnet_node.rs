@@ -369,3 +369,8 @@ fn app_on_a_network_instance(arch: Arch) {
 fn app_on_a_network_instance_x86_64() {
     app_on_a_network_instance(Arch::X86_64);
 }
+
+#[test]
+fn app_on_a_network_instance_aarch64() {
+    app_on_a_network_instance(Arch::Aarch64);
+}
