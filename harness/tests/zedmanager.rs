@@ -40,8 +40,8 @@ use harness::{Arch, Profile, build_service, workspace_root};
 use topics::apps::{Domain, DomainState};
 use topics::content::VolumeState;
 use topics::{
-    AppInstanceConfig as AppTopic, AppStatus, ContentTreeConfig, DomainConfig, DomainStatus, Topic,
-    VolumeConfig, VolumeStatus,
+    AppInstanceConfig as AppTopic, AppNetworkStatus, AppStatus, ContentTreeConfig, DomainConfig,
+    DomainStatus, NetworkInstanceConfig, Topic, VolumeConfig, VolumeStatus,
 };
 
 /// A guard against a zedmanager that never answers, not a timing target:
@@ -153,8 +153,14 @@ fn manifest(arch: Arch) -> Manifest {
     manifest.services = vec![
         played(
             "zedagent",
-            &[AppTopic::NAME, ContentTreeConfig::NAME, VolumeConfig::NAME],
+            &[
+                AppTopic::NAME,
+                ContentTreeConfig::NAME,
+                VolumeConfig::NAME,
+                NetworkInstanceConfig::NAME,
+            ],
         ),
+        played("zedrouter", &[AppNetworkStatus::NAME]),
         played("volumemgr", &[VolumeStatus::NAME]),
         played("domainmgr", &[DomainStatus::NAME]),
         zedmanager,
@@ -315,6 +321,8 @@ fn scenario(broker: &Broker, lines: &Lines) {
     p.zedagent.synchronized::<ContentTreeConfig>();
     p.zedagent.synchronized::<VolumeConfig>();
     p.zedagent.synchronized::<AppTopic>();
+    // No network instances: the apps are on none.
+    p.zedagent.synchronized::<NetworkInstanceConfig>();
     p.volumemgr.publish::<VolumeStatus>(
         ROOT,
         &VolumeState {

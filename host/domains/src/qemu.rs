@@ -29,6 +29,8 @@ const DEBUG_EXIT_PORT: u16 = 0xf4;
 /// The virtio-blk serials the guest finds the host's own disks by.
 pub const SEED_SERIAL: &str = "cidata";
 pub const BLOBS_SERIAL: &str = "oci";
+/// How soon a stream NIC tries its socket again, milliseconds.
+const STREAM_RECONNECT_MS: u32 = 100;
 
 /// What QEMU needs beyond the spec: the accelerator chosen, firmware
 /// files found, and the disks the host made for this start.
@@ -207,8 +209,10 @@ pub fn qemu_args(spec: &DomainSpec, dir: &DomainDir, launch: &Launch) -> Vec<Str
                 }
                 netdev
             }
+            // The serving end (the host's port switch) may start after
+            // the VM or restart under it: QEMU connects again.
             NetBackend::Stream { path } => format!(
-                "stream,id={id},server=off,addr.type=unix,addr.path={}",
+                "stream,id={id},server=off,addr.type=unix,addr.path={},reconnect-ms={STREAM_RECONNECT_MS}",
                 path_option(path)
             ),
             NetBackend::Dgram { local, remote } => format!(
@@ -434,7 +438,7 @@ mod tests {
         assert!(has_pair(
             &args,
             "-netdev",
-            "stream,id=net0,server=off,addr.type=unix,addr.path=/run/zedrouter/vm.sock"
+            "stream,id=net0,server=off,addr.type=unix,addr.path=/run/zedrouter/vm.sock,reconnect-ms=100"
         ));
         assert!(has_pair(
             &args,

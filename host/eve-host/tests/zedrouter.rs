@@ -42,7 +42,10 @@ use harness::{Device, Guest, Machine, Profile, build_service};
 use hostops::Operation;
 use hostops::ports::{Empty, List, PortList};
 use prost::Message;
-use topics::{AppAdapter, AppNetwork, AppNetworkConfig, FlowLog, NetworkInstanceStatus, Topic};
+use topics::{
+    AppAdapter, AppNetwork, AppNetworkConfig, AppNetworkStatus, FlowLog, NetworkInstanceStatus,
+    Topic,
+};
 
 const NI: &str = "0b4c7e1a-3f7e-4d1c-8a2b-9c8d7e6f5a4b";
 /// Apps A, B and C.
@@ -68,7 +71,7 @@ net = true
 trunk = true
 state_mib = 1
 [service.bus]
-publish = ["network-instance-status", "flow-log"]
+publish = ["network-instance-status", "flow-log", "app-network-status"]
 subscribe = ["network-instance-config", "app-network-config", "edge-config"]
 call.ports = ["attach", "detach", "list"]
 
@@ -424,6 +427,23 @@ fn apps_through_zedrouter(machine: Machine) {
     });
     let info = status().unwrap();
     let ports_then = list(&ports);
+    // Each app's interface as zedmanager reports it (ZInfoApp.network):
+    // its MAC and the address zedrouter gave it.
+    let networks = broker.table(AppNetworkStatus::NAME);
+    for (n, app) in APPS.iter().enumerate() {
+        let state = networks
+            .get(*app)
+            .and_then(|v| topics::decode::<AppNetworkStatus>(v).ok())
+            .unwrap_or_else(|| panic!("{arch}: no app-network-status of {app}: {networks:?}"));
+        assert_eq!(state.networks.len(), 1, "{state:?}");
+        let nic = &state.networks[0];
+        assert_eq!(nic.mac_addr, mac(n + 1), "{state:?}");
+        assert_eq!(nic.dev_name, "eth0", "{state:?}");
+        assert!(
+            nic.ip_addrs.len() == 1 && nic.ip_addrs[0].starts_with("10.1.0."),
+            "{state:?}"
+        );
+    }
 
     // The apps go: their flows end and are logged, B's allowed by its
     // rule, C's dropped by the implicit rule (ACE 0).
@@ -432,6 +452,9 @@ fn apps_through_zedrouter(machine: Machine) {
     }
     until("zedrouter detached every port", &router, || {
         list(&ports).ports.is_empty()
+    });
+    until("the apps' interfaces withdrawn", &router, || {
+        broker.table(AppNetworkStatus::NAME).is_empty()
     });
     let logged = |app: &str| -> Vec<(i32, i32)> {
         broker

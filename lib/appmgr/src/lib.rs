@@ -10,8 +10,13 @@
 //! eve-api `ZInfoApp`).
 //!
 //! - An app's config is checked first ([`plan`]): UUID, memory, vcpus,
-//!   volumes, kind, user data, port maps. A bad one is that app's `ERROR`
-//!   with text; the others go on.
+//!   volumes, kind, user data, port maps, interfaces on network instances
+//!   ([`network`]). A bad one is that app's `ERROR` with text; the others
+//!   go on.
+//! - Each app on network instances is published for zedrouter
+//!   (`app-network-config`, [`Manager::app_networks`]) as soon as its
+//!   config checks, and its `ZInfoApp.network` is what zedrouter reports
+//!   of its interfaces (`app-network-status`).
 //! - An app waits until every volume of its `volumeRefList` has a host
 //!   volume, reporting the least advanced volume's state (`INITIAL`,
 //!   `DOWNLOAD_STARTED`, `LOADED`, `CREATING_VOLUME`, ...) as EVE does;
@@ -30,6 +35,7 @@
 extern crate alloc;
 
 mod manager;
+pub mod network;
 pub mod plan;
 mod report;
 pub mod uuid;

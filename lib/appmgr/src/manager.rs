@@ -7,11 +7,13 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use eve_proto::config::{AppInstanceConfig, ContentTree, Volume};
+use eve_proto::config::{AppInstanceConfig, ContentTree, NetworkInstanceConfig, Volume};
 use eve_proto::info::{ZInfoApp, ZSwState};
-use topics::apps::{Domain, DomainDisk, DomainState};
+use topics::apps::{Domain, DomainDisk, DomainNic, DomainState};
 use topics::content::VolumeState;
+use topics::{AppNetwork, AppNetworkState};
 
+use crate::network::app_network;
 use crate::plan::{Catalog, Plan, plan};
 use crate::report::{Seen, app_info};
 use crate::uuid;
@@ -63,14 +65,20 @@ pub struct Manager {
     tree_config: BTreeMap<String, ContentTree>,
     volume_states: BTreeMap<String, VolumeState>,
     domain_states: BTreeMap<String, DomainState>,
+    /// The config's network instances, by key (adapters name them).
+    instances: BTreeSet<String>,
+    /// What zedrouter reports of each app's interfaces.
+    network_states: BTreeMap<String, AppNetworkState>,
     apps_synced: bool,
     volumes_synced: bool,
     trees_synced: bool,
+    instances_synced: bool,
     runs: BTreeMap<String, Run>,
     /// Each reported error's text and when it was first seen, by app key.
     errors: BTreeMap<String, (String, u64)>,
     domains: BTreeMap<String, Domain>,
     statuses: BTreeMap<String, ZInfoApp>,
+    app_networks: BTreeMap<String, AppNetwork>,
 }
 
 fn put<V>(table: &mut BTreeMap<String, V>, key: &str, value: Option<V>) {
@@ -115,6 +123,26 @@ impl Manager {
         put(&mut self.domain_states, key, state);
     }
 
+    /// A network instance of the config changed (only its presence
+    /// matters here: zedrouter runs it).
+    pub fn set_network_instance(&mut self, key: &str, config: Option<NetworkInstanceConfig>) {
+        if config.is_some() {
+            self.instances.insert(String::from(key));
+        } else {
+            self.instances.remove(key);
+        }
+    }
+
+    /// zedrouter's view of an app's interfaces changed.
+    pub fn set_app_network_state(&mut self, key: &str, state: Option<AppNetworkState>) {
+        put(&mut self.network_states, key, state);
+    }
+
+    /// The network instance table is complete.
+    pub fn instances_synchronized(&mut self) {
+        self.instances_synced = true;
+    }
+
     /// The app table is complete: what it lacks is deleted.
     pub fn apps_synchronized(&mut self) {
         self.apps_synced = true;
@@ -130,12 +158,19 @@ impl Manager {
         self.trees_synced = true;
     }
 
-    /// Whether the config is known (its three tables complete). Before,
+    /// Whether the config is known (its four tables complete). Before,
     /// a missing item may only not have arrived yet: nothing is decided
     /// and nothing published, so a restarted zedmanager never withdraws a
-    /// running app's domain.
+    /// running app's domain, nor calls an instance not yet heard of
+    /// unknown.
     pub fn ready(&self) -> bool {
-        self.apps_synced && self.volumes_synced && self.trees_synced
+        self.apps_synced && self.volumes_synced && self.trees_synced && self.instances_synced
+    }
+
+    /// The interfaces of each app on network instances, for zedrouter
+    /// (`app-network-config`), by app UUID.
+    pub fn app_networks(&self) -> &BTreeMap<String, AppNetwork> {
+        &self.app_networks
     }
 
     /// The domains wanted, by app UUID.
@@ -154,6 +189,7 @@ impl Manager {
     pub fn reconcile(&mut self, now: u64) {
         let mut domains = BTreeMap::new();
         let mut statuses = BTreeMap::new();
+        let mut app_networks = BTreeMap::new();
         let mut errors = BTreeMap::new();
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
         let mut ports: BTreeMap<u32, String> = BTreeMap::new();
@@ -167,15 +203,33 @@ impl Manager {
             let catalog = Catalog {
                 volumes: &self.volume_config,
                 trees: &self.tree_config,
+                instances: &self.instances,
             };
             let checked =
                 plan(&key, config, &catalog).and_then(|p| claim(&key, p, &mut owners, &mut ports));
+            let mut networks = Vec::new();
             let (report_key, seen, name, version, volumes) = match checked {
                 Ok(plan) => {
                     planned.insert(plan.uuid.clone());
                     let (domain, seen) = self.step(&plan);
                     if let Some(domain) = domain {
                         domains.insert(plan.uuid.clone(), domain);
+                    }
+                    if !plan.nics.is_empty() {
+                        app_networks.insert(
+                            plan.uuid.clone(),
+                            app_network(
+                                &plan.uuid,
+                                &plan.name,
+                                plan.activate,
+                                &plan.nics,
+                                &plan.user_data,
+                                plan.meta_data_type,
+                            ),
+                        );
+                        if let Some(state) = self.network_states.get(&plan.uuid) {
+                            networks.clone_from(&state.networks);
+                        }
                     }
                     (plan.uuid, seen, plan.name, plan.version, plan.volumes)
                 }
@@ -196,15 +250,15 @@ impl Manager {
                 }
             };
             let seen = self.stamp(&key, seen, now, &mut errors);
-            statuses.insert(
-                report_key.clone(),
-                app_info(&report_key, &name, &version, &volumes, &seen),
-            );
+            let mut info = app_info(&report_key, &name, &version, &volumes, &seen);
+            info.network = networks;
+            statuses.insert(report_key, info);
         }
         // An app whose config is refused starts afresh once it is fixed.
         self.runs.retain(|uuid, _| planned.contains(uuid));
         self.domains = domains;
         self.statuses = statuses;
+        self.app_networks = app_networks;
         self.errors = errors;
     }
 
@@ -370,6 +424,14 @@ impl Manager {
             restart_counter: run.restart,
             purge_counter: run.purge,
             port_maps: plan.port_maps.clone(),
+            nics: plan
+                .nics
+                .iter()
+                .map(|n| DomainNic {
+                    index: n.index,
+                    mac: n.mac.clone(),
+                })
+                .collect(),
         });
         let seen = seen(plan, run, domain.is_some(), domain_state.as_ref(), volumes);
         (domain, seen)

@@ -16,6 +16,7 @@ use eve_proto::config::{
 };
 use topics::apps::{DomainKind, PortMap};
 
+use crate::network::{Nic, nics};
 use crate::uuid;
 
 /// Guest RAM zedmanager passes on: at least 1 MiB, at most 1 TiB (in KiB,
@@ -26,7 +27,7 @@ pub const MEMORY_KIB: (u64, u64) = (1024, 1 << 30);
 pub const VCPUS: (u32, u32) = (1, 128);
 
 /// What an app's config asks for, checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// Canonical lowercase UUID.
     pub uuid: String,
@@ -38,7 +39,12 @@ pub struct Plan {
     pub vcpus: u32,
     pub extra_args: String,
     pub user_data: Vec<u8>,
+    /// eve-api `MetaDataType`, for zedrouter's metadata server.
+    pub meta_data_type: i32,
+    /// The user-mode NIC's forwards of an app on no network instance.
     pub port_maps: Vec<PortMap>,
+    /// The app's interfaces on network instances (then no port maps).
+    pub nics: Vec<Nic>,
     /// The volumes' UUIDs (as the config spells them: the volume tables'
     /// keys), in drive order.
     pub volumes: Vec<String>,
@@ -46,10 +52,12 @@ pub struct Plan {
     pub purge: u32,
 }
 
-/// The config's volumes and content trees, which say what a volume holds.
+/// The config's volumes and content trees, which say what a volume holds,
+/// and its network instances (their keys), which adapters name.
 pub struct Catalog<'a> {
     pub volumes: &'a BTreeMap<String, Volume>,
     pub trees: &'a BTreeMap<String, ContentTree>,
+    pub instances: &'a BTreeSet<String>,
 }
 
 /// What a volume is built from.
@@ -166,6 +174,18 @@ pub fn plan(key: &str, config: &AppInstanceConfig, catalog: &Catalog) -> Result<
     for volume in &volumes[1..] {
         catalog.origin(volume)?;
     }
+    let nics = nics(
+        &uuid,
+        &config.displayname,
+        &config.interfaces,
+        catalog.instances,
+    )?;
+    // zedrouter maps the ports of an app on its instances.
+    let port_maps = if nics.is_empty() {
+        port_maps(&config.interfaces)?
+    } else {
+        Vec::new()
+    };
     Ok(Plan {
         uuid,
         name: config.displayname.clone(),
@@ -176,7 +196,9 @@ pub fn plan(key: &str, config: &AppInstanceConfig, catalog: &Catalog) -> Result<
         vcpus: vm.vcpus,
         extra_args: vm.extraargs,
         user_data: user_data(config)?,
-        port_maps: port_maps(&config.interfaces)?,
+        meta_data_type: config.meta_data_type,
+        port_maps,
+        nics,
         volumes,
         restart: config.restart.as_ref().map_or(0, |c| c.counter),
         purge: config.purge.as_ref().map_or(0, |c| c.counter),

@@ -116,6 +116,7 @@ fn manager(apps: &[AppInstanceConfig]) -> Manager {
     m.apps_synchronized();
     m.volumes_synchronized();
     m.trees_synchronized();
+    m.instances_synchronized();
     m
 }
 
@@ -757,6 +758,7 @@ fn a_restarted_zedmanager_takes_up_the_domains_counters_and_disks() {
     m.volumes_synchronized();
     assert!(!m.ready());
     m.trees_synchronized();
+    m.instances_synchronized();
     assert!(m.ready());
     // The domain already runs under counters 4 and 1 on generation 0,
     // while volumemgr builds generation 1: a purge was under way.

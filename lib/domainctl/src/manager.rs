@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use eve_proto::info::ZSwState;
 use hostops::domains::{
-    Disk, DomainErrorCode, DomainInfo, DomainKind as HostKind, EndReason, PortMap, RunState,
+    Disk, DomainErrorCode, DomainInfo, DomainKind as HostKind, EndReason, Nic, PortMap, RunState,
     StartRequest,
 };
 use topics::{Domain, DomainState};
@@ -82,6 +82,14 @@ fn start_request(config: &Domain) -> StartRequest {
             .map(|m| PortMap {
                 host_port: m.host_port,
                 app_port: m.app_port,
+            })
+            .collect(),
+        nics: config
+            .nics
+            .iter()
+            .map(|n| Nic {
+                index: n.index,
+                mac: n.mac.clone(),
             })
             .collect(),
     }

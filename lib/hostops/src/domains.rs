@@ -113,9 +113,27 @@ pub struct StartRequest {
     /// Cloud-init user data (a NoCloud seed disk); empty for none.
     #[prost(bytes = "vec", tag = "8")]
     pub user_data: Vec<u8>,
-    /// Forwards of the domain's one user-mode NIC.
+    /// Forwards of the domain's one user-mode NIC, when it has no
+    /// [`StartRequest::nics`].
     #[prost(message, repeated, tag = "9")]
     pub port_maps: Vec<PortMap>,
+    /// NICs on the host's port switch, in index order (0, 1, ...): NIC
+    /// `i` is carried by the `ports` target's port `<uuid>.<i>`, which
+    /// zedrouter attaches. When there are any, the domain has these
+    /// only, and no user-mode NIC.
+    #[prost(message, repeated, tag = "10")]
+    pub nics: Vec<Nic>,
+}
+
+/// A NIC on the host's port switch.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Nic {
+    /// Its index in the domain: with the UUID, the port's name.
+    #[prost(uint32, tag = "1")]
+    pub index: u32,
+    /// `xx:xx:xx:xx:xx:xx`, unicast: the address zedrouter expects.
+    #[prost(string, tag = "2")]
+    pub mac: String,
 }
 
 /// A domain, by its app instance's UUID.

@@ -132,11 +132,35 @@ pub struct Domain {
     /// swaps them in while the domain is halted).
     #[prost(uint32, tag = "11")]
     pub purge_counter: u32,
-    /// Until zedrouter carries app traffic, a domain gets one user-mode
-    /// NIC whose loopback forwards are these: the `portmap` ACEs of the
-    /// app's network adapters.
+    /// For an app on no network instance: its one user-mode NIC's
+    /// loopback forwards, the `portmap` ACEs of its adapters. Empty when
+    /// the app has [`Domain::nics`].
     #[prost(message, repeated, tag = "12")]
     pub port_maps: Vec<PortMap>,
+    /// The app's interfaces on zedrouter's network instances, in NIC
+    /// order: each NIC is carried by the host's port `<uuid>.<index>`,
+    /// the port zedrouter attaches. When there are any, the domain gets
+    /// these NICs only (no user-mode NIC), so zedrouter is its only path.
+    #[prost(message, repeated, tag = "13")]
+    pub nics: Vec<DomainNic>,
+}
+
+/// One NIC of a domain on a port of the host's switch.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
+pub struct DomainNic {
+    /// The NIC's index in the domain (0 first), which with the app's UUID
+    /// names the host port.
+    #[prost(uint32, tag = "1")]
+    pub index: u32,
+    /// The NIC's MAC (`xx:xx:xx:xx:xx:xx`): the one zedrouter expects
+    /// the app's frames from.
+    #[prost(string, tag = "2")]
+    pub mac: String,
 }
 
 /// A host port forwarded to an app port.

@@ -41,7 +41,7 @@ use alloc::vec::Vec;
 pub use applogs::{AppLogBatch, AppLogLine, AppLogs};
 pub use apps::{
     AppInstanceConfig, AppMetrics, AppStatus, Domain, DomainConfig, DomainDisk, DomainKind,
-    DomainState, DomainStatus, PortMap,
+    DomainNic, DomainState, DomainStatus, PortMap,
 };
 pub use baseos::{BaseOsConfig, BaseOsStatus};
 pub use content::{
@@ -51,7 +51,8 @@ pub use content::{
 pub use diag::DiagReport;
 pub use facts::DeviceFacts;
 pub use network::{
-    AppAdapter, AppNetwork, AppNetworkConfig, FlowLog, NetworkInstanceConfig, NetworkInstanceStatus,
+    AppAdapter, AppNetwork, AppNetworkConfig, AppNetworkState, AppNetworkStatus, FlowLog,
+    NetworkInstanceConfig, NetworkInstanceStatus,
 };
 pub use onboard::OnboardStatus;
 
@@ -116,6 +117,7 @@ pub const SERVICE_TOPICS: &[&str] = &[
     NetworkInstanceConfig::NAME,
     NetworkInstanceStatus::NAME,
     AppNetworkConfig::NAME,
+    AppNetworkStatus::NAME,
     FlowLog::NAME,
     BaseOsConfig::NAME,
     BaseOsStatus::NAME,

@@ -60,6 +60,27 @@ impl Topic for AppNetworkConfig {
     type Value = AppNetwork;
 }
 
+/// `app-network-status`: what zedrouter knows of each app's interfaces
+/// (MAC, addresses, the instance's router and DNS), keyed by the app's
+/// UUID, for zedmanager's `ZInfoApp.network`.
+pub struct AppNetworkStatus;
+
+impl Topic for AppNetworkStatus {
+    const NAME: &'static str = "app-network-status";
+    type Value = AppNetworkState;
+}
+
+/// The interfaces zedrouter carries for one app.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AppNetworkState {
+    /// The app instance's UUID.
+    #[prost(string, tag = "1")]
+    pub app_uuid: String,
+    /// eve-api `ZInfoNetwork` per attached interface, in NIC order.
+    #[prost(message, repeated, tag = "2")]
+    pub networks: Vec<eve_proto::info::ZInfoNetwork>,
+}
+
 /// The network side of one app instance.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct AppNetwork {
@@ -152,6 +173,21 @@ mod tests {
         assert_eq!(AppAdapter::default().network_instance(), "");
         // A truncated adapter is an error, not a guess.
         assert!(decode::<AppNetworkConfig>(&bytes[..bytes.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn an_app_network_state_round_trips() {
+        let value = AppNetworkState {
+            app_uuid: "6ba7b810-9dad-11d1-80b4-00c04fd430c8".into(),
+            networks: alloc::vec![eve_proto::info::ZInfoNetwork {
+                mac_addr: "02:16:3e:00:00:01".into(),
+                ip_addrs: alloc::vec!["10.1.0.2".into()],
+                ..Default::default()
+            }],
+        };
+        let bytes = encode::<AppNetworkStatus>(&value);
+        assert_eq!(decode::<AppNetworkStatus>(&bytes), Ok(value));
+        assert!(decode::<AppNetworkStatus>(&bytes[..bytes.len() - 2]).is_err());
     }
 
     #[test]

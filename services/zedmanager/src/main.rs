@@ -6,6 +6,9 @@
 //! domainmgr's `domain-status`, and runs `appmgr::Manager`, publishing the
 //! domain each app should have (`domain-config`, for domainmgr) and each
 //! app's state (`app-status`, eve-api `ZInfoApp`, which zedagent reports).
+//! Apps' interfaces on the config's network instances
+//! (`network-instance-config`) go to zedrouter (`app-network-config`),
+//! whose report of them (`app-network-status`) is `ZInfoApp.network`.
 //! It makes no host calls: decisions only.
 //!
 //! It reconciles once after each burst of changes it hears of and sleeps
@@ -24,7 +27,10 @@ use core::time::Duration;
 use appmgr::Manager;
 use hal::clock::Instant;
 use runtime::service::{Change, Service};
-use topics::{AppInstanceConfig, ContentTreeConfig, DomainStatus, VolumeConfig, VolumeStatus};
+use topics::{
+    AppInstanceConfig, AppNetworkStatus, ContentTreeConfig, DomainStatus, NetworkInstanceConfig,
+    VolumeConfig, VolumeStatus,
+};
 
 use publish::Published;
 
@@ -72,6 +78,22 @@ fn main() -> i32 {
     });
     service.on_synchronized::<ContentTreeConfig>(|_| {
         manager.borrow_mut().trees_synchronized();
+        changed.set(true);
+    });
+    service.on::<NetworkInstanceConfig>(|_, key, change| {
+        manager
+            .borrow_mut()
+            .set_network_instance(key, value(change));
+        changed.set(true);
+    });
+    service.on_synchronized::<NetworkInstanceConfig>(|_| {
+        manager.borrow_mut().instances_synchronized();
+        changed.set(true);
+    });
+    service.on::<AppNetworkStatus>(|_, key, change| {
+        manager
+            .borrow_mut()
+            .set_app_network_state(key, value(change));
         changed.set(true);
     });
     service.on::<VolumeStatus>(|_, key, change| {

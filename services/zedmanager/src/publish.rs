@@ -10,13 +10,14 @@ use alloc::vec::Vec;
 
 use appmgr::Manager;
 use runtime::service;
-use topics::{AppStatus, DomainConfig, Topic};
+use topics::{AppNetworkConfig, AppStatus, DomainConfig, Topic};
 
 /// The tables as last published.
 #[derive(Default)]
 pub struct Published {
     domains: BTreeMap<String, <DomainConfig as Topic>::Value>,
     statuses: BTreeMap<String, <AppStatus as Topic>::Value>,
+    networks: BTreeMap<String, <AppNetworkConfig as Topic>::Value>,
     synchronized: bool,
 }
 
@@ -67,11 +68,13 @@ impl Published {
     pub fn update(&mut self, manager: &Manager) -> bool {
         let domains = sync_table::<DomainConfig>(&mut self.domains, manager.domains());
         let statuses = sync_table::<AppStatus>(&mut self.statuses, manager.statuses());
+        let networks = sync_table::<AppNetworkConfig>(&mut self.networks, manager.app_networks());
         if !self.synchronized {
             self.synchronized = true;
             for result in [
                 service::synchronized::<DomainConfig>(),
                 service::synchronized::<AppStatus>(),
+                service::synchronized::<AppNetworkConfig>(),
             ] {
                 if let Err(e) = result {
                     log::warn!("declaring a table synchronized: {e}");
@@ -79,6 +82,6 @@ impl Published {
                 }
             }
         }
-        domains && statuses && self.synchronized
+        domains && statuses && networks && self.synchronized
     }
 }

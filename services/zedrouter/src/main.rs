@@ -11,8 +11,9 @@
 //! (zedmanager), and the device's names in `edge-config` for the metadata
 //! server, attaches and detaches app ports through the host's
 //! `ports` target, and publishes each instance's `ZInfoNetworkInstance` in
-//! `network-instance-status`, and its flow records in `flow-log`
-//! (`flowlog.rs`). The engine's state is saved on its state
+//! `network-instance-status`, each app's interfaces in
+//! `app-network-status` (`appstatus.rs`), and its flow records in
+//! `flow-log` (`flowlog.rs`). The engine's state is saved on its state
 //! volume when it changed (checked after every change and every 5 s) and
 //! restored at start, once the instances are known and before any
 //! interface attaches (`saved.rs`).
@@ -25,6 +26,7 @@
 
 extern crate alloc;
 
+mod appstatus;
 mod flowlog;
 mod nics;
 mod router;
@@ -41,6 +43,7 @@ use net::Addressing;
 use runtime::service::{Change, Service, call};
 use topics::{AppNetworkConfig, EdgeConfig, NetworkInstanceConfig};
 
+use appstatus::AppPublished;
 use flowlog::FlowPublisher;
 use nics::{NicCounters, Nics, UPLINK};
 use router::Router;
@@ -166,6 +169,7 @@ fn main() -> i32 {
     let router = RefCell::new(router);
     let changed = Cell::new(false);
     let published = RefCell::new(Published::default());
+    let app_published = RefCell::new(AppPublished::default());
     let nics = RefCell::new(nics);
     let reported = Cell::new(NicCounters::default());
     let flows = RefCell::new(FlowPublisher::new(seed() as u32));
@@ -212,6 +216,7 @@ fn main() -> i32 {
         let now = engine_now();
         router.reconcile(&mut engine, now);
         published.borrow_mut().publish(&engine, &router);
+        app_published.borrow_mut().publish(&engine, &router);
         flows.borrow_mut().publish(&mut engine);
         saved.borrow_mut().save(engine.export_state(now));
         true
@@ -219,6 +224,9 @@ fn main() -> i32 {
     service.every(STATUS_EVERY, |_| {
         let mut engine = engine.borrow_mut();
         published.borrow_mut().publish(&engine, &router.borrow());
+        app_published
+            .borrow_mut()
+            .publish(&engine, &router.borrow());
         flows.borrow_mut().publish(&mut engine);
         saved.borrow_mut().save(engine.export_state(engine_now()));
         let counters = nics.borrow().counters;

@@ -85,6 +85,14 @@ impl Router {
         self.applied.keys().map(String::as_str)
     }
 
+    /// The attached interfaces: app UUID, NIC index and VIF name, by app
+    /// and NIC.
+    pub fn attached(&self) -> impl Iterator<Item = (&str, u32, &str)> {
+        self.attached
+            .iter()
+            .map(|((app, nic), a)| (app.as_str(), *nic, a.config.vif.as_str()))
+    }
+
     /// The engine's view of each configured instance that converts.
     fn wanted_instances(&self) -> BTreeMap<String, InstanceConfig> {
         let mut wanted = BTreeMap::new();

@@ -32,6 +32,7 @@ use hostops::{Operation, Target, TargetSpec};
 
 use super::content::volumes_dir_in;
 use super::{HostTarget, TargetContext, serve};
+use crate::volumes::StateDir;
 use state::State;
 
 /// How often the watcher looks for ended domains and due retries.
@@ -98,7 +99,8 @@ pub fn open(
     for r in reaped {
         log::warn!("domains: stopped {r:?}, left by a previous host");
     }
-    let state = State::new(domains, volumes_dir_in(context.state_dir), options);
+    let run_dir = StateDir::create(context.state_dir)?.run();
+    let state = State::new(domains, volumes_dir_in(context.state_dir), run_dir, options);
     Ok(Arc::new(DomainsTarget::start(state)?))
 }
 

@@ -27,7 +27,7 @@ use super::{HostTarget, Refused, TargetContext, serve};
 use crate::volumes::StateDir;
 
 /// The longest path a unix socket can have (`sun_path` less its NUL).
-const MAX_SOCKET_PATH: usize = 107;
+pub const MAX_SOCKET_PATH: usize = 107;
 
 /// Where the port sockets of the node whose run directory is `run` live.
 pub fn socket_dir(run: &Path) -> PathBuf {

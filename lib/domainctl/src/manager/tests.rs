@@ -16,6 +16,8 @@ const OTHER: &str = "7ba7b810-9dad-11d1-80b4-00c04fd430c8";
 struct FakeHost {
     domains: BTreeMap<String, DomainInfo>,
     calls: Vec<String>,
+    /// Every start request, as asked.
+    started: Vec<StartRequest>,
     free_mib: u64,
     volumes: Vec<String>,
     down: bool,
@@ -57,6 +59,7 @@ impl Host for FakeHost {
     fn start(&mut self, r: &StartRequest) -> Result<DomainInfo, HostError> {
         self.answer()?;
         self.calls.push(format!("start {}", r.uuid));
+        self.started.push(r.clone());
         let refuse =
             |code, detail: &str| Err(HostError::Domain(DomainError::new(code, &r.uuid, detail)));
         if let Some(missing) = r
@@ -191,6 +194,35 @@ fn an_activated_domain_boots_runs_and_halts_when_deactivated() {
     assert_eq!(state_of(&m, APP), ZSwState::Halted);
     assert_eq!(host.calls.last().unwrap(), &format!("stop {APP}"));
     assert!(host.domains.is_empty());
+}
+
+#[test]
+fn a_domain_on_ports_is_started_with_its_nics_and_no_forwards() {
+    let (mut m, mut host) = (Manager::new(), FakeHost::new());
+    let mut on_ports = config(APP);
+    on_ports.nics = vec![
+        topics::DomainNic {
+            index: 0,
+            mac: "02:16:3e:00:00:01".into(),
+        },
+        topics::DomainNic {
+            index: 1,
+            mac: "02:16:3e:00:00:02".into(),
+        },
+    ];
+    m.set_config(APP, Some(on_ports));
+    m.synchronized();
+    reconcile(&mut m, &mut host, 1);
+    let request = &host.started[0];
+    assert_eq!(
+        request
+            .nics
+            .iter()
+            .map(|n| (n.index, n.mac.as_str()))
+            .collect::<Vec<_>>(),
+        [(0, "02:16:3e:00:00:01"), (1, "02:16:3e:00:00:02")]
+    );
+    assert!(request.port_maps.is_empty());
 }
 
 #[test]

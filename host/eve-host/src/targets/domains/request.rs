@@ -6,8 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use domains::spec::{
-    Blob, CloudInit, ContainerImage, ContainerOverrides, DiskFormat, DiskSpec, NetBackend, Nic,
-    PortForward, ShimKernel, VmBoot,
+    Blob, CloudInit, ContainerImage, ContainerOverrides, DiskFormat, DiskSpec, ShimKernel, VmBoot,
 };
 use domains::{DomainSpec, Kind};
 use guest_arch::Arch;
@@ -24,13 +23,13 @@ const MAX_DISKS: usize = 16;
 const MAX_USER_DATA: usize = 256 * 1024;
 /// Longest extra kernel arguments.
 const MAX_EXTRA_ARGS: usize = 4096;
-/// Most port maps.
-const MAX_PORT_MAPS: usize = 64;
 
 /// What a start request resolves against.
 pub struct Resolver<'a> {
     pub arch: Arch,
     pub volumes_dir: &'a Path,
+    /// The node's run directory, where the port switch's sockets are.
+    pub run_dir: &'a Path,
     /// The shim VM's kernel and initrd, when the host has them.
     pub shim: Option<&'a (PathBuf, PathBuf)>,
 }
@@ -129,7 +128,7 @@ impl Resolver<'_> {
                     .map_err(|_| bad(uuid, "the user data is not UTF-8"))?,
             ),
         };
-        let forwards = self.forwards(request)?;
+        let nics = nics::nics(self.run_dir, request)?;
         let first = &request.disks[0];
         let rest = &request.disks[1..];
         let kind = match request.kind() {
@@ -173,36 +172,13 @@ impl Resolver<'_> {
         let mut spec = DomainSpec::new(domain_name(uuid), self.arch, memory_mib, kind);
         spec.vcpus = request.vcpus.max(1);
         spec.disks = disks;
-        spec.nics = vec![Nic {
-            mac: None,
-            backend: NetBackend::User { forwards },
-        }];
+        spec.nics = nics;
         spec.cloud_init = user_data.map(|user_data| CloudInit {
             user_data,
             meta_data: None,
         });
         spec.check().map_err(|e| bad(uuid, e))?;
         Ok(spec)
-    }
-
-    fn forwards(&self, request: &StartRequest) -> Result<Vec<PortForward>, DomainError> {
-        if request.port_maps.len() > MAX_PORT_MAPS {
-            return Err(bad(&request.uuid, "too many port maps"));
-        }
-        request
-            .port_maps
-            .iter()
-            .map(|m| {
-                let port = |p: u32| u16::try_from(p).ok().filter(|p| *p != 0);
-                match (port(m.host_port), port(m.app_port)) {
-                    (Some(host), Some(guest)) => Ok(PortForward { host, guest }),
-                    _ => Err(bad(
-                        &request.uuid,
-                        format!("port map {} -> {}", m.host_port, m.app_port),
-                    )),
-                }
-            })
-            .collect()
     }
 }
 
@@ -251,5 +227,6 @@ fn container_kind(
     })
 }
 
+mod nics;
 #[cfg(test)]
 mod tests;

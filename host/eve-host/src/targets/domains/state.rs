@@ -51,6 +51,8 @@ struct Entry {
 pub struct State {
     domains: domains::Domains,
     volumes_dir: PathBuf,
+    /// The node's run directory (the port switch's sockets).
+    run_dir: PathBuf,
     options: DomainsOptions,
     entries: BTreeMap<String, Entry>,
     /// The retry clock's origin.
@@ -111,10 +113,16 @@ fn end_detail(end: &End) -> String {
 }
 
 impl State {
-    pub fn new(domains: domains::Domains, volumes_dir: PathBuf, options: DomainsOptions) -> State {
+    pub fn new(
+        domains: domains::Domains,
+        volumes_dir: PathBuf,
+        run_dir: PathBuf,
+        options: DomainsOptions,
+    ) -> State {
         State {
             domains,
             volumes_dir,
+            run_dir,
             options,
             entries: BTreeMap::new(),
             origin: Instant::now(),
@@ -154,6 +162,7 @@ impl State {
         let resolver = Resolver {
             arch: self.options.arch,
             volumes_dir: &self.volumes_dir,
+            run_dir: &self.run_dir,
             shim: self.options.shim.as_ref(),
         };
         let spec = resolver.spec(&request).map_err(Refused::Failed)?;

@@ -98,7 +98,13 @@ fn target_retrying_after(state_dir: &Path, memory_mib: u64, first: Duration) -> 
     };
     let (domains, _) =
         domains::Domains::open(&state_dir.join("domains"), options.resources().unwrap()).unwrap();
-    DomainsTarget::start(State::new(domains, volumes_dir_in(state_dir), options)).unwrap()
+    DomainsTarget::start(State::new(
+        domains,
+        volumes_dir_in(state_dir),
+        state_dir.join("run"),
+        options,
+    ))
+    .unwrap()
 }
 
 fn hello(volume: &str, port: u16) -> StartRequest {

@@ -1,5 +1,6 @@
 use std::fs;
 
+use domains::spec::{NetBackend, PortForward};
 use hostops::domains::{Disk, PortMap};
 
 use super::*;
@@ -61,6 +62,7 @@ fn a_unikernel_boots_its_raw_volume_with_its_port_maps() {
     let resolver = Resolver {
         arch: Arch::X86_64,
         volumes_dir: dir.path(),
+        run_dir: dir.path(),
         shim: None,
     };
     let spec = resolver
@@ -96,6 +98,7 @@ fn hostile_requests_are_refused_with_their_reason() {
     let resolver = Resolver {
         arch: Arch::X86_64,
         volumes_dir: dir.path(),
+        run_dir: dir.path(),
         shim: None,
     };
     let unikernel = request(DomainKind::Unikernel, &raw);
@@ -211,6 +214,7 @@ fn a_container_runs_its_volume_layout_in_the_shim() {
     let resolver = Resolver {
         arch: Arch::X86_64,
         volumes_dir: dir.path(),
+        run_dir: dir.path(),
         shim: Some(&shim),
     };
     let mut wanted = request(DomainKind::Container, &container);

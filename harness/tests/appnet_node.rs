@@ -1,0 +1,376 @@
+//! An app on a network instance through the whole node: the default
+//! node's services in QEMU under the host's own node code, against our
+//! controller in this process. The config has a local network instance
+//! and the hello-http unikernel deployed with `evectl app deploy
+//! --network` and a port map in its ACLs (EVE's ACE with a `portmap`
+//! action). zedmanager publishes the app's interface for zedrouter, which
+//! attaches its port on the host's switch; the app's domain has only that
+//! NIC, so its lease comes from zedrouter's DHCP server; the controller
+//! sees it RUNNING with that address in `ZInfoApp.network`; and the port
+//! map answers through zedrouter's uplink (the manifest forwards a
+//! loopback port to it).
+
+mod common;
+#[path = "common/hostlog.rs"]
+mod hostlog;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::InProcessController;
+use controller::identity::Identity;
+use controller::server;
+use eve_host::manifest::{Manifest, PortForward};
+use eve_host::node::{Node, NodePaths, Seams};
+use eve_host::nodebus::{NodeBus, TpmChoice};
+use eve_host::qemu::QemuVmm;
+use eve_host::servicelog::ServiceLogs;
+use eve_host::targets::{ContentOptions, DomainsOptions};
+use eve_host::vfio::VfioRoots;
+use eve_host::volumes::StateDir;
+use eve_proto::Message;
+use eve_proto::info::z_info_msg::InfoContent;
+use eve_proto::info::{ZInfoApp, ZInfoMsg, ZSwState};
+use evectl::apps::{self, AppKind, AppSpec};
+use harness::content::{FileServer, Served, sha256_hex};
+use harness::provision::{OnboardIdentity, config_files, write_config_partition};
+use harness::{Arch, Profile, appassets, build_service, workspace_root};
+use hostlog::Lines;
+use topics::{AppNetworkConfig, AppStatus, Topic};
+
+/// A guard against a node that never gets there, not a timing target:
+/// under TCG on a shared 2-core machine.
+const PATIENCE: Duration = Duration::from_secs(600);
+/// The local instance's subnet: zedrouter's DHCP gives the app the first
+/// address after the gateway.
+const SUBNET: &str = "10.1.0.0/24";
+const APP_ADDRESS: &str = "10.1.0.2";
+
+/// The node's VMs on a thread, the host's bus and targets here.
+struct RunningNode {
+    bus: Option<NodeBus>,
+    stop: Arc<AtomicBool>,
+    runner: Option<thread::JoinHandle<()>>,
+    states: Arc<Mutex<Vec<String>>>,
+}
+
+impl RunningNode {
+    fn start(
+        manifest: &Manifest,
+        images: &Path,
+        state: &Path,
+        config_part: &Path,
+        lines: &Arc<Lines>,
+    ) -> RunningNode {
+        let dir = StateDir::create(state).expect("state directory");
+        let bus = NodeBus::start(
+            manifest,
+            state,
+            &TpmChoice::Swtpm,
+            ContentOptions::default(),
+            &DomainsOptions {
+                arch: manifest.node.arch,
+                memory_mib: Some(256),
+                ..DomainsOptions::default()
+            },
+            None,
+            ServiceLogs::new(&dir.logs(), lines.clone()),
+        )
+        .expect("the node's bus");
+        let accel = guest_arch::choose_accel(manifest.node.arch, None).expect("an accelerator");
+        let paths = NodePaths {
+            images: images.to_path_buf(),
+            state_dir: state.to_path_buf(),
+            config_part: Some(config_part.to_path_buf()),
+        };
+        let node = Node::prepare(manifest, &paths, &accel, &VfioRoots::default()).expect("node");
+        let broker = bus.broker().clone();
+        let seams = Seams {
+            bus: Arc::new(broker.clone()),
+            heartbeats: Arc::new(broker),
+            log: lines.clone(),
+            status: None,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let states = Arc::new(Mutex::new(Vec::new()));
+        let (stopping, seen) = (stop.clone(), states.clone());
+        let runner = thread::spawn(move || {
+            node.run(QemuVmm, seams, &stopping, Duration::from_secs(10), |s| {
+                seen.lock().unwrap().push(s.to_string());
+            });
+        });
+        RunningNode {
+            bus: Some(bus),
+            stop,
+            runner: Some(runner),
+            states,
+        }
+    }
+
+    fn table<T: Topic>(&self) -> BTreeMap<String, T::Value> {
+        self.bus
+            .as_ref()
+            .map(|bus| bus.broker().table(T::NAME))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| topics::decode::<T>(&v).ok().map(|v| (k, v)))
+            .collect()
+    }
+
+    /// Service states that say something panicked or crash-looped.
+    fn troubles(&self) -> Vec<String> {
+        self.states
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.contains("panic") || s.contains("CRASH"))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(runner) = self.runner.take() {
+            let _ = runner.join();
+        }
+        self.bus.take();
+    }
+}
+
+/// The host's last 200 lines, for a failure's report.
+fn tail(lines: &Lines) -> String {
+    let lines = lines.snapshot();
+    lines[lines.len().saturating_sub(200)..].join("\n")
+}
+
+/// Builds the image of every service of `manifest`; the directory they
+/// are in.
+fn images(manifest: &Manifest) -> PathBuf {
+    let mut dir = None;
+    for service in &manifest.services {
+        let image = build_service(&service.image, manifest.node.arch, Profile::Release)
+            .unwrap_or_else(|e| panic!("building {}: {e}", service.image));
+        dir = image.parent().map(Path::to_path_buf);
+    }
+    dir.expect("an image directory")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// What answers on loopback `port`: an HTTP 200's text.
+fn http_get(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET / HTTP/1.0\r\nHost: app\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    (answer.starts_with("HTTP/1.") && answer.split(' ').nth(1) == Some("200")).then_some(answer)
+}
+
+/// The config description: `deployed` (what evectl wrote: datastores,
+/// content trees, volumes, apps, network instances) as YAML sections.
+fn description(deployed: &serde_json::Value) -> String {
+    let mut text = String::new();
+    for section in [
+        "datastores",
+        "contentInfo",
+        "volumes",
+        "networkInstances",
+        "apps",
+    ] {
+        let items: Vec<&serde_json::Value> =
+            deployed[section].as_array().into_iter().flatten().collect();
+        if items.is_empty() {
+            continue;
+        }
+        text.push_str(&format!("{section}:\n"));
+        for item in items {
+            // JSON is YAML.
+            text.push_str(&format!("  - {item}\n"));
+        }
+    }
+    text.push_str("configItems:\n  - { key: timer.config.interval, value: \"5\" }\n");
+    text
+}
+
+/// The newest `ZInfoApp` of app `uuid` the controller holds.
+fn reported_app(ctl: &server::Controller, device: &str, uuid: &str) -> Option<ZInfoApp> {
+    let key = format!("app/{uuid}");
+    let records = ctl.store().latest_info(device).ok()?;
+    let record = records.into_iter().find(|r| r.key == key)?;
+    match ZInfoMsg::decode(record.msg.as_slice()).ok()?.info_content? {
+        InfoContent::Ainfo(app) => Some(app),
+        _ => None,
+    }
+}
+
+fn until(what: &str, node: &RunningNode, lines: &Lines, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened\napps: {:#?}\ninterfaces: {:#?}\n{}",
+            node.table::<AppStatus>(),
+            node.table::<AppNetworkConfig>(),
+            tail(lines)
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn app_on_a_network_instance(arch: Arch) {
+    let mapped = free_port();
+    let mut manifest =
+        Manifest::load(&workspace_root().join("nodes/default.toml")).expect("the manifest");
+    manifest.node.arch = arch;
+    // The port map reaches zedrouter's uplink through the node's user-mode
+    // network, as a device port would carry it.
+    let zedrouter = manifest
+        .services
+        .iter_mut()
+        .find(|s| s.name == "zedrouter")
+        .expect("zedrouter in the default node");
+    zedrouter
+        .devices
+        .net
+        .as_mut()
+        .expect("zedrouter's uplink")
+        .host_forward
+        .push(PortForward {
+            host_port: mapped,
+            guest_port: mapped,
+        });
+    let images = images(&manifest);
+    let image = appassets::app_unikernel(arch).expect("building hello-http");
+
+    let dir = tempfile::tempdir().unwrap();
+    let identity = Identity::load_or_create(dir.path()).expect("controller identity");
+    let InProcessController {
+        rt,
+        ctl,
+        tls,
+        device_listener,
+        port,
+    } = InProcessController::new(identity, &dir.path().join("c.db"));
+    rt.spawn(server::serve_devices(ctl.clone(), device_listener, tls));
+    let onboard = OnboardIdentity::generate("appnet-").expect("an onboarding identity");
+    ctl.onboard_add(&onboard.cert_pem, std::slice::from_ref(&onboard.serial))
+        .expect("pre-registered");
+    let config_part = dir.path().join("config.img");
+    write_config_partition(
+        &config_part,
+        &config_files(port, &ctl.identity().root_pem, &onboard),
+    )
+    .expect("the CONFIG partition");
+
+    let http = FileServer::start(None).unwrap();
+    let bytes = std::fs::read(&image).expect("the hello-http image");
+    let sha256 = sha256_hex(&bytes);
+    http.put("/images/hello-http.img", Served::file(bytes));
+
+    let state = tempfile::tempdir().unwrap();
+    let lines = Arc::new(Lines::default());
+    let node = RunningNode::start(&manifest, &images, state.path(), &config_part, &lines);
+    let deadline = Instant::now() + PATIENCE;
+    let device = loop {
+        if let Some(d) = ctl.store().devices().unwrap().first() {
+            break d.uuid.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never onboarded\n{}",
+            tail(&lines)
+        );
+        thread::sleep(Duration::from_millis(250));
+    };
+
+    // `evectl app deploy --network apps --port MAPPED:80` on a config
+    // with a local instance.
+    let config = serde_json::json!({
+        "networkInstances": [{
+            "displayname": "apps",
+            "instType": "ZnetInstLocal",
+            "activate": true,
+            "ip": {"subnet": SUBNET},
+        }],
+    });
+    let spec = AppSpec {
+        name: "hello".into(),
+        image: format!("http://10.0.2.2:{}/images/hello-http.img", http.port()),
+        kind: Some(AppKind::Unikernel),
+        memory_mib: 32,
+        vcpus: 1,
+        ports: vec![(mapped, 80)],
+        user_data: None,
+        network: Some("apps".into()),
+        sha256: Some(sha256),
+    };
+    let deployed = apps::deploy(config, &spec).expect("evectl app deploy");
+    ctl.set_config(&device, &description(&deployed))
+        .expect("the config is accepted");
+    let app = apps::app_uuid(&deployed, "hello").expect("the app's UUID");
+
+    until(
+        "the app's interface published for zedrouter",
+        &node,
+        &lines,
+        || {
+            node.table::<AppNetworkConfig>()
+                .get(&app)
+                .is_some_and(|a| a.adapters.len() == 1 && a.activate)
+        },
+    );
+    until("the app RUNNING with its lease", &node, &lines, || {
+        node.table::<AppStatus>().get(&app).is_some_and(|a| {
+            a.state == ZSwState::Running as i32
+                && a.network
+                    .first()
+                    .is_some_and(|n| n.ip_addrs == [APP_ADDRESS])
+        })
+    });
+    until("an HTTP answer through the port map", &node, &lines, || {
+        http_get(mapped).is_some()
+    });
+    until(
+        "RUNNING with its address in the controller's view",
+        &node,
+        &lines,
+        || {
+            reported_app(&ctl, &device, &app).is_some_and(|a| {
+                a.state == ZSwState::Running as i32
+                    && a.network.iter().any(|n| {
+                        n.ip_addrs == [APP_ADDRESS]
+                            && n.mac_addr.starts_with("02:16:3e:")
+                            && n.dev_name == "eth0"
+                    })
+            })
+        },
+    );
+    let troubles = node.troubles();
+    assert!(troubles.is_empty(), "{troubles:?}\n{}", tail(&lines));
+    drop(node);
+    drop(rt);
+}
+
+#[test]
+fn app_on_a_network_instance_x86_64() {
+    app_on_a_network_instance(Arch::X86_64);
+}
+
+#[test]
+fn app_on_a_network_instance_aarch64() {
+    app_on_a_network_instance(Arch::Aarch64);
+}
