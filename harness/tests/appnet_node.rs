@@ -315,7 +315,8 @@ fn app_on_a_network_instance(arch: Arch) {
         vcpus: 1,
         ports: vec![(mapped, 80)],
         user_data: None,
-        network: Some("apps".into()),
+        sha256: Some(sha256),
+        acls: Vec::new(),
         sha256: Some(sha256),
     };
     let deployed = apps::deploy(config, &spec).expect("evectl app deploy");
