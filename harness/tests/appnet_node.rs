@@ -315,7 +315,7 @@ fn app_on_a_network_instance(arch: Arch) {
         vcpus: 1,
         ports: vec![(mapped, 80)],
         user_data: None,
-        sha256: Some(sha256),
+        network: Some("apps".into()),
         acls: Vec::new(),
         sha256: Some(sha256),
     };
