@@ -699,6 +699,7 @@ mod tests {
             user_data: None,
             sha256: None,
             network: None,
+            acls: Vec::new(),
         };
         let config = json!({"datastores": [
             {"id": "local", "dType": "DsContainerRegistry", "fqdn": "http://10.0.2.2:5000/"},
