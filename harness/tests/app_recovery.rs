@@ -14,8 +14,9 @@
 //!    the admission refusal in the controller's view while the first keeps
 //!    answering;
 //! 4. a third app that panics on a request is booted again by the host (a
-//!    new boot time in the controller's view, answering), its panic reaches
-//!    the controller in the node's logs, and the first keeps answering.
+//!    new boot time in the controller's view, answering) and reported
+//!    RUNNING with the panic as its error; the panic also reaches the
+//!    controller in the node's logs, and the first keeps answering.
 //!
 //! The app's state and errors are read where an operator reads them: in
 //! the newest `ZInfoApp` the controller holds.
@@ -527,10 +528,18 @@ fn apps_survive_a_killed_domainmgr_and_a_killed_host() {
         http_get(crashy_port).is_some()
     });
     assert_eq!(http_get_path(crashy_port, "/crash"), None);
-    // The host boots it again by itself: RUNNING under a new boot time.
+    // The host boots it again by itself: RUNNING under a new boot time,
+    // with the crash's reason as its error.
     let again = world.until_reported_with(&crashy, "the crashed app running again", |app| {
         app.state == ZSwState::Running as i32 && app.boot_time != first.boot_time
     });
+    assert!(
+        again
+            .app_err
+            .iter()
+            .any(|e| e.description.contains("crash requested with GET /crash")),
+        "the crash's reason is not the app's error: {again:?}"
+    );
     // Its panic reaches the controller in the node's logs.
     world.until("the crash's reason in the controller's logs", || {
         world
