@@ -467,12 +467,21 @@ fn seen(
     let state = domain.map_or(ZSwState::Invalid, |d| {
         ZSwState::try_from(d.state).unwrap_or(ZSwState::Invalid)
     });
+    // A crash the host booted it again after: the app keeps its state and
+    // carries the crash's reason.
+    let crash = domain
+        .filter(|d| !d.error.is_empty())
+        .map(|d| (d.error.clone(), d.error_unix));
     match (plan.activate, state) {
         (true, ZSwState::Running) => Seen {
             boot_unix: domain.map(|d| d.boot_unix).filter(|t| *t != 0),
+            error: crash,
             ..Seen::state(ZSwState::Running)
         },
-        (true, _) => Seen::state(ZSwState::Booting),
+        (true, _) => Seen {
+            error: crash,
+            ..Seen::state(ZSwState::Booting)
+        },
         (false, ZSwState::Halted | ZSwState::Invalid) => Seen::state(ZSwState::Halted),
         (false, _) => Seen::state(ZSwState::Halting),
     }

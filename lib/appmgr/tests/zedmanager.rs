@@ -729,6 +729,29 @@ fn a_domain_error_is_the_apps_and_its_time_stays_while_the_text_does() {
 }
 
 #[test]
+fn a_crash_the_host_retried_is_reported_while_the_app_runs_again() {
+    let mut m = manager(&[app(APP, VmMode::Pv, &[ROOT])]);
+    m.set_volume_state(ROOT, Some(ready_volume(ROOT, 0)));
+    m.reconcile(NOW);
+    let running = domain_state(&domain(&m, APP), ZSwState::Running);
+    m.set_domain_state(APP, Some(running.clone()));
+    m.reconcile(NOW + 1);
+    assert!(status(&m, APP).app_err.is_empty());
+    let retried = DomainState {
+        error: "crashed: panic in hello-http".into(),
+        error_unix: NOW + 5,
+        ..running
+    };
+    m.set_domain_state(APP, Some(retried));
+    m.reconcile(NOW + 10);
+    let info = status(&m, APP);
+    assert_eq!(info.state, ZSwState::Running as i32);
+    assert_eq!(info.app_err.len(), 1);
+    assert!(info.app_err[0].description.contains("panic in hello-http"));
+    assert_eq!(info.app_err[0].timestamp.unwrap().seconds, (NOW + 5) as i64);
+}
+
+#[test]
 fn a_removed_app_loses_its_domain_and_its_report() {
     let mut m = manager(&[
         app(APP, VmMode::Pv, &[ROOT]),

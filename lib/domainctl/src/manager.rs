@@ -261,6 +261,14 @@ impl Manager {
         known.state.disks = held.disks.clone();
         known.state.boot_unix = held.boot_unix;
         match held.state() {
+            // Booted again by the host after a crash or a guest reboot,
+            // often between two rounds of ours: the last end stays the
+            // reason while it runs, so it is reported at all.
+            RunState::Running if held.boot_count > 1 => {
+                known.state.state = state(ZSwState::Running);
+                known.state.error = held.end_detail.clone();
+                known.state.error_unix = held.end_unix;
+            }
             RunState::Running => {
                 known.state.state = state(ZSwState::Running);
                 known.state.error.clear();

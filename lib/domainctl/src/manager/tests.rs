@@ -316,8 +316,23 @@ fn a_crash_shows_while_the_host_retries_and_boots_count() {
     reconcile(&mut m, &mut host, 3);
     assert_eq!(state_of(&m, APP), ZSwState::Running);
     assert_eq!(m.states()[APP].boot_count, 2);
-    assert!(m.states()[APP].error.is_empty());
+    assert_eq!(m.states()[APP].error, "crashed: panic", "the reason stays");
     assert_eq!(host.calls.len(), 1, "the host restarts it, not domainmgr");
+}
+
+#[test]
+fn a_crash_retried_between_two_rounds_is_still_reported() {
+    let (mut m, mut host) = (Manager::new(), FakeHost::new());
+    m.set_config(APP, Some(config(APP)));
+    m.synchronized();
+    reconcile(&mut m, &mut host, 1);
+    assert!(m.states()[APP].error.is_empty());
+    host.crash(APP, false);
+    host.crash(APP, true);
+    reconcile(&mut m, &mut host, 12);
+    assert_eq!(state_of(&m, APP), ZSwState::Running);
+    assert_eq!(m.states()[APP].boot_count, 2);
+    assert_eq!(m.states()[APP].error, "crashed: panic");
 }
 
 #[test]

@@ -63,14 +63,28 @@ pub struct State {
 fn start_error(uuid: &str, e: StartError) -> DomainError {
     let detail = e.to_string();
     match e {
+        // The wire error already says who, what is needed and what is
+        // free: the detail adds only how the need is made up, so the
+        // operator reads each fact once (not again under the host's name).
         StartError::Admission(AdmissionError::Memory {
+            memory_mib,
+            overhead_mib,
             needs_mib,
             free_mib,
+            total_mib,
+            running,
             ..
         }) => DomainError {
             needed_mib: needs_mib,
             free_mib,
-            ..DomainError::new(DomainErrorCode::Admission, uuid, &detail)
+            ..DomainError::new(
+                DomainErrorCode::Admission,
+                uuid,
+                &format!(
+                    "{memory_mib} MiB of RAM and {overhead_mib} MiB for its VMM; \
+                     the node has {total_mib} MiB for apps, {running} running"
+                ),
+            )
         },
         StartError::Admission(AdmissionError::Vcpus { .. }) => {
             DomainError::new(DomainErrorCode::Admission, uuid, &detail)
@@ -389,5 +403,35 @@ impl Drop for State {
                 log::warn!("domains: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memory_refusal_reads_each_fact_once() {
+        let uuid = "114a1d60-6129-88c3-833b-4483bcd8369b";
+        let refused = start_error(
+            uuid,
+            StartError::Admission(AdmissionError::Memory {
+                name: domain_name(uuid),
+                memory_mib: 1024,
+                overhead_mib: 48,
+                needs_mib: 1072,
+                free_mib: 432,
+                total_mib: 512,
+                running: 1,
+            }),
+        );
+        assert_eq!(refused.code(), DomainErrorCode::Admission);
+        assert_eq!((refused.needed_mib, refused.free_mib), (1072, 432));
+        assert_eq!(
+            refused.to_string(),
+            "114a1d60-6129-88c3-833b-4483bcd8369b does not fit: it needs 1072 MiB, \
+             432 MiB are free for apps: 1024 MiB of RAM and 48 MiB for its VMM; \
+             the node has 512 MiB for apps, 1 running"
+        );
     }
 }
