@@ -176,6 +176,15 @@ impl DevDisk {
         })
     }
 
+    /// The disk a previous [`DevDisk::create`] wrote at `path` (a dev
+    /// node keeps its disk across runs, as a device does); read when it
+    /// boots.
+    pub fn existing(path: &Path) -> DevDisk {
+        DevDisk {
+            path: path.to_path_buf(),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

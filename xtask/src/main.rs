@@ -72,6 +72,12 @@ enum Command {
         /// (node only).
         #[arg(long)]
         controller: Option<std::path::PathBuf>,
+        /// Boot the node from a dev disk with the image's GPT layout
+        /// (target/node-ARCH/disk.img, v1.0 on IMGA), so base OS updates
+        /// run: a reboot the host asks for boots again on the loader's
+        /// choice of IMGA or IMGB (node only).
+        #[arg(long)]
+        disk: bool,
         /// One service to boot alone (selftest, nettest, diag, ...).
         service: Option<String>,
         /// Extra kernel command-line words.
@@ -128,9 +134,11 @@ fn main() -> ExitCode {
             debug,
             manifest,
             controller,
+            disk,
             service,
             cmdline,
         } => match service {
+            Some(_) if disk => Err("--disk applies to the whole node: name no service".into()),
             Some(service) => qemu::run(
                 arch.unwrap_or(Arch::X86_64),
                 machine,
@@ -149,6 +157,7 @@ fn main() -> ExitCode {
                 accel,
                 manifest,
                 controller,
+                disk,
             }),
         },
         Command::Test => test::run(),

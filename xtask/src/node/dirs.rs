@@ -32,6 +32,10 @@ impl NodeDirs {
     pub fn config_part(&self) -> PathBuf {
         self.root.join("config.img")
     }
+    /// The dev node's disk (`cargo xtask qemu --disk`).
+    pub fn disk(&self) -> PathBuf {
+        self.root.join("disk.img")
+    }
     pub fn host_log(&self) -> PathBuf {
         self.root.join("eve-host.log")
     }
@@ -55,11 +59,18 @@ impl NodeDirs {
         })
     }
 
-    /// Removes the node's state, unless a host runs on it (one started by
+    /// Removes the node's state and its disk, unless a host runs on it (one started by
     /// hand, or left by a session that was killed).
     pub(super) fn remove_state(&self) -> Result<(), String> {
         let state = self.state();
         let _host_lock = DirLock::acquire(&state, HOST_LOCK_FILE).map_err(|e| e.to_string())?;
+        // The disk's base OS partitions and the state are one device's.
+        match std::fs::remove_file(self.disk()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("removing {}: {e}", self.disk().display()));
+            }
+            _ => {}
+        }
         remove_dir(&state)
     }
 }

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver};
@@ -76,6 +76,14 @@ pub fn classify_log_line(line: &str) -> LogLine<'_> {
     }
 }
 
+/// The dev node's disk and the partition the loader chose
+/// (`harness::devdisk`).
+#[derive(Debug, Clone)]
+pub struct DiskBoot {
+    pub disk: PathBuf,
+    pub slot: String,
+}
+
 /// A running `eve-host`: its stdout and stderr are read by threads, its
 /// log copied to a file, and what matters sent as [`HostEvent`]s.
 pub struct HostProcess {
@@ -83,18 +91,27 @@ pub struct HostProcess {
     /// Just before the host was started.
     pub started: Instant,
     pub events: Receiver<HostEvent>,
+    /// The disk and partition it booted from, if any.
+    pub boot: Option<DiskBoot>,
     stopped: bool,
 }
 
 impl HostProcess {
+    /// Starts `eve-host run`, its log appended to `log`; with `boot`, on
+    /// that disk from that partition.
     pub fn start(
         built: &BuiltNode,
         state_dir: &Path,
         config_part: &Path,
         accel: Option<Accel>,
         log: &Path,
+        boot: Option<DiskBoot>,
     ) -> Result<HostProcess, String> {
-        let log_file = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let log_file = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
         let mut command = Command::new(&built.host_binary);
         command
             .arg("run")
@@ -116,6 +133,12 @@ impl HostProcess {
                 .arg(&shim.kernel)
                 .arg("--shim-initrd")
                 .arg(&shim.initrd);
+        }
+        if let Some(boot) = &boot {
+            command
+                .arg("--disk")
+                .arg(&boot.disk)
+                .args(["--booted-slot", &boot.slot]);
         }
         // Its own process group: a Ctrl-C reaches only xtask, which stops
         // the host and then the controller, in that order.
@@ -177,6 +200,7 @@ impl HostProcess {
             child,
             started,
             events,
+            boot,
             stopped: false,
         })
     }

@@ -38,6 +38,10 @@ pub struct NodeOptions {
     pub manifest: PathBuf,
     /// Reuse this controller data directory instead of a fresh one.
     pub controller: Option<PathBuf>,
+    /// Boot from the dev node's disk (`harness::devdisk`): the host runs
+    /// with `--disk`/`--booted-slot` and a reboot it asks for (exit
+    /// status 3) boots again, on the loader's choice of partition.
+    pub disk: bool,
 }
 
 /// Runs the node until SIGINT, SIGTERM or SIGHUP.
@@ -61,7 +65,14 @@ pub fn run(options: NodeOptions) -> Result<(), String> {
         .controller
         .clone()
         .map_or(ControllerDir::Fresh, ControllerDir::Reuse);
-    let mut session = Session::start_locked(&built, &dirs, lock, controller_dir, options.accel)?;
+    let mut session = Session::start_locked(
+        &built,
+        &dirs,
+        lock,
+        controller_dir,
+        options.accel,
+        options.disk,
+    )?;
     let mut view = View::stdout();
     view.say(format_args!(
         "node {} ({}), manifest {}",
@@ -87,7 +98,14 @@ pub fn run(options: NodeOptions) -> Result<(), String> {
         dirs.host_log().display(),
         session.state_dir.display()
     ));
-    let result = view::watch(&mut view, &mut session, &built, &dirs.host_log(), &stop);
+    if let Some(disk) = &session.disk {
+        view.say(format_args!(
+            "disk: {}, booted from {}",
+            disk.path().display(),
+            session.booted_slot().unwrap_or_default()
+        ));
+    }
+    let result = view::watch(&mut view, &mut session, &built, &dirs, &stop);
     view.say(format_args!("stopping the node..."));
     let host_clean = stop::stop(session);
     view.say(format_args!(

@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::{IsTerminal, Stdout, Write};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::build::BuiltNode;
+use super::dirs::NodeDirs;
 use super::host::{HostEvent, status_line_service};
 use super::session::Session;
 use crate::output::{STDOUT_LOST, line_to};
@@ -25,9 +25,10 @@ pub fn watch<W: Write>(
     view: &mut View<W>,
     session: &mut Session,
     built: &BuiltNode,
-    log: &Path,
+    dirs: &NodeDirs,
     stop: &AtomicBool,
 ) -> Result<(), String> {
+    let log = dirs.host_log();
     let mut host_lines: BTreeMap<String, String> = BTreeMap::new();
     let mut notes: VecDeque<String> = VecDeque::new();
     let mut next_draw = Instant::now();
@@ -55,6 +56,18 @@ pub fn watch<W: Write>(
             }
         }
         if let Some(status) = session.host.exited() {
+            if session.disk.is_some() && status.code() == Some(harness::devdisk::EXIT_REBOOT) {
+                let slot = session.reboot(built, dirs)?;
+                let line = format!("eve-host asked for a reboot: booting again, from {slot}");
+                view.note(&line);
+                notes.push_back(line);
+                if notes.len() > NOTES_SHOWN {
+                    notes.pop_front();
+                }
+                host_lines.clear();
+                changed = true;
+                continue;
+            }
             return Err(format!(
                 "eve-host ended by itself ({status}); its log: {}",
                 log.display()
