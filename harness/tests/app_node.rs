@@ -20,6 +20,8 @@
 mod common;
 #[path = "common/hostlog.rs"]
 mod hostlog;
+#[path = "common/noderun.rs"]
+mod noderun;
 #[path = "common/wholenode.rs"]
 mod wholenode;
 
@@ -98,8 +100,8 @@ impl World {
                 Instant::now() < deadline,
                 "{}: {what} never happened\napps: {:#?}\ndomains: {:#?}\n{}",
                 self.arch,
-                self.node.table::<AppStatus>(),
-                self.node.table::<DomainStatus>(),
+                self.node.run.table::<AppStatus>(),
+                self.node.run.table::<DomainStatus>(),
                 tail(&self.node.lines)
             );
             thread::sleep(Duration::from_millis(500));
@@ -287,9 +289,9 @@ fn apps_on_a_node(arch: Arch) {
     }
     world.apply();
     world.until("the apps, their domains and volumes gone", || {
-        world.node.table::<AppStatus>().is_empty()
-            && world.node.table::<DomainStatus>().is_empty()
-            && world.node.table::<topics::VolumeStatus>().is_empty()
+        world.node.run.table::<AppStatus>().is_empty()
+            && world.node.run.table::<DomainStatus>().is_empty()
+            && world.node.run.table::<topics::VolumeStatus>().is_empty()
     });
     for app in &deployed {
         world.until(
@@ -297,7 +299,7 @@ fn apps_on_a_node(arch: Arch) {
             || world.reported_gone(&app.uuid),
         );
     }
-    let troubles = world.node.troubles();
+    let troubles = world.node.run.troubles();
     assert!(
         troubles.is_empty(),
         "{troubles:?}\n{}",

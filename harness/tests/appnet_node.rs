@@ -13,13 +13,13 @@
 mod common;
 #[path = "common/hostlog.rs"]
 mod hostlog;
+#[path = "common/noderun.rs"]
+mod noderun;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,13 +27,7 @@ use common::InProcessController;
 use controller::identity::Identity;
 use controller::server;
 use eve_host::manifest::{Manifest, PortForward};
-use eve_host::node::{Node, NodePaths, Seams};
-use eve_host::nodebus::{NodeBus, TpmChoice};
-use eve_host::qemu::QemuVmm;
-use eve_host::servicelog::ServiceLogs;
 use eve_host::targets::{ContentOptions, DomainsOptions};
-use eve_host::vfio::VfioRoots;
-use eve_host::volumes::StateDir;
 use eve_proto::Message;
 use eve_proto::info::z_info_msg::InfoContent;
 use eve_proto::info::{ZInfoApp, ZInfoMsg, ZSwState};
@@ -42,7 +36,8 @@ use harness::content::{FileServer, Served, sha256_hex};
 use harness::provision::{OnboardIdentity, config_files, write_config_partition};
 use harness::{Arch, Profile, appassets, build_service, workspace_root};
 use hostlog::Lines;
-use topics::{AppNetworkConfig, AppStatus, Topic};
+use noderun::NodeRun;
+use topics::{AppNetworkConfig, AppStatus};
 
 /// A guard against a node that never gets there, not a timing target:
 /// under TCG on a shared 2-core machine.
@@ -51,99 +46,6 @@ const PATIENCE: Duration = Duration::from_secs(600);
 /// address after the gateway.
 const SUBNET: &str = "10.1.0.0/24";
 const APP_ADDRESS: &str = "10.1.0.2";
-
-/// The node's VMs on a thread, the host's bus and targets here.
-struct RunningNode {
-    bus: Option<NodeBus>,
-    stop: Arc<AtomicBool>,
-    runner: Option<thread::JoinHandle<()>>,
-    states: Arc<Mutex<Vec<String>>>,
-}
-
-impl RunningNode {
-    fn start(
-        manifest: &Manifest,
-        images: &Path,
-        state: &Path,
-        config_part: &Path,
-        lines: &Arc<Lines>,
-    ) -> RunningNode {
-        let dir = StateDir::create(state).expect("state directory");
-        let bus = NodeBus::start(
-            manifest,
-            state,
-            &TpmChoice::Swtpm,
-            ContentOptions::default(),
-            &DomainsOptions {
-                arch: manifest.node.arch,
-                memory_mib: Some(256),
-                ..DomainsOptions::default()
-            },
-            None,
-            ServiceLogs::new(&dir.logs(), lines.clone()),
-        )
-        .expect("the node's bus");
-        let accel = guest_arch::choose_accel(manifest.node.arch, None).expect("an accelerator");
-        let paths = NodePaths {
-            images: images.to_path_buf(),
-            state_dir: state.to_path_buf(),
-            config_part: Some(config_part.to_path_buf()),
-        };
-        let node = Node::prepare(manifest, &paths, &accel, &VfioRoots::default()).expect("node");
-        let broker = bus.broker().clone();
-        let seams = Seams {
-            bus: Arc::new(broker.clone()),
-            heartbeats: Arc::new(broker),
-            log: lines.clone(),
-            status: None,
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let states = Arc::new(Mutex::new(Vec::new()));
-        let (stopping, seen) = (stop.clone(), states.clone());
-        let runner = thread::spawn(move || {
-            node.run(QemuVmm, seams, &stopping, Duration::from_secs(10), |s| {
-                seen.lock().unwrap().push(s.to_string());
-            });
-        });
-        RunningNode {
-            bus: Some(bus),
-            stop,
-            runner: Some(runner),
-            states,
-        }
-    }
-
-    fn table<T: Topic>(&self) -> BTreeMap<String, T::Value> {
-        self.bus
-            .as_ref()
-            .map(|bus| bus.broker().table(T::NAME))
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(k, v)| topics::decode::<T>(&v).ok().map(|v| (k, v)))
-            .collect()
-    }
-
-    /// Service states that say something panicked or crash-looped.
-    fn troubles(&self) -> Vec<String> {
-        self.states
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.contains("panic") || s.contains("CRASH"))
-            .cloned()
-            .collect()
-    }
-}
-
-impl Drop for RunningNode {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(runner) = self.runner.take() {
-            let _ = runner.join();
-        }
-        self.bus.take();
-    }
-}
 
 /// The host's last 200 lines, for a failure's report.
 fn tail(lines: &Lines) -> String {
@@ -217,7 +119,7 @@ fn reported_app(ctl: &server::Controller, device: &str, uuid: &str) -> Option<ZI
     }
 }
 
-fn until(what: &str, node: &RunningNode, lines: &Lines, done: impl Fn() -> bool) {
+fn until(what: &str, node: &NodeRun, lines: &Lines, done: impl Fn() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !done() {
         assert!(
@@ -283,7 +185,19 @@ fn app_on_a_network_instance(arch: Arch) {
 
     let state = tempfile::tempdir().unwrap();
     let lines = Arc::new(Lines::default());
-    let node = RunningNode::start(&manifest, &images, state.path(), &config_part, &lines);
+    let node = NodeRun::start(
+        &manifest,
+        &images,
+        state.path(),
+        &config_part,
+        ContentOptions::default(),
+        &DomainsOptions {
+            arch: manifest.node.arch,
+            memory_mib: Some(256),
+            ..DomainsOptions::default()
+        },
+        &lines,
+    );
     let deadline = Instant::now() + PATIENCE;
     let device = loop {
         if let Some(d) = ctl.store().devices().unwrap().first() {

@@ -29,14 +29,16 @@
 mod common;
 #[path = "common/hostlog.rs"]
 mod hostlog;
+#[path = "common/noderun.rs"]
+mod noderun;
 
 use hostlog::Lines;
+use noderun::NodeRun;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -45,13 +47,7 @@ use common::InProcessController;
 use controller::identity::Identity;
 use controller::server::{self, Controller};
 use eve_host::manifest::Manifest;
-use eve_host::node::{Node, NodePaths, Seams};
-use eve_host::nodebus::{NodeBus, TpmChoice};
-use eve_host::qemu::QemuVmm;
-use eve_host::servicelog::ServiceLogs;
 use eve_host::targets::{ContentOptions, DomainsOptions};
-use eve_host::vfio::VfioRoots;
-use eve_host::volumes::StateDir;
 use eve_proto::Message;
 use eve_proto::info::z_info_msg::InfoContent;
 use eve_proto::info::{ZInfoMsg, ZSwState};
@@ -66,7 +62,7 @@ use harness::provision::{OnboardIdentity, config_files, write_config_partition};
 use harness::servers::tls_config;
 use harness::{Arch, Profile, appassets, build_service, workspace_root};
 use topics::content::{ContentTreeState, VolumeState};
-use topics::{AppStatus, ContentTreeStatus, DomainStatus, Topic, VolumeStatus};
+use topics::{AppStatus, ContentTreeStatus, DomainStatus, VolumeStatus};
 
 /// A guard against a node that never gets there, not a timing target:
 /// under TCG on a shared 2-core machine.
@@ -157,108 +153,31 @@ impl Tail for Lines {
     }
 }
 
-/// A running node: the host's bus and targets, and its VMs on a thread.
-struct RunningNode {
-    bus: Option<NodeBus>,
-    stop: Arc<AtomicBool>,
-    runner: Option<thread::JoinHandle<()>>,
-    states: Arc<Mutex<Vec<String>>>,
-}
-
-impl RunningNode {
-    fn start(
-        manifest: &Manifest,
-        images: &Path,
-        state: &Path,
-        config_part: &Path,
-        lines: &Arc<Lines>,
-    ) -> RunningNode {
-        let dir = StateDir::create(state).expect("state directory");
-        // A software TPM: the device key and the ECDH key that opens the
-        // datastore's credentials live in it.
-        let tpm = TpmChoice::Swtpm;
-        let bus = NodeBus::start(
-            manifest,
-            state,
-            &tpm,
-            ContentOptions {
-                reserve_bytes: RESERVE,
-                capacity_bytes: Some(CAPACITY),
-            },
-            &DomainsOptions {
-                arch: manifest.node.arch,
-                memory_mib: Some(APPS_MEMORY_MIB),
-                ..DomainsOptions::default()
-            },
-            None,
-            ServiceLogs::new(&dir.logs(), lines.clone()),
-        )
-        .expect("the node's bus");
-        let accel = guest_arch::choose_accel(manifest.node.arch, None).expect("an accelerator");
-        let paths = NodePaths {
-            images: images.to_path_buf(),
-            state_dir: state.to_path_buf(),
-            config_part: Some(config_part.to_path_buf()),
-        };
-        let node = Node::prepare(manifest, &paths, &accel, &VfioRoots::default()).expect("node");
-        let broker = bus.broker().clone();
-        let seams = Seams {
-            bus: Arc::new(broker.clone()),
-            heartbeats: Arc::new(broker),
-            log: lines.clone(),
-            status: None,
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let states = Arc::new(Mutex::new(Vec::new()));
-        let (stopping, seen) = (stop.clone(), states.clone());
-        let runner = thread::spawn(move || {
-            node.run(QemuVmm, seams, &stopping, Duration::from_secs(10), |s| {
-                seen.lock().unwrap().push(s.to_string());
-            });
-        });
-        RunningNode {
-            bus: Some(bus),
-            stop,
-            runner: Some(runner),
-            states,
-        }
-    }
-
-    /// Stops every VM, then the host's targets (the blob store syncs).
-    fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(runner) = self.runner.take() {
-            let _ = runner.join();
-        }
-        self.bus.take();
-    }
-
-    fn table<T: Topic>(&self) -> BTreeMap<String, T::Value> {
-        self.bus
-            .as_ref()
-            .map(|bus| bus.broker().table(T::NAME))
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(k, v)| topics::decode::<T>(&v).ok().map(|v| (k, v)))
-            .collect()
-    }
-
-    /// Service states that say something panicked or crash-looped.
-    fn troubles(&self) -> Vec<String> {
-        self.states
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.contains("panic") || s.contains("CRASH"))
-            .cloned()
-            .collect()
-    }
-}
-
-impl Drop for RunningNode {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Starts the node with the scenario's content reserve and capacity and
+/// its memory for apps.
+fn start_node(
+    manifest: &Manifest,
+    images: &Path,
+    state: &Path,
+    config_part: &Path,
+    lines: &Arc<Lines>,
+) -> NodeRun {
+    NodeRun::start(
+        manifest,
+        images,
+        state,
+        config_part,
+        ContentOptions {
+            reserve_bytes: RESERVE,
+            capacity_bytes: Some(CAPACITY),
+        },
+        &DomainsOptions {
+            arch: manifest.node.arch,
+            memory_mib: Some(APPS_MEMORY_MIB),
+            ..DomainsOptions::default()
+        },
+        lines,
+    )
 }
 
 /// Everything a scenario holds.
@@ -275,7 +194,7 @@ struct World {
     state: tempfile::TempDir,
     config_part: PathBuf,
     lines: Arc<Lines>,
-    node: Option<RunningNode>,
+    node: Option<NodeRun>,
     uuid: String,
     /// The config description's sections, edited between steps.
     trees: BTreeMap<String, String>,
@@ -290,7 +209,7 @@ fn b64(data: &[u8]) -> String {
 }
 
 impl World {
-    fn node(&self) -> &RunningNode {
+    fn node(&self) -> &NodeRun {
         self.node.as_ref().expect("the node runs")
     }
 
@@ -506,7 +425,7 @@ fn content_on_a_node(arch: Arch) {
         volumes: BTreeMap::new(),
         deployed: serde_json::json!({}),
     };
-    world.node = Some(RunningNode::start(
+    world.node = Some(start_node(
         &world.manifest,
         &world.images,
         world.state.path(),
@@ -1001,7 +920,7 @@ fn node_restart_mid_blob(world: &mut World) {
     world.node = None;
     world.http.release();
     let restarted = Instant::now();
-    world.node = Some(RunningNode::start(
+    world.node = Some(start_node(
         &world.manifest,
         &world.images,
         world.state.path(),

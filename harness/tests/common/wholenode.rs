@@ -1,35 +1,26 @@
-//! A whole node in this process, as `eve-host run` starts one: the host's
-//! bus and targets (`NodeBus::start`) over a state directory, the
-//! services' VMs on a thread, and our controller on loopback onboarding
-//! it. Included with `#[path]` by the scenarios that deploy apps through
-//! the node (with `common` and `hostlog`).
+//! A whole node in this process, as `eve-host run` starts one
+//! (`noderun`), over a state directory of its own, and our controller on
+//! loopback onboarding it. Included with `#[path]` by the scenarios that
+//! deploy apps through the node (with `common`, `hostlog` and `noderun`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use controller::server::{self, Controller};
 use eve_host::manifest::Manifest;
-use eve_host::node::{Node, NodePaths, Seams};
-use eve_host::nodebus::{NodeBus, TpmChoice};
-use eve_host::qemu::QemuVmm;
-use eve_host::servicelog::ServiceLogs;
 use eve_host::targets::{ContentOptions, DomainsOptions};
-use eve_host::vfio::VfioRoots;
-use eve_host::volumes::StateDir;
 use eve_proto::Message;
 use eve_proto::info::ZInfoApp;
 use eve_proto::info::ZInfoMsg;
 use eve_proto::info::z_info_msg::InfoContent;
 use harness::provision::{OnboardIdentity, config_files, write_config_partition};
 use harness::{Arch, Profile, build_service, workspace_root};
-use topics::Topic;
 
 use crate::common::InProcessController;
 use crate::hostlog::Lines;
+use crate::noderun::NodeRun;
 
 /// Our controller on loopback (device API only) and the device it
 /// onboarded.
@@ -81,12 +72,10 @@ pub fn tail(lines: &Lines) -> String {
     lines[lines.len().saturating_sub(200)..].join("\n")
 }
 
-/// A running node: the host's bus and targets, and its VMs on a thread.
+/// A running node onboarded to a [`LocalController`].
 pub struct RunningNode {
-    bus: Option<NodeBus>,
-    stop: Arc<AtomicBool>,
-    runner: Option<thread::JoinHandle<()>>,
-    states: Arc<Mutex<Vec<String>>>,
+    /// Declared first: the node stops before its state directory goes.
+    pub run: NodeRun,
     pub lines: Arc<Lines>,
     /// The node's state directory, removed when the node is dropped.
     _state: tempfile::TempDir,
@@ -120,44 +109,17 @@ impl RunningNode {
         .expect("the CONFIG partition");
         let state = tempfile::tempdir().expect("state directory");
         let lines = Arc::new(Lines::default());
-        let dir = StateDir::create(state.path()).expect("state directory");
-        let bus = NodeBus::start(
+        let run = NodeRun::start(
             &manifest,
+            &images,
             state.path(),
-            &TpmChoice::Swtpm,
+            &config_part,
             ContentOptions::default(),
             &domains,
-            None,
-            ServiceLogs::new(&dir.logs(), lines.clone()),
-        )
-        .expect("the node's bus");
-        let accel = guest_arch::choose_accel(arch, None).expect("an accelerator");
-        let paths = NodePaths {
-            images,
-            state_dir: state.path().to_path_buf(),
-            config_part: Some(config_part),
-        };
-        let node = Node::prepare(&manifest, &paths, &accel, &VfioRoots::default()).expect("node");
-        let broker = bus.broker().clone();
-        let seams = Seams {
-            bus: Arc::new(broker.clone()),
-            heartbeats: Arc::new(broker),
-            log: lines.clone(),
-            status: None,
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let states = Arc::new(Mutex::new(Vec::new()));
-        let (stopping, seen) = (stop.clone(), states.clone());
-        let runner = thread::spawn(move || {
-            node.run(QemuVmm, seams, &stopping, Duration::from_secs(10), |s| {
-                seen.lock().unwrap().push(s.to_string());
-            });
-        });
+            &lines,
+        );
         let mut node = RunningNode {
-            bus: Some(bus),
-            stop,
-            runner: Some(runner),
-            states,
+            run,
             lines,
             _state: state,
             uuid: String::new(),
@@ -175,43 +137,6 @@ impl RunningNode {
             thread::sleep(Duration::from_millis(250));
         };
         node
-    }
-
-    /// Stops every VM, then the host's targets.
-    pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(runner) = self.runner.take() {
-            let _ = runner.join();
-        }
-        self.bus.take();
-    }
-
-    /// A topic's table on the node's bus, decoded.
-    pub fn table<T: Topic>(&self) -> BTreeMap<String, T::Value> {
-        self.bus
-            .as_ref()
-            .map(|bus| bus.broker().table(T::NAME))
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(k, v)| topics::decode::<T>(&v).ok().map(|v| (k, v)))
-            .collect()
-    }
-
-    /// Service states that say something panicked or crash-looped.
-    pub fn troubles(&self) -> Vec<String> {
-        self.states
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.contains("panic") || s.contains("CRASH"))
-            .cloned()
-            .collect()
-    }
-}
-
-impl Drop for RunningNode {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
