@@ -30,6 +30,7 @@ extern crate alloc;
 pub mod applogs;
 pub mod apps;
 pub mod baseos;
+pub mod configitems;
 pub mod content;
 pub mod diag;
 pub mod facts;
@@ -44,6 +45,7 @@ pub use apps::{
     DomainNic, DomainState, DomainStatus, PortMap,
 };
 pub use baseos::{BaseOsConfig, BaseOsStatus};
+pub use configitems::ConfigItems;
 pub use content::{
     BlobStatus, ContentSettings, ContentTreeConfig, ContentTreeStatus, ContentUsage,
     DatastoreConfig, DownloadRequests, DownloadStatus, VolumeConfig, VolumeStatus,
@@ -121,6 +123,7 @@ pub const SERVICE_TOPICS: &[&str] = &[
     FlowLog::NAME,
     BaseOsConfig::NAME,
     BaseOsStatus::NAME,
+    ConfigItems::NAME,
 ];
 
 #[cfg(test)]
