@@ -158,6 +158,10 @@ pub struct Manager {
     /// so a retry is not undone by seeing the same fallback again.
     fallback_noted: Option<String>,
     trial_since: Option<u64>,
+    /// Maintenance mode: no update is started (written, tried or booted
+    /// into) while it holds; a trial already booted is still committed or
+    /// given up.
+    held: bool,
 }
 
 fn report(p: &PartitionInfo) -> SlotReport {
@@ -186,7 +190,19 @@ impl Manager {
             failed: None,
             fallback_noted: None,
             trial_since: None,
+            held: false,
         }
+    }
+
+    /// Takes the config's `timer.test.baseimage.update` (seconds); a
+    /// trial under way keeps its start and is measured against it.
+    pub fn set_test_window(&mut self, seconds: u64) {
+        self.test_window = seconds;
+    }
+
+    /// Holds (maintenance mode) or releases the start of updates.
+    pub fn set_held(&mut self, held: bool) {
+        self.held = held;
     }
 
     /// A manager whose trial boots get `test_window` seconds, remembering
@@ -255,7 +271,7 @@ impl Manager {
                 Some(_) => {}
             }
         }
-        let action = self.next(
+        let mut action = self.next(
             now,
             desired,
             content,
@@ -263,6 +279,18 @@ impl Manager {
             &mut oth,
             controller_reached,
         );
+        let starts_update = matches!(
+            action,
+            Action::Write { .. }
+                | Action::TryOnce { .. }
+                | Action::Reboot {
+                    reason: BootReason::Update
+                }
+        );
+        if self.held && starts_update {
+            action = Action::Nothing;
+            oth.sub_status = BaseOsSubStatus::UpdateDeferred;
+        }
         Decision {
             action,
             slots: alloc::vec![cur, oth],

@@ -14,6 +14,7 @@ mod apps;
 mod attest;
 mod baseos;
 mod config;
+mod config_items;
 mod content;
 mod keycert;
 mod log_upload;
@@ -26,6 +27,7 @@ mod status;
 pub use app_config::{AppTable, app_table};
 pub use apps::deleted_app_info;
 pub use attest::{QUOTED_PCRS, Quoter, REC_ATTEST_CERT, TpmQuote};
+pub use config_items::REC_CONFIG_ITEMS;
 pub use content::{ContentInfo, ContentTables};
 pub use status::{AttestStatus, Counters, Event, Phase, RegisterStatus, Rejections, Status};
 
@@ -146,6 +148,8 @@ pub struct Agent {
     token: Option<Vec<u8>>,
     current: Option<Current>,
     settings: Settings,
+    /// The global config items other services act on.
+    config_items: topics::configitems::GlobalConfig,
     phase: Phase,
     backoff: Backoff,
     retry_ms: u64,
@@ -254,6 +258,7 @@ impl Agent {
             token: None,
             current: None,
             settings: Settings::default(),
+            config_items: topics::configitems::GlobalConfig::default(),
             phase: Phase::FetchCerts,
             backoff: Backoff::default(),
             retry_ms: now,
@@ -410,6 +415,7 @@ impl Agent {
                 self.note(Level::Warning, String::from("log queue record damaged"));
             }
         }
+        self.load_config_items();
         if let Some(body) = self.read(REC_CONFIG) {
             match self.verify_config(&body) {
                 Ok((resp, current)) => {

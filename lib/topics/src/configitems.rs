@@ -43,35 +43,23 @@ pub const KEY_MAINTENANCE_MODE: &str = "maintenance.mode";
 /// base OS partition.
 pub const KEY_FORCE_FALLBACK_COUNTER: &str = "force.fallback.counter";
 
-/// One integer item: key, default, minimum, maximum (EVE's `AddIntItem`).
+/// One integer item's range (EVE's `AddIntItem`; the defaults are the
+/// fields' own, in [`GlobalConfig`]).
 struct IntSpec {
-    key: &'static str,
-    default: u32,
     min: u32,
     max: u32,
 }
 
-const TEST_BASEIMAGE_UPDATE: IntSpec = IntSpec {
-    key: KEY_TEST_BASEIMAGE_UPDATE,
-    default: 600,
-    min: 30,
-    max: 3600,
-};
+const TEST_BASEIMAGE_UPDATE: IntSpec = IntSpec { min: 30, max: 3600 };
 const UPDATE_FALLBACK_NO_NETWORK: IntSpec = IntSpec {
-    key: KEY_UPDATE_FALLBACK_NO_NETWORK,
-    default: 300,
     min: 60,
     max: u32::MAX,
 };
 const REBOOT_NO_NETWORK: IntSpec = IntSpec {
-    key: KEY_REBOOT_NO_NETWORK,
-    default: 7 * 24 * 3600,
     min: 120,
     max: u32::MAX,
 };
 const FORCE_FALLBACK_COUNTER: IntSpec = IntSpec {
-    key: KEY_FORCE_FALLBACK_COUNTER,
-    default: 0,
     min: 0,
     max: u32::MAX,
 };

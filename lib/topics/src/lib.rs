@@ -35,6 +35,7 @@ pub mod content;
 pub mod diag;
 pub mod facts;
 pub mod network;
+pub mod nodestatus;
 pub mod onboard;
 
 use alloc::vec::Vec;
@@ -56,6 +57,7 @@ pub use network::{
     AppAdapter, AppNetwork, AppNetworkConfig, AppNetworkState, AppNetworkStatus, FlowLog,
     NetworkInstanceConfig, NetworkInstanceStatus,
 };
+pub use nodestatus::NodeStatus;
 pub use onboard::OnboardStatus;
 
 /// A bus topic: its name and the type of its values.
@@ -124,6 +126,7 @@ pub const SERVICE_TOPICS: &[&str] = &[
     BaseOsConfig::NAME,
     BaseOsStatus::NAME,
     ConfigItems::NAME,
+    NodeStatus::NAME,
 ];
 
 #[cfg(test)]

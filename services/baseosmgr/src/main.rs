@@ -7,7 +7,10 @@
 //! answers a config request), asks the host's `partitions` target where
 //! the partitions stand, lets `baseos::Manager` decide, runs the one step
 //! it says on the host, and publishes both partitions as `ZInfoDevSw` in
-//! `base-os-status` for zedagent's `swList`.
+//! `base-os-status` for zedagent's `swList`. The trial's test window is
+//! the config item `timer.test.baseimage.update` (zedagent's
+//! `config-items`, EVE's 600 s until it has spoken), and nodeagent's
+//! `node-status` holds the start of updates in maintenance mode.
 //!
 //! A reboot (into the update, or back out of a trial that never reached
 //! the controller) is the host's `power.reboot`, with the reason the next
@@ -35,7 +38,9 @@ use hostops::power::{self, PowerRequest};
 use runtime::service::{self, Change, Service};
 use topics::baseos::SwList;
 use topics::content::ContentTreeState;
-use topics::{BaseOsConfig, BaseOsStatus, ContentTreeStatus, OnboardStatus};
+use topics::{
+    BaseOsConfig, BaseOsStatus, ConfigItems, ContentTreeStatus, NodeStatus, OnboardStatus,
+};
 
 runtime::entry!("baseosmgr", main);
 
@@ -43,7 +48,8 @@ runtime::entry!("baseosmgr", main);
 const PERIOD: Duration = Duration::from_secs(5);
 /// How soon a change is acted on.
 const SOON: Duration = Duration::from_millis(500);
-/// Seconds a trial boot gets to reach the controller (EVE's default
+/// Seconds a trial boot gets to reach the controller until zedagent's
+/// `config-items` say otherwise (EVE's default
 /// `timer.test.baseimage.update`).
 const TEST_WINDOW: u64 = 600;
 
@@ -60,11 +66,14 @@ fn now() -> u64 {
 }
 
 /// What it has heard on the bus.
-#[derive(Default)]
 struct Heard {
     desired: Option<Desired>,
     trees: BTreeMap<String, ContentTreeState>,
     controller_reached: bool,
+    /// `timer.test.baseimage.update`, seconds.
+    test_window: u64,
+    /// Maintenance mode, as nodeagent decides it.
+    maintenance: bool,
 }
 
 /// Asks the host to reboot the node, once per run: the host stops every
@@ -116,7 +125,13 @@ fn run(manager: &mut Manager, action: &Action, version: &str, rebooting: &mut bo
 }
 
 fn main() -> i32 {
-    let heard = RefCell::new(Heard::default());
+    let heard = RefCell::new(Heard {
+        desired: None,
+        trees: BTreeMap::new(),
+        controller_reached: false,
+        test_window: TEST_WINDOW,
+        maintenance: false,
+    });
     let changed = Cell::new(true);
     hal::virtio::discover(runtime::boot_info());
     let (mut saved, memory) = saved::Saved::open();
@@ -143,6 +158,15 @@ fn main() -> i32 {
             heard.borrow_mut().controller_reached = true;
             changed.set(true);
         }
+    });
+    service.on::<ConfigItems>(|_, _, change| {
+        let items = value(change).unwrap_or_default();
+        heard.borrow_mut().test_window = u64::from(items.test_baseimage_update_s);
+        changed.set(true);
+    });
+    service.on::<NodeStatus>(|_, _, change| {
+        heard.borrow_mut().maintenance = value(change).is_some_and(|n| n.maintenance_mode);
+        changed.set(true);
     });
     service.repeat(Duration::ZERO, |_| {
         if changed.get() || last.elapsed() >= PERIOD {
@@ -186,6 +210,8 @@ fn step(
     let desired = heard.desired.as_ref();
     let tree = desired.and_then(|d| heard.trees.get(&d.content_tree));
     let content = Content::of_tree(tree);
+    manager.set_test_window(heard.test_window);
+    manager.set_held(heard.maintenance);
     let decision = manager.decide(now(), desired, &content, disk, heard.controller_reached);
     if let Some(d) = desired {
         run(manager, &decision.action, &d.version, rebooting);

@@ -29,6 +29,7 @@
 extern crate alloc;
 
 mod baseos;
+mod bootreason;
 mod content;
 mod link;
 mod network;
@@ -60,8 +61,9 @@ use runtime::service::{self, Change, Service};
 use topics::facts::Facts;
 use topics::onboard::{self, Report};
 use topics::{
-    AppLogs, AppMetrics, AppStatus, BaseOsStatus, BlobStatus, ContentTreeStatus, ContentUsage,
-    DeviceFacts, EdgeConfig, FlowLog, NetworkInstanceStatus, OnboardStatus, VolumeStatus,
+    AppLogs, AppMetrics, AppStatus, BaseOsStatus, BlobStatus, ConfigItems, ContentTreeStatus,
+    ContentUsage, DeviceFacts, EdgeConfig, FlowLog, NetworkInstanceStatus, OnboardStatus,
+    VolumeStatus,
 };
 
 use content::ContentPublisher;
@@ -99,6 +101,7 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
     let agent = RefCell::new(agent);
     let link = RefCell::new(link);
     let mut published = None;
+    let mut published_items = None;
     let mut content = ContentPublisher::default();
     let mut network = NetworkPublisher::default();
     let mut service = Service::new();
@@ -199,6 +202,13 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
                 Err(e) => log::warn!("publishing status: {e}"),
             }
         }
+        if published_items.as_ref() != Some(agent.config_items()) && runtime::bus::present() {
+            let items = agent.config_items().clone();
+            match service::publish::<ConfigItems>(ConfigItems::KEY, &items) {
+                Ok(()) => published_items = Some(items),
+                Err(e) => log::warn!("publishing config items: {e}"),
+            }
+        }
         let until_wake = wake.saturating_sub(MonotonicClock.now_ms());
         Duration::from_millis(until_wake).min(STATUS_EVERY)
     });
@@ -249,6 +259,7 @@ fn setup(host_facts: &Rc<RefCell<Option<Facts>>>) -> Result<(Agent, ControllerLi
         restart_counter,
         storage_mb,
         host: host_facts.clone(),
+        boot: bootreason::read(),
     };
     let bootstrap = Bootstrap {
         root_cert_pem: factory.root_certificate_pem.clone().into_bytes(),

@@ -23,6 +23,8 @@ pub struct Machine {
     pub storage_mb: u64,
     /// The host's facts about the device, as the bus last delivered them.
     pub host: Rc<RefCell<Option<Facts>>>,
+    /// The host's record of this boot, when it gave one.
+    pub boot: Option<hostops::power::BootRecord>,
 }
 
 fn ram_mb() -> u64 {
@@ -50,8 +52,7 @@ impl Platform for Machine {
             storage_mb: self.storage_mb,
             boot_unix_ms: hal::clock::wall_clock_at_boot().map_or(0, |s| s * 1000),
             last_reboot_reason: String::new(),
-            // Nothing records why a previous boot ended (the host sees the
-            // VM's exit, this VM does not), so only the first boot is known.
+            // Without the host's boot record only the first boot is known.
             boot_reason: if self.restart_counter == 1 {
                 BootReason::First
             } else {
@@ -71,10 +72,14 @@ impl Platform for Machine {
             }],
             ..DeviceFacts::default()
         };
-        match self.host.borrow().as_ref() {
+        let mut facts = match self.host.borrow().as_ref() {
             Some(host) => vm.with_host(host),
             None => vm,
+        };
+        if let Some(record) = &self.boot {
+            crate::bootreason::apply(record, &mut facts);
         }
+        facts
     }
 
     fn device_metrics(&self) -> DeviceMetrics {

@@ -312,3 +312,57 @@ fn failures_and_the_retry_counter_survive_a_restart_through_memory() {
     assert_eq!(raised.memory().failed_version, None);
     assert!(Memory::decode(&[0x12, 0x05, b'a'][..]).is_err());
 }
+
+#[test]
+fn the_test_window_follows_the_config_item() {
+    let mut m = Manager::new(WINDOW);
+    m.set_test_window(60);
+    let want = desired("2.0", true, 0);
+    let trial = disk(("active", "1.0", false), ("inprogress", "2.0", true));
+    let d = m.decide(100, Some(&want), &verified(), &trial, false);
+    assert_eq!(d.action, Action::Nothing);
+    assert_eq!(d.slots[0].progress, 60);
+    assert_eq!(
+        m.decide(159, Some(&want), &verified(), &trial, false)
+            .action,
+        Action::Nothing
+    );
+    assert_eq!(
+        m.decide(160, Some(&want), &verified(), &trial, false)
+            .action,
+        Action::Reboot {
+            reason: BootReason::Fallback
+        }
+    );
+}
+
+#[test]
+fn maintenance_mode_defers_starting_an_update_but_not_a_commit() {
+    let mut m = Manager::new(WINDOW);
+    m.set_held(true);
+    let want = desired("2.0", true, 0);
+    let before = disk(("active", "1.0", true), ("unused", "", false));
+    let d = m.decide(0, Some(&want), &verified(), &before, true);
+    assert_eq!(d.action, Action::Nothing);
+    assert_eq!(d.slots[1].sub_status, BaseOsSubStatus::UpdateDeferred);
+    let written = disk(("active", "1.0", true), ("unused", "2.0", false));
+    assert_eq!(
+        m.decide(1, Some(&want), &verified(), &written, true).action,
+        Action::Nothing
+    );
+    let marked = disk(("active", "1.0", true), ("updating", "2.0", false));
+    assert_eq!(
+        m.decide(2, Some(&want), &verified(), &marked, true).action,
+        Action::Nothing
+    );
+    let trial = disk(("active", "1.0", false), ("inprogress", "2.0", true));
+    assert_eq!(
+        m.decide(3, Some(&want), &verified(), &trial, true).action,
+        Action::Commit
+    );
+    m.set_held(false);
+    assert!(matches!(
+        m.decide(4, Some(&want), &verified(), &before, true).action,
+        Action::Write { .. }
+    ));
+}

@@ -108,6 +108,7 @@ impl Agent {
                 format!("config item {} = {:?} refused", item.key, item.value),
             );
         }
+        self.apply_config_items(&current.config.config_items);
         self.current = Some(current);
         self.last_config_applied_unix_ms = Some(self.unix_ms());
         self.events.push(Event::ConfigAccepted { from_checkpoint });
