@@ -47,8 +47,11 @@ fn the_default_node_is_valid() {
     assert!(m.to_string().contains("zedagent: image zedagent, 64 MiB"));
     assert!(
         m.to_string()
-            .contains("calls: tpm [create-device-key, sign, read-pcrs, quote, read-ek-cert, create-ecdh-key, ecdh, create-attestation-key]")
+            .contains("calls: power [boot-reason], tpm [create-device-key, sign, read-pcrs, quote, read-ek-cert, create-ecdh-key, ecdh, create-attestation-key]")
     );
+    let nodeagent = m.service("nodeagent").expect("nodeagent");
+    assert_eq!(nodeagent.bus.call["power"], ["reboot", "shutdown"]);
+    assert_eq!(nodeagent.bus.call["partitions"], ["status", "fallback"]);
 }
 
 #[test]
