@@ -19,6 +19,7 @@ mod content;
 mod keycert;
 mod log_upload;
 mod network;
+mod node_status;
 mod onboarding;
 mod reports;
 mod schedule;
@@ -165,6 +166,8 @@ pub struct Agent {
     last_facts: Option<DeviceFacts>,
     /// baseosmgr's partitions for `swList`; empty until it reports.
     base_os: Vec<ZInfoDevSw>,
+    /// nodeagent's `node-status`; `None` until it reports.
+    node_status: Option<topics::nodestatus::Node>,
     logs: LogQueue,
     log_backoff: Backoff,
     /// Apps' console lines waiting for their `newlogs` (memory only).
@@ -278,6 +281,7 @@ impl Agent {
             info_due: true,
             last_facts: None,
             base_os: Vec::new(),
+            node_status: None,
             logs: LogQueue::new(MAX_LOG_QUEUE_BYTES),
             log_backoff: Backoff::default(),
             app_logs: AppLogQueue::new(MAX_APP_LOG_QUEUE_BYTES),

@@ -17,7 +17,10 @@
 //! subscribes to the log stream (`@log`) and forwards every service's
 //! records to the controller, and to volumemgr's reports (content trees,
 //! volumes, blobs, disk use) and zedrouter's (network instances), which it
-//! sends as EVE does.
+//! sends as EVE does. It publishes the config's global items that other
+//! services act on ([`topics::ConfigItems`]), reports nodeagent's
+//! `node-status` (maintenance mode, command counters) and the host's boot
+//! record (`power.boot-reason`, `bootreason.rs`) in `ZInfoDevice`.
 //!
 //! Console stamps (`@@ boot-timer STAGE NS`, see `link.rs`) mark
 //! `registered`, `config` (first config received) and `info` (first device
@@ -62,8 +65,8 @@ use topics::facts::Facts;
 use topics::onboard::{self, Report};
 use topics::{
     AppLogs, AppMetrics, AppStatus, BaseOsStatus, BlobStatus, ConfigItems, ContentTreeStatus,
-    ContentUsage, DeviceFacts, EdgeConfig, FlowLog, NetworkInstanceStatus, OnboardStatus,
-    VolumeStatus,
+    ContentUsage, DeviceFacts, EdgeConfig, FlowLog, NetworkInstanceStatus, NodeStatus,
+    OnboardStatus, VolumeStatus,
 };
 
 use content::ContentPublisher;
@@ -134,6 +137,12 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
     service.on::<BaseOsStatus>(|_, _, change| {
         if let Change::Created(list) | Change::Modified(list) = change {
             agent.borrow_mut().set_base_os(list.partitions);
+        }
+    });
+    // nodeagent's maintenance mode and command counters, for the device info.
+    service.on::<NodeStatus>(|_, _, change| {
+        if let Change::Created(node) | Change::Modified(node) = change {
+            agent.borrow_mut().set_node_status(node);
         }
     });
     // volumemgr's reports go to the controller as they change.

@@ -79,7 +79,7 @@ impl Agent {
         } else {
             self.facts_sw_list(f)
         };
-        let device = ZInfoDevice {
+        let mut device = ZInfoDevice {
             machine_arch: f.machine_arch.clone(),
             cpu_arch: f.cpu_arch.clone(),
             platform: f.platform.clone(),
@@ -105,6 +105,7 @@ impl Agent {
             attestation_info: Some(self.attestation_info(self.now())),
             ..Default::default()
         };
+        self.fill_node_status(&mut device);
         ZInfoMsg {
             ztype: ZInfoTypes::ZiDevice as i32,
             dev_id: uuid.to_string(),

@@ -1,0 +1,38 @@
+//! nodeagent's view of the node (`node-status`) in `ZInfoDevice`:
+//! maintenance mode and why, the reboot and shutdown command counters it
+//! acted on, and whether a reboot is under way.
+
+use eve_proto::info::ZInfoDevice;
+use topics::nodestatus::Node;
+
+use super::Agent;
+
+impl Agent {
+    /// nodeagent's latest `node-status`, reported in the next device info.
+    pub fn set_node_status(&mut self, node: Node) {
+        if self.node_status.as_ref() != Some(&node) {
+            self.node_status = Some(node);
+            self.notify_info_changed();
+        }
+    }
+
+    /// Fills the device info's node fields; left at their defaults until
+    /// nodeagent has reported.
+    pub(super) fn fill_node_status(&self, device: &mut ZInfoDevice) {
+        let Some(node) = &self.node_status else {
+            return;
+        };
+        device.maintenance_mode = node.maintenance_mode;
+        device.maintenance_mode_reasons = node.maintenance_mode_reasons.clone();
+        // The single reason field is deprecated in eve-api but still read
+        // by older controllers: the first reason.
+        #[allow(deprecated)]
+        {
+            device.maintenance_mode_reason =
+                node.maintenance_mode_reasons.first().copied().unwrap_or(0);
+        }
+        device.reboot_config_counter = node.reboot_config_counter;
+        device.shutdown_config_counter = node.shutdown_config_counter;
+        device.reboot_inprogress = node.reboot_inprogress;
+    }
+}
