@@ -40,6 +40,8 @@ runtime::entry!("nodeagent", main);
 
 /// How often it decides when nothing changes.
 const PERIOD: Duration = Duration::from_secs(5);
+/// How soon a change is acted on.
+const SOON: Duration = Duration::from_millis(500);
 
 fn value<V>(change: Change<V>) -> Option<V> {
     match change {
@@ -130,7 +132,7 @@ fn main() -> i32 {
                 &mut published,
             );
         }
-        PERIOD.saturating_sub(last.elapsed())
+        SOON.min(PERIOD.saturating_sub(last.elapsed()))
     });
     service.run()
 }
