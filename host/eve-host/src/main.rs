@@ -112,6 +112,10 @@ enum Command {
         /// `eve.slot=`; the init passes it on).
         #[arg(long, requires = "disk")]
         booted_slot: Option<String>,
+        /// The disk's logical block size in bytes (512 or 4096): a block
+        /// device says its own, an image file is taken as 512 unless told.
+        #[arg(long, requires = "disk")]
+        disk_block_size: Option<usize>,
         /// A Linux watchdog device (/dev/watchdog) to pet while every
         /// service is healthy; a crash loop or a hung host then ends in a
         /// hardware reset, the next boot's reason WATCHDOG_PID or
@@ -171,6 +175,7 @@ fn main() -> ExitCode {
             shutdown_grace_s,
             disk,
             booted_slot,
+            disk_block_size,
             watchdog,
         } => run(
             &manifest,
@@ -198,6 +203,7 @@ fn main() -> ExitCode {
                 disk: disk.map(|path| BootDisk {
                     path,
                     booted: booted_slot,
+                    block_size: disk_block_size,
                 }),
                 watchdog,
             },

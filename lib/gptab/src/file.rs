@@ -155,7 +155,12 @@ mod tests {
 
     const BLOCKS_4K: u64 = 1024;
 
-    fn slot(number: u32, name: &'static str, first: u64, state: SlotState) -> NewPartition<'static> {
+    fn slot(
+        number: u32,
+        name: &'static str,
+        first: u64,
+        state: SlotState,
+    ) -> NewPartition<'static> {
         NewPartition {
             number,
             type_guid: types::EVE_IMAGE,

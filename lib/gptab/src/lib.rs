@@ -39,9 +39,7 @@ mod table;
 pub use disk::{Blocks, Disk, DiskError, valid_block_size};
 pub use entry::{ENTRY_NAME_UNITS, Partition};
 #[cfg(feature = "std")]
-pub use file::{
-    DEFAULT_BLOCK_SIZE, FileDisk, byte_len, logical_block_size,
-};
+pub use file::{DEFAULT_BLOCK_SIZE, FileDisk, byte_len, logical_block_size};
 pub use guid::{Guid, types};
 pub use header::Invalid;
 pub use mbr::{has_protective_mbr, protective_mbr};

@@ -158,7 +158,6 @@ pub struct Gpt {
     status: Status,
 }
 
-
 /// Reads `blocks` blocks at `lba`, refusing ranges past the disk before
 /// allocating.
 fn read_blocks<D: Disk>(disk: &mut D, lba: u64, blocks: u64) -> Result<Vec<u8>, Invalid> {
