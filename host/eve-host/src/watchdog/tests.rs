@@ -41,36 +41,62 @@ fn switch(dir: &Path) -> PowerSwitch {
     PowerSwitch::begin(dir, Arc::new(AtomicBool::new(false))).unwrap()
 }
 
-/// A fake device: a plain file in `dir`, read back to see the pets.
-fn device(dir: &Path, switch: PowerSwitch) -> (Watchdog<File>, PathBuf) {
-    let path = dir.join("watchdog");
-    File::create(&path).unwrap();
-    (Watchdog::open(&path, switch).unwrap(), path)
+/// A node's state directory with its boot record, and a fake device: a
+/// plain file, read back to see the pets.
+struct Fixture {
+    dir: tempfile::TempDir,
+    power: PowerSwitch,
+    dog: Watchdog<File>,
+    device: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let power = switch(dir.path());
+        let device = dir.path().join("watchdog");
+        File::create(&device).unwrap();
+        let dog = Watchdog::open(&device, power.clone()).unwrap();
+        Fixture {
+            dir,
+            power,
+            dog,
+            device,
+        }
+    }
+
+    fn pets(&self) -> Vec<u8> {
+        std::fs::read(&self.device).unwrap()
+    }
+
+    /// The host ends without stopping (the machine resets, or loses
+    /// power) and the next one begins: its boot reason.
+    fn next_boot(self) -> BootReason {
+        drop(self.dog);
+        drop(self.power);
+        switch(self.dir.path()).record().reason
+    }
 }
 
 #[test]
 fn petted_once_per_interval_while_every_service_is_healthy() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut dog, path) = device(dir.path(), switch(dir.path()));
+    let mut f = Fixture::new();
     let t0 = Instant::now();
-    let pets = || std::fs::read(&path).unwrap().len();
-    assert!(dog.watch(t0, &healthy()).is_none());
-    assert_eq!(pets(), 1);
-    assert!(dog.watch(t0 + PET_INTERVAL / 2, &healthy()).is_none());
-    assert_eq!(pets(), 1);
-    assert!(dog.watch(t0 + PET_INTERVAL, &healthy()).is_none());
-    assert!(dog.watch(t0 + PET_INTERVAL * 2, &healthy()).is_none());
-    assert_eq!(std::fs::read(&path).unwrap(), [0, 0, 0]);
+    assert!(f.dog.watch(t0, &healthy()).is_none());
+    assert_eq!(f.pets().len(), 1);
+    assert!(f.dog.watch(t0 + PET_INTERVAL / 2, &healthy()).is_none());
+    assert_eq!(f.pets().len(), 1);
+    assert!(f.dog.watch(t0 + PET_INTERVAL, &healthy()).is_none());
+    assert!(f.dog.watch(t0 + PET_INTERVAL * 2, &healthy()).is_none());
+    assert_eq!(f.pets(), [0, 0, 0]);
 }
 
 #[test]
 fn a_crash_loop_stops_the_petting_and_the_next_boot_says_watchdog() {
-    let dir = tempfile::tempdir().unwrap();
-    let power = switch(dir.path());
-    let (mut dog, path) = device(dir.path(), power.clone());
+    let mut f = Fixture::new();
     let t0 = Instant::now();
-    dog.watch(t0, &healthy());
-    let change = dog.watch(t0 + PET_INTERVAL, &crash_looping());
+    f.dog.watch(t0, &healthy());
+    let change = f.dog.watch(t0 + PET_INTERVAL, &crash_looping());
     let Some(Change::Stopped { why, recorded }) = change else {
         panic!("{change:?}");
     };
@@ -78,20 +104,20 @@ fn a_crash_loop_stops_the_petting_and_the_next_boot_says_watchdog() {
     assert_eq!(why.service, "downloader");
     assert_eq!(why.reason(), BootReason::WatchdogPid);
     assert_eq!(
-        power.record().end,
+        f.power.record().end,
         RecordEnd::Unwatched(BootReason::WatchdogPid)
     );
     // No pet for as long as the loop lasts, and nothing more to say.
     for i in 2..10 {
-        assert!(dog.watch(t0 + PET_INTERVAL * i, &crash_looping()).is_none());
+        assert!(
+            f.dog
+                .watch(t0 + PET_INTERVAL * i, &crash_looping())
+                .is_none()
+        );
     }
-    assert_eq!(std::fs::read(&path).unwrap().len(), 1);
+    assert_eq!(f.pets().len(), 1);
     // The watchdog resets the machine: the host never stops.
-    drop(dog);
-    drop(power);
-    let next = switch(dir.path());
-    assert_eq!(next.record().reason, BootReason::WatchdogPid);
-    assert_eq!(next.record().boots, 2);
+    assert_eq!(f.next_boot(), BootReason::WatchdogPid);
 }
 
 #[test]
@@ -108,37 +134,36 @@ fn a_service_hanging_in_a_loop_is_a_hung_reset() {
 
 #[test]
 fn petting_resumes_when_the_node_is_healthy_again_before_the_reset() {
-    let dir = tempfile::tempdir().unwrap();
-    let power = switch(dir.path());
-    let (mut dog, path) = device(dir.path(), power.clone());
+    let mut f = Fixture::new();
     let t0 = Instant::now();
     assert!(matches!(
-        dog.watch(t0, &crash_looping()),
+        f.dog.watch(t0, &crash_looping()),
         Some(Change::Stopped { .. })
     ));
-    assert_eq!(std::fs::read(&path).unwrap().len(), 0);
+    assert!(f.pets().is_empty());
     assert!(matches!(
-        dog.watch(t0 + PET_INTERVAL, &healthy()),
+        f.dog.watch(t0 + PET_INTERVAL, &healthy()),
         Some(Change::Resumed { recorded: Ok(()) })
     ));
-    assert_eq!(std::fs::read(&path).unwrap().len(), 1);
-    assert_eq!(power.record().end, RecordEnd::Running);
+    assert_eq!(f.pets().len(), 1);
+    assert_eq!(f.power.record().end, RecordEnd::Running);
     // A power cut now is a power failure again.
-    drop(dog);
-    drop(power);
-    assert_eq!(switch(dir.path()).record().reason, BootReason::PowerFail);
+    assert_eq!(f.next_boot(), BootReason::PowerFail);
 }
 
 #[test]
 fn a_clean_stop_writes_the_magic_close_and_records_its_own_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let power = switch(dir.path());
-    let (mut dog, path) = device(dir.path(), power.clone());
+    let Fixture {
+        dir,
+        power,
+        mut dog,
+        device,
+    } = Fixture::new();
     let t0 = Instant::now();
     dog.watch(t0, &healthy());
     dog.watch(t0 + PET_INTERVAL, &crash_looping());
     dog.close().unwrap();
-    assert_eq!(std::fs::read(&path).unwrap(), b"\0V");
+    assert_eq!(std::fs::read(&device).unwrap(), b"\0V");
     // Stopped on purpose while unhealthy: no reset comes, and the stop
     // is what the next boot reads.
     assert_eq!(
@@ -148,7 +173,6 @@ fn a_clean_stop_writes_the_magic_close_and_records_its_own_end() {
     drop(power);
     assert_eq!(switch(dir.path()).record().reason, BootReason::Unknown);
 }
-
 /// A device whose writes fail.
 struct Broken;
 
