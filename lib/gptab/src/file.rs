@@ -102,7 +102,7 @@ impl<F: Borrow<File>> FileDisk<F> {
     /// The byte offset of a request of `len` bytes at `lba`, if it is
     /// whole blocks inside the disk.
     fn request(&self, lba: u64, len: usize) -> Result<u64, DiskError> {
-        if len % self.block_size != 0 {
+        if !len.is_multiple_of(self.block_size) {
             return Err(DiskError::OutOfRange);
         }
         let end = lba

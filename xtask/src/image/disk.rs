@@ -61,7 +61,7 @@ pub fn write(
     disk_guid: Guid,
     parts: &[Part],
 ) -> Result<Vec<Placed>, String> {
-    if !gptab::valid_block_size(block_size) || MIB % block_size as u64 != 0 {
+    if !gptab::valid_block_size(block_size) || !MIB.is_multiple_of(block_size as u64) {
         return Err(format!("{block_size} is not a logical block size"));
     }
     let sector = block_size as u64;
