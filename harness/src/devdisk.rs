@@ -19,7 +19,7 @@ use std::process::ExitStatus;
 
 use configpart::{ImageLayout, build_config_image};
 use gptab::ab::{self, SlotState};
-use gptab::{Disk, DiskError, Gpt, Guid, NewPartition, types};
+use gptab::{DiskError, FileDisk, Gpt, Guid, NewPartition, types};
 
 /// `eve-host run`'s exit status for "reboot requested"
 /// (`eve_host::targets::power::EXIT_REBOOT`; the harness cannot depend on
@@ -50,31 +50,6 @@ pub enum DevDiskError {
     Choose(ab::ChooseError),
     #[error("the base OS volume of {bytes} bytes does not fit a {slot} byte partition")]
     TooLarge { bytes: u64, slot: u64 },
-}
-
-/// The disk file as a `gptab` disk.
-struct FileDisk<'a>(&'a File, u64);
-
-impl Disk for FileDisk<'_> {
-    fn block_size(&self) -> usize {
-        SECTOR as usize
-    }
-    fn block_count(&self) -> u64 {
-        self.1
-    }
-    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        self.0
-            .read_exact_at(buf, lba * SECTOR)
-            .map_err(|_| DiskError::Io)
-    }
-    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DiskError> {
-        self.0
-            .write_all_at(buf, lba * SECTOR)
-            .map_err(|_| DiskError::Io)
-    }
-    fn flush(&mut self) -> Result<(), DiskError> {
-        self.0.sync_data().map_err(|_| DiskError::Io)
-    }
 }
 
 /// A base OS volume (FAT) saying it is `version` in `eve-release`, the
@@ -164,7 +139,7 @@ impl DevDisk {
             .map_err(DevDiskError::Layout)?;
         let file = File::create(path).map_err(io)?;
         file.set_len(blocks * SECTOR).map_err(io)?;
-        gpt.write(&mut FileDisk(&file, blocks))
+        gpt.write(&mut FileDisk::with_blocks(&file, SECTOR as usize, blocks))
             .map_err(DevDiskError::Write)?;
         file.write_all_at(base_os, parts[1].first_lba * SECTOR)
             .map_err(io)?;
@@ -189,7 +164,7 @@ impl DevDisk {
         &self.path
     }
 
-    fn open(&self) -> Result<(File, u64), DevDiskError> {
+    fn open(&self) -> Result<FileDisk<File>, DevDiskError> {
         let io = |source| DevDiskError::Io {
             path: self.path.clone(),
             source,
@@ -199,16 +174,14 @@ impl DevDisk {
             .write(true)
             .open(&self.path)
             .map_err(io)?;
-        let blocks = file.metadata().map_err(io)?.len() / SECTOR;
-        Ok((file, blocks))
+        FileDisk::new(file, SECTOR as usize).map_err(io)
     }
 
     /// What the loader does at power-on: chooses IMGA or IMGB by their
     /// attributes, spends a try of an untested one and writes the table
     /// back, and answers the chosen partition's name.
     pub fn boot(&self) -> Result<String, DevDiskError> {
-        let (file, blocks) = self.open()?;
-        let mut disk = FileDisk(&file, blocks);
+        let mut disk = self.open()?;
         let mut gpt = Gpt::read(&mut disk).map_err(DevDiskError::Read)?;
         let choice = ab::choose(&mut gpt, types::EVE_IMAGE).map_err(DevDiskError::Choose)?;
         if choice.spent_try {
@@ -219,8 +192,7 @@ impl DevDisk {
 
     /// The A/B state of the partition `name` (None: no such partition).
     pub fn state(&self, name: &str) -> Result<Option<SlotState>, DevDiskError> {
-        let (file, blocks) = self.open()?;
-        let gpt = Gpt::read(&mut FileDisk(&file, blocks)).map_err(DevDiskError::Read)?;
+        let gpt = Gpt::read(&mut self.open()?).map_err(DevDiskError::Read)?;
         Ok(gpt
             .partition_named(name)
             .map(|p| SlotState::of(p.attributes)))
@@ -272,8 +244,7 @@ mod tests {
         assert_eq!(disk.boot().unwrap(), "IMGA");
         assert_eq!(disk.state("IMGB").unwrap(), Some(SlotState::Unused));
         // IMGB marked to be tried once, as partitions.try-once does.
-        let (file, blocks) = disk.open().unwrap();
-        let mut fd = FileDisk(&file, blocks);
+        let mut fd = disk.open().unwrap();
         let mut gpt = Gpt::read(&mut fd).unwrap();
         ab::set_state(&mut gpt, "IMGB", types::EVE_IMAGE, SlotState::Updating).unwrap();
         gpt.write(&mut fd).unwrap();

@@ -25,7 +25,7 @@ use configpart::FatVolume;
 use controller::identity::Identity;
 use controller::server::{self, Controller};
 use gptab::ab::{self, SlotState};
-use gptab::{Blocks, Disk, DiskError, Gpt, types};
+use gptab::{Blocks, DEFAULT_BLOCK_SIZE, Disk, FileDisk, Gpt, types};
 use harness::Arch;
 use harness::nodeimage::{self, NodeMachine};
 use harness::provision::OnboardIdentity;
@@ -166,44 +166,18 @@ fn image_boots_and_onboards(arch: Arch) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The image file as a disk, for the table edits an update makes.
-struct ImageFile(std::fs::File);
-
-impl Disk for ImageFile {
-    fn block_size(&self) -> usize {
-        512
-    }
-    fn block_count(&self) -> u64 {
-        self.0.metadata().map_or(0, |m| m.len() / 512)
-    }
-    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        use std::os::unix::fs::FileExt;
-        self.0
-            .read_exact_at(buf, lba * 512)
-            .map_err(|_| DiskError::Io)
-    }
-    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DiskError> {
-        use std::os::unix::fs::FileExt;
-        self.0
-            .write_all_at(buf, lba * 512)
-            .map_err(|_| DiskError::Io)
-    }
-    fn flush(&mut self) -> Result<(), DiskError> {
-        self.0.sync_data().map_err(|_| DiskError::Io)
-    }
+/// The image file as a disk (`xtask image` writes 512-byte blocks), for
+/// the table edits an update makes.
+fn open_image(path: &Path) -> FileDisk<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("the image");
+    FileDisk::new(file, DEFAULT_BLOCK_SIZE).expect("the image's length")
 }
 
-fn open_image(path: &Path) -> ImageFile {
-    ImageFile(
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .expect("the image"),
-    )
-}
-
-fn state(disk: &mut ImageFile, name: &str) -> SlotState {
+fn state(disk: &mut FileDisk<std::fs::File>, name: &str) -> SlotState {
     let gpt = Gpt::read(disk).expect("a GPT");
     SlotState::of(gpt.partition_named(name).expect(name).attributes)
 }
@@ -219,7 +193,8 @@ fn update_is_tried_once_then_falls_back(arch: Arch, machine: &NodeMachine) {
         gpt.partition_named("IMGA").expect("IMGA"),
         gpt.partition_named("IMGB").expect("IMGB"),
     );
-    let mut base_os = vec![0u8; (imga.blocks().min(imgb.blocks()) * 512) as usize];
+    let block_size = disk.block_size() as u64;
+    let mut base_os = vec![0u8; (imga.blocks().min(imgb.blocks()) * block_size) as usize];
     disk.read(imga.first_lba, &mut base_os).expect("IMGA");
     disk.write(imgb.first_lba, &base_os).expect("IMGB");
     ab::set_state(&mut gpt, "IMGB", types::EVE_IMAGE, SlotState::Updating).expect("updating");

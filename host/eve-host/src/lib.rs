@@ -30,5 +30,6 @@ pub mod targets;
 pub mod vfio;
 pub mod vmm;
 pub mod volumes;
+pub mod watchdog;
 
 pub use guest_arch::{Accel, AccelChoice, Arch};

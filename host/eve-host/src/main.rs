@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
     sync::{Arc, atomic::AtomicBool},
     time::Duration,
@@ -26,6 +26,7 @@ use eve_host::{
     },
     vfio::VfioRoots,
     volumes::StateDir,
+    watchdog::{self, Watchdog},
 };
 
 /// What the host's libraries (broker, TPM mediator) report about
@@ -111,6 +112,17 @@ enum Command {
         /// `eve.slot=`; the init passes it on).
         #[arg(long, requires = "disk")]
         booted_slot: Option<String>,
+        /// The disk's logical block size in bytes (512 or 4096): a block
+        /// device says its own, an image file is taken as 512 unless told.
+        #[arg(long, requires = "disk")]
+        disk_block_size: Option<usize>,
+        /// A Linux watchdog device (/dev/watchdog) to pet while every
+        /// service is healthy; a crash loop or a hung host then ends in a
+        /// hardware reset, the next boot's reason WATCHDOG_PID or
+        /// WATCHDOG_HUNG. None when omitted (the init passes it when the
+        /// machine has one).
+        #[arg(long)]
+        watchdog: Option<PathBuf>,
     },
     /// Validate a manifest and print the node it describes.
     Check {
@@ -118,6 +130,9 @@ enum Command {
         manifest: PathBuf,
     },
 }
+
+/// Where the kernel describes its watchdogs.
+const WATCHDOG_CLASS: &str = "/sys/class/watchdog";
 
 /// What `run` needs besides the node's paths.
 struct RunOptions {
@@ -128,6 +143,7 @@ struct RunOptions {
     domains: DomainsOptions,
     grace: Duration,
     disk: Option<BootDisk>,
+    watchdog: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -159,6 +175,8 @@ fn main() -> ExitCode {
             shutdown_grace_s,
             disk,
             booted_slot,
+            disk_block_size,
+            watchdog,
         } => run(
             &manifest,
             NodePaths {
@@ -185,7 +203,9 @@ fn main() -> ExitCode {
                 disk: disk.map(|path| BootDisk {
                     path,
                     booted: booted_slot,
+                    block_size: disk_block_size,
                 }),
+                watchdog,
             },
         ),
     };
@@ -241,7 +261,12 @@ fn run(
         ));
     }
     let state = StateDir::create(&paths.state_dir).map_err(|e| e.to_string())?;
-    let power = PowerSwitch::begin(&paths.state_dir, stop.clone()).map_err(|e| e.to_string())?;
+    let watchdog_reset = options
+        .watchdog
+        .as_deref()
+        .is_some_and(|device| watchdog::reset_reported(Path::new(WATCHDOG_CLASS), device));
+    let power = PowerSwitch::begin_after(&paths.state_dir, stop.clone(), watchdog_reset)
+        .map_err(|e| e.to_string())?;
     let boot = power.record();
     err_line(format_args!(
         "eve-host: boot {} of this node, reason {:?} (previous boot began at {} s since the epoch)",
@@ -280,9 +305,35 @@ fn run(
         log,
         status: Some(status),
     };
-    node.run(QemuVmm, seams, &stop, options.grace, |status| {
-        out_line(format_args!("{status}"))
+    // Opened last: its timer runs from here.
+    let mut watchdog = options.watchdog.as_deref().and_then(|device| {
+        Watchdog::open(device, power.clone())
+            .inspect(|_| {
+                err_line(format_args!(
+                    "eve-host: petting the watchdog {} while every service is healthy",
+                    device.display()
+                ))
+            })
+            .inspect_err(|e| err_line(format_args!("eve-host: {e}; running without it")))
+            .ok()
     });
+    node.run_watched(
+        QemuVmm,
+        seams,
+        &stop,
+        options.grace,
+        |status| out_line(format_args!("{status}")),
+        |now, statuses| {
+            if let Some(change) = watchdog.as_mut().and_then(|w| w.watch(now, statuses)) {
+                err_line(format_args!("eve-host: {change}"));
+            }
+        },
+    );
+    if let Some(Err(e)) = watchdog.map(Watchdog::close) {
+        err_line(format_args!(
+            "eve-host: closing the watchdog: {e}; the machine resets"
+        ));
+    }
     // Stops the software TPM, if the host started one.
     drop(bus);
     let ending = power.finish().map_err(|e| e.to_string())?;

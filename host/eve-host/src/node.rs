@@ -194,10 +194,25 @@ impl Node {
     pub fn run<V: Vmm>(
         self,
         vmm: V,
+        seams: Seams,
+        stop: &AtomicBool,
+        grace: Duration,
+        report: impl FnMut(&Status),
+    ) {
+        self.run_watched(vmm, seams, stop, grace, report, |_, _| {});
+    }
+
+    /// [`Node::run`], calling `watch` with the time and every service's
+    /// status on each turn of the supervisor's loop (the hardware
+    /// watchdog's petting: a loop that stops turning stops it too).
+    pub fn run_watched<V: Vmm>(
+        self,
+        vmm: V,
         mut seams: Seams,
         stop: &AtomicBool,
         grace: Duration,
         mut report: impl FnMut(&Status),
+        mut watch: impl FnMut(Instant, &[Status]),
     ) {
         let mut supervisor = Supervisor::new(
             vmm,
@@ -231,8 +246,10 @@ impl Node {
             if stopping && supervisor.is_stopped() {
                 break;
             }
+            let statuses = supervisor.statuses();
+            watch(now, &statuses);
             if let Some(status) = &mut seams.status {
-                let written = status.update(now, &supervisor.statuses());
+                let written = status.update(now, &statuses);
                 note_status_write(seams.log.as_ref(), status, &mut status_failing, written);
             }
             thread::sleep(TICK);

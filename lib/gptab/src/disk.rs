@@ -27,6 +27,12 @@ impl fmt::Display for DiskError {
     }
 }
 
+/// Whether `size` is a logical block size the table code takes: a power
+/// of two from 512 to 64 KiB.
+pub fn valid_block_size(size: usize) -> bool {
+    size.is_power_of_two() && (512..=65_536).contains(&size)
+}
+
 /// A disk of logical blocks.
 pub trait Disk {
     /// Bytes per logical block: a power of two from 512 to 65536.

@@ -17,22 +17,29 @@
 //! try on one that is not yet successful.
 //!
 //! Portable (`no_std` + `alloc`) so the same code runs in the UEFI loader,
-//! in the host and in host tests.
+//! in the host and in host tests; the `std` feature adds [`FileDisk`], a
+//! disk over a std file or block device, for the host and its tools.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 pub mod ab;
 mod disk;
 mod entry;
+#[cfg(feature = "std")]
+mod file;
 mod guid;
 mod header;
 mod mbr;
 mod table;
 
-pub use disk::{Blocks, Disk, DiskError};
+pub use disk::{Blocks, Disk, DiskError, valid_block_size};
 pub use entry::{ENTRY_NAME_UNITS, Partition};
+#[cfg(feature = "std")]
+pub use file::{DEFAULT_BLOCK_SIZE, FileDisk, byte_len, logical_block_size};
 pub use guid::{Guid, types};
 pub use header::Invalid;
 pub use mbr::{has_protective_mbr, protective_mbr};

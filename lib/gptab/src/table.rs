@@ -158,10 +158,6 @@ pub struct Gpt {
     status: Status,
 }
 
-fn check_block_size(size: usize) -> bool {
-    size.is_power_of_two() && (512..=65_536).contains(&size)
-}
-
 /// Reads `blocks` blocks at `lba`, refusing ranges past the disk before
 /// allocating.
 fn read_blocks<D: Disk>(disk: &mut D, lba: u64, blocks: u64) -> Result<Vec<u8>, Invalid> {
@@ -242,7 +238,7 @@ impl Gpt {
     /// the new table, never a mix.
     pub fn read<D: Disk>(disk: &mut D) -> Result<Gpt, ReadError> {
         let block_size = disk.block_size();
-        if !check_block_size(block_size) {
+        if !crate::valid_block_size(block_size) {
             return Err(ReadError::BlockSize(block_size));
         }
         let disk_blocks = disk.block_count();
@@ -323,7 +319,7 @@ impl Gpt {
         disk_guid: Guid,
         partitions: &[NewPartition<'_>],
     ) -> Result<Gpt, LayoutError> {
-        if !check_block_size(block_size) {
+        if !crate::valid_block_size(block_size) {
             return Err(LayoutError::BlockSize(block_size));
         }
         let array_bytes = u64::from(NEW_ENTRY_COUNT) * u64::from(NEW_ENTRY_SIZE);

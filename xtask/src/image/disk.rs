@@ -1,17 +1,18 @@
 //! The disk image file: partitions at 1 MiB boundaries, their contents
 //! written sparsely (runs of zeros are holes), a protective MBR and both
-//! GPT copies from `gptab`. Written beside the target and renamed over it,
-//! so the file named is always a whole image.
+//! GPT copies from `gptab`, in logical blocks of 512 bytes (what the
+//! image is made with) or 4 KiB (for disks that have them). Written
+//! beside the target and renamed over it, so the file named is always a
+//! whole image.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use gptab::{Disk, DiskError, Gpt, Guid, NewPartition};
+use gptab::{Disk, FileDisk, Gpt, Guid, NewPartition};
 
 const MIB: u64 = 1 << 20;
-const SECTOR: u64 = 512;
 /// Zero runs at least this long are left as holes.
 const HOLE: usize = 64 << 10;
 
@@ -40,31 +41,6 @@ pub struct Placed {
     pub used: u64,
 }
 
-/// The image file as a `gptab` disk.
-struct FileDisk<'a>(&'a File, u64);
-
-impl Disk for FileDisk<'_> {
-    fn block_size(&self) -> usize {
-        SECTOR as usize
-    }
-    fn block_count(&self) -> u64 {
-        self.1
-    }
-    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        self.0
-            .read_exact_at(buf, lba * SECTOR)
-            .map_err(|_| DiskError::Io)
-    }
-    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DiskError> {
-        self.0
-            .write_all_at(buf, lba * SECTOR)
-            .map_err(|_| DiskError::Io)
-    }
-    fn flush(&mut self) -> Result<(), DiskError> {
-        self.0.sync_data().map_err(|_| DiskError::Io)
-    }
-}
-
 /// Writes `data` at `offset`, skipping runs of zeros (the file is sparse
 /// there already).
 fn write_sparse(file: &File, offset: u64, data: &[u8]) -> io::Result<()> {
@@ -77,8 +53,18 @@ fn write_sparse(file: &File, offset: u64, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Lays `parts` out from 1 MiB, in order, and writes the image to `path`.
-pub fn write(path: &Path, disk_guid: Guid, parts: &[Part]) -> Result<Vec<Placed>, String> {
+/// Lays `parts` out from 1 MiB, in order, and writes the image to `path`
+/// with a table for logical blocks of `block_size` bytes.
+pub fn write(
+    path: &Path,
+    block_size: usize,
+    disk_guid: Guid,
+    parts: &[Part],
+) -> Result<Vec<Placed>, String> {
+    if !gptab::valid_block_size(block_size) || !MIB.is_multiple_of(block_size as u64) {
+        return Err(format!("{block_size} is not a logical block size"));
+    }
+    let sector = block_size as u64;
     let mut placed = Vec::new();
     let mut next = MIB;
     for part in parts {
@@ -107,7 +93,7 @@ pub fn write(path: &Path, disk_guid: Guid, parts: &[Part]) -> Result<Vec<Placed>
     }
     // 1 MiB after the last partition holds the backup table.
     let total = next + MIB;
-    let blocks = total / SECTOR;
+    let blocks = total / sector;
     let new: Vec<NewPartition<'_>> = parts
         .iter()
         .zip(&placed)
@@ -115,13 +101,13 @@ pub fn write(path: &Path, disk_guid: Guid, parts: &[Part]) -> Result<Vec<Placed>
             number: part.number,
             type_guid: part.type_guid,
             unique_guid: part.unique_guid,
-            first_lba: at.offset / SECTOR,
-            last_lba: (at.offset + at.bytes) / SECTOR - 1,
+            first_lba: at.offset / sector,
+            last_lba: (at.offset + at.bytes) / sector - 1,
             attributes: part.attributes,
             name: part.name,
         })
         .collect();
-    let gpt = Gpt::create(SECTOR as usize, blocks, disk_guid, &new).map_err(|e| e.to_string())?;
+    let gpt = Gpt::create(block_size, blocks, disk_guid, &new).map_err(|e| e.to_string())?;
 
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     let fail = |e: io::Error| format!("{}: {e}", tmp.display());
@@ -129,13 +115,13 @@ pub fn write(path: &Path, disk_guid: Guid, parts: &[Part]) -> Result<Vec<Placed>
     file.set_len(total).map_err(fail)?;
     for (part, at) in parts.iter().zip(&placed) {
         if part.content.is_empty() {
-            file.write_all_at(&[0u8; SECTOR as usize], at.offset)
+            file.write_all_at(&vec![0u8; block_size], at.offset)
                 .map_err(fail)?;
         }
         write_sparse(&file, at.offset, &part.content).map_err(fail)?;
     }
-    let mut disk = FileDisk(&file, blocks);
-    disk.write(0, &gptab::protective_mbr(SECTOR as usize, blocks))
+    let mut disk = FileDisk::with_blocks(&file, block_size, blocks);
+    disk.write(0, &gptab::protective_mbr(block_size, blocks))
         .map_err(|e| format!("{}: {e}", tmp.display()))?;
     gpt.write(&mut disk)
         .map_err(|e| format!("{}: {e}", tmp.display()))?;
@@ -167,10 +153,19 @@ pub fn random_guid() -> Result<Guid, String> {
 mod tests {
     use super::*;
     use gptab::ab::SlotState;
-    use gptab::{Blocks, types};
+    use gptab::types;
 
     #[test]
     fn the_image_reads_back_with_its_partitions_in_place() {
+        image_reads_back(512);
+    }
+
+    #[test]
+    fn an_image_of_4k_blocks_reads_back_with_its_partitions_in_place() {
+        image_reads_back(4096);
+    }
+
+    fn image_reads_back(block_size: usize) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("disk.img");
         let mut content = vec![0u8; 3 * HOLE];
@@ -204,7 +199,7 @@ mod tests {
                 content: Vec::new(),
             },
         ];
-        let placed = write(&path, random_guid().unwrap(), &parts).unwrap();
+        let placed = write(&path, block_size, random_guid().unwrap(), &parts).unwrap();
         assert_eq!(
             placed.iter().map(|p| p.offset).collect::<Vec<_>>(),
             [MIB, 2 * MIB, 4 * MIB]
@@ -213,10 +208,17 @@ mod tests {
         assert_eq!(bytes.len() as u64, 6 * MIB);
         assert_eq!(&bytes[MIB as usize..MIB as usize + 3], b"ESP");
         assert_eq!(bytes[(2 * MIB) as usize + HOLE + 7], 1);
-        let gpt = Gpt::read(&mut Blocks(blockdev::MemDisk::from_image(bytes))).unwrap();
+        let image = File::open(&path).unwrap();
+        let gpt = Gpt::read(&mut FileDisk::new(&image, block_size).unwrap()).unwrap();
         assert!(gpt.status().both_valid() && gpt.status().protective_mbr);
         let imga = gpt.partition_named("IMGA").unwrap();
-        assert_eq!((imga.first_lba, imga.last_lba), (4096, 8191));
+        let per_mib = MIB / block_size as u64;
+        assert_eq!(
+            (imga.first_lba, imga.last_lba),
+            (2 * per_mib, 4 * per_mib - 1)
+        );
+        // The header is at LBA 1.
+        assert_eq!(&bytes[block_size..block_size + 8], b"EFI PART");
         assert_eq!(SlotState::of(imga.attributes), SlotState::Active);
         assert_eq!(gpt.partition(9).unwrap().name, "P3");
         // Zero runs stayed holes.
@@ -236,7 +238,7 @@ mod tests {
             bytes: MIB,
             content: vec![1; MIB as usize + 1],
         };
-        let e = write(&dir.path().join("x.img"), Guid::ZERO, &[part]).unwrap_err();
+        let e = write(&dir.path().join("x.img"), 512, Guid::ZERO, &[part]).unwrap_err();
         assert!(e.contains("do not fit"), "{e}");
     }
 

@@ -266,7 +266,12 @@ pub fn run(args: &Args) -> Result<Report, String> {
         persist_bytes,
         persist::ext4(persist_bytes, &out_dir)?,
     )?);
-    let placed = disk::write(&image, disk::random_guid()?, &all)?;
+    let placed = disk::write(
+        &image,
+        gptab::DEFAULT_BLOCK_SIZE,
+        disk::random_guid()?,
+        &all,
+    )?;
     harness::provision::write_atomically(&artifact, &base_os)?;
 
     let report = Report {

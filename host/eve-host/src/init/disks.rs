@@ -8,44 +8,14 @@
 //! whose `partition` file says N (`vda4`, `nvme0n1p4`, `mmcblk0p4`).
 
 use std::fs::{self, File};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use gptab::{Disk, DiskError, Gpt, Guid};
+use gptab::{FileDisk, Gpt, Guid};
 
 /// EVE's name of the CONFIG partition.
 pub const CONFIG_NAME: &str = "CONFIG";
 /// EVE's name of the PERSIST partition.
 pub const PERSIST_NAME: &str = "P3";
-
-/// A block device read through its device node (read-only: the node
-/// writes no table here).
-struct DeviceDisk {
-    file: File,
-    block_size: usize,
-    blocks: u64,
-}
-
-impl Disk for DeviceDisk {
-    fn block_size(&self) -> usize {
-        self.block_size
-    }
-    fn block_count(&self) -> u64 {
-        self.blocks
-    }
-    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        let at = lba
-            .checked_mul(self.block_size as u64)
-            .ok_or(DiskError::OutOfRange)?;
-        self.file.read_exact_at(buf, at).map_err(|_| DiskError::Io)
-    }
-    fn write(&mut self, _lba: u64, _buf: &[u8]) -> Result<(), DiskError> {
-        Err(DiskError::ReadOnly)
-    }
-    fn flush(&mut self) -> Result<(), DiskError> {
-        Ok(())
-    }
-}
 
 /// The node's disk as found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +44,9 @@ fn partition_names(sys_block: &Path, disk: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
-fn open_disk(sys_block: &Path, dev: &Path, name: &str) -> Option<DeviceDisk> {
+/// A disk's device node opened read-only (the init writes no table), with
+/// the geometry sysfs gives.
+fn open_disk(sys_block: &Path, dev: &Path, name: &str) -> Option<FileDisk<File>> {
     let block_size = read_trimmed(&sys_block.join(name).join("queue/logical_block_size"))
         .and_then(|s| s.parse().ok())
         .unwrap_or(512usize);
@@ -84,11 +56,7 @@ fn open_disk(sys_block: &Path, dev: &Path, name: &str) -> Option<DeviceDisk> {
         .ok()?;
     let blocks = sectors.checked_mul(512)? / block_size as u64;
     let file = File::open(dev.join(name)).ok()?;
-    Some(DeviceDisk {
-        file,
-        block_size,
-        blocks,
-    })
+    Some(FileDisk::with_blocks(file, block_size, blocks))
 }
 
 /// Whether a `/sys/block` entry can hold the node's table.

@@ -42,6 +42,8 @@ pub mod layout {
     pub const STATE_DIR: &str = "/persist/node";
     /// The CONFIG partition, copied out as the file the host attaches.
     pub const CONFIG_COPY: &str = "/run/eve/config.img";
+    /// The first hardware watchdog's device.
+    pub const WATCHDOG: &str = "/dev/watchdog";
     /// Name servers from DHCP.
     pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 }
@@ -179,6 +181,11 @@ pub fn main() -> ! {
             "--booted-slot".into(),
             name.into(),
         ]);
+    }
+    // A hardware watchdog (the i6300esb module on x86_64 machines that
+    // have one): the host pets it while the node is healthy.
+    if Path::new(layout::WATCHDOG).exists() {
+        args.extend(["--watchdog".into(), layout::WATCHDOG.into()]);
     }
     let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/init"));
     supervise::run(&supervise::HostCommand { program, args })

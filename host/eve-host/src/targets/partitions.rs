@@ -25,9 +25,8 @@ use std::sync::{Arc, Mutex};
 use blobstore::{BlobState as StoreState, Digest};
 use blockdev::BLOCK_SIZE;
 use eve_broker::{RpcError, RpcHandler};
-use gptab::Gpt;
-use gptab::Partition;
 use gptab::ab::{self, SlotState};
+use gptab::{FileDisk, Gpt, Partition};
 use hostops::partitions::{
     Commit, Fallback, PartitionError, PartitionErrorCode as Code, PartitionInfo, PartitionRef,
     Partitions, PartitionsStatus, Status, TryOnce, Write, WriteRequest,
@@ -36,7 +35,7 @@ use hostops::{Operation, Target, TargetSpec};
 
 use super::content::Content;
 use super::{HostTarget, Refused, TargetContext, serve};
-use disk::{FileDisk, Window};
+use disk::Window;
 
 /// EVE's names of the two base OS partitions.
 pub const SLOTS: [&str; 2] = ["IMGA", "IMGB"];
@@ -48,6 +47,9 @@ pub struct BootDisk {
     pub path: PathBuf,
     /// `IMGA` or `IMGB`, when the loader said.
     pub booted: Option<String>,
+    /// Its logical block size: a block device's own when None, and 512
+    /// for an image file (`gptab::logical_block_size`).
+    pub block_size: Option<usize>,
 }
 
 /// The partitions target.
@@ -95,22 +97,33 @@ fn transition(subject: &str, e: ab::TransitionError) -> Refused<PartitionError> 
 /// The disk opened and its table read, with both image partitions.
 struct Opened {
     file: File,
+    block_size: usize,
     gpt: Gpt,
     slots: [Partition; 2],
     booted: Option<usize>,
 }
 
 impl Opened {
-    fn size(p: &Partition) -> u64 {
-        p.blocks() * BLOCK_SIZE as u64
+    /// Bytes of partition `i`.
+    fn size(&self, i: usize) -> u64 {
+        self.slots[i]
+            .blocks()
+            .saturating_mul(self.block_size as u64)
+    }
+
+    /// Byte offset of partition `i` (a table `Gpt::read` accepted ends
+    /// inside the disk, so this cannot overflow).
+    fn start(&self, i: usize) -> u64 {
+        self.slots[i]
+            .first_lba
+            .saturating_mul(self.block_size as u64)
     }
 
     fn release(&self, i: usize) -> Option<String> {
-        let p = &self.slots[i];
         disk::release(Window {
             file: &self.file,
-            first: p.first_lba,
-            blocks: p.blocks(),
+            start: self.start(i),
+            blocks: self.size(i) / BLOCK_SIZE as u64,
         })
     }
 
@@ -120,7 +133,7 @@ impl Opened {
             label: p.name.clone(),
             state: SlotState::of(p.attributes).to_string(),
             version: self.release(i).unwrap_or_default(),
-            size_bytes: Opened::size(p),
+            size_bytes: self.size(i),
             booted: self.booted == Some(i),
         }
     }
@@ -138,7 +151,7 @@ impl Opened {
 
     /// Writes the table (backup copy, then primary) and reads it back.
     fn write_table(&mut self) -> Answer<()> {
-        let mut disk = FileDisk::new(&self.file).map_err(|e| storage("GPT", e))?;
+        let mut disk = FileDisk::new(&self.file, self.block_size).map_err(|e| storage("GPT", e))?;
         self.gpt.write(&mut disk).map_err(|e| storage("GPT", e))?;
         self.slots = slots(&self.gpt).map_err(Refused::Failed)?;
         Ok(())
@@ -187,7 +200,11 @@ impl PartitionsTarget {
             .write(true)
             .open(&boot.path)
             .map_err(|e| storage(&subject, e))?;
-        let mut disk = FileDisk::new(&file).map_err(|e| storage(&subject, e))?;
+        let block_size = match boot.block_size {
+            Some(size) => size,
+            None => gptab::logical_block_size(&file).map_err(|e| storage(&subject, e))?,
+        };
+        let mut disk = FileDisk::new(&file, block_size).map_err(|e| storage(&subject, e))?;
         let gpt = Gpt::read(&mut disk).map_err(|e| {
             Refused::Failed(PartitionError::with_detail(
                 Code::NoAbPartitions,
@@ -202,6 +219,7 @@ impl PartitionsTarget {
             .and_then(|name| slots.iter().position(|p| p.name == name));
         Ok(Opened {
             file,
+            block_size,
             gpt,
             slots,
             booted,
@@ -238,8 +256,8 @@ impl PartitionsTarget {
             let booted = d.booted()?;
             let other = 1 - booted;
             let label = d.slots[other].name.clone();
-            let len = disk::byte_len(&image).map_err(|e| storage(&hex, e))?;
-            let available = Opened::size(&d.slots[other]);
+            let len = gptab::byte_len(&image).map_err(|e| storage(&hex, e))?;
+            let available = d.size(other);
             if len > available {
                 return Err(Refused::Failed(PartitionError {
                     needed: len,
@@ -249,7 +267,7 @@ impl PartitionsTarget {
             }
             let found = disk::release(Window {
                 file: &image,
-                first: 0,
+                start: 0,
                 blocks: len / BLOCK_SIZE as u64,
             });
             if found.as_deref() != Some(request.version.as_str()) {
@@ -272,7 +290,7 @@ impl PartitionsTarget {
             if SlotState::of(d.slots[other].attributes) != SlotState::Unused {
                 d.set_state(other, SlotState::Unused)?;
             }
-            let offset = d.slots[other].first_lba * BLOCK_SIZE as u64;
+            let offset = d.start(other);
             disk::copy(&image, &d.file, offset, cut_after).map_err(|e| storage(&label, e))?;
             log::info!("partitions: wrote {hex} ({len} bytes) into {label}");
             Ok(d.info(other))

@@ -16,7 +16,7 @@ pub mod record;
 use std::error::Error;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use eve_broker::{RpcError, RpcHandler};
@@ -96,13 +96,24 @@ impl PowerSwitch {
     /// Records a new boot in `state_dir`, its reason decided from how the
     /// previous one ended; `stop` is the flag that stops the node.
     pub fn begin(state_dir: &Path, stop: Arc<AtomicBool>) -> Result<PowerSwitch, RecordError> {
+        PowerSwitch::begin_after(state_dir, stop, false)
+    }
+
+    /// [`PowerSwitch::begin`] on a machine whose watchdog driver says
+    /// (`watchdog_reset`) whether it reset the machine: a previous boot
+    /// that ended while running was then a hung host, not a power failure.
+    pub fn begin_after(
+        state_dir: &Path,
+        stop: Arc<AtomicBool>,
+        watchdog_reset: bool,
+    ) -> Result<PowerSwitch, RecordError> {
         let file = RecordFile::in_state_dir(state_dir);
         let error = |source| RecordError {
             path: file.path().display().to_string(),
             source,
         };
         let previous = file.read().map_err(error)?;
-        let record = Record::next(previous, unix_now());
+        let record = Record::next(previous, unix_now(), watchdog_reset);
         file.write(&record).map_err(error)?;
         Ok(PowerSwitch {
             inner: Arc::new(Switch {
@@ -115,59 +126,83 @@ impl PowerSwitch {
 
     /// This boot as recorded.
     pub fn record(&self) -> Record {
-        *self
-            .inner
+        *self.locked()
+    }
+
+    fn locked(&self) -> MutexGuard<'_, Record> {
+        self.inner
             .record
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Records `end` as this boot's, durably, then in `record`.
+    fn end_with(&self, record: &mut Record, end: End) -> std::io::Result<()> {
+        let next = Record { end, ..*record };
+        self.inner.file.write(&next)?;
+        *record = next;
+        Ok(())
+    }
+
+    fn record_error(&self, source: std::io::Error) -> RecordError {
+        RecordError {
+            path: self.inner.file.path().display().to_string(),
+            source,
+        }
+    }
+
     /// Records `end` and stops the node; refused while a reboot or
     /// shutdown is already under way.
     fn request(&self, end: End) -> Result<(), PowerError> {
-        let mut record = self
-            .inner
-            .record
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if record.end != End::Running {
+        let mut record = self.locked();
+        if !matches!(record.end, End::Running | End::Unwatched(_)) {
             return Err(PowerError {
                 code: PowerErrorCode::Stopping as i32,
                 detail: format!("{:?}", record.end),
             });
         }
-        let next = Record { end, ..*record };
-        self.inner.file.write(&next).map_err(|e| PowerError {
+        self.end_with(&mut record, end).map_err(|e| PowerError {
             code: PowerErrorCode::Storage as i32,
             detail: e.to_string(),
         })?;
-        *record = next;
         self.inner.stop.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Records, before the host stops petting the hardware watchdog, that
+    /// the reset to come is the watchdog's, for `reason`; nothing changes
+    /// once a reboot or shutdown is under way (its own end is recorded).
+    pub fn expect_watchdog_reset(&self, reason: BootReason) -> Result<(), RecordError> {
+        self.replace_running(End::Unwatched(reason))
+    }
+
+    /// Records that the host pets the watchdog again: this boot is
+    /// running as before.
+    pub fn watched_again(&self) -> Result<(), RecordError> {
+        self.replace_running(End::Running)
+    }
+
+    /// Records `end` in place of a running (or unwatched) end.
+    fn replace_running(&self, end: End) -> Result<(), RecordError> {
+        let mut record = self.locked();
+        if !matches!(record.end, End::Running | End::Unwatched(_)) || record.end == end {
+            return Ok(());
+        }
+        self.end_with(&mut record, end)
+            .map_err(|e| self.record_error(e))
     }
 
     /// How this run ends, recorded: a stop nobody asked for through the
     /// target is recorded as such, so the next boot does not take it for
     /// a power failure.
     pub fn finish(&self) -> Result<Ending, RecordError> {
-        let mut record = self
-            .inner
-            .record
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut record = self.locked();
         match record.end {
             End::Reboot(reason) => Ok(Ending::Reboot(reason)),
             End::Shutdown(reason) => Ok(Ending::Shutdown(reason)),
-            End::Running | End::Stopped => {
-                let next = Record {
-                    end: End::Stopped,
-                    ..*record
-                };
-                self.inner.file.write(&next).map_err(|source| RecordError {
-                    path: self.inner.file.path().display().to_string(),
-                    source,
-                })?;
-                *record = next;
+            End::Running | End::Stopped | End::Unwatched(_) => {
+                self.end_with(&mut record, End::Stopped)
+                    .map_err(|e| self.record_error(e))?;
                 Ok(Ending::Stopped)
             }
         }

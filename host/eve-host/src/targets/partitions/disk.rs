@@ -1,6 +1,6 @@
-//! The A/B disk as files: the whole disk for its partition table, a
-//! partition (or an image file) as a block device for its FAT volume, and
-//! the copy of an image into a partition.
+//! The A/B disk as files: a partition (or an image file) as a block
+//! device for its FAT volume, and the copy of an image into a partition
+//! (the whole disk for its table is `gptab::FileDisk`).
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -8,71 +8,18 @@ use std::os::unix::fs::FileExt;
 
 use blockdev::{BLOCK_SIZE, BlockDevice, BlockError, check_request};
 use configpart::FatVolume;
-use gptab::{Disk, DiskError};
 
 /// The longest `eve-release` read: a version string, not a file.
 const MAX_RELEASE: usize = 256;
 /// Bytes copied per write.
 const CHUNK: usize = 1 << 20;
 
-/// A disk image file or block device of 512-byte blocks (the node's
-/// disks; 4 KiB-native disks are not handled yet).
-pub struct FileDisk<'a> {
-    pub file: &'a File,
-    pub blocks: u64,
-}
-
-impl<'a> FileDisk<'a> {
-    /// `file` as a disk of its whole length.
-    pub fn new(file: &'a File) -> io::Result<FileDisk<'a>> {
-        Ok(FileDisk {
-            file,
-            blocks: byte_len(file)? / BLOCK_SIZE as u64,
-        })
-    }
-}
-
-/// A file's or a block device's length (a device's metadata says 0).
-pub fn byte_len(file: &File) -> io::Result<u64> {
-    use std::io::Seek;
-    let mut handle = file;
-    let len = handle.seek(io::SeekFrom::End(0))?;
-    handle.seek(io::SeekFrom::Start(0))?;
-    Ok(len)
-}
-
-fn at(lba: u64) -> Result<u64, DiskError> {
-    lba.checked_mul(BLOCK_SIZE as u64)
-        .ok_or(DiskError::OutOfRange)
-}
-
-impl Disk for FileDisk<'_> {
-    fn block_size(&self) -> usize {
-        BLOCK_SIZE
-    }
-    fn block_count(&self) -> u64 {
-        self.blocks
-    }
-    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        self.file
-            .read_exact_at(buf, at(lba)?)
-            .map_err(|_| DiskError::Io)
-    }
-    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DiskError> {
-        self.file
-            .write_all_at(buf, at(lba)?)
-            .map_err(|_| DiskError::Io)
-    }
-    fn flush(&mut self) -> Result<(), DiskError> {
-        self.file.sync_data().map_err(|_| DiskError::Io)
-    }
-}
-
-/// A read-only window of `blocks` blocks from `first` of a file: one
-/// partition of the disk, or a whole image file.
+/// A read-only window of `blocks` 512-byte blocks (the FAT reader's)
+/// from byte `start` of a file: one partition of the disk, whatever the
+/// disk's own block size, or a whole image file.
 pub struct Window<'a> {
     pub file: &'a File,
-    pub first: u64,
+    pub start: u64,
     pub blocks: u64,
 }
 
@@ -82,7 +29,10 @@ impl BlockDevice for Window<'_> {
     }
     fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         check_request(self.blocks, lba, buf.len())?;
-        let offset = (self.first + lba) * BLOCK_SIZE as u64;
+        let offset = lba
+            .checked_mul(BLOCK_SIZE as u64)
+            .and_then(|at| at.checked_add(self.start))
+            .ok_or(BlockError::OutOfRange)?;
         self.file
             .read_exact_at(buf, offset)
             .map_err(|_| BlockError::Io)

@@ -16,10 +16,11 @@ use super::*;
 use crate::targets::blobs::BlobsTarget;
 use crate::targets::content::ContentOptions;
 
-const PART_BLOCKS: u64 = 2048;
-const IMGA_FIRST: u64 = 2048;
-const IMGB_FIRST: u64 = IMGA_FIRST + PART_BLOCKS;
-const DISK_BLOCKS: u64 = 8192;
+const MIB: u64 = 1 << 20;
+const PART_BYTES: u64 = MIB;
+const IMGA_AT: u64 = MIB;
+const IMGB_AT: u64 = IMGA_AT + PART_BYTES;
+const DISK_BYTES: u64 = 4 * MIB;
 
 /// A base OS volume saying it is `version`.
 fn base_os(version: &str, volume_bytes: u64) -> Vec<u8> {
@@ -34,53 +35,62 @@ fn base_os(version: &str, volume_bytes: u64) -> Vec<u8> {
     .unwrap()
 }
 
-/// A disk as `xtask image` lays one out: IMGA active holding `1.0`,
-/// IMGB unused and empty.
-fn make_disk(path: &Path) {
+/// A disk of `block_size` blocks as `xtask image` lays one out: IMGA
+/// active holding `1.0`, IMGB unused and empty.
+fn make_disk(path: &Path, block_size: u64) {
     let file = File::create(path).unwrap();
-    file.set_len(DISK_BLOCKS * 512).unwrap();
-    let part = |number, name, first, state: SlotState| NewPartition {
+    file.set_len(DISK_BYTES).unwrap();
+    let part = |number, name, at: u64, state: SlotState| NewPartition {
         number,
         type_guid: types::EVE_IMAGE,
         unique_guid: Guid([number as u8; 16]),
-        first_lba: first,
-        last_lba: first + PART_BLOCKS - 1,
+        first_lba: at / block_size,
+        last_lba: (at + PART_BYTES) / block_size - 1,
         attributes: state.apply(0),
         name,
     };
     let gpt = Gpt::create(
-        512,
-        DISK_BLOCKS,
+        block_size as usize,
+        DISK_BYTES / block_size,
         Guid([9; 16]),
         &[
-            part(2, "IMGA", IMGA_FIRST, SlotState::Active),
-            part(3, "IMGB", IMGB_FIRST, SlotState::Unused),
+            part(2, "IMGA", IMGA_AT, SlotState::Active),
+            part(3, "IMGB", IMGB_AT, SlotState::Unused),
         ],
     )
     .unwrap();
-    gpt.write(&mut FileDisk::new(&file).unwrap()).unwrap();
-    file.write_all_at(&base_os("1.0", 512 * 1024), IMGA_FIRST * 512)
+    gpt.write(&mut FileDisk::new(&file, block_size as usize).unwrap())
+        .unwrap();
+    file.write_all_at(&base_os("1.0", 512 * 1024), IMGA_AT)
         .unwrap();
 }
 
 struct Node {
     _dir: tempfile::TempDir,
     disk: PathBuf,
+    block_size: usize,
     blobs: BlobsTarget,
     content: Arc<Content>,
 }
 
 impl Node {
     fn new() -> Node {
+        Node::with_block_size(512)
+    }
+
+    /// A node whose disk is an image file of `block_size` blocks, which
+    /// the host is told (as `eve-host run --disk-block-size`).
+    fn with_block_size(block_size: usize) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let disk = dir.path().join("disk.img");
-        make_disk(&disk);
+        make_disk(&disk, block_size as u64);
         let content = Content::shared(&dir.path().join("state"), ContentOptions::default())
             .expect("the content store");
         Node {
             blobs: BlobsTarget::new(content.clone()),
             content,
             disk,
+            block_size,
             _dir: dir,
         }
     }
@@ -92,6 +102,7 @@ impl Node {
             Some(BootDisk {
                 path: self.disk.clone(),
                 booted: booted.map(String::from),
+                block_size: Some(self.block_size),
             }),
         )
     }
@@ -131,7 +142,7 @@ impl Node {
             .write(true)
             .open(&self.disk)
             .unwrap();
-        let mut disk = FileDisk::new(&file).unwrap();
+        let mut disk = FileDisk::new(&file, self.block_size).unwrap();
         let mut gpt = Gpt::read(&mut disk).unwrap();
         let choice = ab::choose(&mut gpt, types::EVE_IMAGE).unwrap();
         if choice.spent_try {
@@ -181,7 +192,16 @@ fn write(version: &str, digest: &str) -> WriteRequest {
 
 #[test]
 fn an_update_is_written_tried_once_and_committed() {
-    let node = Node::new();
+    update_written_tried_once_and_committed(512);
+}
+
+#[test]
+fn an_update_on_a_disk_of_4k_blocks_is_written_tried_once_and_committed() {
+    update_written_tried_once_and_committed(4096);
+}
+
+fn update_written_tried_once_and_committed(block_size: usize) {
+    let node = Node::with_block_size(block_size);
     let a = node.target(Some("IMGA"));
     assert_eq!(
         status(&a),
@@ -190,13 +210,20 @@ fn an_update_is_written_tried_once_and_committed() {
             row("IMGB", "unused", "", false)
         ]
     );
-    let digest = node.verified(&base_os("2.0", 512 * 1024));
+    let v2 = base_os("2.0", 512 * 1024);
+    let digest = node.verified(&v2);
     let written = call::<Write>(&a, &write("2.0", &digest)).unwrap();
     assert_eq!(
         (written.label.as_str(), written.version.as_str()),
         ("IMGB", "2.0")
     );
-    assert_eq!(written.size_bytes, PART_BLOCKS * 512);
+    assert_eq!(written.size_bytes, PART_BYTES);
+    let mut imgb = vec![0u8; v2.len()];
+    File::open(&node.disk)
+        .unwrap()
+        .read_exact_at(&mut imgb, IMGB_AT)
+        .unwrap();
+    assert!(imgb == v2, "written at IMGB's byte offset");
     assert_eq!(
         node.boot(),
         "IMGA",
@@ -302,7 +329,7 @@ fn wrong_images_and_wrong_partitions_are_refused() {
         code(call::<Write>(&a, &write("2.1", &v2)).unwrap_err()),
         Code::VersionMismatch
     );
-    let big = node.verified(&base_os("2.0", (PART_BLOCKS + 8) * 512));
+    let big = node.verified(&base_os("2.0", PART_BYTES + 8 * 512));
     assert_eq!(
         code(call::<Write>(&a, &write("2.0", &big)).unwrap_err()),
         Code::TooLarge
@@ -419,6 +446,7 @@ fn a_disk_without_image_partitions_is_said_to_be_one() {
         Some(BootDisk {
             path,
             booted: Some("IMGA".into()),
+            block_size: None,
         }),
     );
     assert_eq!(

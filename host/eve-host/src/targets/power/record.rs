@@ -27,6 +27,10 @@ pub enum End {
     Reboot(BootReason),
     /// Stopping to power off, for this reason.
     Shutdown(BootReason),
+    /// Still running, but the host stopped petting the hardware watchdog
+    /// because a service is unhealthy (`crate::watchdog`): the machine
+    /// resets shortly, and the next boot's reason is this one.
+    Unwatched(BootReason),
 }
 
 /// One boot.
@@ -44,14 +48,19 @@ pub struct Record {
 
 impl Record {
     /// The record of the boot after `previous` (None: there was none;
-    /// `Err(())`: its record is unreadable), started at `now`.
-    pub fn next(previous: Result<Option<Record>, ()>, now: u64) -> Record {
+    /// `Err(())`: its record is unreadable), started at `now`;
+    /// `watchdog_reset`: the watchdog driver reports that it reset the
+    /// machine, which turns a boot that ended while running (otherwise a
+    /// power failure) into a hung host.
+    pub fn next(previous: Result<Option<Record>, ()>, now: u64, watchdog_reset: bool) -> Record {
         let (reason, boots, previous_boot_time) = match previous {
             Ok(None) => (BootReason::First, 0, 0),
             Err(()) => (BootReason::ParseFail, 0, 0),
             Ok(Some(p)) => {
                 let reason = match p.end {
+                    End::Running if watchdog_reset => BootReason::WatchdogHung,
                     End::Running => BootReason::PowerFail,
+                    End::Unwatched(reason) => reason,
                     End::Stopped => BootReason::Unknown,
                     End::Reboot(reason) => reason,
                     End::Shutdown(_) => BootReason::PoweroffCmd,
@@ -75,6 +84,7 @@ impl Record {
             End::Stopped => ("stopped", BootReason::Unspecified),
             End::Reboot(r) => ("reboot", r),
             End::Shutdown(r) => ("shutdown", r),
+            End::Unwatched(r) => ("unwatched", r),
         };
         format!(
             "boots={}\nboot-time={}\nprevious-boot-time={}\nreason={}\nend={end}\nend-reason={}\n",
@@ -99,6 +109,7 @@ impl Record {
             "stopped" => End::Stopped,
             "reboot" => End::Reboot(reason("end-reason")?),
             "shutdown" => End::Shutdown(reason("end-reason")?),
+            "unwatched" => End::Unwatched(reason("end-reason")?),
             _ => return None,
         };
         Some(Record {
@@ -183,6 +194,7 @@ mod tests {
             End::Stopped,
             End::Reboot(BootReason::Update),
             End::Shutdown(BootReason::PoweroffCmd),
+            End::Unwatched(BootReason::WatchdogPid),
         ] {
             let r = record(end);
             assert_eq!(Record::parse(&r.render()), Some(r));
@@ -191,8 +203,16 @@ mod tests {
 
     #[test]
     fn each_end_gives_the_next_boot_its_reason() {
-        let next = |end| Record::next(Ok(Some(record(end))), 1_800_000_000);
+        let next = |end| Record::next(Ok(Some(record(end))), 1_800_000_000, false);
         assert_eq!(next(End::Running).reason, BootReason::PowerFail);
+        assert_eq!(
+            next(End::Unwatched(BootReason::WatchdogPid)).reason,
+            BootReason::WatchdogPid
+        );
+        let reset = |end| Record::next(Ok(Some(record(end))), 1_800_000_000, true).reason;
+        assert_eq!(reset(End::Running), BootReason::WatchdogHung);
+        // A recorded end says more than the driver's flag.
+        assert_eq!(reset(End::Stopped), BootReason::Unknown);
         assert_eq!(next(End::Stopped).reason, BootReason::Unknown);
         assert_eq!(
             next(End::Reboot(BootReason::Fallback)).reason,
@@ -205,12 +225,15 @@ mod tests {
         let n = next(End::Stopped);
         assert_eq!((n.boots, n.previous_boot_time), (5, 1_700_000_000));
         assert_eq!((n.boot_time, n.end), (1_800_000_000, End::Running));
-        let first = Record::next(Ok(None), 7);
+        let first = Record::next(Ok(None), 7, false);
         assert_eq!(
             (first.reason, first.boots, first.previous_boot_time),
             (BootReason::First, 1, 0)
         );
-        assert_eq!(Record::next(Err(()), 7).reason, BootReason::ParseFail);
+        assert_eq!(
+            Record::next(Err(()), 7, false).reason,
+            BootReason::ParseFail
+        );
     }
 
     #[test]
