@@ -603,7 +603,16 @@ impl Drop for Routed {
     }
 }
 
+/// Shows the app's steps as they end (a run takes minutes under TCG);
+/// fails on a failed one.
 fn check(path: &str, m: &Metrics) -> Result<(), String> {
+    for line in m
+        .console
+        .lines()
+        .filter(|l| l.contains("PASS ") || l.contains("FAIL "))
+    {
+        eprintln!("netbench: {path}: {}", line.trim_end());
+    }
     if m.passed {
         Ok(())
     } else {
