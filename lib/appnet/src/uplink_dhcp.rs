@@ -240,8 +240,10 @@ mod tests {
 
     #[test]
     fn short_and_hostile_frames_are_the_engines() {
+        // Cut anywhere before the destination port's end; a frame cut
+        // later is the client's, whose smoltcp interface drops it.
         let full = ipv4_udp(68, 15);
-        for len in 0..full.len() {
+        for len in 0..ETH + 60 + 4 {
             assert_eq!(wanted(&full[..len]), Wanted::No, "{len} bytes");
         }
         let mut bad_ihl = ipv4_udp(68, 5);
