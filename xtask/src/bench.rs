@@ -82,6 +82,10 @@ pub enum Bench {
     /// Content: a blob over HTTP, HTTPS and from a registry into the blob
     /// store, beside curl on the same server; config accepted to volume
     /// ready.
+    /// An app's TCP throughput, connection rate and echo latency through
+    /// zedrouter beside QEMU user networking directly, and zedrouter's NAT
+    /// capacity.
+    Network(crate::netbench::NetworkArgs),
     Content {
         /// The node's arch (the manifest's when omitted).
         #[arg(long)]
@@ -111,6 +115,7 @@ pub fn run(what: Bench) -> Result<(), String> {
             timeout_s,
         } => crate::nodebench::node(runs.max(1), arch, &manifest, Duration::from_secs(timeout_s)),
         Bench::Idle(args) => crate::idlebench::run(args),
+        Bench::Network(args) => crate::netbench::run(args),
         Bench::Apps(args) => crate::appsbench::run(args),
         Bench::Content {
             arch,

@@ -15,6 +15,7 @@ mod fuzz;
 mod idlebench;
 mod image;
 mod imagebench;
+mod netbench;
 mod newservice;
 mod node;
 mod nodebench;

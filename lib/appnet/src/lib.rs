@@ -32,6 +32,7 @@ mod frag;
 mod metadata;
 mod rng;
 mod state;
+pub mod uplink_dhcp;
 mod wire;
 
 pub use acl::{AclError, RuleError};

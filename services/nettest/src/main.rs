@@ -23,6 +23,9 @@
 //!   bytes to an echo endpoint; the answer must be the same bytes.
 //! - `root=BASE64`: the root certificate trusted for https:// URLs.
 //!
+//! - `rtt-to=`, `udp-rtt-to=`, `connect-to=`, `udp-flows-to=`: the
+//!   measurements of `cargo xtask bench network` (`bench.rs`).
+//!
 //! Each step prints PASS or FAIL with its time; the exit status is 0 only
 //! if every step passed.
 #![no_std]
@@ -31,6 +34,7 @@
 
 extern crate alloc;
 
+mod bench;
 mod http;
 
 use alloc::{format, string::String, vec, vec::Vec};
@@ -42,7 +46,7 @@ use net::{IpEndpoint, Stack};
 
 runtime::entry!("nettest", main);
 
-const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn main() -> i32 {
     let params = runtime::cmdline();
@@ -128,6 +132,7 @@ fn main() -> i32 {
             http::post(&mut stack, url, bytes, tls.as_mut())
         });
     }
+    ok &= bench::run(&mut stack);
     if let Some(port) = params.get("echo-on") {
         ok &= runtime::check("tcp-server", || echo_server(&mut stack, port));
     }
@@ -201,11 +206,14 @@ fn echo_client(stack: &mut Stack, target: &str, len: usize) -> Result<String, St
     ))
 }
 
-fn metric(name: &str, value: u128) {
+pub(crate) fn metric(name: &str, value: u128) {
     hal::console::print(format_args!("{}{name} {value}\n", guest_abi::METRIC_MARKER));
 }
 
-fn connect(stack: &mut Stack, target: &str) -> Result<(net::TcpHandle, IpEndpoint), String> {
+pub(crate) fn connect(
+    stack: &mut Stack,
+    target: &str,
+) -> Result<(net::TcpHandle, IpEndpoint), String> {
     let endpoint = parse_endpoint(target).ok_or(format!("bad endpoint {target:?}"))?;
     let handle = stack
         .tcp_connect(endpoint, STEP_TIMEOUT)
@@ -298,7 +306,7 @@ fn echo_server(stack: &mut Stack, port: &str) -> Result<String, String> {
     ))
 }
 
-fn parse_endpoint(s: &str) -> Option<IpEndpoint> {
+pub(crate) fn parse_endpoint(s: &str) -> Option<IpEndpoint> {
     let (addr, port) = s.rsplit_once(':')?;
     let addr: net::Ipv4Address = addr.parse().ok()?;
     Some(IpEndpoint::new(addr.into(), port.parse().ok()?))

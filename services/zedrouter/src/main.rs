@@ -4,7 +4,9 @@
 //! It runs the `appnet` engine (DHCP, DNS, NAT, EVE's ACLs, the metadata
 //! server, flow records) between two NICs: the uplink, the node's
 //! user-mode network, with the address the command line gives
-//! (`ip=A.B.C.D/N gw=A.B.C.D dns=A.B.C.D`), and the trunk to the host's
+//! (`ip=A.B.C.D/N gw=A.B.C.D dns=A.B.C.D`) or, without `ip=`, the one its
+//! DHCP client leases (`appnet::uplink_dhcp`: local instances are NATed
+//! once the first lease comes), and the trunk to the host's
 //! port switch (MAC `guest_abi::TRUNK_MAC`), where every app interface's
 //! frames arrive under the tag zedrouter gave its port. It follows
 //! `network-instance-config` (zedagent) and `app-network-config`
@@ -36,6 +38,7 @@ mod status;
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
+use appnet::uplink_dhcp::{LeaseEvent, UplinkDhcp, UplinkLease};
 use appnet::{Engine, EngineConfig, EthernetAddress, NodeInfo, UplinkConfig};
 use eve_proto::config::EdgeDevConfig;
 use hostops::ports::{Detach, Empty, List, PortRef};
@@ -69,23 +72,47 @@ fn engine_now() -> appnet::Instant {
     appnet::Instant::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))
 }
 
-/// The uplink's settings from the command line.
-fn uplink(mac: [u8; 6]) -> Result<UplinkConfig, &'static str> {
+/// The uplink's settings from the command line: `None` when it gives no
+/// `ip=`, for DHCP.
+fn uplink(mac: [u8; 6]) -> Result<Option<UplinkConfig>, &'static str> {
     let params = runtime::cmdline();
     let config = match Addressing::from_cmdline(&params) {
         Ok(Addressing::Static(config)) => config,
-        Ok(Addressing::Dhcp) => return Err("the uplink needs ip= (and gw=, dns=)"),
+        Ok(Addressing::Dhcp) => return Ok(None),
         Err(_) => return Err("ip=, gw= or dns= is not an address"),
     };
-    Ok(UplinkConfig {
+    Ok(Some(uplink_config(
+        mac,
+        UplinkLease {
+            address: config.address,
+            router: config.gateway,
+            dns_servers: config.dns.into_iter().collect(),
+        },
+    )))
+}
+
+fn uplink_config(mac: [u8; 6], lease: UplinkLease) -> UplinkConfig {
+    UplinkConfig {
         port: UPLINK,
         label: "uplink".into(),
         mac: EthernetAddress(mac),
-        address: config.address,
-        gateway: config.gateway,
-        dns_servers: config.dns.into_iter().collect(),
+        address: lease.address,
+        gateway: lease.router,
+        dns_servers: lease.dns_servers,
         mtu: 1500,
-    })
+    }
+}
+
+/// Gives the engine the uplink a lease brought; whether it took it.
+fn set_uplink(engine: &mut Engine, config: UplinkConfig) -> bool {
+    log::info!("uplink {} via {:?}", config.address, config.gateway);
+    match engine.set_uplink(config) {
+        Ok(()) => true,
+        Err(e) => {
+            log::error!("uplink: {e}; local instances are air-gapped");
+            false
+        }
+    }
 }
 
 /// Ports a previous run left attached at the host: this run starts with
@@ -146,16 +173,17 @@ fn main() -> i32 {
         ..Default::default()
     }));
     let mut router = Router::default();
-    match uplink(nics.uplink_mac()) {
-        Ok(config) => {
-            log::info!("uplink {} via {:?}", config.address, config.gateway);
-            match engine.borrow_mut().set_uplink(config) {
-                Ok(()) => router.uplink = true,
-                Err(e) => log::error!("uplink: {e}; local instances are air-gapped"),
-            }
+    let uplink_mac = nics.uplink_mac();
+    let mut dhcp = None;
+    match uplink(uplink_mac) {
+        Ok(Some(config)) => router.uplink = set_uplink(&mut engine.borrow_mut(), config),
+        Ok(None) => {
+            log::info!("uplink: DHCP");
+            dhcp = Some(UplinkDhcp::new(uplink_mac, seed(), engine_now()));
         }
         Err(e) => log::error!("{e}; local instances are air-gapped"),
     }
+    let dhcp = RefCell::new(dhcp);
     if let Some(ms) = hal::clock::unix_nanos().map(|ns| ns / 1_000_000) {
         engine.borrow_mut().set_clock(engine_now(), ms);
     }
@@ -194,8 +222,25 @@ fn main() -> i32 {
     service.poller(|ctl| {
         let now = engine_now();
         let mut engine = engine.borrow_mut();
-        let moved = nics.borrow_mut().pump(&mut engine, now);
-        if let Some(at) = engine.poll_at(now) {
+        let mut dhcp = dhcp.borrow_mut();
+        let (moved, lease) = nics.borrow_mut().pump(&mut engine, dhcp.as_mut(), now);
+        match lease {
+            Some(LeaseEvent::Leased(lease)) => {
+                let took = set_uplink(&mut engine, uplink_config(uplink_mac, lease));
+                router.borrow_mut().uplink = took;
+                changed.set(true);
+            }
+            // The engine keeps the last address until a new lease: with
+            // none its flows could not leave anyway.
+            Some(LeaseEvent::Lost) => log::warn!("uplink: DHCP lease lost"),
+            None => {}
+        }
+        let next = engine
+            .poll_at(now)
+            .into_iter()
+            .chain(dhcp.as_mut().and_then(|client| client.poll_at(now)))
+            .min();
+        if let Some(at) = next {
             let wait = if at > now {
                 Duration::from_micros((at - now).total_micros())
             } else {

@@ -5,6 +5,7 @@
 
 use alloc::vec::Vec;
 
+use appnet::uplink_dhcp::{LeaseEvent, UplinkDhcp, Wanted, wanted};
 use appnet::{Engine, PortId};
 use net::VirtioNetDevice;
 use smoltcp::phy::{Device, RxToken, TxToken};
@@ -114,9 +115,16 @@ impl Nics {
         self.uplink.mac()
     }
 
-    /// Feeds the engine what both NICs received (a budget each) and sends
-    /// what it has to send; returns whether any frame moved.
-    pub fn pump(&mut self, engine: &mut Engine, now: appnet::Instant) -> bool {
+    /// Feeds the engine what both NICs received (a budget each), and the
+    /// uplink's DHCP client, when there is one, the uplink frames that are
+    /// its; sends what they have to send. Returns whether any frame moved,
+    /// and the client's change of lease.
+    pub fn pump(
+        &mut self,
+        engine: &mut Engine,
+        mut dhcp: Option<&mut UplinkDhcp>,
+        now: appnet::Instant,
+    ) -> (bool, Option<LeaseEvent>) {
         let mut moved = false;
         let mut inner = Vec::with_capacity(MAX_TRUNK_FRAME);
         for _ in 0..BUDGET {
@@ -135,7 +143,22 @@ impl Nics {
                 break;
             };
             moved = true;
-            rx.consume(|frame| engine.receive(now, UPLINK, frame));
+            let client = dhcp.as_deref_mut();
+            rx.consume(|frame| match (client, wanted(frame)) {
+                (Some(client), Wanted::Only) => client.receive(frame),
+                (Some(client), Wanted::Copy) => {
+                    client.receive(frame);
+                    engine.receive(now, UPLINK, frame);
+                }
+                _ => engine.receive(now, UPLINK, frame),
+            });
+        }
+        let lease = dhcp.as_deref_mut().and_then(|client| client.poll(now));
+        if let Some(client) = dhcp {
+            while let Some(frame) = client.pop_transmit() {
+                moved = true;
+                self.send(UPLINK, &frame);
+            }
         }
         if engine.poll_at(now).is_some_and(|at| at <= now) {
             engine.poll(now);
@@ -144,7 +167,7 @@ impl Nics {
             moved = true;
             self.send(out.port, &out.frame);
         }
-        moved
+        (moved, lease)
     }
 
     fn send(&mut self, port: PortId, frame: &[u8]) {
