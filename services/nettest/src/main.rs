@@ -22,6 +22,10 @@
 //! - `post=URL` (with `post-bytes=N`, default 256 KiB): POST N pattern
 //!   bytes to an echo endpoint; the answer must be the same bytes.
 //! - `root=BASE64`: the root certificate trusted for https:// URLs.
+//! - `show=URL[,URL...]`: GET each http:// URL and print its status and
+//!   body (`show.rs`).
+//! - `udp-send-to=` / `udp-count-on=`: a UDP rate between two apps
+//!   (`udprate.rs`).
 //!
 //! Each step prints PASS or FAIL with its time; the exit status is 0 only
 //! if every step passed.
@@ -32,6 +36,8 @@
 extern crate alloc;
 
 mod http;
+mod show;
+mod udprate;
 
 use alloc::{format, string::String, vec, vec::Vec};
 use core::time::Duration;
@@ -127,6 +133,18 @@ fn main() -> i32 {
             let mut tls = tls_for(url, params.get("root"))?;
             http::post(&mut stack, url, bytes, tls.as_mut())
         });
+    }
+    let seconds = |key| params.get(key).and_then(|s| s.parse().ok());
+    if let Some(port) = params.get("udp-count-on") {
+        let window = seconds("udp-count-seconds").unwrap_or(4);
+        ok &= runtime::check("udp-count", || udprate::count(&mut stack, port, window));
+    }
+    if let Some(target) = params.get("udp-send-to") {
+        let duration = seconds("udp-send-seconds").unwrap_or(8);
+        ok &= runtime::check("udp-send", || udprate::send(&mut stack, target, duration));
+    }
+    if let Some(urls) = params.get("show") {
+        ok &= runtime::check("show", || show::show(&mut stack, urls));
     }
     if let Some(port) = params.get("echo-on") {
         ok &= runtime::check("tcp-server", || echo_server(&mut stack, port));
