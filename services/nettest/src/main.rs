@@ -137,7 +137,13 @@ fn main() -> i32 {
     let seconds = |key| params.get(key).and_then(|s| s.parse().ok());
     if let Some(port) = params.get("udp-count-on") {
         let window = seconds("udp-count-seconds").unwrap_or(4);
-        ok &= runtime::check("udp-count", || udprate::count(&mut stack, port, window));
+        let settle = params
+            .get("udp-count-settle-ms")
+            .and_then(|s| s.parse().ok())
+            .map_or(Duration::from_secs(1), Duration::from_millis);
+        ok &= runtime::check("udp-count", || {
+            udprate::count(&mut stack, port, window, settle)
+        });
     }
     if let Some(target) = params.get("udp-send-to") {
         let duration = seconds("udp-send-seconds").unwrap_or(8);

@@ -4,12 +4,14 @@
 //!   send 64-byte datagrams as fast as the stack takes them for N seconds;
 //!   prints how many and `@@ metric udp_sent`.
 //! - `udp-count-on=PORT` (with `udp-count-seconds=N`, default 4): print
-//!   `nettest: counting on PORT`, wait for the first datagram, then count
-//!   the datagrams of the next N seconds; prints the count and the rate
+//!   `nettest: counting on PORT`, wait for the first datagram, let
+//!   `udp-count-settle-ms=` (default 1000) pass, then count the datagrams
+//!   of the next N seconds; prints the count and the rate
 //!   (`@@ metric udp_window_packets`, `udp_window_us`).
 //!
-//! The window starts at the first datagram, so what a limiter lets
-//! through is measured where it arrives, not where it was sent.
+//! What a limiter lets through is measured where it arrives, not where it
+//! was sent, and after the settling time: a limiter's initial burst is
+//! not part of its rate.
 
 use alloc::{format, string::String, vec};
 use core::time::Duration;
@@ -44,7 +46,12 @@ pub fn send(stack: &mut Stack, target: &str, seconds: u64) -> Result<String, Str
     Ok(format!("{sent} datagrams to {to} in {seconds} s"))
 }
 
-pub fn count(stack: &mut Stack, port: &str, seconds: u64) -> Result<String, String> {
+pub fn count(
+    stack: &mut Stack,
+    port: &str,
+    seconds: u64,
+    settle: Duration,
+) -> Result<String, String> {
     let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
     let socket = stack.udp_bind(port).map_err(|e| format!("bind: {e}"))?;
     log::info!("nettest: counting on {port}");
@@ -52,6 +59,14 @@ pub fn count(stack: &mut Stack, port: &str, seconds: u64) -> Result<String, Stri
     stack
         .udp_recv(socket, &mut buf, FIRST_WAIT)
         .map_err(|e| format!("first datagram: {e}"))?;
+    let first = Instant::now();
+    while let Some(left) = settle.checked_sub(first.elapsed()) {
+        match stack.udp_recv(socket, &mut buf, left) {
+            Ok(_) => {}
+            Err(NetError::Timeout) => break,
+            Err(e) => return Err(format!("receive: {e}")),
+        }
+    }
     let window = Duration::from_secs(seconds);
     let started = Instant::now();
     let mut packets = 0u64;
