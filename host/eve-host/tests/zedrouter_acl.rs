@@ -13,10 +13,10 @@
 //!   port of its own (80 + n - 1): a guestfwd is one chardev connection,
 //!   so it carries one guest connection.
 //! - Rate limit: app 4 sends UDP to app 5 as fast as it can through a rule
-//!   limiting it to 200 packets a second (bursts of 100: half a second of
+//!   limiting it to 50 packets a second (bursts of 25: half a second of
 //!   credit, so a zedrouter VM descheduled on a busy host loses none);
 //!   app 5 counts what arrives in a 4-second window after a settling
-//!   second (the initial burst), which is within 10% of 800.
+//!   second (the initial burst), which is within 10% of 200.
 
 #[allow(dead_code)] // each scenario uses part of the rig
 mod common;
@@ -34,7 +34,10 @@ const NI: &str = "0b4c7e1a-3f7e-4d1c-8a2b-9c8d7e6f5a4e";
 /// QEMU's guestfwd address on zedrouter's uplink.
 const WEB: &str = "10.0.2.100";
 const PAGE: usize = 4096;
-const RATE: u32 = 200;
+/// Well below what zedrouter forwards between two apps under TCG on a
+/// busy host (a few hundred packets a second on aarch64), so the rule
+/// is what holds the rate.
+const RATE: u32 = 50;
 const WINDOW_SECONDS: u64 = 4;
 
 #[test]
@@ -61,7 +64,7 @@ fn acls(machine: Machine) {
         limit: true,
         limitrate: RATE,
         limitunit: "s".into(),
-        limitburst: 100,
+        limitburst: 25,
         ..Default::default()
     };
     let apps = vec![
