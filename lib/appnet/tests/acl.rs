@@ -184,6 +184,58 @@ fn host_rules_follow_the_apps_dns_answers() {
 }
 
 #[test]
+fn host_rules_follow_the_instances_own_names() {
+    // The instance's static DNS entry names a server outside: the app
+    // learns its address from the instance itself, not from upstream.
+    let web = Ipv4Addr::new(198, 51, 100, 8);
+    let mut local = local_config();
+    local.static_hosts.push(appnet::StaticHost {
+        name: "web.test".into(),
+        addresses: vec![web],
+    });
+    let mut engine = engine();
+    engine.set_uplink(uplink_config()).unwrap();
+    engine
+        .set_instance(
+            START,
+            instance(appnet::InstanceKind::Local(local), Some(UPLINK)),
+        )
+        .unwrap();
+    let rule = ace(12, &[("host", "web.test"), ("protocol", "tcp")], None);
+    let ip = engine
+        .attach(START, port_config(1, vec![rule]))
+        .unwrap()
+        .unwrap();
+    engine.receive(
+        START,
+        UPLINK,
+        &frames::arp_request(OUTSIDE_MAC, OUTSIDE_IP, UPLINK_IP),
+    );
+    drain(&mut engine);
+    let syn = |sport| frames::tcp_syn(mac(1), BRIDGE_MAC, (ip, sport), (web, 80));
+    engine.receive(START, PortId(1), &syn(40000));
+    assert!(drain(&mut engine).is_empty(), "not yet resolved");
+    let mut query = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["web", "test"] {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    engine.receive(
+        START,
+        PortId(1),
+        &frames::udp(mac(1), BRIDGE_MAC, (ip, 5353), (GATEWAY, 53), &query),
+    );
+    let answered = drain(&mut engine);
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].0, PortId(1), "answered by the instance");
+    engine.receive(START, PortId(1), &syn(40001));
+    let sent = drain(&mut engine);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, UPLINK, "the rule now knows web.test");
+}
+
+#[test]
 fn dhcp_dns_and_metadata_pass_without_rules() {
     let (mut engine, ip) = with_app(vec![ace(1, &[("ip", "10.9.9.9")], Some(drop_action()))]);
     let ping = frames::echo(mac(1), BRIDGE_MAC, ip, GATEWAY, true, 5);

@@ -22,6 +22,10 @@
 //! - `post=URL` (with `post-bytes=N`, default 256 KiB): POST N pattern
 //!   bytes to an echo endpoint; the answer must be the same bytes.
 //! - `root=BASE64`: the root certificate trusted for https:// URLs.
+//! - `show=URL[,URL...]`: GET each http:// URL and print its status and
+//!   body (`show.rs`).
+//! - `udp-send-to=` / `udp-count-on=`: a UDP rate between two apps
+//!   (`udprate.rs`).
 //!
 //! - `rtt-to=`, `udp-rtt-to=`, `connect-to=`, `udp-flows-to=`: the
 //!   measurements of `cargo xtask bench network` (`bench.rs`).
@@ -36,6 +40,8 @@ extern crate alloc;
 
 mod bench;
 mod http;
+mod show;
+mod udprate;
 
 use alloc::{format, string::String, vec, vec::Vec};
 use core::time::Duration;
@@ -133,6 +139,24 @@ fn main() -> i32 {
         });
     }
     ok &= bench::run(&mut stack);
+    let seconds = |key| params.get(key).and_then(|s| s.parse().ok());
+    if let Some(port) = params.get("udp-count-on") {
+        let window = seconds("udp-count-seconds").unwrap_or(4);
+        let settle = params
+            .get("udp-count-settle-ms")
+            .and_then(|s| s.parse().ok())
+            .map_or(Duration::from_secs(1), Duration::from_millis);
+        ok &= runtime::check("udp-count", || {
+            udprate::count(&mut stack, port, window, settle)
+        });
+    }
+    if let Some(target) = params.get("udp-send-to") {
+        let duration = seconds("udp-send-seconds").unwrap_or(8);
+        ok &= runtime::check("udp-send", || udprate::send(&mut stack, target, duration));
+    }
+    if let Some(urls) = params.get("show") {
+        ok &= runtime::check("show", || show::show(&mut stack, urls));
+    }
     if let Some(port) = params.get("echo-on") {
         ok &= runtime::check("tcp-server", || echo_server(&mut stack, port));
     }

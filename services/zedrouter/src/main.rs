@@ -18,7 +18,9 @@
 //! `flow-log` (`flowlog.rs`). The engine's state is saved on its state
 //! volume when it changed (checked after every change and every 5 s) and
 //! restored at start, once the instances are known and before any
-//! interface attaches (`saved.rs`).
+//! interface attaches (`saved.rs`). What apps sent that was dropped for
+//! reasons other than their ACLs (spoofing, malformed frames, floods) is
+//! logged per interface (`drops.rs`).
 //!
 //! Frames move on every turn of the service loop; the loop sleeps until a
 //! NIC interrupts, the engine's next timer, or the bus.
@@ -29,6 +31,7 @@
 extern crate alloc;
 
 mod appstatus;
+mod drops;
 mod flowlog;
 mod nics;
 mod router;
@@ -47,6 +50,7 @@ use runtime::service::{Change, Service, call};
 use topics::{AppNetworkConfig, EdgeConfig, NetworkInstanceConfig};
 
 use appstatus::AppPublished;
+use drops::DropReport;
 use flowlog::FlowPublisher;
 use nics::{NicCounters, Nics, UPLINK};
 use router::Router;
@@ -201,6 +205,7 @@ fn main() -> i32 {
     let nics = RefCell::new(nics);
     let reported = Cell::new(NicCounters::default());
     let flows = RefCell::new(FlowPublisher::new(seed() as u32));
+    let drops = RefCell::new(DropReport::default());
     let mut service = Service::new();
     service.on::<NetworkInstanceConfig>(|_, uuid, change| {
         router.borrow_mut().set_instance(uuid, value(change));
@@ -274,6 +279,7 @@ fn main() -> i32 {
             .publish(&engine, &router.borrow());
         flows.borrow_mut().publish(&mut engine);
         saved.borrow_mut().save(engine.export_state(engine_now()));
+        drops.borrow_mut().report(&engine, &router.borrow());
         let counters = nics.borrow().counters;
         if counters != reported.replace(counters) {
             log::warn!("frames dropped at the NICs: {counters:?}");

@@ -93,6 +93,14 @@ impl Router {
             .map(|((app, nic), a)| (app.as_str(), *nic, a.config.vif.as_str()))
     }
 
+    /// The attached interfaces with the engine's port of each: app UUID,
+    /// NIC index and port.
+    pub fn attached_ports(&self) -> impl Iterator<Item = (&str, u32, appnet::PortId)> {
+        self.attached
+            .iter()
+            .map(|((app, nic), a)| (app.as_str(), *nic, a.config.port))
+    }
+
     /// The engine's view of each configured instance that converts.
     fn wanted_instances(&self) -> BTreeMap<String, InstanceConfig> {
         let mut wanted = BTreeMap::new();

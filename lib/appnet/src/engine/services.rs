@@ -141,6 +141,11 @@ impl Engine {
                 names: alloc::vec![query.name.clone()],
                 addrs: addrs.clone(),
             };
+            // `host` rules follow the instance's own answers as well as
+            // upstream's: a static entry may name a server outside.
+            if let Some(i) = self.instances.get_mut(&sender.inst) {
+                i.hosts.learn(&learned.names, &learned.addrs, now);
+            }
             self.log_dns(port, &learned, now);
             return self.dns_reply(sender, client, &answer);
         }
