@@ -371,7 +371,10 @@ fn hostile_configs(world: &mut World, image: &str, sha256: &str, port: u16) {
     let refused = world
         .try_apply(&negative)
         .expect_err("a negative memory is refused");
-    assert!(refused.contains("out of range"), "{refused}");
+    assert!(
+        refused.contains("out of range") && refused.contains(r#""memory":-1024`"#),
+        "{refused}"
+    );
 
     // What -1024 written into the 32-bit field is: 4 TiB.
     app_mut(&mut config, "huge")["fixedresources"]["memory"] = json!(u32::MAX - 1023);
