@@ -20,13 +20,17 @@
 mod common;
 #[path = "common/hostlog.rs"]
 mod hostlog;
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/images.rs"]
+mod images;
 #[path = "common/noderun.rs"]
 mod noderun;
+#[path = "common/tail.rs"]
+mod tail;
 #[path = "common/wholenode.rs"]
 mod wholenode;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -36,9 +40,11 @@ use evectl::apps::{self, AppKind, AppSpec};
 use harness::Arch;
 use harness::appassets::{self, oci};
 use harness::content::{FileServer, Registry, Served, sha256_hex};
+use http::{free_port, get};
 use serde_json::{Value, json};
+use tail::tail;
 use topics::{AppStatus, DomainStatus};
-use wholenode::{LocalController, RunningNode, tail};
+use wholenode::{LocalController, RunningNode};
 
 /// A guard against a node or an app that never gets there, not a timing
 /// target: TCG on a shared 2-core machine, two nodes, firmware and a
@@ -51,24 +57,6 @@ const APPS_MEMORY_MIB: u64 = 2048;
 const REPOSITORY: &str = "apps/busybox-httpd";
 /// The Linux VM's user data: a NoCloud script its init runs.
 const USER_DATA: &str = "#!/bin/sh\necho \"written by user-data\" > /www/cloud-init.txt\n";
-
-/// One GET on loopback `port`: the body of a 200.
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: app\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    (head.starts_with("HTTP/1.") && head.split(' ').nth(1) == Some("200")).then(|| body.to_string())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
 
 /// The scenario's node, controller and the device's config as evectl
 /// leaves it.
@@ -102,7 +90,7 @@ impl World {
                 self.arch,
                 self.node.run.table::<AppStatus>(),
                 self.node.run.table::<DomainStatus>(),
-                tail(&self.node.lines)
+                tail(&self.node.lines.snapshot())
             );
             thread::sleep(Duration::from_millis(500));
         }
@@ -303,7 +291,7 @@ fn apps_on_a_node(arch: Arch) {
     assert!(
         troubles.is_empty(),
         "{troubles:?}\n{}",
-        tail(&world.node.lines)
+        tail(&world.node.lines.snapshot())
     );
 }
 

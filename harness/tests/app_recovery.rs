@@ -1,4 +1,4 @@
-//! Apps survive crashes, on a whole x86_64 node (TCG): `eve-host run` as
+//! Apps survive crashes, on a whole node of each arch (TCG): `eve-host run` as
 //! its own process with the default node's services, against our
 //! controller in this process, the hello-http unikernel app deployed as
 //! `evectl app deploy` writes it and served by a plain HTTP datastore.
@@ -19,12 +19,17 @@
 //!    controller in the node's logs, and the first keeps answering.
 //!
 //! The app's state and errors are read where an operator reads them: in
-//! the newest `ZInfoApp` the controller holds.
+//! the newest `ZInfoApp` the controller holds. Each step prints how long it
+//! took.
 
 mod common;
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/images.rs"]
+mod images;
+#[path = "common/tail.rs"]
+mod tail;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -42,11 +47,14 @@ use eve_proto::info::{ZInfoApp, ZInfoMsg, ZSwState};
 use evectl::apps::{self, AppKind, AppSpec};
 use harness::content::{FileServer, Served, sha256_hex};
 use harness::provision::{OnboardIdentity, config_files, write_config_partition};
-use harness::{Arch, Profile, appassets, build_service, workspace_root};
+use harness::{Arch, appassets, workspace_root};
+use http::{free_port, get};
+use images::service_images;
 
 /// A guard against a node that never gets there, not a timing target:
-/// the whole node boots under TCG on a shared 2-core machine.
-const PATIENCE: Duration = Duration::from_secs(600);
+/// the whole node boots under TCG on a shared 2-core machine, aarch64
+/// included.
+const PATIENCE: Duration = Duration::from_secs(900);
 /// The memory the node's host admits apps into.
 const APPS_MEMORY_MIB: u64 = 512;
 /// How long a restarted domainmgr is watched: three of its idle rounds.
@@ -59,6 +67,7 @@ struct Host {
 
 impl Host {
     fn start(program: &Path, node: &NodeFiles, log: &Path) -> Host {
+        let arch = node.arch.to_string();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -74,7 +83,7 @@ impl Host {
             .arg(&node.state)
             .arg("--config-part")
             .arg(&node.config_part)
-            .args(["--arch", "x86_64", "--accel", "tcg", "--tpm", "swtpm"])
+            .args(["--arch", &arch, "--accel", "tcg", "--tpm", "swtpm"])
             .args(["--apps-memory-mib", &APPS_MEMORY_MIB.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("the host's log"))
@@ -108,6 +117,7 @@ impl Drop for Host {
 
 /// What each host of the scenario runs from.
 struct NodeFiles {
+    arch: Arch,
     images: PathBuf,
     state: PathBuf,
     config_part: PathBuf,
@@ -200,8 +210,7 @@ impl World {
 
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<_> = text.lines().collect();
-        lines[lines.len().saturating_sub(200)..].join("\n")
+        tail::tail(&text.lines().collect::<Vec<_>>())
     }
 
     /// Waits until the controller holds a report of app `uuid` in `state`
@@ -229,28 +238,6 @@ impl World {
 fn now_ms() -> i64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     i64::try_from(since.as_millis()).unwrap()
-}
-
-/// What answers on loopback `port`: an HTTP 200's text.
-fn http_get(port: u16) -> Option<String> {
-    http_get_path(port, "/")
-}
-
-/// What answers `GET path` on loopback `port`: an HTTP 200's text.
-fn http_get_path(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: app\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    (answer.starts_with("HTTP/1.") && answer.split(' ').nth(1) == Some("200")).then_some(answer)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 /// The pid a pid file names.
@@ -330,18 +317,13 @@ fn spec(name: &str, image: String, sha256: String, memory_mib: u32, port: u16) -
     }
 }
 
-#[test]
-fn apps_survive_a_killed_domainmgr_and_a_killed_host() {
-    let manifest =
+fn apps_survive_crashes(arch: Arch) {
+    let mut manifest =
         Manifest::load(&workspace_root().join("nodes/default.toml")).expect("the manifest");
-    let mut images = None;
-    for service in &manifest.services {
-        let image = build_service(&service.image, Arch::X86_64, Profile::Release)
-            .unwrap_or_else(|e| panic!("building {}: {e}", service.image));
-        images = image.parent().map(Path::to_path_buf);
-    }
+    manifest.node.arch = arch;
+    let images = service_images(&manifest);
     let program = appassets::host_program("eve-host", "eve-host").expect("building eve-host");
-    let hello = appassets::app_unikernel(Arch::X86_64).expect("building hello-http");
+    let hello = appassets::app_unikernel(arch).expect("building hello-http");
 
     let dir = tempfile::tempdir().expect("scratch");
     let identity = Identity::load_or_create(dir.path()).expect("controller identity");
@@ -360,7 +342,8 @@ fn apps_survive_a_killed_domainmgr_and_a_killed_host() {
     )
     .expect("pre-registered");
     let node = NodeFiles {
-        images: images.expect("an image directory"),
+        arch,
+        images,
         state: dir.path().join("state"),
         config_part: dir.path().join("config.img"),
     };
@@ -410,12 +393,15 @@ fn apps_survive_a_killed_domainmgr_and_a_killed_host() {
     let app = apps::app_uuid(&world.deployed, "hello").expect("the app's UUID");
     world.until_reported(&app, ZSwState::Running, 0);
     world.until("an HTTP answer from the app", || {
-        http_get(app_port).is_some()
+        get(app_port, "/").is_some()
     });
     let domain_pid_file = domain_pid_file(&node.state, &app);
     let app_qemu = pid_in(&domain_pid_file).expect("the app's QEMU pid");
     let (running, _) = world.reported(&app).expect("the app's report");
-    eprintln!("app RUNNING and answering after {:?}", started.elapsed());
+    eprintln!(
+        "{arch}: app RUNNING and answering after {:?}",
+        started.elapsed()
+    );
 
     // 1. domainmgr's VM is killed; the host restarts it.
     let step = Instant::now();
@@ -441,14 +427,14 @@ fn apps_survive_a_killed_domainmgr_and_a_killed_host() {
             "the app's domain was started again\n{}",
             world.log_tail()
         );
-        if http_get(app_port).is_none() {
+        if get(app_port, "/").is_none() {
             missed += 1;
         }
         thread::sleep(Duration::from_millis(250));
     }
     assert!(alive(app_qemu));
     world.until("the app answering beside the new domainmgr", || {
-        http_get(app_port).is_some()
+        get(app_port, "/").is_some()
     });
     let adopted = world.until_reported(&app, ZSwState::Running, 0);
     assert_eq!(
@@ -456,7 +442,7 @@ fn apps_survive_a_killed_domainmgr_and_a_killed_host() {
         "the controller saw the domain booted again"
     );
     eprintln!(
-        "domainmgr killed: back and adopting after {:?} ({missed} requests missed)",
+        "{arch}: domainmgr killed: back and adopting after {:?} ({missed} requests missed)",
         step.elapsed()
     );
 
@@ -476,12 +462,12 @@ fn apps_survive_a_killed_domainmgr_and_a_killed_host() {
     });
     let back = world.until_reported(&app, ZSwState::Running, restarted_ms);
     world.until("the app answering under the new host", || {
-        http_get(app_port).is_some()
+        get(app_port, "/").is_some()
     });
     let new_qemu = pid_in(&domain_pid_file).expect("the app's new QEMU pid");
     assert!(new_qemu != app_qemu && alive(new_qemu));
     assert!(back.boot_time != running.boot_time, "{back:?}");
-    eprintln!("host killed: app back in {:?}", step.elapsed());
+    eprintln!("{arch}: host killed: app back in {:?}", step.elapsed());
 
     // 3. An app that does not fit is refused; the first keeps answering.
     let step = Instant::now();
@@ -501,11 +487,14 @@ fn apps_survive_a_killed_domainmgr_and_a_killed_host() {
         "{errors:?}"
     );
     assert!(
-        http_get(app_port).is_some(),
+        get(app_port, "/").is_some(),
         "the first app stopped answering"
     );
     assert_eq!(pid_in(&domain_pid_file), Some(new_qemu));
-    eprintln!("big app refused in {:?}: {errors:?}", step.elapsed());
+    eprintln!(
+        "{arch}: big app refused in {:?}: {errors:?}",
+        step.elapsed()
+    );
 
     // 4. An app that crashes is reported with its reason and retried.
     let step = Instant::now();
@@ -525,9 +514,9 @@ fn apps_survive_a_killed_domainmgr_and_a_killed_host() {
     let crashy = apps::app_uuid(&world.deployed, "crashy").expect("the crashy app's UUID");
     let first = world.until_reported(&crashy, ZSwState::Running, since);
     world.until("an HTTP answer from the crashy app", || {
-        http_get(crashy_port).is_some()
+        get(crashy_port, "/").is_some()
     });
-    assert_eq!(http_get_path(crashy_port, "/crash"), None);
+    assert_eq!(get(crashy_port, "/crash"), None);
     // The host boots it again by itself: RUNNING under a new boot time,
     // with the crash's reason as its error.
     let again = world.until_reported_with(&crashy, "the crashed app running again", |app| {
@@ -558,14 +547,14 @@ fn apps_survive_a_killed_domainmgr_and_a_killed_host() {
             .is_ok_and(|logs| !logs.is_empty())
     });
     world.until("the retried app answering", || {
-        http_get(crashy_port).is_some()
+        get(crashy_port, "/").is_some()
     });
     assert!(
-        http_get(app_port).is_some(),
+        get(app_port, "/").is_some(),
         "the first app stopped answering"
     );
     eprintln!(
-        "crashed app back and its panic logged after {:?}: {again:?}",
+        "{arch}: crashed app back and its panic logged after {:?}: {again:?}",
         step.elapsed()
     );
 
@@ -577,4 +566,14 @@ fn apps_survive_a_killed_domainmgr_and_a_killed_host() {
     );
     drop(world.http);
     drop(world.rt);
+}
+
+#[test]
+fn apps_survive_a_killed_domainmgr_and_a_killed_host_on_x86_64() {
+    apps_survive_crashes(Arch::X86_64);
+}
+
+#[test]
+fn apps_survive_a_killed_domainmgr_and_a_killed_host_on_aarch64() {
+    apps_survive_crashes(Arch::Aarch64);
 }

@@ -13,12 +13,15 @@
 mod common;
 #[path = "common/hostlog.rs"]
 mod hostlog;
+#[path = "common/images.rs"]
+mod images;
 #[path = "common/noderun.rs"]
 mod noderun;
+#[path = "common/tail.rs"]
+mod tail;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,9 +37,11 @@ use eve_proto::info::{ZInfoApp, ZInfoMsg, ZSwState};
 use evectl::apps::{self, AppKind, AppSpec};
 use harness::content::{FileServer, Served, sha256_hex};
 use harness::provision::{OnboardIdentity, config_files, write_config_partition};
-use harness::{Arch, Profile, appassets, build_service, workspace_root};
+use harness::{Arch, appassets, workspace_root};
 use hostlog::Lines;
+use images::service_images;
 use noderun::NodeRun;
+use tail::tail;
 use topics::{AppNetworkConfig, AppStatus};
 
 /// A guard against a node that never gets there, not a timing target:
@@ -46,24 +51,6 @@ const PATIENCE: Duration = Duration::from_secs(600);
 /// address after the gateway.
 const SUBNET: &str = "10.1.0.0/24";
 const APP_ADDRESS: &str = "10.1.0.2";
-
-/// The host's last 200 lines, for a failure's report.
-fn tail(lines: &Lines) -> String {
-    let lines = lines.snapshot();
-    lines[lines.len().saturating_sub(200)..].join("\n")
-}
-
-/// Builds the image of every service of `manifest`; the directory they
-/// are in.
-fn images(manifest: &Manifest) -> PathBuf {
-    let mut dir = None;
-    for service in &manifest.services {
-        let image = build_service(&service.image, manifest.node.arch, Profile::Release)
-            .unwrap_or_else(|e| panic!("building {}: {e}", service.image));
-        dir = image.parent().map(Path::to_path_buf);
-    }
-    dir.expect("an image directory")
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -127,7 +114,7 @@ fn until(what: &str, node: &NodeRun, lines: &Lines, done: impl Fn() -> bool) {
             "{what} never happened\napps: {:#?}\ninterfaces: {:#?}\n{}",
             node.table::<AppStatus>(),
             node.table::<AppNetworkConfig>(),
-            tail(lines)
+            tail(&lines.snapshot())
         );
         thread::sleep(Duration::from_millis(250));
     }
@@ -155,7 +142,7 @@ fn app_on_a_network_instance(arch: Arch) {
             host_port: mapped,
             guest_port: mapped,
         });
-    let images = images(&manifest);
+    let images = service_images(&manifest);
     let image = appassets::app_unikernel(arch).expect("building hello-http");
 
     let dir = tempfile::tempdir().unwrap();
@@ -206,7 +193,7 @@ fn app_on_a_network_instance(arch: Arch) {
         assert!(
             Instant::now() < deadline,
             "never onboarded\n{}",
-            tail(&lines)
+            tail(&lines.snapshot())
         );
         thread::sleep(Duration::from_millis(250));
     };
@@ -275,7 +262,11 @@ fn app_on_a_network_instance(arch: Arch) {
         },
     );
     let troubles = node.troubles();
-    assert!(troubles.is_empty(), "{troubles:?}\n{}", tail(&lines));
+    assert!(
+        troubles.is_empty(),
+        "{troubles:?}\n{}",
+        tail(&lines.snapshot())
+    );
     drop(node);
     drop(rt);
 }

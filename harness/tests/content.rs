@@ -29,10 +29,15 @@
 mod common;
 #[path = "common/hostlog.rs"]
 mod hostlog;
+#[path = "common/images.rs"]
+mod images;
 #[path = "common/noderun.rs"]
 mod noderun;
+#[path = "common/tail.rs"]
+mod tail;
 
 use hostlog::Lines;
+use images::service_images;
 use noderun::NodeRun;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -41,6 +46,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use tail::tail;
 
 use base64::Engine as _;
 use common::InProcessController;
@@ -60,7 +66,7 @@ use harness::content::{
 use harness::pki::{leaf, root};
 use harness::provision::{OnboardIdentity, config_files, write_config_partition};
 use harness::servers::tls_config;
-use harness::{Arch, Profile, appassets, build_service, workspace_root};
+use harness::{Arch, appassets, workspace_root};
 use topics::content::{ContentTreeState, VolumeState};
 use topics::{AppStatus, ContentTreeStatus, DomainStatus, VolumeStatus};
 
@@ -138,18 +144,6 @@ impl LocalController {
         self.rt
             .block_on(admin.app_logs(uuid, name, false, |_| true))
             .expect("app logs")
-    }
-}
-
-/// The host's last 200 lines, for a failure's report.
-trait Tail {
-    fn tail(&self) -> String;
-}
-
-impl Tail for Lines {
-    fn tail(&self) -> String {
-        let lines = self.snapshot();
-        lines[lines.len().saturating_sub(200)..].join("\n")
     }
 }
 
@@ -310,7 +304,7 @@ impl World {
                 Instant::now() < deadline,
                 "{}: {what} never happened\ntrees: {trees:#?}\nvolumes: {volumes:#?}\n{}",
                 self.arch.name(),
-                self.lines.tail()
+                tail(&self.lines.snapshot())
             );
             thread::sleep(Duration::from_millis(250));
         }
@@ -327,7 +321,7 @@ impl World {
                 self.arch.name(),
                 self.node().table::<AppStatus>(),
                 self.node().table::<DomainStatus>(),
-                self.lines.tail()
+                tail(&self.lines.snapshot())
             );
             thread::sleep(Duration::from_millis(250));
         }
@@ -375,23 +369,11 @@ fn final_state(s: &ContentTreeState) -> bool {
     s.state == ZSwState::Loaded as i32 || s.state == ZSwState::Error as i32
 }
 
-/// Builds the image of every service of `manifest`; the directory they
-/// are in.
-fn images(manifest: &Manifest) -> PathBuf {
-    let mut dir = None;
-    for service in &manifest.services {
-        let image = build_service(&service.image, manifest.node.arch, Profile::Release)
-            .unwrap_or_else(|e| panic!("building {}: {e}", service.image));
-        dir = image.parent().map(Path::to_path_buf);
-    }
-    dir.expect("an image directory")
-}
-
 fn content_on_a_node(arch: Arch) {
     let mut manifest =
         Manifest::load(&workspace_root().join("nodes/default.toml")).expect("the manifest");
     manifest.node.arch = arch;
-    let images = images(&manifest);
+    let images = service_images(&manifest);
     let ctl = LocalController::start();
     let identity = OnboardIdentity::generate("content-").expect("an onboarding identity");
     ctl.ctl
@@ -440,7 +422,7 @@ fn content_on_a_node(arch: Arch) {
         assert!(
             Instant::now() < deadline,
             "never onboarded\n{}",
-            world.lines.tail()
+            tail(&world.lines.snapshot())
         );
         thread::sleep(Duration::from_millis(250));
     };
@@ -462,7 +444,11 @@ fn content_on_a_node(arch: Arch) {
     node_restart_mid_blob(&mut world);
     reserve(&mut world);
     let troubles = world.node().troubles();
-    assert!(troubles.is_empty(), "{troubles:?}\n{}", world.lines.tail());
+    assert!(
+        troubles.is_empty(),
+        "{troubles:?}\n{}",
+        tail(&world.lines.snapshot())
+    );
 }
 
 /// What answers on loopback `port`: an HTTP 200's text.
@@ -881,7 +867,7 @@ fn purge(world: &mut World) {
         assert!(
             Instant::now() < deadline,
             "{current:?}\n{}",
-            world.lines.tail()
+            tail(&world.lines.snapshot())
         );
         thread::sleep(Duration::from_millis(20));
     }

@@ -11,6 +11,8 @@
 //! v2 active on IMGB in `swList`.
 
 mod common;
+#[path = "common/tail.rs"]
+mod tail;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -104,8 +106,7 @@ impl HostLog {
     }
 
     fn tail(&self) -> String {
-        let lines = self.0.lock().unwrap();
-        lines[lines.len().saturating_sub(200)..].join("\n")
+        tail::tail(&self.0.lock().unwrap())
     }
 }
 

@@ -457,6 +457,16 @@ baseos: { baseOsVersion: "1.2.3", activate: true }
 "#;
 
     #[test]
+    fn a_field_out_of_range_is_refused_naming_it() {
+        let spec = "apps:\n  - { displayname: web, fixedresources: { memory: -1024, vcpus: 1 } }\n";
+        let err = build(spec, "dev", 1, None, std::time::UNIX_EPOCH)
+            .expect_err("a negative uint32")
+            .to_string();
+        assert!(err.contains("out of range"), "{err}");
+        assert!(err.contains(r#""memory":-1024`"#), "{err}");
+    }
+
+    #[test]
     fn yaml_builds_config_and_versions_bump_only_on_change() {
         let t = std::time::SystemTime::now();
         let v1 = build(SPEC, "dev", 2, None, t).expect("v1");

@@ -119,12 +119,16 @@ pub enum EncodeError {
     #[error(transparent)]
     Lookup(#[from] LookupError),
     /// The JSON does not describe a message of that type.
-    #[error("JSON is not a valid {type_name}: {source}")]
+    #[error("JSON is not a valid {type_name}: {source}, after `{near}`")]
     Json {
         /// The type parsed as.
         type_name: String,
         /// serde's reason.
         source: serde_json::Error,
+        /// The text just before where parsing stopped: a description is
+        /// turned into one line of JSON, so serde's line and column alone do
+        /// not tell the operator which field is wrong.
+        near: String,
     },
 }
 
@@ -138,9 +142,23 @@ pub fn encode_from_json(type_name: &str, json: &str) -> Result<Vec<u8>, EncodeEr
         .and_then(|m| de.end().map(|()| m))
         .map_err(|source| EncodeError::Json {
             type_name: desc.full_name().to_owned(),
+            near: text_before(json, source.line(), source.column()),
             source,
         })?;
     Ok(msg.encode_to_vec())
+}
+
+/// At most the last 60 characters of `json` before (1-based) `line` and
+/// byte `column`, as serde reports where it stopped.
+fn text_before(json: &str, line: usize, column: usize) -> String {
+    let text = json.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    let mut end = column.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let skip = before.chars().count().saturating_sub(60);
+    before.chars().skip(skip).collect()
 }
 
 /// Failure to verify or unwrap an envelope.

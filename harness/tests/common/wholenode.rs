@@ -1,9 +1,9 @@
 //! A whole node in this process, as `eve-host run` starts one
 //! (`noderun`), over a state directory of its own, and our controller on
 //! loopback onboarding it. Included with `#[path]` by the scenarios that
-//! deploy apps through the node (with `common`, `hostlog` and `noderun`).
+//! deploy apps through the node (with `common`, `hostlog`, `images`,
+//! `noderun` and `tail`).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,11 +16,13 @@ use eve_proto::info::ZInfoApp;
 use eve_proto::info::ZInfoMsg;
 use eve_proto::info::z_info_msg::InfoContent;
 use harness::provision::{OnboardIdentity, config_files, write_config_partition};
-use harness::{Arch, Profile, build_service, workspace_root};
+use harness::{Arch, workspace_root};
 
 use crate::common::InProcessController;
 use crate::hostlog::Lines;
+use crate::images::service_images;
 use crate::noderun::NodeRun;
+use crate::tail::tail;
 
 /// Our controller on loopback (device API only) and the device it
 /// onboarded.
@@ -53,23 +55,22 @@ impl LocalController {
         }
     }
 
+    /// The newest report the controller holds from `device` about the
+    /// object `key` (`app/<uuid>`, `volume/<uuid>`, as zedagent keys them).
+    pub fn reported(&self, device: &str, key: &str) -> Option<InfoContent> {
+        let records = self.ctl.store().latest_info(device).ok()?;
+        let record = records.into_iter().find(|r| r.key == key)?;
+        ZInfoMsg::decode(record.msg.as_slice()).ok()?.info_content
+    }
+
     /// The newest `ZInfoApp` the controller holds from `device` about app
     /// `app`.
     pub fn reported_app(&self, device: &str, app: &str) -> Option<ZInfoApp> {
-        let key = format!("app/{app}");
-        let records = self.ctl.store().latest_info(device).ok()?;
-        let record = records.into_iter().find(|r| r.key == key)?;
-        match ZInfoMsg::decode(record.msg.as_slice()).ok()?.info_content? {
+        match self.reported(device, &format!("app/{app}"))? {
             InfoContent::Ainfo(app) => Some(app),
             _ => None,
         }
     }
-}
-
-/// The host's last 200 lines, for a failure's report.
-pub fn tail(lines: &Lines) -> String {
-    let lines = lines.snapshot();
-    lines[lines.len().saturating_sub(200)..].join("\n")
 }
 
 /// A running node onboarded to a [`LocalController`].
@@ -96,7 +97,7 @@ impl RunningNode {
         let mut manifest =
             Manifest::load(&workspace_root().join("nodes/default.toml")).expect("the manifest");
         manifest.node.arch = arch;
-        let images = images(&manifest);
+        let images = service_images(&manifest);
         let identity = OnboardIdentity::generate("apps-").expect("an onboarding identity");
         ctl.ctl
             .onboard_add(&identity.cert_pem, std::slice::from_ref(&identity.serial))
@@ -132,22 +133,10 @@ impl RunningNode {
             assert!(
                 Instant::now() < deadline,
                 "{arch}: never onboarded\n{}",
-                tail(&node.lines)
+                tail(&node.lines.snapshot())
             );
             thread::sleep(Duration::from_millis(250));
         };
         node
     }
-}
-
-/// Builds the image of every service of `manifest`; the directory they
-/// are in.
-fn images(manifest: &Manifest) -> PathBuf {
-    let mut dir = None;
-    for service in &manifest.services {
-        let image = build_service(&service.image, manifest.node.arch, Profile::Release)
-            .unwrap_or_else(|e| panic!("building {}: {e}", service.image));
-        dir = image.parent().map(Path::to_path_buf);
-    }
-    dir.expect("an image directory")
 }
