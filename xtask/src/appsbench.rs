@@ -18,6 +18,7 @@ use domains::{DomainSpec, Domains, KindClass, NodeResources, VmmOverhead};
 use harness::{Arch, appassets::apps, workspace_root};
 
 use crate::bench::{cell, summarize};
+use evectl::apps::AppKind;
 
 /// Options of `cargo xtask bench apps`.
 #[derive(Args)]
@@ -174,8 +175,12 @@ fn through_the_node(args: &AppsArgs, arches: &[Arch]) -> Result<(), String> {
     println!("| arch | kind | to RUNNING (controller's view) | to first answer |");
     println!("|---|---|---|---|");
     let timeout = Duration::from_secs(args.timeout_s.max(600));
+    let mut breakdown = Vec::new();
     for &arch in arches {
         for (kind, runs) in crate::appsnodebench::run(arch, args.node_runs, timeout)? {
+            for run in &runs {
+                breakdown.push((arch, kind, run.stages.clone()));
+            }
             let seconds = |d: Vec<Duration>| {
                 let mut s: Vec<f64> = d.iter().map(Duration::as_secs_f64).collect();
                 s.sort_by(f64::total_cmp);
@@ -189,7 +194,33 @@ fn through_the_node(args: &AppsArgs, arches: &[Arch]) -> Result<(), String> {
             );
         }
     }
+    stage_table(&breakdown);
     Ok(())
+}
+
+/// Where each run's time to RUNNING went, s, from the host's log
+/// (`appsnodestages`); `-` for a stage the run did not go through.
+fn stage_table(runs: &[(Arch, AppKind, Vec<Option<Duration>>)]) {
+    use crate::appsnodestages::STAGES;
+    let headings: Vec<&str> = STAGES
+        .iter()
+        .map(|(_, h)| *h)
+        .chain(["domain started to RUNNING reported"])
+        .collect();
+    println!("where the time to RUNNING went, s:");
+    println!("| arch | kind | {} |", headings.join(" | "));
+    println!("|---|---|{}", "---|".repeat(headings.len()));
+    for (arch, kind, stages) in runs {
+        let cells: Vec<String> = stages
+            .iter()
+            .map(|d| d.map_or_else(|| "-".to_owned(), |d| format!("{:.2}", d.as_secs_f64())))
+            .collect();
+        println!(
+            "| {arch} | {} | {} |",
+            crate::appsnodebench::kind_name(*kind),
+            cells.join(" | ")
+        );
+    }
 }
 
 /// Each kind under `host/domains` directly.

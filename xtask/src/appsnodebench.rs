@@ -21,6 +21,7 @@ use harness::{Arch, workspace_root};
 use serde_json::{Value, json};
 
 use crate::appsbench::{answers, free_port};
+use crate::appsnodestages::{HostLog, Stages};
 use crate::contentbench::{onboard, status};
 use crate::node::{ControllerDir, NodeDirs, Session};
 
@@ -35,6 +36,9 @@ pub const KINDS: [AppKind; 3] = [AppKind::Unikernel, AppKind::Vm, AppKind::Conta
 pub struct NodeRun {
     pub running: Duration,
     pub answer: Duration,
+    /// Where the time to RUNNING went (`appsnodestages::STAGES`, then
+    /// domain started to RUNNING in the controller's view).
+    pub stages: Vec<Option<Duration>>,
 }
 
 /// The apps' images on the bench's servers.
@@ -205,6 +209,8 @@ impl Bench<'_> {
         let config = apps::deploy(self.servers.base_config(), &spec).map_err(|e| e.to_string())?;
         let app = apps::app_uuid(&config, &spec.name).ok_or("the app has no UUID")?;
         let deadline = Instant::now() + self.timeout;
+        let mut log = HostLog::follow(&self.dirs.host_log());
+        let mut stages = Stages::new(&spec.name, &app);
         self.put(&config)?;
         let (tx, rx) = mpsc::channel();
         let (mut accepted, mut running, mut answer) = (None, None, None);
@@ -234,6 +240,10 @@ impl Bench<'_> {
             if let Ok(at) = rx.try_recv() {
                 answer.get_or_insert(at);
             }
+            let read = Instant::now();
+            for line in log.new_lines() {
+                stages.observe(&line, read);
+            }
             if accepted.is_none() && self.accepted() {
                 accepted = Some(Instant::now());
             }
@@ -245,6 +255,7 @@ impl Bench<'_> {
                 return Ok(NodeRun {
                     running: running.saturating_duration_since(accepted),
                     answer: answer.saturating_duration_since(accepted),
+                    stages: stages.breakdown(accepted, running),
                 });
             }
             thread::sleep(POLL);

@@ -6,6 +6,7 @@ mod admin;
 mod apidiff;
 mod appsbench;
 mod appsnodebench;
+mod appsnodestages;
 mod bench;
 mod contentbench;
 mod controller;

@@ -15,9 +15,9 @@
 //! a datastore, and a volume's `origin.downloadContentTreeID` may name a
 //! content tree by its `displayName`; names are resolved to UUIDs and an
 //! unknown name is refused. Datastore credentials written in clear
-//! (`apiKey`, `password`) are sealed by [`seal_datastore_credentials`]
-//! into a `cipherData` block only the device can open, and the clear
-//! fields are emptied before the config is stored.
+//! (`apiKey`, `password`) and apps' clear user data (`userData`) are sealed
+//! by [`seal_secrets`] into `cipherData` blocks only the device can open,
+//! and the clear fields are emptied before the config is stored.
 
 use eve_proto::Message;
 use eve_proto::cipher::{KeyAgreement, encrypt_cipher_block};
@@ -51,8 +51,9 @@ pub enum SpecError {
         /// The name or UUID given.
         name: String,
     },
-    /// Datastore credentials cannot be sealed for this device.
-    #[error("cannot encrypt datastore credentials for the device: {0}")]
+    /// Datastore credentials or app user data cannot be sealed for this
+    /// device.
+    #[error("cannot encrypt secrets for the device: {0}")]
     Seal(String),
     /// Two objects of a kind share a UUID.
     #[error("{kind} uuid {uuid} appears twice")]
@@ -262,24 +263,28 @@ pub struct Sealer<'a> {
     pub device_cert_pem: &'a str,
 }
 
-/// Whether any datastore carries credentials in clear.
-pub fn has_clear_credentials(cfg: &EdgeDevConfig) -> bool {
+/// Whether any datastore carries credentials, or any app user data, in
+/// clear.
+pub fn has_clear_secrets(cfg: &EdgeDevConfig) -> bool {
     cfg.datastores
         .iter()
         .any(|d| !d.api_key.is_empty() || !d.password.is_empty())
+        || cfg.apps.iter().any(|a| !a.user_data.is_empty())
 }
 
-/// Moves clear datastore credentials into `cipherData` blocks sealed for
-/// the device (ECDH between the controller's and the device's keys,
-/// AES-256-CFB, as EVE does), adding the cipher context that names both
-/// certificates (16-byte SHA-256 of each PEM). `iv` must give fresh random
-/// bytes each call.
-pub fn seal_datastore_credentials(
+/// Moves clear datastore credentials and app user data into `cipherData`
+/// blocks sealed for the device (ECDH between the controller's and the
+/// device's keys, AES-256-CFB, as EVE does), adding the cipher context
+/// that names both certificates (16-byte SHA-256 of each PEM). User data
+/// goes into `protectedUserData` still base64, as `userData` carries it
+/// and EVE's domainmgr decodes it. `iv` must give fresh random bytes each
+/// call.
+pub fn seal_secrets(
     cfg: &mut EdgeDevConfig,
     sealer: &Sealer<'_>,
     mut iv: impl FnMut() -> [u8; 16],
 ) -> Result<(), SpecError> {
-    if !has_clear_credentials(cfg) {
+    if !has_clear_secrets(cfg) {
         return Ok(());
     }
     let cert = eve_proto::x509::parse_pem(sealer.device_cert_pem.as_bytes())
@@ -310,25 +315,34 @@ pub fn seal_datastore_credentials(
             controller_cert_hash: controller_hash,
         });
     }
-    for ds in &mut cfg.datastores {
-        if ds.api_key.is_empty() && ds.password.is_empty() {
-            continue;
-        }
-        let clear = EncryptionBlock {
-            ds_api_key: std::mem::take(&mut ds.api_key),
-            ds_password: std::mem::take(&mut ds.password),
-            ..Default::default()
-        }
-        .encode_to_vec();
-        let block = encrypt_cipher_block(
-            &clear,
+    let mut seal = |clear: EncryptionBlock| {
+        encrypt_cipher_block(
+            &clear.encode_to_vec(),
             &context_id,
             iv(),
             sealer.controller_key,
             &device_key,
         )
-        .map_err(|e| SpecError::Seal(format!("{e:?}")))?;
-        ds.cipher_data = Some(block);
+        .map_err(|e| SpecError::Seal(format!("{e:?}")))
+    };
+    for ds in &mut cfg.datastores {
+        if ds.api_key.is_empty() && ds.password.is_empty() {
+            continue;
+        }
+        ds.cipher_data = Some(seal(EncryptionBlock {
+            ds_api_key: std::mem::take(&mut ds.api_key),
+            ds_password: std::mem::take(&mut ds.password),
+            ..Default::default()
+        })?);
+    }
+    for app in &mut cfg.apps {
+        if app.user_data.is_empty() {
+            continue;
+        }
+        app.cipher_data = Some(seal(EncryptionBlock {
+            protected_user_data: std::mem::take(&mut app.user_data),
+            ..Default::default()
+        })?);
     }
     Ok(())
 }
@@ -614,7 +628,7 @@ volumes:
     }
 
     #[test]
-    fn clear_credentials_are_sealed_for_the_device_only() {
+    fn clear_secrets_are_sealed_for_the_device_only() {
         use eve_proto::cipher::decrypt_encryption_block;
         use eve_proto::p256::SecretKey;
         use eve_proto::sign::SoftwareSigner;
@@ -635,14 +649,14 @@ volumes:
         let device_pem = x509::to_pem(&cert).unwrap();
         let controller_pem = "-----BEGIN CERTIFICATE-----\nECDH\n-----END CERTIFICATE-----\n";
         let mut cfg = build(CONTENT, "dev", 1, None, std::time::SystemTime::now()).unwrap();
-        assert!(has_clear_credentials(&cfg));
+        assert!(has_clear_secrets(&cfg));
         let sealer = Sealer {
             controller_key: &controller,
             controller_cert_pem: controller_pem,
             device_cert_pem: &device_pem,
         };
-        seal_datastore_credentials(&mut cfg, &sealer, || [3u8; 16]).unwrap();
-        assert!(!has_clear_credentials(&cfg));
+        seal_secrets(&mut cfg, &sealer, || [3u8; 16]).unwrap();
+        assert!(!has_clear_secrets(&cfg));
         let ds = &cfg.datastores[0];
         assert!(ds.api_key.is_empty() && ds.password.is_empty());
         let block = ds.cipher_data.as_ref().expect("sealed");
@@ -666,5 +680,24 @@ volumes:
         // Another device's key opens nothing.
         let other = SecretKey::from_bytes(&[11u8; 32].into()).unwrap();
         assert!(decrypt_encryption_block(block, ctx, &other, &controller.public_key()).is_err());
+
+        // App user data is sealed with the same context, still base64.
+        let apps = "apps:\n  - { displayname: web, userData: I2Nsb3VkLWNvbmZpZwo= }\n  - { displayname: bare }\n";
+        let mut cfg = build(apps, "dev", 2, None, std::time::SystemTime::now()).unwrap();
+        assert!(has_clear_secrets(&cfg));
+        seal_secrets(&mut cfg, &sealer, || [4u8; 16]).unwrap();
+        assert!(!has_clear_secrets(&cfg));
+        assert!(cfg.apps[1].cipher_data.is_none(), "nothing to seal");
+        let web = &cfg.apps[0];
+        assert!(web.user_data.is_empty());
+        let block = web.cipher_data.as_ref().expect("sealed");
+        let opened = decrypt_encryption_block(
+            block,
+            &cfg.cipher_contexts[0],
+            &device,
+            &controller.public_key(),
+        )
+        .unwrap();
+        assert_eq!(opened.protected_user_data, "I2Nsb3VkLWNvbmZpZwo=");
     }
 }

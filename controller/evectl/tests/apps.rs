@@ -93,7 +93,15 @@ async fn deploy_puts_datastore_content_tree_volume_and_app_in_the_served_config(
     assert_eq!(res.virtualization_mode, VmMode::Pv as i32);
     assert_eq!(app.volume_ref_list.len(), 1);
     assert_eq!(app.volume_ref_list[0].uuid, vol.uuid);
-    assert_eq!(app.user_data, "I2Nsb3VkLWNvbmZpZwpob3N0bmFtZTogd2ViCg==");
+    // The user data was given in clear: the controller sealed it for the
+    // device (eveagent's tests open it).
+    assert_eq!(app.user_data, "");
+    let sealed = app.cipher_data.as_ref().expect("sealed user data");
+    assert!(
+        cfg.cipher_contexts
+            .iter()
+            .any(|c| c.context_id == sealed.cipher_context_id)
+    );
     assert_eq!(app.interfaces[0].name, "eth0");
     assert_eq!(app.interfaces[0].network_id, local);
     let acls = &app.interfaces[0].acls;

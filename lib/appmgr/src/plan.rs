@@ -219,19 +219,11 @@ fn volumes(config: &AppInstanceConfig) -> Result<Vec<String>, String> {
     Ok(volumes)
 }
 
-/// `userData`, base64 as EVE sends it. Sealed user data (`cipherData`)
-/// would have to be opened by zedagent, which holds the device's keys; it
-/// does not yet, so such an app is refused rather than booted without it.
+/// `userData`, base64 as EVE sends it. zedagent, which holds the device's
+/// keys, opens sealed user data (`cipherData`) and hands it on here in
+/// `userData`; a block still present was not opened, and, as EVE's
+/// domainmgr does, the app falls back to its clear `userData`.
 fn user_data(config: &AppInstanceConfig) -> Result<Vec<u8>, String> {
-    if config
-        .cipher_data
-        .as_ref()
-        .is_some_and(|c| !c.cipher_data.is_empty())
-    {
-        return Err(String::from(
-            "the app's user data is sealed (cipherData), which this node does not open",
-        ));
-    }
     let text = config.user_data.trim();
     base64::engine::general_purpose::STANDARD
         .decode(text)

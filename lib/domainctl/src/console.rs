@@ -28,6 +28,9 @@ pub(crate) struct Tail {
     /// Bytes of the partial line were left out (it is longer than
     /// [`MAX_LINE`]).
     cut: bool,
+    /// The last pass stopped at its budget with more of the console
+    /// unread.
+    behind: bool,
 }
 
 impl Tail {
@@ -85,8 +88,10 @@ impl Manager {
                 offset: u64::MAX,
                 partial: Vec::new(),
                 cut: false,
+                behind: false,
             });
-            for _ in 0..CHUNKS_PER_PASS {
+            tail.behind = false;
+            for chunk_index in 0..CHUNKS_PER_PASS {
                 let chunk = match host.console(&uuid, tail.offset, CONSOLE_CHUNK) {
                     Ok(chunk) => chunk,
                     Err(HostError::Domain(_)) => break,
@@ -104,11 +109,21 @@ impl Manager {
                 if chunk.next_offset >= chunk.size || chunk.data.is_empty() {
                     break;
                 }
+                tail.behind = chunk_index + 1 == CHUNKS_PER_PASS;
             }
         }
         let configs = &self.configs;
         self.tails.retain(|u, _| configs.contains_key(u));
         Ok(out)
+    }
+
+    /// Whether a console had more unread than the last pass's budget: the
+    /// caller reads again soon instead of at its idle pace, so a burst (a
+    /// Linux VM's boot log) reaches the logs in seconds, not one budget
+    /// per idle round.
+    pub fn console_behind(&self) -> bool {
+        self.running()
+            .any(|(u, _)| self.tails.get(u).is_some_and(|t| t.behind))
     }
 }
 

@@ -952,6 +952,66 @@ configItems:
 }
 
 #[test]
+fn sealed_app_user_data_is_opened_for_zedmanager() {
+    let ctl = start_controller("userdata");
+    let onboard = onboarding_identity(10);
+    ctl.ctl
+        .onboard_add(&onboard.0, &["SN-USERDATA".into()])
+        .expect("pre-register");
+    let mut node = Node::new(&ctl, "SN-USERDATA", 8, onboard);
+    let mut agent = node.boot();
+    let mut http = ctl.http();
+    let uuid = onboard_to_running(&node, &mut agent, &mut http);
+    ctl.ctl
+        .set_config(
+            &uuid,
+            r#"
+apps:
+  - { displayname: web, userData: I2Nsb3VkLWNvbmZpZwo= }
+  - { displayname: bare }
+  - { displayname: broken, cipherData: { cipherContextId: nope, cipherData: AQID } }
+"#,
+        )
+        .expect("set config");
+    assert!(node.run(
+        &mut agent,
+        &mut http,
+        20,
+        |a| a.status().counters.configs_accepted == 2
+    ));
+    // The controller sealed it: the config carries no clear user data.
+    let sealed = agent.config().unwrap();
+    let web = sealed.apps.iter().find(|a| a.displayname == "web").unwrap();
+    assert!(web.user_data.is_empty());
+    assert!(web.cipher_data.is_some());
+    // zedmanager's table has it opened, base64 as userData carries it.
+    let table = agent.app_table().expect("apps");
+    let by_name = |name: &str| {
+        table
+            .apps
+            .values()
+            .find(|a| a.displayname == name)
+            .unwrap()
+            .clone()
+    };
+    let web = by_name("web");
+    assert_eq!(web.user_data, "I2Nsb3VkLWNvbmZpZwo=");
+    assert!(web.cipher_data.is_none());
+    assert_eq!(by_name("bare").user_data, "");
+
+    // A block under a cipher context the config lacks is not opened: the
+    // app falls back to its clear userData (none here), as EVE does.
+    let broken = by_name("broken");
+    assert_eq!((broken.user_data.as_str(), broken.cipher_data), ("", None));
+    assert_eq!(table.unopened_user_data.len(), 1);
+    assert!(
+        table.unopened_user_data[0].1.contains("no cipher context"),
+        "{:?}",
+        table.unopened_user_data
+    );
+}
+
+#[test]
 fn with_a_tpm_the_ecdh_key_gets_a_certificate_the_controller_seals_for() {
     let ctl = start_controller("ecdh");
     let onboard = onboarding_identity(11);

@@ -12,7 +12,10 @@
 //!
 //! It reconciles after every change it hears of, every second while
 //! something moves (a retry pending) and every ten seconds otherwise;
-//! between those it sleeps.
+//! between those it sleeps. The consoles are read on each of those rounds
+//! and, while one has more than a round's bounded read left (a Linux VM's
+//! boot log), again 50 ms later, so a burst is not spread over minutes of
+//! idle rounds.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -85,11 +88,13 @@ fn main() -> i32 {
         changed.set(true);
     });
     let mut busy = true;
+    let mut console_behind = false;
     let mut last = Instant::now();
     let mut measured = Instant::now();
     service.repeat(Duration::ZERO, |_| {
         let due = if busy { BUSY } else { IDLE };
-        if changed.get() || last.elapsed() >= due {
+        let round = changed.get() || last.elapsed() >= due;
+        if round {
             changed.set(false);
             last = Instant::now();
             let mut manager = manager.borrow_mut();
@@ -108,6 +113,16 @@ fn main() -> i32 {
                     busy = true;
                 }
             }
+            if measured.elapsed() >= IDLE {
+                measured = Instant::now();
+                match manager.metrics(&mut BusHost) {
+                    Ok(metrics) => published.borrow_mut().metrics(metrics),
+                    Err(e) => log::warn!("measuring the domains: {e}"),
+                }
+            }
+        }
+        if round || console_behind {
+            let mut manager = manager.borrow_mut();
             match manager.console_lines(&mut BusHost) {
                 Ok(lines) => {
                     for l in &lines {
@@ -117,15 +132,9 @@ fn main() -> i32 {
                 }
                 Err(e) => log::warn!("reading the apps' consoles: {e}"),
             }
-            if measured.elapsed() >= IDLE {
-                measured = Instant::now();
-                match manager.metrics(&mut BusHost) {
-                    Ok(metrics) => published.borrow_mut().metrics(metrics),
-                    Err(e) => log::warn!("measuring the domains: {e}"),
-                }
-            }
+            console_behind = manager.console_behind();
         }
-        if changed.get() {
+        if changed.get() || console_behind {
             SOON
         } else {
             SOON.max(due.saturating_sub(last.elapsed()))

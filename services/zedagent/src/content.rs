@@ -96,6 +96,11 @@ impl ContentPublisher {
             for key in &table.duplicates {
                 log::warn!("app {key}: another app of the config has its UUID; left out");
             }
+            for (key, why) in &table.unopened_user_data {
+                log::warn!(
+                    "app {key}: sealed user data not opened ({why}); using its clear userData"
+                );
+            }
             sync_table::<AppInstanceConfig>(&mut self.apps, table.apps);
         }
         if !self.synchronized {

@@ -146,16 +146,17 @@ impl Controller {
         let previous = self.current_config(uuid)?;
         let next = self.store.latest_config(uuid)?.map_or(1, |c| c.version + 1);
         let mut cfg = configspec::build(text, uuid, next, previous.as_ref(), now())?;
-        if configspec::has_clear_credentials(&cfg) {
-            self.seal_credentials(uuid, &mut cfg)?;
+        if configspec::has_clear_secrets(&cfg) {
+            self.seal_secrets(uuid, &mut cfg)?;
         }
         let version = self.store.put_config(uuid, &cfg.encode_to_vec())?;
         dev.invalidate(Cached::Config);
         Ok((version, cfg))
     }
 
-    /// Seals the clear datastore credentials of `cfg` for device `uuid`.
-    fn seal_credentials(&self, uuid: &str, cfg: &mut EdgeDevConfig) -> Result<(), ControllerError> {
+    /// Seals the clear datastore credentials and app user data of `cfg`
+    /// for device `uuid`.
+    fn seal_secrets(&self, uuid: &str, cfg: &mut EdgeDevConfig) -> Result<(), ControllerError> {
         use eve_proto::p256::pkcs8::DecodePrivateKey;
         let device = self
             .store
@@ -176,7 +177,7 @@ impl Controller {
             controller_cert_pem: &self.identity.ecdh_cert_pem,
             device_cert_pem: sealed_for,
         };
-        configspec::seal_datastore_credentials(cfg, &sealer, super::random::<16>)?;
+        configspec::seal_secrets(cfg, &sealer, super::random::<16>)?;
         Ok(())
     }
 

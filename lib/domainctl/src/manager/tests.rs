@@ -421,11 +421,14 @@ fn console_lines_are_forwarded_whole_once_and_an_adopted_domain_from_its_end() {
     assert_eq!(lines[1].line.len(), MAX_LINE);
     assert!(lines[1].truncated && !lines[0].truncated);
     assert_eq!(lines.len(), 2, "a pass reads a bounded amount");
+    assert!(m.console_behind(), "the rest is read soon");
     let lines = m.console_lines(&mut host).unwrap();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1].line, "last");
     assert!(lines[0].truncated, "the long line of y");
+    assert!(!m.console_behind());
     assert!(m.console_lines(&mut host).unwrap().is_empty());
+    assert!(!m.console_behind());
 
     // A new domainmgr adopts the domain: only what comes after.
     let mut adopted = Manager::new();

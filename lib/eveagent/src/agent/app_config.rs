@@ -6,6 +6,12 @@
 //! bad one as that app's error to the controller. The one thing a table
 //! cannot hold is two apps under one key, so a later app repeating an
 //! earlier one's UUID is left out and named, for zedagent to log.
+//!
+//! Sealed user data (`cipherData`) is the exception to not judging: only
+//! zedagent holds the device's keys, so it opens the block and hands the
+//! app on with the opened `protectedUserData` (base64, as `userData`) in
+//! `userData`. A block it cannot open falls back to the clear `userData`
+//! (often none), as EVE's domainmgr does, and is named for zedagent to log.
 
 use alloc::collections::BTreeMap;
 use alloc::collections::btree_map::Entry;
@@ -26,6 +32,9 @@ pub struct AppTable {
     pub apps: BTreeMap<String, AppInstanceConfig>,
     /// Keys of apps left out: an earlier app of the config had the UUID.
     pub duplicates: Vec<String>,
+    /// Apps whose sealed user data could not be opened, with why; they
+    /// run with their clear `userData`.
+    pub unopened_user_data: Vec<(String, String)>,
 }
 
 /// The table of `config`'s apps.
@@ -52,9 +61,23 @@ pub fn app_table(config: &EdgeDevConfig) -> AppTable {
 }
 
 impl Agent {
-    /// The accepted config's apps as a table.
+    /// The accepted config's apps as a table, sealed user data opened.
     pub fn app_table(&self) -> Option<AppTable> {
-        self.config().map(app_table)
+        let config = self.config()?;
+        let mut table = app_table(config);
+        for (key, app) in &mut table.apps {
+            let Some(block) = app.cipher_data.take() else {
+                continue;
+            };
+            if block.cipher_data.is_empty() && block.cipher_context_id.is_empty() {
+                continue;
+            }
+            match self.open_secret(config, &block) {
+                Ok(secret) => app.user_data = secret.protected_user_data,
+                Err(e) => table.unopened_user_data.push((key.clone(), e)),
+            }
+        }
+        Some(table)
     }
 }
 

@@ -209,7 +209,7 @@ impl Agent {
     /// Opens a sealed secret of `config`: its cipher context names the
     /// controller's ECDH certificate and the device certificate it was
     /// sealed for.
-    fn open_secret(
+    pub(super) fn open_secret(
         &self,
         config: &EdgeDevConfig,
         block: &CipherBlock,
