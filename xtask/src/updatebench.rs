@@ -47,15 +47,15 @@ fn run_once(arch: Arch) -> Result<f64, String> {
         .output()
         .map_err(|e| format!("cargo: {e}"))?;
     let text = String::from_utf8_lossy(&out.stderr);
+    let tail = || {
+        let last: Vec<&str> = text.lines().rev().take(40).collect();
+        last.into_iter().rev().collect::<Vec<_>>().join("\n")
+    };
     if !out.status.success() {
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        return Err(format!(
-            "{name} failed ({}):\n{}",
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ));
+        return Err(format!("{name} failed ({}):\n{}", out.status, tail()));
     }
-    flow_seconds(&text, arch).ok_or_else(|| format!("{name} printed no update flow time"))
+    flow_seconds(&text, arch)
+        .ok_or_else(|| format!("{name} printed no update flow time:\n{}", tail()))
 }
 
 /// Prints the update flow's time on each of `arches`, `runs` times each.
