@@ -158,8 +158,6 @@ pub struct Manager {
     /// so a retry is not undone by seeing the same fallback again.
     fallback_noted: Option<String>,
     trial_since: Option<u64>,
-    /// The last `force.fallback.counter` seen.
-    force_seen: Option<u32>,
 }
 
 fn report(p: &PartitionInfo) -> SlotReport {
@@ -188,7 +186,6 @@ impl Manager {
             failed: None,
             fallback_noted: None,
             trial_since: None,
-            force_seen: None,
         }
     }
 
@@ -202,7 +199,6 @@ impl Manager {
                 error: memory.failed_error,
             }),
             fallback_noted: memory.fallback_noted,
-            force_seen: memory.force_fallback_seen,
             ..Manager::new(test_window)
         }
     }
@@ -218,21 +214,7 @@ impl Manager {
                 .map(|f| f.error.clone())
                 .unwrap_or_default(),
             fallback_noted: self.fallback_noted.clone(),
-            force_fallback_seen: self.force_seen,
         }
-    }
-
-    /// What the config's `force.fallback.counter` asks for
-    /// ([`crate::force::force_fallback`]); the value is remembered as
-    /// seen whether or not it is acted on.
-    pub fn force_fallback(
-        &mut self,
-        counter: u32,
-        partitions: &PartitionsStatus,
-    ) -> crate::force::ForceFallback {
-        let asked = crate::force::force_fallback(counter, self.force_seen, partitions);
-        self.force_seen = Some(counter);
-        asked
     }
 
     /// Records that `version` failed (a refused write, a failed trial):

@@ -20,16 +20,13 @@
 //! on the trial boot, commit once the controller is reached, or give up
 //! after the test window and reboot back into the old partition. A
 //! version that failed is not tried again until the controller raises
-//! `retry_update.counter` above the one the node last saw. A change of
-//! the `force.fallback.counter` config item sends the node back to the
-//! other partition ([`force::force_fallback`], [`Manager::force_fallback`]).
+//! `retry_update.counter` above the one the node last saw.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 mod decide;
-pub mod force;
 pub mod memory;
 pub mod report;
 

@@ -24,7 +24,4 @@ pub struct Memory {
     /// The fallen-back version already counted as failed.
     #[prost(string, optional, tag = "4")]
     pub fallback_noted: Option<String>,
-    /// The last `force.fallback.counter` seen.
-    #[prost(uint32, optional, tag = "5")]
-    pub force_fallback_seen: Option<u32>,
 }

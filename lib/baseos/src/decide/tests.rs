@@ -312,29 +312,3 @@ fn failures_and_the_retry_counter_survive_a_restart_through_memory() {
     assert_eq!(raised.memory().failed_version, None);
     assert!(Memory::decode(&[0x12, 0x05, b'a'][..]).is_err());
 }
-
-#[test]
-fn force_fallback_acts_once_per_change_and_across_a_restart() {
-    use crate::force::{ForceFallback, Refusal};
-    use prost::Message;
-    let committed = disk(("unused", "1.0", false), ("active", "2.0", true));
-    let back = ForceFallback::Fallback {
-        label: "IMGA".into(),
-        version: "1.0".into(),
-    };
-    let mut m = Manager::new(WINDOW);
-    assert_eq!(m.force_fallback(4, &committed), ForceFallback::Nothing);
-    assert_eq!(m.force_fallback(4, &committed), ForceFallback::Nothing);
-    // Saved before the counter rises, restored after: still a change.
-    let saved = m.memory().encode_to_vec();
-    let mut m = Manager::restore(WINDOW, Memory::decode(saved.as_slice()).unwrap());
-    assert_eq!(m.force_fallback(5, &committed), back);
-    assert_eq!(m.force_fallback(5, &committed), ForceFallback::Nothing);
-    // Refused while IMGA failed its trial; not acted on later either.
-    let failed = disk(("inprogress", "3.0", false), ("active", "2.0", true));
-    assert_eq!(
-        m.force_fallback(6, &failed),
-        ForceFallback::Refused(Refusal::OtherNotUnused)
-    );
-    assert_eq!(m.force_fallback(6, &committed), ForceFallback::Nothing);
-}
