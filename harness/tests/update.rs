@@ -1,14 +1,17 @@
-//! A whole-node base OS update in the dev node (x86_64): `eve-host run`
-//! as a process on a GPT dev disk (`harness::devdisk`: v1 on IMGA), with
+//! Whole-node base OS updates in the dev node: `eve-host run` as a
+//! process on a GPT dev disk (`harness::devdisk`: v1 on IMGA), with
 //! zedagent, the downloader, volumemgr and baseosmgr under QEMU (TCG),
 //! against our controller in this process and a plain HTTP datastore.
 //!
-//! The controller's config gets base OS v2 the way `evectl device update`
+//! The controller's config gets a base OS the way `evectl device update`
 //! puts it there; the node downloads and verifies it, writes it to IMGB,
 //! marks IMGB to be tried once and asks for a reboot: the host exits 3 and
 //! is started again on the loader's choice, IMGB; on that trial boot the
 //! node reaches the controller and commits IMGB, and the controller sees
-//! v2 active on IMGB in `swList`.
+//! the new version active on IMGB in `swList`. That runs on both arches;
+//! on x86_64 a second scenario has a version refused (its image says
+//! another version) and a trial that dies before its commit fall back, and
+//! `retry_update` bring the failed version back once.
 
 mod common;
 #[path = "common/tail.rs"]
@@ -17,9 +20,11 @@ mod tail;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,7 +34,7 @@ use controller::server::{self, Controller};
 use eve_host::manifest::Manifest;
 use eve_proto::Message;
 use eve_proto::info::z_info_msg::InfoContent;
-use eve_proto::info::{ZInfoDevSw, ZInfoMsg};
+use eve_proto::info::{BaseOsStatus, ZInfoDevSw, ZInfoMsg};
 use evectl::admin::Admin;
 use evectl::devops::UpdateSpec;
 use gptab::ab::SlotState;
@@ -112,6 +117,8 @@ impl HostLog {
 
 /// What `eve-host run` needs besides the booted partition.
 struct HostArgs {
+    /// The node's arch (the manifest's is x86_64).
+    arch: Arch,
     binary: PathBuf,
     manifest: PathBuf,
     images: PathBuf,
@@ -126,6 +133,10 @@ struct DevNode {
     /// The running host's process id.
     host: Arc<Mutex<Option<u32>>>,
     boots: Arc<Mutex<Vec<String>>>,
+    /// Set: the next trial boot (a partition the loader just moved from
+    /// `updating` to `inprogress`) loses its power before its host starts,
+    /// and the machine is powered on again.
+    cut_next_trial: Arc<AtomicBool>,
     runner: Option<thread::JoinHandle<devdisk::DevRun>>,
 }
 
@@ -133,13 +144,23 @@ impl DevNode {
     fn start(disk: &DevDisk, args: HostArgs, log: &Arc<HostLog>) -> DevNode {
         let host = Arc::new(Mutex::new(None));
         let boots = Arc::new(Mutex::new(Vec::new()));
+        let cut_next_trial = Arc::new(AtomicBool::new(false));
         let (running, booted, log, disk) = (host.clone(), boots.clone(), log.clone(), disk.clone());
+        let cut = cut_next_trial.clone();
         let runner = thread::spawn(move || {
             devdisk::run_host_until_not_rebooted(&disk, |slot| {
                 booted.lock().unwrap().push(slot.to_owned());
                 log.push(format!("--- boot from {slot} ---"));
+                let trial = disk.state(slot).ok().flatten() == Some(SlotState::InProgress);
+                if trial && cut.swap(false, Ordering::SeqCst) {
+                    log.push(format!("--- the power is cut as {slot} boots ---"));
+                    // Powered on again: the loader chooses anew, as after
+                    // a reboot.
+                    return Ok(ExitStatus::from_raw(devdisk::EXIT_REBOOT << 8));
+                }
                 let mut child = Command::new(&args.binary)
-                    .args(["run", "--accel", "tcg", "--manifest"])
+                    .args(["run", "--accel", "tcg", "--arch", args.arch.name()])
+                    .arg("--manifest")
                     .arg(&args.manifest)
                     .arg("--images")
                     .arg(&args.images)
@@ -173,6 +194,7 @@ impl DevNode {
         DevNode {
             host,
             boots,
+            cut_next_trial,
             runner: Some(runner),
         }
     }
@@ -223,9 +245,13 @@ fn reported_sw_list(ctl: &Controller, uuid: &str) -> Vec<ZInfoDevSw> {
         .unwrap_or_default()
 }
 
-fn v2_active_on_imgb(sw: &[ZInfoDevSw]) -> bool {
-    sw.iter()
-        .any(|p| p.partition_label == "IMGB" && p.activated && p.short_version == "2.0")
+/// `label`'s entry in `sw`.
+fn partition<'a>(sw: &'a [ZInfoDevSw], label: &str) -> Option<&'a ZInfoDevSw> {
+    sw.iter().find(|p| p.partition_label == label)
+}
+
+fn active_on(sw: &[ZInfoDevSw], label: &str, version: &str) -> bool {
+    partition(sw, label).is_some_and(|p| p.activated && p.short_version == version)
 }
 
 /// Serves the admin API on loopback for `evectl`'s library.
@@ -268,114 +294,278 @@ fn until<T>(what: &str, node: &DevNode, log: &HostLog, mut done: impl FnMut() ->
     }
 }
 
-#[test]
-fn a_node_updates_its_base_os_and_commits_it() {
-    let arch = Arch::X86_64;
-    let work = tempfile::tempdir().expect("a work directory");
-    let manifest = work.path().join("node.toml");
-    std::fs::write(&manifest, update_manifest()).expect("the manifest");
-    let mut images = None;
-    for name in SERVICES {
-        let image = build_service(name, arch, Profile::Release)
-            .unwrap_or_else(|e| panic!("building {name}: {e}"));
-        images = image.parent().map(Path::to_path_buf);
-    }
-    let images = images.expect("an image directory");
-    let binary = appassets::host_program("eve-host", "eve-host").expect("building eve-host");
+/// One scenario at a time: each runs a node of four VMs under TCG.
+fn one_node_at_a_time() -> MutexGuard<'static, ()> {
+    static NODE: Mutex<()> = Mutex::new(());
+    NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
-    let identity = Identity::load_or_create(work.path()).expect("controller identity");
-    let InProcessController {
-        rt,
-        ctl,
-        tls,
-        device_listener,
-        port,
-    } = InProcessController::new(identity, &work.path().join("c.db"));
-    rt.spawn(server::serve_devices(ctl.clone(), device_listener, tls));
-    let (admin_addr, token) = serve_admin(&rt, &ctl, work.path());
-    let onboard = OnboardIdentity::generate("update-").expect("an onboarding identity");
-    ctl.onboard_add(&onboard.cert_pem, std::slice::from_ref(&onboard.serial))
-        .expect("pre-registered");
-    let config_part = work.path().join("config.img");
-    write_config_partition(
-        &config_part,
-        &config_files(port, &ctl.identity().root_pem, &onboard),
-    )
-    .expect("the CONFIG partition");
-    let config_image = std::fs::read(&config_part).expect("the CONFIG image");
+/// A dev node booted from v1 on IMGA and onboarded, its controller, admin
+/// API and datastore.
+struct Scenario {
+    arch: Arch,
+    work: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    ctl: Arc<Controller>,
+    admin: Admin,
+    datastore: FileServer,
+    disk: DevDisk,
+    log: Arc<HostLog>,
+    node: DevNode,
+    uuid: String,
+}
 
-    let v1 = devdisk::base_os("1.0", BASE_OS_BYTES).expect("base OS v1");
-    let disk = DevDisk::create(&work.path().join("disk.img"), &v1, SLOT_MIB, &config_image)
-        .expect("the dev disk");
-    let v2 = devdisk::base_os("2.0", BASE_OS_BYTES).expect("base OS v2");
-    let datastore = FileServer::start(None).expect("the HTTP datastore");
-    datastore.put("/os/eve-2.0.img", Served::file(v2.clone()));
+impl Scenario {
+    fn start(arch: Arch) -> Scenario {
+        let work = tempfile::tempdir().expect("a work directory");
+        let manifest = work.path().join("node.toml");
+        std::fs::write(&manifest, update_manifest()).expect("the manifest");
+        let mut images = None;
+        for name in SERVICES {
+            let image = build_service(name, arch, Profile::Release)
+                .unwrap_or_else(|e| panic!("building {name} for {arch}: {e}"));
+            images = image.parent().map(Path::to_path_buf);
+        }
+        let images = images.expect("an image directory");
+        let binary = appassets::host_program("eve-host", "eve-host").expect("building eve-host");
 
-    let log = Arc::new(HostLog::default());
-    let mut node = DevNode::start(
-        &disk,
-        HostArgs {
-            binary,
-            manifest,
-            images,
-            state: work.path().join("state"),
-            config_part,
-            disk: disk.path().to_path_buf(),
-        },
-        &log,
-    );
-    let uuid = until("onboarding", &node, &log, || {
-        ctl.store().devices().ok()?.first().map(|d| d.uuid.clone())
-    });
-    // A short config interval: the trial boot reaches the controller soon.
-    ctl.set_config(
-        &uuid,
-        "configItems:\n  - { key: timer.config.interval, value: \"5\" }\n",
-    )
-    .expect("the config items are accepted");
-    let mut admin = Admin::new(&format!("http://{admin_addr}"), &token, false).expect("admin");
-    let said = rt
-        .block_on(admin.device_update(
-            &uuid,
-            &UpdateSpec {
-                image: format!("http://10.0.2.2:{}/os/eve-2.0.img", datastore.port()),
-                version: "2.0".into(),
-                sha256: sha256_hex(&v2),
-                activate: true,
-                retry: false,
+        let identity = Identity::load_or_create(work.path()).expect("controller identity");
+        let InProcessController {
+            rt,
+            ctl,
+            tls,
+            device_listener,
+            port,
+        } = InProcessController::new(identity, &work.path().join("c.db"));
+        rt.spawn(server::serve_devices(ctl.clone(), device_listener, tls));
+        let (admin_addr, token) = serve_admin(&rt, &ctl, work.path());
+        let onboard = OnboardIdentity::generate("update-").expect("an onboarding identity");
+        ctl.onboard_add(&onboard.cert_pem, std::slice::from_ref(&onboard.serial))
+            .expect("pre-registered");
+        let config_part = work.path().join("config.img");
+        write_config_partition(
+            &config_part,
+            &config_files(port, &ctl.identity().root_pem, &onboard),
+        )
+        .expect("the CONFIG partition");
+        let config_image = std::fs::read(&config_part).expect("the CONFIG image");
+
+        let v1 = devdisk::base_os("1.0", BASE_OS_BYTES).expect("base OS v1");
+        let disk = DevDisk::create(&work.path().join("disk.img"), &v1, SLOT_MIB, &config_image)
+            .expect("the dev disk");
+        let datastore = FileServer::start(None).expect("the HTTP datastore");
+        let log = Arc::new(HostLog::default());
+        let node = DevNode::start(
+            &disk,
+            HostArgs {
+                arch,
+                binary,
+                manifest,
+                images,
+                state: work.path().join("state"),
+                config_part,
+                disk: disk.path().to_path_buf(),
             },
-        ))
-        .expect("evectl device update");
-    assert!(said.contains("base OS 2.0 set to activate"), "{said}");
+            &log,
+        );
+        let uuid = until("onboarding", &node, &log, || {
+            ctl.store().devices().ok()?.first().map(|d| d.uuid.clone())
+        });
+        // A short config interval: a trial boot reaches the controller soon.
+        ctl.set_config(
+            &uuid,
+            "configItems:\n  - { key: timer.config.interval, value: \"5\" }\n",
+        )
+        .expect("the config items are accepted");
+        let admin = Admin::new(&format!("http://{admin_addr}"), &token, false).expect("admin");
+        Scenario {
+            arch,
+            work,
+            rt,
+            ctl,
+            admin,
+            datastore,
+            disk,
+            log,
+            node,
+            uuid,
+        }
+    }
 
-    let sw = until(
-        "v2 active on IMGB in the controller's view",
-        &node,
-        &log,
-        || {
-            let sw = reported_sw_list(&ctl, &uuid);
-            v2_active_on_imgb(&sw).then_some(sw)
-        },
+    /// Serves a base OS volume saying `inside` and has `evectl device
+    /// update` ask for `version` from it (`retry`: bumping
+    /// `retry_update`).
+    fn update(&mut self, version: &str, inside: &str, retry: bool) {
+        let image = devdisk::base_os(inside, BASE_OS_BYTES).expect("a base OS volume");
+        let path = format!("/os/eve-{version}-{inside}.img");
+        self.datastore.put(&path, Served::file(image.clone()));
+        let said = self
+            .rt
+            .block_on(self.admin.device_update(
+                &self.uuid,
+                &UpdateSpec {
+                    image: format!("http://10.0.2.2:{}{path}", self.datastore.port()),
+                    version: version.into(),
+                    sha256: sha256_hex(&image),
+                    activate: true,
+                    retry,
+                },
+            ))
+            .expect("evectl device update");
+        assert!(
+            said.contains(&format!("base OS {version} set to activate")),
+            "{said}"
+        );
+    }
+
+    /// Waits until the controller's `swList` satisfies `done`.
+    fn until_reported(&self, what: &str, done: impl Fn(&[ZInfoDevSw]) -> bool) -> Vec<ZInfoDevSw> {
+        until(what, &self.node, &self.log, || {
+            let sw = reported_sw_list(&self.ctl, &self.uuid);
+            done(&sw).then_some(sw)
+        })
+    }
+
+    fn state(&self, label: &str) -> Option<SlotState> {
+        self.disk.state(label).expect("the disk")
+    }
+
+    fn assert_boots(&self, boots: &[&str]) {
+        assert_eq!(self.node.boots(), boots, "{}", self.log.tail());
+    }
+
+    /// Stops the node, which must end cleanly after `boots`.
+    fn stop(mut self, boots: &[&str]) {
+        let run = self.node.stop().expect("the dev node ran");
+        assert!(
+            run.status.success(),
+            "{:?}\n{}",
+            run.status,
+            self.log.tail()
+        );
+        assert_eq!(run.boots, boots);
+        drop(self.work);
+    }
+}
+
+fn updates_its_base_os_and_commits_it(arch: Arch) {
+    let _one = one_node_at_a_time();
+    let mut s = Scenario::start(arch);
+    let asked = Instant::now();
+    s.update("2.0", "2.0", false);
+    let sw = s.until_reported("v2 active on IMGB in the controller's view", |sw| {
+        active_on(sw, "IMGB", "2.0")
+    });
+    eprintln!(
+        "update flow, {}: config to committed in {:.1} s",
+        s.arch,
+        asked.elapsed().as_secs_f64()
     );
     assert_eq!(
-        disk.state("IMGB").expect("the disk"),
+        s.state("IMGB"),
         Some(SlotState::Active),
         "IMGB committed\n{sw:#?}\n{}",
-        log.tail()
+        s.log.tail()
     );
-    assert_eq!(
-        disk.state("IMGA").expect("the disk"),
-        Some(SlotState::Unused)
-    );
-    assert_eq!(node.boots(), ["IMGA", "IMGB"], "{}", log.tail());
-    let shown = rt
-        .block_on(admin.device_show(&uuid))
-        .expect("evectl device show");
+    assert_eq!(s.state("IMGA"), Some(SlotState::Unused));
+    s.assert_boots(&["IMGA", "IMGB"]);
+    let shown =
+        s.rt.block_on(s.admin.device_show(&s.uuid))
+            .expect("evectl device show");
     assert!(
         shown.contains("partition IMGB: 2.0 active"),
         "evectl shows\n{shown}"
     );
-    let run = node.stop().expect("the dev node ran");
-    assert!(run.status.success(), "{:?}\n{}", run.status, log.tail());
-    assert_eq!(run.boots, ["IMGA", "IMGB"]);
+    s.stop(&["IMGA", "IMGB"]);
+}
+
+// `cargo xtask bench image` runs these by name and reads the line
+// "update flow, ARCH: config to committed in S s".
+#[test]
+fn a_node_updates_its_base_os_and_commits_it_x86_64() {
+    updates_its_base_os_and_commits_it(Arch::X86_64);
+}
+
+#[test]
+fn a_node_updates_its_base_os_and_commits_it_aarch64() {
+    updates_its_base_os_and_commits_it(Arch::Aarch64);
+}
+
+fn user_status(sw: &[ZInfoDevSw], label: &str) -> Option<BaseOsStatus> {
+    partition(sw, label).and_then(|p| BaseOsStatus::try_from(p.user_status).ok())
+}
+
+fn error_of(sw: &[ZInfoDevSw], label: &str) -> String {
+    partition(sw, label)
+        .and_then(|p| p.sw_err.as_ref())
+        .map(|e| e.description.clone())
+        .unwrap_or_default()
+}
+
+/// How long a failed version is watched not being tried again: several
+/// of baseosmgr's periods (5 s) and config fetches (5 s).
+const NOT_RETRIED_FOR: Duration = Duration::from_secs(20);
+
+#[test]
+fn a_refused_or_fallen_back_version_waits_for_retry_update() {
+    let _one = one_node_at_a_time();
+    let mut s = Scenario::start(Arch::X86_64);
+
+    // v4: the config says 4.0, the image says 4.1: refused before a byte
+    // is written, and the node keeps running v1.
+    s.update("4.0", "4.1", false);
+    let sw = s.until_reported("v4 refused in the controller's view", |sw| {
+        user_status(sw, "IMGB") == Some(BaseOsStatus::Failed)
+    });
+    let error = error_of(&sw, "IMGB");
+    assert!(error.contains("eve-release is \"4.1\""), "{sw:#?}");
+    assert!(active_on(&sw, "IMGA", "1.0"), "{sw:#?}");
+    assert_eq!(
+        partition(&sw, "IMGB").map(|p| p.short_version.as_str()),
+        Some(""),
+        "nothing written: {sw:#?}"
+    );
+    assert_eq!(s.state("IMGB"), Some(SlotState::Unused), "not bootable");
+    assert_eq!(s.state("IMGA"), Some(SlotState::Active));
+    s.assert_boots(&["IMGA"]);
+
+    // v3: written and tried once, but the trial boot loses its power
+    // before it reaches the controller; the loader falls back to IMGA,
+    // whose baseosmgr reports v3 FALLBACK.
+    s.node.cut_next_trial.store(true, Ordering::SeqCst);
+    s.update("3.0", "3.0", false);
+    let sw = s.until_reported("v3 fallen back in the controller's view", |sw| {
+        user_status(sw, "IMGB") == Some(BaseOsStatus::Fallback)
+    });
+    assert!(
+        error_of(&sw, "IMGB").contains("fell back to IMGA"),
+        "{sw:#?}"
+    );
+    assert!(active_on(&sw, "IMGA", "1.0"), "{sw:#?}");
+    s.assert_boots(&["IMGA", "IMGB", "IMGA"]);
+    // Not tried again by itself.
+    thread::sleep(NOT_RETRIED_FOR);
+    s.assert_boots(&["IMGA", "IMGB", "IMGA"]);
+    assert_eq!(s.state("IMGB"), Some(SlotState::InProgress));
+    let sw = reported_sw_list(&s.ctl, &s.uuid);
+    assert_eq!(
+        user_status(&sw, "IMGB"),
+        Some(BaseOsStatus::Fallback),
+        "{sw:#?}"
+    );
+
+    // `evectl device update --retry`: v3 once more, committed this time.
+    let asked = Instant::now();
+    s.update("3.0", "3.0", true);
+    s.until_reported("v3 active on IMGB after the retry", |sw| {
+        active_on(sw, "IMGB", "3.0")
+    });
+    eprintln!(
+        "update flow, {} (retry): config to committed in {:.1} s",
+        s.arch,
+        asked.elapsed().as_secs_f64()
+    );
+    assert_eq!(s.state("IMGB"), Some(SlotState::Active));
+    assert_eq!(s.state("IMGA"), Some(SlotState::Unused));
+    s.stop(&["IMGA", "IMGB", "IMGA", "IMGB"]);
 }

@@ -50,10 +50,14 @@ pub enum Bench {
         timeout_s: u64,
     },
     /// Node images: sizes beside EVE's, and power-on to onboarded under
-    /// QEMU TCG with UEFI firmware against our controller.
+    /// QEMU TCG with UEFI firmware against our controller; then the update
+    /// flow in the dev node, config to committed.
     Image {
         #[arg(long, default_value_t = 1)]
         runs: usize,
+        /// Only the update flow (no images built or booted).
+        #[arg(long)]
+        update_only: bool,
         /// One arch (both when omitted).
         #[arg(long)]
         arch: Option<harness::Arch>,
@@ -125,6 +129,16 @@ pub fn run(what: Bench) -> Result<(), String> {
         } => crate::contentbench::run(arch, &manifest, mib.max(1), Duration::from_secs(timeout_s)),
         Bench::Image {
             runs,
+            update_only: true,
+            arch,
+            ..
+        } => crate::updatebench::update_flow(
+            &arch.map_or(harness::Arch::ALL.to_vec(), |a| vec![a]),
+            runs.max(1),
+        ),
+        Bench::Image {
+            runs,
+            update_only: false,
             arch,
             timeout_s,
         } => crate::imagebench::image(runs.max(1), arch, Duration::from_secs(timeout_s)),

@@ -7,6 +7,9 @@
 //! init's, the host's) and from the controller's admin API (polled): the
 //! device listed is "registered", its device info received is
 //! "onboarded".
+//!
+//! Then the update flow's time in the dev node, config to committed
+//! (`crate::updatebench`).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -256,11 +259,12 @@ fn print_sizes(reports: &[(String, Report)]) {
 }
 
 /// Builds the images, prints their sizes, then boots each bootable one
-/// `runs` times.
+/// `runs` times, then runs the dev node's update flow `runs` times per
+/// arch.
 pub fn image(runs: usize, arch: Option<Arch>, timeout: Duration) -> Result<(), String> {
     let arches = arch.map_or(Arch::ALL.to_vec(), |a| vec![a]);
     let mut variants = Vec::new();
-    for arch in arches {
+    for &arch in &arches {
         variants.push(Variant {
             arch,
             qemu: QemuBuild::Full,
@@ -348,5 +352,5 @@ pub fn image(runs: usize, arch: Option<Arch>, timeout: Duration) -> Result<(), S
         let _ = std::fs::remove_dir_all(&scratch);
     }
     drop(ctl);
-    Ok(())
+    crate::updatebench::update_flow(&arches, runs)
 }

@@ -25,6 +25,7 @@ mod procfs;
 mod qemu;
 mod status;
 mod test;
+mod updatebench;
 
 use std::process::ExitCode;
 

@@ -68,13 +68,9 @@ pub struct NodeAgent {
 }
 
 /// `seen` becomes `counter`; whether that is a command to act on: a
-/// change from one seen before (`raise_only`: a rise).
-fn command(seen: &mut Option<u32>, counter: u32, raise_only: bool) -> bool {
-    let act = match *seen {
-        None => false,
-        Some(s) if raise_only => counter > s,
-        Some(s) => counter != s,
-    };
+/// change from one seen before (EVE acts on any change, a drop too).
+fn command(seen: &mut Option<u32>, counter: u32) -> bool {
+    let act = seen.is_some_and(|s| s != counter);
     *seen = Some(counter);
     act
 }
@@ -131,9 +127,9 @@ impl NodeAgent {
         let items = heard.items.unwrap_or(&defaults);
         if let Some(config) = heard.config {
             let shutdown = counter(config.shutdown.as_ref())
-                .is_some_and(|c| command(&mut self.memory.shutdown_seen, c, false));
+                .is_some_and(|c| command(&mut self.memory.shutdown_seen, c));
             let reboot = counter(config.reboot.as_ref())
-                .is_some_and(|c| command(&mut self.memory.reboot_seen, c, false));
+                .is_some_and(|c| command(&mut self.memory.reboot_seen, c));
             if shutdown {
                 return Action::Shutdown;
             }
@@ -148,11 +144,7 @@ impl NodeAgent {
             .and_then(PartitionsStatus::booted)
             .is_some_and(|p| p.state == IN_PROGRESS);
         if let Some(items) = heard.items
-            && command(
-                &mut self.memory.fallback_seen,
-                items.force_fallback_counter,
-                true,
-            )
+            && command(&mut self.memory.fallback_seen, items.force_fallback_counter)
             && self.can_fall_back(heard.partitions)
         {
             return Action::FallbackAndReboot;

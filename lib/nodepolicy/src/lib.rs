@@ -18,7 +18,7 @@
 //!   fires first reboots, with the same reason);
 //! - the controller's `reboot.counter` / `shutdown.counter` changed from
 //!   the one last acted on: reboot (`REBOOT_CMD`) or shut down, once;
-//! - `force.fallback.counter` raised above the one seen: boot the other
+//! - `force.fallback.counter` changed from the one seen: boot the other
 //!   partition (`partitions.fallback`, then reboot, reason `FALLBACK`);
 //! - maintenance mode: the config item `maintenance.mode` when set, else
 //!   `EdgeDevConfig.maintenance_mode`.

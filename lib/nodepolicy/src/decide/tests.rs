@@ -178,7 +178,7 @@ fn commands_act_once_on_a_change_and_survive_restarts() {
 }
 
 #[test]
-fn a_raised_force_fallback_counter_boots_the_other_partition() {
+fn a_changed_force_fallback_counter_boots_the_other_partition() {
     let disk = committed();
     let mut n = NodeAgent::new(0, Memory::default());
     let zero = GlobalConfig::default();
@@ -199,7 +199,8 @@ fn a_raised_force_fallback_counter_boots_the_other_partition() {
     };
     assert_eq!(n.decide(2, heard).action, Action::FallbackAndReboot);
     assert_eq!(n.memory().fallback_seen, Some(1));
-    // Not on a trial boot, nor towards an empty partition, nor on a drop.
+    // Not on a trial boot, nor towards an empty partition (a change refused
+    // there counts as seen); a drop is a change too.
     let mut n = NodeAgent::new(0, Memory::default());
     let on_trial = trial();
     for (items, disk) in [(&zero, &on_trial), (&one, &on_trial)] {
@@ -231,7 +232,7 @@ fn a_raised_force_fallback_counter_boots_the_other_partition() {
         partitions: Some(&disk),
         ..Heard::default()
     };
-    assert_eq!(n.decide(3, heard).action, Action::Nothing);
+    assert_eq!(n.decide(3, heard).action, Action::FallbackAndReboot);
 }
 
 #[test]

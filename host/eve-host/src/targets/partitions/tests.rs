@@ -454,3 +454,5 @@ fn a_disk_without_image_partitions_is_said_to_be_one() {
         Code::NoAbPartitions
     );
 }
+
+mod kill;
