@@ -37,24 +37,25 @@ fn imgb() -> PartitionRef {
 /// A disk whose writes stop, as a killed host's do, after `blocks` more
 /// blocks (a multi-block write is cut part-way).
 struct Killed<'a> {
-    disk: FileDisk<'a>,
+    disk: FileDisk<&'a File>,
     blocks: u64,
 }
 
 impl gptab::Disk for Killed<'_> {
     fn block_size(&self) -> usize {
-        BLOCK_SIZE
+        self.disk.block_size()
     }
     fn block_count(&self) -> u64 {
-        self.disk.blocks
+        self.disk.block_count()
     }
     fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DiskError> {
         self.disk.read(lba, buf)
     }
     fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DiskError> {
-        let wanted = (buf.len() / BLOCK_SIZE) as u64;
+        let block_size = self.disk.block_size();
+        let wanted = (buf.len() / block_size) as u64;
         let done = wanted.min(self.blocks);
-        self.disk.write(lba, &buf[..done as usize * BLOCK_SIZE])?;
+        self.disk.write(lba, &buf[..done as usize * block_size])?;
         self.blocks -= done;
         if done < wanted {
             return Err(DiskError::Io);
@@ -74,10 +75,10 @@ fn set_imgb_killed(node: &Node, state: SlotState, blocks: u64) -> bool {
         .write(true)
         .open(&node.disk)
         .unwrap();
-    let mut gpt = Gpt::read(&mut FileDisk::new(&file).unwrap()).unwrap();
+    let mut gpt = Gpt::read(&mut FileDisk::new(&file, node.block_size).unwrap()).unwrap();
     ab::set_state(&mut gpt, "IMGB", types::EVE_IMAGE, state).unwrap();
     let mut disk = Killed {
-        disk: FileDisk::new(&file).unwrap(),
+        disk: FileDisk::new(&file, node.block_size).unwrap(),
         blocks,
     };
     gpt.write(&mut disk).is_ok()
