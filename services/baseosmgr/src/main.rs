@@ -168,7 +168,7 @@ fn main() -> i32 {
         heard.borrow_mut().maintenance = value(change).is_some_and(|n| n.maintenance_mode);
         changed.set(true);
     });
-    service.repeat(Duration::ZERO, |_| {
+    service.repeat_on_change(Duration::ZERO, |_| {
         if changed.get() || last.elapsed() >= PERIOD {
             changed.set(false);
             last = Instant::now();

@@ -91,7 +91,7 @@ fn main() -> i32 {
     let mut console_behind = false;
     let mut last = Instant::now();
     let mut measured = Instant::now();
-    service.repeat(Duration::ZERO, |_| {
+    service.repeat_on_change(Duration::ZERO, |_| {
         let due = if busy { BUSY } else { IDLE };
         let round = changed.get() || last.elapsed() >= due;
         if round {

@@ -119,7 +119,7 @@ fn main() -> i32 {
         bus.borrow_mut().config = value(change);
         changed.set(true);
     });
-    service.repeat(Duration::ZERO, |_| {
+    service.repeat_on_change(Duration::ZERO, |_| {
         if changed.get() || last.elapsed() >= PERIOD {
             changed.set(false);
             last = Instant::now();

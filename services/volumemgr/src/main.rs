@@ -108,7 +108,7 @@ fn main() -> i32 {
     });
     let mut busy = true;
     let mut last = Instant::now();
-    service.repeat(Duration::ZERO, |_| {
+    service.repeat_on_change(Duration::ZERO, |_| {
         let due = if busy { BUSY } else { IDLE };
         if changed.get() || last.elapsed() >= due {
             changed.set(false);

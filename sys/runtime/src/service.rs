@@ -31,7 +31,8 @@
 //! otherwise ignored, and an answer that does not decode is an error of
 //! the call. Nothing panics.
 
-use alloc::{boxed::Box, string::String, vec::Vec};
+use alloc::{boxed::Box, rc::Rc, string::String, vec::Vec};
+use core::cell::Cell;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
@@ -75,6 +76,9 @@ pub struct Service<'a> {
     topics: Vec<(&'static str, TopicHandler<'a>)>,
     synced: Vec<(&'static str, SyncHandler<'a>)>,
     log: Option<LogHandler<'a>>,
+    /// How many topic changes and synchronizations handlers were given:
+    /// what [`Service::repeat_on_change`] wakes on.
+    changes: Rc<Cell<u64>>,
 }
 
 impl Default for Service<'_> {
@@ -90,6 +94,7 @@ impl<'a> Service<'a> {
             topics: Vec::new(),
             synced: Vec::new(),
             log: None,
+            changes: Rc::new(Cell::new(0)),
         }
     }
 
@@ -116,6 +121,32 @@ impl<'a> Service<'a> {
                 rearm(ctl, f);
             }
         })
+    }
+
+    /// As [`Service::repeat`], and also as soon as a topic handler has
+    /// been called (a change or a table synchronized): for a service whose
+    /// handlers only note what changed and whose `f` acts on it, so a
+    /// change is acted on at once rather than at the next idle round.
+    pub fn repeat_on_change(
+        &mut self,
+        delay: Duration,
+        mut f: impl FnMut(&mut Control<'a>) -> Duration + 'a,
+    ) {
+        let changes = Rc::clone(&self.changes);
+        let mut seen = changes.get();
+        let mut due = None;
+        self.poll.poller(move |ctl| {
+            let deadline = *due.get_or_insert_with(|| ctl.now().saturating_add(delay));
+            if changes.get() == seen && ctl.now() < deadline {
+                ctl.wake_by(deadline);
+                return false;
+            }
+            seen = changes.get();
+            let next = ctl.now().saturating_add(f(ctl));
+            due = Some(next);
+            ctl.wake_by(next);
+            true
+        });
     }
 
     /// Adds a poller (a network stack, a disk queue), called on every turn;
@@ -176,6 +207,7 @@ impl<'a> Service<'a> {
             topics: core::mem::take(&mut self.topics),
             synced: core::mem::take(&mut self.synced),
             log: self.log.take(),
+            changes: Rc::clone(&self.changes),
         };
         self.poll.poller(move |ctl| dispatch(ctl, &mut handlers));
         loop {
@@ -213,6 +245,7 @@ struct Handlers<'a> {
     topics: Vec<(&'static str, TopicHandler<'a>)>,
     synced: Vec<(&'static str, SyncHandler<'a>)>,
     log: Option<LogHandler<'a>>,
+    changes: Rc<Cell<u64>>,
 }
 
 /// Services the bus and hands its events to the handlers; whether there
@@ -224,6 +257,7 @@ fn dispatch<'a>(ctl: &mut Control<'a>, handlers: &mut Handlers<'a>) -> bool {
         topics,
         synced,
         log,
+        changes,
     } = handlers;
     while let Some(event) = bus::next_event() {
         any = true;
@@ -231,6 +265,7 @@ fn dispatch<'a>(ctl: &mut Control<'a>, handlers: &mut Handlers<'a>) -> bool {
             |ctl: &mut Control<'a>, topic: &str, key: &str, change: Change<&[u8]>| {
                 if let Some((_, handler)) = topics.iter_mut().find(|(name, _)| *name == topic) {
                     handler(ctl, key, change);
+                    changes.set(changes.get().wrapping_add(1));
                 }
             };
         match event {
@@ -248,6 +283,7 @@ fn dispatch<'a>(ctl: &mut Control<'a>, handlers: &mut Handlers<'a>) -> bool {
             Event::Synchronized { topic } => {
                 for (_, handler) in synced.iter_mut().filter(|(name, _)| *name == topic) {
                     handler(ctl);
+                    changes.set(changes.get().wrapping_add(1));
                 }
             }
             Event::LogRecord {
