@@ -16,7 +16,7 @@
 //! the controller) is the host's `power.reboot`, with the reason the next
 //! boot reports (`update` or `fallback`); it is asked for once per run.
 //! Failed versions and the `retry_update` counter seen are kept on the
-//! state volume ([`saved`]), so neither a restart nor a reboot forgets
+//! state volume (`runtime::saved`), so neither a restart nor a reboot forgets
 //! them.
 #![no_std]
 #![no_main]
@@ -24,17 +24,16 @@
 
 extern crate alloc;
 
-mod saved;
-
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
-use baseos::{Action, Content, Desired, Manager, report};
+use baseos::{Action, Content, Desired, Manager, Memory, report};
 use hal::clock::Instant;
 use hostops::partitions::{self, Empty, PartitionRef, PartitionsStatus, WriteRequest};
 use hostops::power::{self, PowerRequest};
+use runtime::saved::SavedRecord;
 use runtime::service::{self, Change, Service};
 use topics::baseos::SwList;
 use topics::content::ContentTreeState;
@@ -134,7 +133,8 @@ fn main() -> i32 {
     });
     let changed = Cell::new(true);
     hal::virtio::discover(runtime::boot_info());
-    let (mut saved, memory) = saved::Saved::open();
+    let (mut saved, memory) =
+        SavedRecord::<Memory>::open("baseos", "failed versions and the retry counter");
     let mut manager = Manager::restore(TEST_WINDOW, memory);
     let mut rebooting = false;
     let mut published: Option<SwList> = None;

@@ -10,7 +10,7 @@
 //! `power.shutdown`, or `partitions.fallback` then `power.reboot`. It
 //! publishes `node-status` (maintenance mode, the command counters acted
 //! on) for zedagent's `ZInfoDevice` and baseosmgr. The counters acted on
-//! are saved on its state volume ([`saved`]) before it acts, so each
+//! are saved on its state volume (`runtime::saved`) before it acts, so each
 //! command is acted on once.
 //!
 //! Its clock is its own uptime: a restart of nodeagent restarts the
@@ -21,8 +21,6 @@
 
 extern crate alloc;
 
-mod saved;
-
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
@@ -30,7 +28,8 @@ use eve_proto::config::EdgeDevConfig;
 use hal::clock::Instant;
 use hostops::partitions::{self, Empty, PartitionsStatus};
 use hostops::power::{self, PowerRequest};
-use nodepolicy::{Action, BootReason, Heard, NodeAgent};
+use nodepolicy::{Action, BootReason, Heard, Memory, NodeAgent};
+use runtime::saved::SavedRecord;
 use runtime::service::{self, Change, Service};
 use topics::configitems::GlobalConfig;
 use topics::nodestatus::Node;
@@ -97,7 +96,7 @@ fn main() -> i32 {
     let bus = RefCell::new(Bus::default());
     let changed = Cell::new(true);
     hal::virtio::discover(runtime::boot_info());
-    let (mut saved, memory) = saved::Saved::open();
+    let (mut saved, memory) = SavedRecord::<Memory>::open("commands", "the commands acted on");
     let agent = RefCell::new(NodeAgent::new(now(), memory));
     let mut published: Option<Node> = None;
     let mut last = Instant::now();
@@ -142,7 +141,7 @@ fn step(
     agent: &mut NodeAgent,
     bus: &Bus,
     disk: Option<&PartitionsStatus>,
-    saved: &mut saved::Saved,
+    saved: &mut SavedRecord<Memory>,
     published: &mut Option<Node>,
 ) {
     let decision = agent.decide(

@@ -18,6 +18,7 @@ mod heap;
 mod logger;
 mod panic;
 pub mod poll;
+pub mod saved;
 pub mod service;
 
 use core::{

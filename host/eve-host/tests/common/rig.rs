@@ -172,6 +172,11 @@ pub struct Setup {
     /// Connections from zedrouter's uplink to 10.0.2.100:PORT reach the
     /// host's 127.0.0.1:PORT (QEMU's guestfwd; TCP only).
     pub guest_forward: Vec<PortForward>,
+    /// zedrouter leases its uplink by DHCP (no `ip=` on its command line),
+    /// on an unrestricted user network: QEMU's DHCP server gives a
+    /// restricted guest neither router nor DNS. A scenario still addresses
+    /// only its guest forwards.
+    pub uplink_by_dhcp: bool,
 }
 
 /// The running node around zedrouter (zedrouter itself is started with
@@ -222,10 +227,14 @@ impl Rig {
         let service = manifest.service("zedrouter").unwrap();
         let accel = guest_arch::choose_accel(arch, None).expect("an accelerator");
         let mut spec = VmSpec::new("zedrouter", arch, accel.accel, router_image);
-        spec.cmdline = format!("service=zedrouter {}", service.cmdline);
+        spec.cmdline = if setup.uplink_by_dhcp {
+            "service=zedrouter".to_string()
+        } else {
+            format!("service=zedrouter {}", service.cmdline)
+        };
         spec.ram_mib = service.ram_mib;
         spec.net = Some(NetSpec {
-            restrict: true,
+            restrict: !setup.uplink_by_dhcp,
             guest_forward: setup.guest_forward.clone(),
             ..Default::default()
         });
