@@ -107,6 +107,10 @@ impl Drop for Server {
 
 /// A TLS 1.3-only rustls configuration presenting `chain` (leaf first).
 pub fn tls_config(chain: &[&Issued]) -> Arc<ServerConfig> {
+    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key
+    // exchange; ring keeps the build free of aws-lc's C toolchain, and the
+    // peers here (EVE's API, loopback tests) use classical groups.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = chain
         .iter()

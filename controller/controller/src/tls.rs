@@ -15,6 +15,10 @@ pub fn tls_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, Serv
     let key = rustls_pemfile::private_key(&mut identity.server_key_pem.as_bytes())
         .map_err(|e| tls(&e))?
         .ok_or_else(|| ServeError::Tls("no private key in server-key.pem".into()))?;
+    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key
+    // exchange; ring keeps the build free of aws-lc's C toolchain, and the
+    // peers here (EVE's API, loopback tests) use classical groups.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

@@ -64,13 +64,16 @@ fn connector(
     } else {
         versions
     };
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(versions)
-    .map_err(|e| ClientError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key
+    // exchange; ring keeps the build free of aws-lc's C toolchain, and the
+    // peers here (EVE's API, loopback tests) use classical groups.
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
 }
 

@@ -47,7 +47,12 @@ impl Write for Tcp {
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key
+    // exchange; ring keeps the build free of aws-lc's C toolchain, and the
+    // peers here (EVE's API, loopback tests) use classical groups.
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
 }
 
 /// A TLS 1.3-only rustls server presenting `chain`, optionally requiring

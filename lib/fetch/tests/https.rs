@@ -92,6 +92,10 @@ type SeenRanges = Arc<Mutex<Vec<Option<String>>>>;
 fn https_server(sans: &[&str], data: Vec<u8>) -> (u16, Vec<u8>, SeenRanges) {
     let ca = root("test datastore CA");
     let cert = leaf(sans, &ca);
+    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key
+    // exchange; ring keeps the build free of aws-lc's C toolchain, and the
+    // peers here (EVE's API, loopback tests) use classical groups.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
