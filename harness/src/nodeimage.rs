@@ -358,14 +358,9 @@ mod tests {
         let leaf = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(root.cert.der().clone()).unwrap();
-        // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key
-        // exchange; ring keeps the build free of aws-lc's C toolchain, and the
-        // peers here (EVE's API, loopback tests) use classical groups.
-        #[allow(deprecated)]
-        let provider = rustls::crypto::ring::default_provider();
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
             roots.into(),
-            provider.into(),
+            controller::tls::provider(),
         )
         .build()
         .unwrap();

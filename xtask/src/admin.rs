@@ -105,12 +105,7 @@ impl AdminClient {
                 .add(cert)
                 .map_err(|e| format!("controller root certificate: {e}"))?;
         }
-        // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key
-        // exchange; ring keeps the build free of aws-lc's C toolchain, and the
-        // peers here (EVE's API, loopback tests) use classical groups.
-        #[allow(deprecated)]
-        let provider = rustls::crypto::ring::default_provider();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        let config = rustls::ClientConfig::builder_with_provider(controller::tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)

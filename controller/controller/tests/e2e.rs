@@ -68,12 +68,7 @@ async fn oversized_status(ctl: &Running, path: &str, len: usize) -> u16 {
     for cert in rustls_pemfile::certs(&mut ctl.root_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key
-    // exchange; ring keeps the build free of aws-lc's C toolchain, and the
-    // peers here (EVE's API, loopback tests) use classical groups.
-    #[allow(deprecated)]
-    let provider = rustls::crypto::ring::default_provider();
-    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+    let cfg = rustls::ClientConfig::builder_with_provider(controller::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
