@@ -45,8 +45,6 @@ runtime::entry!("baseosmgr", main);
 
 /// How often it looks at the partitions.
 const PERIOD: Duration = Duration::from_secs(5);
-/// How soon a change is acted on.
-const SOON: Duration = Duration::from_millis(500);
 /// Seconds a trial boot gets to reach the controller until zedagent's
 /// `config-items` say otherwise (EVE's default
 /// `timer.test.baseimage.update`).
@@ -194,7 +192,8 @@ fn main() -> i32 {
                 }
             }
         }
-        SOON.min(PERIOD.saturating_sub(last.elapsed()))
+        // A change runs the round at once (`repeat_on_change`).
+        PERIOD.saturating_sub(last.elapsed())
     });
     service.run()
 }

@@ -44,7 +44,8 @@ runtime::entry!("domainmgr", main);
 const BUSY: Duration = Duration::from_secs(1);
 /// How often it reconciles otherwise, and measures the running domains.
 const IDLE: Duration = Duration::from_secs(10);
-/// How soon after a change it reconciles (changes come in bursts).
+/// The shortest wait between two timed rounds, and how soon a console with
+/// more unread is read again (a change runs a round at once).
 const SOON: Duration = Duration::from_millis(50);
 
 /// Unix seconds: the wall clock, or the time since boot without one.
@@ -134,7 +135,8 @@ fn main() -> i32 {
             }
             console_behind = manager.console_behind();
         }
-        if changed.get() || console_behind {
+        // A change runs the round at once (`repeat_on_change`).
+        if console_behind {
             SOON
         } else {
             SOON.max(due.saturating_sub(last.elapsed()))

@@ -39,8 +39,6 @@ runtime::entry!("nodeagent", main);
 
 /// How often it decides when nothing changes.
 const PERIOD: Duration = Duration::from_secs(5);
-/// How soon a change is acted on.
-const SOON: Duration = Duration::from_millis(500);
 
 fn value<V>(change: Change<V>) -> Option<V> {
     match change {
@@ -131,7 +129,8 @@ fn main() -> i32 {
                 &mut published,
             );
         }
-        SOON.min(PERIOD.saturating_sub(last.elapsed()))
+        // A change runs the round at once (`repeat_on_change`).
+        PERIOD.saturating_sub(last.elapsed())
     });
     service.run()
 }

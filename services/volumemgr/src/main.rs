@@ -45,7 +45,7 @@ runtime::entry!("volumemgr", main);
 const BUSY: Duration = Duration::from_secs(1);
 /// How often it reconciles otherwise.
 const IDLE: Duration = Duration::from_secs(10);
-/// How soon after a change it reconciles (changes come in bursts).
+/// The shortest wait between two timed rounds (a change runs one at once).
 const SOON: Duration = Duration::from_millis(50);
 
 /// The node's guests' arch: an OCI index is resolved to its image.
@@ -127,11 +127,8 @@ fn main() -> i32 {
                 }
             }
         }
-        if changed.get() {
-            SOON
-        } else {
-            SOON.max(due.saturating_sub(last.elapsed()))
-        }
+        // A change runs the round at once (`repeat_on_change`).
+        SOON.max(due.saturating_sub(last.elapsed()))
     });
     service.run()
 }
