@@ -142,8 +142,15 @@ pub fn build_service(service: &str, arch: Arch, profile: Profile) -> Result<Path
                 path: elf.clone(),
                 source,
             })?;
+            // Written aside and renamed: another test process (`cargo
+            // xtask test` runs two lanes) may be starting QEMU on it.
             let out = elf.with_extension("img");
-            std::fs::write(&out, flat).map_err(|source| BuildError::Io {
+            let partial = elf.with_extension(format!("img.{}.partial", std::process::id()));
+            std::fs::write(&partial, flat).map_err(|source| BuildError::Io {
+                path: partial.clone(),
+                source,
+            })?;
+            std::fs::rename(&partial, &out).map_err(|source| BuildError::Io {
                 path: out.clone(),
                 source,
             })?;

@@ -545,11 +545,17 @@ fn registry_request(
 }
 
 impl Registry {
-    /// Starts `docker-registry` with its storage under a temporary
-    /// directory and waits (bounded) for it to answer.
+    /// Starts `docker-registry` on a free loopback port with its storage
+    /// under a temporary directory and waits (bounded) for it to answer.
     pub fn start() -> io::Result<Registry> {
-        let dir = tempfile::tempdir()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        Registry::start_on(port)
+    }
+
+    /// The same on 127.0.0.1:`port`: a registry a user names in commands
+    /// (`cargo xtask registry`).
+    pub fn start_on(port: u16) -> io::Result<Registry> {
+        let dir = tempfile::tempdir()?;
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,

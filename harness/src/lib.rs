@@ -15,6 +15,7 @@ pub mod devdisk;
 mod image;
 pub mod layout;
 mod machine;
+pub mod netns;
 mod run;
 
 pub mod nodeimage;

@@ -16,6 +16,12 @@
 //! view and answers on its loopback port map; a stop halts both (HALTED,
 //! no answer) and a delete removes them from the node and the
 //! controller's view.
+//!
+//! The VM's user data goes sealed: the config the device gets carries it
+//! only in `cipherData`, sealed for the ECDH key in the node's TPM, so the
+//! file the VM serves proves zedagent opened it through the TPM and it
+//! reached cloud-init. Each app's metrics at the controller carry its
+//! disk as the host measures it.
 
 mod common;
 #[path = "common/hostlog.rs"]
@@ -35,7 +41,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use eve_host::targets::DomainsOptions;
+use eve_proto::Message;
 use eve_proto::info::ZSwState;
+use eve_proto::metrics::{AppMetric, ZMetricMsg};
 use evectl::apps::{self, AppKind, AppSpec};
 use harness::Arch;
 use harness::appassets::{self, oci};
@@ -72,7 +80,10 @@ impl World {
     /// description format's YAML), with a short config interval.
     fn apply(&self) {
         let mut config = self.config.clone();
-        config["configItems"] = json!([{"key": "timer.config.interval", "value": "5"}]);
+        config["configItems"] = json!([
+            {"key": "timer.config.interval", "value": "5"},
+            {"key": "timer.metric.interval", "value": "10"},
+        ]);
         self.ctl
             .ctl
             .set_config(&self.node.uuid, &config.to_string())
@@ -99,6 +110,58 @@ impl World {
     /// The app's state in the controller's view.
     fn reported_state(&self, app: &str) -> Option<i32> {
         self.ctl.reported_app(&self.node.uuid, app).map(|a| a.state)
+    }
+
+    /// The newest metrics the controller holds of `app`.
+    fn reported_metric(&self, app: &str) -> Option<AppMetric> {
+        let records = self.ctl.ctl.store().metrics(&self.node.uuid, 1).ok()?;
+        let msg = ZMetricMsg::decode(records.first()?.msg.as_slice()).ok()?;
+        msg.am.into_iter().find(|m| m.app_id == app)
+    }
+
+    /// That the config the device gets carries app `app`'s user data
+    /// sealed, in `cipherData` alone, for the ECDH key the node's TPM
+    /// certified (the cipher context names that certificate's hash).
+    fn assert_user_data_sealed_for_the_tpm(&self, app: &str) {
+        let config = self
+            .ctl
+            .ctl
+            .current_config(&self.node.uuid)
+            .expect("the stored config")
+            .expect("a config");
+        let sent = config
+            .apps
+            .iter()
+            .find(|a| a.uuidandversion.as_ref().is_some_and(|u| u.uuid == app))
+            .expect("the app in the config");
+        assert!(
+            sent.user_data.is_empty(),
+            "{}: user data in clear",
+            self.arch
+        );
+        let sealed = sent.cipher_data.as_ref().expect("the user data sealed");
+        let device = self
+            .ctl
+            .ctl
+            .store()
+            .device(&self.node.uuid)
+            .expect("the device's record")
+            .expect("the device");
+        let ecdh = device
+            .attest
+            .ecdh_cert_pem
+            .expect("the TPM's ECDH certificate at the controller");
+        let context = config
+            .cipher_contexts
+            .iter()
+            .find(|c| c.context_id == sealed.cipher_context_id)
+            .expect("the sealed block's cipher context");
+        assert_eq!(
+            context.device_cert_hash,
+            eve_proto::sha256(ecdh.as_bytes())[..16],
+            "{}: sealed for the TPM's ECDH key",
+            self.arch
+        );
     }
 
     /// Whether the controller's newest report of `app` is EVE's report of
@@ -131,25 +194,9 @@ fn apps_on_a_node(arch: Arch) {
     http.put("/images/linux-vm.qcow2", Served::file(disk));
     // The container's image in a registry, by tag.
     let registry = Registry::start().expect("docker-registry");
-    let mut manifest = None;
-    for (digest, path) in &image.blobs {
-        let bytes = std::fs::read(path).expect("an image blob");
-        if *digest == image.manifest {
-            manifest = Some(bytes);
-        } else {
-            registry
-                .push_blob(REPOSITORY, &bytes)
-                .expect("pushing a blob");
-        }
-    }
-    registry
-        .push_manifest(
-            REPOSITORY,
-            "latest",
-            oci::MANIFEST_TYPE,
-            &manifest.expect("the image's manifest"),
-        )
-        .expect("pushing the manifest");
+    image
+        .push_tagged(&registry, REPOSITORY, "latest")
+        .expect("pushing the image");
 
     let ctl = LocalController::start();
     let domains = DomainsOptions {
@@ -229,7 +276,20 @@ fn apps_on_a_node(arch: Arch) {
     for app in &mut deployed {
         app.uuid = apps::app_uuid(&world.config, app.name).expect("the app's UUID");
     }
+    // The controller seals for the TPM's ECDH key once attestation gave
+    // its certificate; before, it would seal for the device certificate.
+    world.until("the TPM's ECDH certificate at the controller", || {
+        world
+            .ctl
+            .ctl
+            .store()
+            .device(&world.node.uuid)
+            .ok()
+            .flatten()
+            .is_some_and(|d| d.attest.ecdh_cert_pem.is_some())
+    });
     world.apply();
+    world.assert_user_data_sealed_for_the_tpm(&deployed[0].uuid);
 
     for app in &deployed {
         world.until(&format!("{} answering", app.name), || {
@@ -254,6 +314,29 @@ fn apps_on_a_node(arch: Arch) {
     );
     // The second layer's whiteout removed the first layer's file.
     assert_eq!(get(container.port, "/old.html"), None);
+    // The VM's disk in its metrics: the qcow2 grown to what it was given,
+    // with the bytes it takes on the host.
+    world.until("the VM's disk in its metrics", || {
+        world
+            .reported_metric(&vm.uuid)
+            .is_some_and(|m| !m.disk.is_empty())
+    });
+    let disks = world
+        .reported_metric(&vm.uuid)
+        .expect("the VM's metrics")
+        .disk;
+    assert_eq!(disks.len(), 1, "{arch}: {disks:?}");
+    assert_eq!(disks[0].disk_type, "qcow2", "{arch}: {disks:?}");
+    assert!(
+        disks[0].provisioned > 0 && disks[0].used > 0 && disks[0].used <= disks[0].provisioned,
+        "{arch}: {disks:?}"
+    );
+    let volume = world
+        .ctl
+        .reported_app(&world.node.uuid, &vm.uuid)
+        .and_then(|a| a.volume_refs.first().cloned())
+        .expect("the VM's volume in its report");
+    assert_eq!(disks[0].disk, format!("{volume}.0"), "{arch}: {disks:?}");
 
     for app in &deployed {
         world.config = apps::set_active(world.config.clone(), app.name, false).expect("app stop");

@@ -6,9 +6,13 @@
 //! action). zedmanager publishes the app's interface for zedrouter, which
 //! attaches its port on the host's switch; the app's domain has only that
 //! NIC, so its lease comes from zedrouter's DHCP server; the controller
-//! sees it RUNNING with that address in `ZInfoApp.network`; and the port
-//! map answers through zedrouter's uplink (the manifest forwards a
-//! loopback port to it).
+//! sees it RUNNING with that address in `ZInfoApp.network`; the port
+//! map answers on the host's loopback: zedrouter asks the host to forward
+//! the map's port to its uplink (`ports.forward`), as in `cargo xtask
+//! qemu`, with no forward in the manifest; zedrouter's counters of that
+//! traffic reach the controller in the device metrics
+//! (`appMetric.network`, `nm`). After zedrouter's VM is killed the host
+//! restarts it and forwards the port to the new VM: the map answers again.
 
 mod common;
 #[path = "common/hostlog.rs"]
@@ -29,11 +33,13 @@ use std::time::{Duration, Instant};
 use common::InProcessController;
 use controller::identity::Identity;
 use controller::server;
-use eve_host::manifest::{Manifest, PortForward};
+use eve_host::manifest::Manifest;
 use eve_host::targets::{ContentOptions, DomainsOptions};
+use eve_host::volumes::StateDir;
 use eve_proto::Message;
 use eve_proto::info::z_info_msg::InfoContent;
 use eve_proto::info::{ZInfoApp, ZInfoMsg, ZSwState};
+use eve_proto::metrics::ZMetricMsg;
 use evectl::apps::{self, AppKind, AppSpec};
 use harness::content::{FileServer, Served, sha256_hex};
 use harness::provision::{OnboardIdentity, config_files, write_config_partition};
@@ -92,6 +98,7 @@ fn description(deployed: &serde_json::Value) -> String {
         }
     }
     text.push_str("configItems:\n  - { key: timer.config.interval, value: \"5\" }\n");
+    text.push_str("  - { key: timer.metric.interval, value: \"5\" }\n");
     text
 }
 
@@ -104,6 +111,12 @@ fn reported_app(ctl: &server::Controller, device: &str, uuid: &str) -> Option<ZI
         InfoContent::Ainfo(app) => Some(app),
         _ => None,
     }
+}
+
+/// The newest metrics message the controller holds.
+fn reported_metrics(ctl: &server::Controller, device: &str) -> Option<ZMetricMsg> {
+    let records = ctl.store().metrics(device, 1).ok()?;
+    ZMetricMsg::decode(records.first()?.msg.as_slice()).ok()
 }
 
 fn until(what: &str, node: &NodeRun, lines: &Lines, done: impl Fn() -> bool) {
@@ -125,23 +138,6 @@ fn app_on_a_network_instance(arch: Arch) {
     let mut manifest =
         Manifest::load(&workspace_root().join("nodes/default.toml")).expect("the manifest");
     manifest.node.arch = arch;
-    // The port map reaches zedrouter's uplink through the node's user-mode
-    // network, as a device port would carry it.
-    let zedrouter = manifest
-        .services
-        .iter_mut()
-        .find(|s| s.name == "zedrouter")
-        .expect("zedrouter in the default node");
-    zedrouter
-        .devices
-        .net
-        .as_mut()
-        .expect("zedrouter's uplink")
-        .host_forward
-        .push(PortForward {
-            host_port: mapped,
-            guest_port: mapped,
-        });
     let images = service_images(&manifest);
     let image = appassets::app_unikernel(arch).expect("building hello-http");
 
@@ -260,6 +256,53 @@ fn app_on_a_network_instance(arch: Arch) {
                     })
             })
         },
+    );
+    // zedrouter's counters of the HTTP exchange, through zedagent's
+    // metrics: the app's interface in its appMetric.network (the app's
+    // view, named as EVE names it) and the instance's totals in nm.
+    until(
+        "the app's and the instance's counters in the controller's metrics",
+        &node,
+        &lines,
+        || {
+            reported_metrics(&ctl, &device).is_some_and(|m| {
+                let app_counted = m.am.iter().any(|a| {
+                    a.app_id == app
+                        && a.network.iter().any(|n| {
+                            n.i_name == "eth0"
+                                && n.local_name.starts_with("nbu")
+                                && n.tx_pkts > 0
+                                && n.rx_bytes > 0
+                        })
+                });
+                let instance_counted = m.nm.iter().any(|ni| {
+                    ni.network_stats
+                        .as_ref()
+                        .and_then(|s| s.rx.as_ref())
+                        .is_some_and(|rx| rx.total_packets > 0)
+                });
+                app_counted && instance_counted
+            })
+        },
+    );
+    // The host restarts a killed zedrouter; its new QEMU gets the forward.
+    let pid_file = StateDir::create(state.path())
+        .unwrap()
+        .pid_file("zedrouter");
+    let pid = std::fs::read_to_string(&pid_file).expect("zedrouter's pid file");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    until("zedrouter's VM restarted", &node, &lines, || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() != pid.trim())
+    });
+    until(
+        "an HTTP answer through the port map after the restart",
+        &node,
+        &lines,
+        || http_get(mapped).is_some(),
     );
     let troubles = node.troubles();
     assert!(

@@ -18,17 +18,31 @@ fn run(guest: &Guest) -> harness::Outcome {
 }
 
 fn passes_on(machine: Machine, entropy: &str) {
-    let guest = selftest(machine)
-        .device(Device::VirtioRng)
-        .cmdline(format!("expect-virtio=rng expect-entropy={entropy}"));
+    let guest = selftest(machine).device(Device::VirtioRng).cmdline(format!(
+        "expect-virtio=rng expect-entropy={entropy} node.ms=3600000"
+    ));
     let outcome = run(&guest);
     outcome.assert_success();
-    for check in ["boot", "alloc", "clock", "timers", "virtio", "entropy"] {
+    for check in [
+        "boot",
+        "alloc",
+        "clock",
+        "node-clock",
+        "timers",
+        "virtio",
+        "entropy",
+    ] {
         assert!(
             outcome.console.contains(&format!("PASS {check}:")),
             "no PASS for {check}:\n{outcome}"
         );
     }
+    // The node's clock continues from what the host handed this start.
+    assert!(
+        outcome.console.contains("PASS node-clock: 36")
+            && outcome.console.contains("from 3600000 ms"),
+        "{outcome}"
+    );
     let main = outcome.stamp("main").expect("boot-timer stamp for main");
     assert!(
         !main.guest.is_zero(),

@@ -1,19 +1,24 @@
 //! Whole-node base OS updates in the dev node: `eve-host run` as a
 //! process on a GPT dev disk (`harness::devdisk`: v1 on IMGA), with
 //! zedagent, the downloader, volumemgr and baseosmgr under QEMU (TCG),
-//! against our controller in this process and a plain HTTP datastore.
+//! against our controller in this process (reached through a relay the
+//! test can close, `common/gate.rs`) and a plain HTTP datastore.
 //!
 //! The controller's config gets a base OS the way `evectl device update`
 //! puts it there; the node downloads and verifies it, writes it to IMGB,
 //! marks IMGB to be tried once and asks for a reboot: the host exits 3 and
 //! is started again on the loader's choice, IMGB; on that trial boot the
 //! node reaches the controller and commits IMGB, and the controller sees
-//! the new version active on IMGB in `swList`. That runs on both arches;
-//! on x86_64 a second scenario has a version refused (its image says
-//! another version) and a trial that dies before its commit fall back, and
-//! `retry_update` bring the failed version back once.
+//! the new version active on IMGB in `swList`. A second scenario has a
+//! version refused (its image says another version) and a trial that dies
+//! before its commit fall back, and `retry_update` bring the failed version
+//! back once. A third, with nodeagent, has a v3 whose trial boot cannot
+//! reach the controller fall back to v2 by itself and report `FALLBACK`,
+//! then retried and committed. Each runs on both arches.
 
 mod common;
+#[path = "common/gate.rs"]
+mod gate;
 #[path = "common/tail.rs"]
 mod tail;
 
@@ -34,9 +39,10 @@ use controller::server::{self, Controller};
 use eve_host::manifest::Manifest;
 use eve_proto::Message;
 use eve_proto::info::z_info_msg::InfoContent;
-use eve_proto::info::{BaseOsStatus, ZInfoDevSw, ZInfoMsg};
+use eve_proto::info::{BaseOsStatus, BootReason, ZInfoDevSw, ZInfoDevice, ZInfoMsg};
 use evectl::admin::Admin;
 use evectl::devops::UpdateSpec;
+use gate::Gate;
 use gptab::ab::SlotState;
 use harness::content::{FileServer, Served, sha256_hex};
 use harness::devdisk::{self, DevDisk};
@@ -50,29 +56,38 @@ const PATIENCE: Duration = Duration::from_secs(600);
 /// The services an update needs: zedagent (config, onboard status,
 /// swList), the downloader and volumemgr (the image as a content tree)
 /// and baseosmgr.
-const SERVICES: [&str; 4] = ["zedagent", "downloader", "volumemgr", "baseosmgr"];
+const SERVICES: &[&str] = &["zedagent", "downloader", "volumemgr", "baseosmgr"];
+/// [`SERVICES`] and nodeagent, whose `timer.update.fallback.no.network`
+/// gives up a trial boot that cannot reach the controller.
+const WITH_NODEAGENT: &[&str] = &[
+    "zedagent",
+    "downloader",
+    "volumemgr",
+    "baseosmgr",
+    "nodeagent",
+];
 /// The base OS volume (FAT, its `eve-release`) and the IMG partitions.
 const BASE_OS_BYTES: u64 = 512 * 1024;
 const SLOT_MIB: u64 = 1;
 const ADMIN_TOKEN: &str = "update-test-token";
 
-/// `nodes/default.toml` with only [`SERVICES`]: the same grants and
+/// `nodes/default.toml` with only `services`: the same grants and
 /// topics, fewer VMs on a shared machine; subscriptions to topics none of
 /// them publishes are left out (the host refuses those).
-fn update_manifest() -> String {
+fn update_manifest(services: &[&str]) -> String {
     let path = workspace_root().join("nodes/default.toml");
     let published: BTreeSet<String> = Manifest::load(&path)
         .expect("the default manifest")
         .services
         .iter()
-        .filter(|s| SERVICES.contains(&s.name.as_str()))
+        .filter(|s| services.contains(&s.name.as_str()))
         .flat_map(|s| s.bus.publish.clone())
         .collect();
     let text = std::fs::read_to_string(&path).expect("the default manifest");
     let mut blocks = text.split("\n[[service]]\n");
     let mut manifest = blocks.next().expect("the node section").to_owned();
     for block in blocks {
-        let keep = SERVICES
+        let keep = services
             .iter()
             .any(|name| block.starts_with(&format!("name = \"{name}\"\n")));
         if keep {
@@ -113,6 +128,11 @@ impl HostLog {
     fn tail(&self) -> String {
         tail::tail(&self.0.lock().unwrap())
     }
+
+    /// Whether a line so far says `what`.
+    fn has(&self, what: impl Fn(&str) -> bool) -> bool {
+        self.0.lock().unwrap().iter().any(|l| what(l))
+    }
 }
 
 /// What `eve-host run` needs besides the booted partition.
@@ -137,16 +157,25 @@ struct DevNode {
     /// `updating` to `inprogress`) loses its power before its host starts,
     /// and the machine is powered on again.
     cut_next_trial: Arc<AtomicBool>,
+    /// Set: the controller stops answering (the gate closes) as the next
+    /// trial boot starts, and answers again as the node next boots a
+    /// committed partition.
+    isolate_next_trial: Arc<AtomicBool>,
     runner: Option<thread::JoinHandle<devdisk::DevRun>>,
 }
 
 impl DevNode {
-    fn start(disk: &DevDisk, args: HostArgs, log: &Arc<HostLog>) -> DevNode {
+    fn start(disk: &DevDisk, args: HostArgs, gate: &Arc<Gate>, log: &Arc<HostLog>) -> DevNode {
         let host = Arc::new(Mutex::new(None));
         let boots = Arc::new(Mutex::new(Vec::new()));
         let cut_next_trial = Arc::new(AtomicBool::new(false));
+        let isolate_next_trial = Arc::new(AtomicBool::new(false));
         let (running, booted, log, disk) = (host.clone(), boots.clone(), log.clone(), disk.clone());
-        let cut = cut_next_trial.clone();
+        let (cut, isolate, gate) = (
+            cut_next_trial.clone(),
+            isolate_next_trial.clone(),
+            gate.clone(),
+        );
         let runner = thread::spawn(move || {
             devdisk::run_host_until_not_rebooted(&disk, |slot| {
                 booted.lock().unwrap().push(slot.to_owned());
@@ -157,6 +186,17 @@ impl DevNode {
                     // Powered on again: the loader chooses anew, as after
                     // a reboot.
                     return Ok(ExitStatus::from_raw(devdisk::EXIT_REBOOT << 8));
+                }
+                if trial && isolate.swap(false, Ordering::SeqCst) {
+                    gate.close();
+                    log.push(format!(
+                        "--- the controller stops answering as {slot} boots ---"
+                    ));
+                } else if !trial && gate.is_closed() {
+                    gate.open();
+                    log.push(format!(
+                        "--- the controller answers again as {slot} boots ---"
+                    ));
                 }
                 let mut child = Command::new(&args.binary)
                     .args(["run", "--accel", "tcg", "--arch", args.arch.name()])
@@ -195,6 +235,7 @@ impl DevNode {
             host,
             boots,
             cut_next_trial,
+            isolate_next_trial,
             runner: Some(runner),
         }
     }
@@ -230,18 +271,24 @@ impl Drop for DevNode {
     }
 }
 
-/// The `swList` of the newest `ZInfoDevice` the controller holds.
-fn reported_sw_list(ctl: &Controller, uuid: &str) -> Vec<ZInfoDevSw> {
+/// The newest `ZInfoDevice` the controller holds.
+fn reported_device(ctl: &Controller, uuid: &str) -> Option<ZInfoDevice> {
     let records = ctl.store().latest_info(uuid).unwrap_or_default();
     records
         .into_iter()
         .filter(|r| r.key == "device")
         .find_map(
             |r| match ZInfoMsg::decode(r.msg.as_slice()).ok()?.info_content? {
-                InfoContent::Dinfo(device) => Some(device.sw_list),
+                InfoContent::Dinfo(device) => Some(device),
                 _ => None,
             },
         )
+}
+
+/// The `swList` of the newest `ZInfoDevice` the controller holds.
+fn reported_sw_list(ctl: &Controller, uuid: &str) -> Vec<ZInfoDevSw> {
+    reported_device(ctl, uuid)
+        .map(|d| d.sw_list)
         .unwrap_or_default()
 }
 
@@ -300,8 +347,8 @@ fn one_node_at_a_time() -> MutexGuard<'static, ()> {
     NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A dev node booted from v1 on IMGA and onboarded, its controller, admin
-/// API and datastore.
+/// A dev node booted from v1 on IMGA and onboarded, its controller (reached
+/// through a gate the test can close), admin API and datastore.
 struct Scenario {
     arch: Arch,
     work: tempfile::TempDir,
@@ -316,12 +363,13 @@ struct Scenario {
 }
 
 impl Scenario {
-    fn start(arch: Arch) -> Scenario {
+    /// The node runs `services` (`nodes/default.toml`'s stanzas).
+    fn start(arch: Arch, services: &[&str]) -> Scenario {
         let work = tempfile::tempdir().expect("a work directory");
         let manifest = work.path().join("node.toml");
-        std::fs::write(&manifest, update_manifest()).expect("the manifest");
+        std::fs::write(&manifest, update_manifest(services)).expect("the manifest");
         let mut images = None;
-        for name in SERVICES {
+        for &name in services {
             let image = build_service(name, arch, Profile::Release)
                 .unwrap_or_else(|e| panic!("building {name} for {arch}: {e}"));
             images = image.parent().map(Path::to_path_buf);
@@ -338,6 +386,7 @@ impl Scenario {
             port,
         } = InProcessController::new(identity, &work.path().join("c.db"));
         rt.spawn(server::serve_devices(ctl.clone(), device_listener, tls));
+        let gate = Arc::new(Gate::start(port).expect("the gate to the controller"));
         let (admin_addr, token) = serve_admin(&rt, &ctl, work.path());
         let onboard = OnboardIdentity::generate("update-").expect("an onboarding identity");
         ctl.onboard_add(&onboard.cert_pem, std::slice::from_ref(&onboard.serial))
@@ -345,7 +394,7 @@ impl Scenario {
         let config_part = work.path().join("config.img");
         write_config_partition(
             &config_part,
-            &config_files(port, &ctl.identity().root_pem, &onboard),
+            &config_files(gate.port(), &ctl.identity().root_pem, &onboard),
         )
         .expect("the CONFIG partition");
         let config_image = std::fs::read(&config_part).expect("the CONFIG image");
@@ -366,15 +415,19 @@ impl Scenario {
                 config_part,
                 disk: disk.path().to_path_buf(),
             },
+            &gate,
             &log,
         );
         let uuid = until("onboarding", &node, &log, || {
             ctl.store().devices().ok()?.first().map(|d| d.uuid.clone())
         });
-        // A short config interval: a trial boot reaches the controller soon.
+        // A short config interval: a trial boot reaches the controller soon;
+        // EVE's shortest test window (30 s): a trial is committed once the
+        // window has passed since that first answer.
         ctl.set_config(
             &uuid,
-            "configItems:\n  - { key: timer.config.interval, value: \"5\" }\n",
+            "configItems:\n  - { key: timer.config.interval, value: \"5\" }\n  \
+             - { key: timer.test.baseimage.update, value: \"30\" }\n",
         )
         .expect("the config items are accepted");
         let admin = Admin::new(&format!("http://{admin_addr}"), &token, false).expect("admin");
@@ -419,6 +472,15 @@ impl Scenario {
     }
 
     /// Waits until the controller's `swList` satisfies `done`.
+    /// Sets one config item through evectl's `device config-item set`.
+    fn config_item(&mut self, name: &str, value: &str) {
+        let said = self
+            .rt
+            .block_on(self.admin.device_config_item_set(&self.uuid, name, value))
+            .expect("evectl device config-item set");
+        assert!(said.contains(name), "{said}");
+    }
+
     fn until_reported(&self, what: &str, done: impl Fn(&[ZInfoDevSw]) -> bool) -> Vec<ZInfoDevSw> {
         until(what, &self.node, &self.log, || {
             let sw = reported_sw_list(&self.ctl, &self.uuid);
@@ -450,7 +512,7 @@ impl Scenario {
 
 fn updates_its_base_os_and_commits_it(arch: Arch) {
     let _one = one_node_at_a_time();
-    let mut s = Scenario::start(arch);
+    let mut s = Scenario::start(arch, SERVICES);
     let asked = Instant::now();
     s.update("2.0", "2.0", false);
     let sw = s.until_reported("v2 active on IMGB in the controller's view", |sw| {
@@ -506,10 +568,9 @@ fn error_of(sw: &[ZInfoDevSw], label: &str) -> String {
 /// of baseosmgr's periods (5 s) and config fetches (5 s).
 const NOT_RETRIED_FOR: Duration = Duration::from_secs(20);
 
-#[test]
-fn a_refused_or_fallen_back_version_waits_for_retry_update() {
+fn refused_or_fallen_back_version_waits_for_retry_update(arch: Arch) {
     let _one = one_node_at_a_time();
-    let mut s = Scenario::start(Arch::X86_64);
+    let mut s = Scenario::start(arch, SERVICES);
 
     // v4: the config says 4.0, the image says 4.1: refused before a byte
     // is written, and the node keeps running v1.
@@ -568,4 +629,102 @@ fn a_refused_or_fallen_back_version_waits_for_retry_update() {
     assert_eq!(s.state("IMGB"), Some(SlotState::Active));
     assert_eq!(s.state("IMGA"), Some(SlotState::Unused));
     s.stop(&["IMGA", "IMGB", "IMGA", "IMGB"]);
+}
+
+#[test]
+fn a_refused_or_fallen_back_version_waits_for_retry_update_x86_64() {
+    refused_or_fallen_back_version_waits_for_retry_update(Arch::X86_64);
+}
+
+#[test]
+fn a_refused_or_fallen_back_version_waits_for_retry_update_aarch64() {
+    refused_or_fallen_back_version_waits_for_retry_update(Arch::Aarch64);
+}
+
+fn boot_reason(s: &Scenario) -> Option<BootReason> {
+    reported_device(&s.ctl, &s.uuid).and_then(|d| BootReason::try_from(d.last_boot_reason).ok())
+}
+
+/// v2 committed; v3's trial boot cannot reach the controller (the gate is
+/// closed for that boot), so nodeagent's `timer.update.fallback.no.network`
+/// (60 s, EVE's least; the test window is raised to 600 s for it) reboots the node,
+/// the loader falls back to v2, and once the controller answers again it
+/// sees v3 `FALLBACK` and the boot reason `FALLBACK`. `retry_update`
+/// then tries v3 once more, reachable, and it commits.
+fn cannot_reach_the_controller_falls_back_by_itself(arch: Arch) {
+    let _one = one_node_at_a_time();
+    let mut s = Scenario::start(arch, WITH_NODEAGENT);
+    let asked = Instant::now();
+    s.update("2.0", "2.0", false);
+    s.until_reported("v2 active on IMGB", |sw| active_on(sw, "IMGB", "2.0"));
+    eprintln!(
+        "update flow, {}: v2 config to committed in {:.1} s",
+        s.arch,
+        asked.elapsed().as_secs_f64()
+    );
+    s.config_item("timer.update.fallback.no.network", "60");
+    // baseosmgr gives up a trial that never reaches the controller after
+    // the test window too: a longer window leaves it to nodeagent's timer.
+    s.config_item("timer.test.baseimage.update", "600");
+
+    s.node.isolate_next_trial.store(true, Ordering::SeqCst);
+    let asked = Instant::now();
+    s.update("3.0", "3.0", false);
+    let sw = s.until_reported("v3 fallen back in the controller's view", |sw| {
+        user_status(sw, "IMGA") == Some(BaseOsStatus::Fallback) && active_on(sw, "IMGB", "2.0")
+    });
+    eprintln!(
+        "fallback, {}: v3 config to FALLBACK reported in {:.1} s",
+        s.arch,
+        asked.elapsed().as_secs_f64()
+    );
+    assert!(
+        error_of(&sw, "IMGA").contains("fell back to IMGB"),
+        "{sw:#?}"
+    );
+    assert_eq!(
+        partition(&sw, "IMGA").map(|p| p.short_version.as_str()),
+        Some("3.0"),
+        "{sw:#?}"
+    );
+    assert_eq!(
+        boot_reason(&s),
+        Some(BootReason::Fallback),
+        "{}",
+        s.log.tail()
+    );
+    assert!(
+        s.log
+            .has(|l| l.contains("nodeagent") && l.contains("rebooting the node (Fallback)")),
+        "nodeagent's timer gave the trial up\n{}",
+        s.log.tail()
+    );
+    s.assert_boots(&["IMGA", "IMGB", "IMGA", "IMGB"]);
+    assert_eq!(s.state("IMGB"), Some(SlotState::Active));
+    assert_eq!(s.state("IMGA"), Some(SlotState::InProgress));
+
+    s.config_item("timer.test.baseimage.update", "30");
+    let asked = Instant::now();
+    s.update("3.0", "3.0", true);
+    s.until_reported("v3 active on IMGA after the retry", |sw| {
+        active_on(sw, "IMGA", "3.0")
+    });
+    eprintln!(
+        "update flow, {} (retry after fallback): config to committed in {:.1} s",
+        s.arch,
+        asked.elapsed().as_secs_f64()
+    );
+    assert_eq!(s.state("IMGA"), Some(SlotState::Active));
+    assert_eq!(s.state("IMGB"), Some(SlotState::Unused));
+    s.stop(&["IMGA", "IMGB", "IMGA", "IMGB", "IMGA"]);
+}
+
+#[test]
+fn a_version_that_cannot_reach_the_controller_falls_back_by_itself_x86_64() {
+    cannot_reach_the_controller_falls_back_by_itself(Arch::X86_64);
+}
+
+#[test]
+fn a_version_that_cannot_reach_the_controller_falls_back_by_itself_aarch64() {
+    cannot_reach_the_controller_falls_back_by_itself(Arch::Aarch64);
 }

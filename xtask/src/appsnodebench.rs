@@ -66,21 +66,8 @@ impl Servers {
         let registry = Registry::start().map_err(|e| e.to_string())?;
         let dir = workspace_root().join(format!("target/app-bench/node-image-{arch}"));
         let image = oci::busybox_httpd_image(arch, &dir).map_err(|e| e.to_string())?;
-        // The manifest last: the registry refuses one whose blobs it lacks.
-        let mut manifest = None;
-        for (digest, path) in &image.blobs {
-            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            if *digest == image.manifest {
-                manifest = Some(bytes);
-            } else {
-                registry
-                    .push_blob(REPOSITORY, &bytes)
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        let manifest = manifest.ok_or("the image has no manifest")?;
-        registry
-            .push_manifest(REPOSITORY, "latest", oci::MANIFEST_TYPE, &manifest)
+        image
+            .push_tagged(&registry, REPOSITORY, "latest")
             .map_err(|e| e.to_string())?;
         let vm_sha256 = digests.pop().unwrap_or_default();
         let unikernel_sha256 = digests.pop().unwrap_or_default();

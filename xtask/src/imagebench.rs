@@ -308,6 +308,7 @@ pub fn image(runs: usize, arch: Option<Arch>, timeout: Duration) -> Result<(), S
             slot_mib: None,
             persist_mib: 16,
             qemu: variant.qemu,
+            sector_size: gptab::DEFAULT_BLOCK_SIZE,
         })?;
         serials.push(identity.serial);
         reports.push((variant.name(), report));

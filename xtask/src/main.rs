@@ -23,6 +23,7 @@ mod nodebench;
 mod output;
 mod procfs;
 mod qemu;
+mod registry;
 mod status;
 mod test;
 mod updatebench;
@@ -81,6 +82,12 @@ enum Command {
         /// choice of IMGA or IMGB (node only).
         #[arg(long)]
         disk: bool,
+        /// LABEL=INTERFACE: bridge the node's device port LABEL (eth1 in
+        /// the default node) with a Linux network interface, so switch
+        /// network instances on it reach that network (root; node only;
+        /// repeatable).
+        #[arg(long = "device-port", value_name = "LABEL=INTERFACE")]
+        device_ports: Vec<String>,
         /// One service to boot alone (selftest, nettest, diag, ...).
         service: Option<String>,
         /// Extra kernel command-line words.
@@ -121,6 +128,17 @@ enum Command {
     ApiDiff(apidiff::Args),
     /// A node's disk image (EFI loader, IMGA/IMGB, CONFIG, PERSIST) and its update artifact.
     Image(image::Args),
+    /// A local container registry on 127.0.0.1:PORT holding
+    /// busybox-httpd:latest for ARCH (docker://10.0.2.2:PORT/... from a
+    /// node), until Ctrl-C.
+    Registry {
+        /// The image's arch (default x86_64).
+        #[arg(long, default_value = "x86_64")]
+        arch: Arch,
+        /// The loopback port to serve on.
+        #[arg(long, default_value_t = 5000)]
+        port: u16,
+    },
 }
 
 fn main() -> ExitCode {
@@ -138,10 +156,14 @@ fn main() -> ExitCode {
             manifest,
             controller,
             disk,
+            device_ports,
             service,
             cmdline,
         } => match service {
             Some(_) if disk => Err("--disk applies to the whole node: name no service".into()),
+            Some(_) if !device_ports.is_empty() => {
+                Err("--device-port applies to the whole node: name no service".into())
+            }
             Some(service) => qemu::run(
                 arch.unwrap_or(Arch::X86_64),
                 machine,
@@ -161,6 +183,7 @@ fn main() -> ExitCode {
                 manifest,
                 controller,
                 disk,
+                device_ports,
             }),
         },
         Command::Test => test::run(),
@@ -183,6 +206,7 @@ smoke test: cargo test -p harness --test services",
         Command::Bench { what } => bench::run(what),
         Command::ApiDiff(args) => apidiff::run(args),
         Command::Image(args) => image::run(&args).map(|report| report.print()),
+        Command::Registry { arch, port } => registry::run(arch, port),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,6 +10,11 @@
 //! and a feeder on the bus in place of zedagent and zedmanager publishing
 //! one local instance and two apps' interfaces whose ACLs allow 10.0.2.2.
 //! Printed, never asserted: the numbers depend on the machine and its load.
+//! With `NETBENCH_PCAP=DIR` set, QEMU's `filter-dump` writes what crossed
+//! zedrouter's uplink and trunk and each routed app's NIC to pcap files in
+//! DIR (`net0.pcap`, `trunk.pcap`, `appN.pcap`), for finding where a
+//! frame waited. With `NETBENCH_ROUTER_LOG=FILE` set, zedrouter's whole
+//! console (its log lines, slow saves among them) is written to FILE.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -30,7 +35,7 @@ use eve_host::nodebus::NodeBus;
 use eve_host::qemu::qemu_args;
 use eve_host::servicelog::ServiceLogs;
 use eve_host::targets::HostTarget;
-use eve_host::targets::ports::{PortsTarget, app_socket, trunk_socket};
+use eve_host::targets::ports::{ForwardOptions, PortsTarget, app_socket, trunk_socket};
 use eve_host::vmm::{NetSpec, VmSpec};
 use eve_host::volumes::{StateDir, prepare_state_volume, service_disks};
 use eve_proto::common::Ipspec;
@@ -94,7 +99,7 @@ net = true
 trunk = true
 state_mib = 1
 [service.bus]
-publish = ["network-instance-status", "flow-log", "app-network-status"]
+publish = ["network-instance-status", "flow-log", "app-network-status", "network-metrics"]
 subscribe = ["network-instance-config", "app-network-config", "edge-config"]
 call.ports = ["attach", "detach", "list"]
 
@@ -113,8 +118,10 @@ struct Servers {
     echo: u16,
     accept_close: u16,
     udp_echo: u16,
-    /// Sources the UDP echo server has seen: each admitted flow is a new
-    /// one after NAT.
+    /// Sources the UDP echo server has seen since the last
+    /// [`Servers::take_udp_sources`]: each admitted flow is a new one after
+    /// NAT. Counted per phase, as a source port the host freed (a QEMU
+    /// that exited) may come back as another flow's.
     udp_sources: Arc<Mutex<HashSet<std::net::SocketAddr>>>,
 }
 
@@ -205,8 +212,9 @@ impl Servers {
         )
     }
 
-    fn udp_sources(&self) -> usize {
-        self.udp_sources.lock().unwrap().len()
+    /// The sources seen since the last call, forgotten.
+    fn take_udp_sources(&self) -> usize {
+        std::mem::take(&mut *self.udp_sources.lock().unwrap()).len()
     }
 }
 
@@ -500,7 +508,10 @@ impl Routed {
         let state = StateDir::create(dir.path()).map_err(|e| e.to_string())?;
         let manifest = Manifest::parse(&NODE.replace("ARCH", &arch.to_string()))
             .map_err(|e| format!("the bench's manifest: {e}"))?;
-        let ports = Arc::new(PortsTarget::start(&state.run()).map_err(|e| e.to_string())?);
+        let ports = Arc::new(
+            PortsTarget::start(&state.run(), ForwardOptions::default())
+                .map_err(|e| e.to_string())?,
+        );
         let bus = NodeBus::start_with(
             &manifest,
             ServiceLogs::new(&state.logs(), Arc::new(StderrLog)),
@@ -530,6 +541,14 @@ impl Routed {
         spec.disks = service_disks(None, Some(&volume));
         let mut command = Command::new(arch.qemu());
         command.args(qemu_args(&spec));
+        if let Ok(dir) = std::env::var("NETBENCH_PCAP") {
+            for id in ["net0", "trunk"] {
+                command.args([
+                    "-object",
+                    &format!("filter-dump,id=d{id},netdev={id},file={dir}/{id}.pcap"),
+                ]);
+            }
+        }
         let router = Vm::spawn(command)?;
         let stop = Arc::new(AtomicBool::new(false));
         let feeder = feeder(&bus, stop.clone())?;
@@ -546,12 +565,41 @@ impl Routed {
         Ok(routed)
     }
 
-    fn attached(&self) -> usize {
+    fn list(&self) -> Option<<List as Operation>::Response> {
         self.ports
             .call("netbench", List::NAME, &Empty {}.encode_to_vec())
             .ok()
             .and_then(|answer| <List as Operation>::Response::decode(answer.as_slice()).ok())
-            .map_or(0, |list| list.ports.len())
+    }
+
+    fn attached(&self) -> usize {
+        self.list().map_or(0, |list| list.ports.len())
+    }
+
+    /// The port switch's counters: where frames were lost between the
+    /// apps and zedrouter's trunk.
+    fn switch_counters(&self) -> Vec<String> {
+        let Some(list) = self.list() else {
+            return Vec::new();
+        };
+        let mut lines: Vec<String> = list
+            .ports
+            .iter()
+            .filter_map(|p| {
+                let c = p.counters?;
+                Some(format!(
+                    "port {}: {} frames to the trunk, {} from it, {} dropped",
+                    p.tag, c.to_trunk, c.from_trunk, c.dropped
+                ))
+            })
+            .collect();
+        if let Some(t) = list.trunk {
+            lines.push(format!(
+                "trunk: {} frames in, {} out, {} misdirected",
+                t.frames_in, t.frames_out, t.misdirected
+            ));
+        }
+        lines
     }
 
     fn wait_for_ports(&self) -> Result<(), String> {
@@ -590,6 +638,12 @@ impl Routed {
         command
             .args(guest.args())
             .args(["-netdev", &netdev, "-device", &nic]);
+        if let Ok(dir) = std::env::var("NETBENCH_PCAP") {
+            command.args([
+                "-object",
+                &format!("filter-dump,id=dapp,netdev=app0,file={dir}/app{n}.pcap"),
+            ]);
+        }
         Ok(Vm::spawn(command)?.finish())
     }
 }
@@ -636,15 +690,19 @@ pub fn run(args: NetworkArgs) -> Result<(), String> {
         check("routed", &r)?;
         through.add(&r);
     }
-    let before = servers.udp_sources();
+    servers.take_udp_sources();
     let fill_direct = direct(machine, &image, servers.fill(&args))?;
     check("direct flow-filling", &fill_direct)?;
-    let direct_sources = servers.udp_sources() - before;
-    let before = servers.udp_sources();
+    let direct_sources = servers.take_udp_sources();
     let fill_routed = routed.app(machine, &image, 2, servers.fill(&args))?;
     check("routed flow-filling", &fill_routed)?;
-    let routed_sources = servers.udp_sources() - before;
+    let routed_sources = servers.take_udp_sources();
     let router_console = routed.router.console();
+    if let Ok(path) = std::env::var("NETBENCH_ROUTER_LOG") {
+        std::fs::write(&path, &router_console)
+            .map_err(|e| format!("writing zedrouter's console to {path}: {e}"))?;
+    }
+    let switch = routed.switch_counters();
     drop(routed);
 
     let accel = Accel::for_arch(arch);
@@ -727,15 +785,24 @@ pub fn run(args: NetworkArgs) -> Result<(), String> {
     }
     let refusals: Vec<&str> = router_console
         .lines()
-        .filter(|l| l.contains("flow") && (l.contains("full") || l.contains("refused")))
-        .take(3)
+        .filter(|l| {
+            l.contains("refused")
+                || l.contains("dropped")
+                || l.contains("full")
+                || l.contains("evict")
+        })
         .collect();
     if !refusals.is_empty() {
         println!();
-        println!("zedrouter said:");
-        for line in refusals {
+        println!("zedrouter said (its last lines on refusals and drops):");
+        for line in refusals.iter().rev().take(4).rev() {
             println!("    {line}");
         }
+    }
+    println!();
+    println!("The port switch counted:");
+    for line in switch {
+        println!("    {line}");
     }
     Ok(())
 }

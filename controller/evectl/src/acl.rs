@@ -64,6 +64,15 @@ impl RateUnit {
         }
     }
 
+    fn seconds(self) -> u64 {
+        match self {
+            Self::Second => 1,
+            Self::Minute => 60,
+            Self::Hour => 3600,
+            Self::Day => 86_400,
+        }
+    }
+
     fn parse(s: &str) -> Option<Self> {
         [Self::Second, Self::Minute, Self::Hour, Self::Day]
             .into_iter()
@@ -226,6 +235,14 @@ fn parse_rate(s: &str) -> Result<Verdict, String> {
     };
     if it.next().is_some() {
         return Err(bad());
+    }
+    // EVE hands the limit to iptables, which refuses more than 10000 a
+    // second and bursts over 10000 (and so the whole rule).
+    if u64::from(rate) > 10_000 * unit.seconds() {
+        return Err(format!("{s:?}: iptables limits at most 10000 a second"));
+    }
+    if burst.is_some_and(|b| b > 10_000) {
+        return Err(format!("{s:?}: iptables bursts at most 10000"));
     }
     Ok(Verdict::Limit { rate, unit, burst })
 }

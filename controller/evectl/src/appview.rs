@@ -145,6 +145,43 @@ pub fn app_table(apps: &Value) -> String {
     s
 }
 
+/// How the app's user data travels in the config the device gets:
+/// `sealed` in `cipherData`, which only the device opens; `clear` in
+/// `userData`, which anyone who reads the config can read (a config stored
+/// before the controller sealed user data); or `none`.
+pub fn user_data(config: &Value) -> &'static str {
+    if config["cipherData"].is_object() {
+        "sealed"
+    } else if config["userData"].as_str().is_some_and(|d| !d.is_empty()) {
+        "clear"
+    } else {
+        "none"
+    }
+}
+
+/// The app's disks as its metrics report them, one line each.
+fn disks(metric: &Value) -> Vec<String> {
+    metric["disk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            format!(
+                "{}: {} of {} MiB used ({}{})",
+                d["disk"].as_str().unwrap_or("?"),
+                proto_json_u64(&d["used"]),
+                proto_json_u64(&d["provisioned"]),
+                d["diskType"].as_str().unwrap_or("?"),
+                if d["dirty"].as_bool() == Some(true) {
+                    ", dirty"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect()
+}
+
 /// `app show` of one app.
 pub fn app_detail(app: &Value) -> String {
     let mut s = String::new();
@@ -187,6 +224,7 @@ pub fn app_detail(app: &Value) -> String {
                 }
             }
         }
+        let _ = writeln!(s, "  user data: {}", user_data(config));
         for r in config["volumeRefList"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 s,
@@ -215,6 +253,26 @@ pub fn app_detail(app: &Value) -> String {
             proto_json_u64(&metric["memory"]["usedMem"]),
             proto_json_u64(&metric["memory"]["availMem"])
                 + proto_json_u64(&metric["memory"]["usedMem"]),
+        );
+        for d in disks(metric) {
+            let _ = writeln!(s, "  disk {d}");
+        }
+    }
+    for n in metric["network"].as_array().into_iter().flatten() {
+        let sum = |a: &str, b: &str| proto_json_u64(&n[a]) + proto_json_u64(&n[b]);
+        let _ = writeln!(
+            s,
+            "  network {} ({}): sent {} packets, {} bytes; received {} packets, {} bytes; \
+             dropped {}, by ACLs {}, rate-limited {}",
+            n["iName"].as_str().unwrap_or("?"),
+            n["localName"].as_str().unwrap_or("?"),
+            proto_json_u64(&n["txPkts"]),
+            proto_json_u64(&n["txBytes"]),
+            proto_json_u64(&n["rxPkts"]),
+            proto_json_u64(&n["rxBytes"]),
+            sum("txDrops", "rxDrops"),
+            sum("txAclDrops", "rxAclDrops"),
+            sum("txAclRateLimitDrops", "rxAclRateLimitDrops"),
         );
     }
     s
@@ -293,7 +351,10 @@ impl Admin {
 
     /// `app show NAME`
     pub async fn app_show(&mut self, device: &str, name: &str) -> Result<String, CtlError> {
-        let app = self.find_app(device, name).await?;
+        let mut app = self.find_app(device, name).await?;
+        if !app["config"].is_null() {
+            app["user_data"] = json!(user_data(&app["config"]));
+        }
         Ok(self.out(&app, app_detail))
     }
 
@@ -318,5 +379,19 @@ impl Admin {
             return Ok(String::new());
         }
         self.logs_show(device, &filter).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_is_sealed_clear_or_none() {
+        let sealed = json!({"cipherData": {"cipherContextId": "c"}, "userData": ""});
+        assert_eq!(user_data(&sealed), "sealed");
+        assert_eq!(user_data(&json!({"userData": "I2Nsb3Vk"})), "clear");
+        assert_eq!(user_data(&json!({"userData": ""})), "none");
+        assert_eq!(user_data(&json!({})), "none");
     }
 }

@@ -3,7 +3,7 @@
 //! apps in a device's config ([`apps`], their ACL rules in [`acl`]) and as
 //! the device reports them ([`appview`]), network instances ([`networks`],
 //! [`netview`]), flow logs ([`flowview`]), base OS updates and device
-//! operations ([`devops`]), and
+//! operations ([`devops`]), config items ([`configitems`]), and
 //! the host benchmark of EVE's message hot paths
 //! ([`bench`]).
 #![forbid(unsafe_code)]
@@ -13,6 +13,7 @@ pub mod admin;
 pub mod apps;
 pub mod appview;
 pub mod bench;
+pub mod configitems;
 pub mod content;
 pub mod devops;
 pub mod flowview;

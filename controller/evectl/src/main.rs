@@ -69,6 +69,20 @@ enum OnboardCmd {
 }
 
 #[derive(Subcommand)]
+enum ConfigItemCmd {
+    /// Set one item (EVE's key, e.g. `timer.update.fallback.no.network`),
+    /// keeping the rest of the config.
+    Set {
+        /// Device UUID or serial.
+        device: String,
+        /// The item's key.
+        name: String,
+        /// Its value, as EVE reads it (the node checks the range).
+        value: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum DeviceCmd {
     /// List onboarded devices.
     List,
@@ -98,6 +112,9 @@ enum DeviceCmd {
         #[arg(long)]
         retry: bool,
     },
+    /// The device's config items (`EdgeDevConfig.configItems`).
+    #[command(subcommand)]
+    ConfigItem(ConfigItemCmd),
     /// Reboot the device (bumps the reboot counter).
     Reboot {
         /// Device UUID or serial.
@@ -617,6 +634,14 @@ fn admin_command(cli: &Cli, rules: Vec<AclRule>) -> Result<(), CliError> {
                     retry: *retry,
                 };
                 admin.device_update(&uuid, &spec).await
+            }
+            Command::Device(DeviceCmd::ConfigItem(ConfigItemCmd::Set {
+                device,
+                name,
+                value,
+            })) => {
+                let uuid = admin.resolve_device(device).await?;
+                admin.device_config_item_set(&uuid, name, value).await
             }
             Command::Device(DeviceCmd::Reboot { device }) => {
                 let uuid = admin.resolve_device(device).await?;

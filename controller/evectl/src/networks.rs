@@ -277,6 +277,40 @@ mod tests {
     }
 
     #[test]
+    fn a_switch_port_is_written_as_eve_api_reads_it() {
+        // EVE's zedagent takes `port.name` as the instance's port's
+        // logical label; a switch has no IP type (AddressTypeNone, 0).
+        let spec = NetworkSpec {
+            name: "segment".into(),
+            kind: NetworkKind::Switch,
+            port: Some("eth1".into()),
+            flowlog: true,
+        };
+        let c = add(json!({}), &spec).unwrap();
+        let ni = &c["networkInstances"][0];
+        let bytes = controller::pbuf::encode_from_json(
+            "org.lfedge.eve.config.NetworkInstanceConfig",
+            &ni.to_string(),
+        )
+        .unwrap();
+        let decoded =
+            <eve_proto::config::NetworkInstanceConfig as prost::Message>::decode(bytes.as_slice())
+                .unwrap();
+        let port = decoded.port.unwrap();
+        assert_eq!(port.name, "eth1");
+        assert_eq!(
+            port.r#type,
+            eve_proto::common::PhyIoType::PhyIoNetEth as i32
+        );
+        assert_eq!(
+            decoded.inst_type,
+            eve_proto::config::ZNetworkInstType::ZnetInstSwitch as i32
+        );
+        assert_eq!(decoded.ip_type, 0);
+        assert_eq!(decoded.ip, None);
+    }
+
+    #[test]
     fn local_instances_are_checked_against_their_subnet() {
         let mut spec = local("10.1.0.9/24");
         if let NetworkKind::Local(l) = &mut spec.kind {

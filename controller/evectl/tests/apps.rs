@@ -13,7 +13,9 @@ use eve_proto::config::{EdgeDevConfig, Format, VmMode};
 use eve_proto::info::{
     ErrorInfo, ZInfoApp, ZInfoMsg, ZInfoTypes, ZSwState, z_info_msg::InfoContent,
 };
-use eve_proto::metrics::{AppCpuMetric, AppMetric, MemoryMetric, ZMetricMsg};
+use eve_proto::metrics::{
+    AppCpuMetric, AppDiskMetric, AppMetric, MemoryMetric, NetworkMetric, ZMetricMsg,
+};
 use hyper::StatusCode;
 use serde_json::Value;
 
@@ -102,6 +104,10 @@ async fn deploy_puts_datastore_content_tree_volume_and_app_in_the_served_config(
             .iter()
             .any(|c| c.context_id == sealed.cipher_context_id)
     );
+    let out = ctl.ok(&["app", "show", "web"]);
+    assert!(out.contains("  user data: sealed\n"), "{out}");
+    let json: Value = serde_json::from_str(&ctl.ok(&["--json", "app", "show", "web"])).unwrap();
+    assert_eq!(json["user_data"], "sealed");
     assert_eq!(app.interfaces[0].name, "eth0");
     assert_eq!(app.interfaces[0].network_id, local);
     let acls = &app.interfaces[0].acls;
@@ -412,6 +418,24 @@ async fn stop_start_restart_purge_delete_change_exactly_what_they_should() {
                 avail_mem: 412,
                 ..Default::default()
             }),
+            network: vec![NetworkMetric {
+                i_name: "eth0".into(),
+                local_name: "nbu1x1".into(),
+                tx_pkts: 3,
+                tx_bytes: 180,
+                rx_pkts: 2,
+                rx_bytes: 120,
+                tx_acl_drops: 1,
+                rx_acl_rate_limit_drops: 4,
+                ..Default::default()
+            }],
+            disk: vec![AppDiskMetric {
+                disk: format!("{db}.1"),
+                provisioned: 2048,
+                used: 301,
+                disk_type: "qcow2".into(),
+                dirty: true,
+            }],
             ..Default::default()
         }],
         ..Default::default()
@@ -442,10 +466,25 @@ async fn stop_start_restart_purge_delete_change_exactly_what_they_should() {
         out.contains("cpu: 12 s  memory: 100 of 512 MiB used"),
         "{out}"
     );
+    assert!(
+        out.contains(
+            "network eth0 (nbu1x1): sent 3 packets, 180 bytes; received 2 packets, 120 bytes; \
+             dropped 0, by ACLs 1, rate-limited 4\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("user data: none\n"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "disk {db}.1: 301 of 2048 MiB used (qcow2, dirty)\n"
+        )),
+        "{out}"
+    );
     let json: Value =
         serde_json::from_str(&ctl.ok(&with(&["--json", "app", "show", db.as_str()]))).unwrap();
     assert_eq!(json["info"]["state"], "ERROR");
     assert_eq!(json["config"]["displayname"], "db");
+    assert_eq!(json["user_data"], "none");
 
     // App logs arrive on the app's newlogs path and are shown per app.
     let line = r#"{"severity":"info","source":"db","content":"listening on 5432","timestamp":{"seconds":1700000000}}"#;

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::{AssetError, debian, io_error};
 use crate::Arch;
+use crate::content::Registry;
 
 pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
@@ -31,6 +32,26 @@ pub struct OciImage {
     pub manifest: String,
     /// Every blob: manifest, config, layers.
     pub blobs: Vec<(String, PathBuf)>,
+}
+
+impl OciImage {
+    /// Pushes the image to `registry` as `repo:tag`: every blob first, the
+    /// manifest last (a registry refuses a manifest whose blobs it lacks).
+    pub fn push_tagged(&self, registry: &Registry, repo: &str, tag: &str) -> std::io::Result<()> {
+        let mut manifest = None;
+        for (digest, path) in &self.blobs {
+            let bytes = std::fs::read(path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            if *digest == self.manifest {
+                manifest = Some(bytes);
+            } else {
+                registry.push_blob(repo, &bytes)?;
+            }
+        }
+        let manifest =
+            manifest.ok_or_else(|| std::io::Error::other("the image has no manifest"))?;
+        registry.push_manifest(repo, tag, MANIFEST_TYPE, &manifest)
+    }
 }
 
 fn sha256(bytes: &[u8]) -> String {

@@ -13,6 +13,7 @@ use std::{
 };
 
 use guest_arch::Accel;
+use qmp::{Qmp, QmpError};
 use shim_init::{
     blobdisk::{BlobSource, WriteError, write_blob_disk},
     config::{Overrides, ShimConfig},
@@ -24,7 +25,6 @@ use crate::{
     end::{self, End, Evidence},
     firmware::{self, FirmwareError},
     qemu::{self, Launch},
-    qmp::{self, Qmp, QmpError},
     seed::{SeedError, write_seed},
     spec::{ContainerImage, ContainerOverrides, DomainSpec, Kind, SpecError, VmBoot},
     usage::{self, Usage, UsageError},

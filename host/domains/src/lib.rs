@@ -19,7 +19,6 @@ mod domain;
 pub mod end;
 pub mod firmware;
 pub mod qemu;
-pub mod qmp;
 pub mod retry;
 pub mod seed;
 pub mod spec;

@@ -12,6 +12,7 @@
 
 pub mod bus;
 pub mod console;
+pub mod deviceports;
 pub mod end;
 pub mod facts;
 pub mod heartbeat;

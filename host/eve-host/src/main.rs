@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use eve_host::{
     Accel, Arch,
     console::{HostLog, StderrLog, StderrLogger},
+    deviceports::{DevicePortBridges, PortBridgeChoice},
     lock::{DirLock, HOST_LOCK_FILE},
     manifest::Manifest,
     node::{Node, NodePaths, Seams},
@@ -21,7 +22,7 @@ use eve_host::{
     status::StatusFile,
     stdio::{err_line, out_line},
     targets::{
-        BootDisk, ContentOptions, DomainsOptions, PowerSwitch, TargetContext,
+        BootDisk, ContentOptions, DomainsOptions, ForwardOptions, PowerSwitch, TargetContext,
         power::{EXIT_REBOOT, EXIT_SHUTDOWN, Ending},
     },
     vfio::VfioRoots,
@@ -123,6 +124,25 @@ enum Command {
         /// machine has one).
         #[arg(long)]
         watchdog: Option<PathBuf>,
+        /// The host address zedrouter's port maps are forwarded on (the
+        /// ports target's forwards): loopback unless a board serves its
+        /// apps on its LAN.
+        #[arg(long, default_value_t = std::net::Ipv4Addr::LOCALHOST)]
+        forward_address: std::net::Ipv4Addr,
+        /// The lowest host port a service may forward.
+        #[arg(long, default_value_t = 1024)]
+        forward_lowest_port: u16,
+        /// The watchdog's timeout in seconds, set when the host opens it
+        /// (EVE's: 60); petted at a third of the timeout in force.
+        #[arg(long, requires = "watchdog", default_value_t = watchdog::DEFAULT_TIMEOUT_SECS)]
+        watchdog_timeout: u32,
+        /// LABEL=INTERFACE: bridge the manifest's device port LABEL (the
+        /// outside end of switch network instances on it) with a Linux
+        /// network interface (an AF_PACKET socket, the interface made
+        /// promiscuous); repeat for more ports. A port not named stays
+        /// unbridged: its switch instances reach no network.
+        #[arg(long = "device-port", value_name = "LABEL=INTERFACE")]
+        device_ports: Vec<PortBridgeChoice>,
     },
     /// Validate a manifest and print the node it describes.
     Check {
@@ -144,6 +164,9 @@ struct RunOptions {
     grace: Duration,
     disk: Option<BootDisk>,
     watchdog: Option<PathBuf>,
+    forwards: ForwardOptions,
+    watchdog_timeout: u32,
+    device_ports: Vec<PortBridgeChoice>,
 }
 
 fn main() -> ExitCode {
@@ -177,6 +200,10 @@ fn main() -> ExitCode {
             booted_slot,
             disk_block_size,
             watchdog,
+            forward_address,
+            forward_lowest_port,
+            watchdog_timeout,
+            device_ports,
         } => run(
             &manifest,
             NodePaths {
@@ -206,6 +233,13 @@ fn main() -> ExitCode {
                     block_size: disk_block_size,
                 }),
                 watchdog,
+                forwards: ForwardOptions {
+                    address: forward_address,
+                    lowest_port: forward_lowest_port,
+                    ..ForwardOptions::default()
+                },
+                watchdog_timeout,
+                device_ports,
             },
         ),
     };
@@ -286,11 +320,32 @@ fn run(
             domains: &domains,
             disk: options.disk.as_ref(),
             power: &power,
+            forwards: &options.forwards.clone().reserving(&manifest),
         },
         ServiceLogs::new(&state.logs(), log.clone()),
     )
     .map_err(|e| e.to_string())?;
     err_line(format_args!("eve-host: TPM: {}", bus.tpm()));
+    // After the bus: the ports target made the sockets' directory.
+    let device_ports = DevicePortBridges::start(&manifest, &state.run(), &options.device_ports)
+        .map_err(|e| e.to_string())?;
+    for (choice, _) in &device_ports.bridges {
+        err_line(format_args!(
+            "eve-host: device port {} bridged with {}",
+            choice.label, choice.interface
+        ));
+    }
+    for failure in &device_ports.failed {
+        err_line(format_args!(
+            "eve-host: {failure}; the port stays unbridged"
+        ));
+    }
+    for label in &device_ports.unbridged {
+        err_line(format_args!(
+            "eve-host: device port {label} is not bridged (no --device-port {label}=INTERFACE): \
+             switch instances on it reach no network"
+        ));
+    }
     let broker = bus.broker().clone();
     let status = StatusFile::new(
         &state.status_file(),
@@ -307,15 +362,16 @@ fn run(
     };
     // Opened last: its timer runs from here.
     let mut watchdog = options.watchdog.as_deref().and_then(|device| {
-        Watchdog::open(device, power.clone())
-            .inspect(|_| {
+        Watchdog::open(device, power.clone(), options.watchdog_timeout)
+            .inspect(|(_, armed)| {
                 err_line(format_args!(
-                    "eve-host: petting the watchdog {} while every service is healthy",
+                    "eve-host: petting the watchdog {} ({armed}) while every service is healthy",
                     device.display()
                 ))
             })
             .inspect_err(|e| err_line(format_args!("eve-host: {e}; running without it")))
             .ok()
+            .map(|(watchdog, _)| watchdog)
     });
     node.run_watched(
         QemuVmm,
@@ -334,6 +390,7 @@ fn run(
             "eve-host: closing the watchdog: {e}; the machine resets"
         ));
     }
+    drop(device_ports);
     // Stops the software TPM, if the host started one.
     drop(bus);
     let ending = power.finish().map_err(|e| e.to_string())?;

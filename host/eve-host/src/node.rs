@@ -155,6 +155,9 @@ impl Node {
                 .devices
                 .trunk
                 .then(|| crate::targets::ports::trunk_socket(&state_dir.run()));
+            crate::deviceports::give(&mut spec, &state_dir.run(), &service.devices.device_ports);
+            spec.monitor = crate::targets::ports::wants_monitor(&service.bus.call)
+                .then(|| crate::targets::ports::monitor_socket(&state_dir.run(), &service.name));
             spec.passthrough = passthrough.get(&service.name).cloned().unwrap_or_default();
             spec.pid_file = Some(state_dir.pid_file(&service.name));
             setups.push(ServiceSetup {
@@ -349,7 +352,7 @@ ram_mib = 32
 config = true
 trunk = true
 [service.bus]
-call.ports = ["attach"]
+call.ports = ["attach", "forward"]
 "#;
 
     fn tcg() -> AccelChoice {
@@ -400,6 +403,12 @@ call.ports = ["attach"]
             Some(paths.state_dir.join("run/ports/trunk.sock").as_path())
         );
         assert_eq!(agent.spec.trunk, None);
+        assert_eq!(
+            diag.spec.monitor.as_deref(),
+            Some(paths.state_dir.join("run/ports/diag.qmp").as_path()),
+            "a service that may forward gets a monitor"
+        );
+        assert_eq!(agent.spec.monitor, None);
         assert_eq!(diag.console_log, paths.state_dir.join("logs/diag.console"));
         drop(node);
         assert!(!socket.exists(), "sockets go with the node");

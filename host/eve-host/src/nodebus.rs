@@ -35,8 +35,8 @@ use crate::{
     manifest::Manifest,
     status::BusView,
     targets::{
-        self, BootDisk, ContentOptions, DomainsOptions, HOST_TARGETS, HostTarget, PowerSwitch,
-        TargetContext,
+        self, BootDisk, ContentOptions, DomainsOptions, ForwardOptions, HOST_TARGETS, HostTarget,
+        PowerSwitch, TargetContext,
     },
 };
 
@@ -175,6 +175,7 @@ impl NodeBus {
             domains,
             disk,
             power: &power,
+            forwards: &ForwardOptions::default().reserving(manifest),
         };
         NodeBus::start_in(manifest, &context, logs)
     }

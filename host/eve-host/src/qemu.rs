@@ -48,6 +48,16 @@ pub fn trunk_netdev(socket: &Path) -> String {
     )
 }
 
+/// The `-netdev stream` value connecting device port `id` to its socket,
+/// reconnecting as the trunk's does (whatever listens there may come
+/// later or restart).
+pub fn device_port_netdev(id: &str, socket: &Path) -> String {
+    format!(
+        "stream,id={id},server=off,addr.type=unix,addr.path={},reconnect-ms={TRUNK_RECONNECT_MS}",
+        path_option(socket)
+    )
+}
+
 /// The `-netdev user` value for `net`.
 pub fn user_netdev(net: &NetSpec) -> String {
     let mut netdev = String::from("user,id=net0");
@@ -118,6 +128,27 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
                 "virtio-net-device,netdev=trunk,mac={a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}"
             ),
         ]);
+    }
+    for (index, socket) in spec.device_ports.iter().enumerate() {
+        let id = format!("devport{index}");
+        push(&["-netdev", &device_port_netdev(&id, socket)]);
+        let [a, b, c, d, e, f] = guest_abi::device_port_mac(index as u8);
+        push(&[
+            "-device",
+            &format!(
+                "virtio-net-device,netdev={id},mac={a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}"
+            ),
+        ]);
+    }
+    if let Some(monitor) = &spec.monitor {
+        push(&[
+            "-chardev",
+            &format!(
+                "socket,id=monitor,path={},server=on,wait=off",
+                path_option(monitor)
+            ),
+        ]);
+        push(&["-mon", "chardev=monitor,mode=control"]);
     }
     for disk in &spec.disks {
         let id = format!("disk-{}", disk.role.serial());
@@ -406,6 +437,30 @@ mod tests {
     }
 
     #[test]
+    fn each_device_port_is_a_nic_with_its_indexed_mac_on_its_socket() {
+        let mut s = spec(Arch::X86_64, Accel::Tcg);
+        s.device_ports = vec![
+            PathBuf::from("/run/ports/device-eth1.sock"),
+            PathBuf::from("/run/ports/device-eth2.sock"),
+        ];
+        let args = qemu_args(&s);
+        for (n, label) in ["eth1", "eth2"].iter().enumerate() {
+            assert!(has_pair(
+                &args,
+                "-netdev",
+                &format!(
+                    "stream,id=devport{n},server=off,addr.type=unix,addr.path=/run/ports/device-{label}.sock,reconnect-ms=100"
+                )
+            ));
+            assert!(has_pair(
+                &args,
+                "-device",
+                &format!("virtio-net-device,netdev=devport{n},mac=02:00:7e:00:01:0{n}")
+            ));
+        }
+    }
+
+    #[test]
     fn the_trunk_is_a_second_nic_with_its_mac_on_the_switch_socket() {
         let mut s = spec(Arch::X86_64, Accel::Tcg);
         s.net = Some(NetSpec::default());
@@ -429,6 +484,20 @@ mod tests {
             .iter()
             .position(|a| a.starts_with("virtio-net-device,netdev=trunk"));
         assert!(uplink < trunk, "the uplink stays the first NIC");
+    }
+
+    #[test]
+    fn a_monitor_is_a_qmp_server_on_its_socket() {
+        let mut s = spec(Arch::Aarch64, Accel::Tcg);
+        assert!(!qemu_args(&s).iter().any(|a| a == "-mon"));
+        s.monitor = Some(PathBuf::from("/run/node/ports/zedrouter.qmp"));
+        let args = qemu_args(&s);
+        assert!(has_pair(
+            &args,
+            "-chardev",
+            "socket,id=monitor,path=/run/node/ports/zedrouter.qmp,server=on,wait=off"
+        ));
+        assert!(has_pair(&args, "-mon", "chardev=monitor,mode=control"));
     }
 
     #[test]

@@ -27,6 +27,13 @@ pub struct VmSpec {
     /// `guest_abi::TRUNK_MAC`) that connects to it and reconnects when
     /// either end restarts.
     pub trunk: Option<PathBuf>,
+    /// Device ports' sockets (`crate::deviceports`): NIC `i` (MAC
+    /// `guest_abi::device_port_mac(i)`) connects to the `i`th and
+    /// reconnects, as the trunk's does.
+    pub device_ports: Vec<PathBuf>,
+    /// A QMP socket the VMM listens on, for the host's uplink forwards
+    /// (the `ports` target's `forward`).
+    pub monitor: Option<PathBuf>,
     pub disks: Vec<Disk>,
     /// A unix socket the host listens on; the VMM connects the guest's bus
     /// port (a virtio console) to it.
@@ -51,6 +58,8 @@ impl VmSpec {
             vcpus: 1,
             net: None,
             trunk: None,
+            device_ports: Vec::new(),
+            monitor: None,
             disks: Vec::new(),
             bus_socket: None,
             passthrough: Vec::new(),

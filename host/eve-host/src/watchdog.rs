@@ -3,12 +3,14 @@
 //! or a hung host ends in a hardware reset, recorded as the next boot's
 //! reason.
 //!
-//! Petting is one byte written to the device, at most once per
-//! [`PET_INTERVAL`], from the supervisor's own loop ([`crate::node::Node::run_watched`]):
+//! Petting is one byte written to the device, at most once per pet
+//! interval, from the supervisor's own loop ([`crate::node::Node::run_watched`]):
 //! a host whose loop stops (hung, deadlocked, killed) stops petting too.
-//! The timeout is the driver's (QEMU's i6300esb: 30 s; set it with the
-//! driver's module parameter, `i6300esb.heartbeat=`): setting it takes the
-//! `WDIOC_SETTIMEOUT` ioctl, which needs unsafe code this crate forbids.
+//! The host sets the timeout when it opens the device (`WDIOC_SETTIMEOUT`,
+//! through the `watchdogdev` crate, which holds the unsafe ioctls this
+//! crate forbids; [`DEFAULT_TIMEOUT_SECS`] as EVE runs it) and pets at a
+//! third of the timeout in force ([`pet_interval`]), so two pets may be
+//! late before the reset.
 //!
 //! How the next boot knows the reset was the watchdog's: before it stops
 //! petting, the host records in the boot record (`targets::power`) that a
@@ -34,17 +36,26 @@ use std::time::{Duration, Instant};
 
 pub use health::{Unhealthy, unhealthy};
 
+use watchdogdev::{QueryError, SetTimeoutError, WDIOF_CARDRESET};
+
 use crate::supervisor::Status;
 use crate::targets::PowerSwitch;
 use crate::targets::power::RecordError;
 
-/// How often the device is petted while the node is healthy: well inside
-/// any driver's timeout (seconds at the least).
-pub const PET_INTERVAL: Duration = Duration::from_secs(1);
+/// The timeout the host asks for: EVE runs watchdog(8) with no
+/// `watchdog-timeout` (`pkg/watchdog`), so the daemon's default of 60 s.
+pub const DEFAULT_TIMEOUT_SECS: u32 = 60;
 
-/// `WDIOF_CARDRESET` in a watchdog's `bootstatus`: the last reboot was
-/// the watchdog's.
-const WDIOF_CARDRESET: u32 = 0x20;
+/// How often the device is petted while the node is healthy when its
+/// timeout is unknown (a driver that does not say): well inside any
+/// driver's timeout, as EVE's watchdog(8) pets (`interval = 1`).
+pub const UNKNOWN_TIMEOUT_PET_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The pet interval for a timeout of `timeout_secs`: a third of it, at
+/// least a second.
+pub fn pet_interval(timeout_secs: u32) -> Duration {
+    (Duration::from_secs(timeout_secs.into()) / 3).max(UNKNOWN_TIMEOUT_PET_INTERVAL)
+}
 
 /// Why the watchdog device could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -94,18 +105,66 @@ impl fmt::Display for Change {
     }
 }
 
+/// What the driver said when the host opened the device.
+#[derive(Debug)]
+pub struct Armed {
+    /// The driver's name for the device (`WDIOC_GETSUPPORT`).
+    pub identity: Result<String, QueryError>,
+    /// The timeout asked for.
+    pub asked_secs: u32,
+    /// The timeout the driver set, which may differ from the one asked.
+    pub set: Result<u32, SetTimeoutError>,
+    /// The timeout in force (`WDIOC_GETTIMEOUT`, read back).
+    pub in_force: Result<u32, QueryError>,
+}
+
+impl Armed {
+    /// The pet interval for the timeout in force, or the safe one.
+    pub fn pet_interval(&self) -> Duration {
+        match (&self.in_force, &self.set) {
+            (Ok(secs), _) | (Err(_), Ok(secs)) => pet_interval(*secs),
+            (Err(_), Err(_)) => UNKNOWN_TIMEOUT_PET_INTERVAL,
+        }
+    }
+}
+
+impl fmt::Display for Armed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.identity {
+            Ok(identity) => write!(f, "{identity:?}")?,
+            Err(e) => write!(f, "identity unknown ({e})")?,
+        }
+        match &self.set {
+            Ok(_) => {}
+            Err(e) => write!(f, ", timeout {} s not set: {e}", self.asked_secs)?,
+        }
+        match &self.in_force {
+            Ok(secs) => write!(f, ", timeout {secs} s")?,
+            Err(e) => write!(f, ", timeout unknown ({e})")?,
+        }
+        write!(f, ", petted every {:?}", self.pet_interval())
+    }
+}
+
 /// A watchdog device the host pets while the node is healthy.
 pub struct Watchdog<D: Write> {
     device: D,
     switch: PowerSwitch,
+    pet_interval: Duration,
     next_pet: Option<Instant>,
     stopped_for: Option<Unhealthy>,
     pet_failing: bool,
 }
 
 impl Watchdog<File> {
-    /// Opens the device at `path`, which starts its timer.
-    pub fn open(path: &Path, switch: PowerSwitch) -> Result<Watchdog<File>, OpenError> {
+    /// Opens the device at `path`, which starts its timer, and sets its
+    /// timeout to `timeout_secs`; petted at a third of the timeout the
+    /// driver then says is in force.
+    pub fn open(
+        path: &Path,
+        switch: PowerSwitch,
+        timeout_secs: u32,
+    ) -> Result<(Watchdog<File>, Armed), OpenError> {
         let device = OpenOptions::new()
             .write(true)
             .open(path)
@@ -113,16 +172,25 @@ impl Watchdog<File> {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Ok(Watchdog::new(device, switch))
+        let armed = Armed {
+            identity: watchdogdev::info(&device).map(|info| info.identity),
+            asked_secs: timeout_secs,
+            set: watchdogdev::set_timeout(&device, timeout_secs),
+            in_force: watchdogdev::timeout(&device),
+        };
+        let interval = armed.pet_interval();
+        Ok((Watchdog::new(device, switch, interval), armed))
     }
 }
 
 impl<D: Write> Watchdog<D> {
-    /// A watchdog on an open `device`; `switch` keeps the boot record.
-    pub fn new(device: D, switch: PowerSwitch) -> Watchdog<D> {
+    /// A watchdog on an open `device`, petted every `pet_interval`;
+    /// `switch` keeps the boot record.
+    pub fn new(device: D, switch: PowerSwitch, pet_interval: Duration) -> Watchdog<D> {
         Watchdog {
             device,
             switch,
+            pet_interval,
             next_pet: None,
             stopped_for: None,
             pet_failing: false,
@@ -149,7 +217,7 @@ impl<D: Write> Watchdog<D> {
         if self.next_pet.is_none_or(|due| now >= due) {
             match self.pet() {
                 Ok(()) => {
-                    self.next_pet = Some(now + PET_INTERVAL);
+                    self.next_pet = Some(now + self.pet_interval);
                     self.pet_failing = false;
                 }
                 Err(e) if !self.pet_failing => {

@@ -20,7 +20,7 @@ use eve_host::{
     nodebus::{NodeBus, TpmChoice},
     servicelog::ServiceLogs,
     targets::{
-        ContentOptions, DomainsOptions, PowerSwitch, TargetContext,
+        ContentOptions, DomainsOptions, ForwardOptions, PowerSwitch, TargetContext,
         power::{EXIT_REBOOT, Ending},
     },
     volumes::StateDir,
@@ -143,6 +143,7 @@ fn boot(state: &std::path::Path, stop: &Arc<AtomicBool>) -> (NodeBus, PowerSwitc
             domains: &DomainsOptions::default(),
             disk: None,
             power: &power,
+            forwards: &ForwardOptions::default(),
         },
         ServiceLogs::new(&dir.logs(), Arc::new(StderrLog)),
     )

@@ -6,8 +6,9 @@
 //! instance and the apps' interfaces. zedrouter attaches the apps' ports
 //! at the host, the apps get their leases from it, A serves TCP 7, B (its
 //! ACL allows it) echoes 64 KiB through A, C (no rule) is refused, and
-//! zedrouter publishes the instance's status with the three leases. Then
-//! the apps go, and their flows are in the flow log (B's allowed by its
+//! zedrouter publishes the instance's status with the three leases and
+//! its counters of that traffic in `network-metrics`. Then the apps go
+//! (their counters are withdrawn), and their flows are in the flow log (B's allowed by its
 //! rule, C's dropped by the implicit one); zedrouter is restarted with C
 //! alone, and C keeps its address: the engine's state came back from
 //! zedrouter's state volume.
@@ -20,7 +21,7 @@ use std::time::Duration;
 use common::rig::{PATIENCE, Rig, Setup, ace, app, app_uuid, local_instance, mac};
 use eve_proto::flowlog::AclAction;
 use harness::Machine;
-use topics::{AppNetworkStatus, NetworkInstanceStatus, Topic};
+use topics::{AppNetworkStatus, NetworkInstanceStatus, NetworkMetrics, Topic};
 
 const NI: &str = "0b4c7e1a-3f7e-4d1c-8a2b-9c8d7e6f5a4b";
 
@@ -107,6 +108,33 @@ fn apps_through_zedrouter(machine: Machine) {
         );
     }
 
+    // zedrouter's counters, at its metrics period: each app's interface
+    // from the app's side (B sent its 64 KiB to A; C's packets to A were
+    // dropped by C's implicit rule), and the instance's totals.
+    let counted = |n: usize| {
+        rig.published::<NetworkMetrics>(&NetworkMetrics::app_key(&apps[n]))
+            .and_then(|c| c.app_interfaces().first().cloned())
+            .unwrap_or_default()
+    };
+    rig.until("the apps' counters in network-metrics", &router, || {
+        counted(1).tx_bytes >= 65_536
+            && counted(0).rx_bytes >= 65_536
+            && counted(2).tx_acl_drops > 0
+            && rig
+                .published::<NetworkMetrics>(&NetworkMetrics::instance_key(NI))
+                .and_then(|c| c.as_instance()?.network_stats?.rx)
+                .is_some_and(|rx| rx.total_bytes >= 65_536)
+    });
+    let b_counted = counted(1);
+    assert_eq!(
+        (
+            b_counted.i_name.as_str(),
+            b_counted.local_name.starts_with("nbu")
+        ),
+        ("eth0", true),
+        "{b_counted:?}"
+    );
+
     // The apps go: their flows end and are logged, B's allowed by its
     // rule, C's dropped by the implicit rule (ACE 0).
     for app in &apps {
@@ -117,6 +145,12 @@ fn apps_through_zedrouter(machine: Machine) {
     });
     rig.until("the apps' interfaces withdrawn", &router, || {
         rig.broker.table(AppNetworkStatus::NAME).is_empty()
+    });
+    rig.until("the apps' counters withdrawn", &router, || {
+        !rig.broker
+            .table(NetworkMetrics::NAME)
+            .keys()
+            .any(|k| k.starts_with("app/"))
     });
     let logged = |app: &str| -> Vec<(i32, i32)> {
         rig.flows(app)

@@ -146,8 +146,9 @@ pub(crate) enum Command {
 }
 
 /// Makes way for a socket at `path`: a stale socket is removed, anything
-/// else is refused.
-fn clear_socket(path: &Path) -> Result<(), io::Error> {
+/// else is refused (`AlreadyExists`). The device-port bridge listens the
+/// same way.
+pub fn clear_socket(path: &Path) -> Result<(), io::Error> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
         Ok(_) => Err(io::Error::new(io::ErrorKind::AlreadyExists, "not a socket")),

@@ -28,6 +28,13 @@
 //!   domain runs on the old disks while volumemgr builds the new
 //!   generations, is halted once they are ready, then given them and
 //!   started (make-before-break).
+//! - A change of a running app's interfaces is applied as EVE's
+//!   zedmanager applies it ([`netchange`]): ACL changes (port maps
+//!   included) at once, through zedrouter; another number of adapters,
+//!   or an adapter's MAC, static address or network instance, only with
+//!   a bumped `purge` counter (the domain is given the new NICs as it
+//!   starts on the new disks); without one the app reports "Need purge
+//!   due to ... but not a purgeCmd" and runs on as it was.
 //! - An app removed from the config loses its domain and its report.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -35,6 +42,7 @@
 extern crate alloc;
 
 mod manager;
+mod netchange;
 pub mod network;
 pub mod plan;
 mod report;

@@ -13,7 +13,8 @@ use topics::apps::{Domain, DomainDisk, DomainNic, DomainState};
 use topics::content::VolumeState;
 use topics::{AppNetwork, AppNetworkState};
 
-use crate::network::app_network;
+use crate::netchange::{purge_needed, purge_reason};
+use crate::network::{Nic, app_network};
 use crate::plan::{Catalog, Plan, plan};
 use crate::report::{Seen, app_info};
 use crate::uuid;
@@ -43,6 +44,8 @@ struct Run {
     purging: Option<Purge>,
     /// The disks the domain was last given.
     disks: Vec<DomainDisk>,
+    /// The interfaces the domain was last given (and zedrouter told of).
+    nics: Option<Vec<Nic>>,
 }
 
 /// What a volume reference amounts to now.
@@ -79,6 +82,9 @@ pub struct Manager {
     domains: BTreeMap<String, Domain>,
     statuses: BTreeMap<String, ZInfoApp>,
     app_networks: BTreeMap<String, AppNetwork>,
+    /// nodeagent acted on the controller's `shutdown`: every app is held
+    /// as with `activate=false` until the node reboots.
+    apps_shut_down: bool,
 }
 
 fn put<V>(table: &mut BTreeMap<String, V>, key: &str, value: Option<V>) {
@@ -136,6 +142,12 @@ impl Manager {
     /// zedrouter's view of an app's interfaces changed.
     pub fn set_app_network_state(&mut self, key: &str, state: Option<AppNetworkState>) {
         put(&mut self.network_states, key, state);
+    }
+
+    /// Whether the controller's `shutdown` holds (nodeagent's
+    /// `node-status`): while it does every app halts and none starts.
+    pub fn set_apps_shut_down(&mut self, shut_down: bool) {
+        self.apps_shut_down = shut_down;
     }
 
     /// The network instance table is complete.
@@ -205,24 +217,30 @@ impl Manager {
                 trees: &self.tree_config,
                 instances: &self.instances,
             };
-            let checked =
-                plan(&key, config, &catalog).and_then(|p| claim(&key, p, &mut owners, &mut ports));
+            let checked = plan(&key, config, &catalog)
+                .and_then(|p| claim(&key, p, &mut owners, &mut ports))
+                .map(|mut p| {
+                    // EVE's shutdown halts each app as its own
+                    // `activate=false` would.
+                    p.activate &= !self.apps_shut_down;
+                    p
+                });
             let mut networks = Vec::new();
             let (report_key, seen, name, version, volumes) = match checked {
                 Ok(plan) => {
                     planned.insert(plan.uuid.clone());
-                    let (domain, seen) = self.step(&plan);
+                    let (domain, seen, nics) = self.step(&plan);
                     if let Some(domain) = domain {
                         domains.insert(plan.uuid.clone(), domain);
                     }
-                    if !plan.nics.is_empty() {
+                    if !nics.is_empty() {
                         app_networks.insert(
                             plan.uuid.clone(),
                             app_network(
                                 &plan.uuid,
                                 &plan.name,
                                 plan.activate,
-                                &plan.nics,
+                                &nics,
                                 &plan.user_data,
                                 plan.meta_data_type,
                             ),
@@ -326,8 +344,9 @@ impl Manager {
         }
     }
 
-    /// One app's step: its domain (if it should have one) and its state.
-    fn step(&mut self, plan: &Plan) -> (Option<Domain>, Seen) {
+    /// One app's step: its domain (if it should have one), its state and
+    /// the interfaces in effect.
+    fn step(&mut self, plan: &Plan) -> (Option<Domain>, Seen, Vec<Nic>) {
         let domain_state = self
             .domain_states
             .get(&plan.uuid)
@@ -411,6 +430,22 @@ impl Manager {
         if !plan.activate && run.purging == Some(Purge::Starting) {
             run.purging = None;
         }
+        // A domain takes other interfaces only as a purge starts it again;
+        // ACL changes are taken at once.
+        let mut waiting_purge = None;
+        let nics = match run.nics.as_ref() {
+            Some(given) if !run.disks.is_empty() => match purge_reason(given, &plan.nics) {
+                None => plan.nics.clone(),
+                Some(_) if run.purging == Some(Purge::Starting) => plan.nics.clone(),
+                Some(_) if run.purging.is_some() => given.clone(),
+                Some(reason) => {
+                    waiting_purge = Some(purge_needed(&reason));
+                    given.clone()
+                }
+            },
+            _ => plan.nics.clone(),
+        };
+        run.nics = Some(nics.clone());
         let domain = (!run.disks.is_empty()).then(|| Domain {
             uuid: plan.uuid.clone(),
             display_name: plan.name.clone(),
@@ -424,8 +459,7 @@ impl Manager {
             restart_counter: run.restart,
             purge_counter: run.purge,
             port_maps: plan.port_maps.clone(),
-            nics: plan
-                .nics
+            nics: nics
                 .iter()
                 .map(|n| DomainNic {
                     index: n.index,
@@ -433,8 +467,12 @@ impl Manager {
                 })
                 .collect(),
         });
-        let seen = seen(plan, run, domain.is_some(), domain_state.as_ref(), volumes);
-        (domain, seen)
+        let mut seen = seen(plan, run, domain.is_some(), domain_state.as_ref(), volumes);
+        if seen.error.is_none() {
+            // The app runs on as it was, with the error (as EVE's).
+            seen.error = waiting_purge.map(|text| (text, 0));
+        }
+        (domain, seen, nics)
     }
 }
 

@@ -283,3 +283,74 @@ fn nothing_is_decided_before_the_instances_are_known() {
     m.instances_synchronized();
     assert!(m.ready());
 }
+
+/// domainmgr reports the app's domain in `state`, under its counters.
+fn domainmgr_reports(m: &mut Manager, state: ZSwState) {
+    let d = m.domains()[APP].clone();
+    m.set_domain_state(
+        APP,
+        Some(topics::apps::DomainState {
+            uuid: d.uuid.clone(),
+            state: state as i32,
+            restart_counter: d.restart_counter,
+            purge_counter: d.purge_counter,
+            ..Default::default()
+        }),
+    );
+    m.reconcile(NOW);
+}
+
+#[test]
+fn a_running_apps_acls_change_live_and_another_instance_waits_for_a_purge() {
+    const SECOND: &str = "0b4c7e1a-3f7e-4d1c-8a2b-9c8d7e6f5a4c";
+    let mut config = app(APP, ROOT, vec![adapter(LOCAL, "02:00:00:00:00:09")]);
+    let mut m = manager(&[config.clone()]);
+    m.set_network_instance(SECOND, Some(NetworkInstanceConfig::default()));
+    domainmgr_reports(&mut m, ZSwState::Running);
+    let nics_then = m.domains()[APP].nics.clone();
+    let told = |m: &Manager| m.app_networks()[APP].adapters[0].adapter.clone().unwrap();
+
+    // A new ACL (another port map): zedrouter is told at once, the domain
+    // keeps running as it is.
+    config.interfaces[0].acls.push(portmap_ace(2, "8443", 443));
+    m.set_app(APP, Some(config.clone()));
+    m.reconcile(NOW);
+    assert_eq!(told(&m).acls.len(), 2);
+    assert_eq!(m.domains()[APP].nics, nics_then);
+    assert!(status(&m, APP).app_err.is_empty(), "{:?}", status(&m, APP));
+    assert_eq!(status(&m, APP).state, ZSwState::Running as i32);
+
+    // Another network instance needs a purge: without one the app reports
+    // so and runs on where it was, ACLs and all.
+    config.interfaces[0].network_id = SECOND.into();
+    m.set_app(APP, Some(config.clone()));
+    m.reconcile(NOW);
+    assert_eq!(told(&m).network_id, LOCAL);
+    assert_eq!(told(&m).acls.len(), 2);
+    let s = status(&m, APP);
+    assert_eq!(s.state, ZSwState::Running as i32);
+    assert_eq!(
+        s.app_err[0].description,
+        format!("Need purge due to Network changed from {LOCAL} to {SECOND} but not a purgeCmd")
+    );
+
+    // The purge: the domain halts, starts on the new disks with the NIC on
+    // the new instance, and zedrouter is told then.
+    config.purge = Some(eve_proto::config::InstanceOpsCmd {
+        counter: 1,
+        ..Default::default()
+    });
+    m.set_app(APP, Some(config));
+    m.reconcile(NOW);
+    assert_eq!(told(&m).network_id, LOCAL, "not before the domain halts");
+    assert!(status(&m, APP).app_err.is_empty());
+    assert!(!m.domains()[APP].activate);
+    domainmgr_reports(&mut m, ZSwState::Halted);
+    assert!(m.domains()[APP].activate);
+    assert_eq!(m.domains()[APP].purge_counter, 1);
+    assert_eq!(told(&m).network_id, SECOND);
+    domainmgr_reports(&mut m, ZSwState::Running);
+    assert_eq!(status(&m, APP).state, ZSwState::Running as i32);
+    assert!(status(&m, APP).app_err.is_empty());
+    assert_eq!(told(&m).network_id, SECOND);
+}

@@ -468,6 +468,37 @@ fn activate_false_halts_and_true_starts_again() {
 }
 
 #[test]
+fn a_shutdown_halts_every_app_and_starts_none() {
+    let mut m = manager(&[app(APP, VmMode::Pv, &[ROOT])]);
+    m.set_volume_state(ROOT, Some(ready_volume(ROOT, 0)));
+    m.reconcile(NOW);
+    domainmgr_reports(&mut m, APP, ZSwState::Running, NOW);
+    m.set_apps_shut_down(true);
+    m.reconcile(NOW);
+    assert!(!domain(&m, APP).activate);
+    assert_eq!(state(&m, APP), ZSwState::Halting);
+    domainmgr_reports(&mut m, APP, ZSwState::Halted, NOW);
+    assert_eq!(state(&m, APP), ZSwState::Halted);
+    // An app deployed while the apps are shut down is not started.
+    const OTHER_ROOT: &str = "a0000000-0000-4000-8000-000000000003";
+    m.set_volume_config(OTHER_ROOT, Some(volume(OTHER_ROOT, Some(IMAGE), 0)));
+    m.set_app(OTHER, Some(app(OTHER, VmMode::Pv, &[OTHER_ROOT])));
+    m.set_volume_state(OTHER_ROOT, Some(ready_volume(OTHER_ROOT, 0)));
+    m.reconcile(NOW);
+    assert!(!domain(&m, OTHER).activate);
+    assert_eq!(state(&m, OTHER), ZSwState::Halted);
+    assert!(!domain(&m, APP).activate);
+    assert_eq!(state(&m, APP), ZSwState::Halted);
+    // Once it no longer holds (after the node's reboot) both start.
+    m.set_apps_shut_down(false);
+    m.reconcile(NOW);
+    assert!(domain(&m, APP).activate);
+    assert!(domain(&m, OTHER).activate);
+    assert_eq!(state(&m, APP), ZSwState::Booting);
+    assert_eq!(state(&m, OTHER), ZSwState::Booting);
+}
+
+#[test]
 fn an_app_never_activated_is_halted() {
     let mut config = app(APP, VmMode::Pv, &[ROOT]);
     config.activate = false;

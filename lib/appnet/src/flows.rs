@@ -3,9 +3,11 @@
 //! the ACL decision taken on its first packet, its NAT binding when it
 //! crosses an uplink, its TCP phase, counters and expiry.
 //!
-//! The table is bounded in total and per interface; a flow that does not
-//! fit is refused and counted by the caller. Expiry is a sweep the engine
-//! runs at most once a second ([`FlowTable::remove_where`]).
+//! The table is bounded in total and per interface. A new flow that does
+//! not fit takes the place of the flow idle the longest, if that one has
+//! been idle long enough ([`FlowTable::oldest_idle`]); otherwise it is
+//! refused. The caller counts both. Expiry is a sweep the engine runs at
+//! most once a second ([`FlowTable::remove_where`]).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -222,11 +224,16 @@ impl Flow {
         };
     }
 
+    /// Both ends have sent something.
+    pub fn replied(&self) -> bool {
+        self.tx.packets > 0 && self.rx.packets > 0
+    }
+
     fn timeout(&self, t: &Timeouts) -> Duration {
         if self.verdict.drop {
             return t.dropped;
         }
-        let replied = self.tx.packets > 0 && self.rx.packets > 0;
+        let replied = self.replied();
         match self.key.proto {
             PROTO_TCP => match self.tcp {
                 TcpPhase::Opening => t.tcp_opening,
@@ -381,6 +388,21 @@ impl FlowTable {
         Some(flow)
     }
 
+    /// The flow idle the longest among those `full` says must make room
+    /// (the interface's own for [`Full::Port`], any for [`Full::Table`]),
+    /// if it has seen nothing since `idle_since`: the one a new flow may
+    /// take the place of. A scan of the table, run only when it is full.
+    pub fn oldest_idle(&self, port: PortId, full: Full, idle_since: Instant) -> Option<FlowId> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| Some((i as FlowId, f.as_ref()?)))
+            .filter(|(_, f)| full == Full::Table || f.key.port == port)
+            .filter(|(_, f)| f.last <= idle_since)
+            .min_by_key(|(_, f)| f.last)
+            .map(|(id, _)| id)
+    }
+
     /// Removes (and returns) every flow `pick` chooses.
     pub fn remove_where(&mut self, mut pick: impl FnMut(&Flow) -> bool) -> Vec<Flow> {
         let ids: Vec<FlowId> = self
@@ -464,6 +486,27 @@ mod tests {
         table.remove(id).unwrap();
         table.insert(flow(3, 1000, now)).unwrap();
         assert_eq!(table.len(), 3);
+    }
+
+    #[test]
+    fn the_oldest_idle_flow_of_the_full_share_is_picked() {
+        let t0 = Instant::from_secs(1);
+        let mut table = FlowTable::new(4, 2);
+        let mut a = flow(1, 1000, t0);
+        a.last = t0 + Duration::from_secs(2);
+        table.insert(a).unwrap();
+        let mut b = flow(1, 1001, t0);
+        b.last = t0 + Duration::from_secs(1);
+        let b = table.insert(b).unwrap();
+        let c = table.insert(flow(2, 1000, t0)).unwrap();
+        let later = t0 + Duration::from_secs(5);
+        // Port 1's share is full: its own oldest goes, not port 2's.
+        assert_eq!(table.room_for(PortId(1)), Err(Full::Port));
+        assert_eq!(table.oldest_idle(PortId(1), Full::Port, later), Some(b));
+        // The whole table: anyone's oldest.
+        assert_eq!(table.oldest_idle(PortId(3), Full::Table, later), Some(c));
+        // Nothing idle long enough: nothing to take the place of.
+        assert_eq!(table.oldest_idle(PortId(1), Full::Port, t0), None);
     }
 
     #[test]

@@ -42,8 +42,8 @@ pub use config::{
     StaticRoute, UplinkConfig,
 };
 pub use engine::{
-    Counters, Engine, EngineConfig, Limits, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, PortCounters,
-    RestoreSummary, Transmit, mac_string,
+    Counters, Engine, EngineConfig, Limits, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, MAX_SAVED_FLOWS,
+    MappedProto, PortCounters, RestoreSummary, Transmit, mac_string,
 };
 pub use eve::{EveConfigError, instance_from_eve, parse_mac, port_from_eve, ssh_keys};
 pub use flows::Timeouts;

@@ -397,6 +397,48 @@ fn dns_answers_local_names_and_forwards_the_rest() {
 }
 
 #[test]
+fn a_query_the_uplinks_dns_never_answers_gets_servfail_after_the_timeout() {
+    let mut lab = Lab::local();
+    lab.app(1, vec![]);
+    lab.lease(1);
+    let client = lab.host(app_port(1)).udp_socket(5353);
+    let mut query = vec![0x77, 0x01, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["down", "example", "org"] {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let gateway = smoltcp::wire::IpEndpoint::new(GATEWAY.into(), 53);
+    lab.host(app_port(1))
+        .udp(client)
+        .send_slice(&query, gateway)
+        .unwrap();
+    // Nothing answers upstream (no server on the outside host).
+    let mut answer = Vec::new();
+    lab.run(4000);
+    assert_eq!(
+        lab.engine.counters().dns_timeouts,
+        0,
+        "still waiting at 4 s"
+    );
+    assert!(lab.run_until(4000, |lab| {
+        if let Ok((data, _)) = lab.host(app_port(1)).udp(client).recv() {
+            answer = data.to_vec();
+        }
+        !answer.is_empty()
+    }));
+    assert_eq!(lab.engine.counters().dns_timeouts, 1);
+    assert_eq!(&answer[..2], &[0x77, 0x01], "the app's own ID");
+    assert_eq!(answer[2] & 0x80, 0x80, "an answer");
+    assert_eq!(answer[3] & 0x0f, 2, "SERVFAIL");
+    assert_eq!(
+        &answer[12..12 + query.len() - 12],
+        &query[12..],
+        "its question"
+    );
+}
+
+#[test]
 fn changing_an_instances_names_keeps_its_flows_and_changing_its_subnet_renumbers() {
     let mut lab = Lab::local();
     let ip = lab.app(1, vec![ace(1, &[("ip", "0.0.0.0/0")], None)]);

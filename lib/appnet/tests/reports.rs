@@ -81,7 +81,10 @@ fn metrics_count_from_the_apps_side() {
     let app = engine.app_network_metrics(&app_uuid(1));
     assert_eq!(app.len(), 1);
     let m = &app[0];
-    assert_eq!(m.i_name, "nbu1x1");
+    assert_eq!(
+        (m.i_name.as_str(), m.local_name.as_str()),
+        ("eth0", "nbu1x1")
+    );
     assert_eq!((m.tx_pkts, m.rx_pkts, m.tx_acl_drops), (2, 1, 1));
     assert_eq!(m.rx_bytes, reply.frame.len() as u64);
     let ni = engine.instance_metrics(NI).unwrap();

@@ -208,3 +208,74 @@ fn saved_bytes_that_do_not_read_change_nothing() {
         Some(ip1)
     );
 }
+
+/// The saved state is bounded however many flows are tracked: UDP flows
+/// nobody answered are not saved, and of the others at most
+/// `MAX_SAVED_FLOWS`, those seen most recently, which come back after a
+/// restart with their outside ports.
+#[test]
+fn a_save_holds_the_most_recent_answered_flows_up_to_its_bound() {
+    use appnet::{Limits, MAX_SAVED_FLOWS};
+    use support::frames::read;
+    const SERVER: (std::net::Ipv4Addr, u16) = (std::net::Ipv4Addr::new(203, 0, 113, 9), 7);
+    let answered_flows = Limits::default().max_flows_per_port;
+    assert!(answered_flows > MAX_SAVED_FLOWS);
+    let mut engine = restarted();
+    let rules = vec![ace(1, &[("ip", "0.0.0.0/0")], None)];
+    let ip = engine
+        .attach(START, port_config(1, rules.clone()))
+        .unwrap()
+        .unwrap();
+    let arp = frames::arp_request(OUTSIDE_MAC, OUTSIDE_IP, UPLINK_IP);
+    engine.receive(START, UPLINK, &arp);
+    while engine.pop_transmit().is_some() {}
+    let mut now = START;
+    let send = |engine: &mut Engine, now, local: u16| -> u16 {
+        let out = frames::udp(mac(1), BRIDGE_MAC, (ip, local), SERVER, b"x");
+        engine.receive(now, PortId(1), &out);
+        let sent: Vec<_> = std::iter::from_fn(|| engine.pop_transmit()).collect();
+        assert_eq!(sent.len(), 1, "flow from {local} left");
+        read(&sent[0].frame).unwrap().sport
+    };
+    let answer = |engine: &mut Engine, now, outside: u16| -> Option<u16> {
+        let back = frames::udp(OUTSIDE_MAC, UPLINK_MAC, SERVER, (UPLINK_IP, outside), b"y");
+        engine.receive(now, UPLINK, &back);
+        let sent: Vec<_> = std::iter::from_fn(|| engine.pop_transmit()).collect();
+        sent.first().map(|t| read(&t.frame).unwrap().dport)
+    };
+    // Answered flows, one new every 2 ms (under the app's budget), then
+    // flows nobody answers, the most recent of all.
+    let mut outside = Vec::new();
+    for i in 0..answered_flows - 100 {
+        now += Duration::from_millis(2);
+        let local = 10_000 + i as u16;
+        let port = send(&mut engine, now, local);
+        assert_eq!(answer(&mut engine, now, port), Some(local));
+        outside.push((local, port));
+    }
+    for i in 0..100u16 {
+        now += Duration::from_millis(2);
+        send(&mut engine, now, 30_000 + i);
+    }
+    assert_eq!(engine.flow_count(), answered_flows);
+
+    let saved = engine.export_state(now);
+    assert!(
+        saved.len() < MAX_SAVED_FLOWS * 128 + 4096,
+        "{} bytes saved for {MAX_SAVED_FLOWS} flows",
+        saved.len()
+    );
+    let mut engine = restarted();
+    engine.restore_state(now, &saved).unwrap();
+    assert_eq!(engine.attach(now, port_config(1, rules)).unwrap(), Some(ip));
+    assert_eq!(engine.flow_count(), MAX_SAVED_FLOWS);
+    // The most recent answered flows are back on their outside ports; the
+    // oldest are not, nor the unanswered ones.
+    let (newest_local, newest_port) = *outside.last().unwrap();
+    assert_eq!(answer(&mut engine, now, newest_port), Some(newest_local));
+    let (_, kept_port) = outside[outside.len() - MAX_SAVED_FLOWS];
+    assert!(answer(&mut engine, now, kept_port).is_some());
+    let (_, dropped_port) = outside[outside.len() - MAX_SAVED_FLOWS - 1];
+    assert_eq!(answer(&mut engine, now, dropped_port), None);
+    assert_eq!(answer(&mut engine, now, outside[0].1), None);
+}

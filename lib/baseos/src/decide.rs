@@ -11,6 +11,8 @@ use hostops::power::BootReason;
 use crate::memory::Memory;
 use topics::content::ContentTreeState;
 
+mod trial;
+
 /// The partition states as `hostops::partitions` names them.
 const ACTIVE: &str = "active";
 const UPDATING: &str = "updating";
@@ -157,7 +159,8 @@ pub struct Manager {
     /// The version of a fallen-back partition already counted as failed,
     /// so a retry is not undone by seeing the same fallback again.
     fallback_noted: Option<String>,
-    trial_since: Option<u64>,
+    /// The test window under way on a trial boot.
+    test: Option<trial::Test>,
     /// Maintenance mode: no update is started (written, tried or booted
     /// into) while it holds; a trial already booted is still committed or
     /// given up.
@@ -189,7 +192,7 @@ impl Manager {
             retry_seen: None,
             failed: None,
             fallback_noted: None,
-            trial_since: None,
+            test: None,
             held: false,
         }
     }
@@ -215,6 +218,7 @@ impl Manager {
                 error: memory.failed_error,
             }),
             fallback_noted: memory.fallback_noted,
+            test: trial::Test::restore(memory.testing_version, memory.test_started),
             ..Manager::new(test_window)
         }
     }
@@ -230,6 +234,8 @@ impl Manager {
                 .map(|f| f.error.clone())
                 .unwrap_or_default(),
             fallback_noted: self.fallback_noted.clone(),
+            testing_version: self.test.as_ref().map(|t| t.version.clone()),
+            test_started: self.test.as_ref().map(|t| t.started),
         }
     }
 
@@ -242,9 +248,10 @@ impl Manager {
         });
     }
 
-    /// The next step at `now` (seconds), from the configured base OS, its
-    /// content, the partitions and whether the controller answered since
-    /// this boot.
+    /// The next step at `now` (seconds on the node's clock: since the
+    /// host started this boot, not reset by a restart of baseosmgr), from
+    /// the configured base OS, its content, the partitions and whether the
+    /// controller answered since this boot.
     pub fn decide(
         &mut self,
         now: u64,
@@ -307,32 +314,9 @@ impl Manager {
         controller_reached: bool,
     ) -> Action {
         if cur.partition_state == IN_PROGRESS {
-            let since = *self.trial_since.get_or_insert(now);
-            if controller_reached {
-                return Action::Commit;
-            }
-            let elapsed = now.saturating_sub(since);
-            if elapsed >= self.test_window {
-                self.fail(
-                    &cur.version,
-                    "the controller was not reached in the test window",
-                );
-                cur.status = BaseOsStatus::Failed;
-                cur.error = self
-                    .failed
-                    .as_ref()
-                    .map(|f| f.error.clone())
-                    .unwrap_or_default();
-                return Action::Reboot {
-                    reason: BootReason::Fallback,
-                };
-            }
-            cur.status = BaseOsStatus::Updating;
-            cur.sub_status = BaseOsSubStatus::UpdateTesting;
-            cur.progress = u32::try_from(self.test_window - elapsed).unwrap_or(u32::MAX);
-            return Action::Nothing;
+            return self.trial(now, cur, controller_reached);
         }
-        self.trial_since = None;
+        self.test = None;
         if oth.partition_state == IN_PROGRESS
             && self.fallback_noted.as_deref() != Some(oth.version.as_str())
         {

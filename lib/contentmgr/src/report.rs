@@ -6,6 +6,7 @@ use alloc::string::String;
 
 use eve_proto::info::ZSwState;
 use hostops::blobs::{BlobState, Usage as StoreUsage};
+use hostops::volumes::VolumeFormat;
 use topics::content::{BlobEntry, Blobs, Usage, VolumeUsage};
 
 use crate::manager::{Manager, View};
@@ -47,13 +48,30 @@ impl Manager {
                 .volume_states
                 .values()
                 .filter(|v| !v.host_volume.is_empty())
-                .map(|v| VolumeUsage {
-                    uuid: v.uuid.clone(),
-                    display_name: v.display_name.clone(),
-                    total_bytes: view.volumes.get(&v.host_volume).map_or(0, |h| h.size_bytes),
-                    used_bytes: v.used_bytes,
+                .map(|v| {
+                    let host = view.volumes.get(&v.host_volume);
+                    VolumeUsage {
+                        uuid: v.uuid.clone(),
+                        display_name: v.display_name.clone(),
+                        total_bytes: host.map_or(0, |h| h.size_bytes),
+                        used_bytes: v.used_bytes,
+                        disk: v.host_volume.clone(),
+                        disk_type: String::from(host.map_or("", |h| disk_type(h.format()))),
+                        dirty: host.is_some_and(|h| h.dirty),
+                    }
                 })
                 .collect(),
         };
+    }
+}
+
+/// A volume format as `qemu-img` names it, which is what EVE reports as an
+/// app disk's type; a blank volume is a raw file.
+fn disk_type(format: VolumeFormat) -> &'static str {
+    match format {
+        VolumeFormat::Raw | VolumeFormat::Blank => "raw",
+        VolumeFormat::Qcow2 => "qcow2",
+        VolumeFormat::Container => "container",
+        VolumeFormat::Unspecified => "",
     }
 }

@@ -440,6 +440,23 @@ fn a_disk_image_goes_from_download_to_volume_and_a_purge_swaps_generations() {
     assert_eq!(vol.host_volume, format!("{V1}.0"));
     let disk_file = node.content.volumes_dir().join(format!("{V1}.0/disk.raw"));
     assert_eq!(&std::fs::read(&disk_file).unwrap()[..disk.len()], &disk[..]);
+    // Its use as app disk metrics take it: the host's disk, its format
+    // and what it takes on the host (the image's bytes, not its grown size).
+    let usage = &node.manager.usage().volumes;
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    assert_eq!(
+        (
+            usage[0].disk.as_str(),
+            usage[0].disk_type.as_str(),
+            usage[0].dirty
+        ),
+        (format!("{V1}.0").as_str(), "raw", false)
+    );
+    assert_eq!(usage[0].total_bytes, 1 << 20);
+    assert!(
+        usage[0].used_bytes >= disk.len() as u64 && usage[0].used_bytes < 1 << 20,
+        "{usage:?}"
+    );
 
     // Purge: the next generation is built while the old one stays.
     let before = std::fs::metadata(&disk_file).unwrap().modified().unwrap();

@@ -9,6 +9,7 @@
 //! `log_upload`.
 
 mod app_config;
+mod app_disks;
 mod app_log_upload;
 mod apps;
 mod attest;
@@ -18,6 +19,7 @@ mod config_items;
 mod content;
 mod keycert;
 mod log_upload;
+mod net_metrics;
 mod network;
 mod node_status;
 mod onboarding;
@@ -138,6 +140,8 @@ pub struct Agent {
     apps: BTreeMap<String, eve_proto::info::ZInfoApp>,
     /// Each running app's metrics from domainmgr, by app UUID.
     app_metrics: BTreeMap<String, eve_proto::metrics::AppMetric>,
+    /// zedrouter's counters of instances and app interfaces, by bus key.
+    net_metrics: BTreeMap<String, topics::netmetrics::NetworkCounters>,
     /// The TPM ECDH key's certificate, and whether the controller still
     /// has to be given it.
     ecdh_cert: Option<(Vec<u8>, bool)>,
@@ -254,6 +258,7 @@ impl Agent {
             content_usage: None,
             apps: BTreeMap::new(),
             app_metrics: BTreeMap::new(),
+            net_metrics: BTreeMap::new(),
             ecdh_cert: None,
             attest_sent: attest::AttestSent::Nothing,
             tpm_attest: None,

@@ -900,6 +900,7 @@ configItems:
             display_name: "root".into(),
             total_bytes: 8 << 20,
             used_bytes: 1 << 20,
+            ..Default::default()
         }],
         ..Default::default()
     });

@@ -44,6 +44,6 @@ pub use guid::{Guid, types};
 pub use header::Invalid;
 pub use mbr::{has_protective_mbr, protective_mbr};
 pub use table::{
-    Copy, CopyStatus, Gpt, LayoutError, MAX_ENTRY_ARRAY_BYTES, NewPartition, ReadError, Status,
-    UpdateError,
+    Copy, CopyStatus, Gpt, GrowDiskError, GrowError, Grown, LayoutError, MAX_ENTRY_ARRAY_BYTES,
+    NewPartition, ReadError, Status, UpdateError, grow_onto_disk,
 };

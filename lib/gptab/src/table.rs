@@ -8,6 +8,10 @@ use core::fmt;
 use crate::header::{Header, Invalid, crc32};
 use crate::{Disk, DiskError, Guid, Partition, has_protective_mbr};
 
+mod grow;
+
+pub use grow::{GrowDiskError, GrowError, Grown, grow_onto_disk};
+
 /// The largest entry array we read: 8192 entries of 128 bytes. Real disks
 /// have 16 KiB; a hostile header's count is refused before anything is
 /// allocated.

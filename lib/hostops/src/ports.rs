@@ -14,6 +14,20 @@
 //!   fails as `TagInUse` or `NameInUse`.
 //! - [`Detach`] stops carrying a tag; its socket goes.
 //! - [`List`] gives every port with its counters, and the trunk's.
+//!
+//! And the caller's uplink forwards: a host port forwarded to a port of
+//! the caller's own user-mode uplink (zedrouter's, where its port maps
+//! listen), so a port map is reachable from the host.
+//!
+//! - [`Forward`] starts forwarding a host port (TCP or UDP) to an uplink
+//!   port. Forwarding the same host port to the same uplink port again is
+//!   harmless (a restarted zedrouter asks for what it wants); the host
+//!   refuses ports under its lowest allowed one (1024 unless configured),
+//!   ports it forwards elsewhere and ports the manifest forwards
+//!   statically (`PortInUse`, `PortNotAllowed`).
+//! - [`Unforward`] stops one.
+//! - [`Forwards`] gives the caller's forwards and the host address they
+//!   listen on. The host applies them again to a restarted VM.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -30,6 +44,61 @@ crate::target! {
     Detach = "detach": PortRef => Empty;
     /// Every port, with counters.
     List = "list": Empty => PortList;
+    /// Forwards a host port to one of the caller's uplink ports.
+    Forward = "forward": ForwardRequest => Empty;
+    /// Stops forwarding a host port.
+    Unforward = "unforward": ForwardRef => Empty;
+    /// The caller's forwards.
+    Forwards = "forwards": Empty => ForwardList;
+}
+
+/// The transport a forward carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ForwardProto {
+    Tcp = 0,
+    Udp = 1,
+}
+
+impl ForwardProto {
+    /// QEMU's and the usual name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardProto::Tcp => "tcp",
+            ForwardProto::Udp => "udp",
+        }
+    }
+}
+
+/// A host port, by transport.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Message)]
+pub struct ForwardRef {
+    #[prost(enumeration = "ForwardProto", tag = "1")]
+    pub proto: i32,
+    /// 1-65535.
+    #[prost(uint32, tag = "2")]
+    pub host_port: u32,
+}
+
+/// A host port forwarded to an uplink port.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Message)]
+pub struct ForwardRequest {
+    #[prost(message, optional, tag = "1")]
+    pub host: Option<ForwardRef>,
+    /// The caller's uplink port, 1-65535.
+    #[prost(uint32, tag = "2")]
+    pub uplink_port: u32,
+}
+
+/// The caller's forwards.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct ForwardList {
+    #[prost(message, repeated, tag = "1")]
+    pub forwards: Vec<ForwardRequest>,
+    /// The host address they listen on (127.0.0.1 unless the host was
+    /// told otherwise).
+    #[prost(string, tag = "2")]
+    pub address: String,
 }
 
 /// Tags the switch carries: an 802.1ad VLAN ID, 0 and 4095 reserved.
@@ -159,8 +228,14 @@ pub enum PortErrorCode {
     NameInUse = 2,
     /// No port has the tag.
     NotFound = 3,
-    /// The host could not make the port's socket.
+    /// The host could not make the port's socket, or apply a forward.
     Host = 4,
+    /// The host port is forwarded elsewhere, or by the manifest.
+    PortInUse = 5,
+    /// The host port is under the lowest the host allows.
+    PortNotAllowed = 6,
+    /// No forward has the host port.
+    NoForward = 7,
 }
 
 impl PortError {
@@ -182,6 +257,11 @@ impl fmt::Display for PortError {
             PortErrorCode::NameInUse => write!(f, "port {s} is attached under another tag"),
             PortErrorCode::NotFound => write!(f, "no port has tag {s}"),
             PortErrorCode::Host => write!(f, "port {s}: the host failed: {}", self.detail),
+            PortErrorCode::PortInUse => write!(f, "host port {s} is forwarded elsewhere"),
+            PortErrorCode::PortNotAllowed => {
+                write!(f, "host port {s} is not one the host forwards")
+            }
+            PortErrorCode::NoForward => write!(f, "host port {s} is not forwarded"),
             PortErrorCode::Unspecified => write!(f, "{s}: port error {}", self.code),
         }
     }
@@ -199,10 +279,17 @@ mod tests {
     fn the_target_lists_every_operation_once() {
         let spec = Ports::SPEC;
         assert_eq!((spec.name, spec.version), ("ports", 1));
-        for name in [Attach::NAME, Detach::NAME, List::NAME] {
+        for name in [
+            Attach::NAME,
+            Detach::NAME,
+            List::NAME,
+            Forward::NAME,
+            Unforward::NAME,
+            Forwards::NAME,
+        ] {
             assert!(spec.serves(name), "{name}");
         }
-        assert_eq!(spec.operations.len(), 3);
+        assert_eq!(spec.operations.len(), 6);
     }
 
     #[test]
@@ -249,5 +336,27 @@ mod tests {
             "tag 7 carries another port"
         );
         assert!(PortList::decode(&[0x0a, 0x7f][..]).is_err());
+        assert_eq!(
+            format!("{}", PortError::new(PortErrorCode::PortInUse, "tcp/8080")),
+            "host port tcp/8080 is forwarded elsewhere"
+        );
+    }
+
+    #[test]
+    fn forwards_round_trip() {
+        let list = ForwardList {
+            forwards: alloc::vec![ForwardRequest {
+                host: Some(ForwardRef {
+                    proto: ForwardProto::Udp as i32,
+                    host_port: 5353,
+                }),
+                uplink_port: 53,
+            }],
+            address: "127.0.0.1".into(),
+        };
+        let back = ForwardList::decode(list.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(back, list);
+        assert_eq!(back.forwards[0].host.unwrap().proto(), ForwardProto::Udp);
+        assert_eq!(ForwardProto::Tcp.name(), "tcp");
     }
 }

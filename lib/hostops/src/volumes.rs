@@ -152,6 +152,11 @@ pub struct VolumeInfo {
     /// When it was created (Unix seconds).
     #[prost(uint64, tag = "8")]
     pub created_unix: u64,
+    /// A qcow2 disk whose header says it was not closed cleanly (its
+    /// dirty bit): EVE reports it as the app disk's `dirty`, a hint that
+    /// its guest was cut off mid-write.
+    #[prost(bool, tag = "9")]
+    pub dirty: bool,
 }
 
 /// Every volume generation.

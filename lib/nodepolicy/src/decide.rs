@@ -1,15 +1,13 @@
 //! The decisions: [`NodeAgent::decide`].
 
-use alloc::vec;
-use alloc::vec::Vec;
-
 use eve_proto::org::lfedge::eve::config::{DeviceOpsCmd, EdgeDevConfig};
-use eve_proto::org::lfedge::eve::info::MaintenanceModeReason;
 use hostops::partitions::PartitionsStatus;
 use hostops::power::BootReason;
-use topics::configitems::{GlobalConfig, TriState};
+use topics::configitems::GlobalConfig;
+use topics::content::Usage;
 use topics::nodestatus::Node;
 
+use crate::maintenance;
 use crate::memory::Memory;
 
 /// The state `hostops::partitions` gives a base OS booted on trial.
@@ -26,6 +24,8 @@ pub struct Heard<'a> {
     pub config: Option<&'a EdgeDevConfig>,
     /// The host's partitions; `None` on a node without an A/B disk.
     pub partitions: Option<&'a PartitionsStatus>,
+    /// volumemgr's `content-usage`: the content store's room on PERSIST.
+    pub content_usage: Option<&'a Usage>,
 }
 
 /// The one thing to do.
@@ -36,8 +36,6 @@ pub enum Action {
     Reboot {
         reason: BootReason,
     },
-    /// `power.shutdown`, commanded by the controller.
-    Shutdown,
     /// `partitions.fallback`, then `power.reboot` (`FALLBACK`).
     FallbackAndReboot,
 }
@@ -56,8 +54,8 @@ pub struct Decision {
     pub status: Node,
 }
 
-/// nodeagent's state between decisions. Times are seconds on the
-/// service's own monotonic clock.
+/// nodeagent's state between decisions. Times are seconds on the node's
+/// clock (`runtime::node_clock`), which nodeagent's restarts do not reset.
 #[derive(Debug, Clone)]
 pub struct NodeAgent {
     memory: Memory,
@@ -65,6 +63,11 @@ pub struct NodeAgent {
     last_contact: u64,
     /// A stop was asked of the host this run.
     stopping: bool,
+    /// The controller's `shutdown` command was acted on since the node
+    /// started: the apps stay halted until a reboot. Not in [`Memory`],
+    /// so the apps run again after the reboot (as EVE's), while the
+    /// remembered counter keeps the same command from acting again.
+    apps_shut_down: bool,
 }
 
 /// `seen` becomes `counter`; whether that is a command to act on: a
@@ -80,13 +83,18 @@ fn counter(cmd: Option<&DeviceOpsCmd>) -> Option<u32> {
 }
 
 impl NodeAgent {
-    /// nodeagent starting at `now`, remembering what a previous run saved
-    /// ([`NodeAgent::memory`]). The controller counts as gone since `now`.
-    pub fn new(now: u64, memory: Memory) -> NodeAgent {
+    /// nodeagent remembering what a previous run saved
+    /// ([`NodeAgent::memory`]); the controller counts as gone since
+    /// `since`. The service passes the node's start (0 on the node's clock)
+    /// and the controller's last answer as zedagent saw it
+    /// ([`NodeAgent::contact`]), so a restarted nodeagent keeps the
+    /// deadlines of the run before it.
+    pub fn new(since: u64, memory: Memory) -> NodeAgent {
         NodeAgent {
             memory,
-            last_contact: now,
+            last_contact: since,
             stopping: false,
+            apps_shut_down: false,
         }
     }
 
@@ -95,7 +103,8 @@ impl NodeAgent {
         self.memory
     }
 
-    /// The controller answered zedagent at `now`.
+    /// The controller answered zedagent at `now` (an older answer heard
+    /// late moves nothing).
     pub fn contact(&mut self, now: u64) {
         self.last_contact = self.last_contact.max(now);
     }
@@ -130,8 +139,11 @@ impl NodeAgent {
                 .is_some_and(|c| command(&mut self.memory.shutdown_seen, c));
             let reboot = counter(config.reboot.as_ref())
                 .is_some_and(|c| command(&mut self.memory.reboot_seen, c));
+            // EVE's shutdown halts every app and leaves the node on: there
+            // is no remote power-on. A reboot in the same config still
+            // reboots.
             if shutdown {
-                return Action::Shutdown;
+                self.apps_shut_down = true;
             }
             if reboot {
                 return Action::Reboot {
@@ -176,25 +188,15 @@ impl NodeAgent {
     }
 
     fn status(&self, heard: Heard<'_>) -> Node {
-        let item = heard
-            .items
-            .map_or(TriState::None, GlobalConfig::maintenance_mode);
-        let maintenance_mode = match item {
-            TriState::Enabled => true,
-            TriState::Disabled => false,
-            TriState::None => heard.config.is_some_and(|c| c.maintenance_mode),
-        };
-        let maintenance_mode_reasons: Vec<i32> = if maintenance_mode {
-            vec![MaintenanceModeReason::UserRequested as i32]
-        } else {
-            Vec::new()
-        };
+        let maintenance_mode_reasons = maintenance::reasons(&heard);
+        let maintenance_mode = !maintenance_mode_reasons.is_empty();
         Node {
             maintenance_mode,
             maintenance_mode_reasons,
             reboot_config_counter: self.memory.reboot_seen.unwrap_or(0),
             shutdown_config_counter: self.memory.shutdown_seen.unwrap_or(0),
             reboot_inprogress: self.stopping,
+            apps_shut_down: self.apps_shut_down,
         }
     }
 }

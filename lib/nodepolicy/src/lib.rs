@@ -16,12 +16,17 @@
 //!   other partition (baseosmgr's own `timer.test.baseimage.update`
 //!   window gives up a trial that never reached the controller: whichever
 //!   fires first reboots, with the same reason);
-//! - the controller's `reboot.counter` / `shutdown.counter` changed from
-//!   the one last acted on: reboot (`REBOOT_CMD`) or shut down, once;
+//! - the controller's `reboot.counter` changed from the one last acted
+//!   on: reboot (`REBOOT_CMD`), once;
+//! - its `shutdown.counter` changed from the one last acted on: every app
+//!   is shut down and the node stays on, as EVE's (no remote power-on);
+//!   `node-status` says so (`apps_shut_down`, for zedmanager) until the
+//!   node reboots, when the apps run again;
 //! - `force.fallback.counter` changed from the one seen: boot the other
 //!   partition (`partitions.fallback`, then reboot, reason `FALLBACK`);
 //! - maintenance mode: the config item `maintenance.mode` when set, else
-//!   `EdgeDevConfig.maintenance_mode`.
+//!   `EdgeDevConfig.maintenance_mode`, or by itself when the content
+//!   store runs out of room ([`maintenance`]).
 //!
 //! Counters are acted on when they differ from the one remembered; the
 //! first one ever seen is only remembered, as EVE does on a fresh device,
@@ -33,6 +38,7 @@
 extern crate alloc;
 
 mod decide;
+pub mod maintenance;
 pub mod memory;
 
 pub use decide::{Action, Decision, Heard, NodeAgent};

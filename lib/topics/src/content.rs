@@ -437,6 +437,17 @@ pub struct VolumeUsage {
     /// What it takes on the host.
     #[prost(uint64, tag = "4")]
     pub used_bytes: u64,
+    /// The host's name of the generation in use (`<uuid>.<generation>`):
+    /// an app disk's `disk` in its metrics, as EVE names it by its file.
+    #[prost(string, tag = "5")]
+    pub disk: String,
+    /// Its format as `qemu-img` names it (`qcow2`, `raw`; `container` for
+    /// an OCI image): an app disk's `diskType`.
+    #[prost(string, tag = "6")]
+    pub disk_type: String,
+    /// A qcow2 disk not closed cleanly (its header's dirty bit).
+    #[prost(bool, tag = "7")]
+    pub dirty: bool,
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub mod configitems;
 pub mod content;
 pub mod diag;
 pub mod facts;
+pub mod netmetrics;
 pub mod network;
 pub mod nodestatus;
 pub mod onboard;
@@ -53,6 +54,7 @@ pub use content::{
 };
 pub use diag::DiagReport;
 pub use facts::DeviceFacts;
+pub use netmetrics::NetworkMetrics;
 pub use network::{
     AppAdapter, AppNetwork, AppNetworkConfig, AppNetworkState, AppNetworkStatus, FlowLog,
     NetworkInstanceConfig, NetworkInstanceStatus,
@@ -123,6 +125,7 @@ pub const SERVICE_TOPICS: &[&str] = &[
     AppNetworkConfig::NAME,
     AppNetworkStatus::NAME,
     FlowLog::NAME,
+    NetworkMetrics::NAME,
     BaseOsConfig::NAME,
     BaseOsStatus::NAME,
     ConfigItems::NAME,

@@ -1,6 +1,7 @@
 //! `node-status`: what nodeagent decides about the node as a whole, for
-//! zedagent's `ZInfoDevice` and for baseosmgr (which starts no update in
-//! maintenance mode).
+//! zedagent's `ZInfoDevice`, for baseosmgr (which starts no update in
+//! maintenance mode) and for zedmanager (which halts every app once the
+//! controller's `shutdown` command was acted on).
 
 use alloc::vec::Vec;
 
@@ -40,9 +41,14 @@ pub struct Node {
     /// The controller's `shutdown.counter` the node has acted on.
     #[prost(uint32, tag = "4")]
     pub shutdown_config_counter: u32,
-    /// A reboot or shutdown is asked of the host.
+    /// A reboot is asked of the host.
     #[prost(bool, tag = "5")]
     pub reboot_inprogress: bool,
+    /// The controller's `shutdown` command was acted on this boot: every
+    /// app is halted (zedmanager) while the node stays on, since nothing
+    /// could power it on again remotely. A reboot ends it.
+    #[prost(bool, tag = "6")]
+    pub apps_shut_down: bool,
 }
 
 #[cfg(test)]
@@ -58,6 +64,7 @@ mod tests {
             reboot_config_counter: 4,
             shutdown_config_counter: 2,
             reboot_inprogress: true,
+            apps_shut_down: true,
         };
         assert_eq!(decode::<NodeStatus>(&encode::<NodeStatus>(&n)), Ok(n));
         assert!(decode::<NodeStatus>(&[0x18]).is_err());

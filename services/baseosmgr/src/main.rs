@@ -10,7 +10,10 @@
 //! `base-os-status` for zedagent's `swList`. The trial's test window is
 //! the config item `timer.test.baseimage.update` (zedagent's
 //! `config-items`, EVE's 600 s until it has spoken), and nodeagent's
-//! `node-status` holds the start of updates in maintenance mode.
+//! `node-status` holds the start of updates in maintenance mode. A trial
+//! is committed once that window has passed since the controller's first
+//! answer (EVE's rule); the window is measured on the node's clock and its
+//! start saved, so a restart of baseosmgr does not begin it again.
 //!
 //! A reboot (into the update, or back out of a trial that never reached
 //! the controller) is the host's `power.reboot`, with the reason the next
@@ -34,7 +37,7 @@ use hal::clock::Instant;
 use hostops::partitions::{self, Empty, PartitionRef, PartitionsStatus, WriteRequest};
 use hostops::power::{self, PowerRequest};
 use runtime::saved::SavedRecord;
-use runtime::service::{self, Change, Service};
+use runtime::service::{self, Service};
 use topics::baseos::SwList;
 use topics::content::ContentTreeState;
 use topics::{
@@ -50,16 +53,10 @@ const PERIOD: Duration = Duration::from_secs(5);
 /// `timer.test.baseimage.update`).
 const TEST_WINDOW: u64 = 600;
 
-fn value<V>(change: Change<V>) -> Option<V> {
-    match change {
-        Change::Created(v) | Change::Modified(v) => Some(v),
-        Change::Deleted(_) => None,
-    }
-}
-
-/// Seconds since this boot.
+/// Seconds on the node's clock: since the host started this boot, not
+/// reset by a restart of baseosmgr (`runtime::node_clock`).
 fn now() -> u64 {
-    Instant::now().as_nanos() / 1_000_000_000
+    runtime::node_clock::now_s()
 }
 
 /// What it has heard on the bus.
@@ -140,30 +137,30 @@ fn main() -> i32 {
     let mut unavailable: Option<String> = None;
     let mut service = Service::new();
     service.on::<BaseOsConfig>(|_, _, change| {
-        heard.borrow_mut().desired = value(change).and_then(|c| Desired::from_config(&c));
+        heard.borrow_mut().desired = change.current().and_then(|c| Desired::from_config(&c));
         changed.set(true);
     });
     service.on::<ContentTreeStatus>(|_, uuid, change| {
         let mut heard = heard.borrow_mut();
-        match value(change) {
+        match change.current() {
             Some(tree) => heard.trees.insert(String::from(uuid), tree),
             None => heard.trees.remove(uuid),
         };
         changed.set(true);
     });
     service.on::<OnboardStatus>(|_, _, change| {
-        if value(change).is_some_and(|r| r.last_config_ms.is_some()) {
+        if change.current().is_some_and(|r| r.last_config_ms.is_some()) {
             heard.borrow_mut().controller_reached = true;
             changed.set(true);
         }
     });
     service.on::<ConfigItems>(|_, _, change| {
-        let items = value(change).unwrap_or_default();
+        let items = change.current().unwrap_or_default();
         heard.borrow_mut().test_window = u64::from(items.test_baseimage_update_s);
         changed.set(true);
     });
     service.on::<NodeStatus>(|_, _, change| {
-        heard.borrow_mut().maintenance = value(change).is_some_and(|n| n.maintenance_mode);
+        heard.borrow_mut().maintenance = change.current().is_some_and(|n| n.maintenance_mode);
         changed.set(true);
     });
     service.repeat_on_change(Duration::ZERO, |_| {

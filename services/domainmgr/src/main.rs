@@ -31,7 +31,7 @@ use core::time::Duration;
 
 use domainctl::Manager;
 use hal::clock::Instant;
-use runtime::service::{Change, Service};
+use runtime::service::Service;
 use topics::DomainConfig;
 
 use applogs::AppLogPublisher;
@@ -47,11 +47,6 @@ const IDLE: Duration = Duration::from_secs(10);
 /// The shortest wait between two timed rounds, and how soon a console with
 /// more unread is read again (a change runs a round at once).
 const SOON: Duration = Duration::from_millis(50);
-
-/// Unix seconds: the wall clock, or the time since boot without one.
-fn now() -> u64 {
-    hal::clock::unix_now().unwrap_or_else(|| Instant::now().as_nanos() / 1_000_000_000)
-}
 
 /// Unix milliseconds, as [`now`].
 fn now_ms() -> u64 {
@@ -77,10 +72,7 @@ fn main() -> i32 {
     let mut app_logs = AppLogPublisher::new(run_id());
     let mut service = Service::new();
     service.on::<DomainConfig>(|_, uuid, change| {
-        let config = match change {
-            Change::Created(v) | Change::Modified(v) => Some(v),
-            Change::Deleted(_) => None,
-        };
+        let config = change.current();
         manager.borrow_mut().set_config(uuid, config);
         changed.set(true);
     });
@@ -102,7 +94,7 @@ fn main() -> i32 {
             let mut progress = |uuid: &str, state: &topics::DomainState| {
                 published.borrow_mut().progress(uuid, state);
             };
-            match manager.reconcile(&mut BusHost, now(), &mut progress) {
+            match manager.reconcile(&mut BusHost, runtime::unix_seconds(), &mut progress) {
                 Ok(done) => {
                     busy = done.busy;
                     if manager.ready() {

@@ -36,7 +36,7 @@ use core::time::Duration;
 use evetls::{Csprng, TlsBuffers};
 use fetch::Proxy;
 use net::Stack;
-use runtime::service::{Change, Service};
+use runtime::service::Service;
 use topics::{DatastoreConfig, DownloadRequests};
 
 use hal::clock::Instant;
@@ -83,17 +83,11 @@ fn main() -> i32 {
         progress
     });
     service.on::<DatastoreConfig>(|_, id, change| {
-        let value = match change {
-            Change::Created(ds) | Change::Modified(ds) => Some(ds),
-            Change::Deleted(_) => None,
-        };
+        let value = change.current();
         downloader.borrow_mut().set_datastore(id, value);
     });
     service.on::<DownloadRequests>(|_, key, change| {
-        let value = match change {
-            Change::Created(r) | Change::Modified(r) => Some(r),
-            Change::Deleted(_) => None,
-        };
+        let value = change.current();
         downloader.borrow_mut().set_request(key, value);
     });
     service.on_synchronized::<DownloadRequests>(|_| {

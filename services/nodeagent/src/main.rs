@@ -4,17 +4,21 @@
 //! controller contact), `config-items` (the timers, `maintenance.mode`,
 //! `force.fallback.counter`) and `edge-config` (the controller's `reboot`
 //! and `shutdown` commands and `maintenance_mode`), asks the host's
-//! `partitions` target whether this boot is a trial, lets
+//! `partitions` target whether this boot is a trial, follows volumemgr's
+//! `content-usage` (a store out of room is maintenance mode), lets
 //! `nodepolicy::NodeAgent` decide, and runs what it says on the host:
-//! `power.reboot` (reason `DISCONNECT`, `FALLBACK` or `REBOOT_CMD`),
-//! `power.shutdown`, or `partitions.fallback` then `power.reboot`. It
-//! publishes `node-status` (maintenance mode, the command counters acted
-//! on) for zedagent's `ZInfoDevice` and baseosmgr. The counters acted on
+//! `power.reboot` (reason `DISCONNECT`, `FALLBACK` or `REBOOT_CMD`), or
+//! `partitions.fallback` then `power.reboot`. It publishes `node-status`
+//! (maintenance mode, the command counters acted on, and whether the
+//! controller's `shutdown` shut the apps down: the node stays on, as EVE's)
+//! for zedagent's `ZInfoDevice`, baseosmgr and zedmanager. The counters acted on
 //! are saved on its state volume (`runtime::saved`) before it acts, so each
 //! command is acted on once.
 //!
-//! Its clock is its own uptime: a restart of nodeagent restarts the
-//! no-controller timers.
+//! Its clock is the node's (`runtime::node_clock`: the host's time since
+//! it started the node, handed to each start of the VM), and the
+//! controller's last answer is zedagent's time of it on the same clock, so
+//! a restart of nodeagent does not begin the no-controller timers again.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -30,26 +34,21 @@ use hostops::partitions::{self, Empty, PartitionsStatus};
 use hostops::power::{self, PowerRequest};
 use nodepolicy::{Action, BootReason, Heard, Memory, NodeAgent};
 use runtime::saved::SavedRecord;
-use runtime::service::{self, Change, Service};
+use runtime::service::{self, Service};
 use topics::configitems::GlobalConfig;
+use topics::content::Usage;
 use topics::nodestatus::Node;
-use topics::{ConfigItems, EdgeConfig, NodeStatus, OnboardStatus};
+use topics::{ConfigItems, ContentUsage, EdgeConfig, NodeStatus, OnboardStatus};
 
 runtime::entry!("nodeagent", main);
 
 /// How often it decides when nothing changes.
 const PERIOD: Duration = Duration::from_secs(5);
 
-fn value<V>(change: Change<V>) -> Option<V> {
-    match change {
-        Change::Created(v) | Change::Modified(v) => Some(v),
-        Change::Deleted(_) => None,
-    }
-}
-
-/// Seconds since this VM booted.
+/// Seconds on the node's clock, which a restart of nodeagent does not
+/// reset (`runtime::node_clock`).
 fn now() -> u64 {
-    Instant::now().as_nanos() / 1_000_000_000
+    runtime::node_clock::now_s()
 }
 
 /// What it has heard on the bus.
@@ -57,8 +56,10 @@ fn now() -> u64 {
 struct Bus {
     items: Option<GlobalConfig>,
     config: Option<EdgeDevConfig>,
-    /// zedagent's last config answer (its clock), to see a new one.
+    /// zedagent's last config answer (the node's clock), to see a new one.
     last_config_ms: Option<u64>,
+    /// volumemgr's room left on PERSIST, for maintenance mode.
+    content_usage: Option<Usage>,
 }
 
 fn reboot(reason: BootReason) -> Result<(), service::CallError<power::PowerError>> {
@@ -73,10 +74,6 @@ fn run(action: Action) -> bool {
     let result = match action {
         Action::Nothing => return true,
         Action::Reboot { reason } => reboot(reason),
-        Action::Shutdown => service::call::<power::Shutdown>(&PowerRequest {
-            reason: BootReason::PoweroffCmd as i32,
-        })
-        .map(|_| log::info!("shutting the node down (controller command)")),
         Action::FallbackAndReboot => match service::call::<partitions::Fallback>(&Empty {}) {
             Ok(_) => reboot(BootReason::Fallback),
             Err(e) => {
@@ -95,28 +92,48 @@ fn main() -> i32 {
     let changed = Cell::new(true);
     hal::virtio::discover(runtime::boot_info());
     let (mut saved, memory) = SavedRecord::<Memory>::open("commands", "the commands acted on");
-    let agent = RefCell::new(NodeAgent::new(now(), memory));
+    // The controller counts as gone since the node started, not since
+    // this run: a crash-looping nodeagent still falls back and reboots.
+    let agent = RefCell::new(NodeAgent::new(0, memory));
     let mut published: Option<Node> = None;
     let mut last = Instant::now();
     let mut service = Service::new();
     service.on::<OnboardStatus>(|_, _, change| {
-        let seen = value(change).and_then(|r| r.last_config_ms);
+        let seen = change.current().and_then(|r| r.last_config_ms);
         let mut bus = bus.borrow_mut();
-        if seen.is_some() && seen != bus.last_config_ms {
-            agent.borrow_mut().contact(now());
+        if let Some(ms) = seen.filter(|_| seen != bus.last_config_ms) {
+            // zedagent's answer time is on the node's clock too, so a
+            // restarted nodeagent learns when the controller last answered.
+            agent.borrow_mut().contact(ms / 1000);
             changed.set(true);
         }
         bus.last_config_ms = seen;
     });
     service.on::<ConfigItems>(|_, _, change| {
-        bus.borrow_mut().items = value(change);
+        bus.borrow_mut().items = change.current();
         changed.set(true);
     });
     service.on::<EdgeConfig>(|_, _, change| {
-        bus.borrow_mut().config = value(change);
+        bus.borrow_mut().config = change.current();
+        changed.set(true);
+    });
+    service.on::<ContentUsage>(|_, _, change| {
+        bus.borrow_mut().content_usage = change.current();
+        changed.set(true);
+    });
+    // Nothing is decided before zedagent's `onboard-status` table is
+    // complete: a restarted nodeagent counts the controller as gone since
+    // the node started until it hears when it last answered.
+    let contact_known = Cell::new(false);
+    service.on_synchronized::<OnboardStatus>(|_| {
+        contact_known.set(true);
         changed.set(true);
     });
     service.repeat_on_change(Duration::ZERO, |_| {
+        if !contact_known.get() {
+            // The table's synchronization runs the round at once.
+            return PERIOD;
+        }
         if changed.get() || last.elapsed() >= PERIOD {
             changed.set(false);
             last = Instant::now();
@@ -149,6 +166,7 @@ fn step(
             items: bus.items.as_ref(),
             config: bus.config.as_ref(),
             partitions: disk,
+            content_usage: bus.content_usage.as_ref(),
         },
     );
     saved.save(&agent.memory());
@@ -156,6 +174,9 @@ fn step(
     if !run(decision.action) {
         agent.stop_failed();
         status.reboot_inprogress = false;
+    }
+    if status.apps_shut_down && published.as_ref().is_none_or(|p| !p.apps_shut_down) {
+        log::info!("shutting every app down (controller command); the node stays on");
     }
     if published.as_ref() != Some(&status) {
         match service::publish::<NodeStatus>(NodeStatus::KEY, &status) {

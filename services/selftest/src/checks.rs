@@ -18,10 +18,11 @@ use virtio_drivers::transport::DeviceType;
 
 type Check = fn() -> Result<String, String>;
 
-pub const ALL: [(&str, Check); 6] = [
+pub const ALL: [(&str, Check); 7] = [
     ("boot", boot),
     ("alloc", alloc_check),
     ("clock", clock_check),
+    ("node-clock", node_clock_check),
     ("timers", timers),
     ("virtio", virtio_check),
     ("entropy", entropy_check),
@@ -105,6 +106,28 @@ fn clock_check() -> Result<String, String> {
         return Err(format!("RTC reads {wall} s since 1970"));
     }
     Ok(format!("counter {} MHz, RTC {wall} s", hz / 1_000_000))
+}
+
+fn uptime_ms() -> u64 {
+    Instant::now().as_nanos() / 1_000_000
+}
+
+/// The node's clock is the host's `node.ms` at this start plus this VM's
+/// uptime (0 plus the uptime without the key).
+fn node_clock_check() -> Result<String, String> {
+    let start = runtime::cmdline()
+        .get("node.ms")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let before = uptime_ms();
+    let node = runtime::node_clock::now_ms();
+    let after = uptime_ms();
+    if !(start + before..=start + after).contains(&node) {
+        return Err(format!(
+            "node clock {node} ms, expected {start} ms plus an uptime of {before}..{after} ms"
+        ));
+    }
+    Ok(format!("{node} ms: from {start} ms plus {before} ms up"))
 }
 
 /// Timers must fire in deadline order and never early, a periodic timer

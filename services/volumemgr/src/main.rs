@@ -33,7 +33,7 @@ use core::time::Duration;
 
 use contentmgr::Manager;
 use hal::clock::Instant;
-use runtime::service::{Change, Service};
+use runtime::service::Service;
 use topics::{ContentSettings, ContentTreeConfig, DomainStatus, DownloadStatus, VolumeConfig};
 
 use host::BusHost;
@@ -55,25 +55,13 @@ const ARCH: &str = if cfg!(target_arch = "aarch64") {
     "x86_64"
 };
 
-fn value<V>(change: Change<V>) -> Option<V> {
-    match change {
-        Change::Created(v) | Change::Modified(v) => Some(v),
-        Change::Deleted(_) => None,
-    }
-}
-
-/// Unix seconds: the wall clock, or the time since boot without one.
-fn now() -> u64 {
-    hal::clock::unix_now().unwrap_or_else(|| Instant::now().as_nanos() / 1_000_000_000)
-}
-
 fn main() -> i32 {
     let manager = RefCell::new(Manager::new(ARCH));
     let changed = Cell::new(true);
     let mut published = Published::default();
     let mut service = Service::new();
     service.on::<ContentTreeConfig>(|_, uuid, change| {
-        manager.borrow_mut().set_tree(uuid, value(change));
+        manager.borrow_mut().set_tree(uuid, change.current());
         changed.set(true);
     });
     service.on_synchronized::<ContentTreeConfig>(|_| {
@@ -81,7 +69,7 @@ fn main() -> i32 {
         changed.set(true);
     });
     service.on::<VolumeConfig>(|_, uuid, change| {
-        manager.borrow_mut().set_volume(uuid, value(change));
+        manager.borrow_mut().set_volume(uuid, change.current());
         changed.set(true);
     });
     service.on_synchronized::<VolumeConfig>(|_| {
@@ -89,17 +77,17 @@ fn main() -> i32 {
         changed.set(true);
     });
     service.on::<ContentSettings>(|_, _, change| {
-        if let Some(settings) = value(change) {
+        if let Some(settings) = change.current() {
             manager.borrow_mut().set_settings(settings);
             changed.set(true);
         }
     });
     service.on::<DownloadStatus>(|_, key, change| {
-        manager.borrow_mut().set_download(key, value(change));
+        manager.borrow_mut().set_download(key, change.current());
         changed.set(true);
     });
     service.on::<DomainStatus>(|_, key, change| {
-        manager.borrow_mut().set_domain(key, value(change));
+        manager.borrow_mut().set_domain(key, change.current());
         changed.set(true);
     });
     service.on_synchronized::<DomainStatus>(|_| {
@@ -114,7 +102,7 @@ fn main() -> i32 {
             changed.set(false);
             last = Instant::now();
             let mut manager = manager.borrow_mut();
-            match manager.reconcile(&mut BusHost, now()) {
+            match manager.reconcile(&mut BusHost, runtime::unix_seconds()) {
                 Ok(done) => {
                     busy = done.busy;
                     if manager.ready() {

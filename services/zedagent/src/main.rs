@@ -58,15 +58,14 @@ use eveagent::{
 use evehttp::Target;
 use evehttps::TlsSession;
 use evetls::{Csprng, RootStore};
-use hal::clock::Instant;
 use net::Stack;
 use runtime::service::{self, Change, Service};
 use topics::facts::Facts;
 use topics::onboard::{self, Report};
 use topics::{
     AppLogs, AppMetrics, AppStatus, BaseOsStatus, BlobStatus, ConfigItems, ContentTreeStatus,
-    ContentUsage, DeviceFacts, EdgeConfig, FlowLog, NetworkInstanceStatus, NodeStatus,
-    OnboardStatus, VolumeStatus,
+    ContentUsage, DeviceFacts, EdgeConfig, FlowLog, NetworkInstanceStatus, NetworkMetrics,
+    NodeStatus, OnboardStatus, VolumeStatus,
 };
 
 use content::ContentPublisher;
@@ -127,12 +126,7 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
             function: String::new(),
         })
     });
-    service.on::<DeviceFacts>(|_, _, change| {
-        *host_facts.borrow_mut() = match change {
-            Change::Created(facts) | Change::Modified(facts) => Some(facts),
-            Change::Deleted(_) => None,
-        }
-    });
+    service.on::<DeviceFacts>(|_, _, change| *host_facts.borrow_mut() = change.current());
     // baseosmgr's partitions replace the host's in the device info.
     service.on::<BaseOsStatus>(|_, _, change| {
         if let Change::Created(list) | Change::Modified(list) = change {
@@ -184,6 +178,13 @@ fn serve(agent: Agent, link: ControllerLink, host_facts: &RefCell<Option<Facts>>
             agent.borrow_mut().set_app_metrics(app, Some(m))
         }
         Change::Deleted(_) => agent.borrow_mut().set_app_metrics(app, None),
+    });
+    // zedrouter's counters of instances and app interfaces, likewise.
+    service.on::<NetworkMetrics>(|_, key, change| match change {
+        Change::Created(c) | Change::Modified(c) => {
+            agent.borrow_mut().set_network_metrics(key, Some(c))
+        }
+        Change::Deleted(_) => agent.borrow_mut().set_network_metrics(key, None),
     });
     // domainmgr's app console lines go to each app's newlogs, zedrouter's
     // flow messages to flowlog; both tables are windows whose new items
@@ -373,8 +374,11 @@ impl Rng for CsprngRng {
 struct MonotonicClock;
 
 impl Clock for MonotonicClock {
+    /// The node's clock, so the times zedagent publishes (the last config
+    /// answer in `onboard-status`) mean the same to nodeagent and
+    /// baseosmgr after any of them restarts.
     fn now_ms(&self) -> u64 {
-        Instant::now().as_nanos() / 1_000_000
+        runtime::node_clock::now_ms()
     }
 
     fn unix_ms(&self) -> u64 {

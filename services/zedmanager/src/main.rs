@@ -9,6 +9,9 @@
 //! Apps' interfaces on the config's network instances
 //! (`network-instance-config`) go to zedrouter (`app-network-config`),
 //! whose report of them (`app-network-status`) is `ZInfoApp.network`.
+//! While nodeagent's `node-status` says the controller's `shutdown` was
+//! acted on, every app is halted as with `activate=false` and none starts
+//! (EVE's shutdown: the node stays on until a reboot).
 //! It makes no host calls: decisions only.
 //!
 //! It reconciles once after each burst of changes it hears of and sleeps
@@ -25,11 +28,10 @@ use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
 use appmgr::Manager;
-use hal::clock::Instant;
-use runtime::service::{Change, Service};
+use runtime::service::Service;
 use topics::{
     AppInstanceConfig, AppNetworkStatus, ContentTreeConfig, DomainStatus, NetworkInstanceConfig,
-    VolumeConfig, VolumeStatus,
+    NodeStatus, VolumeConfig, VolumeStatus,
 };
 
 use publish::Published;
@@ -39,25 +41,13 @@ runtime::entry!("zedmanager", main);
 /// How soon it publishes again when the bus refused part of its view.
 const RETRY: Duration = Duration::from_secs(1);
 
-fn value<V>(change: Change<V>) -> Option<V> {
-    match change {
-        Change::Created(v) | Change::Modified(v) => Some(v),
-        Change::Deleted(_) => None,
-    }
-}
-
-/// Unix seconds: the wall clock, or the time since boot without one.
-fn now() -> u64 {
-    hal::clock::unix_now().unwrap_or_else(|| Instant::now().as_nanos() / 1_000_000_000)
-}
-
 fn main() -> i32 {
     let manager = RefCell::new(Manager::new());
     let changed = Cell::new(false);
     let mut published = Published::default();
     let mut service = Service::new();
     service.on::<AppInstanceConfig>(|_, key, change| {
-        manager.borrow_mut().set_app(key, value(change));
+        manager.borrow_mut().set_app(key, change.current());
         changed.set(true);
     });
     service.on_synchronized::<AppInstanceConfig>(|_| {
@@ -65,7 +55,9 @@ fn main() -> i32 {
         changed.set(true);
     });
     service.on::<VolumeConfig>(|_, key, change| {
-        manager.borrow_mut().set_volume_config(key, value(change));
+        manager
+            .borrow_mut()
+            .set_volume_config(key, change.current());
         changed.set(true);
     });
     service.on_synchronized::<VolumeConfig>(|_| {
@@ -73,7 +65,7 @@ fn main() -> i32 {
         changed.set(true);
     });
     service.on::<ContentTreeConfig>(|_, key, change| {
-        manager.borrow_mut().set_tree_config(key, value(change));
+        manager.borrow_mut().set_tree_config(key, change.current());
         changed.set(true);
     });
     service.on_synchronized::<ContentTreeConfig>(|_| {
@@ -83,7 +75,7 @@ fn main() -> i32 {
     service.on::<NetworkInstanceConfig>(|_, key, change| {
         manager
             .borrow_mut()
-            .set_network_instance(key, value(change));
+            .set_network_instance(key, change.current());
         changed.set(true);
     });
     service.on_synchronized::<NetworkInstanceConfig>(|_| {
@@ -93,15 +85,20 @@ fn main() -> i32 {
     service.on::<AppNetworkStatus>(|_, key, change| {
         manager
             .borrow_mut()
-            .set_app_network_state(key, value(change));
+            .set_app_network_state(key, change.current());
         changed.set(true);
     });
     service.on::<VolumeStatus>(|_, key, change| {
-        manager.borrow_mut().set_volume_state(key, value(change));
+        manager.borrow_mut().set_volume_state(key, change.current());
         changed.set(true);
     });
     service.on::<DomainStatus>(|_, key, change| {
-        manager.borrow_mut().set_domain_state(key, value(change));
+        manager.borrow_mut().set_domain_state(key, change.current());
+        changed.set(true);
+    });
+    service.on::<NodeStatus>(|_, _, change| {
+        let shut_down = change.current().is_some_and(|n| n.apps_shut_down);
+        manager.borrow_mut().set_apps_shut_down(shut_down);
         changed.set(true);
     });
     // Runs after every turn of the loop, so after each burst of bus
@@ -114,7 +111,7 @@ fn main() -> i32 {
         if !manager.ready() {
             return false;
         }
-        manager.reconcile(now());
+        manager.reconcile(runtime::unix_seconds());
         if !published.update(&manager) {
             changed.set(true);
             ctl.wake_by(ctl.now().saturating_add(RETRY));

@@ -2,25 +2,29 @@
 //! zedrouter.
 //!
 //! It runs the `appnet` engine (DHCP, DNS, NAT, EVE's ACLs, the metadata
-//! server, flow records) between two NICs: the uplink, the node's
+//! server, flow records) between its NICs: the uplink, the node's
 //! user-mode network, with the address the command line gives
 //! (`ip=A.B.C.D/N gw=A.B.C.D dns=A.B.C.D`) or, without `ip=`, the one its
 //! DHCP client leases (`appnet::uplink_dhcp`: local instances are NATed
 //! once the first lease comes), and the trunk to the host's
 //! port switch (MAC `guest_abi::TRUNK_MAC`), where every app interface's
-//! frames arrive under the tag zedrouter gave its port. It follows
+//! frames arrive under the tag zedrouter gave its port, and the device
+//! ports the manifest gives it, switch instances' outside ends
+//! (`deviceports.rs`). It follows
 //! `network-instance-config` (zedagent) and `app-network-config`
 //! (zedmanager), and the device's names in `edge-config` for the metadata
 //! server, attaches and detaches app ports through the host's
 //! `ports` target, and publishes each instance's `ZInfoNetworkInstance` in
 //! `network-instance-status`, each app's interfaces in
-//! `app-network-status` (`appstatus.rs`), and its flow records in
-//! `flow-log` (`flowlog.rs`). The engine's state is saved on its state
-//! volume when it changed (checked after every change and every 5 s) and
-//! restored at start, once the instances are known and before any
-//! interface attaches (`saved.rs`). What apps sent that was dropped for
-//! reasons other than their ACLs (spoofing, malformed frames, floods) is
-//! logged per interface (`drops.rs`).
+//! `app-network-status` (`appstatus.rs`), its flow records in `flow-log`
+//! (`flowlog.rs`), and its traffic counters every 10 s, when they
+//! changed, in `network-metrics` (`metrics.rs`). The engine's state is
+//! saved on its state volume when it changed (checked after every change
+//! and every 5 s) and restored at start, once the instances are known and
+//! before any interface attaches (`saved.rs`). What apps sent that was
+//! dropped for reasons other than their ACLs (spoofing, malformed frames,
+//! floods) is logged per interface (`drops.rs`). Each port map's uplink
+//! port is forwarded from the same host port by the host (`forwards.rs`).
 //!
 //! Frames move on every turn of the service loop; the loop sleeps until a
 //! NIC interrupts, the engine's next timer, or the bus.
@@ -31,8 +35,12 @@
 extern crate alloc;
 
 mod appstatus;
+mod deviceports;
 mod drops;
 mod flowlog;
+mod forwards;
+mod liveacl;
+mod metrics;
 mod nics;
 mod router;
 mod saved;
@@ -46,12 +54,15 @@ use appnet::{Engine, EngineConfig, EthernetAddress, NodeInfo, UplinkConfig};
 use eve_proto::config::EdgeDevConfig;
 use hostops::ports::{Detach, Empty, List, PortRef};
 use net::Addressing;
-use runtime::service::{Change, Service, call};
+use runtime::service::{Service, call};
 use topics::{AppNetworkConfig, EdgeConfig, NetworkInstanceConfig};
 
 use appstatus::AppPublished;
+use deviceports::DevicePorts;
 use drops::DropReport;
 use flowlog::FlowPublisher;
+use forwards::HostForwards;
+use metrics::{METRICS_EVERY, MetricsPublished};
 use nics::{NicCounters, Nics, UPLINK};
 use router::Router;
 use saved::Saved;
@@ -62,13 +73,6 @@ runtime::entry!("zedrouter", main);
 /// How often the instances' status and flow records are published and the
 /// engine's state saved, when they changed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
-
-fn value<V>(change: Change<V>) -> Option<V> {
-    match change {
-        Change::Created(v) | Change::Modified(v) => Some(v),
-        Change::Deleted(_) => None,
-    }
-}
 
 /// The engine's clock: time since boot.
 fn engine_now() -> appnet::Instant {
@@ -177,6 +181,10 @@ fn main() -> i32 {
         ..Default::default()
     }));
     let mut router = Router::default();
+    router.device_ports = DevicePorts::from_cmdline(runtime::cmdline().get("device_ports"));
+    router
+        .device_ports
+        .configure(&mut engine.borrow_mut(), &nics.device_ports());
     let uplink_mac = nics.uplink_mac();
     let mut dhcp = None;
     match uplink(uplink_mac) {
@@ -197,18 +205,20 @@ fn main() -> i32 {
         router.restore_later(state);
     }
     let saved = RefCell::new(saved);
+    let host_forwards = RefCell::new(HostForwards::start());
 
     let router = RefCell::new(router);
     let changed = Cell::new(false);
     let published = RefCell::new(Published::default());
     let app_published = RefCell::new(AppPublished::default());
+    let metrics_published = RefCell::new(MetricsPublished::default());
     let nics = RefCell::new(nics);
     let reported = Cell::new(NicCounters::default());
     let flows = RefCell::new(FlowPublisher::new(seed() as u32));
     let drops = RefCell::new(DropReport::default());
     let mut service = Service::new();
     service.on::<NetworkInstanceConfig>(|_, uuid, change| {
-        router.borrow_mut().set_instance(uuid, value(change));
+        router.borrow_mut().set_instance(uuid, change.current());
         changed.set(true);
     });
     service.on_synchronized::<NetworkInstanceConfig>(|_| {
@@ -216,12 +226,12 @@ fn main() -> i32 {
         changed.set(true);
     });
     service.on::<EdgeConfig>(|_, _, change| {
-        if let Some(config) = value(change) {
+        if let Some(config) = change.current() {
             engine.borrow_mut().set_node(node_info(&config));
         }
     });
     service.on::<AppNetworkConfig>(|_, uuid, change| {
-        router.borrow_mut().set_app(uuid, value(change));
+        router.borrow_mut().set_app(uuid, change.current());
         changed.set(true);
     });
     service.poller(|ctl| {
@@ -265,10 +275,11 @@ fn main() -> i32 {
         let mut router = router.borrow_mut();
         let now = engine_now();
         router.reconcile(&mut engine, now);
+        host_forwards.borrow_mut().sync(&engine);
         published.borrow_mut().publish(&engine, &router);
         app_published.borrow_mut().publish(&engine, &router);
         flows.borrow_mut().publish(&mut engine);
-        saved.borrow_mut().save(engine.export_state(now));
+        saved.borrow_mut().save(|| engine.export_state(now));
         true
     });
     service.every(STATUS_EVERY, |_| {
@@ -278,12 +289,20 @@ fn main() -> i32 {
             .borrow_mut()
             .publish(&engine, &router.borrow());
         flows.borrow_mut().publish(&mut engine);
-        saved.borrow_mut().save(engine.export_state(engine_now()));
+        saved
+            .borrow_mut()
+            .save_spaced(|| engine.export_state(engine_now()));
         drops.borrow_mut().report(&engine, &router.borrow());
+        host_forwards.borrow_mut().sync(&engine);
         let counters = nics.borrow().counters;
         if counters != reported.replace(counters) {
             log::warn!("frames dropped at the NICs: {counters:?}");
         }
+    });
+    service.every(METRICS_EVERY, |_| {
+        metrics_published
+            .borrow_mut()
+            .publish(&engine.borrow(), &router.borrow());
     });
     service.run()
 }

@@ -1,12 +1,15 @@
-//! zedrouter's two NICs: the uplink (the node's user-mode network) and the
-//! trunk to the host's port switch, where every app port's frames arrive
-//! under the port's 802.1ad service tag. Frames move between them and the
-//! engine here, and nothing else is done with them.
+//! zedrouter's NICs: the uplink (the node's user-mode network), the trunk
+//! to the host's port switch, where every app port's frames arrive under
+//! the port's 802.1ad service tag, and the device ports (switch
+//! instances' outside ends, `deviceports.rs`). Frames move between them
+//! and the engine here, and nothing else is done with them.
 
 use alloc::vec::Vec;
 
 use appnet::uplink_dhcp::{LeaseEvent, UplinkDhcp, Wanted, wanted};
 use appnet::{Engine, PortId};
+
+use crate::deviceports;
 use net::VirtioNetDevice;
 use smoltcp::phy::{Device, RxToken, TxToken};
 use virtio_drivers::transport::DeviceType;
@@ -56,10 +59,12 @@ pub struct NicCounters {
     pub tx_full: u64,
 }
 
-/// The uplink and the trunk.
+/// The uplink, the trunk and the device ports.
 pub struct Nics {
     uplink: VirtioNetDevice,
     trunk: VirtioNetDevice,
+    /// Device ports by index, in index order.
+    devices: Vec<(usize, VirtioNetDevice)>,
     pub counters: NicCounters,
 }
 
@@ -88,8 +93,9 @@ pub fn tag_into(frame: &[u8], vid: u16, out: &mut [u8]) {
 }
 
 impl Nics {
-    /// Takes the machine's two virtio-net devices; the one with
-    /// `guest_abi::TRUNK_MAC` is the trunk.
+    /// Takes the machine's virtio-net devices; the one with
+    /// `guest_abi::TRUNK_MAC` is the trunk, those with a device port's MAC
+    /// are device ports, and the first other one is the uplink.
     pub fn take() -> Result<Nics, NicError> {
         let mut devices = Vec::new();
         while let Some(transport) = hal::virtio::take(DeviceType::Network) {
@@ -103,12 +109,31 @@ impl Nics {
             .position(|d| d.mac() == guest_abi::TRUNK_MAC)
             .ok_or(NicError::NoTrunk)?;
         let trunk = devices.remove(trunk);
-        let uplink = devices.remove(0);
+        let mut ports = Vec::new();
+        let mut others = Vec::new();
+        for device in devices {
+            match guest_abi::device_port_index(device.mac()) {
+                Some(index) => ports.push((index, device)),
+                None => others.push(device),
+            }
+        }
+        ports.sort_by_key(|(index, _)| *index);
+        ports.dedup_by_key(|(index, _)| *index);
+        if others.is_empty() {
+            return Err(NicError::Missing);
+        }
+        let uplink = others.remove(0);
         Ok(Nics {
             uplink,
             trunk,
+            devices: ports,
             counters: NicCounters::default(),
         })
+    }
+
+    /// The indexes of the device ports that have a NIC.
+    pub fn device_ports(&self) -> Vec<usize> {
+        self.devices.iter().map(|(index, _)| *index).collect()
     }
 
     pub fn uplink_mac(&self) -> [u8; 6] {
@@ -153,6 +178,16 @@ impl Nics {
                 _ => engine.receive(now, UPLINK, frame),
             });
         }
+        for (index, device) in &mut self.devices {
+            let port = deviceports::port_id(*index);
+            for _ in 0..BUDGET {
+                let Some((rx, _)) = device.receive(smoltcp::time::Instant::ZERO) else {
+                    break;
+                };
+                moved = true;
+                rx.consume(|frame| engine.receive(now, port, frame));
+            }
+        }
         let lease = dhcp.as_deref_mut().and_then(|client| client.poll(now));
         if let Some(client) = dhcp {
             while let Some(frame) = client.pop_transmit() {
@@ -171,12 +206,27 @@ impl Nics {
     }
 
     fn send(&mut self, port: PortId, frame: &[u8]) {
-        let (device, len, max) = if port == UPLINK {
-            (&mut self.uplink, frame.len(), MAX_FRAME)
+        // Device ports and the uplink carry frames as they are, the trunk
+        // tagged.
+        let untagged = if port == UPLINK {
+            Some(&mut self.uplink)
+        } else if let Some(index) = deviceports::index_of(port) {
+            match self.devices.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, device)) => Some(device),
+                None => {
+                    self.counters.unsendable += 1;
+                    return;
+                }
+            }
         } else {
-            (&mut self.trunk, frame.len() + 4, MAX_TRUNK_FRAME)
+            None
         };
-        if frame.len() < 14 || len > max || (port != UPLINK && port.0 > 4094) {
+        let tagged = untagged.is_none();
+        let (device, len, max) = match untagged {
+            Some(device) => (device, frame.len(), MAX_FRAME),
+            None => (&mut self.trunk, frame.len() + 4, MAX_TRUNK_FRAME),
+        };
+        if frame.len() < 14 || len > max || (tagged && port.0 > 4094) {
             self.counters.unsendable += 1;
             return;
         }
@@ -185,10 +235,10 @@ impl Nics {
             return;
         };
         tx.consume(len, |buf| {
-            if port == UPLINK {
-                buf.copy_from_slice(frame);
-            } else {
+            if tagged {
                 tag_into(frame, port.0, buf);
+            } else {
+                buf.copy_from_slice(frame);
             }
         });
     }

@@ -20,6 +20,8 @@ use hostops::ports::{Attach, AttachRequest, Detach, PortName, PortRef, TAGS};
 use runtime::service::{CallError, call};
 use topics::AppNetwork;
 
+use crate::deviceports::{self, DevicePorts};
+use crate::liveacl;
 use crate::nics::UPLINK;
 
 /// An app interface: the app's UUID and the NIC's index.
@@ -41,6 +43,8 @@ pub struct Router {
     attached: BTreeMap<PortKey, Attached>,
     /// Whether the uplink is configured: local instances are NATed to it.
     pub uplink: bool,
+    /// The device ports, where switch instances that name one reach out.
+    pub device_ports: DevicePorts,
     /// Whether the instances' table is complete: interfaces attach only
     /// then, after the saved state went back into the instances.
     instances_complete: bool,
@@ -111,7 +115,11 @@ impl Router {
                 .map(|a| a.bridge_num)
                 .unwrap_or_else(|| self.free_bridge_num(&wanted));
             let local = ni.inst_type == eve_proto::config::ZNetworkInstType::ZnetInstLocal as i32;
-            let device = (local && self.uplink).then_some(UPLINK);
+            let device = if local {
+                self.uplink.then_some(UPLINK)
+            } else {
+                deviceports::switch_port(&self.device_ports, ni)
+            };
             match appnet::instance_from_eve(ni, device, bridge_mac(bridge_num), bridge_num) {
                 Ok(config) if config.uuid == *uuid => {
                     wanted.insert(uuid.clone(), config);
@@ -192,6 +200,26 @@ impl Router {
     pub fn reconcile(&mut self, engine: &mut Engine, now: Instant) {
         let instances = self.wanted_instances();
         let ports = self.wanted_ports(&instances);
+
+        // Interfaces whose ACLs alone changed take them in place.
+        for (key, a) in &mut self.attached {
+            let Some(want) = ports.get(key) else {
+                continue;
+            };
+            let mut want = want.clone();
+            want.port = PortId(a.tag);
+            want.vif.clone_from(&a.config.vif);
+            if !liveacl::acls_only(&a.config, &want) {
+                continue;
+            }
+            match liveacl::reapply(engine, now, &a.config, &want) {
+                Ok(()) => {
+                    log::info!("app {} NIC {}: new ACLs applied", key.0, key.1);
+                    a.config = want;
+                }
+                Err(e) => log::warn!("app {} NIC {}: new ACLs: {e}", key.0, key.1),
+            }
+        }
 
         // Interfaces whose app, instance or config changed go first.
         let stale: Vec<PortKey> = self

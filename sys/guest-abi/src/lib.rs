@@ -34,6 +34,38 @@ pub const EXIT_EXCEPTION: i32 = 102;
 /// whatever order the machine lists the two NICs in.
 pub const TRUNK_MAC: [u8; 6] = [0x02, 0x00, 0x7e, 0x00, 0x00, 0x01];
 
+/// The most device ports (switch instances' outside ends) a service is
+/// given: the last byte of their MACs numbers them.
+pub const MAX_DEVICE_PORTS: usize = 8;
+
+/// The MAC address the host gives a service's device port number `index`
+/// (the order of the manifest's `device_ports`), so the service tells its
+/// NICs apart and names each by its label whatever order the machine
+/// lists them in.
+pub const fn device_port_mac(index: u8) -> [u8; 6] {
+    [0x02, 0x00, 0x7e, 0x00, 0x01, index]
+}
+
+/// The index of a device port's NIC from its MAC, if it is one.
+pub fn device_port_index(mac: [u8; 6]) -> Option<usize> {
+    let index = usize::from(mac[5]);
+    (mac[..5] == device_port_mac(0)[..5] && index < MAX_DEVICE_PORTS).then_some(index)
+}
+
+/// Command-line key by which the host hands a service the node's clock as
+/// the service's VM starts: milliseconds since the host started the node
+/// (`node.ms=12345`). A service adds its own uptime to it (the runtime's
+/// `node_clock`), so a timer measured on it keeps counting across the
+/// service's crashes and restarts, which the guest's uptime does not.
+pub const NODE_MS_KEY: &str = "node.ms";
+
+/// The node's clock at a VM's start from the value of [`NODE_MS_KEY`] on
+/// its command line; 0 (count from this start) when it is missing or not a
+/// number, so a hostile value never stops a service.
+pub fn node_ms_at_start(value: Option<&str>) -> u64 {
+    value.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// I/O port of QEMU's `isa-debug-exit` device as our runners configure it.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 
@@ -85,6 +117,15 @@ pub fn parse_marker(line: &str) -> Option<Marker<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_node_clock_at_start_reads_only_a_number() {
+        assert_eq!(node_ms_at_start(Some("61234")), 61_234);
+        assert_eq!(node_ms_at_start(None), 0);
+        assert_eq!(node_ms_at_start(Some("")), 0);
+        assert_eq!(node_ms_at_start(Some("-5")), 0);
+        assert_eq!(node_ms_at_start(Some("99999999999999999999999")), 0);
+    }
 
     #[test]
     fn exit_codes_decode_only_when_odd() {

@@ -16,6 +16,7 @@ extern crate alloc;
 pub mod bus;
 mod heap;
 mod logger;
+pub mod node_clock;
 mod panic;
 pub mod poll;
 pub mod saved;
@@ -76,6 +77,7 @@ pub fn start(info: &'static BootInfo, name: &'static str, main: fn() -> i32) -> 
     BOOT.call_once(|| info);
     heap::init(info);
     logger::init(Cmdline::new(info.cmdline).get("log"));
+    node_clock::init(Cmdline::new(info.cmdline));
     MAIN_COUNTER.store(hal::clock::counter(), Ordering::Relaxed);
     let since_entry =
         |counter: u64| hal::clock::ticks_to_ns(counter.wrapping_sub(hal::clock::entry_counter()));
@@ -106,6 +108,12 @@ pub fn boot_info() -> &'static BootInfo {
 /// The boot command line.
 pub fn cmdline() -> Cmdline<'static> {
     Cmdline::new(boot_info().cmdline)
+}
+
+/// Unix seconds: the wall clock, or the time since boot when the VM has
+/// none (a record stamped either way beats none).
+pub fn unix_seconds() -> u64 {
+    hal::clock::unix_now().unwrap_or_else(|| hal::clock::Instant::now().as_nanos() / 1_000_000_000)
 }
 
 /// Time from the first instruction of the boot stub to `main`, measured on

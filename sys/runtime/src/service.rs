@@ -55,6 +55,17 @@ pub enum Change<V> {
     Deleted(V),
 }
 
+impl<V> Change<V> {
+    /// The item's value now: none once it is deleted. What a handler that
+    /// mirrors a topic into its own table wants.
+    pub fn current(self) -> Option<V> {
+        match self {
+            Change::Created(v) | Change::Modified(v) => Some(v),
+            Change::Deleted(_) => None,
+        }
+    }
+}
+
 /// A log record of another service (from the `@log` stream).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {

@@ -97,6 +97,20 @@ pub struct Args {
     pub persist_mib: u64,
     #[arg(long, value_enum, default_value_t = QemuBuild::Full)]
     pub qemu: QemuBuild,
+    /// The logical block size of the disk the image is for, 512 or 4096
+    /// (4Kn disks): the GPT's blocks, and PERSIST's ext4 blocks no smaller.
+    #[arg(long, default_value_t = gptab::DEFAULT_BLOCK_SIZE, value_parser = parse_sector_size)]
+    pub sector_size: usize,
+}
+
+/// 512 or 4096: the logical block sizes disks have and `gptab` lays out.
+fn parse_sector_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(size @ (512 | 4096)) => Ok(size),
+        _ => Err(format!(
+            "{text}: a disk's logical blocks are 512 or 4096 bytes"
+        )),
+    }
 }
 
 /// The default version: the workspace's, the commit, `-dirty` if the
@@ -264,14 +278,9 @@ pub fn run(args: &Args) -> Result<Report, String> {
         types::EVE_PERSIST,
         0,
         persist_bytes,
-        persist::ext4(persist_bytes, &out_dir)?,
+        persist::ext4(persist_bytes, args.sector_size, &out_dir)?,
     )?);
-    let placed = disk::write(
-        &image,
-        gptab::DEFAULT_BLOCK_SIZE,
-        disk::random_guid()?,
-        &all,
-    )?;
+    let placed = disk::write(&image, args.sector_size, disk::random_guid()?, &all)?;
     harness::provision::write_atomically(&artifact, &base_os)?;
 
     let report = Report {
@@ -323,6 +332,15 @@ fn part(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sector_sizes_are_those_of_disks() {
+        assert_eq!(parse_sector_size("512"), Ok(512));
+        assert_eq!(parse_sector_size("4096"), Ok(4096));
+        for bad in ["1024", "0", "4k", ""] {
+            assert!(parse_sector_size(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn versions_are_plain_words() {

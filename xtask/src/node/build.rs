@@ -23,6 +23,9 @@ pub struct BuiltNode {
     /// (`--shim-kernel`, `--shim-initrd`); `None`: the node runs no
     /// container apps.
     pub shim: Option<ShimAssets>,
+    /// `LABEL=INTERFACE` device ports the host bridges with Linux
+    /// interfaces (`--device-port`); none: every device port unbridged.
+    pub device_ports: Vec<String>,
 }
 
 impl BuiltNode {
@@ -83,5 +86,6 @@ pub fn build(manifest_path: &Path, arch: Option<Arch>) -> Result<BuiltNode, Stri
         manifest,
         host_binary,
         shim: None,
+        device_ports: Vec::new(),
     })
 }

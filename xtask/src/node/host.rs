@@ -134,6 +134,9 @@ impl HostProcess {
                 .arg("--shim-initrd")
                 .arg(&shim.initrd);
         }
+        for bridge in &built.device_ports {
+            command.args(["--device-port", bridge]);
+        }
         if let Some(boot) = &boot {
             command
                 .arg("--disk")

@@ -24,6 +24,7 @@ pub use build::{BuiltNode, build};
 pub use dirs::NodeDirs;
 pub use host::{HostEvent, bus_connected_note, status_line_service};
 pub use session::{ControllerDir, Session};
+pub use stop::on_signals;
 use view::View;
 
 /// The default node manifest.
@@ -42,6 +43,9 @@ pub struct NodeOptions {
     /// with `--disk`/`--booted-slot` and a reboot it asks for (exit
     /// status 3) boots again, on the loader's choice of partition.
     pub disk: bool,
+    /// `LABEL=INTERFACE`: device ports the host bridges (`eve-host run
+    /// --device-port`).
+    pub device_ports: Vec<String>,
 }
 
 /// Runs the node until SIGINT, SIGTERM or SIGHUP.
@@ -57,6 +61,7 @@ pub fn run(options: NodeOptions) -> Result<(), String> {
     // Container apps need the shim VM; without it (its Debian kernel
     // could not be had) the node still runs VMs and unikernels.
     let mut built = build(&options.manifest, Some(arch))?;
+    built.device_ports = options.device_ports.clone();
     if let Err(e) = built.add_shim() {
         eprintln!("xtask: this node runs no container apps: {e}");
     }

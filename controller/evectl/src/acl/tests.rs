@@ -63,16 +63,20 @@ impl Gen {
         let verdict = match self.below(3) {
             0 => Verdict::Allow,
             1 => Verdict::Drop,
-            _ => Verdict::Limit {
-                rate: 1 + self.below(u64::from(u32::MAX)) as u32,
-                unit: [
-                    RateUnit::Second,
-                    RateUnit::Minute,
-                    RateUnit::Hour,
-                    RateUnit::Day,
-                ][self.below(4) as usize],
-                burst: self.chance().then(|| 1 + self.below(1000) as u32),
-            },
+            _ => {
+                // Any rate iptables takes: at most 10000 a second.
+                let (unit, seconds) = [
+                    (RateUnit::Second, 1),
+                    (RateUnit::Minute, 60),
+                    (RateUnit::Hour, 3600),
+                    (RateUnit::Day, 86_400),
+                ][self.below(4) as usize];
+                Verdict::Limit {
+                    rate: 1 + self.below(10_000 * seconds) as u32,
+                    unit,
+                    burst: self.chance().then(|| 1 + self.below(10_000) as u32),
+                }
+            }
         };
         AclRule {
             verdict,
@@ -182,6 +186,9 @@ fn hostile_rules_get_clear_errors() {
         (RuleKind::Limit, "tcp:10/s/1/2", "not a rate"),
         (RuleKind::Limit, "tcp:99999999999/s", "not a rate"),
         (RuleKind::Limit, "tcp:1/s:2/s", "given twice"),
+        (RuleKind::Limit, "tcp:10001/s", "at most 10000 a second"),
+        (RuleKind::Limit, "tcp:600001/m", "at most 10000 a second"),
+        (RuleKind::Limit, "tcp:10/s/10001", "bursts at most 10000"),
         (RuleKind::Allow, "tcp:adapter=eth0;rm", "not a port name"),
         (RuleKind::Allow, "tcp\u{0}", "control"),
     ];

@@ -10,6 +10,7 @@
 mod cmdline;
 mod dhcp;
 mod disks;
+mod grow;
 mod modules;
 mod mounts;
 mod netlink;
@@ -148,9 +149,17 @@ pub fn main() -> ! {
             DISK_WAIT.as_secs()
         )),
     }
+    if let Some(d) = &disk {
+        grow::table(&Path::new("/dev").join(&d.disk));
+    }
     let persist_device = disk.as_ref().and_then(|d| d.persist.as_deref());
     match mounts::persist(persist_device, Path::new(layout::PERSIST)) {
-        mounts::Persist::Partition => say(format_args!("PERSIST mounted on {}", layout::PERSIST)),
+        mounts::Persist::Partition => {
+            say(format_args!("PERSIST mounted on {}", layout::PERSIST));
+            if let Some(device) = persist_device {
+                grow::ext4(device, Path::new(layout::PERSIST));
+            }
+        }
         mounts::Persist::Memory(why) => say(format_args!(
             "PERSIST unusable ({why}): state is kept in memory and lost at reboot"
         )),

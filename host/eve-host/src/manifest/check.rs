@@ -221,6 +221,8 @@ fn check_service(
     };
 
     let trunk = raw.devices.trunk.clone();
+    let device_ports = raw.devices.device_ports.clone();
+    let has_trunk = trunk.as_ref().is_some_and(|t| *t.get_ref());
     let devices = check_devices(
         c,
         &name,
@@ -232,8 +234,13 @@ fn check_service(
     if let Some(trunk) = trunk.filter(|t| *t.get_ref()) {
         check_trunk(c, &name, trunk.span(), &bus, &mut owners.trunk);
     }
+    let device_ports = check_device_ports(c, &name, device_ports, has_trunk);
     let restart = check_backoff(c, &name, raw.restart.unwrap_or_default(), raw.backoff);
 
+    let devices = Devices {
+        device_ports,
+        ..devices
+    };
     Service {
         name,
         image: raw.image.into_inner(),
@@ -336,7 +343,38 @@ fn check_devices(
         config: raw.config,
         pci,
         trunk: raw.trunk.is_some_and(|t| *t.get_ref()),
+        device_ports: Vec::new(),
     }
+}
+
+/// Device ports are the outside ends of switch instances, which live on
+/// the trunk's service: labels it may be told on its command line, each
+/// once, at most `guest_abi::MAX_DEVICE_PORTS`.
+fn check_device_ports(
+    c: &mut Checker<'_>,
+    name: &str,
+    labels: Vec<Spanned<String>>,
+    trunk: bool,
+) -> Vec<String> {
+    let mut checked: Vec<String> = Vec::new();
+    for label in labels {
+        let span = label.span();
+        let label = label.into_inner();
+        let problem = if !trunk {
+            Some("device ports need `trunk = true` (they are switch instances' ports)")
+        } else if checked.len() == guest_abi::MAX_DEVICE_PORTS {
+            Some("at most 8 device ports")
+        } else if checked.contains(&label) {
+            Some("a device port is listed twice")
+        } else {
+            crate::deviceports::label_problem(&label)
+        };
+        match problem {
+            Some(problem) => c.fail(span, format!("service `{name}`: {problem}: `{label}`")),
+            None => checked.push(label),
+        }
+    }
+    checked
 }
 
 /// The trunk is the switch of the `ports` target, which the host opens

@@ -68,6 +68,11 @@ pub struct Devices {
     /// A second NIC on the host's port switch trunk (zedrouter's link to
     /// the app ports of the `ports` target).
     pub trunk: bool,
+    /// Device ports by their labels (EVE's logical labels, `eth1`): NICs
+    /// for the outside ends of switch network instances, each a unix
+    /// socket the VM connects to (`crate::deviceports`); on a board, a
+    /// NIC passed through (`pci`) would be one.
+    pub device_ports: Vec<String>,
 }
 
 /// A user-mode network uplink and its port forwards.
@@ -234,6 +239,9 @@ impl fmt::Display for Manifest {
             }
             if d.trunk {
                 write!(f, ", trunk")?;
+            }
+            if !d.device_ports.is_empty() {
+                write!(f, ", device ports [{}]", d.device_ports.join(", "))?;
             }
             if !d.pci.is_empty() {
                 let pci: Vec<_> = d.pci.iter().map(Bdf::to_string).collect();

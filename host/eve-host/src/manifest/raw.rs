@@ -61,6 +61,8 @@ pub(super) struct RawDevices {
     pub pci: Vec<Spanned<String>>,
     #[serde(default)]
     pub trunk: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub device_ports: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -50,7 +50,7 @@ fn the_default_node_is_valid() {
             .contains("calls: power [boot-reason], tpm [create-device-key, sign, read-pcrs, quote, read-ek-cert, create-ecdh-key, ecdh, create-attestation-key]")
     );
     let nodeagent = m.service("nodeagent").expect("nodeagent");
-    assert_eq!(nodeagent.bus.call["power"], ["reboot", "shutdown"]);
+    assert_eq!(nodeagent.bus.call["power"], ["reboot"]);
     assert_eq!(nodeagent.bus.call["partitions"], ["status", "fallback"]);
 }
 
@@ -338,6 +338,25 @@ fn devices_parse_into_their_representation() {
     );
     assert!(a.devices.config);
     assert_eq!(a.devices.pci[0].to_string(), "0000:3a:00.1");
+}
+
+#[test]
+fn device_ports_are_plain_labels_on_the_trunks_service() {
+    let ok = format!(
+        "{ONE}[service.devices]\ntrunk = true\ndevice_ports = [\"eth1\", \"eth2\"]\n[service.bus]\ncall.ports = [\"attach\"]\n"
+    );
+    let m = Manifest::parse(&ok).unwrap();
+    assert_eq!(m.services[0].devices.device_ports, ["eth1", "eth2"]);
+    assert!(m.to_string().contains("device ports [eth1, eth2]"), "{m}");
+    let bad = |ports: &str, trunk: bool| {
+        let text = format!(
+            "{ONE}[service.devices]\ntrunk = {trunk}\ndevice_ports = {ports}\n[service.bus]\ncall.ports = [\"attach\"]\n"
+        );
+        problems(&text).join("\n")
+    };
+    assert!(bad(r#"["eth1"]"#, false).contains("need `trunk = true`"));
+    assert!(bad(r#"["eth1", "eth1"]"#, true).contains("listed twice"));
+    assert!(bad(r#"["eth1,eth2"]"#, true).contains("only letters"));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! [`Supervisor::step`] with the current time, so tests drive it with a
 //! fake clock and a fake [`Vmm`].
 
+mod nodeclock;
 mod policy;
 mod preflight;
 
@@ -170,6 +171,9 @@ pub struct Supervisor<V: Vmm> {
     heartbeats: Arc<dyn Heartbeats>,
     log: Arc<dyn HostLog>,
     shutting_down: bool,
+    /// When the node started: the zero of the node's clock each service
+    /// is handed as it starts (`nodeclock`).
+    born: Instant,
 }
 
 impl<V: Vmm> Supervisor<V> {
@@ -201,6 +205,7 @@ impl<V: Vmm> Supervisor<V> {
             heartbeats,
             log,
             shutting_down: false,
+            born: now,
         }
     }
 
@@ -390,6 +395,7 @@ impl<V: Vmm> Supervisor<V> {
     }
 
     fn launch(&mut self, i: usize, now: Instant) {
+        let since_start = now.saturating_duration_since(self.born);
         let slot = &mut self.slots[i];
         if slot.starts > 0 {
             slot.restarts += 1;
@@ -406,12 +412,13 @@ impl<V: Vmm> Supervisor<V> {
                 Ok(f)
             });
         // Everything that can fail here is the host's, not the guest's.
+        let spec = nodeclock::spec_at(&slot.setup.spec, since_start);
         let launched = file
             .map_err(|e| format!("opening {}: {e}", log_path.display()))
             .and_then(|file| {
-                preflight::check(&slot.setup.spec).map_err(|fault| fault.to_string())?;
+                preflight::check(&spec).map_err(|fault| fault.to_string())?;
                 self.vmm
-                    .launch(&slot.setup.spec)
+                    .launch(&spec)
                     .map(|vm| (vm, file))
                     .map_err(|e| e.to_string())
             });

@@ -27,6 +27,8 @@ struct FakeState {
 #[derive(Default)]
 struct World {
     launches: Vec<String>,
+    /// The command line of each launch, in order.
+    cmdlines: Vec<String>,
     failing: HashSet<String>,
     stubborn: HashSet<String>,
     /// What the next VM of a service prints.
@@ -82,6 +84,7 @@ impl Vmm for FakeVmm {
     fn launch(&self, spec: &VmSpec) -> Result<FakeVm, LaunchError> {
         let mut world = self.world();
         world.launches.push(spec.name.clone());
+        world.cmdlines.push(spec.cmdline.clone());
         if world.failing.contains(&spec.name) {
             return Err(LaunchError::VmmMissing {
                 binary: "fake-vmm".into(),
@@ -563,4 +566,16 @@ fn shutdown_stops_everything_and_cancels_restarts() {
     n.sup.step(at(&n, 10_030));
     assert!(n.sup.is_stopped());
     assert_eq!(n.vmm.launches_of("d"), 1, "no restart during shutdown");
+}
+
+#[test]
+fn a_restarted_service_is_handed_the_node_clock_of_its_restart() {
+    let mut n = node(|d| vec![setup(d, "a", RestartPolicy::default(), None)]);
+    n.sup.step(at(&n, 0));
+    n.vmm.exit("a", VmmExit::PoweredOff { status: Some(101) });
+    n.sup.step(at(&n, 7_000));
+    n.sup.step(at(&n, 60_000));
+    assert_eq!(n.vmm.launches_of("a"), 2);
+    let cmdlines = n.vmm.world().cmdlines.clone();
+    assert_eq!(cmdlines, ["node.ms=0", "node.ms=60000"]);
 }

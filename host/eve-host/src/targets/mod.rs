@@ -27,6 +27,7 @@ use crate::{manifest::Manifest, nodebus::TpmChoice};
 pub use content::ContentOptions;
 pub use domains::DomainsOptions;
 pub use partitions::BootDisk;
+pub use ports::ForwardOptions;
 pub use power::PowerSwitch;
 
 /// What serves one `hostops` target. The broker calls it (through
@@ -54,6 +55,8 @@ pub struct TargetContext<'a> {
     pub disk: Option<&'a BootDisk>,
     /// This boot's record and the host's stop flag, for the `power` target.
     pub power: &'a PowerSwitch,
+    /// What the services' uplink forwards may use (the `ports` target).
+    pub forwards: &'a ForwardOptions,
 }
 
 /// Why a target could not be opened.

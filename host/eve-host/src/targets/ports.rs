@@ -17,14 +17,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use eve_broker::{RpcError, RpcHandler};
 use hostops::ports::{
-    Attach, AttachRequest, Detach, Empty, List, PortCounters, PortError, PortErrorCode, PortInfo,
-    PortList, PortName, PortRef, Ports, TAGS, TrunkCounters,
+    Attach, AttachRequest, Detach, Empty, Forward, Forwards, List, PortCounters, PortError,
+    PortErrorCode, PortInfo, PortList, PortName, PortRef, Ports, TAGS, TrunkCounters, Unforward,
 };
 use hostops::{Operation, Target, TargetSpec};
 use portswitch::{AttachError, Config, DetachError, PortStats, PortSwitch, Tag};
 
 use super::{HostTarget, Refused, TargetContext, serve};
 use crate::volumes::StateDir;
+
+mod forwards;
+
+pub use forwards::{ForwardOptions, UplinkForwards, monitor_socket, wants_monitor};
 
 /// The longest path a unix socket can have (`sun_path` less its NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
@@ -50,6 +54,8 @@ pub struct PortsTarget {
     switch: PortSwitch,
     /// Each attached tag's port.
     ports: Mutex<BTreeMap<u16, PortName>>,
+    /// The services' uplink forwards.
+    forwards: UplinkForwards,
 }
 
 /// Opens the node's port switch, listening on its trunk socket.
@@ -57,7 +63,10 @@ pub fn open(
     context: &TargetContext<'_>,
 ) -> Result<Arc<dyn HostTarget>, Box<dyn Error + Send + Sync>> {
     let state = StateDir::create(context.state_dir)?;
-    Ok(Arc::new(PortsTarget::start(&state.run())?))
+    Ok(Arc::new(PortsTarget::start(
+        &state.run(),
+        context.forwards.clone(),
+    )?))
 }
 
 /// Why the switch could not start.
@@ -74,6 +83,8 @@ pub enum PortsOpenError {
     PathTooLong { path: PathBuf },
     #[error(transparent)]
     Switch(#[from] portswitch::StartError),
+    #[error("starting the uplink forwards' watcher: {0}")]
+    Forwards(std::io::Error),
 }
 
 type Answer<T> = Result<T, Refused<PortError>>;
@@ -97,8 +108,9 @@ fn host_error(subject: &str, detail: String) -> Refused<PortError> {
 }
 
 impl PortsTarget {
-    /// Starts the switch with its sockets under the run directory `run`.
-    pub fn start(run: &Path) -> Result<PortsTarget, PortsOpenError> {
+    /// Starts the switch with its sockets under the run directory `run`,
+    /// and the services' uplink forwards with `options`.
+    pub fn start(run: &Path, options: ForwardOptions) -> Result<PortsTarget, PortsOpenError> {
         let dir = socket_dir(run);
         fs::create_dir_all(&dir).map_err(|source| PortsOpenError::Dir {
             path: dir.clone(),
@@ -113,6 +125,7 @@ impl PortsTarget {
             run: run.to_path_buf(),
             switch,
             ports: Mutex::new(BTreeMap::new()),
+            forwards: UplinkForwards::start(run, options).map_err(PortsOpenError::Forwards)?,
         })
     }
 
@@ -235,6 +248,9 @@ impl RpcHandler for PortsTarget {
             Attach::NAME => serve::<Attach>(request, |r| self.attach(r)),
             Detach::NAME => serve::<Detach>(request, |r| self.detach(r)),
             List::NAME => serve::<List>(request, |_| self.list()),
+            Forward::NAME => serve::<Forward>(request, |r| self.forwards.forward(caller, r)),
+            Unforward::NAME => serve::<Unforward>(request, |r| self.forwards.unforward(caller, r)),
+            Forwards::NAME => serve::<Forwards>(request, |_| self.forwards.list(caller)),
             other => Err(RpcError::BadRequest(format!(
                 "ports has no operation {other}"
             ))),
@@ -249,9 +265,11 @@ impl HostTarget for PortsTarget {
 
     fn describe(&self) -> String {
         format!(
-            "port switch, trunk {} ({} ports)",
+            "port switch, trunk {} ({} ports); uplink forwards on {} ({})",
             trunk_socket(&self.run).display(),
-            self.ports().len()
+            self.ports().len(),
+            self.forwards.address(),
+            self.forwards.count()
         )
     }
 }

@@ -4,6 +4,7 @@
 //! the caller's bus connection for longer than it takes to start one.
 
 mod build;
+mod qcow2_dirty;
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -22,7 +23,7 @@ use hostops::volumes::{
 use hostops::{Operation, Target, TargetSpec};
 
 pub use build::QemuImg;
-use build::{BUILDING, DELETING, Record, Source};
+use build::{BUILDING, DELETING, QCOW2_DISK, Record, Source};
 
 use super::content::Content;
 use super::{HostTarget, Refused, TargetContext, serve};
@@ -177,6 +178,9 @@ impl VolumesTarget {
                 _ => 0,
             },
             created_unix: entry.record.created_unix,
+            dirty: entry.state == VolumeState::Ready
+                && entry.record.format() == VolumeFormat::Qcow2
+                && qcow2_dirty::is_dirty(&self.content.volumes_dir().join(name).join(QCOW2_DISK)),
         }
     }
 

@@ -4,6 +4,8 @@ use std::sync::atomic::AtomicBool;
 use hostops::power::BootReason;
 
 use super::*;
+
+const PET_INTERVAL: Duration = UNKNOWN_TIMEOUT_PET_INTERVAL;
 use crate::end::End;
 use crate::supervisor::State;
 use crate::targets::power::record::End as RecordEnd;
@@ -56,7 +58,11 @@ impl Fixture {
         let power = switch(dir.path());
         let device = dir.path().join("watchdog");
         File::create(&device).unwrap();
-        let dog = Watchdog::open(&device, power.clone()).unwrap();
+        let (dog, armed) = Watchdog::open(&device, power.clone(), DEFAULT_TIMEOUT_SECS).unwrap();
+        // A plain file says nothing: the safe interval.
+        assert_eq!(armed.in_force, Err(QueryError::NotAWatchdog));
+        assert_eq!(armed.set, Err(SetTimeoutError::NotAWatchdog));
+        assert_eq!(armed.pet_interval(), UNKNOWN_TIMEOUT_PET_INTERVAL);
         Fixture {
             dir,
             power,
@@ -188,7 +194,7 @@ impl Write for Broken {
 #[test]
 fn a_failing_pet_is_said_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut dog = Watchdog::new(Broken, switch(dir.path()));
+    let mut dog = Watchdog::new(Broken, switch(dir.path()), PET_INTERVAL);
     let t0 = Instant::now();
     assert!(matches!(
         dog.watch(t0, &healthy()),
@@ -223,4 +229,61 @@ fn after_a_hung_host_the_drivers_flag_makes_the_power_failure_a_hang() {
     drop(switch(dir.path()));
     let next = PowerSwitch::begin_after(dir.path(), Arc::new(AtomicBool::new(false)), true);
     assert_eq!(next.unwrap().record().reason, BootReason::WatchdogHung);
+}
+
+#[test]
+fn the_pet_interval_is_a_third_of_the_timeout_and_at_least_a_second() {
+    assert_eq!(pet_interval(DEFAULT_TIMEOUT_SECS), Duration::from_secs(20));
+    assert_eq!(pet_interval(30), Duration::from_secs(10));
+    assert_eq!(
+        pet_interval(4),
+        Duration::from_millis(1333) + Duration::from_nanos(333_333)
+    );
+    assert_eq!(pet_interval(2), Duration::from_secs(1));
+    assert_eq!(pet_interval(0), Duration::from_secs(1));
+}
+
+#[test]
+fn the_interval_in_force_is_the_drivers_read_back() {
+    let armed = |set, in_force| Armed {
+        identity: Ok("i6300ESB timer".into()),
+        asked_secs: 60,
+        set,
+        in_force,
+    };
+    // The driver rounded 60 up to its step.
+    assert_eq!(armed(Ok(64), Ok(64)).pet_interval(), pet_interval(64));
+    // A fixed timeout: the one in force.
+    assert_eq!(
+        armed(Err(SetTimeoutError::Fixed), Ok(30)).pet_interval(),
+        Duration::from_secs(10)
+    );
+    assert_eq!(
+        armed(Ok(60), Err(QueryError::Unsupported)).pet_interval(),
+        Duration::from_secs(20)
+    );
+    let unknown = armed(
+        Err(SetTimeoutError::OutOfRange(60)),
+        Err(QueryError::Unsupported),
+    );
+    assert_eq!(unknown.pet_interval(), UNKNOWN_TIMEOUT_PET_INTERVAL);
+    assert_eq!(
+        unknown.to_string(),
+        "\"i6300ESB timer\", timeout 60 s not set: the watchdog cannot time 60 s, \
+         timeout unknown (the watchdog driver does not say), petted every 1s"
+    );
+}
+
+#[test]
+fn a_healthy_node_pets_once_per_interval_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("watchdog");
+    let file = File::create(&device).unwrap();
+    let mut dog = Watchdog::new(file, switch(dir.path()), pet_interval(60));
+    let t0 = Instant::now();
+    for secs in [0, 5, 19, 20, 39, 40, 59] {
+        dog.watch(t0 + Duration::from_secs(secs), &healthy());
+    }
+    // At 0, 20 and 40 s.
+    assert_eq!(std::fs::read(&device).unwrap(), b"\0\0\0");
 }

@@ -25,6 +25,17 @@ pub fn ethernet(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> V
     f
 }
 
+/// An ARP packet for Ethernet and IPv4 (`op` 1 request, 2 reply).
+pub fn arp(op: u16, sender: ([u8; 6], Ipv4Addr), target: ([u8; 6], Ipv4Addr)) -> Vec<u8> {
+    let mut p = vec![0, 1, 0x08, 0x00, 6, 4];
+    p.extend_from_slice(&op.to_be_bytes());
+    p.extend_from_slice(&sender.0);
+    p.extend_from_slice(&sender.1.octets());
+    p.extend_from_slice(&target.0);
+    p.extend_from_slice(&target.1.octets());
+    p
+}
+
 fn sum(data: &[u8], mut acc: u32) -> u32 {
     for pair in data.chunks(2) {
         let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);

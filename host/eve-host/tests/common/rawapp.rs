@@ -4,7 +4,7 @@
 //! stack would (spoofed sources, fuzzed headers, floods, non-IP frames).
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,6 +30,32 @@ impl RawApp {
                 Err(_) => thread::sleep(Duration::from_millis(50)),
             }
         };
+        RawApp {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Takes the first connection to `listener` (a device port's outside
+    /// end, which zedrouter's VM connects to).
+    pub fn accept(listener: &UnixListener) -> RawApp {
+        listener.set_nonblocking(true).unwrap();
+        let until = Instant::now() + PATIENCE;
+        let stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < until => {
+                    thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => panic!("nothing connected to the device port: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        Self::from_stream(stream)
+    }
+
+    /// A peer already connected (a raw uplink zedrouter connected to).
+    pub fn from_stream(stream: UnixStream) -> RawApp {
         RawApp {
             stream,
             pending: Vec::new(),

@@ -21,13 +21,13 @@ use eve_host::nodebus::NodeBus;
 use eve_host::qemu::qemu_args;
 use eve_host::servicelog::ServiceLogs;
 use eve_host::targets::HostTarget;
-use eve_host::targets::ports::{PortsTarget, app_socket, trunk_socket};
+use eve_host::targets::ports::{ForwardOptions, PortsTarget, app_socket, trunk_socket};
 use eve_host::vmm::{NetSpec, VmSpec};
 use eve_host::volumes::{StateDir, prepare_state_volume, service_disks};
-use eve_proto::common::{Ipspec, ZnetStaticDnsEntry};
+use eve_proto::common::{Ipspec, PhyIoType, ZnetStaticDnsEntry};
 use eve_proto::config::{
-    Ace, AceAction, AceMatch, EdgeDevConfig, NetworkAdapter, NetworkInstanceConfig, UuiDandVersion,
-    ZNetworkInstType,
+    Ace, AceAction, AceMatch, Adapter, EdgeDevConfig, NetworkAdapter, NetworkInstanceConfig,
+    UuiDandVersion, ZNetworkInstType,
 };
 use eve_proto::flowlog::FlowRecord;
 use evebus::{Client, ClientConfig, Event};
@@ -57,7 +57,7 @@ net = true
 trunk = true
 state_mib = 1
 [service.bus]
-publish = ["network-instance-status", "flow-log", "app-network-status"]
+publish = ["network-instance-status", "flow-log", "app-network-status", "network-metrics"]
 subscribe = ["network-instance-config", "app-network-config", "edge-config"]
 call.ports = ["attach", "detach", "list"]
 
@@ -142,6 +142,19 @@ pub fn switch_instance(uuid: &str) -> NetworkInstanceConfig {
     }
 }
 
+/// A switch instance whose device port is `label`, as EVE's controller
+/// sends it: `port` an Ethernet adapter named by its logical label.
+pub fn switch_on_port(uuid: &str, label: &str) -> NetworkInstanceConfig {
+    NetworkInstanceConfig {
+        port: Some(Adapter {
+            r#type: PhyIoType::PhyIoNetEth as i32,
+            name: label.into(),
+            ..Default::default()
+        }),
+        ..switch_instance(uuid)
+    }
+}
+
 /// App number `n` with one interface (`eth0`) on `network`.
 pub fn app(n: usize, network: &str, acls: Vec<Ace>) -> AppNetwork {
     AppNetwork {
@@ -177,6 +190,13 @@ pub struct Setup {
     /// restricted guest neither router nor DNS. A scenario still addresses
     /// only its guest forwards.
     pub uplink_by_dhcp: bool,
+    /// zedrouter's device ports by label, as the manifest's
+    /// `device_ports` gives them (their outside ends: [`Rig::device_port`]).
+    pub device_ports: Vec<String>,
+    /// zedrouter's uplink is a stream socket this process holds instead
+    /// of a user-mode network ([`Rig::uplink`]): the scenario plays the
+    /// uplink's network frame by frame (its DNS server, up or down).
+    pub raw_uplink: bool,
 }
 
 /// The running node around zedrouter (zedrouter itself is started with
@@ -188,6 +208,8 @@ pub struct Rig {
     run: PathBuf,
     app_image: PathBuf,
     spec: VmSpec,
+    /// The raw uplink's socket, where zedrouter's uplink NIC connects.
+    uplink: Option<(PathBuf, UnixListener)>,
     stop: Arc<AtomicBool>,
     feeder: Option<thread::JoinHandle<()>>,
     changes: mpsc::Sender<(String, Option<AppNetwork>)>,
@@ -205,7 +227,9 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::create(dir.path()).unwrap();
         let manifest = Manifest::parse(NODE).expect("the test manifest");
-        let ports = Arc::new(PortsTarget::start(&state.run()).expect("the port switch"));
+        let ports = Arc::new(
+            PortsTarget::start(&state.run(), ForwardOptions::default()).expect("the port switch"),
+        );
         let bus = NodeBus::start_with(
             &manifest,
             ServiceLogs::new(&state.logs(), Arc::new(StderrLog)),
@@ -233,12 +257,18 @@ impl Rig {
             format!("service=zedrouter {}", service.cmdline)
         };
         spec.ram_mib = service.ram_mib;
-        spec.net = Some(NetSpec {
+        let uplink = setup.raw_uplink.then(|| {
+            let path = state.run().join("uplink.sock");
+            let listener = UnixListener::bind(&path).unwrap();
+            (path, listener)
+        });
+        spec.net = uplink.is_none().then(|| NetSpec {
             restrict: !setup.uplink_by_dhcp,
             guest_forward: setup.guest_forward.clone(),
             ..Default::default()
         });
         spec.trunk = service.devices.trunk.then(|| trunk_socket(&state.run()));
+        eve_host::deviceports::give(&mut spec, &state.run(), &setup.device_ports);
         spec.bus_socket = Some(bus_socket);
         let volume = state.state_volume("zedrouter");
         prepare_state_volume(&volume, service.devices.state_mib.unwrap()).unwrap();
@@ -254,6 +284,7 @@ impl Rig {
             run: state.run(),
             app_image,
             spec,
+            uplink,
             stop,
             feeder: Some(feeder),
             changes,
@@ -265,7 +296,30 @@ impl Rig {
     pub fn start_router(&self) -> Vm {
         let mut command = Command::new(self.machine.arch().qemu());
         command.args(qemu_args(&self.spec));
+        if let Some((path, _)) = &self.uplink {
+            // zedrouter tells its NICs apart by the trunk's MAC, not by
+            // their order.
+            let netdev = format!(
+                "stream,id=net0,server=off,addr.type=unix,addr.path={},reconnect-ms=100",
+                path.display()
+            );
+            command.args([
+                "-netdev",
+                &netdev,
+                "-device",
+                "virtio-net-device,netdev=net0",
+            ]);
+        }
         Vm::spawn(command)
+    }
+
+    /// This process as zedrouter's uplink network (with
+    /// [`Setup::raw_uplink`]): frames in and out of its uplink NIC, once
+    /// it connected.
+    pub fn uplink(&self) -> RawApp {
+        let (_, listener) = self.uplink.as_ref().expect("a rig with a raw uplink");
+        let (stream, _) = listener.accept().expect("zedrouter's uplink connects");
+        RawApp::from_stream(stream)
     }
 
     /// A nettest VM as app `app`, its NIC on the app's first port socket.
@@ -289,6 +343,20 @@ impl Rig {
     /// This process as app `app`: frames in and out of its port socket.
     pub fn raw_app(&self, app: &AppNetwork) -> RawApp {
         RawApp::connect(&app_socket(&self.run, &format!("{}.0", app.app_uuid)))
+    }
+
+    /// The outside end of zedrouter's device port `label`: this process
+    /// listens on its socket and takes zedrouter's connection (call before
+    /// or after [`Rig::start_router`]: QEMU reconnects).
+    pub fn device_port(&self, label: &str) -> std::io::Result<UnixListener> {
+        UnixListener::bind(eve_host::deviceports::device_port_socket(&self.run, label))
+    }
+
+    /// Bridges zedrouter's device port `label` with the Linux interface
+    /// `interface`, as `eve-host run --device-port LABEL=INTERFACE` does.
+    pub fn bridge_device_port(&self, label: &str, interface: &str) -> portbridge::Bridge {
+        eve_host::deviceports::bridge(&self.run, label, interface)
+            .unwrap_or_else(|e| panic!("the device port's bridge: {e}"))
     }
 
     /// Publishes (`Some`) or withdraws (`None`) an app's interfaces.

@@ -113,6 +113,8 @@ pub enum AclError {
     BadAddress,
     BadHostName,
     BadLimitUnit,
+    /// A limit iptables refuses: over 10000 a second, or bursts over 10000.
+    BadLimit,
     /// `host` on a switch network instance.
     HostOnSwitch,
     /// `eidset` (EVE's overlay) or a match type EVE does not know.
@@ -132,6 +134,7 @@ impl core::fmt::Display for AclError {
             AclError::BadAddress => "not an IPv4 address or subnet",
             AclError::BadHostName => "not a DNS name",
             AclError::BadLimitUnit => "limit unit is not second, minute, hour or day",
+            AclError::BadLimit => "limit over 10000 a second or burst over 10000",
             AclError::HostOnSwitch => "host match on a switch network instance",
             AclError::UnsupportedMatch => "unsupported match type",
         })
@@ -193,30 +196,45 @@ fn action(ace: &Ace) -> Result<Action, AclError> {
     Ok(Action::Allow)
 }
 
-/// iptables' defaults: 3 per hour, a burst of 5; the unit is any prefix
-/// of `second`, `minute`, `hour` or `day` (empty is per second).
+/// As EVE hands it to iptables' `limit` match (`--limit RATE/UNIT` only
+/// when the rate is not 0, `--limit-burst BURST` only when the burst is
+/// not 0): iptables' defaults are 3 an hour and 5; the unit is a
+/// non-empty prefix of `second`, `minute`, `hour` or `day` in any case,
+/// as iptables' `parse_rate` reads it (nothing else, spaces and a second
+/// `/` included); a rate over 10000 a second and a burst over 10000 are
+/// refused, as iptables refuses them.
 fn limit_spec(rate: u32, unit: &str, burst: u32) -> Result<LimitSpec, AclError> {
     const SECOND: u64 = 1_000_000_000;
-    let unit = unit.trim().to_ascii_lowercase();
-    let unit = unit.strip_prefix('/').unwrap_or(&unit);
-    let unit_ns = [
-        ("second", SECOND),
-        ("minute", 60 * SECOND),
-        ("hour", 3600 * SECOND),
-        ("day", 86_400 * SECOND),
+    /// iptables' `XT_LIMIT_SCALE`: the fastest rate is this many a second.
+    const MAX_PER_SECOND: u64 = 10_000;
+    const MAX_BURST: u32 = 10_000;
+    if burst > MAX_BURST {
+        return Err(AclError::BadLimit);
+    }
+    let burst = if burst == 0 { 5 } else { burst };
+    if rate == 0 {
+        return Ok(LimitSpec {
+            interval_ns: 3600 * SECOND / 3,
+            burst,
+        });
+    }
+    let lower = unit.to_ascii_lowercase();
+    let (seconds, unit_ns) = [
+        ("second", 1, SECOND),
+        ("minute", 60, 60 * SECOND),
+        ("hour", 3600, 3600 * SECOND),
+        ("day", 86_400, 86_400 * SECOND),
     ]
     .into_iter()
-    .find(|(name, _)| name.starts_with(unit))
-    .map(|(_, ns)| ns)
+    .find(|(name, _, _)| !lower.is_empty() && name.starts_with(lower.as_str()))
+    .map(|(_, seconds, ns)| (seconds, ns))
     .ok_or(AclError::BadLimitUnit)?;
-    let (rate, unit_ns) = if rate == 0 {
-        (3, 3600 * SECOND)
-    } else {
-        (rate, unit_ns)
-    };
+    if u64::from(rate) > MAX_PER_SECOND * seconds {
+        return Err(AclError::BadLimit);
+    }
     Ok(LimitSpec {
         interval_ns: (unit_ns / u64::from(rate)).max(1),
-        burst: if burst == 0 { 5 } else { burst },
+        burst,
     })
 }
 
@@ -234,11 +252,26 @@ fn protocol(value: &str) -> Result<Option<u8>, AclError> {
     }
 }
 
+/// A port or range as iptables' `--sport`/`--dport` read what EVE hands
+/// them: `N`, `N:M`, `:M` (from 0) or `N:` (to 65535), the first not
+/// above the last. Service names (`/etc/services`) are not known here.
 fn ports(value: &str) -> Result<Ports, AclError> {
     let value = value.trim();
-    let (first, last) = value.split_once(':').unwrap_or((value, value));
-    let first: u16 = first.trim().parse().map_err(|_| AclError::BadPort)?;
-    let last: u16 = last.trim().parse().map_err(|_| AclError::BadPort)?;
+    let port = |text: &str, empty: u16| -> Result<u16, AclError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(empty);
+        }
+        text.parse().map_err(|_| AclError::BadPort)
+    };
+    let (first, last) = match value.split_once(':') {
+        Some((first, last)) => (port(first, 0)?, port(last, u16::MAX)?),
+        None if value.is_empty() => return Err(AclError::BadPort),
+        None => {
+            let only = port(value, 0)?;
+            (only, only)
+        }
+    };
     if first > last {
         return Err(AclError::BadPort);
     }
@@ -314,6 +347,9 @@ fn compile_one(ace: &Ace, on_switch: bool) -> Result<Option<Rule>, AclError> {
             "host" if on_switch => return Err(AclError::HostOnSwitch),
             "host" => rule.remote = Some(Remote::Host(host_name(&m.value)?)),
             "protocol" => rule.proto = protocol(&m.value)?,
+            // EVE matches a port only when the value is not empty.
+            "lport" if m.value.is_empty() => rule.lport = None,
+            "fport" if m.value.is_empty() => rule.fport = None,
             "lport" => rule.lport = Some(ports(&m.value)?),
             "fport" => rule.fport = Some(ports(&m.value)?),
             "adapter" => rule.adapter = Some(m.value.trim().to_string()),

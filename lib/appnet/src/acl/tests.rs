@@ -166,6 +166,19 @@ fn matches_follow_eves_rules() {
         )),
         Err(AclError::BadPort)
     );
+    // iptables' open ends: `:M` from 0, `N:` to 65535; `:` is every port.
+    let port_of = |value: &str| {
+        one(ace(1, &[("protocol", "tcp"), ("fport", value)], vec![]))
+            .map(|rule| rule.and_then(|r| r.fport).map(|p| (p.first, p.last)))
+    };
+    assert_eq!(port_of(":1024"), Ok(Some((0, 1024))));
+    assert_eq!(port_of("8000:"), Ok(Some((8000, 65535))));
+    assert_eq!(port_of(":"), Ok(Some((0, 65535))));
+    // EVE matches no port when the value is empty.
+    assert_eq!(port_of(""), Ok(None));
+    for bad in ["http", "1-2", "65536", "1:2:3", " "] {
+        assert_eq!(port_of(bad), Err(AclError::BadPort), "{bad:?}");
+    }
 }
 
 #[test]
@@ -185,8 +198,36 @@ fn limits_take_iptables_defaults_and_units() {
     assert_eq!(spec(limit(60, "minute", 0)).burst, 5);
     assert_eq!(spec(limit(2, "h", 1)).interval_ns, 1_800_000_000_000);
     assert_eq!(spec(limit(1, "day", 1)).interval_ns, 86_400_000_000_000);
-    assert_eq!(spec(limit(10, "", 1)).interval_ns, 100_000_000);
+    assert_eq!(spec(limit(10, "S", 1)).interval_ns, 100_000_000);
+    assert_eq!(spec(limit(10, "Sec", 1)).interval_ns, 100_000_000);
+    assert_eq!(spec(limit(10, "m", 1)).interval_ns, 6_000_000_000);
+    assert_eq!(spec(limit(10, "d", 1)).interval_ns, 8_640_000_000_000);
+    // iptables' fastest: 10000 a second (so 600000 a minute).
+    assert_eq!(spec(limit(10_000, "s", 1)).interval_ns, 100_000);
+    assert_eq!(spec(limit(600_000, "minute", 1)).interval_ns, 100_000);
+    assert_eq!(spec(limit(5, "s", 10_000)).burst, 10_000);
+    for refused in [
+        limit(10_001, "s", 1),
+        limit(600_001, "m", 1),
+        limit(5, "s", 10_001),
+    ] {
+        assert_eq!(one(ace(1, &[], vec![refused])), Err(AclError::BadLimit));
+    }
+    // EVE writes `RATE/UNIT`: iptables refuses an empty unit, a second
+    // `/`, spaces, and anything not a prefix of a unit.
+    for unit in ["", "/s", " s", "s ", "secs", "x"] {
+        assert_eq!(
+            one(ace(1, &[], vec![limit(10, unit, 1)])),
+            Err(AclError::BadLimitUnit),
+            "{unit:?}"
+        );
+    }
     // No rate: iptables' 3 an hour.
+    // No rate: the unit is not handed to iptables at all.
+    assert_eq!(
+        spec(limit(0, "fortnight", 0)).interval_ns,
+        1_200_000_000_000
+    );
     assert_eq!(
         spec(limit(0, "", 0)),
         LimitSpec {

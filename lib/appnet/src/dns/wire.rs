@@ -17,6 +17,7 @@ pub(crate) const TYPE_A: u16 = 1;
 pub(crate) const TYPE_CNAME: u16 = 5;
 pub(crate) const CLASS_IN: u16 = 1;
 pub(crate) const RCODE_FORMERR: u8 = 1;
+pub(crate) const RCODE_SERVFAIL: u8 = 2;
 pub(crate) const RCODE_REFUSED: u8 = 5;
 
 const MAX_NAME: usize = 255;

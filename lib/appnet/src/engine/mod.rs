@@ -7,6 +7,8 @@
 mod flowlog;
 mod local;
 mod persist;
+mod portmaps;
+pub use portmaps::MappedProto;
 mod reports;
 mod services;
 mod setup;
@@ -15,7 +17,7 @@ mod uplink;
 mod verdict;
 
 pub use flowlog::MAX_RECORDS_PER_MESSAGE;
-pub use persist::RestoreSummary;
+pub use persist::{MAX_SAVED_FLOWS, RestoreSummary};
 pub use reports::mac_string;
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -50,6 +52,10 @@ pub struct Limits {
     pub max_flows: usize,
     /// Tracked flows of one app interface, so one app cannot take them all.
     pub max_flows_per_port: usize,
+    /// When the table (or an interface's share) is full, a new flow takes
+    /// the place of the flow idle the longest if it has been idle this
+    /// long; otherwise the new flow is refused. Both are counted.
+    pub flow_evict_idle: Duration,
     pub timeouts: Timeouts,
     /// DNS queries forwarded and not answered yet.
     pub max_dns_pending: usize,
@@ -83,6 +89,7 @@ impl Default for Limits {
             max_ports: 1024,
             max_flows: 16_384,
             max_flows_per_port: 4096,
+            flow_evict_idle: Duration::from_secs(10),
             timeouts: Timeouts::default(),
             max_dns_pending: 512,
             max_dns_pending_per_port: 32,
@@ -153,6 +160,9 @@ pub struct Counters {
     pub flow_table_full: u64,
     /// New flows refused because their app had its share of the table.
     pub flow_port_full: u64,
+    /// Flows ended early to make room for a new one (the table or the
+    /// app's share full, the flow idle the longest and long enough).
+    pub flows_evicted: u64,
     /// New flows refused for want of a free outside port.
     pub nat_ports_exhausted: u64,
     pub dns_forwarded: u64,

@@ -12,6 +12,7 @@ use crate::addresses::Reservation;
 use crate::dhcp::LEASE_SECS;
 use crate::flows::{Flow, FlowKey, Nat, Verdict};
 use crate::state::{PARKED_FOR, Saved, SavedFlow, SavedHost, SavedReservation, StateError};
+use crate::wire::PROTO_UDP;
 
 /// What a restore took in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -23,12 +24,35 @@ pub struct RestoreSummary {
     pub waiting: usize,
 }
 
+/// The most flows a save holds: about 118 bytes each, so the state stays
+/// near 360 KB however many flows are tracked (zedrouter keeps it in two
+/// snapshot slots of a 1 MiB volume). Beyond it the flows seen most
+/// recently are kept: they are the connections an app is still using.
+pub const MAX_SAVED_FLOWS: usize = 3072;
+
 fn secs_until(now: Instant, until: Instant) -> u32 {
     u32::try_from((until - now).secs()).unwrap_or(u32::MAX - 1)
 }
 
 impl Engine {
-    /// The state to keep across a restart, as bytes.
+    /// The flows worth a save: not UDP flows nobody answered (they end in
+    /// 30 s, and after a restart a new outside port serves as well), and
+    /// at most [`MAX_SAVED_FLOWS`], those seen most recently.
+    fn flows_to_save(&self) -> Vec<&Flow> {
+        let mut flows: Vec<&Flow> = self
+            .flows
+            .flows()
+            .filter(|f| f.key.proto != PROTO_UDP || f.replied())
+            .collect();
+        if flows.len() > MAX_SAVED_FLOWS {
+            flows.select_nth_unstable_by_key(MAX_SAVED_FLOWS, |f| core::cmp::Reverse(f.last));
+            flows.truncate(MAX_SAVED_FLOWS);
+        }
+        flows
+    }
+
+    /// The state to keep across a restart, as bytes; bounded (see
+    /// [`MAX_SAVED_FLOWS`]).
     pub fn export_state(&self, now: Instant) -> Vec<u8> {
         let mut saved = Saved::default();
         for inst in self.instances.values() {
@@ -50,7 +74,7 @@ impl Engine {
                 });
             }
         }
-        for flow in self.flows.flows() {
+        for flow in self.flows_to_save() {
             let Some(app) = self.apps.get(&flow.key.port) else {
                 continue;
             };

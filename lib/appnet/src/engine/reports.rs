@@ -38,10 +38,13 @@ fn inst_type(inst: &Instance) -> u32 {
     }
 }
 
+/// As EVE's zedagent names an app's interface in `appMetric.network`:
+/// `iName` is the adapter's name in the config, `localName` the VIF, as in
+/// `ZInfoNetwork` (`devName`, `localName`).
 fn app_metric(app: &AppPort) -> NetworkMetric {
     let c = &app.counters;
     NetworkMetric {
-        i_name: app.cfg.vif.clone(),
+        i_name: app.cfg.adapter.clone(),
         tx_bytes: c.tx_bytes,
         rx_bytes: c.rx_bytes,
         tx_drops: c.tx_drops,
@@ -54,7 +57,7 @@ fn app_metric(app: &AppPort) -> NetworkMetric {
         rx_acl_drops: c.rx_acl_drops,
         tx_acl_rate_limit_drops: c.tx_rate_limit_drops,
         rx_acl_rate_limit_drops: c.rx_rate_limit_drops,
-        local_name: app.cfg.adapter.clone(),
+        local_name: app.cfg.vif.clone(),
         alias: String::new(),
     }
 }

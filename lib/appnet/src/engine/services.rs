@@ -12,7 +12,9 @@ use super::{Engine, InstId};
 use crate::config::PortId;
 use crate::dhcp::{self, Client, Outcome};
 use crate::dns::Pending;
-use crate::dns::wire::{self as dnswire, DnsError, RCODE_FORMERR, RCODE_REFUSED, TYPE_A};
+use crate::dns::wire::{
+    self as dnswire, DnsError, RCODE_FORMERR, RCODE_REFUSED, RCODE_SERVFAIL, TYPE_A,
+};
 use crate::metadata::content::{self, Caller, Context};
 use crate::wire::{self, ETHERTYPE_IPV4, Ip, PROTO_UDP};
 
@@ -292,13 +294,26 @@ impl Engine {
         self.send(sender.port, frame);
     }
 
+    /// Queries the uplink's DNS never answered get SERVFAIL, so the app's
+    /// resolver moves on at once rather than after its own timeout.
     pub(super) fn sweep_dns(&mut self, now: Instant) {
         for ((uplink, our_port), pending) in self.dns.expired(now) {
             self.counters.dns_timeouts += 1;
             self.flows.release_port(uplink, PROTO_UDP, our_port);
-            if let Some(app) = self.apps.get_mut(&pending.port) {
-                app.dns_pending = app.dns_pending.saturating_sub(1);
+            let Some(app) = self.apps.get_mut(&pending.port) else {
+                continue;
+            };
+            app.dns_pending = app.dns_pending.saturating_sub(1);
+            if app.ip != Some(pending.client.0) {
+                continue;
             }
+            let sender = Sender {
+                port: pending.port,
+                inst: app.inst,
+                ip: pending.client.0,
+            };
+            let answer = dnswire::answer(&pending.query, &[], RCODE_SERVFAIL);
+            self.dns_reply(sender, pending.client, &answer);
         }
     }
 

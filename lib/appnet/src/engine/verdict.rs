@@ -105,11 +105,22 @@ impl Engine {
             return Err(Refusal::OverBudget);
         }
         if let Err(full) = self.flows.room_for(key.port) {
-            match full {
-                Full::Table => self.counters.flow_table_full += 1,
-                Full::Port => self.counters.flow_port_full += 1,
+            let idle_since = now - self.limits.flow_evict_idle;
+            match self.flows.oldest_idle(key.port, full, idle_since) {
+                Some(oldest) => {
+                    if let Some(gone) = self.flows.remove(oldest) {
+                        self.counters.flows_evicted += 1;
+                        self.log_flow(&gone, now);
+                    }
+                }
+                None => {
+                    match full {
+                        Full::Table => self.counters.flow_table_full += 1,
+                        Full::Port => self.counters.flow_port_full += 1,
+                    }
+                    return Err(Refusal::TableFull);
+                }
             }
-            return Err(Refusal::TableFull);
         }
         let app = self.apps.get(&key.port).ok_or(Refusal::NoFlow)?;
         let inst = self.instances.get(&app.inst).ok_or(Refusal::NoFlow)?;

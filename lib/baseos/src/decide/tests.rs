@@ -95,19 +95,34 @@ fn an_update_goes_from_download_to_commit() {
         }
     );
     assert_eq!(d.slots[1].sub_status, BaseOsSubStatus::UpdateRebooting);
-    // The trial boot: committed once the controller answers.
+    // The trial boot: committed once the test window has passed since
+    // the controller's first answer.
     let trial = disk(("active", "1.0", false), ("inprogress", "2.0", true));
     let d = m.decide(100, Some(&want), &verified(), &trial, false);
     assert_eq!(d.action, Action::Nothing);
     assert_eq!(d.slots[0].sub_status, BaseOsSubStatus::UpdateTesting);
     assert_eq!(d.slots[0].label, "IMGB", "the booted partition first");
+    assert_eq!(d.slots[0].progress, (WINDOW - 100) as u32);
+    let d = m.decide(130, Some(&want), &verified(), &trial, true);
+    assert_eq!(d.action, Action::Nothing, "reached, not yet tested");
+    assert_eq!(d.slots[0].status, BaseOsStatus::Updating);
+    assert_eq!(d.slots[0].sub_status, BaseOsSubStatus::UpdateTesting);
     assert_eq!(d.slots[0].progress, WINDOW as u32);
+    let d = m.decide(129 + WINDOW, Some(&want), &verified(), &trial, true);
+    assert_eq!(d.action, Action::Nothing);
+    assert_eq!(d.slots[0].progress, 1);
     assert_eq!(
-        m.decide(130, Some(&want), &verified(), &trial, true).action,
+        dev_sw(&d.slots[0]).sub_status_progress,
+        1,
+        "ZInfoDevSW says the seconds left"
+    );
+    assert_eq!(
+        m.decide(130 + WINDOW, Some(&want), &verified(), &trial, true)
+            .action,
         Action::Commit
     );
     let done = disk(("unused", "1.0", false), ("active", "2.0", true));
-    let d = m.decide(131, Some(&want), &verified(), &done, true);
+    let d = m.decide(131 + WINDOW, Some(&want), &verified(), &done, true);
     assert_eq!(d.action, Action::Nothing);
     assert_eq!(d.slots[0].status, BaseOsStatus::Updated);
     let sw = dev_sw(&d.slots[0]);
@@ -125,11 +140,11 @@ fn an_unconfirmed_trial_reboots_back_and_is_not_retried_until_asked() {
     let want = desired("2.0", true, 5);
     let trial = disk(("active", "1.0", false), ("inprogress", "2.0", true));
     assert_eq!(
-        m.decide(1000, Some(&want), &verified(), &trial, false)
+        m.decide(WINDOW - 1, Some(&want), &verified(), &trial, false)
             .action,
         Action::Nothing
     );
-    let d = m.decide(1000 + WINDOW, Some(&want), &verified(), &trial, false);
+    let d = m.decide(WINDOW, Some(&want), &verified(), &trial, false);
     assert_eq!(
         d.action,
         Action::Reboot {
@@ -319,17 +334,15 @@ fn the_test_window_follows_the_config_item() {
     m.set_test_window(60);
     let want = desired("2.0", true, 0);
     let trial = disk(("active", "1.0", false), ("inprogress", "2.0", true));
-    let d = m.decide(100, Some(&want), &verified(), &trial, false);
+    let d = m.decide(10, Some(&want), &verified(), &trial, false);
     assert_eq!(d.action, Action::Nothing);
-    assert_eq!(d.slots[0].progress, 60);
+    assert_eq!(d.slots[0].progress, 50);
     assert_eq!(
-        m.decide(159, Some(&want), &verified(), &trial, false)
-            .action,
+        m.decide(59, Some(&want), &verified(), &trial, false).action,
         Action::Nothing
     );
     assert_eq!(
-        m.decide(160, Some(&want), &verified(), &trial, false)
-            .action,
+        m.decide(60, Some(&want), &verified(), &trial, false).action,
         Action::Reboot {
             reason: BootReason::Fallback
         }
@@ -358,6 +371,11 @@ fn maintenance_mode_defers_starting_an_update_but_not_a_commit() {
     let trial = disk(("active", "1.0", false), ("inprogress", "2.0", true));
     assert_eq!(
         m.decide(3, Some(&want), &verified(), &trial, true).action,
+        Action::Nothing
+    );
+    assert_eq!(
+        m.decide(3 + WINDOW, Some(&want), &verified(), &trial, true)
+            .action,
         Action::Commit
     );
     m.set_held(false);
@@ -365,4 +383,72 @@ fn maintenance_mode_defers_starting_an_update_but_not_a_commit() {
         m.decide(4, Some(&want), &verified(), &before, true).action,
         Action::Write { .. }
     ));
+}
+
+#[test]
+fn the_test_window_runs_from_the_first_answer_across_a_restart() {
+    use prost::Message;
+
+    let want = desired("2.0", true, 0);
+    let trial = disk(("active", "1.0", false), ("inprogress", "2.0", true));
+    let mut m = Manager::new(WINDOW);
+    m.decide(40, Some(&want), &verified(), &trial, true);
+    let saved = m.memory().encode_to_vec();
+    // baseosmgr restarted at 300 s of the node's clock: the window still
+    // ends at 640, though the restarted service only hears that the
+    // controller was reached.
+    let mut again = Manager::restore(WINDOW, Memory::decode(saved.as_slice()).unwrap());
+    let d = again.decide(300, Some(&want), &verified(), &trial, true);
+    assert_eq!(d.action, Action::Nothing);
+    assert_eq!(d.slots[0].progress, 340);
+    assert_eq!(
+        again
+            .decide(40 + WINDOW, Some(&want), &verified(), &trial, true)
+            .action,
+        Action::Commit
+    );
+    // One that forgot would begin the window again.
+    let mut forgot = Manager::new(WINDOW);
+    forgot.decide(300, Some(&want), &verified(), &trial, true);
+    assert_eq!(
+        forgot
+            .decide(40 + WINDOW, Some(&want), &verified(), &trial, true)
+            .action,
+        Action::Nothing
+    );
+}
+
+#[test]
+fn a_test_saved_on_another_boot_is_not_counted() {
+    let want = desired("2.0", true, 0);
+    let trial = disk(("active", "1.0", false), ("inprogress", "2.0", true));
+    // Saved at 500 s of a boot whose node clock went further than this
+    // one's: a start later than now belongs to another boot.
+    let later = Memory {
+        testing_version: Some(String::from("2.0")),
+        test_started: Some(500),
+        ..Memory::default()
+    };
+    let mut m = Manager::restore(WINDOW, later);
+    let d = m.decide(20, Some(&want), &verified(), &trial, true);
+    assert_eq!(d.action, Action::Nothing);
+    assert_eq!(d.slots[0].progress, WINDOW as u32, "a new window from 20");
+    assert_eq!(m.memory().test_started, Some(20));
+    // Another version's test is not this one's.
+    let other = Memory {
+        testing_version: Some(String::from("1.5")),
+        test_started: Some(0),
+        ..Memory::default()
+    };
+    let mut m = Manager::restore(WINDOW, other);
+    assert_eq!(
+        m.decide(WINDOW, Some(&want), &verified(), &trial, true)
+            .action,
+        Action::Nothing
+    );
+    // A committed boot ends the test: nothing is left to save.
+    let done = disk(("unused", "1.0", false), ("active", "2.0", true));
+    m.decide(WINDOW + 1, Some(&want), &verified(), &done, true);
+    assert_eq!(m.memory().testing_version, None);
+    assert_eq!(m.memory().test_started, None);
 }

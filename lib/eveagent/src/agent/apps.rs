@@ -1,7 +1,8 @@
 //! Apps: what zedmanager reports of each app instance (`app-status`) sent
 //! to the controller as EVE's zedagent sends it, one `ZInfoMsg` of type
-//! `ZiApp` per app, and each app's metrics (`app-metrics`, from domainmgr)
-//! in the device metrics (`ZMetricMsg.am`).
+//! `ZiApp` per app, and each app's metrics (`app-metrics`, from domainmgr,
+//! with its interfaces' counters from zedrouter: `net_metrics`) in the
+//! device metrics (`ZMetricMsg.am`).
 //!
 //! EVE sends an app's info when its status changes, again for every app
 //! whenever it republishes all info (with the device info), and, when an
@@ -57,6 +58,10 @@ impl Agent {
             }
         };
         self.queue_app_info(info);
+        if self.apps_shutting_down() {
+            // The device state waits for every app to halt.
+            self.notify_info_changed();
+        }
     }
 
     /// domainmgr's metrics of app `app` (`None`: the app no longer runs),
@@ -73,9 +78,17 @@ impl Agent {
         }
     }
 
-    /// Every app's metrics (`ZMetricMsg.am`), in UUID order.
+    /// Every app's metrics (`ZMetricMsg.am`), in UUID order, each with
+    /// its interfaces' counters from zedrouter and its disks.
     pub(super) fn app_metric_list(&self) -> Vec<AppMetric> {
-        self.app_metrics.values().cloned().collect()
+        self.app_metrics
+            .iter()
+            .map(|(app, m)| AppMetric {
+                network: self.app_network_metrics(app),
+                disk: self.app_disks(&m.app_id),
+                ..m.clone()
+            })
+            .collect()
     }
 
     /// Queues every known app's latest status again, as EVE does when it

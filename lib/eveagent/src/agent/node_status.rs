@@ -1,8 +1,9 @@
 //! nodeagent's view of the node (`node-status`) in `ZInfoDevice`:
 //! maintenance mode and why, the reboot and shutdown command counters it
-//! acted on, and whether a reboot is under way.
+//! acted on, whether a reboot is under way, and the device state while
+//! the controller's `shutdown` holds.
 
-use eve_proto::info::ZInfoDevice;
+use eve_proto::info::{ZDeviceState, ZInfoDevice, ZSwState};
 use topics::nodestatus::Node;
 
 use super::Agent;
@@ -34,5 +35,33 @@ impl Agent {
         device.reboot_config_counter = node.reboot_config_counter;
         device.shutdown_config_counter = node.shutdown_config_counter;
         device.reboot_inprogress = node.reboot_inprogress;
+    }
+
+    /// The device state while the controller's `shutdown` holds, as EVE's
+    /// zedagent reports it: `PREPARING_POWEROFF` until every app reports
+    /// `HALTED`, then `PREPARED_POWEROFF` (the node stays on). `None`
+    /// otherwise, and in maintenance mode or while rebooting, which EVE
+    /// reports before a shutdown.
+    pub(super) fn shutdown_state(&self) -> Option<ZDeviceState> {
+        let node = self.node_status.as_ref()?;
+        if !node.apps_shut_down || node.maintenance_mode || node.reboot_inprogress {
+            return None;
+        }
+        let halted = self
+            .apps
+            .values()
+            .all(|a| a.state == ZSwState::Halted as i32);
+        Some(if halted {
+            ZDeviceState::ZdeviceStatePreparedPoweroff
+        } else {
+            ZDeviceState::ZdeviceStatePreparingPoweroff
+        })
+    }
+
+    /// Whether the device state follows the apps' (see
+    /// [`Self::shutdown_state`]), so an app's report is news for the
+    /// device info too.
+    pub(super) fn apps_shutting_down(&self) -> bool {
+        self.node_status.as_ref().is_some_and(|n| n.apps_shut_down)
     }
 }

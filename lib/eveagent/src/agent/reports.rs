@@ -69,7 +69,9 @@ impl Agent {
     }
 
     fn info_msg(&self, uuid: &str, f: &DeviceFacts) -> ZInfoMsg {
-        let state = if self.phase == Phase::Running {
+        let state = if let Some(state) = self.shutdown_state() {
+            state
+        } else if self.phase == Phase::Running {
             ZDeviceState::ZdeviceStateOnline
         } else {
             ZDeviceState::ZdeviceStateBooting
@@ -172,6 +174,7 @@ impl Agent {
             metric_content: Some(MetricContent::Dm(dm)),
             vm: self.volume_metrics(),
             am: self.app_metric_list(),
+            nm: self.network_instance_metrics(),
             ..Default::default()
         }
     }

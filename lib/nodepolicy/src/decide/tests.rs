@@ -3,6 +3,7 @@
 use alloc::vec;
 
 use eve_proto::org::lfedge::eve::config::{DeviceOpsCmd, EdgeDevConfig};
+use eve_proto::org::lfedge::eve::info::MaintenanceModeReason;
 use hostops::partitions::{PartitionInfo, PartitionsStatus};
 use prost::Message;
 use topics::configitems::{GlobalConfig, TriState};
@@ -167,14 +168,59 @@ fn commands_act_once_on_a_change_and_survive_restarts() {
         config: Some(&off),
         ..Heard::default()
     };
-    assert_eq!(n.decide(2, heard).action, Action::Shutdown);
-    // While stopping nothing else is asked.
+    let d = n.decide(2, heard);
+    assert_eq!(d.action, Action::Nothing);
+    assert!(d.status.apps_shut_down);
+    // While rebooting nothing else is asked.
     let again = config(5, 3);
     let heard = Heard {
         config: Some(&again),
         ..Heard::default()
     };
-    assert_eq!(n.decide(3, heard).action, Action::Nothing);
+    assert_eq!(n.decide(3, heard).action, COMMANDED);
+    assert_eq!(n.decide(4, heard).action, Action::Nothing);
+}
+
+#[test]
+fn a_shutdown_command_shuts_the_apps_down_and_leaves_the_node_on() {
+    let mut n = NodeAgent::new(0, Memory::default());
+    let first = config(1, 1);
+    let heard = Heard {
+        config: Some(&first),
+        ..Heard::default()
+    };
+    let d = n.decide(1, heard);
+    assert!(!d.status.apps_shut_down, "the first counter is only seen");
+    let raised = config(1, 2);
+    let heard = Heard {
+        config: Some(&raised),
+        ..Heard::default()
+    };
+    let d = n.decide(2, heard);
+    assert_eq!(d.action, Action::Nothing, "no power action");
+    assert!(d.status.apps_shut_down);
+    assert!(!d.status.reboot_inprogress);
+    assert_eq!(d.status.shutdown_config_counter, 2);
+    // The apps stay shut down for the rest of this boot.
+    let d = n.decide(3, heard);
+    assert_eq!(d.action, Action::Nothing);
+    assert!(d.status.apps_shut_down);
+    // The node still reboots on command.
+    let reboot = config(2, 2);
+    let heard = Heard {
+        config: Some(&reboot),
+        ..Heard::default()
+    };
+    let d = n.decide(4, heard);
+    assert_eq!(d.action, COMMANDED);
+    assert!(d.status.apps_shut_down);
+    // After the reboot the apps run again and the same counter is not
+    // a command again.
+    let saved = n.memory().encode_to_vec();
+    let mut n = NodeAgent::new(0, Memory::decode(saved.as_slice()).unwrap());
+    let d = n.decide(1, heard);
+    assert_eq!(d.action, Action::Nothing);
+    assert!(!d.status.apps_shut_down);
 }
 
 #[test]
@@ -267,4 +313,39 @@ fn maintenance_mode_is_the_item_else_the_controllers_flag() {
             }
         );
     }
+}
+
+#[test]
+fn a_restarted_nodeagent_keeps_the_deadlines_of_the_run_before() {
+    let disk = trial();
+    let items = GlobalConfig {
+        update_fallback_no_network_s: 120,
+        reboot_no_network_s: 600,
+        ..GlobalConfig::default()
+    };
+    let heard = Heard {
+        items: Some(&items),
+        partitions: Some(&disk),
+        ..Heard::default()
+    };
+    // The first run hears the controller at 30 s of the node's clock and
+    // dies at 100 s.
+    let mut first = NodeAgent::new(0, Memory::default());
+    first.contact(30);
+    assert_eq!(first.decide(100, heard).action, Action::Nothing);
+    // The next run starts at 140 s and hears zedagent's last answer
+    // again: the fallback comes at 150 s, as it would have.
+    let mut next = NodeAgent::new(0, first.memory());
+    next.contact(30);
+    assert_eq!(next.decide(149, heard).action, Action::Nothing);
+    assert_eq!(next.decide(150, heard).action, FALLBACK);
+    // A run that never hears the controller counts from the node's start.
+    let committed_disk = committed();
+    let quiet = Heard {
+        items: Some(&items),
+        partitions: Some(&committed_disk),
+        ..Heard::default()
+    };
+    let mut late = NodeAgent::new(0, Memory::default());
+    assert_eq!(late.decide(600, quiet).action, DISCONNECT);
 }

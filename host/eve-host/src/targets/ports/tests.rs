@@ -74,7 +74,7 @@ fn frame(src: u8) -> Vec<u8> {
 #[test]
 fn an_attached_port_carries_frames_both_ways_under_its_tag_until_detached() {
     let dir = tempfile::tempdir().unwrap();
-    let target = PortsTarget::start(dir.path()).unwrap();
+    let target = PortsTarget::start(dir.path(), ForwardOptions::default()).unwrap();
     assert!(trunk_socket(dir.path()).exists());
     let info = attach(&target, 7, APP, 1).unwrap();
     assert_eq!(info.tag, 7);
@@ -130,7 +130,7 @@ fn an_attached_port_carries_frames_both_ways_under_its_tag_until_detached() {
 #[test]
 fn tags_and_names_are_each_attached_once_and_bad_requests_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let target = PortsTarget::start(dir.path()).unwrap();
+    let target = PortsTarget::start(dir.path(), ForwardOptions::default()).unwrap();
     attach(&target, 3, APP, 0).unwrap();
     // The same again is harmless: a restarted zedrouter attaches again.
     attach(&target, 3, APP, 0).unwrap();
@@ -167,7 +167,7 @@ fn tags_and_names_are_each_attached_once_and_bad_requests_are_refused() {
 fn a_run_directory_too_deep_for_a_socket_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let deep = dir.path().join("d".repeat(100));
-    match PortsTarget::start(&deep) {
+    match PortsTarget::start(&deep, ForwardOptions::default()) {
         Err(PortsOpenError::PathTooLong { .. }) => {}
         other => panic!("{:?}", other.err()),
     }

@@ -20,6 +20,8 @@ pub(super) const RECORD: &str = "volume.json";
 pub(super) const BUILDING: &str = ".building-";
 /// Prefix of a generation being removed.
 pub(super) const DELETING: &str = ".deleting-";
+/// The disk file of a qcow2 volume.
+pub(super) const QCOW2_DISK: &str = "disk.qcow2";
 
 /// What a volume was built from and as: written last, so a directory with
 /// it is a complete volume.
@@ -369,7 +371,7 @@ pub(super) fn build(
             // Checked before it is copied, and the copy is what a VM gets:
             // it cannot change in between.
             let virtual_size = qemu_img.check_qcow2(&image.path)?;
-            let disk = dir.join("disk.qcow2");
+            let disk = dir.join(QCOW2_DISK);
             copy_writable(&image.path, &disk)?;
             let size = if max_size > virtual_size {
                 qemu_img.resize(&disk, max_size)?;

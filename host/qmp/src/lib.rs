@@ -1,8 +1,14 @@
 //! A QMP client: QEMU's JSON control socket, for what a console cannot
 //! do: ask the guest to power down (an ACPI or GPIO power button press),
-//! power the VM off, and hear why it stopped (the `SHUTDOWN` event's
-//! reason). One reader thread per connection keeps events and command
-//! answers apart; it ends when QEMU closes the socket.
+//! power the VM off, hear why it stopped (the `SHUTDOWN` event's reason),
+//! and run the monitor commands QMP has no equivalent of (a user-mode
+//! network's `hostfwd_add`). One reader thread per connection keeps events
+//! and command answers apart; it ends when QEMU closes the socket.
+//!
+//! Shared by the app domains (`domains`) and the node host (`eve-host`,
+//! which forwards host ports to zedrouter's uplink).
+
+#![forbid(unsafe_code)]
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -91,7 +97,32 @@ impl Qmp {
 
     /// Runs `command` (no arguments) and returns its answer.
     pub fn execute(&mut self, command: &str) -> Result<Value, QmpError> {
-        let mut line = json!({ "execute": command }).to_string();
+        self.send(command, json!({ "execute": command }))
+    }
+
+    /// Runs a human monitor (HMP) command through QMP and returns what it
+    /// printed: HMP reports its failures as text, not as QMP errors, so
+    /// the caller reads the output (empty for a command that succeeded
+    /// silently, such as `hostfwd_add`).
+    pub fn human_command(&mut self, command_line: &str) -> Result<String, QmpError> {
+        let answer = self.send(
+            "human-monitor-command",
+            json!({
+                "execute": "human-monitor-command",
+                "arguments": { "command-line": command_line },
+            }),
+        )?;
+        Ok(answer.as_str().unwrap_or_default().to_string())
+    }
+
+    /// Whether QEMU has closed the socket (it exited): a new QEMU behind
+    /// the same path needs a new connection.
+    pub fn is_closed(&self) -> bool {
+        self.reader.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    fn send(&mut self, command: &str, message: Value) -> Result<Value, QmpError> {
+        let mut line = message.to_string();
         line.push('\n');
         self.writer.write_all(line.as_bytes())?;
         match self.answers.recv_timeout(ANSWER_WITHIN) {
@@ -239,6 +270,42 @@ mod tests {
         assert_eq!(events[0].name, "POWERDOWN");
         assert_eq!(shutdown_reason(&events).as_deref(), Some("guest-shutdown"));
         assert!(!guest_panicked(&events));
+    }
+
+    #[test]
+    fn human_commands_go_through_qmp_and_return_their_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let qemu = fake_qemu(
+            &path,
+            vec![
+                "{\"return\": {}}\r\n",
+                "{\"return\": \"\"}\r\n",
+                "{\"return\": \"Could not set up host forwarding rule\\r\\n\"}\r\n",
+            ],
+        );
+        let mut qmp = Qmp::connect(&path).unwrap();
+        assert_eq!(
+            qmp.human_command("hostfwd_add net0 tcp:127.0.0.1:8080-:8080")
+                .unwrap(),
+            ""
+        );
+        let failed = qmp
+            .human_command("hostfwd_add net0 tcp:127.0.0.1:8080-:8080")
+            .unwrap();
+        assert!(failed.starts_with("Could not"), "{failed}");
+        let received = qemu.join().unwrap();
+        let sent: Value = serde_json::from_str(&received[1]).unwrap();
+        assert_eq!(sent["execute"], "human-monitor-command");
+        assert_eq!(
+            sent["arguments"]["command-line"],
+            "hostfwd_add net0 tcp:127.0.0.1:8080-:8080"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !qmp.is_closed() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(qmp.is_closed());
     }
 
     #[test]
