@@ -12,8 +12,15 @@
 //! is mapped to its package by the host's own `dpkg -S` (the host runs the
 //! same QEMU for its tests), then fetched for the image's arch at the
 //! host's version of that package.
+//!
+//! Each apt call reads apt's whole cache first (about a second of CPU), so
+//! the packages the host's own QEMU loads are asked about with one
+//! `apt-cache show` and fetched with one `apt-get download` before the
+//! walk; the walk then finds them cached and asks apt only about what the
+//! host's closure missed. Answers from `apt-cache` are kept for the build.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -105,11 +112,91 @@ fn resolve_in(root: &Path, path: &Path) -> Option<PathBuf> {
     None
 }
 
+/// The packages (at the host's versions) that the host's own copy of a
+/// program loads: `ldd` names its libraries, one `dpkg -S` their packages.
+fn host_closure_packages(program: &Path) -> Vec<(String, Option<String>)> {
+    let Ok(out) = Command::new("ldd").arg(program).output() else {
+        return Vec::new();
+    };
+    let sonames: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (name, _) = line.trim().split_once(" => ")?;
+            Some(name.to_string())
+        })
+        .collect();
+    if sonames.is_empty() {
+        return Vec::new();
+    }
+    let Ok(out) = Command::new("dpkg").arg("-S").args(&sonames).output() else {
+        return Vec::new();
+    };
+    let packages: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (package, path) = line.split_once(": ")?;
+            let owns = sonames.iter().any(|s| path.ends_with(&format!("/{s}")));
+            (owns && !package.starts_with("diversion"))
+                .then(|| package.split(':').next().unwrap_or(package).to_string())
+        })
+        .collect();
+    packages
+        .into_iter()
+        .map(|p| {
+            let version = host_version(&p);
+            (p, version)
+        })
+        .collect()
+}
+
+/// Which of `specs` (`name[:arch][=version]`) apt's lists (local, no
+/// download) have in an archive, from one `apt-cache show`: a version
+/// known only because it is installed has no `Filename:` to download from.
+fn listed_in_archive(specs: &[String]) -> BTreeMap<String, bool> {
+    let mut answers: BTreeMap<String, bool> = specs.iter().map(|s| (s.clone(), false)).collect();
+    // apt-cache fails when any spec is unknown but still shows the rest.
+    let Ok(out) = Command::new("apt-cache").arg("show").args(specs).output() else {
+        return answers;
+    };
+    for stanza in String::from_utf8_lossy(&out.stdout).split("\n\n") {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+                .map(str::trim)
+        };
+        let (Some(package), Some(arch), Some(version), Some(_)) = (
+            field("Package"),
+            field("Architecture"),
+            field("Version"),
+            field("Filename"),
+        ) else {
+            continue;
+        };
+        for (spec, listed) in answers.iter_mut() {
+            let (name_arch, want_version) = match spec.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (spec.as_str(), None),
+            };
+            let (name, want_arch) = match name_arch.split_once(':') {
+                Some((n, a)) => (n, Some(a)),
+                None => (name_arch, None),
+            };
+            *listed |= name == package
+                && want_arch.is_none_or(|a| a == arch)
+                && want_version.is_none_or(|v| v == version);
+        }
+    }
+    answers
+}
+
 /// Packages of one arch in a cache directory.
 pub struct Debian {
     arch: Arch,
     debs: PathBuf,
     unpacked: PathBuf,
+    /// `apt-cache` answers already had, by spec.
+    listed: RefCell<BTreeMap<String, bool>>,
 }
 
 impl Debian {
@@ -124,7 +211,68 @@ impl Debian {
             arch,
             debs,
             unpacked,
+            listed: RefCell::new(BTreeMap::new()),
         })
+    }
+
+    /// Asks apt about every spec not asked about yet, in one call.
+    fn ask(&self, specs: &[String]) {
+        let new: Vec<String> = {
+            let known = self.listed.borrow();
+            specs
+                .iter()
+                .filter(|s| !known.contains_key(*s))
+                .cloned()
+                .collect()
+        };
+        if !new.is_empty() {
+            self.listed.borrow_mut().extend(listed_in_archive(&new));
+        }
+    }
+
+    /// Downloads, with one `apt-get download`, every package of `packages`
+    /// (at its version where the archive has it) that is not cached. A
+    /// failure here is left to the one-by-one download that follows, which
+    /// names the package at fault.
+    fn prefetch(&self, packages: &[(String, Option<String>)]) {
+        let with_arch = |p: &str| format!("{p}:{}", deb_arch(self.arch));
+        let qualified: Vec<String> = packages.iter().map(|(p, _)| with_arch(p)).collect();
+        self.ask(&qualified);
+        let versioned: Vec<String> = packages
+            .iter()
+            .filter_map(|(p, v)| Some(format!("{}={}", self.qualified(p), v.as_ref()?)))
+            .collect();
+        self.ask(&versioned);
+        let missing: Vec<String> = packages
+            .iter()
+            .filter_map(|(package, version)| {
+                let version = version.as_deref().filter(|v| self.available(package, v));
+                if self.cached_deb(package, version).is_some() {
+                    return None;
+                }
+                let spec = self.qualified(package);
+                Some(match version {
+                    Some(v) => format!("{spec}={v}"),
+                    None => spec,
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        crate::output::say(format_args!(
+            "xtask: apt-get download of {} packages",
+            missing.len()
+        ));
+        if let Err(e) = run(
+            Command::new("apt-get")
+                .args(["download", "-q"])
+                .args(&missing)
+                .current_dir(&self.debs),
+            "apt-get download",
+        ) {
+            crate::output::say(format_args!("xtask: {e}; fetching one at a time"));
+        }
     }
 
     /// The downloaded `.deb` of `package` in the cache, if there is one.
@@ -172,19 +320,10 @@ impl Debian {
         })
     }
 
-    /// Whether apt's lists (local, no download) have `spec` in an
-    /// archive: a version known only because it is installed has no
-    /// `Filename:` to download from.
-    fn listed(spec: &str) -> bool {
-        Command::new("apt-cache")
-            .args(["show", spec])
-            .output()
-            .is_ok_and(|o| {
-                o.status.success()
-                    && String::from_utf8_lossy(&o.stdout)
-                        .lines()
-                        .any(|l| l.starts_with("Filename:"))
-            })
+    /// Whether apt's lists have `spec` in an archive (asked once).
+    fn listed(&self, spec: &str) -> bool {
+        self.ask(&[spec.to_string()]);
+        self.listed.borrow().get(spec).copied().unwrap_or(false)
     }
 
     /// `package` as apt names it for this arch: `name:arch`, or the bare
@@ -192,7 +331,7 @@ impl Debian {
     /// files under the host's arch.
     fn qualified(&self, package: &str) -> String {
         let with_arch = format!("{package}:{}", deb_arch(self.arch));
-        if Self::listed(&with_arch) {
+        if self.listed(&with_arch) {
             with_arch
         } else {
             package.to_string()
@@ -201,7 +340,7 @@ impl Debian {
 
     /// Whether apt's lists have `package` at `version` for this arch.
     fn available(&self, package: &str, version: &str) -> bool {
-        Self::listed(&format!("{}={version}", self.qualified(package)))
+        self.listed(&format!("{}={version}", self.qualified(package)))
     }
 
     /// `package` unpacked (once) into a directory of its own. A version
@@ -251,6 +390,11 @@ impl Debian {
     pub fn qemu(&self, kvm_only: bool) -> Result<Qemu, String> {
         let package = qemu_package(self.arch);
         let version = host_version(package);
+        let mut wanted = host_closure_packages(&Path::new("/usr/bin").join(self.arch.qemu()));
+        for p in [package, "qemu-system-data", "libc6"] {
+            wanted.push((p.to_string(), host_version(p)));
+        }
+        self.prefetch(&wanted);
         let root = self.unpack(package, version.as_deref())?;
         let binary = match (self.arch, kvm_only) {
             (_, false) => root.join("usr/bin").join(self.arch.qemu()),
