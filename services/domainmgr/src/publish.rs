@@ -20,31 +20,6 @@ pub struct Published {
     synchronized: bool,
 }
 
-/// Brings `T`'s table from `old` to `new`.
-fn sync_table<T: Topic>(old: &mut BTreeMap<String, T::Value>, new: &BTreeMap<String, T::Value>)
-where
-    T::Value: Clone + PartialEq,
-{
-    for (key, value) in new {
-        if old.get(key) != Some(value) {
-            publish_one::<T>(old, key, value);
-        }
-    }
-    let gone: Vec<String> = old
-        .keys()
-        .filter(|k| !new.contains_key(*k))
-        .cloned()
-        .collect();
-    for key in gone {
-        match service::unpublish::<T>(&key) {
-            Ok(()) => {
-                old.remove(&key);
-            }
-            Err(e) => log::warn!("withdrawing {} {key}: {e}", T::NAME),
-        }
-    }
-}
-
 fn publish_one<T: Topic>(old: &mut BTreeMap<String, T::Value>, key: &str, value: &T::Value)
 where
     T::Value: Clone,
@@ -66,7 +41,7 @@ impl Published {
     }
 
     pub fn states(&mut self, states: &BTreeMap<String, DomainState>) {
-        sync_table::<DomainStatus>(&mut self.states, states);
+        service::sync_table::<DomainStatus>(&mut self.states, states);
         if !self.synchronized {
             self.synchronized = true;
             if let Err(e) = service::synchronized::<DomainStatus>() {
@@ -78,6 +53,6 @@ impl Published {
     pub fn metrics(&mut self, metrics: Vec<Metric>) {
         let new: BTreeMap<String, Metric> =
             metrics.into_iter().map(|m| (m.app_id.clone(), m)).collect();
-        sync_table::<AppMetrics>(&mut self.metrics, &new);
+        service::sync_table::<AppMetrics>(&mut self.metrics, &new);
     }
 }

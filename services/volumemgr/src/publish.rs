@@ -21,36 +21,6 @@ pub struct Published {
     synchronized: bool,
 }
 
-/// Brings `topic`'s table from `old` to `new`.
-fn sync_table<T: Topic>(old: &mut BTreeMap<String, T::Value>, new: &BTreeMap<String, T::Value>)
-where
-    T::Value: Clone + PartialEq,
-{
-    for (key, value) in new {
-        if old.get(key) != Some(value) {
-            match service::publish::<T>(key, value) {
-                Ok(()) => {
-                    old.insert(key.clone(), value.clone());
-                }
-                Err(e) => log::warn!("publishing {} {key}: {e}", T::NAME),
-            }
-        }
-    }
-    let gone: alloc::vec::Vec<String> = old
-        .keys()
-        .filter(|k| !new.contains_key(*k))
-        .cloned()
-        .collect();
-    for key in gone {
-        match service::unpublish::<T>(&key) {
-            Ok(()) => {
-                old.remove(&key);
-            }
-            Err(e) => log::warn!("withdrawing {} {key}: {e}", T::NAME),
-        }
-    }
-}
-
 fn sync_item<T: Topic>(old: &mut Option<T::Value>, key: &str, new: &T::Value)
 where
     T::Value: Clone + PartialEq,
@@ -65,9 +35,9 @@ where
 
 impl Published {
     pub fn update(&mut self, manager: &Manager) {
-        sync_table::<DownloadRequests>(&mut self.requests, manager.requests());
-        sync_table::<ContentTreeStatus>(&mut self.trees, manager.tree_states());
-        sync_table::<VolumeStatus>(&mut self.volumes, manager.volume_states());
+        service::sync_table::<DownloadRequests>(&mut self.requests, manager.requests());
+        service::sync_table::<ContentTreeStatus>(&mut self.trees, manager.tree_states());
+        service::sync_table::<VolumeStatus>(&mut self.volumes, manager.volume_states());
         sync_item::<BlobStatus>(&mut self.blobs, BlobStatus::KEY, manager.blob_report());
         sync_item::<ContentUsage>(&mut self.usage, ContentUsage::KEY, manager.usage());
         if !self.synchronized {

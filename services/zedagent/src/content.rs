@@ -27,38 +27,6 @@ pub struct ContentPublisher {
     baseos: BaseOsPublisher,
 }
 
-/// Brings `T`'s table from `old` to `new`.
-pub(crate) fn sync_table<T: Topic>(
-    old: &mut BTreeMap<String, T::Value>,
-    new: BTreeMap<String, T::Value>,
-) where
-    T::Value: Clone + PartialEq,
-{
-    let gone: alloc::vec::Vec<String> = old
-        .keys()
-        .filter(|k| !new.contains_key(*k))
-        .cloned()
-        .collect();
-    for key in gone {
-        match service::unpublish::<T>(&key) {
-            Ok(()) => {
-                old.remove(&key);
-            }
-            Err(e) => log::warn!("withdrawing {} {key}: {e}", T::NAME),
-        }
-    }
-    for (key, value) in new {
-        if old.get(&key) != Some(&value) {
-            match service::publish::<T>(&key, &value) {
-                Ok(()) => {
-                    old.insert(key, value);
-                }
-                Err(e) => log::warn!("publishing {} {key}: {e}", T::NAME),
-            }
-        }
-    }
-}
-
 impl ContentPublisher {
     /// Publishes the accepted config's content; the first time, declares
     /// each table complete (items an earlier boot published and this
@@ -83,9 +51,9 @@ impl ContentPublisher {
                 );
             }
         }
-        sync_table::<DatastoreConfig>(&mut self.datastores, datastores);
-        sync_table::<ContentTreeConfig>(&mut self.trees, trees);
-        sync_table::<VolumeConfig>(&mut self.volumes, volumes);
+        service::sync_table::<DatastoreConfig>(&mut self.datastores, &datastores);
+        service::sync_table::<ContentTreeConfig>(&mut self.trees, &trees);
+        service::sync_table::<VolumeConfig>(&mut self.volumes, &volumes);
         if self.settings != Some(settings) {
             match service::publish::<ContentSettings>(ContentSettings::KEY, &settings) {
                 Ok(()) => self.settings = Some(settings),
@@ -101,7 +69,7 @@ impl ContentPublisher {
                     "app {key}: sealed user data not opened ({why}); using its clear userData"
                 );
             }
-            sync_table::<AppInstanceConfig>(&mut self.apps, table.apps);
+            service::sync_table::<AppInstanceConfig>(&mut self.apps, &table.apps);
         }
         if !self.synchronized {
             self.synchronized = true;

@@ -8,8 +8,6 @@ use eve_proto::config::EdgeDevConfig;
 use runtime::service;
 use topics::{NetworkInstanceConfig, Topic};
 
-use crate::content::sync_table;
-
 /// The table as last published.
 #[derive(Default)]
 pub struct NetworkPublisher {
@@ -31,7 +29,7 @@ impl NetworkPublisher {
                 _ => log::warn!("network instance {:?} has no UUID", ni.displayname),
             }
         }
-        sync_table::<NetworkInstanceConfig>(&mut self.instances, instances);
+        service::sync_table::<NetworkInstanceConfig>(&mut self.instances, &instances);
         if !self.synchronized {
             self.synchronized = true;
             if let Err(e) = service::synchronized::<NetworkInstanceConfig>() {

@@ -6,7 +6,6 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use appmgr::Manager;
 use runtime::service;
@@ -21,54 +20,14 @@ pub struct Published {
     synchronized: bool,
 }
 
-/// Brings `T`'s table from `old` to `new`; whether all of it went out.
-fn sync_table<T: Topic>(
-    old: &mut BTreeMap<String, T::Value>,
-    new: &BTreeMap<String, T::Value>,
-) -> bool
-where
-    T::Value: Clone + PartialEq,
-{
-    let mut complete = true;
-    for (key, value) in new {
-        if old.get(key) != Some(value) {
-            match service::publish::<T>(key, value) {
-                Ok(()) => {
-                    old.insert(key.clone(), value.clone());
-                }
-                Err(e) => {
-                    log::warn!("publishing {} {key}: {e}", T::NAME);
-                    complete = false;
-                }
-            }
-        }
-    }
-    let gone: Vec<String> = old
-        .keys()
-        .filter(|k| !new.contains_key(*k))
-        .cloned()
-        .collect();
-    for key in gone {
-        match service::unpublish::<T>(&key) {
-            Ok(()) => {
-                old.remove(&key);
-            }
-            Err(e) => {
-                log::warn!("withdrawing {} {key}: {e}", T::NAME);
-                complete = false;
-            }
-        }
-    }
-    complete
-}
-
 impl Published {
     /// Publishes the manager's view; whether all of it went out (if not,
     /// the caller tries again).
     pub fn update(&mut self, manager: &Manager) -> bool {
-        let domains = sync_table::<DomainConfig>(&mut self.domains, manager.domains());
-        let statuses = sync_table::<AppStatus>(&mut self.statuses, manager.statuses());
-        let networks = sync_table::<AppNetworkConfig>(&mut self.networks, manager.app_networks());
+        let domains = service::sync_table::<DomainConfig>(&mut self.domains, manager.domains());
+        let statuses = service::sync_table::<AppStatus>(&mut self.statuses, manager.statuses());
+        let networks =
+            service::sync_table::<AppNetworkConfig>(&mut self.networks, manager.app_networks());
         if !self.synchronized {
             self.synchronized = true;
             for result in [

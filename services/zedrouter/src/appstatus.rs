@@ -47,30 +47,6 @@ fn states(engine: &Engine, router: &Router) -> BTreeMap<String, AppNetworkState>
 impl AppPublished {
     pub fn publish(&mut self, engine: &Engine, router: &Router) {
         let now = states(engine, router);
-        let gone: Vec<String> = self
-            .items
-            .keys()
-            .filter(|k| !now.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in gone {
-            match service::unpublish::<AppNetworkStatus>(&key) {
-                Ok(()) => {
-                    self.items.remove(&key);
-                }
-                Err(e) => log::warn!("withdrawing the interfaces of app {key}: {e}"),
-            }
-        }
-        for (key, state) in now {
-            if self.items.get(&key) == Some(&state) {
-                continue;
-            }
-            match service::publish::<AppNetworkStatus>(&key, &state) {
-                Ok(()) => {
-                    self.items.insert(key, state);
-                }
-                Err(e) => log::warn!("publishing the interfaces of app {key}: {e}"),
-            }
-        }
+        service::sync_table::<AppNetworkStatus>(&mut self.items, &now);
     }
 }

@@ -65,30 +65,6 @@ fn items(engine: &Engine, router: &Router) -> BTreeMap<String, NetworkCounters> 
 impl MetricsPublished {
     pub fn publish(&mut self, engine: &Engine, router: &Router) {
         let now = items(engine, router);
-        let gone: Vec<String> = self
-            .items
-            .keys()
-            .filter(|k| !now.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in gone {
-            match service::unpublish::<NetworkMetrics>(&key) {
-                Ok(()) => {
-                    self.items.remove(&key);
-                }
-                Err(e) => log::warn!("withdrawing the counters of {key}: {e}"),
-            }
-        }
-        for (key, counters) in now {
-            if self.items.get(&key) == Some(&counters) {
-                continue;
-            }
-            match service::publish::<NetworkMetrics>(&key, &counters) {
-                Ok(()) => {
-                    self.items.insert(key, counters);
-                }
-                Err(e) => log::warn!("publishing the counters of {key}: {e}"),
-            }
-        }
+        service::sync_table::<NetworkMetrics>(&mut self.items, &now);
     }
 }

@@ -4,7 +4,6 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use appnet::Engine;
 use runtime::service;
@@ -26,30 +25,6 @@ impl Published {
                 now.insert(String::from(uuid), info);
             }
         }
-        let gone: Vec<String> = self
-            .items
-            .keys()
-            .filter(|k| !now.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in gone {
-            match service::unpublish::<NetworkInstanceStatus>(&key) {
-                Ok(()) => {
-                    self.items.remove(&key);
-                }
-                Err(e) => log::warn!("withdrawing the status of {key}: {e}"),
-            }
-        }
-        for (key, info) in now {
-            if self.items.get(&key) == Some(&info) {
-                continue;
-            }
-            match service::publish::<NetworkInstanceStatus>(&key, &info) {
-                Ok(()) => {
-                    self.items.insert(key, info);
-                }
-                Err(e) => log::warn!("publishing the status of {key}: {e}"),
-            }
-        }
+        service::sync_table::<NetworkInstanceStatus>(&mut self.items, &now);
     }
 }

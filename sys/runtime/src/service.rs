@@ -348,6 +348,53 @@ pub fn unpublish<T: Topic>(key: &str) -> Result<(), BusError> {
     bus::delete(T::NAME, key)
 }
 
+/// Brings the items of topic `T` this service publishes from `published`
+/// (as last published) to `now`: withdraws what went first (so what it
+/// held, memory or a port, is free before anything new claims it), then
+/// publishes what is new or changed. What fails is logged and stays as it
+/// was in `published`, so the next call tries it again; returns whether
+/// everything went out.
+pub fn sync_table<T: Topic>(
+    published: &mut alloc::collections::BTreeMap<String, T::Value>,
+    now: &alloc::collections::BTreeMap<String, T::Value>,
+) -> bool
+where
+    T::Value: Clone + PartialEq,
+{
+    let mut complete = true;
+    let gone: Vec<String> = published
+        .keys()
+        .filter(|k| !now.contains_key(*k))
+        .cloned()
+        .collect();
+    for key in gone {
+        match unpublish::<T>(&key) {
+            Ok(()) => {
+                published.remove(&key);
+            }
+            Err(e) => {
+                log::warn!("withdrawing {} {key}: {e}", T::NAME);
+                complete = false;
+            }
+        }
+    }
+    for (key, value) in now {
+        if published.get(key) == Some(value) {
+            continue;
+        }
+        match publish::<T>(key, value) {
+            Ok(()) => {
+                published.insert(key.clone(), value.clone());
+            }
+            Err(e) => {
+                log::warn!("publishing {} {key}: {e}", T::NAME);
+                complete = false;
+            }
+        }
+    }
+    complete
+}
+
 /// Says this service has published every item of topic `T` it means to:
 /// items an earlier boot of it published and this one did not are
 /// dropped from the table. Call it once the topic is complete after a
