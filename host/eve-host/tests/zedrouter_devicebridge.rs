@@ -23,11 +23,9 @@ use std::time::{Duration, Instant};
 
 use common::frames::{BROADCAST, ETHERTYPE_ARP, ETHERTYPE_IPV4, arp, ethernet, mac_bytes, udp};
 use common::rig::{Rig, Setup, ace, app, mac, switch_on_port};
-use eve_proto::info::ZNetworkInstanceState;
 use harness::Machine;
 use harness::netns::VethNamespace;
 use portbridge::{PacketSocket, Received};
-use topics::NetworkInstanceStatus;
 
 const SWITCH: &str = "5d0e2c41-7a3b-4f60-9e1d-2b8c4a6f7e31";
 const S_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 10);
@@ -104,13 +102,7 @@ fn bridged_switch(machine: Machine) {
         })
         .unwrap();
     let router = rig.start_router();
-    rig.until("zedrouter attached S's port", &router, || {
-        rig.list().ports.len() == 1
-    });
-    rig.until("the instance is online on its device port", &router, || {
-        rig.published::<NetworkInstanceStatus>(SWITCH)
-            .is_some_and(|s| s.state == ZNetworkInstanceState::ZnetinstStateOnline as i32)
-    });
+    rig.until_switch_online(&router, SWITCH);
     let mut s = rig.raw_app(&s_app);
 
     // ARP: the request reaches the namespace as sent; its kernel answers.

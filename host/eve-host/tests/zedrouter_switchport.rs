@@ -27,9 +27,7 @@ use std::time::Duration;
 use common::frames::{BROADCAST, ETHERTYPE_IPV4, ethernet, mac_bytes, udp};
 use common::rawapp::RawApp;
 use common::rig::{Rig, Setup, ace, app, app_uuid, mac, switch_on_port};
-use eve_proto::info::ZNetworkInstanceState;
 use harness::Machine;
-use topics::NetworkInstanceStatus;
 
 const SWITCH: &str = "0b4c7e1a-3f7e-4d1c-8a2b-9c8d7e6f5a60";
 const ETHERTYPE_LOCAL: u16 = 0x88b5;
@@ -83,13 +81,7 @@ fn switch_with_device_port(machine: Machine) {
     let outside = rig.device_port("eth1").expect("the device port's socket");
     let router = rig.start_router();
     let mut x = RawApp::accept(&outside);
-    rig.until("zedrouter attached S's port", &router, || {
-        rig.list().ports.len() == 1
-    });
-    rig.until("the instance is online on its device port", &router, || {
-        rig.published::<NetworkInstanceStatus>(SWITCH)
-            .is_some_and(|s| s.state == ZNetworkInstanceState::ZnetinstStateOnline as i32)
-    });
+    rig.until_switch_online(&router, SWITCH);
     let mut s = rig.raw_app(&s_app);
     let (s_mac, x_mac) = (mac_bytes(&mac(1)), mac_bytes(X_MAC));
 

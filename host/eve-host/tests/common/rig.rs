@@ -403,6 +403,20 @@ impl Rig {
             .get(key)
             .and_then(|v| topics::decode::<T>(v).ok())
     }
+
+    /// Waits until zedrouter attached the scenario's one app port and the
+    /// switch instance `uuid` is online on its device port.
+    pub fn until_switch_online(&self, router: &Vm, uuid: &str) {
+        self.until("zedrouter attached the app's port", router, || {
+            self.list().ports.len() == 1
+        });
+        self.until("the instance is online on its device port", router, || {
+            self.published::<topics::NetworkInstanceStatus>(uuid)
+                .is_some_and(|s| {
+                    s.state == eve_proto::info::ZNetworkInstanceState::ZnetinstStateOnline as i32
+                })
+        });
+    }
 }
 
 impl Drop for Rig {
