@@ -4,48 +4,11 @@
 
 mod common;
 
-use common::{eve_guid, eve_partitions};
+use common::{VecDisk, eve_guid, eve_partitions};
 use gptab::{
     Disk, DiskError, Gpt, GrowDiskError, GrowError, Grown, NewPartition, grow_onto_disk,
     has_protective_mbr, protective_mbr,
 };
-
-/// An image file's bytes as a disk of `block_size` blocks.
-#[derive(Clone)]
-struct VecDisk {
-    bytes: Vec<u8>,
-    block_size: usize,
-}
-
-impl Disk for VecDisk {
-    fn block_size(&self) -> usize {
-        self.block_size
-    }
-    fn block_count(&self) -> u64 {
-        (self.bytes.len() / self.block_size) as u64
-    }
-    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        let at = lba as usize * self.block_size;
-        let src = self
-            .bytes
-            .get(at..at + buf.len())
-            .ok_or(DiskError::OutOfRange)?;
-        buf.copy_from_slice(src);
-        Ok(())
-    }
-    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DiskError> {
-        let at = lba as usize * self.block_size;
-        let dst = self
-            .bytes
-            .get_mut(at..at + buf.len())
-            .ok_or(DiskError::OutOfRange)?;
-        dst.copy_from_slice(buf);
-        Ok(())
-    }
-    fn flush(&mut self) -> Result<(), DiskError> {
-        Ok(())
-    }
-}
 
 const MIB: u64 = 1 << 20;
 

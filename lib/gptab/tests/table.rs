@@ -5,7 +5,7 @@
 mod common;
 
 use blockdev::{FaultyDisk, MemDisk, Tear};
-use common::{BigBlocks, DISK_BLOCKS, bytes, eve_disk, eve_guid, eve_partitions};
+use common::{DISK_BLOCKS, VecDisk, bytes, eve_disk, eve_guid, eve_partitions};
 use gptab::{
     Blocks, Copy, Disk, Gpt, Invalid, LayoutError, NewPartition, ReadError, ab::SlotState, types,
 };
@@ -90,13 +90,16 @@ fn four_kib_blocks_work_the_same() {
     let gpt = Gpt::create(4096, blocks, eve_guid(0), &partitions).unwrap();
     // 16 KiB of entries is 4 blocks of 4 KiB.
     assert_eq!(gpt.first_usable(), 6);
-    let mut disk = BigBlocks(vec![0; blocks as usize * 4096]);
+    let mut disk = VecDisk {
+        bytes: vec![0; blocks as usize * 4096],
+        block_size: 4096,
+    };
     gpt.write(&mut disk).unwrap();
     let read = Gpt::read(&mut disk).unwrap();
     assert!(read.status().both_valid());
     assert_eq!(read.partition_named("IMGB").unwrap().last_lba, 4000);
     // The primary header is at byte 4096, not 512.
-    assert_eq!(&disk.0[4096..4104], b"EFI PART");
+    assert_eq!(&disk.bytes[4096..4104], b"EFI PART");
 }
 
 #[test]

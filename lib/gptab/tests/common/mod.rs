@@ -86,29 +86,34 @@ pub fn bytes(disk: &mut Blocks<MemDisk>) -> &mut [u8] {
     disk.0.as_bytes_mut()
 }
 
-/// A disk of 4096-byte blocks (some NVMe and USB disks).
-pub struct BigBlocks(pub Vec<u8>);
+/// Bytes as a disk of `block_size` blocks: an image file's, or a disk of
+/// 4096-byte blocks (some NVMe and USB disks).
+#[derive(Clone)]
+pub struct VecDisk {
+    pub bytes: Vec<u8>,
+    pub block_size: usize,
+}
 
-impl Disk for BigBlocks {
+impl Disk for VecDisk {
     fn block_size(&self) -> usize {
-        4096
+        self.block_size
     }
     fn block_count(&self) -> u64 {
-        (self.0.len() / 4096) as u64
+        (self.bytes.len() / self.block_size) as u64
     }
     fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        let at = lba as usize * 4096;
+        let at = lba as usize * self.block_size;
         let src = self
-            .0
+            .bytes
             .get(at..at + buf.len())
             .ok_or(DiskError::OutOfRange)?;
         buf.copy_from_slice(src);
         Ok(())
     }
     fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DiskError> {
-        let at = lba as usize * 4096;
+        let at = lba as usize * self.block_size;
         let dst = self
-            .0
+            .bytes
             .get_mut(at..at + buf.len())
             .ok_or(DiskError::OutOfRange)?;
         dst.copy_from_slice(buf);
