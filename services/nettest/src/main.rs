@@ -152,7 +152,10 @@ fn main() -> i32 {
     }
     if let Some(target) = params.get("udp-send-to") {
         let duration = seconds("udp-send-seconds").unwrap_or(8);
-        ok &= runtime::check("udp-send", || udprate::send(&mut stack, target, duration));
+        let rate = params.get("udp-send-rate").and_then(|r| r.parse().ok());
+        ok &= runtime::check("udp-send", || {
+            udprate::send(&mut stack, target, duration, rate)
+        });
     }
     if let Some(urls) = params.get("show") {
         ok &= runtime::check("show", || show::show(&mut stack, urls));

@@ -1,8 +1,11 @@
 //! A UDP rate measurement between two apps, for rate-limit rules:
 //!
 //! - `udp-send-to=A.B.C.D:PORT` (with `udp-send-seconds=N`, default 8):
-//!   send 64-byte datagrams as fast as the stack takes them for N seconds;
-//!   prints how many and `@@ metric udp_sent`.
+//!   send 64-byte datagrams for N seconds, `udp-send-rate=R` a second, or
+//!   as fast as the stack takes them without it; prints how many and
+//!   `@@ metric udp_sent`. A paced sender sleeps between datagrams, so a
+//!   rate test does not also spend a host core on a flood; one that fell
+//!   behind (descheduled) catches up at once.
 //! - `udp-count-on=PORT` (with `udp-count-seconds=N`, default 4): print
 //!   `nettest: counting on PORT`, wait for the first datagram, let
 //!   `udp-count-settle-ms=` (default 1000) pass, then count the datagrams
@@ -25,13 +28,27 @@ const DATAGRAM: usize = 64;
 /// How long the counter waits for the first datagram.
 const FIRST_WAIT: Duration = Duration::from_secs(60);
 
-pub fn send(stack: &mut Stack, target: &str, seconds: u64) -> Result<String, String> {
+pub fn send(
+    stack: &mut Stack,
+    target: &str,
+    seconds: u64,
+    per_second: Option<u32>,
+) -> Result<String, String> {
     let to = parse_endpoint(target).ok_or(format!("bad endpoint {target:?}"))?;
     let socket = stack.udp_bind(0).map_err(|e| format!("bind: {e}"))?;
     let payload = [0x5au8; DATAGRAM];
+    let gap = per_second.map(|r| Duration::from_nanos(1_000_000_000 / u64::from(r.max(1))));
     let started = Instant::now();
     let mut sent = 0u64;
     while started.elapsed() < Duration::from_secs(seconds) {
+        if let Some(gap) = gap {
+            let due =
+                started.saturating_add(gap.saturating_mul(u32::try_from(sent).unwrap_or(u32::MAX)));
+            while Instant::now() < due {
+                stack.poll();
+                hal::wait_until(Some(due));
+            }
+        }
         match stack.udp_send(socket, to, &payload) {
             Ok(()) => sent += 1,
             // The socket's buffer is full: let the stack drain it.
