@@ -83,13 +83,13 @@ pub enum Bench {
     Idle(crate::idlebench::IdleArgs),
     /// Each kind of app (unikernel, Linux VM, container): start to first answer, stop, VMM memory.
     Apps(crate::appsbench::AppsArgs),
-    /// Content: a blob over HTTP, HTTPS and from a registry into the blob
-    /// store, beside curl on the same server; config accepted to volume
-    /// ready.
     /// An app's TCP throughput, connection rate and echo latency through
     /// zedrouter beside QEMU user networking directly, and zedrouter's NAT
     /// capacity.
     Network(crate::netbench::NetworkArgs),
+    /// Content: a blob over HTTP, HTTPS and from a registry into the blob
+    /// store, beside curl on the same server; config accepted to volume
+    /// ready.
     Content {
         /// The node's arch (the manifest's when omitted).
         #[arg(long)]
