@@ -246,20 +246,26 @@ mod tests {
         })
     }
 
-    #[test]
-    fn commands_get_answers_and_events_are_kept() {
+    /// A fake QEMU playing `script` in a fresh directory, and a client
+    /// connected to it; the directory lives as long as the test holds it.
+    fn connected(
+        script: Vec<&'static str>,
+    ) -> (tempfile::TempDir, std::thread::JoinHandle<Vec<String>>, Qmp) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("qmp.sock");
-        let qemu = fake_qemu(
-            &path,
-            vec![
-                "{\"return\": {}}\r\n",
-                "{\"timestamp\": {}, \"event\": \"POWERDOWN\"}\r\n{\"return\": {}}\r\n",
-                "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"no such command\"}}\r\n\
+        let qemu = fake_qemu(&path, script);
+        let qmp = Qmp::connect(&path).unwrap();
+        (dir, qemu, qmp)
+    }
+
+    #[test]
+    fn commands_get_answers_and_events_are_kept() {
+        let (_dir, qemu, mut qmp) = connected(vec![
+            "{\"return\": {}}\r\n",
+            "{\"timestamp\": {}, \"event\": \"POWERDOWN\"}\r\n{\"return\": {}}\r\n",
+            "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"no such command\"}}\r\n\
                  {\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true, \"reason\": \"guest-shutdown\"}}\r\n",
-            ],
-        );
-        let mut qmp = Qmp::connect(&path).unwrap();
+        ]);
         qmp.execute("system_powerdown").unwrap();
         let err = qmp.execute("nonsense").unwrap_err();
         assert!(err.to_string().contains("no such command"), "{err}");
@@ -274,17 +280,11 @@ mod tests {
 
     #[test]
     fn human_commands_go_through_qmp_and_return_their_text() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("qmp.sock");
-        let qemu = fake_qemu(
-            &path,
-            vec![
-                "{\"return\": {}}\r\n",
-                "{\"return\": \"\"}\r\n",
-                "{\"return\": \"Could not set up host forwarding rule\\r\\n\"}\r\n",
-            ],
-        );
-        let mut qmp = Qmp::connect(&path).unwrap();
+        let (_dir, qemu, mut qmp) = connected(vec![
+            "{\"return\": {}}\r\n",
+            "{\"return\": \"\"}\r\n",
+            "{\"return\": \"Could not set up host forwarding rule\\r\\n\"}\r\n",
+        ]);
         assert_eq!(
             qmp.human_command("hostfwd_add net0 tcp:127.0.0.1:8080-:8080")
                 .unwrap(),
@@ -310,10 +310,7 @@ mod tests {
 
     #[test]
     fn a_closed_socket_is_an_error_not_a_hang() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("qmp.sock");
-        let qemu = fake_qemu(&path, vec!["{\"return\": {}}\r\n"]);
-        let mut qmp = Qmp::connect(&path).unwrap();
+        let (dir, qemu, mut qmp) = connected(vec!["{\"return\": {}}\r\n"]);
         qemu.join().unwrap();
         assert!(matches!(
             qmp.execute("quit"),
