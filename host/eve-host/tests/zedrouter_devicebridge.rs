@@ -22,7 +22,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::frames::{BROADCAST, ETHERTYPE_ARP, ETHERTYPE_IPV4, arp, ethernet, mac_bytes, udp};
-use common::rig::{Rig, Setup, ace, app, mac, switch_on_port};
+use common::rig::{Rig, app_on_switch_port, mac};
 use harness::Machine;
 use harness::netns::VethNamespace;
 use portbridge::{PacketSocket, Received};
@@ -74,21 +74,9 @@ fn bridged_switch(machine: Machine) {
     let arch = machine.arch();
     let segment = VethNamespace::create(Some(&format!("{X_IP}/24")))
         .unwrap_or_else(|e| panic!("a namespace and a veth pair: {e}"));
-    let s_app = app(
-        1,
-        SWITCH,
-        vec![ace(1, &[("ip", "192.168.50.0/24"), ("protocol", "udp")])],
-    );
+    let (s_app, setup) = app_on_switch_port(SWITCH, "eth1");
     let s_mac = mac_bytes(&mac(1));
-    let rig = Rig::start(
-        machine,
-        Setup {
-            instances: vec![switch_on_port(SWITCH, "eth1")],
-            apps: vec![s_app.clone()],
-            device_ports: vec!["eth1".into()],
-            ..Default::default()
-        },
-    );
+    let rig = Rig::start(machine, setup);
     let bridge = rig.bridge_device_port("eth1", &segment.outer);
     let inner = segment.inner.clone();
     let (station, capture) = segment

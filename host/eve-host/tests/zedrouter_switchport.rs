@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use common::frames::{BROADCAST, ETHERTYPE_IPV4, ethernet, mac_bytes, udp};
 use common::rawapp::RawApp;
-use common::rig::{Rig, Setup, ace, app, app_uuid, mac, switch_on_port};
+use common::rig::{Rig, ace, app, app_on_switch_port, app_uuid, mac};
 use harness::Machine;
 
 const SWITCH: &str = "0b4c7e1a-3f7e-4d1c-8a2b-9c8d7e6f5a60";
@@ -64,20 +64,8 @@ fn carried(from: &mut RawApp, to: &mut RawApp, frame: &[u8]) -> bool {
 
 fn switch_with_device_port(machine: Machine) {
     let arch = machine.arch();
-    let s_app = app(
-        1,
-        SWITCH,
-        vec![ace(1, &[("ip", "192.168.50.0/24"), ("protocol", "udp")])],
-    );
-    let rig = Rig::start(
-        machine,
-        Setup {
-            instances: vec![switch_on_port(SWITCH, "eth1")],
-            apps: vec![s_app.clone()],
-            device_ports: vec!["eth1".into()],
-            ..Default::default()
-        },
-    );
+    let (s_app, setup) = app_on_switch_port(SWITCH, "eth1");
+    let rig = Rig::start(machine, setup);
     let outside = rig.device_port("eth1").expect("the device port's socket");
     let router = rig.start_router();
     let mut x = RawApp::accept(&outside);

@@ -155,6 +155,24 @@ pub fn switch_on_port(uuid: &str, label: &str) -> NetworkInstanceConfig {
     }
 }
 
+/// App 1 on a switch instance bridged to device port `label`, taking UDP
+/// from 192.168.50.0/24 (the device-port scenarios' outside segment), and
+/// the set-up that has them.
+pub fn app_on_switch_port(switch: &str, label: &str) -> (AppNetwork, Setup) {
+    let on_switch = app(
+        1,
+        switch,
+        vec![ace(1, &[("ip", "192.168.50.0/24"), ("protocol", "udp")])],
+    );
+    let setup = Setup {
+        instances: vec![switch_on_port(switch, label)],
+        apps: vec![on_switch.clone()],
+        device_ports: vec![label.into()],
+        ..Default::default()
+    };
+    (on_switch, setup)
+}
+
 /// App number `n` with one interface (`eth0`) on `network`.
 pub fn app(n: usize, network: &str, acls: Vec<Ace>) -> AppNetwork {
     AppNetwork {
