@@ -22,7 +22,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::frames::{BROADCAST, ETHERTYPE_ARP, ETHERTYPE_IPV4, arp, ethernet, mac_bytes, udp};
-use common::rig::{Rig, app_on_switch_port, mac};
+use common::rig::{Rig, TRIES, TRY_WAIT, app_on_switch_port, mac};
 use harness::Machine;
 use harness::netns::VethNamespace;
 use portbridge::{PacketSocket, Received};
@@ -82,9 +82,7 @@ fn bridged_switch(machine: Machine) {
     let (station, capture) = segment
         .run_inside(move || {
             let station = UdpSocket::bind((X_IP, X_PORT)).expect("X's UDP socket");
-            station
-                .set_read_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
+            station.set_read_timeout(Some(TRY_WAIT)).unwrap();
             let capture = PacketSocket::open(&inner).expect("a packet socket in the namespace");
             (station, capture)
         })
@@ -100,18 +98,16 @@ fn bridged_switch(machine: Machine) {
         ETHERTYPE_ARP,
         &arp(1, (s_mac, S_IP), ([0; 6], X_IP)),
     );
-    let x_mac = (0..20)
+    let x_mac = (0..TRIES)
         .find_map(|_| {
             s.send(&who_has);
-            s.receive(Duration::from_millis(500))
-                .into_iter()
-                .find_map(|f| {
-                    let reply = f.len() >= 42
-                        && f[12..14] == ETHERTYPE_ARP.to_be_bytes()
-                        && f[20..22] == [0, 2]
-                        && f[28..32] == X_IP.octets();
-                    reply.then(|| <[u8; 6]>::try_from(&f[22..28]).unwrap())
-                })
+            s.receive(TRY_WAIT).into_iter().find_map(|f| {
+                let reply = f.len() >= 42
+                    && f[12..14] == ETHERTYPE_ARP.to_be_bytes()
+                    && f[20..22] == [0, 2]
+                    && f[28..32] == X_IP.octets();
+                reply.then(|| <[u8; 6]>::try_from(&f[22..28]).unwrap())
+            })
         })
         .unwrap_or_else(|| {
             panic!(
@@ -133,7 +129,7 @@ fn bridged_switch(machine: Machine) {
         &udp((S_IP, S_PORT), (X_IP, X_PORT), b"from the switch instance"),
     );
     let mut buf = [0; 2048];
-    let received = (0..20).find_map(|_| {
+    let received = (0..TRIES).find_map(|_| {
         s.send(&to_x);
         station.recv_from(&mut buf).ok()
     });
@@ -147,12 +143,12 @@ fn bridged_switch(machine: Machine) {
     assert_eq!(&buf[..n], b"from the switch instance");
     assert_eq!(from, SocketAddr::from((S_IP, S_PORT)));
     let answer = b"from the namespace";
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + TRY_WAIT * TRIES as u32;
     let mut answered = false;
     while !answered && Instant::now() < deadline {
         station.send_to(answer, (S_IP, S_PORT)).unwrap();
         answered = s
-            .receive(Duration::from_millis(500))
+            .receive(TRY_WAIT)
             .iter()
             .any(|f| is_udp_to_s(f, X_IP, answer));
     }

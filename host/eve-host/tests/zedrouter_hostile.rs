@@ -28,7 +28,9 @@ use common::frames::{
     self, Aim, BROADCAST, ETHERTYPE_ARP, Rng, ethernet, is_echo_reply, mac_bytes, ping,
 };
 use common::rawapp::RawApp;
-use common::rig::{PATIENCE, Rig, Setup, ace, app, app_uuid, local_instance, mac, switch_instance};
+use common::rig::{
+    PATIENCE, Rig, Setup, TRIES, TRY_WAIT, ace, app, app_uuid, local_instance, mac, switch_instance,
+};
 use eve_proto::config::EdgeDevConfig;
 use harness::Machine;
 
@@ -152,9 +154,9 @@ fn hostile(machine: Machine) {
         let body = format!("netscen non-IP frame {n}").into_bytes();
         let sent = ethernet(dst, s_mac, ETHERTYPE_LOCAL, &body);
         let mut seen = false;
-        for _ in 0..20 {
+        for _ in 0..TRIES {
             s.send(&sent);
-            if t.receive(Duration::from_millis(500)).contains(&sent) {
+            if t.receive(TRY_WAIT).contains(&sent) {
                 seen = true;
                 break;
             }

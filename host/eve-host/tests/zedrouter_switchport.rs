@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use common::frames::{BROADCAST, ETHERTYPE_IPV4, ethernet, mac_bytes, udp};
 use common::rawapp::RawApp;
-use common::rig::{Rig, ace, app, app_on_switch_port, app_uuid, mac};
+use common::rig::{Rig, TRIES, TRY_WAIT, ace, app, app_on_switch_port, app_uuid, mac};
 use harness::Machine;
 
 const SWITCH: &str = "0b4c7e1a-3f7e-4d1c-8a2b-9c8d7e6f5a60";
@@ -49,13 +49,9 @@ fn on_aarch64_a_switch_instance_carries_frames_between_an_app_and_its_device_por
 /// Sends `frame` from `from` until `to` receives it (a frame may be lost
 /// while the port is still connecting); whether it did.
 fn carried(from: &mut RawApp, to: &mut RawApp, frame: &[u8]) -> bool {
-    for _ in 0..20 {
+    for _ in 0..TRIES {
         from.send(frame);
-        if to
-            .receive(Duration::from_millis(500))
-            .iter()
-            .any(|f| f == frame)
-        {
+        if to.receive(TRY_WAIT).iter().any(|f| f == frame) {
             return true;
         }
     }

@@ -42,6 +42,13 @@ use super::vm::Vm;
 
 /// A guard against a run that never gets there, not a timing target.
 pub const PATIENCE: Duration = Duration::from_secs(90);
+/// How many half-second tries a frame gets to come through once the ports
+/// are up: 30 s, for a zedrouter VM that a loaded host deschedules (a
+/// frame sent while a port still connects is lost, so scenarios send
+/// again rather than wait once).
+pub const TRIES: usize = 60;
+/// The wait of each try.
+pub const TRY_WAIT: Duration = Duration::from_millis(500);
 
 const NODE: &str = r#"[node]
 name = "routed"
