@@ -46,8 +46,11 @@ fn for_arch(arch: Arch) -> &'static [&'static str] {
             "i6300esb",
             "tpm_tis",
         ],
-        // virtio-mmio (QEMU virt), generic host controllers, and the
-        // Raspberry Pi 4's SD card, PCIe (USB 3), Ethernet and SPI TPMs.
+        // virtio-mmio (QEMU virt), generic host controllers, the
+        // Raspberry Pi 4's SD card, PCIe (USB 3), Ethernet, SPI TPMs and
+        // watchdog (bcm2835_wdt), and the i6300esb watchdog: virt has no
+        // watchdog of its own, and QEMU's i6300esb model sits on virt's
+        // PCIe as on a PC's.
         Arch::Aarch64 => &[
             "virtio_mmio",
             "xhci_plat_hcd",
@@ -56,6 +59,8 @@ fn for_arch(arch: Arch) -> &'static [&'static str] {
             "genet",
             "broadcom",
             "tpm_tis_spi",
+            "bcm2835_wdt",
+            "i6300esb",
         ],
     }
 }

@@ -191,8 +191,9 @@ pub fn main() -> ! {
             name.into(),
         ]);
     }
-    // A hardware watchdog (the i6300esb module on x86_64 machines that
-    // have one): the host pets it while the node is healthy.
+    // A hardware watchdog (the i6300esb module, for machines with that
+    // chip or QEMU's model of it): the host pets it while the node is
+    // healthy.
     if Path::new(layout::WATCHDOG).exists() {
         args.extend(["--watchdog".into(), layout::WATCHDOG.into()]);
     }
