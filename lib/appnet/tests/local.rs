@@ -221,6 +221,46 @@ fn a_port_map_reaches_the_apps_server_from_outside() {
 }
 
 #[test]
+fn an_app_reaches_another_apps_port_map_at_the_uplinks_address() {
+    let mut lab = Lab::local();
+    let map = ace(
+        7,
+        &[("protocol", "tcp"), ("lport", "8080")],
+        Some(portmap_action(80)),
+    );
+    lab.app(1, vec![map]);
+    let uplink_ip = UPLINK_IP.to_string();
+    let to_the_uplink = |id, port| {
+        ace(
+            id,
+            &[("ip", &uplink_ip), ("protocol", "tcp"), ("fport", port)],
+            None,
+        )
+    };
+    lab.app(2, vec![to_the_uplink(8, "8080"), to_the_uplink(9, "8081")]);
+    lab.lease(1);
+    lab.lease(2);
+    let mut server = Server::new(&mut lab, app_port(1), 80, b"round the hairpin");
+    let on_the_uplink = |lab: &Lab| lab.sent.iter().filter(|(p, _)| *p == UPLINK).count();
+    let before = on_the_uplink(&lab);
+    let got = fetch_from(&mut lab, 2, (UPLINK_IP, 8080), &mut server, app_port(1));
+    assert_eq!(got.as_deref(), Some(&b"round the hairpin"[..]));
+    // The server saw a NATed client at the uplink's address, as it sees
+    // the outside's; nothing went out of the uplink.
+    assert_eq!(server.peers.len(), 1);
+    assert_eq!(server.peers[0].0, UPLINK_IP);
+    assert_eq!(on_the_uplink(&lab), before);
+    // A port no map takes is not answered, and not sent out either.
+    let unmatched = lab.engine.counters().uplink_unmatched;
+    assert_eq!(
+        fetch_from(&mut lab, 2, (UPLINK_IP, 8081), &mut server, app_port(1)),
+        None
+    );
+    assert!(lab.engine.counters().uplink_unmatched > unmatched);
+    assert_eq!(on_the_uplink(&lab), before);
+}
+
+#[test]
 fn two_apps_reach_each_other_only_as_both_acls_allow() {
     let mut lab = Lab::local();
     // App 1 may open TCP 80 anywhere on the subnet; app 2 accepts TCP 80

@@ -122,6 +122,24 @@ fn pings_and_their_replies_cross_nat() {
 }
 
 #[test]
+fn a_ping_of_the_uplinks_address_is_answered_round_the_hairpin() {
+    let (mut engine, ip) = setup();
+    engine.receive(
+        START,
+        APP,
+        &frames::echo(mac(1), BRIDGE_MAC, ip, UPLINK_IP, true, 77),
+    );
+    let sent = drain(&mut engine);
+    assert_eq!(sent.len(), 1, "the answer only, nothing on the uplink");
+    assert_eq!(sent[0].0, APP);
+    let (src, dst, proto, icmp) = read_ip(&sent[0].1).unwrap();
+    assert_eq!((src, dst, proto), (UPLINK_IP, ip, 1));
+    assert_eq!(icmp[0], 0, "an echo reply");
+    assert_eq!(u16::from_be_bytes([icmp[4], icmp[5]]), 77);
+    assert_eq!(frames::checksum(&icmp), 0);
+}
+
+#[test]
 fn icmp_errors_about_natted_packets_reach_the_app_translated() {
     let (mut engine, ip) = setup();
     let far = Ipv4Addr::new(203, 0, 113, 9);

@@ -288,6 +288,8 @@ pub struct Engine {
     /// When the next sweep of timed-out things is due.
     deadline: Option<Instant>,
     last_sweep: Option<Instant>,
+    /// A packet is going round a hairpin ([`Engine::hairpin`]).
+    hairpinning: bool,
 }
 
 /// Sweeps run at most this often.
@@ -318,6 +320,7 @@ impl Engine {
             parked: Parked::default(),
             deadline: None,
             last_sweep: None,
+            hairpinning: false,
             limits,
         }
     }

@@ -2,7 +2,8 @@
 //! next hops, holding frames until they resolve), and what arrives at the
 //! uplink's address: replies of NATed flows, new connections to port
 //! maps, the DNS forwarder's answers, ICMP errors about NATed packets,
-//! pings.
+//! pings; and the hairpin, by which apps reach port maps at the uplink's
+//! address.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -138,6 +139,9 @@ impl Engine {
         let Some(up) = self.uplinks.get_mut(&uplink) else {
             return;
         };
+        if dst == up.cfg.address.address() {
+            return self.hairpin(now, uplink, frame);
+        }
         let next_hop = if up.cfg.address.contains_addr(&dst) {
             dst
         } else if let Some(gateway) = up.cfg.gateway {
@@ -170,6 +174,29 @@ impl Engine {
             self.send(uplink, request);
             self.wake_at(now + ARP_RETRY);
         }
+    }
+
+    /// Hairpin NAT: a packet an app sent to the uplink's own address,
+    /// already translated as it leaves (its source the uplink's address
+    /// and the flow's outside port), arrives back at the uplink as if from
+    /// outside. So a port map answers an app behind the same uplink as it
+    /// answers the outside, its server seeing the uplink's address as a
+    /// NATed client's, and the replies find the app's flow the way the
+    /// outside's do. One turn only: a hairpinned packet that makes the
+    /// engine send to its own address again (an ICMP error about it) is
+    /// dropped, so nothing loops.
+    fn hairpin(&mut self, now: Instant, uplink: PortId, mut frame: Vec<u8>) {
+        let Some(our_mac) = self.uplinks.get(&uplink).map(|u| u.cfg.mac) else {
+            return;
+        };
+        if self.hairpinning {
+            self.counters.uplink_unmatched += 1;
+            return;
+        }
+        wire::set_macs(&mut frame, our_mac, our_mac);
+        self.hairpinning = true;
+        self.uplink_from(now, uplink, &frame);
+        self.hairpinning = false;
     }
 
     /// Retries ARP, gives up on next hops that do not answer; returns when
@@ -234,7 +261,14 @@ impl Engine {
                 if let Some(our_mac) = self.uplinks.get(&uplink).map(|u| u.cfg.mac)
                     && let Some(reply) = wire::icmp_echo_reply(frame, ip, our_mac, eth.src)
                 {
-                    self.send(uplink, reply);
+                    if self.hairpinning && ip.src == ip.dst {
+                        // An app's ping of the uplink's address, come
+                        // round the hairpin: the answer goes back the
+                        // same way, to the app's NATed ping.
+                        self.uplink_from(now, uplink, &reply);
+                    } else {
+                        self.send(uplink, reply);
+                    }
                 }
                 return;
             }
