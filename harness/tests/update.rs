@@ -125,6 +125,10 @@ impl HostLog {
         self.0.lock().unwrap().push(line);
     }
 
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
     fn tail(&self) -> String {
         tail::tail(&self.0.lock().unwrap())
     }
@@ -133,6 +137,23 @@ impl HostLog {
     fn has(&self, what: impl Fn(&str) -> bool) -> bool {
         self.0.lock().unwrap().iter().any(|l| what(l))
     }
+
+    /// The first line from line `from` on that `read` reads, with its
+    /// place.
+    fn find_from<T>(&self, from: usize, read: impl Fn(&str) -> Option<T>) -> Option<(usize, T)> {
+        let lines = self.0.lock().unwrap();
+        lines
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find_map(|(i, l)| read(l).map(|v| (i, v)))
+    }
+}
+
+/// The node's clock in a line where nodeagent says it started.
+fn nodeagent_started_at(line: &str) -> Option<u64> {
+    let (_, rest) = line.split_once("nodeagent: started at ")?;
+    rest.strip_suffix(" s on the node's clock")?.parse().ok()
 }
 
 /// What `eve-host run` needs besides the booted partition.
@@ -649,8 +670,11 @@ fn boot_reason(s: &Scenario) -> Option<BootReason> {
 /// closed for that boot), so nodeagent's `timer.update.fallback.no.network`
 /// (60 s, EVE's least; the test window is raised to 600 s for it) reboots the node,
 /// the loader falls back to v2, and once the controller answers again it
-/// sees v3 `FALLBACK` and the boot reason `FALLBACK`. `retry_update`
-/// then tries v3 once more, reachable, and it commits.
+/// sees v3 `FALLBACK` and the boot reason `FALLBACK`. During that trial
+/// nodeagent's VM is killed; the host starts it again, and it starts on the
+/// node's clock, not at 0, so a nodeagent that crashes cannot put its
+/// fallback off. `retry_update` then tries v3 once more, reachable, and it
+/// commits.
 fn cannot_reach_the_controller_falls_back_by_itself(arch: Arch) {
     let _one = one_node_at_a_time();
     let mut s = Scenario::start(arch, WITH_NODEAGENT);
@@ -669,7 +693,9 @@ fn cannot_reach_the_controller_falls_back_by_itself(arch: Arch) {
 
     s.node.isolate_next_trial.store(true, Ordering::SeqCst);
     let asked = Instant::now();
+    let before = s.log.len();
     s.update("3.0", "3.0", false);
+    kill_nodeagent_on_the_trial(&s, before);
     let sw = s.until_reported("v3 fallen back in the controller's view", |sw| {
         user_status(sw, "IMGA") == Some(BaseOsStatus::Fallback) && active_on(sw, "IMGB", "2.0")
     });
@@ -717,6 +743,41 @@ fn cannot_reach_the_controller_falls_back_by_itself(arch: Arch) {
     assert_eq!(s.state("IMGA"), Some(SlotState::Active));
     assert_eq!(s.state("IMGB"), Some(SlotState::Unused));
     s.stop(&["IMGA", "IMGB", "IMGA", "IMGB", "IMGA"]);
+}
+
+/// Once nodeagent runs on the isolated trial boot (the first after log
+/// line `from`), kills its VM a while later and waits for the host to
+/// start it again: the new run's clock must have gone on from the first's.
+fn kill_nodeagent_on_the_trial(s: &Scenario, from: usize) {
+    let (trial, ()) = until("v3's trial boot, isolated", &s.node, &s.log, || {
+        s.log.find_from(from, |l| {
+            l.contains("the controller stops answering").then_some(())
+        })
+    });
+    let (seen, first) = until("nodeagent on the trial boot", &s.node, &s.log, || {
+        s.log.find_from(trial, nodeagent_started_at)
+    });
+    // Well inside the 60 s the trial has.
+    const RUN: Duration = Duration::from_secs(10);
+    thread::sleep(RUN);
+    let pid_file = s.work.path().join("state/run/nodeagent.pid");
+    let pid = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .and_then(Pid::from_raw)
+        .unwrap_or_else(|| panic!("no pid in {}", pid_file.display()));
+    kill_process(pid, Signal::KILL).expect("nodeagent's QEMU killed");
+    let (_, again) = until(
+        "nodeagent started again by the host",
+        &s.node,
+        &s.log,
+        || s.log.find_from(seen + 1, nodeagent_started_at),
+    );
+    assert!(
+        again >= first + RUN.as_secs(),
+        "nodeagent started at {first} s, was killed {RUN:?} later and started again at {again} s on the node's clock\n{}",
+        s.log.tail()
+    );
 }
 
 #[test]

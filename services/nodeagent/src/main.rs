@@ -92,6 +92,8 @@ fn main() -> i32 {
     let changed = Cell::new(true);
     hal::virtio::discover(runtime::boot_info());
     let (mut saved, memory) = SavedRecord::<Memory>::open("commands", "the commands acted on");
+    // Where its timers stand: a restart continues the node's clock.
+    log::info!("started at {} s on the node's clock", now());
     // The controller counts as gone since the node started, not since
     // this run: a crash-looping nodeagent still falls back and reboots.
     let agent = RefCell::new(NodeAgent::new(0, memory));
