@@ -299,8 +299,11 @@ fn persist_fills_the_disk(image: &Path, dir: &Path) {
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr)
     );
+    // `INCOMPAT_META_BG`: what the kernel converts the file system to
+    // when its reserved descriptor blocks run out.
+    let meta_bg = u32::from_le_bytes(sb[0x60..0x64].try_into().unwrap()) & 0x10 != 0;
     println!(
-        "PERSIST: {partition_bytes} bytes, its ext4 {fs_bytes} ({} blocks of {}), e2fsck -fn clean ({:.1} s)",
+        "PERSIST: {partition_bytes} bytes, its ext4 {fs_bytes} ({} blocks of {}, meta_bg {meta_bg}), e2fsck -fn clean ({:.1} s)",
         superblock.blocks,
         superblock.block_size,
         started.elapsed().as_secs_f64()
