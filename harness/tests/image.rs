@@ -3,8 +3,13 @@
 //! (OVMF on x86_64, AAVMF on aarch64) through our loader into eve-host as
 //! the node's init, which must onboard to the controller on this host's
 //! loopback; then an untested base OS in IMGB is tried once and falls back
-//! to IMGA. The node's services run in QEMU inside the emulated machine
-//! (TCG inside TCG), so each arch gets one scenario and a generous time.
+//! to IMGA. The image file is first made a sparse 40 GiB disk, as when it
+//! is flashed to a real one: the first boot grows PERSIST and its ext4 to
+//! the disk's end (past the 16 GiB a 16 MiB ext4's reserved descriptor
+//! blocks reach: the kernel converts it to `meta_bg` on the way), the
+//! later boots find nothing to grow. The node's services run in QEMU
+//! inside the emulated machine (TCG inside TCG), so each arch gets one
+//! scenario and a generous time.
 //! The Raspberry Pi 4 image is checked for its layout.
 //!
 //! The controller runs in this process; its TLS certificate also names
@@ -15,7 +20,9 @@
 
 mod common;
 
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,10 +36,16 @@ use gptab::{Blocks, DEFAULT_BLOCK_SIZE, Disk, FileDisk, Gpt, types};
 use harness::Arch;
 use harness::nodeimage::{self, NodeMachine};
 use harness::provision::OnboardIdentity;
+use rustix::fs::SeekFrom;
 
 /// The boot and onboarding with the services' VMs emulated inside an
 /// emulated machine.
 const ONBOARD: Duration = Duration::from_secs(2400);
+
+/// The disk the image is flashed to: larger than the 16 GiB up to which
+/// the image's 16 MiB ext4 grows on its reserved group descriptor blocks
+/// alone, as real disks are. A sparse file.
+const GROWN_DISK: u64 = 40 << 30;
 
 /// One emulated node at a time: each keeps the machine's cores busy.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -119,6 +132,11 @@ fn image_boots_and_onboards(arch: Arch) {
     }
     let image = dir.join("eve.img");
     build_image(arch, &dir.join("config"), &image, &[]);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .and_then(|f| f.set_len(GROWN_DISK))
+        .expect("the image made a larger disk");
 
     let machine = NodeMachine::new(arch, &image, &dir.join("vars.fd")).expect("machine");
     let mut console = machine.power_on().expect("QEMU starts");
@@ -136,12 +154,34 @@ fn image_boots_and_onboards(arch: Arch) {
                 console.transcript()
             )
         });
-    console
+    let (disk_found, _) = console
+        .wait_for("eve-init: node disk", Duration::from_secs(300))
+        .unwrap_or_else(|| panic!("no node disk:\n{}", console.transcript()));
+    let (table_grown, table_line) = console
+        .wait_for(
+            "eve-init: PERSIST grown to the end",
+            Duration::from_secs(300),
+        )
+        .unwrap_or_else(|| panic!("PERSIST's table not grown:\n{}", console.transcript()));
+    let (mounted, _) = console
         .wait_for(
             "eve-init: PERSIST mounted on /persist",
             Duration::from_secs(300),
         )
         .unwrap_or_else(|| panic!("no PERSIST:\n{}", console.transcript()));
+    let (ext4_grown, ext4_line) = console
+        .wait_for("eve-init: PERSIST's ext4 ", Duration::from_secs(1200))
+        .unwrap_or_else(|| panic!("PERSIST's ext4 not grown:\n{}", console.transcript()));
+    assert!(
+        ext4_line.contains("grown from"),
+        "PERSIST's ext4 not grown:\n{}",
+        console.transcript()
+    );
+    println!(
+        "{arch}: {table_line} ({:.1} s)\n{arch}: {ext4_line} ({:.1} s)",
+        (table_grown - disk_found).as_secs_f64(),
+        (ext4_grown - mounted).as_secs_f64()
+    );
 
     let until = Instant::now() + ONBOARD;
     let uuid = loop {
@@ -161,7 +201,15 @@ fn image_boots_and_onboards(arch: Arch) {
         init.0.as_secs_f64(),
         console.elapsed().as_secs_f64()
     );
+    for line in console
+        .transcript()
+        .lines()
+        .filter(|l| l.contains("EXT4-fs"))
+    {
+        println!("{arch}: the kernel said {line}");
+    }
     drop(console);
+    persist_fills_the_disk(&image, &dir);
     update_is_tried_once_then_falls_back(arch, &machine);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -175,6 +223,117 @@ fn open_image(path: &Path) -> FileDisk<std::fs::File> {
         .open(path)
         .expect("the image");
     FileDisk::new(file, DEFAULT_BLOCK_SIZE).expect("the image's length")
+}
+
+/// After the first boot, from the image file: the table's backup at the
+/// grown disk's end, PERSIST up to it, and PERSIST's ext4 filling
+/// PERSIST (up to the last block group, which the kernel leaves out when
+/// it is too small for its own metadata) and consistent.
+fn persist_fills_the_disk(image: &Path, dir: &Path) {
+    let mut disk = open_image(image);
+    let blocks = disk.block_count();
+    assert_eq!(blocks * DEFAULT_BLOCK_SIZE as u64, GROWN_DISK);
+    let gpt = Gpt::read(&mut disk).expect("a GPT");
+    assert!(gpt.status().both_valid(), "{:?}", gpt.status());
+    let mut header = vec![0u8; DEFAULT_BLOCK_SIZE];
+    disk.read(blocks - 1, &mut header).expect("the last block");
+    assert_eq!(
+        &header[..8],
+        b"EFI PART",
+        "the backup header at the disk's end"
+    );
+    assert_eq!(
+        u64::from_le_bytes(header[24..32].try_into().unwrap()),
+        blocks - 1
+    );
+    let persist = gpt.partition_named("P3").expect("PERSIST");
+    assert_eq!(persist.last_lba, gpt.last_usable());
+    // The backup entries (32 blocks) and header after it, no more than
+    // the table's 1 MiB alignment.
+    assert!(blocks - 1 - persist.last_lba <= (1 << 20) / DEFAULT_BLOCK_SIZE as u64);
+    drop(disk);
+
+    let file = std::fs::File::open(image).expect("the image");
+    let start = persist.first_lba * DEFAULT_BLOCK_SIZE as u64;
+    let partition_bytes = persist.blocks() * DEFAULT_BLOCK_SIZE as u64;
+    let mut sb = [0u8; 1024];
+    file.read_exact_at(&mut sb, start + 1024)
+        .expect("PERSIST's superblock");
+    let superblock = persistgrow::Superblock::parse(&sb).expect("ext4 on PERSIST");
+    let group_bytes = u64::from(u32::from_le_bytes(sb[32..36].try_into().unwrap()))
+        * u64::from(superblock.block_size);
+    let fs_bytes = superblock.blocks * u64::from(superblock.block_size);
+    assert!(
+        fs_bytes <= partition_bytes && partition_bytes - fs_bytes < group_bytes,
+        "an ext4 of {fs_bytes} bytes on a PERSIST of {partition_bytes}"
+    );
+
+    let started = Instant::now();
+    let copy = dir.join("persist.ext4");
+    sparse_copy(&file, start, partition_bytes, &copy);
+    // The machine was powered off: its journal is replayed on the copy
+    // (what the next mount does), and only that, before the read-only
+    // check.
+    let replay = Command::new("e2fsck")
+        .args(["-E", "journal_only", "-y"])
+        .arg(&copy)
+        .output()
+        .expect("e2fsck (e2fsprogs) runs");
+    assert!(
+        replay.status.success(),
+        "replaying PERSIST's journal: {}\n{}{}",
+        replay.status,
+        String::from_utf8_lossy(&replay.stdout),
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let check = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&copy)
+        .output()
+        .expect("e2fsck (e2fsprogs) runs");
+    let _ = std::fs::remove_file(&copy);
+    assert!(
+        check.status.success(),
+        "e2fsck -fn on PERSIST: {}\n{}{}",
+        check.status,
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // `INCOMPAT_META_BG`: what the kernel converts the file system to
+    // when its reserved descriptor blocks run out.
+    let meta_bg = u32::from_le_bytes(sb[0x60..0x64].try_into().unwrap()) & 0x10 != 0;
+    println!(
+        "PERSIST: {partition_bytes} bytes, its ext4 {fs_bytes} ({} blocks of {}, meta_bg {meta_bg}), e2fsck -fn clean ({:.1} s)",
+        superblock.blocks,
+        superblock.block_size,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Copies `len` bytes of `from` at `start` to a new sparse file `to`: only
+/// the extents that hold data (SEEK_DATA, SEEK_HOLE) and are not zeros.
+fn sparse_copy(from: &std::fs::File, start: u64, len: u64, to: &Path) {
+    let out = std::fs::File::create(to).expect("the copy");
+    out.set_len(len).expect("the copy's length");
+    let end = start + len;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = start;
+    while at < end {
+        let Ok(data) = rustix::fs::seek(from, SeekFrom::Data(at)) else {
+            break;
+        };
+        let hole = rustix::fs::seek(from, SeekFrom::Hole(data)).expect("SEEK_HOLE");
+        let mut pos = data;
+        while pos < hole.min(end) {
+            let n = (hole.min(end) - pos).min(buf.len() as u64) as usize;
+            from.read_exact_at(&mut buf[..n], pos).expect("the image");
+            if buf[..n].iter().any(|&b| b != 0) {
+                out.write_all_at(&buf[..n], pos - start).expect("the copy");
+            }
+            pos += n as u64;
+        }
+        at = hole;
+    }
 }
 
 fn state(disk: &mut FileDisk<std::fs::File>, name: &str) -> SlotState {
@@ -224,6 +383,19 @@ fn update_is_tried_once_then_falls_back(arch: Arch, machine: &NodeMachine) {
     console
         .wait_for("booted from IMGA (active)", Duration::from_secs(900))
         .unwrap_or_else(|| panic!("IMGA did not start:\n{}", console.transcript()));
+    for already in [
+        "eve-init: PERSIST already ends at the end of",
+        "eve-init: PERSIST's ext4 already fills its partition",
+    ] {
+        console
+            .wait_for(already, Duration::from_secs(300))
+            .unwrap_or_else(|| panic!("no {already:?}:\n{}", console.transcript()));
+    }
+    let transcript = console.transcript();
+    assert!(
+        !transcript.contains("PERSIST grown") && !transcript.contains("ext4 grown"),
+        "PERSIST grown again:\n{transcript}"
+    );
     println!("{arch}: the untested IMGB was tried once, then {fallback}");
 }
 

@@ -278,7 +278,7 @@ pub fn run(args: &Args) -> Result<Report, String> {
         types::EVE_PERSIST,
         0,
         persist_bytes,
-        persist::ext4(persist_bytes, args.sector_size, &out_dir)?,
+        persist::ext4(persist_bytes, &out_dir)?,
     )?);
     let placed = disk::write(&image, args.sector_size, disk::random_guid()?, &all)?;
     harness::provision::write_atomically(&artifact, &base_os)?;

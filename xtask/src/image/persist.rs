@@ -4,27 +4,41 @@
 use std::path::Path;
 use std::process::Command;
 
-/// An ext4 volume of `bytes`, labelled `persist`, for a disk of logical
-/// blocks of `sector_size` bytes: Linux mounts ext4 only with blocks no
-/// smaller than the disk's, and `mke2fs` picks 1 KiB blocks for a small
-/// volume, so a 4Kn disk's PERSIST gets 4 KiB blocks.
-pub fn ext4(bytes: u64, sector_size: usize, scratch: &Path) -> Result<Vec<u8>, String> {
+/// PERSIST's ext4 block size, whatever the volume's size. A file system
+/// grown online keeps the block size and the inodes per block group it
+/// was made with, and the node grows this small volume to the disk's end
+/// on its first boot: `mke2fs` would make a 16 MiB volume as a small one
+/// (1 KiB blocks, an inode per 4 KiB), which grown to a 1 TB disk would
+/// have 256 million inodes, 64 GiB of inode tables for the kernel to zero.
+/// 4 KiB is also no smaller than any disk's logical block, which Linux
+/// needs to mount it.
+const BLOCK_SIZE: u64 = 4096;
+
+/// A block group of [`BLOCK_SIZE`] blocks: one bitmap block's bits.
+const GROUP_BYTES: u64 = 8 * BLOCK_SIZE * BLOCK_SIZE;
+
+/// An inode per 16 KiB of the grown volume, `mke2fs`'s ratio for
+/// anything but small volumes: the inodes of a block group are fixed when
+/// it is made, so each group, even the small volume's only partial one,
+/// gets a whole group's share.
+const INODES_PER_GROUP: u64 = GROUP_BYTES / 16384;
+
+/// An ext4 volume of `bytes`, labelled `persist`, made to be grown online
+/// to a disk of any size (see [`BLOCK_SIZE`]).
+pub fn ext4(bytes: u64, scratch: &Path) -> Result<Vec<u8>, String> {
     let file = scratch.join("persist.ext4");
     let _ = std::fs::remove_file(&file);
     let size = format!("{}k", bytes / 1024);
-    let mut mke2fs = Command::new("mke2fs");
-    mke2fs
+    let inodes = bytes.div_ceil(GROUP_BYTES) * INODES_PER_GROUP;
+    let output = Command::new("mke2fs")
         .args(["-q", "-F", "-t", "ext4", "-L", "persist", "-m", "0"])
+        .args(["-b", &BLOCK_SIZE.to_string(), "-N", &inodes.to_string()])
         // A small volume: one journal, no lazy initialisation left for
         // the node to do at its first mount.
         .args([
             "-E",
             "lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0",
-        ]);
-    if sector_size > 1024 {
-        mke2fs.args(["-b", &sector_size.to_string()]);
-    }
-    let output = mke2fs
+        ])
         .arg(&file)
         .arg(&size)
         .output()
@@ -44,21 +58,37 @@ pub fn ext4(bytes: u64, sector_size: usize, scratch: &Path) -> Result<Vec<u8>, S
 mod tests {
     use super::*;
 
-    /// The block size in an ext4 superblock (at byte 1024:
-    /// `s_log_block_size` at 24, the magic 0xEF53 at 56).
-    fn block_size(volume: &[u8]) -> u32 {
+    fn u32_at(sb: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(sb[at..at + 4].try_into().unwrap())
+    }
+
+    /// The superblock's block size, blocks per group and inodes per
+    /// group (at byte 1024: `s_log_block_size` at 24,
+    /// `s_blocks_per_group` at 32, `s_inodes_per_group` at 40, the magic
+    /// 0xEF53 at 56).
+    fn geometry(volume: &[u8]) -> (u64, u64, u64) {
         let sb = &volume[1024..2048];
         assert_eq!(&sb[56..58], &[0x53, 0xEF]);
-        1024 << u32::from_le_bytes(sb[24..28].try_into().unwrap())
+        (
+            1024 << u32_at(sb, 24),
+            u64::from(u32_at(sb, 32)),
+            u64::from(u32_at(sb, 40)),
+        )
     }
 
     #[test]
-    fn a_4k_disk_gets_4k_blocks_and_a_512_byte_disk_mke2fs_own_choice() {
+    fn every_size_gets_4k_blocks_and_an_inode_per_16k_of_a_whole_group() {
         let dir = tempfile::tempdir().unwrap();
-        let small = ext4(16 << 20, 4096, dir.path()).unwrap();
-        assert_eq!(small.len(), 16 << 20);
-        assert_eq!(block_size(&small), 4096);
-        let classic = ext4(16 << 20, 512, dir.path()).unwrap();
-        assert_eq!(block_size(&classic), 1024);
+        for mib in [8, 16, 300] {
+            let volume = ext4(mib << 20, dir.path()).unwrap();
+            assert_eq!(volume.len() as u64, mib << 20);
+            let (block_size, blocks_per_group, inodes_per_group) = geometry(&volume);
+            assert_eq!(block_size, 4096, "{mib} MiB");
+            assert_eq!(
+                inodes_per_group * 16384,
+                blocks_per_group * block_size,
+                "{mib} MiB"
+            );
+        }
     }
 }
