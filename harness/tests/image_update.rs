@@ -257,7 +257,13 @@ fn image_updates_from_the_controller(arch: Arch) {
 }
 
 #[test]
-#[ignore = "TCG inside TCG, about 10 minutes: cargo test -p harness --test image_update -- --ignored"]
+#[ignore = "TCG inside TCG, about 8 minutes: cargo test -p harness --test image_update -- --ignored"]
 fn x86_64_image_updates_from_the_controller() {
     image_updates_from_the_controller(Arch::X86_64);
+}
+
+#[test]
+#[ignore = "TCG inside TCG, about 7 minutes: cargo test -p harness --test image_update -- --ignored"]
+fn aarch64_image_updates_from_the_controller() {
+    image_updates_from_the_controller(Arch::Aarch64);
 }
