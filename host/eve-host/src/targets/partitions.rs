@@ -20,7 +20,10 @@ mod disk;
 use std::error::Error;
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::thread;
+use std::time::Duration;
 
 use blobstore::{BlobState as StoreState, Digest};
 use blockdev::BLOCK_SIZE;
@@ -56,10 +59,36 @@ pub struct BootDisk {
 pub struct PartitionsTarget {
     content: Arc<Content>,
     disk: Option<BootDisk>,
-    /// One operation at a time: a write takes minutes, and a call meanwhile
-    /// is answered `Busy` rather than kept waiting.
+    /// One operation at a time.
     busy: Mutex<()>,
+    /// Set while a write holds `busy`: a write takes minutes, and a call
+    /// meanwhile is answered `Busy` rather than kept waiting. Any other
+    /// operation is short and a call waits for it: baseosmgr and nodeagent
+    /// each ask for `status` every few seconds, and on a real disk under
+    /// emulation one takes long enough that answering `Busy` left
+    /// baseosmgr without an answer for minutes on end, a trial boot
+    /// uncommitted.
+    writing: AtomicBool,
 }
+
+/// [`PartitionsTarget::writing`] set for as long as it lives.
+struct Writing<'a>(&'a AtomicBool);
+
+impl<'a> Writing<'a> {
+    fn new(flag: &'a AtomicBool) -> Writing<'a> {
+        flag.store(true, Ordering::SeqCst);
+        Writing(flag)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// How often a call waiting for a short operation looks again.
+const WAIT_STEP: Duration = Duration::from_millis(10);
 
 /// Opens the target on the context's disk (none: every call says so).
 pub fn open(
@@ -189,6 +218,7 @@ impl PartitionsTarget {
             content,
             disk,
             busy: Mutex::new(()),
+            writing: AtomicBool::new(false),
         }
     }
 
@@ -226,9 +256,35 @@ impl PartitionsTarget {
         })
     }
 
+    /// Takes `busy`: waits for a short operation to finish, answers
+    /// `Busy` while a write is under way.
+    fn hold(&self) -> Answer<MutexGuard<'_, ()>> {
+        loop {
+            if self.writing.load(Ordering::SeqCst) {
+                return Err(Refused::Busy);
+            }
+            match self.busy.try_lock() {
+                Ok(guard) => return Ok(guard),
+                // An operation that panicked left the disk as a killed host
+                // would, which every operation is ordered to survive.
+                Err(TryLockError::Poisoned(poisoned)) => return Ok(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => thread::sleep(WAIT_STEP),
+            }
+        }
+    }
+
     /// Runs `op` on the opened disk, one operation at a time.
     fn with_disk<T>(&self, op: impl FnOnce(&mut Opened) -> Answer<T>) -> Answer<T> {
-        let _guard = self.busy.try_lock().map_err(|_| Refused::Busy)?;
+        let _guard = self.hold()?;
+        let mut opened = self.open_disk()?;
+        op(&mut opened)
+    }
+
+    /// [`Self::with_disk`] for a write: calls meanwhile are answered
+    /// `Busy`.
+    fn writing_disk<T>(&self, op: impl FnOnce(&mut Opened) -> Answer<T>) -> Answer<T> {
+        let _guard = self.hold()?;
+        let _writing = Writing::new(&self.writing);
         let mut opened = self.open_disk()?;
         op(&mut opened)
     }
@@ -252,7 +308,7 @@ impl PartitionsTarget {
 
     fn write(&self, request: &WriteRequest, cut_after: Option<u64>) -> Answer<PartitionInfo> {
         let (image, hex) = self.image(&request.digest)?;
-        self.with_disk(|d| {
+        self.writing_disk(|d| {
             let booted = d.booted()?;
             let other = 1 - booted;
             let label = d.slots[other].name.clone();

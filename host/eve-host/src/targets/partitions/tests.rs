@@ -254,6 +254,44 @@ fn update_written_tried_once_and_committed(block_size: usize) {
     call::<Commit>(&b, &Empty {}).expect("committing again changes nothing");
 }
 
+/// Two services ask for `status` every few seconds: one asked while the
+/// other's is under way waits for it instead of being refused, so neither
+/// goes without an answer for long; during a write (minutes), a call is
+/// answered `Busy`.
+#[test]
+fn a_call_waits_for_a_short_operation_but_not_for_a_write() {
+    let node = Node::new();
+    let target = node.target(Some("IMGA"));
+    let expect = vec![
+        row("IMGA", "active", "1.0", true),
+        row("IMGB", "unused", "", false),
+    ];
+    std::thread::scope(|s| {
+        let held = target.busy.lock().unwrap();
+        let (started, asked) = std::sync::mpsc::channel();
+        let target = &target;
+        let other = s.spawn(move || {
+            started.send(()).unwrap();
+            status(target)
+        });
+        asked.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!other.is_finished(), "the call waits for the one under way");
+        drop(held);
+        assert_eq!(other.join().unwrap(), expect);
+    });
+
+    let held = target.busy.lock().unwrap();
+    let writing = Writing::new(&target.writing);
+    assert!(matches!(
+        call::<Status>(&target, &Empty {}),
+        Err(RpcError::Busy)
+    ));
+    drop(writing);
+    drop(held);
+    assert_eq!(status(&target), expect);
+}
+
 #[test]
 fn an_uncommitted_update_falls_back_to_the_old_partition() {
     let node = Node::new();
