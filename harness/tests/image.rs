@@ -19,23 +19,23 @@
 //! `target/guest`: the outer `cargo test` holds the lock on `target/`.
 
 mod common;
+#[allow(dead_code)] // the admin API is for the update scenario
+#[path = "common/localctl.rs"]
+mod localctl;
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use blockdev::MemDisk;
-use common::InProcessController;
 use configpart::FatVolume;
-use controller::identity::Identity;
-use controller::server::{self, Controller};
 use gptab::ab::{self, SlotState};
 use gptab::{Blocks, DEFAULT_BLOCK_SIZE, Disk, FileDisk, Gpt, types};
 use harness::Arch;
-use harness::nodeimage::{self, NodeMachine};
-use harness::provision::OnboardIdentity;
+use harness::nodeimage::NodeMachine;
+use localctl::{LocalController, build_image};
 use rustix::fs::SeekFrom;
 
 /// The boot and onboarding with the services' VMs emulated inside an
@@ -50,66 +50,6 @@ const GROWN_DISK: u64 = 40 << 30;
 /// One emulated node at a time: each keeps the machine's cores busy.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Our controller in this process, its device API on a loopback port.
-struct LocalController {
-    /// Runs the device API; dropped with the controller.
-    _rt: tokio::runtime::Runtime,
-    ctl: Arc<Controller>,
-    port: u16,
-}
-
-impl LocalController {
-    fn start(dir: &Path) -> LocalController {
-        Identity::load_or_create(dir).expect("controller identity");
-        nodeimage::reissue_controller_tls(dir).expect("TLS certificate for the node's uplink");
-        let identity = Identity::load_or_create(dir).expect("controller identity");
-        let InProcessController {
-            rt,
-            ctl,
-            tls,
-            device_listener,
-            port,
-        } = InProcessController::new(identity, &dir.join("controller.db"));
-        rt.spawn(server::serve_devices(ctl.clone(), device_listener, tls));
-        rt.spawn(server::housekeeping(ctl.clone()));
-        LocalController { _rt: rt, ctl, port }
-    }
-
-    /// The UUID of the device that registered with `serial`, once it has
-    /// also sent its device info.
-    fn onboarded(&self, serial: &str) -> Option<String> {
-        let store = self.ctl.store();
-        let device = store
-            .devices()
-            .ok()?
-            .into_iter()
-            .find(|d| d.serial == serial)?;
-        let info = store.latest_info(&device.uuid).ok()?;
-        (!info.is_empty()).then_some(device.uuid)
-    }
-}
-
-/// `cargo xtask image` for `arch` with `config` as its CONFIG files and
-/// `extra` options.
-fn build_image(arch: Arch, config: &Path, out: &Path, extra: &[&str]) {
-    let started = Instant::now();
-    let status = harness::xtask_command()
-        .args(["image", "--arch", arch.name(), "--version", "image-test"])
-        .args(extra)
-        .arg("--config")
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .status()
-        .expect("cargo xtask image runs");
-    assert!(status.success(), "cargo xtask image failed ({status})");
-    println!(
-        "cargo xtask image --arch {}: {:.1} s",
-        arch.name(),
-        started.elapsed().as_secs_f64()
-    );
-}
-
 fn scratch(arch: Arch) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("image-test-{arch}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -121,17 +61,9 @@ fn image_boots_and_onboards(arch: Arch) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch(arch);
     let controller = LocalController::start(&dir.join("controller"));
-    let identity = OnboardIdentity::generate("image-test-").expect("onboarding identity");
-    controller
-        .ctl
-        .onboard_add(&identity.cert_pem, std::slice::from_ref(&identity.serial))
-        .expect("onboarding certificate registered");
-    let root_pem = controller.ctl.identity().root_pem.clone();
-    for (name, data) in nodeimage::config_files(controller.port, &root_pem, &identity) {
-        std::fs::write(dir.join("config").join(name), data).expect("CONFIG file");
-    }
+    let identity = controller.provision("image-test-", &dir.join("config"));
     let image = dir.join("eve.img");
-    build_image(arch, &dir.join("config"), &image, &[]);
+    build_image(arch, "image-test", &dir.join("config"), &image, &[]);
     std::fs::OpenOptions::new()
         .write(true)
         .open(&image)
@@ -183,18 +115,7 @@ fn image_boots_and_onboards(arch: Arch) {
         (ext4_grown - mounted).as_secs_f64()
     );
 
-    let until = Instant::now() + ONBOARD;
-    let uuid = loop {
-        if let Some(uuid) = controller.onboarded(&identity.serial) {
-            break uuid;
-        }
-        assert!(
-            Instant::now() < until && !console.exited(),
-            "the node did not onboard within {ONBOARD:?}:\n{}",
-            console.transcript()
-        );
-        console.pump(Duration::from_secs(2));
-    };
+    let uuid = controller.until_onboarded(&identity.serial, &mut console, ONBOARD);
     println!(
         "{arch}: loader at {:.1} s, init at {:.1} s, onboarded as {uuid} at {:.1} s",
         loader.0.as_secs_f64(),
@@ -420,6 +341,7 @@ fn rpi4_image_has_the_pi_layout() {
     let image = dir.join("eve-rpi4.img");
     build_image(
         Arch::Aarch64,
+        "image-test",
         &dir.join("config"),
         &image,
         &["--board", "rpi4"],

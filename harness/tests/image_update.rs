@@ -180,18 +180,7 @@ fn image_updates_from_the_controller(arch: Arch) {
                 console.transcript()
             )
         });
-    let until = Instant::now() + ONBOARD;
-    let uuid = loop {
-        if let Some(uuid) = controller.onboarded(&identity.serial) {
-            break uuid;
-        }
-        assert!(
-            Instant::now() < until && !console.exited(),
-            "the node did not onboard within {ONBOARD:?}:\n{}",
-            console.transcript()
-        );
-        console.pump(Duration::from_secs(2));
-    };
+    let uuid = controller.until_onboarded(&identity.serial, &mut console, ONBOARD);
     println!(
         "{arch}: power-on to onboarded {:.1} s",
         console.elapsed().as_secs_f64()

@@ -6,14 +6,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::common::InProcessController;
 use controller::identity::Identity;
 use controller::server::{self, Controller};
 use evectl::admin::Admin;
 use harness::Arch;
-use harness::nodeimage;
+use harness::nodeimage::{self, NodeConsole};
 use harness::provision::OnboardIdentity;
 
 const ADMIN_TOKEN: &str = "image-test-token";
@@ -71,6 +71,29 @@ impl LocalController {
             .find(|d| d.serial == serial)?;
         let info = store.latest_info(&device.uuid).ok()?;
         (!info.is_empty()).then_some(device.uuid)
+    }
+
+    /// Waits, reading `console`, until the node with `serial` has
+    /// onboarded; its UUID. Fails with the console's transcript when the
+    /// machine stops or `patience` runs out first.
+    pub fn until_onboarded(
+        &self,
+        serial: &str,
+        console: &mut NodeConsole,
+        patience: Duration,
+    ) -> String {
+        let until = Instant::now() + patience;
+        loop {
+            if let Some(uuid) = self.onboarded(serial) {
+                return uuid;
+            }
+            assert!(
+                Instant::now() < until && !console.exited(),
+                "the node did not onboard within {patience:?}:\n{}",
+                console.transcript()
+            );
+            console.pump(Duration::from_secs(2));
+        }
     }
 
     /// Serves the admin API on loopback, its token in `dir`, and answers
