@@ -24,7 +24,7 @@ mod common;
 mod localctl;
 
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ use gptab::ab::{self, SlotState};
 use gptab::{Blocks, DEFAULT_BLOCK_SIZE, Disk, FileDisk, Gpt, types};
 use harness::Arch;
 use harness::nodeimage::NodeMachine;
-use localctl::{LocalController, build_image};
+use localctl::{LocalController, build_image, scratch};
 use rustix::fs::SeekFrom;
 
 /// The boot and onboarding with the services' VMs emulated inside an
@@ -50,16 +50,9 @@ const GROWN_DISK: u64 = 40 << 30;
 /// One emulated node at a time: each keeps the machine's cores busy.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn scratch(arch: Arch) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("image-test-{arch}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("config")).expect("scratch directory");
-    dir
-}
-
 fn image_boots_and_onboards(arch: Arch) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = scratch(arch);
+    let dir = scratch("image-test", arch);
     let controller = LocalController::start(&dir.join("controller"));
     let identity = controller.provision("image-test-", &dir.join("config"));
     let image = dir.join("eve.img");
@@ -335,7 +328,7 @@ fn aarch64_image_boots_with_aavmf_and_onboards() {
 #[test]
 fn rpi4_image_has_the_pi_layout() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = scratch(Arch::Aarch64).join("rpi4");
+    let dir = scratch("image-test", Arch::Aarch64).join("rpi4");
     std::fs::create_dir_all(dir.join("config")).expect("scratch directory");
     std::fs::write(dir.join("config/server"), "controller.example:443").expect("CONFIG file");
     let image = dir.join("eve-rpi4.img");

@@ -30,7 +30,7 @@ use gptab::{DEFAULT_BLOCK_SIZE, FileDisk, Gpt};
 use harness::Arch;
 use harness::content::{FileServer, Served, sha256_hex};
 use harness::nodeimage::{self, NodeConsole, NodeMachine};
-use localctl::{LocalController, build_image};
+use localctl::{LocalController, build_image, scratch};
 
 /// Power-on to onboarded, with the services' VMs emulated inside an
 /// emulated machine.
@@ -44,13 +44,6 @@ const DISK_BYTES: u64 = 512 << 20;
 
 /// One emulated node at a time: each keeps the machine's cores busy.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn scratch(arch: Arch) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("image-update-{arch}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch directory");
-    dir
-}
 
 /// The `swList` of the newest `ZInfoDevice` the controller holds.
 fn reported_sw_list(ctl: &Controller, uuid: &str) -> Vec<ZInfoDevSw> {
@@ -146,7 +139,7 @@ fn state(image: &Path, name: &str) -> SlotState {
 
 fn image_updates_from_the_controller(arch: Arch) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = scratch(arch);
+    let dir = scratch("image-update", arch);
     let controller = LocalController::start(&dir.join("controller"));
     let identity = controller.provision("image-update-", &dir.join("config"));
     let image = dir.join("v1/eve.img");

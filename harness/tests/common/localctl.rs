@@ -119,6 +119,15 @@ impl LocalController {
     }
 }
 
+/// A fresh scratch directory `<prefix>-<arch>-<pid>` under the temporary
+/// directory, emptied of an earlier run's.
+pub fn scratch(prefix: &str, arch: Arch) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{arch}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
 /// `cargo xtask image` for `arch`, base OS `version`, with `config` as its
 /// CONFIG files and `extra` options; answers the update artifact written
 /// beside `out` (`<stem>-baseos.img`).
